@@ -345,10 +345,13 @@ export class HashGrid {
   /** Learned probing's layout (rows 0 without probing). */
   readonly probing: ProbingLayout;
   /**
-   * Learned probing: the index codebooks' logits, [row][N_p] (rows of all probed levels), their
-   * gradient, `probe`, the argmax slot of each row, which the forward reads, and `softmax`, the
-   * rows' softmax, which the backward reads. The optimizer step refreshes probe and softmax from
-   * the logits (give it `probeRows`); after changing the logits otherwise, call refreshProbes.
+   * Learned probing: the index codebooks' logits, [row][N_p] (rows of all probed levels); their
+   * gradient as the backward accumulates it, with respect to each row's softmax (d loss / d s_p:
+   * the straight-through gradient of the soft lookup sum_p s_p E[bucket + p]), which the
+   * optimizer step maps to the logits through the softmax's Jacobian once per row (give it
+   * `probeRows`; logitGradient() computes that map here); `probe`, the argmax slot of each row,
+   * which the forward reads; and `softmax`, the rows' softmax. The optimizer step refreshes probe
+   * and softmax from the logits; after changing the logits otherwise, call refreshProbes.
    * Placeholders of one element without probing.
    */
   readonly logits: DeviceBuffer<"f32">;
@@ -388,6 +391,23 @@ export class HashGrid {
   /** The logits' rows as an Optimizer group's `rows`: the step keeps probe and softmax up to date. */
   get probeRows(): { width: number; argmax: DeviceBuffer<"u32">; softmax: DeviceBuffer<"f32"> } {
     return { width: this.probing.range, argmax: this.probe, softmax: this.softmax };
+  }
+
+  /**
+   * d loss / d logits of the gradient accumulated in logitGrad: per row s_p (G_p - sum_q s_q G_q),
+   * with s the rows' softmax (what the optimizer step applies, dsl/kernels/probe.ts logitGradRow),
+   * computed here in float64 for inspection.
+   */
+  logitGradient(): Float64Array {
+    const [g, s] = [this.logitGrad.download(), this.softmax.download()];
+    const NP = this.probing.range;
+    const out = new Float64Array(this.logitCount);
+    for (let row = 0; row < this.probing.rows; row++) {
+      let mean = 0;
+      for (let p = 0; p < NP; p++) mean += s[row * NP + p]! * g[row * NP + p]!;
+      for (let p = 0; p < NP; p++) out[row * NP + p] = s[row * NP + p]! * (g[row * NP + p]! - mean);
+    }
+    return out;
   }
 
   /** Logits of the index codebooks (0 without probing). */
@@ -459,8 +479,8 @@ export class HashGrid {
 
   /**
    * Gradients for dLdy ([n][outputDim], for the points of the last forward): writes `grad` and,
-   * with probing, `logitGrad` (overwritten unless `accumulate`), and with `inputs` returns dL/dx
-   * ([n][dims]) too.
+   * with probing, `logitGrad` (with respect to the rows' softmax, see there) (overwritten unless
+   * `accumulate`), and with `inputs` returns dL/dx ([n][dims]) too.
    */
   backward(dLdy: Float32Array | DeviceBuffer<"f32">, opts: { inputs?: boolean; accumulate?: boolean } = {}): { params: DeviceBuffer<"f32">; inputs?: DeviceBuffer<"f32"> } {
     const x = this.#lastX;
@@ -473,7 +493,7 @@ export class HashGrid {
       this.logitGrad.zero();
     }
     const k = this.kernels;
-    // Derived or hand-written: (x, params, probe, softmax, dy, grad, the logits' gradient).
+    // Derived or hand-written: (x, params, probe, softmax, dy, grad, the logits' gradient w.r.t. the softmax).
     this.mod.kernels[k.paramGrad]!(n, x, this.params, this.probe, this.softmax, dy, this.grad, this.logitGrad);
     if (!opts.inputs) return { params: this.grad };
     const dx = this.mod.alloc("f32", n * this.settings.dims); // zeroed: the derived gradient adds to it

@@ -1,6 +1,8 @@
 // Learned hash probing (Compact NGP) against a float64 reference written here: the forward reads
-// the argmax slot of each vertex's bucket; the logit gradient is the gradient of the soft
-// surrogate (softmax-weighted slots), checked by central finite differences and non-zero; N_p = 1
+// the argmax slot of each vertex's bucket; the logit gradient (the backward's gradient with
+// respect to the rows' softmax, through the softmax's Jacobian as the optimizer step applies it)
+// is the gradient of the soft surrogate (softmax-weighted slots), checked by central finite
+// differences and non-zero, and the optimizer step takes exactly that gradient; N_p = 1
 // is the plain grid bit for bit; JS and CPU agree; the optimizer keeps the probe table equal to
 // the argmax of the logits; refusals name the field.
 import { describe, expect, test } from "bun:test";
@@ -113,7 +115,7 @@ describe("learned probing", () => {
       const dy = uniformF32(r, n * grid.outputDim, -1, 1);
       grid.forward(x);
       grid.backward(dy);
-      const got = grid.logitGrad.download();
+      const got = grid.logitGradient();
       const params = grid.params.download() as Float32Array;
       const logits = Float64Array.from(grid.logits.download());
       // L(logits) = <dy, soft encoding>, in float64.
@@ -160,7 +162,7 @@ describe("learned probing", () => {
       reference(grid, params, logits, [x[2 * i]!, x[2 * i + 1]!], true).forEach((v, k) => expect(Math.abs(v - y[i * grid.outputDim + k]!)).toBeLessThan(1e-5));
     const dy = uniformF32(r, n * grid.outputDim, -1, 1);
     grid.backward(dy);
-    const got = grid.logitGrad.download();
+    const got = grid.logitGradient();
     // Per touched row the straight-through gradients sum to 0 (softmax's Jacobian), and some are not 0.
     const NP = 64;
     let nonzero = 0;
@@ -249,6 +251,29 @@ describe("learned probing", () => {
       changed += after.filter((v, k) => v !== before[k]).length;
     }
     expect(changed).toBeGreaterThan(0); // the logits did move the probes
+    opt.close();
+    grid.close();
+  });
+
+  test("the optimizer step takes the logits' gradient: the softmax's Jacobian applied to the backward's, row by row", async () => {
+    const seed = freshSeed("probing optimizer jacobian");
+    const backend = CPU ?? "js";
+    const grid = await probedGrid(backend, seed);
+    const lr = 0.5;
+    const opt = await Optimizer.create([{ name: "logits", params: grid.logits, grad: grid.logitGrad, lr, rows: grid.probeRows }], { kind: "sgd" }, load(backend));
+    const r = rng(seed + 6);
+    grid.forward(uniformF32(r, 400 * 2, 0, 1));
+    grid.backward(uniformF32(r, 400 * grid.outputDim, -1, 1));
+    const before = grid.logits.download();
+    const want = grid.logitGradient();
+    opt.update();
+    const after = grid.logits.download();
+    const scale = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    expect(scale).toBeGreaterThan(1e-3);
+    let worst = 0;
+    after.forEach((v, k) => (worst = Math.max(worst, Math.abs(before[k]! - lr * want[k]! - v))));
+    expect(worst).toBeLessThan(1e-6 * Math.max(1, lr * scale));
+    expect(grid.logitGrad.download().every((v) => v === 0)).toBe(true); // zeroed by the step
     opt.close();
     grid.close();
   });

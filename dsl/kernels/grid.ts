@@ -11,9 +11,11 @@
 // probeRange N_p > 1: the level's table is N_f = size / N_p buckets of N_p slots, and a vertex's
 // entry is N_p * (hash % N_f) + probe[row], where row = hash2 % codebookSize selects a row of the
 // level's index codebook (N_p logits per row) and probe[row] is that row's argmax, kept up to date
-// by the optimizer step (optimizer.ts, adamStepRows) with the row's softmax. The forward reads the argmax slot; the
-// backward also gives the logits the gradient of a softmax over the row (straight-through). With
-// N_p = 1 no level is probed and every probing statement folds away: the plain grid.
+// by the optimizer step (optimizer.ts, adamStepRows) with the row's softmax. The forward reads the
+// argmax slot; the backward also gives each slot of the row the gradient of a softmax-weighted
+// lookup over the row (straight-through), with respect to the slot's weight: the optimizer step
+// takes it through the softmax to the logits, once per row. With N_p = 1 no level is probed and
+// every probing statement folds away: the plain grid.
 import { type Buf, type Const, type Float, type f16, type f32, type i32, atomicAdd, fma, localArray, select, u32 } from "../index.ts";
 import { NEAREST } from "./interpolate.ts";
 import { type GridConfig, bucket, codebookRow, cornerWeight, entry, locate } from "./lookup.ts";
@@ -29,13 +31,15 @@ function forward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>
 
 /**
  * The gradient of corner `corner` (weight w) of point i at level l: its entry's features receive
- * w * dy; at a probed level the logits of the vertex's codebook row receive the straight-through
- * gradient. With s = softmax(logits of the row) (kept per row in `softmax`, probe.ts) and
- * g_p = w * <dy, E[bucket + p]> (how the loss would move per unit of weight on slot p), d loss / d logit_p = s_p * (g_p - sum_q s_q g_q): the
- * gradient of the soft lookup sum_p s_p E[bucket + p]. g_p depends on p through the feature row,
- * so the logits do learn (an implementation that uses one g for every p gets exactly 0).
+ * w * dy; at a probed level, slot p of the vertex's codebook row receives
+ * g_p = w * <dy, E[bucket + p]>, the derivative of the soft lookup sum_p s_p E[bucket + p] with
+ * respect to the slot's weight s_p (straight-through: the forward reads the argmax slot). g_p
+ * depends on p through the feature row, so the logits do learn (an implementation that uses one
+ * g for every p gets exactly 0). The softmax's Jacobian, d loss / d logit_p = s_p (G_p - sum_q s_q G_q)
+ * with G the row's sum of g over the batch, is linear and the same for every lookup of the row:
+ * the optimizer step applies it once per row (optimizer.ts, adamStepRows), not once per lookup.
  */
-function cornerBackward(cfg: Const<GridConfig>, l: i32, cell: u32[], corner: i32, coords: u32[], w: f32, o: u32, params: Buf<Float>, probe: Buf<u32>, softmax: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
+function cornerBackward(cfg: Const<GridConfig>, l: i32, cell: u32[], corner: i32, coords: u32[], w: f32, o: u32, params: Buf<Float>, probe: Buf<u32>, dy: Buf<f32>, grad: Buf<f32>, slotGrad: Buf<f32>): void {
   const base = entry(cfg, l, cell, corner, coords, probe);
   for (let f = 0; f < cfg.features; f++) {
     atomicAdd(grad, base + u32(f), w * dy[o + u32(f)]);
@@ -43,24 +47,21 @@ function cornerBackward(cfg: Const<GridConfig>, l: i32, cell: u32[], corner: i32
   if (cfg.probed[l]) {
     const first = bucket(cfg, l, coords);
     const row = codebookRow(cfg, l, coords) * u32(cfg.probeRange);
-    const g = localArray<f32>(cfg.probeRange);
-    let mean: f32 = 0.0;
     for (let p = 0; p < cfg.probeRange; p++) {
       let gp: f32 = 0.0;
       for (let f = 0; f < cfg.features; f++) {
         gp = fma(dy[o + u32(f)], params[(first + u32(p)) * u32(cfg.features) + u32(f)], gp);
       }
-      g[p] = w * gp;
-      mean = fma(softmax[row + u32(p)], g[p], mean);
-    }
-    for (let p = 0; p < cfg.probeRange; p++) {
-      atomicAdd(logitGrad, row + u32(p), softmax[row + u32(p)] * (g[p] - mean));
+      atomicAdd(slotGrad, row + u32(p), w * gp);
     }
   }
 }
 
-/** grad += d loss / d params and logitGrad += d loss / d logits (see cornerBackward). */
-function backward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, probe: Buf<u32>, softmax: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
+/**
+ * grad += d loss / d params and slotGrad += d loss / d softmax (the probed levels' slot weights,
+ * see cornerBackward).
+ */
+function backward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, probe: Buf<u32>, dy: Buf<f32>, grad: Buf<f32>, slotGrad: Buf<f32>): void {
   for (let l = 0; l < cfg.levels; l++) {
     const cell = localArray<u32>(cfg.dims);
     const coords = localArray<u32>(cfg.dims);
@@ -70,10 +71,10 @@ function backward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float
     locate(cfg, l, x, i, cell, w0, w1, dw);
     const o = (i * u32(cfg.levels) + u32(l)) * u32(cfg.features);
     if (cfg.interpolation === NEAREST) {
-      cornerBackward(cfg, l, cell, 0, coords, 1.0, o, params, probe, softmax, dy, grad, logitGrad);
+      cornerBackward(cfg, l, cell, 0, coords, 1.0, o, params, probe, dy, grad, slotGrad);
     } else {
       for (let c = 0; c < 1 << cfg.dims; c++) {
-        cornerBackward(cfg, l, cell, c, coords, cornerWeight(cfg, c, w0, w1), o, params, probe, softmax, dy, grad, logitGrad);
+        cornerBackward(cfg, l, cell, c, coords, cornerWeight(cfg, c, w0, w1), o, params, probe, dy, grad, slotGrad);
       }
     }
   }
@@ -118,14 +119,16 @@ function inputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Floa
 }
 
 // The kernels, for f32 parameters and for f16 storage (computed in f32). `probe` (the argmax slot
-// of every codebook row) and, in the backward, `softmax` and `logitGrad` are read and written only
-// at probed levels: a grid without probing passes placeholders.
+// of every codebook row) and, in the backward, `logitGrad` (d loss / d softmax of every codebook
+// row, see cornerBackward) are read and written only at probed levels: a grid without probing
+// passes placeholders. `softmax` (the rows' softmax) is for variants (parts.ts) and the optimizer:
+// the default lookup does not read it.
 
 /**
  * The forward, and its adjoints derived by the compiler (codegen/adjoint.ts): the parameter
- * gradient, one level per thread like gridBackward, with learned probing's logit gradient (the
- * straight-through estimator declared by lookup.ts's feature(); d_softmax receives it), and the
- * input gradient. The hand-written gridBackward and gridInputGrad are their oracles in the tests.
+ * gradient, one level per thread like gridBackward, with learned probing's gradient with respect
+ * to the rows' softmax (the straight-through estimator declared by lookup.ts's feature();
+ * d_softmax receives it, as gridBackward's logitGrad), and the input gradient. The hand-written gridBackward and gridInputGrad are their oracles in the tests.
  * @kernel
  * @schedule split
  * @adjoint gridForwardParamGrad params,softmax owner
@@ -147,12 +150,13 @@ export function gridForwardHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, par
 
 /**
  * Levels write disjoint parts of grad and logitGrad, so on the CPU each level is owned by one
- * thread (no atomics). The gradients are f32 whatever the parameters' storage.
+ * thread (no atomics). The gradients are f32 whatever the parameters' storage. logitGrad receives
+ * d loss / d softmax (cornerBackward); `softmax` is not read (the derived gradient's arguments).
  * @kernel
  * @schedule owner
  */
 export function gridBackward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, probe: Buf<u32>, softmax: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
-  backward(i, cfg, x, params, probe, softmax, dy, grad, logitGrad);
+  backward(i, cfg, x, params, probe, dy, grad, logitGrad);
 }
 
 /**
@@ -160,7 +164,7 @@ export function gridBackward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params
  * @schedule owner
  */
 export function gridBackwardHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f16>, probe: Buf<u32>, softmax: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
-  backward(i, cfg, x, params, probe, softmax, dy, grad, logitGrad);
+  backward(i, cfg, x, params, probe, dy, grad, logitGrad);
 }
 
 /** @kernel */

@@ -123,24 +123,20 @@ export function feature(cfg: Const<GridConfig>, l: i32, coords: u32[], base: u32
 }
 
 /**
- * The derivative of feature(): d_params[base + f] += adj and, at a probed level, with
- * s = softmax(logits of the row) and g_p = adj * E[bucket + p][f] (how the loss would move per
- * unit of this feature on slot p), d_softmax[row][p] += s_p * (g_p - sum_q s_q g_q): the gradient
- * of the soft lookup sum_p s_p E[bucket + p], added to the logits' gradient (d_softmax stands for
- * it). g_p depends on p through slot p's feature: with one g for every p the logits get exactly 0.
+ * The derivative of feature(): d_params[base + f] += adj and, at a probed level, the derivative of
+ * the soft lookup sum_p s_p E[bucket + p][f] with respect to the slot weights s = softmax(logits of
+ * the row): d_softmax[row][p] += adj * E[bucket + p][f] (straight-through: the forward reads the
+ * argmax slot). It depends on p through slot p's feature: with one value for every p the logits
+ * would get exactly 0. d_softmax is what HashGrid accumulates for the logits; the optimizer step
+ * maps it through the softmax's Jacobian once per row (optimizer.ts, adamStepRows).
  */
 export function featureGrad(cfg: Const<GridConfig>, l: i32, coords: u32[], base: u32, f: i32, params: Buf<Float>, softmax: Buf<f32>, adj: f32, d_params: Buf<f32>, d_softmax: Buf<f32>): void {
   atomicAdd(d_params, base + u32(f), adj);
   if (cfg.probed[l]) {
     const first = bucket(cfg, l, coords);
     const row = codebookRow(cfg, l, coords) * u32(cfg.probeRange);
-    let mean: f32 = 0.0;
     for (let p = 0; p < cfg.probeRange; p++) {
-      mean = fma(softmax[row + u32(p)], params[(first + u32(p)) * u32(cfg.features) + u32(f)], mean);
-    }
-    for (let p = 0; p < cfg.probeRange; p++) {
-      const e = params[(first + u32(p)) * u32(cfg.features) + u32(f)];
-      atomicAdd(d_softmax, row + u32(p), softmax[row + u32(p)] * (adj * (e - mean)));
+      atomicAdd(d_softmax, row + u32(p), adj * params[(first + u32(p)) * u32(cfg.features) + u32(f)]);
     }
   }
 }

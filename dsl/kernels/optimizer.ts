@@ -2,7 +2,7 @@
 // gradient is read, used and zeroed in the same pass, so that the next step's backward passes can
 // accumulate into it without a separate clearing pass.
 import { type Buf, type Const, type f16, type f32, type i32, sqrt, u32 } from "../index.ts";
-import { refreshRow } from "./probe.ts";
+import { logitGradRow, refreshRow } from "./probe.ts";
 
 /**
  * Adam as tiny-cuda-nn's: g = gradScale * grad + weightDecay * param (L2), m and v the moving
@@ -42,19 +42,27 @@ export interface RowsConfig {
 }
 
 /**
- * Adam over a group of rows (thread i: row i) that refreshes each row's argmax and softmax in the
- * same pass (probe.ts): learned probing's probe table follows its logits with no pass of its own.
+ * Adam over a group of rows (thread i: row i) whose gradient is given with respect to each row's
+ * softmax (what the grid's backward accumulates for learned probing's logits): the step maps it to
+ * the logits through the softmax's Jacobian (probe.ts, logitGradRow), updates them, and refreshes
+ * the row's argmax and softmax in the same pass: the probe table follows its logits with no pass
+ * of its own.
  * @kernel
  */
 export function adamStepRows(i: u32, cfg: Const<RowsConfig>, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, argmax: Buf<u32>, softmax: Buf<f32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, gradScale: f32): void {
+  logitGradRow(cfg.width, i, grads, softmax);
   for (let p = 0; p < cfg.width; p++) {
     adam(i * u32(cfg.width) + u32(p), params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
   }
   refreshRow(cfg.width, i, params, argmax, softmax);
 }
 
-/** @kernel */
+/**
+ * Gradient descent over rows, as adamStepRows.
+ * @kernel
+ */
 export function sgdStepRows(i: u32, cfg: Const<RowsConfig>, params: Buf<f32>, grads: Buf<f32>, argmax: Buf<u32>, softmax: Buf<f32>, lr: f32, weightDecay: f32, gradScale: f32): void {
+  logitGradRow(cfg.width, i, grads, softmax);
   for (let p = 0; p < cfg.width; p++) {
     sgd(i * u32(cfg.width) + u32(p), params, grads, lr, weightDecay, gradScale);
   }

@@ -51,80 +51,80 @@ NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 15.0f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 16u;
-    const uint32_t entry_result_68 = index_63 % 256u * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 16u;
-    const uint32_t entry_result_68 = index_63 % 256u * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 16u;
-    const uint32_t entry_result_68 = index_63 % 256u * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 16u;
-    const uint32_t entry_result_68 = index_63 % 256u * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = i * 16u * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = i * 16u * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -167,105 +167,105 @@ NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 15.0f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 256u * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 256u * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 256u * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 256u * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -298,80 +298,80 @@ NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 21.110605f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 23u;
-    const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 23u;
-    const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 23u;
-    const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 23u;
-    const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 1u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 1u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -414,105 +414,105 @@ NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 21.110605f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 23u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (256u + index_63[ngp_l] % 536u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 23u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (256u + index_63[ngp_l] % 536u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 23u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (256u + index_63[ngp_l] % 536u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 23u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (256u + index_63[ngp_l] % 536u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -545,80 +545,80 @@ NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 29.554932f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 31u;
-    const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 31u;
-    const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 31u;
-    const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 31u;
-    const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 2u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 2u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -661,105 +661,105 @@ NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 29.554932f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 31u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (792u + index_63[ngp_l] % 968u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 31u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (792u + index_63[ngp_l] % 968u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 31u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (792u + index_63[ngp_l] % 968u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 31u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (792u + index_63[ngp_l] % 968u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -792,80 +792,80 @@ NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 41.224255f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 43u;
-    const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 43u;
-    const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 43u;
-    const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 43u;
-    const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 3u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 3u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -908,105 +908,105 @@ NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 41.224255f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 43u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1760u + index_63[ngp_l] % 1856u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 43u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1760u + index_63[ngp_l] % 1856u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 43u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1760u + index_63[ngp_l] % 1856u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 43u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1760u + index_63[ngp_l] % 1856u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1039,80 +1039,80 @@ NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 57.35024f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 59u;
-    const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 59u;
-    const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 59u;
-    const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 59u;
-    const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 4u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 4u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1155,105 +1155,105 @@ NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 57.35024f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 59u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3616u + index_63[ngp_l] % 3488u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 59u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3616u + index_63[ngp_l] % 3488u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 59u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3616u + index_63[ngp_l] % 3488u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 59u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3616u + index_63[ngp_l] % 3488u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1286,80 +1286,80 @@ NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 79.63495f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 81u;
-    const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 81u;
-    const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 81u;
-    const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 81u;
-    const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 5u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 5u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1402,105 +1402,105 @@ NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 79.63495f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 81u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (7104u + index_63[ngp_l] % 6568u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 81u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (7104u + index_63[ngp_l] % 6568u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 81u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (7104u + index_63[ngp_l] % 6568u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 81u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (7104u + index_63[ngp_l] % 6568u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1533,80 +1533,80 @@ NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 110.43047f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 112u;
-    const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 112u;
-    const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 112u;
-    const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 112u;
-    const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 6u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 6u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1649,105 +1649,105 @@ NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 110.43047f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 112u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13672u + index_63[ngp_l] % 12544u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 112u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13672u + index_63[ngp_l] % 12544u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 112u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13672u + index_63[ngp_l] % 12544u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 112u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13672u + index_63[ngp_l] % 12544u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1780,80 +1780,80 @@ NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 152.9872f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 154u;
-    const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 154u;
-    const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 154u;
-    const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 154u;
-    const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 7u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 7u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1896,105 +1896,105 @@ NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 152.9872f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 154u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (26216u + index_63[ngp_l] % 23720u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 154u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (26216u + index_63[ngp_l] % 23720u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 154u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (26216u + index_63[ngp_l] % 23720u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 154u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (26216u + index_63[ngp_l] % 23720u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -2027,80 +2027,80 @@ NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 211.7969f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 213u;
-    const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 213u;
-    const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 213u;
-    const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 213u;
-    const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 8u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 8u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -2143,105 +2143,105 @@ NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 211.7969f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 213u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (49936u + index_63[ngp_l] % 45376u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 213u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (49936u + index_63[ngp_l] % 45376u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 213u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (49936u + index_63[ngp_l] % 45376u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 213u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (49936u + index_63[ngp_l] % 45376u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -2274,80 +2274,80 @@ NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 293.06677f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 295u;
-    const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 295u;
-    const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 295u;
-    const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 295u;
-    const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 9u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 9u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -2390,105 +2390,105 @@ NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 293.06677f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -2515,61 +2515,61 @@ NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
 }
@@ -2604,80 +2604,80 @@ NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 405.37466f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 407u;
-    const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 407u;
+    const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 407u;
-    const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 407u;
+    const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 407u;
-    const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 407u;
+    const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 407u;
-    const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 407u;
+    const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 10u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 10u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -2720,105 +2720,105 @@ NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 405.37466f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -2845,61 +2845,61 @@ NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
 }
@@ -2934,80 +2934,80 @@ NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 560.5744f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 562u;
-    const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 562u;
+    const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 562u;
-    const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 562u;
+    const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 562u;
-    const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 562u;
+    const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 562u;
-    const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 562u;
+    const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 11u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 11u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -3050,105 +3050,105 @@ NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 560.5744f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -3175,61 +3175,61 @@ NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
 }
@@ -3264,84 +3264,84 @@ NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 775.0469f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 12u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 12u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -3384,113 +3384,113 @@ NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 775.0469f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -3517,69 +3517,69 @@ NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
 }
@@ -3614,84 +3614,84 @@ NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 1071.4292f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 13u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 13u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -3734,113 +3734,113 @@ NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 1071.4292f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -3867,69 +3867,69 @@ NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
 }
@@ -3964,84 +3964,84 @@ NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 1481.0037f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 14u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 14u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -4084,113 +4084,113 @@ NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 1481.0037f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -4217,69 +4217,69 @@ NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
 }
@@ -4314,84 +4314,84 @@ NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 2047.0f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_65 = coords_4[0];
-    h_65 ^= coords_4[1] * 2654435761u;
-    uint32_t index_63 = h_65;
-    const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+    uint32_t h_62 = coords_4[0];
+    h_62 ^= coords_4[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 15u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 15u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -4434,113 +4434,113 @@ NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 2047.0f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -4567,69 +4567,69 @@ NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
 }
@@ -4753,48 +4753,48 @@ NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = i * 16u * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 16u;
-    const uint32_t entry_result_65 = index_60 % 256u * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 16u;
+    const uint32_t entry_result_62 = index_57 % 256u * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 16u;
-    const uint32_t entry_result_65 = index_60 % 256u * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 16u;
+    const uint32_t entry_result_62 = index_57 % 256u * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 16u;
-    const uint32_t entry_result_65 = index_60 % 256u * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 16u;
+    const uint32_t entry_result_62 = index_57 % 256u * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 16u;
-    const uint32_t entry_result_65 = index_60 % 256u * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 16u;
+    const uint32_t entry_result_62 = index_57 % 256u * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -4839,60 +4839,60 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = index_57[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = index_57[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = index_57[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = index_57[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -4926,48 +4926,48 @@ NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 1u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 23u;
-    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 23u;
+    const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 23u;
-    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 23u;
+    const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 23u;
-    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 23u;
+    const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 23u;
-    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 23u;
+    const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -5012,60 +5012,60 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (256u + index_57[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (256u + index_57[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (256u + index_57[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (256u + index_57[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -5099,48 +5099,48 @@ NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 2u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 31u;
-    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 31u;
+    const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 31u;
-    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 31u;
+    const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 31u;
-    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 31u;
+    const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 31u;
-    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 31u;
+    const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -5185,60 +5185,60 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (792u + index_57[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (792u + index_57[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (792u + index_57[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (792u + index_57[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -5272,48 +5272,48 @@ NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 3u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 43u;
-    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 43u;
+    const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 43u;
-    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 43u;
+    const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 43u;
-    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 43u;
+    const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 43u;
-    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 43u;
+    const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -5358,60 +5358,60 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1760u + index_57[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1760u + index_57[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1760u + index_57[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1760u + index_57[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -5445,48 +5445,48 @@ NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 4u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 59u;
-    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 59u;
+    const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 59u;
-    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 59u;
+    const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 59u;
-    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 59u;
+    const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 59u;
-    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 59u;
+    const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -5531,60 +5531,60 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (3616u + index_57[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (3616u + index_57[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (3616u + index_57[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (3616u + index_57[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -5618,48 +5618,48 @@ NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 5u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 81u;
-    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 81u;
+    const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 81u;
-    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 81u;
+    const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 81u;
-    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 81u;
+    const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 81u;
-    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 81u;
+    const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -5704,60 +5704,60 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (7104u + index_57[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (7104u + index_57[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (7104u + index_57[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (7104u + index_57[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -5791,48 +5791,48 @@ NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 6u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 112u;
-    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 112u;
+    const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 112u;
-    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 112u;
+    const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 112u;
-    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 112u;
+    const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 112u;
-    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 112u;
+    const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -5877,60 +5877,60 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (13672u + index_57[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (13672u + index_57[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (13672u + index_57[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (13672u + index_57[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -5964,48 +5964,48 @@ NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 7u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 154u;
-    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 154u;
+    const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 154u;
-    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 154u;
+    const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 154u;
-    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 154u;
+    const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 154u;
-    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 154u;
+    const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -6050,60 +6050,60 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (26216u + index_57[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (26216u + index_57[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (26216u + index_57[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (26216u + index_57[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -6137,48 +6137,48 @@ NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 8u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 213u;
-    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 213u;
+    const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 213u;
-    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 213u;
+    const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 213u;
-    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 213u;
+    const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 213u;
-    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 213u;
+    const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -6223,60 +6223,60 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (49936u + index_57[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (49936u + index_57[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (49936u + index_57[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (49936u + index_57[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -6310,48 +6310,48 @@ NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 9u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 295u;
-    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 295u;
+    const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 295u;
-    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 295u;
+    const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 295u;
-    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 295u;
+    const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 295u;
-    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 295u;
+    const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -6396,60 +6396,60 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -6477,42 +6477,42 @@ NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
 }
 
@@ -6546,48 +6546,48 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 10u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 407u;
-    const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 407u;
+    const uint32_t entry_result_62 = (182344u + index_57 % 165656u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 407u;
-    const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 407u;
+    const uint32_t entry_result_62 = (182344u + index_57 % 165656u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 407u;
-    const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 407u;
+    const uint32_t entry_result_62 = (182344u + index_57 % 165656u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 407u;
-    const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 407u;
+    const uint32_t entry_result_62 = (182344u + index_57 % 165656u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -6632,60 +6632,60 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (182344u + index_57[ngp_l] % 165656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (182344u + index_57[ngp_l] % 165656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (182344u + index_57[ngp_l] % 165656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (182344u + index_57[ngp_l] % 165656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -6713,42 +6713,42 @@ NGP_FN void gridBackward_pass10_prefetch(int64_t ngp_i0, const float* __restrict
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (182344u + index_57[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (182344u + index_57[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (182344u + index_57[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (182344u + index_57[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
 }
 
@@ -6782,48 +6782,48 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 11u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 562u;
-    const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 562u;
+    const uint32_t entry_result_62 = (348000u + index_57 % 315848u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 562u;
-    const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 562u;
+    const uint32_t entry_result_62 = (348000u + index_57 % 315848u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 562u;
-    const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 562u;
+    const uint32_t entry_result_62 = (348000u + index_57 % 315848u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 562u;
-    const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 562u;
+    const uint32_t entry_result_62 = (348000u + index_57 % 315848u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -6868,60 +6868,60 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (348000u + index_57[ngp_l] % 315848u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (348000u + index_57[ngp_l] % 315848u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (348000u + index_57[ngp_l] % 315848u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (348000u + index_57[ngp_l] % 315848u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -6949,42 +6949,42 @@ NGP_FN void gridBackward_pass11_prefetch(int64_t ngp_i0, const float* __restrict
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (348000u + index_57[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (348000u + index_57[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (348000u + index_57[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (348000u + index_57[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
 }
 
@@ -7018,52 +7018,52 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 12u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (663848u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (663848u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (663848u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (663848u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -7108,68 +7108,68 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (663848u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (663848u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (663848u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (663848u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -7197,50 +7197,50 @@ NGP_FN void gridBackward_pass12_prefetch(int64_t ngp_i0, const float* __restrict
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (663848u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (663848u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (663848u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (663848u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
 }
 
@@ -7274,52 +7274,52 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 13u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (1188136u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (1188136u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (1188136u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (1188136u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -7364,68 +7364,68 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1188136u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1188136u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1188136u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1188136u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -7453,50 +7453,50 @@ NGP_FN void gridBackward_pass13_prefetch(int64_t ngp_i0, const float* __restrict
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1188136u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1188136u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1188136u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1188136u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
 }
 
@@ -7530,52 +7530,52 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 14u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (1712424u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (1712424u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (1712424u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (1712424u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -7620,68 +7620,68 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1712424u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1712424u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1712424u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1712424u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -7709,50 +7709,50 @@ NGP_FN void gridBackward_pass14_prefetch(int64_t ngp_i0, const float* __restrict
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1712424u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1712424u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1712424u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1712424u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
 }
 
@@ -7786,52 +7786,52 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 15u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (2236712u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (2236712u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (2236712u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_62 = coords_3[0];
-    h_62 ^= coords_3[1] * 2654435761u;
-    uint32_t index_60 = h_62;
-    const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_59 = coords_3[0];
+    h_59 ^= coords_3[1] * 2654435761u;
+    uint32_t index_57 = h_59;
+    const uint32_t entry_result_62 = (2236712u + index_57 % 524288u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -7876,68 +7876,68 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (2236712u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (2236712u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (2236712u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (2236712u + index_57[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -7965,50 +7965,50 @@ NGP_FN void gridBackward_pass15_prefetch(int64_t ngp_i0, const float* __restrict
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (2236712u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (2236712u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (2236712u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_62[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t h_59[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_59[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = h_59[ngp_l];
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (2236712u + index_57[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
 }
 

@@ -47,80 +47,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 15.0f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      const uint32_t entry_result_68 = index_63 % 256u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      const uint32_t entry_result_68 = index_63 % 256u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      const uint32_t entry_result_68 = index_63 % 256u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      const uint32_t entry_result_68 = index_63 % 256u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = i * 16u * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = i * 16u * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -152,80 +152,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 21.110605f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 23u;
-      const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 23u;
-      const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 23u;
-      const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 23u;
-      const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 1u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 1u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -257,80 +257,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 29.554932f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 31u;
-      const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 31u;
-      const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 31u;
-      const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 31u;
-      const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 2u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 2u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -362,80 +362,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 41.224255f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 43u;
-      const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 43u;
-      const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 43u;
-      const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 43u;
-      const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 3u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 3u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -467,80 +467,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 57.35024f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 59u;
-      const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 59u;
-      const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 59u;
-      const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 59u;
-      const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 4u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 4u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -572,80 +572,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 79.63495f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 81u;
-      const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 81u;
-      const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 81u;
-      const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 81u;
-      const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 5u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 5u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -677,80 +677,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 110.43047f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 112u;
-      const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 112u;
-      const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 112u;
-      const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 112u;
-      const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 6u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 6u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -782,80 +782,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 152.9872f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 154u;
-      const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 154u;
-      const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 154u;
-      const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 154u;
-      const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 7u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 7u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -887,80 +887,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 211.7969f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 213u;
-      const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 213u;
-      const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 213u;
-      const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 213u;
-      const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 8u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 8u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -992,80 +992,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 293.06677f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 295u;
-      const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 295u;
-      const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 295u;
-      const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 295u;
-      const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 9u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 9u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1097,80 +1097,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 405.37466f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 407u;
-      const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 407u;
+      const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 407u;
-      const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 407u;
+      const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 407u;
-      const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 407u;
+      const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 407u;
-      const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 407u;
+      const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 10u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 10u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1202,80 +1202,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 560.5744f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 562u;
-      const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 562u;
+      const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 562u;
-      const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 562u;
+      const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 562u;
-      const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 562u;
+      const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 562u;
-      const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 562u;
+      const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 11u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 11u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1307,84 +1307,84 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 775.0469f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 12u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 12u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1416,84 +1416,84 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 1071.4292f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 13u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 13u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1525,84 +1525,84 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 1481.0037f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 14u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 14u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1634,84 +1634,84 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 2047.0f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 15u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 15u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
 }
 
@@ -1759,48 +1759,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = i * 16u * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      const uint32_t entry_result_65 = index_60 % 256u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      const uint32_t entry_result_62 = index_57 % 256u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      const uint32_t entry_result_65 = index_60 % 256u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      const uint32_t entry_result_62 = index_57 % 256u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      const uint32_t entry_result_65 = index_60 % 256u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      const uint32_t entry_result_62 = index_57 % 256u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      const uint32_t entry_result_65 = index_60 % 256u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      const uint32_t entry_result_62 = index_57 % 256u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1833,48 +1833,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 1u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 23u;
-      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 23u;
+      const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 23u;
-      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 23u;
+      const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 23u;
-      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 23u;
+      const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 23u;
-      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 23u;
+      const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1907,48 +1907,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 2u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 31u;
-      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 31u;
+      const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 31u;
-      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 31u;
+      const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 31u;
-      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 31u;
+      const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 31u;
-      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 31u;
+      const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1981,48 +1981,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 3u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 43u;
-      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 43u;
+      const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 43u;
-      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 43u;
+      const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 43u;
-      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 43u;
+      const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 43u;
-      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 43u;
+      const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2055,48 +2055,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 4u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 59u;
-      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 59u;
+      const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 59u;
-      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 59u;
+      const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 59u;
-      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 59u;
+      const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 59u;
-      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 59u;
+      const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2129,48 +2129,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 5u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 81u;
-      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 81u;
+      const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 81u;
-      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 81u;
+      const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 81u;
-      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 81u;
+      const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 81u;
-      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 81u;
+      const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2203,48 +2203,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 6u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 112u;
-      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 112u;
+      const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 112u;
-      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 112u;
+      const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 112u;
-      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 112u;
+      const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 112u;
-      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 112u;
+      const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2277,48 +2277,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 7u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 154u;
-      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 154u;
+      const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 154u;
-      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 154u;
+      const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 154u;
-      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 154u;
+      const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 154u;
-      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 154u;
+      const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2351,48 +2351,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 8u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 213u;
-      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 213u;
+      const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 213u;
-      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 213u;
+      const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 213u;
-      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 213u;
+      const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 213u;
-      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 213u;
+      const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2425,48 +2425,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 9u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 295u;
-      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 295u;
+      const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 295u;
-      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 295u;
+      const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 295u;
-      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 295u;
+      const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 295u;
-      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 295u;
+      const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2499,48 +2499,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 10u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 407u;
-      const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 407u;
+      const uint32_t entry_result_62 = (182344u + index_57 % 165656u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 407u;
-      const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 407u;
+      const uint32_t entry_result_62 = (182344u + index_57 % 165656u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 407u;
-      const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 407u;
+      const uint32_t entry_result_62 = (182344u + index_57 % 165656u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 407u;
-      const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 407u;
+      const uint32_t entry_result_62 = (182344u + index_57 % 165656u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2573,48 +2573,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 11u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 562u;
-      const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 562u;
+      const uint32_t entry_result_62 = (348000u + index_57 % 315848u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 562u;
-      const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 562u;
+      const uint32_t entry_result_62 = (348000u + index_57 % 315848u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 562u;
-      const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 562u;
+      const uint32_t entry_result_62 = (348000u + index_57 % 315848u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 562u;
-      const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 562u;
+      const uint32_t entry_result_62 = (348000u + index_57 % 315848u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2647,52 +2647,52 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 12u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (663848u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (663848u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (663848u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (663848u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2725,52 +2725,52 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 13u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1188136u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1188136u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1188136u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1188136u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2803,52 +2803,52 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 14u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1712424u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1712424u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1712424u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1712424u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2881,52 +2881,52 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 15u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2236712u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2236712u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2236712u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2236712u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
 }

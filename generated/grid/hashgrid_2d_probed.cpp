@@ -51,80 +51,80 @@ NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 15.0f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 16u;
-    const uint32_t entry_result_68 = index_63 % 256u * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 16u;
-    const uint32_t entry_result_68 = index_63 % 256u * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 16u;
-    const uint32_t entry_result_68 = index_63 % 256u * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 16u;
-    const uint32_t entry_result_68 = index_63 % 256u * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = i * 16u * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = i * 16u * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -167,105 +167,105 @@ NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 15.0f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 256u * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 256u * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 256u * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 256u * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -298,80 +298,80 @@ NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 21.110605f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 23u;
-    const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 23u;
-    const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 23u;
-    const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 23u;
-    const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 1u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 1u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -414,105 +414,105 @@ NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 21.110605f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 23u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (256u + index_63[ngp_l] % 536u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 23u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (256u + index_63[ngp_l] % 536u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 23u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (256u + index_63[ngp_l] % 536u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 23u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (256u + index_63[ngp_l] % 536u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -545,80 +545,80 @@ NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 29.554932f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 31u;
-    const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 31u;
-    const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 31u;
-    const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 31u;
-    const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 2u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 2u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -661,105 +661,105 @@ NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 29.554932f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 31u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (792u + index_63[ngp_l] % 968u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 31u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (792u + index_63[ngp_l] % 968u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 31u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (792u + index_63[ngp_l] % 968u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 31u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (792u + index_63[ngp_l] % 968u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -792,80 +792,80 @@ NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 41.224255f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 43u;
-    const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 43u;
-    const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 43u;
-    const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 43u;
-    const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 3u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 3u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -908,105 +908,105 @@ NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 41.224255f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 43u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1760u + index_63[ngp_l] % 1856u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 43u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1760u + index_63[ngp_l] % 1856u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 43u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1760u + index_63[ngp_l] % 1856u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 43u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1760u + index_63[ngp_l] % 1856u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1039,80 +1039,80 @@ NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 57.35024f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 59u;
-    const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 59u;
-    const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 59u;
-    const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 59u;
-    const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 4u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 4u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1155,105 +1155,105 @@ NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 57.35024f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 59u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3616u + index_63[ngp_l] % 3488u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 59u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3616u + index_63[ngp_l] % 3488u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 59u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3616u + index_63[ngp_l] % 3488u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 59u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3616u + index_63[ngp_l] % 3488u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1286,80 +1286,80 @@ NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 79.63495f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 81u;
-    const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 81u;
-    const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 81u;
-    const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 81u;
-    const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 5u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 5u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1402,105 +1402,105 @@ NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 79.63495f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 81u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (7104u + index_63[ngp_l] % 6568u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 81u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (7104u + index_63[ngp_l] % 6568u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 81u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (7104u + index_63[ngp_l] % 6568u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 81u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (7104u + index_63[ngp_l] % 6568u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1533,80 +1533,80 @@ NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 110.43047f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 112u;
-    const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 112u;
-    const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 112u;
-    const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 112u;
-    const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 6u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 6u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1649,105 +1649,105 @@ NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 110.43047f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 112u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13672u + index_63[ngp_l] % 12544u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 112u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13672u + index_63[ngp_l] % 12544u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 112u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13672u + index_63[ngp_l] % 12544u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 112u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13672u + index_63[ngp_l] % 12544u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1780,80 +1780,80 @@ NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 152.9872f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 154u;
-    const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 154u;
-    const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 154u;
-    const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 154u;
-    const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 7u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 7u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -1896,105 +1896,105 @@ NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 152.9872f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 154u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (26216u + index_63[ngp_l] % 23720u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 154u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (26216u + index_63[ngp_l] % 23720u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 154u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (26216u + index_63[ngp_l] % 23720u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 154u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (26216u + index_63[ngp_l] % 23720u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -2027,80 +2027,80 @@ NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 211.7969f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 213u;
-    const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 213u;
-    const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 213u;
-    const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 213u;
-    const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 8u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 8u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -2143,105 +2143,105 @@ NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 211.7969f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 213u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (49936u + index_63[ngp_l] % 45376u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 213u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (49936u + index_63[ngp_l] % 45376u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 213u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (49936u + index_63[ngp_l] % 45376u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 213u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (49936u + index_63[ngp_l] % 45376u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -2274,80 +2274,80 @@ NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 293.06677f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 295u;
-    const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 295u;
-    const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 295u;
-    const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_63 = coords_4[0];
-    index_63 += coords_4[1] * 295u;
-    const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+    uint32_t index_60 = coords_4[0];
+    index_60 += coords_4[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 9u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 9u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -2390,105 +2390,105 @@ NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 293.06677f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -2515,61 +2515,61 @@ NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
 }
@@ -2604,88 +2604,88 @@ NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 405.37466f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (182344u + h_58 % 32768u * 4u + probe[h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (182344u + h_58 % 32768u * 4u + probe[h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (182344u + h_58 % 32768u * 4u + probe[h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (182344u + h_58 % 32768u * 4u + probe[h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 10u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 10u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -2728,117 +2728,117 @@ NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 405.37466f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + h_58[ngp_l] % 32768u * 4u + probe[h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + h_55[ngp_l] % 32768u * 4u + probe[h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + h_58[ngp_l] % 32768u * 4u + probe[h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + h_55[ngp_l] % 32768u * 4u + probe[h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + h_58[ngp_l] % 32768u * 4u + probe[h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + h_55[ngp_l] % 32768u * 4u + probe[h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + h_58[ngp_l] % 32768u * 4u + probe[h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + h_55[ngp_l] % 32768u * 4u + probe[h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -2871,88 +2871,88 @@ NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 560.5744f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (313416u + h_58 % 32768u * 4u + probe[4096u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (313416u + h_58 % 32768u * 4u + probe[4096u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (313416u + h_58 % 32768u * 4u + probe[4096u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (313416u + h_58 % 32768u * 4u + probe[4096u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 11u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 11u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -2995,117 +2995,117 @@ NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 560.5744f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (313416u + h_58[ngp_l] % 32768u * 4u + probe[4096u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (313416u + h_55[ngp_l] % 32768u * 4u + probe[4096u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (313416u + h_58[ngp_l] % 32768u * 4u + probe[4096u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (313416u + h_55[ngp_l] % 32768u * 4u + probe[4096u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (313416u + h_58[ngp_l] % 32768u * 4u + probe[4096u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (313416u + h_55[ngp_l] % 32768u * 4u + probe[4096u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (313416u + h_58[ngp_l] % 32768u * 4u + probe[4096u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (313416u + h_55[ngp_l] % 32768u * 4u + probe[4096u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -3138,88 +3138,88 @@ NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 775.0469f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (444488u + h_58 % 32768u * 4u + probe[8192u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (444488u + h_58 % 32768u * 4u + probe[8192u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (444488u + h_58 % 32768u * 4u + probe[8192u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (444488u + h_58 % 32768u * 4u + probe[8192u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 12u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 12u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -3262,117 +3262,117 @@ NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 775.0469f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (444488u + h_58[ngp_l] % 32768u * 4u + probe[8192u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (444488u + h_55[ngp_l] % 32768u * 4u + probe[8192u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (444488u + h_58[ngp_l] % 32768u * 4u + probe[8192u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (444488u + h_55[ngp_l] % 32768u * 4u + probe[8192u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (444488u + h_58[ngp_l] % 32768u * 4u + probe[8192u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (444488u + h_55[ngp_l] % 32768u * 4u + probe[8192u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (444488u + h_58[ngp_l] % 32768u * 4u + probe[8192u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (444488u + h_55[ngp_l] % 32768u * 4u + probe[8192u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -3405,88 +3405,88 @@ NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 1071.4292f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (575560u + h_58 % 32768u * 4u + probe[12288u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (575560u + h_58 % 32768u * 4u + probe[12288u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (575560u + h_58 % 32768u * 4u + probe[12288u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (575560u + h_58 % 32768u * 4u + probe[12288u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 13u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 13u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -3529,117 +3529,117 @@ NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 1071.4292f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (575560u + h_58[ngp_l] % 32768u * 4u + probe[12288u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (575560u + h_55[ngp_l] % 32768u * 4u + probe[12288u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (575560u + h_58[ngp_l] % 32768u * 4u + probe[12288u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (575560u + h_55[ngp_l] % 32768u * 4u + probe[12288u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (575560u + h_58[ngp_l] % 32768u * 4u + probe[12288u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (575560u + h_55[ngp_l] % 32768u * 4u + probe[12288u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (575560u + h_58[ngp_l] % 32768u * 4u + probe[12288u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (575560u + h_55[ngp_l] % 32768u * 4u + probe[12288u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -3672,88 +3672,88 @@ NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 1481.0037f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (706632u + h_58 % 32768u * 4u + probe[16384u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (706632u + h_58 % 32768u * 4u + probe[16384u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (706632u + h_58 % 32768u * 4u + probe[16384u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (706632u + h_58 % 32768u * 4u + probe[16384u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 14u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 14u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -3796,117 +3796,117 @@ NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 1481.0037f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (706632u + h_58[ngp_l] % 32768u * 4u + probe[16384u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (706632u + h_55[ngp_l] % 32768u * 4u + probe[16384u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (706632u + h_58[ngp_l] % 32768u * 4u + probe[16384u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (706632u + h_55[ngp_l] % 32768u * 4u + probe[16384u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (706632u + h_58[ngp_l] % 32768u * 4u + probe[16384u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (706632u + h_55[ngp_l] % 32768u * 4u + probe[16384u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (706632u + h_58[ngp_l] % 32768u * 4u + probe[16384u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (706632u + h_55[ngp_l] % 32768u * 4u + probe[16384u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -3939,88 +3939,88 @@ NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 2047.0f;
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (837704u + h_58 % 32768u * 4u + probe[20480u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w0_5[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w0_5[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (837704u + h_58 % 32768u * 4u + probe[20480u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w0_5[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w0_5[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (837704u + h_58 % 32768u * 4u + probe[20480u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
   {
-    float w_53 = w1_6[0];
-    w_53 *= w1_6[1];
-    const float w_55 = w_53;
+    float w_50 = w1_6[0];
+    w_50 *= w1_6[1];
+    const float w_52 = w_50;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_58 = coords_4[0];
-    h_58 ^= coords_4[1] * 2654435761u;
-    uint32_t h_61 = coords_4[0] * 3538334777u;
-    h_61 ^= coords_4[1] * 2767054501u;
-    const uint32_t entry_result_68 = (837704u + h_58 % 32768u * 4u + probe[20480u + h_61 % 4096u]) * 2u;
+    uint32_t h_55 = coords_4[0];
+    h_55 ^= coords_4[1] * 2654435761u;
+    uint32_t h_58 = coords_4[0] * 3538334777u;
+    h_58 ^= coords_4[1] * 2767054501u;
+    const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
     {
-      const float feature_value_71 = params[entry_result_68];
-      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      const float feature_value_68 = params[entry_result_65];
+      acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
     }
     {
-      const float feature_value_71 = params[entry_result_68 + 1u];
-      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      const float feature_value_68 = params[entry_result_65 + 1u];
+      acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
     }
   }
-  const uint32_t o_87 = (i * 16u + 15u) * 2u;
-  out[o_87] = acc_2[0];
-  out[o_87 + 1u] = acc_2[1];
+  const uint32_t o_81 = (i * 16u + 15u) * 2u;
+  out[o_81] = acc_2[0];
+  out[o_81 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
@@ -4063,117 +4063,117 @@ NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 2047.0f;
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (837704u + h_58[ngp_l] % 32768u * 4u + probe[20480u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (837704u + h_55[ngp_l] % 32768u * 4u + probe[20480u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w0_5[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (837704u + h_58[ngp_l] % 32768u * 4u + probe[20480u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (837704u + h_55[ngp_l] % 32768u * 4u + probe[20480u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (837704u + h_58[ngp_l] % 32768u * 4u + probe[20480u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (837704u + h_55[ngp_l] % 32768u * 4u + probe[20480u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
   {
-    float w_53[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
-    float w_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
+    float w_50[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_50[ngp_l] *= w1_6[1][ngp_l];
+    float w_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_52[ngp_l] = w_50[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t h_61[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_61[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_68[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (837704u + h_58[ngp_l] % 32768u * 4u + probe[20480u + h_61[ngp_l] % 4096u]) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_4[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_4[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (837704u + h_55[ngp_l] % 32768u * 4u + probe[20480u + h_58[ngp_l] % 4096u]) * 2u;
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[0][ngp_l]);
     }
     {
-      float feature_value_71[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+      float feature_value_68[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_68[ngp_l] = params[entry_result_65[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_52[ngp_l], feature_value_68[ngp_l], acc_2[1][ngp_l]);
     }
   }
-  uint32_t o_87[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_81[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_81[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_81[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, float* __restrict__ out, int64_t ngp_len_out) {
@@ -4295,48 +4295,48 @@ NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = i * 16u * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 16u;
-    const uint32_t entry_result_65 = index_60 % 256u * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 16u;
+    const uint32_t entry_result_62 = index_57 % 256u * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 16u;
-    const uint32_t entry_result_65 = index_60 % 256u * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 16u;
+    const uint32_t entry_result_62 = index_57 % 256u * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 16u;
-    const uint32_t entry_result_65 = index_60 % 256u * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 16u;
+    const uint32_t entry_result_62 = index_57 % 256u * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 16u;
-    const uint32_t entry_result_65 = index_60 % 256u * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 16u;
+    const uint32_t entry_result_62 = index_57 % 256u * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -4381,60 +4381,60 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = index_57[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = index_57[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = index_57[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = index_57[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -4468,48 +4468,48 @@ NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 1u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 23u;
-    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 23u;
+    const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 23u;
-    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 23u;
+    const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 23u;
-    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 23u;
+    const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 23u;
-    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 23u;
+    const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -4554,60 +4554,60 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (256u + index_57[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (256u + index_57[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (256u + index_57[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (256u + index_57[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -4641,48 +4641,48 @@ NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 2u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 31u;
-    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 31u;
+    const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 31u;
-    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 31u;
+    const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 31u;
-    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 31u;
+    const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 31u;
-    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 31u;
+    const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -4727,60 +4727,60 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (792u + index_57[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (792u + index_57[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (792u + index_57[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (792u + index_57[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -4814,48 +4814,48 @@ NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 3u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 43u;
-    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 43u;
+    const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 43u;
-    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 43u;
+    const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 43u;
-    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 43u;
+    const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 43u;
-    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 43u;
+    const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -4900,60 +4900,60 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1760u + index_57[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1760u + index_57[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1760u + index_57[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1760u + index_57[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -4987,48 +4987,48 @@ NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 4u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 59u;
-    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 59u;
+    const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 59u;
-    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 59u;
+    const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 59u;
-    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 59u;
+    const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 59u;
-    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 59u;
+    const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -5073,60 +5073,60 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (3616u + index_57[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (3616u + index_57[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (3616u + index_57[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (3616u + index_57[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -5160,48 +5160,48 @@ NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 5u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 81u;
-    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 81u;
+    const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 81u;
-    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 81u;
+    const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 81u;
-    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 81u;
+    const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 81u;
-    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 81u;
+    const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -5246,60 +5246,60 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (7104u + index_57[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (7104u + index_57[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (7104u + index_57[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (7104u + index_57[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -5333,48 +5333,48 @@ NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 6u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 112u;
-    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 112u;
+    const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 112u;
-    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 112u;
+    const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 112u;
-    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 112u;
+    const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 112u;
-    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 112u;
+    const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -5419,60 +5419,60 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (13672u + index_57[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (13672u + index_57[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (13672u + index_57[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (13672u + index_57[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -5506,48 +5506,48 @@ NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 7u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 154u;
-    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 154u;
+    const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 154u;
-    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 154u;
+    const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 154u;
-    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 154u;
+    const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 154u;
-    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 154u;
+    const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -5592,60 +5592,60 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (26216u + index_57[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (26216u + index_57[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (26216u + index_57[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (26216u + index_57[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -5679,48 +5679,48 @@ NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 8u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 213u;
-    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 213u;
+    const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 213u;
-    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 213u;
+    const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 213u;
-    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 213u;
+    const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 213u;
-    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 213u;
+    const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -5765,60 +5765,60 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (49936u + index_57[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (49936u + index_57[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (49936u + index_57[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (49936u + index_57[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -5852,48 +5852,48 @@ NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 9u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 295u;
-    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 295u;
+    const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 295u;
-    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 295u;
+    const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 295u;
-    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 295u;
+    const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_60 = coords_3[0];
-    index_60 += coords_3[1] * 295u;
-    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t index_57 = coords_3[0];
+    index_57 += coords_3[1] * 295u;
+    const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
   }
 }
 
@@ -5938,60 +5938,60 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
@@ -6019,42 +6019,42 @@ NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
+    uint32_t index_57[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_57[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
   }
 }
 
@@ -6088,216 +6088,176 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 10u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = h_73 % 4096u * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (182344u + h_52 % 32768u * 4u + probe[h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 182344u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = h_70 % 4096u * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = h_73 % 4096u * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (182344u + h_52 % 32768u * 4u + probe[h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 182344u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = h_70 % 4096u * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = h_73 % 4096u * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (182344u + h_52 % 32768u * 4u + probe[h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 182344u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = h_70 % 4096u * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = h_73 % 4096u * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (182344u + h_52 % 32768u * 4u + probe[h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 182344u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = h_70 % 4096u * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
 }
 
@@ -6342,268 +6302,224 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + h_55[ngp_l] % 32768u * 4u + probe[h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 182344u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = h_73[ngp_l] % 4096u * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (182344u + h_52[ngp_l] % 32768u * 4u + probe[h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 182344u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = h_70[ngp_l] % 4096u * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + h_55[ngp_l] % 32768u * 4u + probe[h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 182344u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = h_73[ngp_l] % 4096u * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (182344u + h_52[ngp_l] % 32768u * 4u + probe[h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 182344u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = h_70[ngp_l] % 4096u * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + h_55[ngp_l] % 32768u * 4u + probe[h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 182344u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = h_73[ngp_l] % 4096u * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (182344u + h_52[ngp_l] % 32768u * 4u + probe[h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 182344u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = h_70[ngp_l] % 4096u * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + h_55[ngp_l] % 32768u * 4u + probe[h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 182344u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = h_73[ngp_l] % 4096u * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (182344u + h_52[ngp_l] % 32768u * 4u + probe[h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 182344u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = h_70[ngp_l] % 4096u * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
 }
 
@@ -6637,216 +6553,176 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 11u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (313416u + h_52 % 32768u * 4u + probe[4096u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 313416u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (313416u + h_52 % 32768u * 4u + probe[4096u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 313416u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (313416u + h_52 % 32768u * 4u + probe[4096u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 313416u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (313416u + h_52 % 32768u * 4u + probe[4096u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 313416u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
 }
 
@@ -6891,268 +6767,224 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (313416u + h_55[ngp_l] % 32768u * 4u + probe[4096u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 313416u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (4096u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (313416u + h_52[ngp_l] % 32768u * 4u + probe[4096u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 313416u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (4096u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (313416u + h_55[ngp_l] % 32768u * 4u + probe[4096u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 313416u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (4096u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (313416u + h_52[ngp_l] % 32768u * 4u + probe[4096u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 313416u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (4096u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (313416u + h_55[ngp_l] % 32768u * 4u + probe[4096u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 313416u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (4096u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (313416u + h_52[ngp_l] % 32768u * 4u + probe[4096u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 313416u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (4096u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (313416u + h_55[ngp_l] % 32768u * 4u + probe[4096u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 313416u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (4096u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (313416u + h_52[ngp_l] % 32768u * 4u + probe[4096u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 313416u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (4096u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
 }
 
@@ -7186,216 +7018,176 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 12u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (444488u + h_52 % 32768u * 4u + probe[8192u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 444488u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (444488u + h_52 % 32768u * 4u + probe[8192u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 444488u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (444488u + h_52 % 32768u * 4u + probe[8192u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 444488u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (444488u + h_52 % 32768u * 4u + probe[8192u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 444488u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
 }
 
@@ -7440,268 +7232,224 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (444488u + h_55[ngp_l] % 32768u * 4u + probe[8192u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 444488u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (8192u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (444488u + h_52[ngp_l] % 32768u * 4u + probe[8192u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 444488u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (8192u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (444488u + h_55[ngp_l] % 32768u * 4u + probe[8192u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 444488u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (8192u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (444488u + h_52[ngp_l] % 32768u * 4u + probe[8192u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 444488u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (8192u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (444488u + h_55[ngp_l] % 32768u * 4u + probe[8192u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 444488u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (8192u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (444488u + h_52[ngp_l] % 32768u * 4u + probe[8192u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 444488u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (8192u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (444488u + h_55[ngp_l] % 32768u * 4u + probe[8192u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 444488u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (8192u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (444488u + h_52[ngp_l] % 32768u * 4u + probe[8192u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 444488u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (8192u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
 }
 
@@ -7735,216 +7483,176 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 13u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (575560u + h_52 % 32768u * 4u + probe[12288u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 575560u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (575560u + h_52 % 32768u * 4u + probe[12288u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 575560u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (575560u + h_52 % 32768u * 4u + probe[12288u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 575560u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (575560u + h_52 % 32768u * 4u + probe[12288u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 575560u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
 }
 
@@ -7989,268 +7697,224 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (575560u + h_55[ngp_l] % 32768u * 4u + probe[12288u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 575560u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (12288u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (575560u + h_52[ngp_l] % 32768u * 4u + probe[12288u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 575560u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (12288u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (575560u + h_55[ngp_l] % 32768u * 4u + probe[12288u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 575560u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (12288u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (575560u + h_52[ngp_l] % 32768u * 4u + probe[12288u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 575560u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (12288u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (575560u + h_55[ngp_l] % 32768u * 4u + probe[12288u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 575560u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (12288u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (575560u + h_52[ngp_l] % 32768u * 4u + probe[12288u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 575560u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (12288u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (575560u + h_55[ngp_l] % 32768u * 4u + probe[12288u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 575560u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (12288u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (575560u + h_52[ngp_l] % 32768u * 4u + probe[12288u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 575560u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (12288u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
 }
 
@@ -8284,216 +7948,176 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 14u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (706632u + h_52 % 32768u * 4u + probe[16384u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 706632u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (706632u + h_52 % 32768u * 4u + probe[16384u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 706632u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (706632u + h_52 % 32768u * 4u + probe[16384u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 706632u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (706632u + h_52 % 32768u * 4u + probe[16384u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 706632u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
 }
 
@@ -8538,268 +8162,224 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (706632u + h_55[ngp_l] % 32768u * 4u + probe[16384u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 706632u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (16384u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (706632u + h_52[ngp_l] % 32768u * 4u + probe[16384u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 706632u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (16384u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (706632u + h_55[ngp_l] % 32768u * 4u + probe[16384u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 706632u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (16384u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (706632u + h_52[ngp_l] % 32768u * 4u + probe[16384u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 706632u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (16384u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (706632u + h_55[ngp_l] % 32768u * 4u + probe[16384u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 706632u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (16384u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (706632u + h_52[ngp_l] % 32768u * 4u + probe[16384u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 706632u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (16384u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (706632u + h_55[ngp_l] % 32768u * 4u + probe[16384u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 706632u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (16384u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (706632u + h_52[ngp_l] % 32768u * 4u + probe[16384u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 706632u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (16384u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
 }
 
@@ -8833,216 +8413,176 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 15u) * 2u;
   {
-    float w_51 = w0_4[0];
-    w_51 *= w0_4[1];
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (837704u + h_52 % 32768u * 4u + probe[20480u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 837704u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w0_4[1];
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (837704u + h_52 % 32768u * 4u + probe[20480u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 837704u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w0_4[0];
-    w_51 *= w1_5[1];
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (837704u + h_52 % 32768u * 4u + probe[20480u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 837704u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_51 = w1_5[0];
-    w_51 *= w1_5[1];
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_55 = coords_3[0];
-    h_55 ^= coords_3[1] * 2654435761u;
-    uint32_t h_58 = coords_3[0] * 3538334777u;
-    h_58 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
-    grad[entry_result_65] += w_51 * dy[o_20];
-    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
-    uint32_t h_69 = coords_3[0];
-    h_69 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
-    uint32_t h_73 = coords_3[0] * 3538334777u;
-    h_73 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
-    float g_76[4] = {};
-    float mean_77 = 0.0f;
+    uint32_t h_52 = coords_3[0];
+    h_52 ^= coords_3[1] * 2654435761u;
+    uint32_t h_55 = coords_3[0] * 3538334777u;
+    h_55 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_62 = (837704u + h_52 % 32768u * 4u + probe[20480u + h_55 % 4096u]) * 2u;
+    grad[entry_result_62] += w_48 * dy[o_20];
+    grad[entry_result_62 + 1u] += w_48 * dy[o_20 + 1u];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 837704u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-      g_76[0] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+      logitGrad[row_72] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-      g_76[1] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 1u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-      g_76[2] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 2u] += w_48 * gp_74;
     }
     {
-      float gp_79 = 0.0f;
-      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-      g_76[3] = w_51 * gp_79;
-      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+      logitGrad[row_72 + 3u] += w_48 * gp_74;
     }
-    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
-    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
-    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
-    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
 }
 
@@ -9087,268 +8627,224 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (837704u + h_55[ngp_l] % 32768u * 4u + probe[20480u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 837704u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (20480u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (837704u + h_52[ngp_l] % 32768u * 4u + probe[20480u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 837704u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (20480u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (837704u + h_55[ngp_l] % 32768u * 4u + probe[20480u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 837704u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (20480u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (837704u + h_52[ngp_l] % 32768u * 4u + probe[20480u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 837704u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (20480u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (837704u + h_55[ngp_l] % 32768u * 4u + probe[20480u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 837704u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (20480u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (837704u + h_52[ngp_l] % 32768u * 4u + probe[20480u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 837704u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (20480u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_51[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    float w_48[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_48[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_52[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
     uint32_t h_55[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_58[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (837704u + h_55[ngp_l] % 32768u * 4u + probe[20480u + h_58[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_69[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_71[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 837704u + h_69[ngp_l] % 32768u * 4u;
-    uint32_t h_73[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_75[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (20480u + h_73[ngp_l] % 4096u) * 4u;
-    float g_76[4][16] = {};
-    float mean_77[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (837704u + h_52[ngp_l] % 32768u * 4u + probe[20480u + h_55[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_66[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_66[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_68[ngp_l] = 837704u + h_66[ngp_l] % 32768u * 4u;
+    uint32_t h_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_70[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_72[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_72[ngp_l] = (20480u + h_70[ngp_l] % 4096u) * 4u;
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_68[ngp_l] * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_68[ngp_l] * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l]] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 1u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 1u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 1u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 2u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 2u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 2u] += w_48[ngp_l] * gp_74[ngp_l];
     }
     {
-      float gp_79[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
+      float gp_74[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_68[ngp_l] + 3u) * 2u], gp_74[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_74[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_68[ngp_l] + 3u) * 2u + 1u], gp_74[ngp_l]);
+      for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_72[ngp_l] + 3u] += w_48[ngp_l] * gp_74[ngp_l];
     }
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
 }
 

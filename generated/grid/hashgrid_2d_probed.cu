@@ -47,80 +47,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 15.0f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      const uint32_t entry_result_68 = index_63 % 256u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      const uint32_t entry_result_68 = index_63 % 256u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      const uint32_t entry_result_68 = index_63 % 256u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      const uint32_t entry_result_68 = index_63 % 256u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = i * 16u * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = i * 16u * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -152,80 +152,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 21.110605f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 23u;
-      const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 23u;
-      const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 23u;
-      const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 23u;
-      const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 1u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 1u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -257,80 +257,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 29.554932f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 31u;
-      const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 31u;
-      const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 31u;
-      const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 31u;
-      const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 2u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 2u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -362,80 +362,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 41.224255f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 43u;
-      const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 43u;
-      const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 43u;
-      const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 43u;
-      const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 3u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 3u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -467,80 +467,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 57.35024f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 59u;
-      const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 59u;
-      const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 59u;
-      const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 59u;
-      const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 4u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 4u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -572,80 +572,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 79.63495f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 81u;
-      const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 81u;
-      const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 81u;
-      const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 81u;
-      const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 5u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 5u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -677,80 +677,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 110.43047f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 112u;
-      const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 112u;
-      const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 112u;
-      const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 112u;
-      const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 6u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 6u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -782,80 +782,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 152.9872f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 154u;
-      const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 154u;
-      const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 154u;
-      const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 154u;
-      const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 7u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 7u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -887,80 +887,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 211.7969f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 213u;
-      const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 213u;
-      const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 213u;
-      const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 213u;
-      const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 8u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 8u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -992,80 +992,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 293.06677f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 295u;
-      const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 295u;
-      const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 295u;
-      const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 295u;
-      const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 9u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 9u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1097,88 +1097,88 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 405.37466f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (182344u + h_58 % 32768u * 4u + probe[h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (182344u + h_58 % 32768u * 4u + probe[h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (182344u + h_58 % 32768u * 4u + probe[h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (182344u + h_58 % 32768u * 4u + probe[h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 10u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 10u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1210,88 +1210,88 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 560.5744f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (313416u + h_58 % 32768u * 4u + probe[4096u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (313416u + h_58 % 32768u * 4u + probe[4096u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (313416u + h_58 % 32768u * 4u + probe[4096u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (313416u + h_58 % 32768u * 4u + probe[4096u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 11u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 11u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1323,88 +1323,88 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 775.0469f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (444488u + h_58 % 32768u * 4u + probe[8192u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (444488u + h_58 % 32768u * 4u + probe[8192u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (444488u + h_58 % 32768u * 4u + probe[8192u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (444488u + h_58 % 32768u * 4u + probe[8192u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 12u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 12u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1436,88 +1436,88 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 1071.4292f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (575560u + h_58 % 32768u * 4u + probe[12288u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (575560u + h_58 % 32768u * 4u + probe[12288u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (575560u + h_58 % 32768u * 4u + probe[12288u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (575560u + h_58 % 32768u * 4u + probe[12288u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 13u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 13u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1549,88 +1549,88 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 1481.0037f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (706632u + h_58 % 32768u * 4u + probe[16384u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (706632u + h_58 % 32768u * 4u + probe[16384u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (706632u + h_58 % 32768u * 4u + probe[16384u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (706632u + h_58 % 32768u * 4u + probe[16384u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 14u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 14u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1662,88 +1662,88 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 2047.0f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (837704u + h_58 % 32768u * 4u + probe[20480u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (837704u + h_58 % 32768u * 4u + probe[20480u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (837704u + h_58 % 32768u * 4u + probe[20480u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_58 = coords_4[0];
-      h_58 ^= coords_4[1] * 2654435761u;
-      uint32_t h_61 = coords_4[0] * 3538334777u;
-      h_61 ^= coords_4[1] * 2767054501u;
-      const uint32_t entry_result_68 = (837704u + h_58 % 32768u * 4u + probe[20480u + h_61 % 4096u]) * 2u;
+      uint32_t h_55 = coords_4[0];
+      h_55 ^= coords_4[1] * 2654435761u;
+      uint32_t h_58 = coords_4[0] * 3538334777u;
+      h_58 ^= coords_4[1] * 2767054501u;
+      const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 15u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 15u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
 }
 
@@ -1791,48 +1791,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = i * 16u * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      const uint32_t entry_result_65 = index_60 % 256u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      const uint32_t entry_result_62 = index_57 % 256u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      const uint32_t entry_result_65 = index_60 % 256u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      const uint32_t entry_result_62 = index_57 % 256u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      const uint32_t entry_result_65 = index_60 % 256u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      const uint32_t entry_result_62 = index_57 % 256u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      const uint32_t entry_result_65 = index_60 % 256u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      const uint32_t entry_result_62 = index_57 % 256u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1865,48 +1865,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 1u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 23u;
-      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 23u;
+      const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 23u;
-      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 23u;
+      const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 23u;
-      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 23u;
+      const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 23u;
-      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 23u;
+      const uint32_t entry_result_62 = (256u + index_57 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1939,48 +1939,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 2u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 31u;
-      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 31u;
+      const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 31u;
-      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 31u;
+      const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 31u;
-      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 31u;
+      const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 31u;
-      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 31u;
+      const uint32_t entry_result_62 = (792u + index_57 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2013,48 +2013,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 3u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 43u;
-      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 43u;
+      const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 43u;
-      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 43u;
+      const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 43u;
-      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 43u;
+      const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 43u;
-      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 43u;
+      const uint32_t entry_result_62 = (1760u + index_57 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2087,48 +2087,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 4u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 59u;
-      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 59u;
+      const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 59u;
-      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 59u;
+      const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 59u;
-      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 59u;
+      const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 59u;
-      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 59u;
+      const uint32_t entry_result_62 = (3616u + index_57 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2161,48 +2161,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 5u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 81u;
-      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 81u;
+      const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 81u;
-      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 81u;
+      const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 81u;
-      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 81u;
+      const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 81u;
-      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 81u;
+      const uint32_t entry_result_62 = (7104u + index_57 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2235,48 +2235,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 6u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 112u;
-      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 112u;
+      const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 112u;
-      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 112u;
+      const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 112u;
-      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 112u;
+      const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 112u;
-      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 112u;
+      const uint32_t entry_result_62 = (13672u + index_57 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2309,48 +2309,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 7u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 154u;
-      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 154u;
+      const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 154u;
-      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 154u;
+      const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 154u;
-      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 154u;
+      const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 154u;
-      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 154u;
+      const uint32_t entry_result_62 = (26216u + index_57 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2383,48 +2383,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 8u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 213u;
-      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 213u;
+      const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 213u;
-      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 213u;
+      const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 213u;
-      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 213u;
+      const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 213u;
-      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 213u;
+      const uint32_t entry_result_62 = (49936u + index_57 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2457,48 +2457,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 9u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 295u;
-      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 295u;
+      const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 295u;
-      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 295u;
+      const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 295u;
-      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 295u;
+      const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 295u;
-      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 295u;
+      const uint32_t entry_result_62 = (95312u + index_57 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2531,216 +2531,176 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 10u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = h_73 % 4096u * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (182344u + h_52 % 32768u * 4u + probe[h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 182344u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = h_70 % 4096u * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = h_73 % 4096u * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (182344u + h_52 % 32768u * 4u + probe[h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 182344u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = h_70 % 4096u * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = h_73 % 4096u * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (182344u + h_52 % 32768u * 4u + probe[h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 182344u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = h_70 % 4096u * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = h_73 % 4096u * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (182344u + h_52 % 32768u * 4u + probe[h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 182344u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = h_70 % 4096u * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
   }
   {
@@ -2773,216 +2733,176 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 11u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (313416u + h_52 % 32768u * 4u + probe[4096u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 313416u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (313416u + h_52 % 32768u * 4u + probe[4096u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 313416u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (313416u + h_52 % 32768u * 4u + probe[4096u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 313416u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (313416u + h_52 % 32768u * 4u + probe[4096u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 313416u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
   }
   {
@@ -3015,216 +2935,176 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 12u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (444488u + h_52 % 32768u * 4u + probe[8192u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 444488u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (444488u + h_52 % 32768u * 4u + probe[8192u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 444488u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (444488u + h_52 % 32768u * 4u + probe[8192u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 444488u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (444488u + h_52 % 32768u * 4u + probe[8192u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 444488u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
   }
   {
@@ -3257,216 +3137,176 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 13u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (575560u + h_52 % 32768u * 4u + probe[12288u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 575560u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (575560u + h_52 % 32768u * 4u + probe[12288u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 575560u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (575560u + h_52 % 32768u * 4u + probe[12288u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 575560u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (575560u + h_52 % 32768u * 4u + probe[12288u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 575560u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
   }
   {
@@ -3499,216 +3339,176 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 14u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (706632u + h_52 % 32768u * 4u + probe[16384u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 706632u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (706632u + h_52 % 32768u * 4u + probe[16384u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 706632u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (706632u + h_52 % 32768u * 4u + probe[16384u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 706632u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (706632u + h_52 % 32768u * 4u + probe[16384u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 706632u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
   }
   {
@@ -3741,216 +3541,176 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 15u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (837704u + h_52 % 32768u * 4u + probe[20480u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 837704u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (837704u + h_52 % 32768u * 4u + probe[20480u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 837704u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (837704u + h_52 % 32768u * 4u + probe[20480u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 837704u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_55 = coords_3[0];
-      h_55 ^= coords_3[1] * 2654435761u;
-      uint32_t h_58 = coords_3[0] * 3538334777u;
-      h_58 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
-      uint32_t h_69 = coords_3[0];
-      h_69 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
-      uint32_t h_73 = coords_3[0] * 3538334777u;
-      h_73 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
-      float g_76[4] = {};
-      float mean_77 = 0.0f;
+      uint32_t h_52 = coords_3[0];
+      h_52 ^= coords_3[1] * 2654435761u;
+      uint32_t h_55 = coords_3[0] * 3538334777u;
+      h_55 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_62 = (837704u + h_52 % 32768u * 4u + probe[20480u + h_55 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
+      uint32_t h_66 = coords_3[0];
+      h_66 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_68 = 837704u + h_66 % 32768u * 4u;
+      uint32_t h_70 = coords_3[0] * 3538334777u;
+      h_70 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
-        g_76[0] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
-        g_76[1] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
-        g_76[2] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
       }
       {
-        float gp_79 = 0.0f;
-        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
-        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
-        g_76[3] = w_51 * gp_79;
-        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
+        float gp_74 = 0.0f;
+        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
       }
-      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
-      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
   }
 }

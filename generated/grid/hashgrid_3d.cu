@@ -58,176 +58,176 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 15.0f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      index_63 += coords_4[2] * 256u;
-      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      index_60 += coords_4[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      index_63 += coords_4[2] * 256u;
-      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      index_60 += coords_4[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      index_63 += coords_4[2] * 256u;
-      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      index_60 += coords_4[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      index_63 += coords_4[2] * 256u;
-      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      index_60 += coords_4[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      index_63 += coords_4[2] * 256u;
-      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      index_60 += coords_4[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      index_63 += coords_4[2] * 256u;
-      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      index_60 += coords_4[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      index_63 += coords_4[2] * 256u;
-      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      index_60 += coords_4[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 16u;
-      index_63 += coords_4[2] * 256u;
-      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 16u;
+      index_60 += coords_4[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = i * 16u * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = i * 16u * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -270,176 +270,176 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 19.158737f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 21u;
-      index_63 += coords_4[2] * 441u;
-      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 21u;
+      index_60 += coords_4[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 21u;
-      index_63 += coords_4[2] * 441u;
-      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 21u;
+      index_60 += coords_4[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 21u;
-      index_63 += coords_4[2] * 441u;
-      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 21u;
+      index_60 += coords_4[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 21u;
-      index_63 += coords_4[2] * 441u;
-      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 21u;
+      index_60 += coords_4[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 21u;
-      index_63 += coords_4[2] * 441u;
-      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 21u;
+      index_60 += coords_4[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 21u;
-      index_63 += coords_4[2] * 441u;
-      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 21u;
+      index_60 += coords_4[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 21u;
-      index_63 += coords_4[2] * 441u;
-      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 21u;
+      index_60 += coords_4[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 21u;
-      index_63 += coords_4[2] * 441u;
-      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 21u;
+      index_60 += coords_4[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 1u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 1u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -482,176 +482,176 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 24.398417f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 26u;
-      index_63 += coords_4[2] * 676u;
-      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 26u;
+      index_60 += coords_4[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 26u;
-      index_63 += coords_4[2] * 676u;
-      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 26u;
+      index_60 += coords_4[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 26u;
-      index_63 += coords_4[2] * 676u;
-      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 26u;
+      index_60 += coords_4[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 26u;
-      index_63 += coords_4[2] * 676u;
-      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 26u;
+      index_60 += coords_4[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 26u;
-      index_63 += coords_4[2] * 676u;
-      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 26u;
+      index_60 += coords_4[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 26u;
-      index_63 += coords_4[2] * 676u;
-      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 26u;
+      index_60 += coords_4[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 26u;
-      index_63 += coords_4[2] * 676u;
-      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 26u;
+      index_60 += coords_4[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 26u;
-      index_63 += coords_4[2] * 676u;
-      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 26u;
+      index_60 += coords_4[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 2u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 2u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -694,176 +694,176 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 31.0f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 32u;
-      index_63 += coords_4[2] * 1024u;
-      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 32u;
+      index_60 += coords_4[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 32u;
-      index_63 += coords_4[2] * 1024u;
-      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 32u;
+      index_60 += coords_4[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 32u;
-      index_63 += coords_4[2] * 1024u;
-      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 32u;
+      index_60 += coords_4[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 32u;
-      index_63 += coords_4[2] * 1024u;
-      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 32u;
+      index_60 += coords_4[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 32u;
-      index_63 += coords_4[2] * 1024u;
-      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 32u;
+      index_60 += coords_4[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 32u;
-      index_63 += coords_4[2] * 1024u;
-      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 32u;
+      index_60 += coords_4[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 32u;
-      index_63 += coords_4[2] * 1024u;
-      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 32u;
+      index_60 += coords_4[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 32u;
-      index_63 += coords_4[2] * 1024u;
-      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 32u;
+      index_60 += coords_4[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 3u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 3u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -906,176 +906,176 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 39.317474f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 41u;
-      index_63 += coords_4[2] * 1681u;
-      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 41u;
+      index_60 += coords_4[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 41u;
-      index_63 += coords_4[2] * 1681u;
-      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 41u;
+      index_60 += coords_4[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 41u;
-      index_63 += coords_4[2] * 1681u;
-      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 41u;
+      index_60 += coords_4[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 41u;
-      index_63 += coords_4[2] * 1681u;
-      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 41u;
+      index_60 += coords_4[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 41u;
-      index_63 += coords_4[2] * 1681u;
-      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 41u;
+      index_60 += coords_4[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 41u;
-      index_63 += coords_4[2] * 1681u;
-      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 41u;
+      index_60 += coords_4[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 41u;
-      index_63 += coords_4[2] * 1681u;
-      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 41u;
+      index_60 += coords_4[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 41u;
-      index_63 += coords_4[2] * 1681u;
-      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 41u;
+      index_60 += coords_4[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 4u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 4u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1118,176 +1118,176 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 49.796833f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 51u;
-      index_63 += coords_4[2] * 2601u;
-      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 51u;
+      index_60 += coords_4[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 51u;
-      index_63 += coords_4[2] * 2601u;
-      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 51u;
+      index_60 += coords_4[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 51u;
-      index_63 += coords_4[2] * 2601u;
-      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 51u;
+      index_60 += coords_4[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 51u;
-      index_63 += coords_4[2] * 2601u;
-      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 51u;
+      index_60 += coords_4[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 51u;
-      index_63 += coords_4[2] * 2601u;
-      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 51u;
+      index_60 += coords_4[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 51u;
-      index_63 += coords_4[2] * 2601u;
-      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 51u;
+      index_60 += coords_4[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 51u;
-      index_63 += coords_4[2] * 2601u;
-      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 51u;
+      index_60 += coords_4[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 51u;
-      index_63 += coords_4[2] * 2601u;
-      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 51u;
+      index_60 += coords_4[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 5u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 5u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1330,176 +1330,176 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 63.0f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 64u;
-      index_63 += coords_4[2] * 4096u;
-      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 64u;
+      index_60 += coords_4[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 64u;
-      index_63 += coords_4[2] * 4096u;
-      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 64u;
+      index_60 += coords_4[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 64u;
-      index_63 += coords_4[2] * 4096u;
-      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 64u;
+      index_60 += coords_4[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 64u;
-      index_63 += coords_4[2] * 4096u;
-      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 64u;
+      index_60 += coords_4[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 64u;
-      index_63 += coords_4[2] * 4096u;
-      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 64u;
+      index_60 += coords_4[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 64u;
-      index_63 += coords_4[2] * 4096u;
-      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 64u;
+      index_60 += coords_4[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 64u;
-      index_63 += coords_4[2] * 4096u;
-      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 64u;
+      index_60 += coords_4[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_63 = coords_4[0];
-      index_63 += coords_4[1] * 64u;
-      index_63 += coords_4[2] * 4096u;
-      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      uint32_t index_60 = coords_4[0];
+      index_60 += coords_4[1] * 64u;
+      index_60 += coords_4[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 6u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 6u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1542,184 +1542,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 79.63495f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 7u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 7u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1762,184 +1762,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 100.593666f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 8u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 8u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1982,184 +1982,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 127.0f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 9u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 9u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -2202,184 +2202,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 160.2699f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 10u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 10u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -2422,184 +2422,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 202.18733f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 11u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 11u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -2642,184 +2642,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 255.0f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 12u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 12u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -2862,184 +2862,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 321.5398f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 13u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 13u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -3082,184 +3082,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 405.37466f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 14u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 14u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -3302,184 +3302,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 511.0f;
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w0_5[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w0_5[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w0_5[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w0_5[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w0_5[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w0_5[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      float w_53 = w1_6[0];
-      w_53 *= w1_6[1];
-      w_53 *= w1_6[2];
-      const float w_55 = w_53;
+      float w_50 = w1_6[0];
+      w_50 *= w1_6[1];
+      w_50 *= w1_6[2];
+      const float w_52 = w_50;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_65 = coords_4[0];
-      h_65 ^= coords_4[1] * 2654435761u;
-      h_65 ^= coords_4[2] * 805459861u;
-      uint32_t index_63 = h_65;
-      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      uint32_t h_62 = coords_4[0];
+      h_62 ^= coords_4[1] * 2654435761u;
+      h_62 ^= coords_4[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
       {
-        const float feature_value_71 = params[entry_result_68];
-        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+        const float feature_value_68 = params[entry_result_65];
+        acc_2[0] = fmaf(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const float feature_value_71 = params[entry_result_68 + 1u];
-        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+        const float feature_value_68 = params[entry_result_65 + 1u];
+        acc_2[1] = fmaf(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const uint32_t o_87 = (i * 16u + 15u) * 2u;
-    out[o_87] = acc_2[0];
-    out[o_87 + 1u] = acc_2[1];
+    const uint32_t o_81 = (i * 16u + 15u) * 2u;
+    out[o_81] = acc_2[0];
+    out[o_81 + 1u] = acc_2[1];
   }
 }
 
@@ -3538,116 +3538,116 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = i * 16u * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      index_60 += coords_3[2] * 256u;
-      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      index_57 += coords_3[2] * 256u;
+      const uint32_t entry_result_62 = index_57 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      index_60 += coords_3[2] * 256u;
-      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      index_57 += coords_3[2] * 256u;
+      const uint32_t entry_result_62 = index_57 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      index_60 += coords_3[2] * 256u;
-      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      index_57 += coords_3[2] * 256u;
+      const uint32_t entry_result_62 = index_57 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      index_60 += coords_3[2] * 256u;
-      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      index_57 += coords_3[2] * 256u;
+      const uint32_t entry_result_62 = index_57 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      index_60 += coords_3[2] * 256u;
-      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      index_57 += coords_3[2] * 256u;
+      const uint32_t entry_result_62 = index_57 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      index_60 += coords_3[2] * 256u;
-      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      index_57 += coords_3[2] * 256u;
+      const uint32_t entry_result_62 = index_57 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      index_60 += coords_3[2] * 256u;
-      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      index_57 += coords_3[2] * 256u;
+      const uint32_t entry_result_62 = index_57 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 16u;
-      index_60 += coords_3[2] * 256u;
-      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 16u;
+      index_57 += coords_3[2] * 256u;
+      const uint32_t entry_result_62 = index_57 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -3691,116 +3691,116 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 1u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 21u;
-      index_60 += coords_3[2] * 441u;
-      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 21u;
+      index_57 += coords_3[2] * 441u;
+      const uint32_t entry_result_62 = (4096u + index_57 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 21u;
-      index_60 += coords_3[2] * 441u;
-      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 21u;
+      index_57 += coords_3[2] * 441u;
+      const uint32_t entry_result_62 = (4096u + index_57 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 21u;
-      index_60 += coords_3[2] * 441u;
-      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 21u;
+      index_57 += coords_3[2] * 441u;
+      const uint32_t entry_result_62 = (4096u + index_57 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 21u;
-      index_60 += coords_3[2] * 441u;
-      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 21u;
+      index_57 += coords_3[2] * 441u;
+      const uint32_t entry_result_62 = (4096u + index_57 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 21u;
-      index_60 += coords_3[2] * 441u;
-      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 21u;
+      index_57 += coords_3[2] * 441u;
+      const uint32_t entry_result_62 = (4096u + index_57 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 21u;
-      index_60 += coords_3[2] * 441u;
-      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 21u;
+      index_57 += coords_3[2] * 441u;
+      const uint32_t entry_result_62 = (4096u + index_57 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 21u;
-      index_60 += coords_3[2] * 441u;
-      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 21u;
+      index_57 += coords_3[2] * 441u;
+      const uint32_t entry_result_62 = (4096u + index_57 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 21u;
-      index_60 += coords_3[2] * 441u;
-      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 21u;
+      index_57 += coords_3[2] * 441u;
+      const uint32_t entry_result_62 = (4096u + index_57 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -3844,116 +3844,116 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 2u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 26u;
-      index_60 += coords_3[2] * 676u;
-      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 26u;
+      index_57 += coords_3[2] * 676u;
+      const uint32_t entry_result_62 = (13360u + index_57 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 26u;
-      index_60 += coords_3[2] * 676u;
-      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 26u;
+      index_57 += coords_3[2] * 676u;
+      const uint32_t entry_result_62 = (13360u + index_57 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 26u;
-      index_60 += coords_3[2] * 676u;
-      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 26u;
+      index_57 += coords_3[2] * 676u;
+      const uint32_t entry_result_62 = (13360u + index_57 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 26u;
-      index_60 += coords_3[2] * 676u;
-      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 26u;
+      index_57 += coords_3[2] * 676u;
+      const uint32_t entry_result_62 = (13360u + index_57 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 26u;
-      index_60 += coords_3[2] * 676u;
-      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 26u;
+      index_57 += coords_3[2] * 676u;
+      const uint32_t entry_result_62 = (13360u + index_57 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 26u;
-      index_60 += coords_3[2] * 676u;
-      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 26u;
+      index_57 += coords_3[2] * 676u;
+      const uint32_t entry_result_62 = (13360u + index_57 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 26u;
-      index_60 += coords_3[2] * 676u;
-      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 26u;
+      index_57 += coords_3[2] * 676u;
+      const uint32_t entry_result_62 = (13360u + index_57 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 26u;
-      index_60 += coords_3[2] * 676u;
-      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 26u;
+      index_57 += coords_3[2] * 676u;
+      const uint32_t entry_result_62 = (13360u + index_57 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -3997,116 +3997,116 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 3u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 32u;
-      index_60 += coords_3[2] * 1024u;
-      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 32u;
+      index_57 += coords_3[2] * 1024u;
+      const uint32_t entry_result_62 = (30936u + index_57 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 32u;
-      index_60 += coords_3[2] * 1024u;
-      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 32u;
+      index_57 += coords_3[2] * 1024u;
+      const uint32_t entry_result_62 = (30936u + index_57 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 32u;
-      index_60 += coords_3[2] * 1024u;
-      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 32u;
+      index_57 += coords_3[2] * 1024u;
+      const uint32_t entry_result_62 = (30936u + index_57 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 32u;
-      index_60 += coords_3[2] * 1024u;
-      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 32u;
+      index_57 += coords_3[2] * 1024u;
+      const uint32_t entry_result_62 = (30936u + index_57 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 32u;
-      index_60 += coords_3[2] * 1024u;
-      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 32u;
+      index_57 += coords_3[2] * 1024u;
+      const uint32_t entry_result_62 = (30936u + index_57 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 32u;
-      index_60 += coords_3[2] * 1024u;
-      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 32u;
+      index_57 += coords_3[2] * 1024u;
+      const uint32_t entry_result_62 = (30936u + index_57 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 32u;
-      index_60 += coords_3[2] * 1024u;
-      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 32u;
+      index_57 += coords_3[2] * 1024u;
+      const uint32_t entry_result_62 = (30936u + index_57 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 32u;
-      index_60 += coords_3[2] * 1024u;
-      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 32u;
+      index_57 += coords_3[2] * 1024u;
+      const uint32_t entry_result_62 = (30936u + index_57 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -4150,116 +4150,116 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 4u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 41u;
-      index_60 += coords_3[2] * 1681u;
-      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 41u;
+      index_57 += coords_3[2] * 1681u;
+      const uint32_t entry_result_62 = (63704u + index_57 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 41u;
-      index_60 += coords_3[2] * 1681u;
-      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 41u;
+      index_57 += coords_3[2] * 1681u;
+      const uint32_t entry_result_62 = (63704u + index_57 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 41u;
-      index_60 += coords_3[2] * 1681u;
-      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 41u;
+      index_57 += coords_3[2] * 1681u;
+      const uint32_t entry_result_62 = (63704u + index_57 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 41u;
-      index_60 += coords_3[2] * 1681u;
-      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 41u;
+      index_57 += coords_3[2] * 1681u;
+      const uint32_t entry_result_62 = (63704u + index_57 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 41u;
-      index_60 += coords_3[2] * 1681u;
-      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 41u;
+      index_57 += coords_3[2] * 1681u;
+      const uint32_t entry_result_62 = (63704u + index_57 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 41u;
-      index_60 += coords_3[2] * 1681u;
-      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 41u;
+      index_57 += coords_3[2] * 1681u;
+      const uint32_t entry_result_62 = (63704u + index_57 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 41u;
-      index_60 += coords_3[2] * 1681u;
-      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 41u;
+      index_57 += coords_3[2] * 1681u;
+      const uint32_t entry_result_62 = (63704u + index_57 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 41u;
-      index_60 += coords_3[2] * 1681u;
-      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 41u;
+      index_57 += coords_3[2] * 1681u;
+      const uint32_t entry_result_62 = (63704u + index_57 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -4303,116 +4303,116 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 5u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 51u;
-      index_60 += coords_3[2] * 2601u;
-      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 51u;
+      index_57 += coords_3[2] * 2601u;
+      const uint32_t entry_result_62 = (132632u + index_57 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 51u;
-      index_60 += coords_3[2] * 2601u;
-      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 51u;
+      index_57 += coords_3[2] * 2601u;
+      const uint32_t entry_result_62 = (132632u + index_57 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 51u;
-      index_60 += coords_3[2] * 2601u;
-      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 51u;
+      index_57 += coords_3[2] * 2601u;
+      const uint32_t entry_result_62 = (132632u + index_57 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 51u;
-      index_60 += coords_3[2] * 2601u;
-      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 51u;
+      index_57 += coords_3[2] * 2601u;
+      const uint32_t entry_result_62 = (132632u + index_57 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 51u;
-      index_60 += coords_3[2] * 2601u;
-      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 51u;
+      index_57 += coords_3[2] * 2601u;
+      const uint32_t entry_result_62 = (132632u + index_57 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 51u;
-      index_60 += coords_3[2] * 2601u;
-      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 51u;
+      index_57 += coords_3[2] * 2601u;
+      const uint32_t entry_result_62 = (132632u + index_57 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 51u;
-      index_60 += coords_3[2] * 2601u;
-      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 51u;
+      index_57 += coords_3[2] * 2601u;
+      const uint32_t entry_result_62 = (132632u + index_57 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 51u;
-      index_60 += coords_3[2] * 2601u;
-      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 51u;
+      index_57 += coords_3[2] * 2601u;
+      const uint32_t entry_result_62 = (132632u + index_57 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -4456,116 +4456,116 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 6u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 64u;
-      index_60 += coords_3[2] * 4096u;
-      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 64u;
+      index_57 += coords_3[2] * 4096u;
+      const uint32_t entry_result_62 = (265288u + index_57 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 64u;
-      index_60 += coords_3[2] * 4096u;
-      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 64u;
+      index_57 += coords_3[2] * 4096u;
+      const uint32_t entry_result_62 = (265288u + index_57 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 64u;
-      index_60 += coords_3[2] * 4096u;
-      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 64u;
+      index_57 += coords_3[2] * 4096u;
+      const uint32_t entry_result_62 = (265288u + index_57 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 64u;
-      index_60 += coords_3[2] * 4096u;
-      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 64u;
+      index_57 += coords_3[2] * 4096u;
+      const uint32_t entry_result_62 = (265288u + index_57 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 64u;
-      index_60 += coords_3[2] * 4096u;
-      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 64u;
+      index_57 += coords_3[2] * 4096u;
+      const uint32_t entry_result_62 = (265288u + index_57 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 64u;
-      index_60 += coords_3[2] * 4096u;
-      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 64u;
+      index_57 += coords_3[2] * 4096u;
+      const uint32_t entry_result_62 = (265288u + index_57 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 64u;
-      index_60 += coords_3[2] * 4096u;
-      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 64u;
+      index_57 += coords_3[2] * 4096u;
+      const uint32_t entry_result_62 = (265288u + index_57 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_60 = coords_3[0];
-      index_60 += coords_3[1] * 64u;
-      index_60 += coords_3[2] * 4096u;
-      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t index_57 = coords_3[0];
+      index_57 += coords_3[1] * 64u;
+      index_57 += coords_3[2] * 4096u;
+      const uint32_t entry_result_62 = (265288u + index_57 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -4609,124 +4609,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 7u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (527432u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (527432u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (527432u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (527432u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (527432u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (527432u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (527432u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (527432u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -4770,124 +4770,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 8u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1051720u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1051720u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1051720u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1051720u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1051720u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1051720u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1051720u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1051720u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -4931,124 +4931,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 9u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1576008u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1576008u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1576008u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1576008u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1576008u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1576008u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1576008u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (1576008u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -5092,124 +5092,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 10u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2100296u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2100296u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2100296u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2100296u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2100296u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2100296u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2100296u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2100296u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -5253,124 +5253,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 11u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2624584u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2624584u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2624584u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2624584u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2624584u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2624584u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2624584u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (2624584u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -5414,124 +5414,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 12u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3148872u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3148872u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3148872u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3148872u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3148872u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3148872u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3148872u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3148872u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -5575,124 +5575,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 13u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3673160u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3673160u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3673160u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3673160u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3673160u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3673160u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3673160u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (3673160u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -5736,124 +5736,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 14u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4197448u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4197448u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4197448u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4197448u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4197448u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4197448u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4197448u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4197448u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
   {
@@ -5897,124 +5897,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 15u) * 2u;
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4721736u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4721736u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4721736u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w0_4[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4721736u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4721736u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w0_4[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w0_4[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4721736u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w0_4[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w0_4[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4721736u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
     {
-      float w_51 = w1_5[0];
-      w_51 *= w1_5[1];
-      w_51 *= w1_5[2];
+      float w_48 = w1_5[0];
+      w_48 *= w1_5[1];
+      w_48 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_62 = coords_3[0];
-      h_62 ^= coords_3[1] * 2654435761u;
-      h_62 ^= coords_3[2] * 805459861u;
-      uint32_t index_60 = h_62;
-      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
-      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_59 = coords_3[0];
+      h_59 ^= coords_3[1] * 2654435761u;
+      h_59 ^= coords_3[2] * 805459861u;
+      uint32_t index_57 = h_59;
+      const uint32_t entry_result_62 = (4721736u + index_57 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_62], w_48 * dy[o_20]);
+      atomicAdd(&grad[entry_result_62 + 1u], w_48 * dy[o_20 + 1u]);
     }
   }
 }

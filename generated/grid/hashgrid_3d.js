@@ -75,336 +75,336 @@ function gridForward_body(i, x, params, probe, softmax, out) {
       dw_7[2] = s_10;
     }
     {
-      let w_53 = w0_5[0];
-      w_53 = Math.fround(w_53 * w0_5[1]);
-      w_53 = Math.fround(w_53 * w0_5[2]);
-      const w_55 = w_53;
-      let entry_result_68 = 0;
+      let w_50 = w0_5[0];
+      w_50 = Math.fround(w_50 * w0_5[1]);
+      w_50 = Math.fround(w_50 * w0_5[2]);
+      const w_52 = w_50;
+      let entry_result_65 = 0;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
       if (tbl_cfg_probed[l_1]) {
-        let h_58 = coords_4[0];
-        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_55 = coords_4[0];
+        h_55 = ((h_55 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_63 = 0;
+        let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_65 = coords_4[0];
-          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_63 = h_65;
+          let h_62 = coords_4[0];
+          h_62 = ((h_62 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_62 = ((h_62 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_60 = h_62;
         } else {
-          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_69 = entry_result_68;
+      const base_66 = entry_result_65;
       {
-        const feature_value_71 = params[base_69];
-        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+        const feature_value_68 = params[base_66];
+        acc_2[0] = __fma(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const feature_value_71 = params[((base_69 + 1) >>> 0)];
-        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+        const feature_value_68 = params[((base_66 + 1) >>> 0)];
+        acc_2[1] = __fma(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      let w_53 = w1_6[0];
-      w_53 = Math.fround(w_53 * w0_5[1]);
-      w_53 = Math.fround(w_53 * w0_5[2]);
-      const w_55 = w_53;
-      let entry_result_68 = 0;
+      let w_50 = w1_6[0];
+      w_50 = Math.fround(w_50 * w0_5[1]);
+      w_50 = Math.fround(w_50 * w0_5[2]);
+      const w_52 = w_50;
+      let entry_result_65 = 0;
       coords_4[0] = ((cell_3[0] + 1) >>> 0);
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
       if (tbl_cfg_probed[l_1]) {
-        let h_58 = coords_4[0];
-        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_55 = coords_4[0];
+        h_55 = ((h_55 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_63 = 0;
+        let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_65 = coords_4[0];
-          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_63 = h_65;
+          let h_62 = coords_4[0];
+          h_62 = ((h_62 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_62 = ((h_62 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_60 = h_62;
         } else {
-          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_69 = entry_result_68;
+      const base_66 = entry_result_65;
       {
-        const feature_value_71 = params[base_69];
-        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+        const feature_value_68 = params[base_66];
+        acc_2[0] = __fma(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const feature_value_71 = params[((base_69 + 1) >>> 0)];
-        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+        const feature_value_68 = params[((base_66 + 1) >>> 0)];
+        acc_2[1] = __fma(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      let w_53 = w0_5[0];
-      w_53 = Math.fround(w_53 * w1_6[1]);
-      w_53 = Math.fround(w_53 * w0_5[2]);
-      const w_55 = w_53;
-      let entry_result_68 = 0;
+      let w_50 = w0_5[0];
+      w_50 = Math.fround(w_50 * w1_6[1]);
+      w_50 = Math.fround(w_50 * w0_5[2]);
+      const w_52 = w_50;
+      let entry_result_65 = 0;
       coords_4[0] = cell_3[0];
       coords_4[1] = ((cell_3[1] + 1) >>> 0);
       coords_4[2] = cell_3[2];
       if (tbl_cfg_probed[l_1]) {
-        let h_58 = coords_4[0];
-        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_55 = coords_4[0];
+        h_55 = ((h_55 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_63 = 0;
+        let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_65 = coords_4[0];
-          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_63 = h_65;
+          let h_62 = coords_4[0];
+          h_62 = ((h_62 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_62 = ((h_62 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_60 = h_62;
         } else {
-          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_69 = entry_result_68;
+      const base_66 = entry_result_65;
       {
-        const feature_value_71 = params[base_69];
-        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+        const feature_value_68 = params[base_66];
+        acc_2[0] = __fma(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const feature_value_71 = params[((base_69 + 1) >>> 0)];
-        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+        const feature_value_68 = params[((base_66 + 1) >>> 0)];
+        acc_2[1] = __fma(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      let w_53 = w1_6[0];
-      w_53 = Math.fround(w_53 * w1_6[1]);
-      w_53 = Math.fround(w_53 * w0_5[2]);
-      const w_55 = w_53;
-      let entry_result_68 = 0;
+      let w_50 = w1_6[0];
+      w_50 = Math.fround(w_50 * w1_6[1]);
+      w_50 = Math.fround(w_50 * w0_5[2]);
+      const w_52 = w_50;
+      let entry_result_65 = 0;
       coords_4[0] = ((cell_3[0] + 1) >>> 0);
       coords_4[1] = ((cell_3[1] + 1) >>> 0);
       coords_4[2] = cell_3[2];
       if (tbl_cfg_probed[l_1]) {
-        let h_58 = coords_4[0];
-        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_55 = coords_4[0];
+        h_55 = ((h_55 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_63 = 0;
+        let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_65 = coords_4[0];
-          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_63 = h_65;
+          let h_62 = coords_4[0];
+          h_62 = ((h_62 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_62 = ((h_62 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_60 = h_62;
         } else {
-          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_69 = entry_result_68;
+      const base_66 = entry_result_65;
       {
-        const feature_value_71 = params[base_69];
-        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+        const feature_value_68 = params[base_66];
+        acc_2[0] = __fma(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const feature_value_71 = params[((base_69 + 1) >>> 0)];
-        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+        const feature_value_68 = params[((base_66 + 1) >>> 0)];
+        acc_2[1] = __fma(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      let w_53 = w0_5[0];
-      w_53 = Math.fround(w_53 * w0_5[1]);
-      w_53 = Math.fround(w_53 * w1_6[2]);
-      const w_55 = w_53;
-      let entry_result_68 = 0;
+      let w_50 = w0_5[0];
+      w_50 = Math.fround(w_50 * w0_5[1]);
+      w_50 = Math.fround(w_50 * w1_6[2]);
+      const w_52 = w_50;
+      let entry_result_65 = 0;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = ((cell_3[2] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_58 = coords_4[0];
-        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_55 = coords_4[0];
+        h_55 = ((h_55 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_63 = 0;
+        let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_65 = coords_4[0];
-          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_63 = h_65;
+          let h_62 = coords_4[0];
+          h_62 = ((h_62 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_62 = ((h_62 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_60 = h_62;
         } else {
-          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_69 = entry_result_68;
+      const base_66 = entry_result_65;
       {
-        const feature_value_71 = params[base_69];
-        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+        const feature_value_68 = params[base_66];
+        acc_2[0] = __fma(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const feature_value_71 = params[((base_69 + 1) >>> 0)];
-        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+        const feature_value_68 = params[((base_66 + 1) >>> 0)];
+        acc_2[1] = __fma(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      let w_53 = w1_6[0];
-      w_53 = Math.fround(w_53 * w0_5[1]);
-      w_53 = Math.fround(w_53 * w1_6[2]);
-      const w_55 = w_53;
-      let entry_result_68 = 0;
+      let w_50 = w1_6[0];
+      w_50 = Math.fround(w_50 * w0_5[1]);
+      w_50 = Math.fround(w_50 * w1_6[2]);
+      const w_52 = w_50;
+      let entry_result_65 = 0;
       coords_4[0] = ((cell_3[0] + 1) >>> 0);
       coords_4[1] = cell_3[1];
       coords_4[2] = ((cell_3[2] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_58 = coords_4[0];
-        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_55 = coords_4[0];
+        h_55 = ((h_55 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_63 = 0;
+        let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_65 = coords_4[0];
-          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_63 = h_65;
+          let h_62 = coords_4[0];
+          h_62 = ((h_62 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_62 = ((h_62 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_60 = h_62;
         } else {
-          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_69 = entry_result_68;
+      const base_66 = entry_result_65;
       {
-        const feature_value_71 = params[base_69];
-        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+        const feature_value_68 = params[base_66];
+        acc_2[0] = __fma(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const feature_value_71 = params[((base_69 + 1) >>> 0)];
-        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+        const feature_value_68 = params[((base_66 + 1) >>> 0)];
+        acc_2[1] = __fma(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      let w_53 = w0_5[0];
-      w_53 = Math.fround(w_53 * w1_6[1]);
-      w_53 = Math.fround(w_53 * w1_6[2]);
-      const w_55 = w_53;
-      let entry_result_68 = 0;
+      let w_50 = w0_5[0];
+      w_50 = Math.fround(w_50 * w1_6[1]);
+      w_50 = Math.fround(w_50 * w1_6[2]);
+      const w_52 = w_50;
+      let entry_result_65 = 0;
       coords_4[0] = cell_3[0];
       coords_4[1] = ((cell_3[1] + 1) >>> 0);
       coords_4[2] = ((cell_3[2] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_58 = coords_4[0];
-        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_55 = coords_4[0];
+        h_55 = ((h_55 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_63 = 0;
+        let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_65 = coords_4[0];
-          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_63 = h_65;
+          let h_62 = coords_4[0];
+          h_62 = ((h_62 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_62 = ((h_62 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_60 = h_62;
         } else {
-          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_69 = entry_result_68;
+      const base_66 = entry_result_65;
       {
-        const feature_value_71 = params[base_69];
-        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+        const feature_value_68 = params[base_66];
+        acc_2[0] = __fma(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const feature_value_71 = params[((base_69 + 1) >>> 0)];
-        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+        const feature_value_68 = params[((base_66 + 1) >>> 0)];
+        acc_2[1] = __fma(w_52, feature_value_68, acc_2[1]);
       }
     }
     {
-      let w_53 = w1_6[0];
-      w_53 = Math.fround(w_53 * w1_6[1]);
-      w_53 = Math.fround(w_53 * w1_6[2]);
-      const w_55 = w_53;
-      let entry_result_68 = 0;
+      let w_50 = w1_6[0];
+      w_50 = Math.fround(w_50 * w1_6[1]);
+      w_50 = Math.fround(w_50 * w1_6[2]);
+      const w_52 = w_50;
+      let entry_result_65 = 0;
       coords_4[0] = ((cell_3[0] + 1) >>> 0);
       coords_4[1] = ((cell_3[1] + 1) >>> 0);
       coords_4[2] = ((cell_3[2] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_58 = coords_4[0];
-        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_55 = coords_4[0];
+        h_55 = ((h_55 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_63 = 0;
+        let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_65 = coords_4[0];
-          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_63 = h_65;
+          let h_62 = coords_4[0];
+          h_62 = ((h_62 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_62 = ((h_62 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_60 = h_62;
         } else {
-          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_69 = entry_result_68;
+      const base_66 = entry_result_65;
       {
-        const feature_value_71 = params[base_69];
-        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+        const feature_value_68 = params[base_66];
+        acc_2[0] = __fma(w_52, feature_value_68, acc_2[0]);
       }
       {
-        const feature_value_71 = params[((base_69 + 1) >>> 0)];
-        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+        const feature_value_68 = params[((base_66 + 1) >>> 0)];
+        acc_2[1] = __fma(w_52, feature_value_68, acc_2[1]);
       }
     }
-    const o_87 = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l_1 >>> 0)) >>> 0), 2)) >>> 0);
-    out[o_87] = acc_2[0];
-    out[((o_87 + 1) >>> 0)] = acc_2[1];
+    const o_81 = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l_1 >>> 0)) >>> 0), 2)) >>> 0);
+    out[o_81] = acc_2[0];
+    out[((o_81 + 1) >>> 0)] = acc_2[1];
   }
 }
 export function gridForward(ngp_n, x, params, probe, softmax, out) {
@@ -456,419 +456,387 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
     }
     const o_20 = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l_1 >>> 0)) >>> 0), 2)) >>> 0);
     {
-      let w_51 = w0_4[0];
-      w_51 = Math.fround(w_51 * w0_4[1]);
-      w_51 = Math.fround(w_51 * w0_4[2]);
-      let entry_result_65 = 0;
+      let w_48 = w0_4[0];
+      w_48 = Math.fround(w_48 * w0_4[1]);
+      w_48 = Math.fround(w_48 * w0_4[2]);
+      let entry_result_62 = 0;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
       if (tbl_cfg_probed[l_1]) {
-        let h_55 = coords_3[0];
-        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_52 = coords_3[0];
+        h_52 = ((h_52 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_52 = ((h_52 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_60 = 0;
+        let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_62 = coords_3[0];
-          h_62 = ((h_62 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-          h_62 = ((h_62 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-          index_60 = h_62;
+          let h_59 = coords_3[0];
+          h_59 = ((h_59 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_59 = ((h_59 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_57 = h_59;
         } else {
-          index_60 = ((index_60 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_57, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_66 = entry_result_65;
-      grad[base_66] += Math.fround(w_51 * dy[o_20]);
-      grad[((base_66 + 1) >>> 0)] += Math.fround(w_51 * dy[((o_20 + 1) >>> 0)]);
+      const base_63 = entry_result_62;
+      grad[base_63] += Math.fround(w_48 * dy[o_20]);
+      grad[((base_63 + 1) >>> 0)] += Math.fround(w_48 * dy[((o_20 + 1) >>> 0)]);
       if (tbl_cfg_probed[l_1]) {
-        let h_69 = coords_3[0];
-        h_69 = ((h_69 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_69 = ((h_69 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
-        let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
-        const g_76 = new Float32Array(1);
-        let mean_77 = 0;
-        let gp_79 = 0;
-        gp_79 = __fma(dy[o_20], params[(Math.imul(first_71, 2) >>> 0)], gp_79);
-        gp_79 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_71, 2) >>> 0) + 1) >>> 0)], gp_79);
-        g_76[0] = Math.fround(w_51 * gp_79);
-        mean_77 = __fma(softmax[row_75], g_76[0], mean_77);
-        logitGrad[row_75] += Math.fround(softmax[row_75] * Math.fround(g_76[0] - mean_77));
+        let h_66 = coords_3[0];
+        h_66 = ((h_66 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_66 = ((h_66 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_68 = ((tbl_cfg_offset[l_1] + __umod(h_66, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        let gp_74 = 0;
+        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
+        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
+        logitGrad[row_72] += Math.fround(w_48 * gp_74);
       }
     }
     {
-      let w_51 = w1_5[0];
-      w_51 = Math.fround(w_51 * w0_4[1]);
-      w_51 = Math.fround(w_51 * w0_4[2]);
-      let entry_result_65 = 0;
+      let w_48 = w1_5[0];
+      w_48 = Math.fround(w_48 * w0_4[1]);
+      w_48 = Math.fround(w_48 * w0_4[2]);
+      let entry_result_62 = 0;
       coords_3[0] = ((cell_2[0] + 1) >>> 0);
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
       if (tbl_cfg_probed[l_1]) {
-        let h_55 = coords_3[0];
-        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_52 = coords_3[0];
+        h_52 = ((h_52 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_52 = ((h_52 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_60 = 0;
+        let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_62 = coords_3[0];
-          h_62 = ((h_62 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-          h_62 = ((h_62 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-          index_60 = h_62;
+          let h_59 = coords_3[0];
+          h_59 = ((h_59 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_59 = ((h_59 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_57 = h_59;
         } else {
-          index_60 = ((index_60 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_57, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_66 = entry_result_65;
-      grad[base_66] += Math.fround(w_51 * dy[o_20]);
-      grad[((base_66 + 1) >>> 0)] += Math.fround(w_51 * dy[((o_20 + 1) >>> 0)]);
+      const base_63 = entry_result_62;
+      grad[base_63] += Math.fround(w_48 * dy[o_20]);
+      grad[((base_63 + 1) >>> 0)] += Math.fround(w_48 * dy[((o_20 + 1) >>> 0)]);
       if (tbl_cfg_probed[l_1]) {
-        let h_69 = coords_3[0];
-        h_69 = ((h_69 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_69 = ((h_69 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
-        let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
-        const g_76 = new Float32Array(1);
-        let mean_77 = 0;
-        let gp_79 = 0;
-        gp_79 = __fma(dy[o_20], params[(Math.imul(first_71, 2) >>> 0)], gp_79);
-        gp_79 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_71, 2) >>> 0) + 1) >>> 0)], gp_79);
-        g_76[0] = Math.fround(w_51 * gp_79);
-        mean_77 = __fma(softmax[row_75], g_76[0], mean_77);
-        logitGrad[row_75] += Math.fround(softmax[row_75] * Math.fround(g_76[0] - mean_77));
+        let h_66 = coords_3[0];
+        h_66 = ((h_66 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_66 = ((h_66 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_68 = ((tbl_cfg_offset[l_1] + __umod(h_66, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        let gp_74 = 0;
+        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
+        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
+        logitGrad[row_72] += Math.fround(w_48 * gp_74);
       }
     }
     {
-      let w_51 = w0_4[0];
-      w_51 = Math.fround(w_51 * w1_5[1]);
-      w_51 = Math.fround(w_51 * w0_4[2]);
-      let entry_result_65 = 0;
+      let w_48 = w0_4[0];
+      w_48 = Math.fround(w_48 * w1_5[1]);
+      w_48 = Math.fround(w_48 * w0_4[2]);
+      let entry_result_62 = 0;
       coords_3[0] = cell_2[0];
       coords_3[1] = ((cell_2[1] + 1) >>> 0);
       coords_3[2] = cell_2[2];
       if (tbl_cfg_probed[l_1]) {
-        let h_55 = coords_3[0];
-        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_52 = coords_3[0];
+        h_52 = ((h_52 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_52 = ((h_52 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_60 = 0;
+        let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_62 = coords_3[0];
-          h_62 = ((h_62 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-          h_62 = ((h_62 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-          index_60 = h_62;
+          let h_59 = coords_3[0];
+          h_59 = ((h_59 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_59 = ((h_59 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_57 = h_59;
         } else {
-          index_60 = ((index_60 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_57, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_66 = entry_result_65;
-      grad[base_66] += Math.fround(w_51 * dy[o_20]);
-      grad[((base_66 + 1) >>> 0)] += Math.fround(w_51 * dy[((o_20 + 1) >>> 0)]);
+      const base_63 = entry_result_62;
+      grad[base_63] += Math.fround(w_48 * dy[o_20]);
+      grad[((base_63 + 1) >>> 0)] += Math.fround(w_48 * dy[((o_20 + 1) >>> 0)]);
       if (tbl_cfg_probed[l_1]) {
-        let h_69 = coords_3[0];
-        h_69 = ((h_69 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_69 = ((h_69 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
-        let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
-        const g_76 = new Float32Array(1);
-        let mean_77 = 0;
-        let gp_79 = 0;
-        gp_79 = __fma(dy[o_20], params[(Math.imul(first_71, 2) >>> 0)], gp_79);
-        gp_79 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_71, 2) >>> 0) + 1) >>> 0)], gp_79);
-        g_76[0] = Math.fround(w_51 * gp_79);
-        mean_77 = __fma(softmax[row_75], g_76[0], mean_77);
-        logitGrad[row_75] += Math.fround(softmax[row_75] * Math.fround(g_76[0] - mean_77));
+        let h_66 = coords_3[0];
+        h_66 = ((h_66 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_66 = ((h_66 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_68 = ((tbl_cfg_offset[l_1] + __umod(h_66, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        let gp_74 = 0;
+        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
+        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
+        logitGrad[row_72] += Math.fround(w_48 * gp_74);
       }
     }
     {
-      let w_51 = w1_5[0];
-      w_51 = Math.fround(w_51 * w1_5[1]);
-      w_51 = Math.fround(w_51 * w0_4[2]);
-      let entry_result_65 = 0;
+      let w_48 = w1_5[0];
+      w_48 = Math.fround(w_48 * w1_5[1]);
+      w_48 = Math.fround(w_48 * w0_4[2]);
+      let entry_result_62 = 0;
       coords_3[0] = ((cell_2[0] + 1) >>> 0);
       coords_3[1] = ((cell_2[1] + 1) >>> 0);
       coords_3[2] = cell_2[2];
       if (tbl_cfg_probed[l_1]) {
-        let h_55 = coords_3[0];
-        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_52 = coords_3[0];
+        h_52 = ((h_52 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_52 = ((h_52 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_60 = 0;
+        let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_62 = coords_3[0];
-          h_62 = ((h_62 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-          h_62 = ((h_62 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-          index_60 = h_62;
+          let h_59 = coords_3[0];
+          h_59 = ((h_59 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_59 = ((h_59 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_57 = h_59;
         } else {
-          index_60 = ((index_60 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_57, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_66 = entry_result_65;
-      grad[base_66] += Math.fround(w_51 * dy[o_20]);
-      grad[((base_66 + 1) >>> 0)] += Math.fround(w_51 * dy[((o_20 + 1) >>> 0)]);
+      const base_63 = entry_result_62;
+      grad[base_63] += Math.fround(w_48 * dy[o_20]);
+      grad[((base_63 + 1) >>> 0)] += Math.fround(w_48 * dy[((o_20 + 1) >>> 0)]);
       if (tbl_cfg_probed[l_1]) {
-        let h_69 = coords_3[0];
-        h_69 = ((h_69 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_69 = ((h_69 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
-        let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
-        const g_76 = new Float32Array(1);
-        let mean_77 = 0;
-        let gp_79 = 0;
-        gp_79 = __fma(dy[o_20], params[(Math.imul(first_71, 2) >>> 0)], gp_79);
-        gp_79 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_71, 2) >>> 0) + 1) >>> 0)], gp_79);
-        g_76[0] = Math.fround(w_51 * gp_79);
-        mean_77 = __fma(softmax[row_75], g_76[0], mean_77);
-        logitGrad[row_75] += Math.fround(softmax[row_75] * Math.fround(g_76[0] - mean_77));
+        let h_66 = coords_3[0];
+        h_66 = ((h_66 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_66 = ((h_66 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_68 = ((tbl_cfg_offset[l_1] + __umod(h_66, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        let gp_74 = 0;
+        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
+        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
+        logitGrad[row_72] += Math.fround(w_48 * gp_74);
       }
     }
     {
-      let w_51 = w0_4[0];
-      w_51 = Math.fround(w_51 * w0_4[1]);
-      w_51 = Math.fround(w_51 * w1_5[2]);
-      let entry_result_65 = 0;
+      let w_48 = w0_4[0];
+      w_48 = Math.fround(w_48 * w0_4[1]);
+      w_48 = Math.fround(w_48 * w1_5[2]);
+      let entry_result_62 = 0;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = ((cell_2[2] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_55 = coords_3[0];
-        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_52 = coords_3[0];
+        h_52 = ((h_52 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_52 = ((h_52 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_60 = 0;
+        let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_62 = coords_3[0];
-          h_62 = ((h_62 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-          h_62 = ((h_62 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-          index_60 = h_62;
+          let h_59 = coords_3[0];
+          h_59 = ((h_59 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_59 = ((h_59 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_57 = h_59;
         } else {
-          index_60 = ((index_60 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_57, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_66 = entry_result_65;
-      grad[base_66] += Math.fround(w_51 * dy[o_20]);
-      grad[((base_66 + 1) >>> 0)] += Math.fround(w_51 * dy[((o_20 + 1) >>> 0)]);
+      const base_63 = entry_result_62;
+      grad[base_63] += Math.fround(w_48 * dy[o_20]);
+      grad[((base_63 + 1) >>> 0)] += Math.fround(w_48 * dy[((o_20 + 1) >>> 0)]);
       if (tbl_cfg_probed[l_1]) {
-        let h_69 = coords_3[0];
-        h_69 = ((h_69 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_69 = ((h_69 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
-        let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
-        const g_76 = new Float32Array(1);
-        let mean_77 = 0;
-        let gp_79 = 0;
-        gp_79 = __fma(dy[o_20], params[(Math.imul(first_71, 2) >>> 0)], gp_79);
-        gp_79 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_71, 2) >>> 0) + 1) >>> 0)], gp_79);
-        g_76[0] = Math.fround(w_51 * gp_79);
-        mean_77 = __fma(softmax[row_75], g_76[0], mean_77);
-        logitGrad[row_75] += Math.fround(softmax[row_75] * Math.fround(g_76[0] - mean_77));
+        let h_66 = coords_3[0];
+        h_66 = ((h_66 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_66 = ((h_66 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_68 = ((tbl_cfg_offset[l_1] + __umod(h_66, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        let gp_74 = 0;
+        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
+        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
+        logitGrad[row_72] += Math.fround(w_48 * gp_74);
       }
     }
     {
-      let w_51 = w1_5[0];
-      w_51 = Math.fround(w_51 * w0_4[1]);
-      w_51 = Math.fround(w_51 * w1_5[2]);
-      let entry_result_65 = 0;
+      let w_48 = w1_5[0];
+      w_48 = Math.fround(w_48 * w0_4[1]);
+      w_48 = Math.fround(w_48 * w1_5[2]);
+      let entry_result_62 = 0;
       coords_3[0] = ((cell_2[0] + 1) >>> 0);
       coords_3[1] = cell_2[1];
       coords_3[2] = ((cell_2[2] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_55 = coords_3[0];
-        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_52 = coords_3[0];
+        h_52 = ((h_52 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_52 = ((h_52 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_60 = 0;
+        let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_62 = coords_3[0];
-          h_62 = ((h_62 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-          h_62 = ((h_62 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-          index_60 = h_62;
+          let h_59 = coords_3[0];
+          h_59 = ((h_59 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_59 = ((h_59 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_57 = h_59;
         } else {
-          index_60 = ((index_60 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_57, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_66 = entry_result_65;
-      grad[base_66] += Math.fround(w_51 * dy[o_20]);
-      grad[((base_66 + 1) >>> 0)] += Math.fround(w_51 * dy[((o_20 + 1) >>> 0)]);
+      const base_63 = entry_result_62;
+      grad[base_63] += Math.fround(w_48 * dy[o_20]);
+      grad[((base_63 + 1) >>> 0)] += Math.fround(w_48 * dy[((o_20 + 1) >>> 0)]);
       if (tbl_cfg_probed[l_1]) {
-        let h_69 = coords_3[0];
-        h_69 = ((h_69 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_69 = ((h_69 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
-        let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
-        const g_76 = new Float32Array(1);
-        let mean_77 = 0;
-        let gp_79 = 0;
-        gp_79 = __fma(dy[o_20], params[(Math.imul(first_71, 2) >>> 0)], gp_79);
-        gp_79 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_71, 2) >>> 0) + 1) >>> 0)], gp_79);
-        g_76[0] = Math.fround(w_51 * gp_79);
-        mean_77 = __fma(softmax[row_75], g_76[0], mean_77);
-        logitGrad[row_75] += Math.fround(softmax[row_75] * Math.fround(g_76[0] - mean_77));
+        let h_66 = coords_3[0];
+        h_66 = ((h_66 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_66 = ((h_66 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_68 = ((tbl_cfg_offset[l_1] + __umod(h_66, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        let gp_74 = 0;
+        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
+        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
+        logitGrad[row_72] += Math.fround(w_48 * gp_74);
       }
     }
     {
-      let w_51 = w0_4[0];
-      w_51 = Math.fround(w_51 * w1_5[1]);
-      w_51 = Math.fround(w_51 * w1_5[2]);
-      let entry_result_65 = 0;
+      let w_48 = w0_4[0];
+      w_48 = Math.fround(w_48 * w1_5[1]);
+      w_48 = Math.fround(w_48 * w1_5[2]);
+      let entry_result_62 = 0;
       coords_3[0] = cell_2[0];
       coords_3[1] = ((cell_2[1] + 1) >>> 0);
       coords_3[2] = ((cell_2[2] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_55 = coords_3[0];
-        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_52 = coords_3[0];
+        h_52 = ((h_52 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_52 = ((h_52 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_60 = 0;
+        let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_62 = coords_3[0];
-          h_62 = ((h_62 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-          h_62 = ((h_62 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-          index_60 = h_62;
+          let h_59 = coords_3[0];
+          h_59 = ((h_59 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_59 = ((h_59 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_57 = h_59;
         } else {
-          index_60 = ((index_60 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_57, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_66 = entry_result_65;
-      grad[base_66] += Math.fround(w_51 * dy[o_20]);
-      grad[((base_66 + 1) >>> 0)] += Math.fround(w_51 * dy[((o_20 + 1) >>> 0)]);
+      const base_63 = entry_result_62;
+      grad[base_63] += Math.fround(w_48 * dy[o_20]);
+      grad[((base_63 + 1) >>> 0)] += Math.fround(w_48 * dy[((o_20 + 1) >>> 0)]);
       if (tbl_cfg_probed[l_1]) {
-        let h_69 = coords_3[0];
-        h_69 = ((h_69 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_69 = ((h_69 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
-        let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
-        const g_76 = new Float32Array(1);
-        let mean_77 = 0;
-        let gp_79 = 0;
-        gp_79 = __fma(dy[o_20], params[(Math.imul(first_71, 2) >>> 0)], gp_79);
-        gp_79 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_71, 2) >>> 0) + 1) >>> 0)], gp_79);
-        g_76[0] = Math.fround(w_51 * gp_79);
-        mean_77 = __fma(softmax[row_75], g_76[0], mean_77);
-        logitGrad[row_75] += Math.fround(softmax[row_75] * Math.fround(g_76[0] - mean_77));
+        let h_66 = coords_3[0];
+        h_66 = ((h_66 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_66 = ((h_66 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_68 = ((tbl_cfg_offset[l_1] + __umod(h_66, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        let gp_74 = 0;
+        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
+        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
+        logitGrad[row_72] += Math.fround(w_48 * gp_74);
       }
     }
     {
-      let w_51 = w1_5[0];
-      w_51 = Math.fround(w_51 * w1_5[1]);
-      w_51 = Math.fround(w_51 * w1_5[2]);
-      let entry_result_65 = 0;
+      let w_48 = w1_5[0];
+      w_48 = Math.fround(w_48 * w1_5[1]);
+      w_48 = Math.fround(w_48 * w1_5[2]);
+      let entry_result_62 = 0;
       coords_3[0] = ((cell_2[0] + 1) >>> 0);
       coords_3[1] = ((cell_2[1] + 1) >>> 0);
       coords_3[2] = ((cell_2[2] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_55 = coords_3[0];
-        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_52 = coords_3[0];
+        h_52 = ((h_52 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_52 = ((h_52 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_60 = 0;
+        let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_62 = coords_3[0];
-          h_62 = ((h_62 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-          h_62 = ((h_62 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-          index_60 = h_62;
+          let h_59 = coords_3[0];
+          h_59 = ((h_59 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_59 = ((h_59 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_57 = h_59;
         } else {
-          index_60 = ((index_60 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_60 = ((index_60 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_57 = ((index_57 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_57, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_66 = entry_result_65;
-      grad[base_66] += Math.fround(w_51 * dy[o_20]);
-      grad[((base_66 + 1) >>> 0)] += Math.fround(w_51 * dy[((o_20 + 1) >>> 0)]);
+      const base_63 = entry_result_62;
+      grad[base_63] += Math.fround(w_48 * dy[o_20]);
+      grad[((base_63 + 1) >>> 0)] += Math.fround(w_48 * dy[((o_20 + 1) >>> 0)]);
       if (tbl_cfg_probed[l_1]) {
-        let h_69 = coords_3[0];
-        h_69 = ((h_69 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_69 = ((h_69 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
-        let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
-        const g_76 = new Float32Array(1);
-        let mean_77 = 0;
-        let gp_79 = 0;
-        gp_79 = __fma(dy[o_20], params[(Math.imul(first_71, 2) >>> 0)], gp_79);
-        gp_79 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_71, 2) >>> 0) + 1) >>> 0)], gp_79);
-        g_76[0] = Math.fround(w_51 * gp_79);
-        mean_77 = __fma(softmax[row_75], g_76[0], mean_77);
-        logitGrad[row_75] += Math.fround(softmax[row_75] * Math.fround(g_76[0] - mean_77));
+        let h_66 = coords_3[0];
+        h_66 = ((h_66 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_66 = ((h_66 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_68 = ((tbl_cfg_offset[l_1] + __umod(h_66, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        let gp_74 = 0;
+        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
+        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
+        logitGrad[row_72] += Math.fround(w_48 * gp_74);
       }
     }
   }

@@ -51,98 +51,124 @@ extern "C" int32_t sgdStep(int64_t ngp_n, float* __restrict__ params, int64_t ng
 }
 
 NGP_FN void adamStepRows_body(uint32_t i, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, uint32_t* __restrict__ argmax, float* __restrict__ softmax, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  const uint32_t first_2 = i * 4u;
+  float mean_3 = 0.0f;
   {
-    const uint32_t i_1 = i * 4u;
-    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
-    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
-    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
-    grads[i_1] = 0.0f;
+    mean_3 = fmaf(softmax[first_2], grads[first_2], mean_3);
   }
   {
-    const uint32_t i_1 = i * 4u + 1u;
-    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
-    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
-    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
-    grads[i_1] = 0.0f;
+    mean_3 = fmaf(softmax[first_2 + 1u], grads[first_2 + 1u], mean_3);
   }
   {
-    const uint32_t i_1 = i * 4u + 2u;
-    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
-    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
-    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
-    grads[i_1] = 0.0f;
+    mean_3 = fmaf(softmax[first_2 + 2u], grads[first_2 + 2u], mean_3);
   }
   {
-    const uint32_t i_1 = i * 4u + 3u;
-    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
-    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
-    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
-    grads[i_1] = 0.0f;
+    mean_3 = fmaf(softmax[first_2 + 3u], grads[first_2 + 3u], mean_3);
   }
-  const uint32_t first_6 = i * 4u;
-  float e_7[4] = {};
-  uint32_t best_8 = 0u;
-  float top_9 = params[first_6];
   {
-    if (params[first_6 + 1u] > top_9) {
-      best_8 = 1u;
+    grads[first_2] = softmax[first_2] * (grads[first_2] - mean_3);
+  }
+  {
+    grads[first_2 + 1u] = softmax[first_2 + 1u] * (grads[first_2 + 1u] - mean_3);
+  }
+  {
+    grads[first_2 + 2u] = softmax[first_2 + 2u] * (grads[first_2 + 2u] - mean_3);
+  }
+  {
+    grads[first_2 + 3u] = softmax[first_2 + 3u] * (grads[first_2 + 3u] - mean_3);
+  }
+  {
+    const uint32_t i_6 = i * 4u;
+    const float g_7 = gradScale * grads[i_6] + weightDecay * params[i_6];
+    const float mi_8 = beta1 * m[i_6] + (1.0f - beta1) * g_7;
+    const float vi_9 = beta2 * v[i_6] + (1.0f - beta2) * g_7 * g_7;
+    m[i_6] = mi_8;
+    v[i_6] = vi_9;
+    params[i_6] = params[i_6] - stepSize * mi_8 / (sqrtf(vi_9) + eps);
+    grads[i_6] = 0.0f;
+  }
+  {
+    const uint32_t i_6 = i * 4u + 1u;
+    const float g_7 = gradScale * grads[i_6] + weightDecay * params[i_6];
+    const float mi_8 = beta1 * m[i_6] + (1.0f - beta1) * g_7;
+    const float vi_9 = beta2 * v[i_6] + (1.0f - beta2) * g_7 * g_7;
+    m[i_6] = mi_8;
+    v[i_6] = vi_9;
+    params[i_6] = params[i_6] - stepSize * mi_8 / (sqrtf(vi_9) + eps);
+    grads[i_6] = 0.0f;
+  }
+  {
+    const uint32_t i_6 = i * 4u + 2u;
+    const float g_7 = gradScale * grads[i_6] + weightDecay * params[i_6];
+    const float mi_8 = beta1 * m[i_6] + (1.0f - beta1) * g_7;
+    const float vi_9 = beta2 * v[i_6] + (1.0f - beta2) * g_7 * g_7;
+    m[i_6] = mi_8;
+    v[i_6] = vi_9;
+    params[i_6] = params[i_6] - stepSize * mi_8 / (sqrtf(vi_9) + eps);
+    grads[i_6] = 0.0f;
+  }
+  {
+    const uint32_t i_6 = i * 4u + 3u;
+    const float g_7 = gradScale * grads[i_6] + weightDecay * params[i_6];
+    const float mi_8 = beta1 * m[i_6] + (1.0f - beta1) * g_7;
+    const float vi_9 = beta2 * v[i_6] + (1.0f - beta2) * g_7 * g_7;
+    m[i_6] = mi_8;
+    v[i_6] = vi_9;
+    params[i_6] = params[i_6] - stepSize * mi_8 / (sqrtf(vi_9) + eps);
+    grads[i_6] = 0.0f;
+  }
+  const uint32_t first_11 = i * 4u;
+  float e_12[4] = {};
+  uint32_t best_13 = 0u;
+  float top_14 = params[first_11];
+  {
+    if (params[first_11 + 1u] > top_14) {
+      best_13 = 1u;
     }
-    top_9 = ngp_max(top_9, params[first_6 + 1u]);
+    top_14 = ngp_max(top_14, params[first_11 + 1u]);
   }
   {
-    if (params[first_6 + 2u] > top_9) {
-      best_8 = 2u;
+    if (params[first_11 + 2u] > top_14) {
+      best_13 = 2u;
     }
-    top_9 = ngp_max(top_9, params[first_6 + 2u]);
+    top_14 = ngp_max(top_14, params[first_11 + 2u]);
   }
   {
-    if (params[first_6 + 3u] > top_9) {
-      best_8 = 3u;
+    if (params[first_11 + 3u] > top_14) {
+      best_13 = 3u;
     }
-    top_9 = ngp_max(top_9, params[first_6 + 3u]);
+    top_14 = ngp_max(top_14, params[first_11 + 3u]);
   }
-  float total_11 = 0.0f;
+  float total_16 = 0.0f;
   {
-    e_7[0] = expf(params[first_6] - top_9);
-    total_11 += e_7[0];
-  }
-  {
-    e_7[1] = expf(params[first_6 + 1u] - top_9);
-    total_11 += e_7[1];
+    e_12[0] = expf(params[first_11] - top_14);
+    total_16 += e_12[0];
   }
   {
-    e_7[2] = expf(params[first_6 + 2u] - top_9);
-    total_11 += e_7[2];
+    e_12[1] = expf(params[first_11 + 1u] - top_14);
+    total_16 += e_12[1];
   }
   {
-    e_7[3] = expf(params[first_6 + 3u] - top_9);
-    total_11 += e_7[3];
+    e_12[2] = expf(params[first_11 + 2u] - top_14);
+    total_16 += e_12[2];
   }
   {
-    softmax[first_6] = e_7[0] / total_11;
+    e_12[3] = expf(params[first_11 + 3u] - top_14);
+    total_16 += e_12[3];
   }
   {
-    softmax[first_6 + 1u] = e_7[1] / total_11;
+    softmax[first_11] = e_12[0] / total_16;
   }
   {
-    softmax[first_6 + 2u] = e_7[2] / total_11;
+    softmax[first_11 + 1u] = e_12[1] / total_16;
   }
   {
-    softmax[first_6 + 3u] = e_7[3] / total_11;
+    softmax[first_11 + 2u] = e_12[2] / total_16;
   }
-  argmax[i] = best_8;
+  {
+    softmax[first_11 + 3u] = e_12[3] / total_16;
+  }
+  argmax[i] = best_13;
 }
 
 extern "C" int32_t adamStepRows(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float* __restrict__ m, int64_t ngp_len_m, float* __restrict__ v, int64_t ngp_len_v, uint32_t* __restrict__ argmax, int64_t ngp_len_argmax, float* __restrict__ softmax, int64_t ngp_len_softmax, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
@@ -153,78 +179,104 @@ extern "C" int32_t adamStepRows(int64_t ngp_n, float* __restrict__ params, int64
 }
 
 NGP_FN void sgdStepRows_body(uint32_t i, float* __restrict__ params, float* __restrict__ grads, uint32_t* __restrict__ argmax, float* __restrict__ softmax, float lr, float weightDecay, float gradScale) {
+  const uint32_t first_2 = i * 4u;
+  float mean_3 = 0.0f;
   {
-    const uint32_t i_1 = i * 4u;
-    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
-    grads[i_1] = 0.0f;
+    mean_3 = fmaf(softmax[first_2], grads[first_2], mean_3);
   }
   {
-    const uint32_t i_1 = i * 4u + 1u;
-    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
-    grads[i_1] = 0.0f;
+    mean_3 = fmaf(softmax[first_2 + 1u], grads[first_2 + 1u], mean_3);
   }
   {
-    const uint32_t i_1 = i * 4u + 2u;
-    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
-    grads[i_1] = 0.0f;
+    mean_3 = fmaf(softmax[first_2 + 2u], grads[first_2 + 2u], mean_3);
   }
   {
-    const uint32_t i_1 = i * 4u + 3u;
-    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
-    grads[i_1] = 0.0f;
+    mean_3 = fmaf(softmax[first_2 + 3u], grads[first_2 + 3u], mean_3);
   }
-  const uint32_t first_3 = i * 4u;
-  float e_4[4] = {};
-  uint32_t best_5 = 0u;
-  float top_6 = params[first_3];
   {
-    if (params[first_3 + 1u] > top_6) {
-      best_5 = 1u;
+    grads[first_2] = softmax[first_2] * (grads[first_2] - mean_3);
+  }
+  {
+    grads[first_2 + 1u] = softmax[first_2 + 1u] * (grads[first_2 + 1u] - mean_3);
+  }
+  {
+    grads[first_2 + 2u] = softmax[first_2 + 2u] * (grads[first_2 + 2u] - mean_3);
+  }
+  {
+    grads[first_2 + 3u] = softmax[first_2 + 3u] * (grads[first_2 + 3u] - mean_3);
+  }
+  {
+    const uint32_t i_6 = i * 4u;
+    params[i_6] = params[i_6] - lr * (gradScale * grads[i_6] + weightDecay * params[i_6]);
+    grads[i_6] = 0.0f;
+  }
+  {
+    const uint32_t i_6 = i * 4u + 1u;
+    params[i_6] = params[i_6] - lr * (gradScale * grads[i_6] + weightDecay * params[i_6]);
+    grads[i_6] = 0.0f;
+  }
+  {
+    const uint32_t i_6 = i * 4u + 2u;
+    params[i_6] = params[i_6] - lr * (gradScale * grads[i_6] + weightDecay * params[i_6]);
+    grads[i_6] = 0.0f;
+  }
+  {
+    const uint32_t i_6 = i * 4u + 3u;
+    params[i_6] = params[i_6] - lr * (gradScale * grads[i_6] + weightDecay * params[i_6]);
+    grads[i_6] = 0.0f;
+  }
+  const uint32_t first_8 = i * 4u;
+  float e_9[4] = {};
+  uint32_t best_10 = 0u;
+  float top_11 = params[first_8];
+  {
+    if (params[first_8 + 1u] > top_11) {
+      best_10 = 1u;
     }
-    top_6 = ngp_max(top_6, params[first_3 + 1u]);
+    top_11 = ngp_max(top_11, params[first_8 + 1u]);
   }
   {
-    if (params[first_3 + 2u] > top_6) {
-      best_5 = 2u;
+    if (params[first_8 + 2u] > top_11) {
+      best_10 = 2u;
     }
-    top_6 = ngp_max(top_6, params[first_3 + 2u]);
+    top_11 = ngp_max(top_11, params[first_8 + 2u]);
   }
   {
-    if (params[first_3 + 3u] > top_6) {
-      best_5 = 3u;
+    if (params[first_8 + 3u] > top_11) {
+      best_10 = 3u;
     }
-    top_6 = ngp_max(top_6, params[first_3 + 3u]);
+    top_11 = ngp_max(top_11, params[first_8 + 3u]);
   }
-  float total_8 = 0.0f;
+  float total_13 = 0.0f;
   {
-    e_4[0] = expf(params[first_3] - top_6);
-    total_8 += e_4[0];
-  }
-  {
-    e_4[1] = expf(params[first_3 + 1u] - top_6);
-    total_8 += e_4[1];
+    e_9[0] = expf(params[first_8] - top_11);
+    total_13 += e_9[0];
   }
   {
-    e_4[2] = expf(params[first_3 + 2u] - top_6);
-    total_8 += e_4[2];
+    e_9[1] = expf(params[first_8 + 1u] - top_11);
+    total_13 += e_9[1];
   }
   {
-    e_4[3] = expf(params[first_3 + 3u] - top_6);
-    total_8 += e_4[3];
+    e_9[2] = expf(params[first_8 + 2u] - top_11);
+    total_13 += e_9[2];
   }
   {
-    softmax[first_3] = e_4[0] / total_8;
+    e_9[3] = expf(params[first_8 + 3u] - top_11);
+    total_13 += e_9[3];
   }
   {
-    softmax[first_3 + 1u] = e_4[1] / total_8;
+    softmax[first_8] = e_9[0] / total_13;
   }
   {
-    softmax[first_3 + 2u] = e_4[2] / total_8;
+    softmax[first_8 + 1u] = e_9[1] / total_13;
   }
   {
-    softmax[first_3 + 3u] = e_4[3] / total_8;
+    softmax[first_8 + 2u] = e_9[2] / total_13;
   }
-  argmax[i] = best_5;
+  {
+    softmax[first_8 + 3u] = e_9[3] / total_13;
+  }
+  argmax[i] = best_10;
 }
 
 extern "C" int32_t sgdStepRows(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, uint32_t* __restrict__ argmax, int64_t ngp_len_argmax, float* __restrict__ softmax, int64_t ngp_len_softmax, float lr, float weightDecay, float gradScale) {

@@ -45,176 +45,228 @@ export function sgdStep(ngp_n, params, grads, lr, weightDecay, gradScale) {
 }
 
 function adamStepRows_body(i, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
+  const first_2 = (Math.imul(i, 4) >>> 0);
+  let mean_3 = 0;
   {
-    const i_1 = (Math.imul(i, 4) >>> 0);
-    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
-    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
-    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
-    grads[i_1] = 0;
+    mean_3 = __fma(softmax[first_2], grads[first_2], mean_3);
   }
   {
-    const i_1 = (((Math.imul(i, 4) >>> 0) + 1) >>> 0);
-    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
-    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
-    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
-    grads[i_1] = 0;
+    mean_3 = __fma(softmax[((first_2 + 1) >>> 0)], grads[((first_2 + 1) >>> 0)], mean_3);
   }
   {
-    const i_1 = (((Math.imul(i, 4) >>> 0) + 2) >>> 0);
-    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
-    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
-    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
-    grads[i_1] = 0;
+    mean_3 = __fma(softmax[((first_2 + 2) >>> 0)], grads[((first_2 + 2) >>> 0)], mean_3);
   }
   {
-    const i_1 = (((Math.imul(i, 4) >>> 0) + 3) >>> 0);
-    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
-    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
-    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
-    grads[i_1] = 0;
+    mean_3 = __fma(softmax[((first_2 + 3) >>> 0)], grads[((first_2 + 3) >>> 0)], mean_3);
   }
-  const first_6 = (Math.imul(i, 4) >>> 0);
-  const e_7 = new Float32Array(4);
-  let best_8 = 0;
-  let top_9 = params[first_6];
   {
-    if (params[((first_6 + 1) >>> 0)] > top_9) {
-      best_8 = 1;
+    grads[first_2] = Math.fround(softmax[first_2] * Math.fround(grads[first_2] - mean_3));
+  }
+  {
+    grads[((first_2 + 1) >>> 0)] = Math.fround(softmax[((first_2 + 1) >>> 0)] * Math.fround(grads[((first_2 + 1) >>> 0)] - mean_3));
+  }
+  {
+    grads[((first_2 + 2) >>> 0)] = Math.fround(softmax[((first_2 + 2) >>> 0)] * Math.fround(grads[((first_2 + 2) >>> 0)] - mean_3));
+  }
+  {
+    grads[((first_2 + 3) >>> 0)] = Math.fround(softmax[((first_2 + 3) >>> 0)] * Math.fround(grads[((first_2 + 3) >>> 0)] - mean_3));
+  }
+  {
+    const i_6 = (Math.imul(i, 4) >>> 0);
+    const g_7 = Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]));
+    const mi_8 = Math.fround(Math.fround(beta1 * m[i_6]) + Math.fround(Math.fround(1 - beta1) * g_7));
+    const vi_9 = Math.fround(Math.fround(beta2 * v[i_6]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_7) * g_7));
+    m[i_6] = mi_8;
+    v[i_6] = vi_9;
+    params[i_6] = Math.fround(params[i_6] - Math.fround(Math.fround(stepSize * mi_8) / Math.fround(Math.fround(Math.sqrt(vi_9)) + eps)));
+    grads[i_6] = 0;
+  }
+  {
+    const i_6 = (((Math.imul(i, 4) >>> 0) + 1) >>> 0);
+    const g_7 = Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]));
+    const mi_8 = Math.fround(Math.fround(beta1 * m[i_6]) + Math.fround(Math.fround(1 - beta1) * g_7));
+    const vi_9 = Math.fround(Math.fround(beta2 * v[i_6]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_7) * g_7));
+    m[i_6] = mi_8;
+    v[i_6] = vi_9;
+    params[i_6] = Math.fround(params[i_6] - Math.fround(Math.fround(stepSize * mi_8) / Math.fround(Math.fround(Math.sqrt(vi_9)) + eps)));
+    grads[i_6] = 0;
+  }
+  {
+    const i_6 = (((Math.imul(i, 4) >>> 0) + 2) >>> 0);
+    const g_7 = Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]));
+    const mi_8 = Math.fround(Math.fround(beta1 * m[i_6]) + Math.fround(Math.fround(1 - beta1) * g_7));
+    const vi_9 = Math.fround(Math.fround(beta2 * v[i_6]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_7) * g_7));
+    m[i_6] = mi_8;
+    v[i_6] = vi_9;
+    params[i_6] = Math.fround(params[i_6] - Math.fround(Math.fround(stepSize * mi_8) / Math.fround(Math.fround(Math.sqrt(vi_9)) + eps)));
+    grads[i_6] = 0;
+  }
+  {
+    const i_6 = (((Math.imul(i, 4) >>> 0) + 3) >>> 0);
+    const g_7 = Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]));
+    const mi_8 = Math.fround(Math.fround(beta1 * m[i_6]) + Math.fround(Math.fround(1 - beta1) * g_7));
+    const vi_9 = Math.fround(Math.fround(beta2 * v[i_6]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_7) * g_7));
+    m[i_6] = mi_8;
+    v[i_6] = vi_9;
+    params[i_6] = Math.fround(params[i_6] - Math.fround(Math.fround(stepSize * mi_8) / Math.fround(Math.fround(Math.sqrt(vi_9)) + eps)));
+    grads[i_6] = 0;
+  }
+  const first_11 = (Math.imul(i, 4) >>> 0);
+  const e_12 = new Float32Array(4);
+  let best_13 = 0;
+  let top_14 = params[first_11];
+  {
+    if (params[((first_11 + 1) >>> 0)] > top_14) {
+      best_13 = 1;
     }
-    top_9 = __max(top_9, params[((first_6 + 1) >>> 0)]);
+    top_14 = __max(top_14, params[((first_11 + 1) >>> 0)]);
   }
   {
-    if (params[((first_6 + 2) >>> 0)] > top_9) {
-      best_8 = 2;
+    if (params[((first_11 + 2) >>> 0)] > top_14) {
+      best_13 = 2;
     }
-    top_9 = __max(top_9, params[((first_6 + 2) >>> 0)]);
+    top_14 = __max(top_14, params[((first_11 + 2) >>> 0)]);
   }
   {
-    if (params[((first_6 + 3) >>> 0)] > top_9) {
-      best_8 = 3;
+    if (params[((first_11 + 3) >>> 0)] > top_14) {
+      best_13 = 3;
     }
-    top_9 = __max(top_9, params[((first_6 + 3) >>> 0)]);
+    top_14 = __max(top_14, params[((first_11 + 3) >>> 0)]);
   }
-  let total_11 = 0;
+  let total_16 = 0;
   {
-    e_7[0] = Math.fround(Math.exp(Math.fround(params[first_6] - top_9)));
-    total_11 = Math.fround(total_11 + e_7[0]);
-  }
-  {
-    e_7[1] = Math.fround(Math.exp(Math.fround(params[((first_6 + 1) >>> 0)] - top_9)));
-    total_11 = Math.fround(total_11 + e_7[1]);
+    e_12[0] = Math.fround(Math.exp(Math.fround(params[first_11] - top_14)));
+    total_16 = Math.fround(total_16 + e_12[0]);
   }
   {
-    e_7[2] = Math.fround(Math.exp(Math.fround(params[((first_6 + 2) >>> 0)] - top_9)));
-    total_11 = Math.fround(total_11 + e_7[2]);
+    e_12[1] = Math.fround(Math.exp(Math.fround(params[((first_11 + 1) >>> 0)] - top_14)));
+    total_16 = Math.fround(total_16 + e_12[1]);
   }
   {
-    e_7[3] = Math.fround(Math.exp(Math.fround(params[((first_6 + 3) >>> 0)] - top_9)));
-    total_11 = Math.fround(total_11 + e_7[3]);
+    e_12[2] = Math.fround(Math.exp(Math.fround(params[((first_11 + 2) >>> 0)] - top_14)));
+    total_16 = Math.fround(total_16 + e_12[2]);
   }
   {
-    softmax[first_6] = Math.fround(e_7[0] / total_11);
+    e_12[3] = Math.fround(Math.exp(Math.fround(params[((first_11 + 3) >>> 0)] - top_14)));
+    total_16 = Math.fround(total_16 + e_12[3]);
   }
   {
-    softmax[((first_6 + 1) >>> 0)] = Math.fround(e_7[1] / total_11);
+    softmax[first_11] = Math.fround(e_12[0] / total_16);
   }
   {
-    softmax[((first_6 + 2) >>> 0)] = Math.fround(e_7[2] / total_11);
+    softmax[((first_11 + 1) >>> 0)] = Math.fround(e_12[1] / total_16);
   }
   {
-    softmax[((first_6 + 3) >>> 0)] = Math.fround(e_7[3] / total_11);
+    softmax[((first_11 + 2) >>> 0)] = Math.fround(e_12[2] / total_16);
   }
-  argmax[i] = best_8;
+  {
+    softmax[((first_11 + 3) >>> 0)] = Math.fround(e_12[3] / total_16);
+  }
+  argmax[i] = best_13;
 }
 export function adamStepRows(ngp_n, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
   for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) adamStepRows_body(ngp_i, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
 }
 
 function sgdStepRows_body(i, params, grads, argmax, softmax, lr, weightDecay, gradScale) {
+  const first_2 = (Math.imul(i, 4) >>> 0);
+  let mean_3 = 0;
   {
-    const i_1 = (Math.imul(i, 4) >>> 0);
-    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
-    grads[i_1] = 0;
+    mean_3 = __fma(softmax[first_2], grads[first_2], mean_3);
   }
   {
-    const i_1 = (((Math.imul(i, 4) >>> 0) + 1) >>> 0);
-    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
-    grads[i_1] = 0;
+    mean_3 = __fma(softmax[((first_2 + 1) >>> 0)], grads[((first_2 + 1) >>> 0)], mean_3);
   }
   {
-    const i_1 = (((Math.imul(i, 4) >>> 0) + 2) >>> 0);
-    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
-    grads[i_1] = 0;
+    mean_3 = __fma(softmax[((first_2 + 2) >>> 0)], grads[((first_2 + 2) >>> 0)], mean_3);
   }
   {
-    const i_1 = (((Math.imul(i, 4) >>> 0) + 3) >>> 0);
-    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
-    grads[i_1] = 0;
+    mean_3 = __fma(softmax[((first_2 + 3) >>> 0)], grads[((first_2 + 3) >>> 0)], mean_3);
   }
-  const first_3 = (Math.imul(i, 4) >>> 0);
-  const e_4 = new Float32Array(4);
-  let best_5 = 0;
-  let top_6 = params[first_3];
   {
-    if (params[((first_3 + 1) >>> 0)] > top_6) {
-      best_5 = 1;
+    grads[first_2] = Math.fround(softmax[first_2] * Math.fround(grads[first_2] - mean_3));
+  }
+  {
+    grads[((first_2 + 1) >>> 0)] = Math.fround(softmax[((first_2 + 1) >>> 0)] * Math.fround(grads[((first_2 + 1) >>> 0)] - mean_3));
+  }
+  {
+    grads[((first_2 + 2) >>> 0)] = Math.fround(softmax[((first_2 + 2) >>> 0)] * Math.fround(grads[((first_2 + 2) >>> 0)] - mean_3));
+  }
+  {
+    grads[((first_2 + 3) >>> 0)] = Math.fround(softmax[((first_2 + 3) >>> 0)] * Math.fround(grads[((first_2 + 3) >>> 0)] - mean_3));
+  }
+  {
+    const i_6 = (Math.imul(i, 4) >>> 0);
+    params[i_6] = Math.fround(params[i_6] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]))));
+    grads[i_6] = 0;
+  }
+  {
+    const i_6 = (((Math.imul(i, 4) >>> 0) + 1) >>> 0);
+    params[i_6] = Math.fround(params[i_6] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]))));
+    grads[i_6] = 0;
+  }
+  {
+    const i_6 = (((Math.imul(i, 4) >>> 0) + 2) >>> 0);
+    params[i_6] = Math.fround(params[i_6] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]))));
+    grads[i_6] = 0;
+  }
+  {
+    const i_6 = (((Math.imul(i, 4) >>> 0) + 3) >>> 0);
+    params[i_6] = Math.fround(params[i_6] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]))));
+    grads[i_6] = 0;
+  }
+  const first_8 = (Math.imul(i, 4) >>> 0);
+  const e_9 = new Float32Array(4);
+  let best_10 = 0;
+  let top_11 = params[first_8];
+  {
+    if (params[((first_8 + 1) >>> 0)] > top_11) {
+      best_10 = 1;
     }
-    top_6 = __max(top_6, params[((first_3 + 1) >>> 0)]);
+    top_11 = __max(top_11, params[((first_8 + 1) >>> 0)]);
   }
   {
-    if (params[((first_3 + 2) >>> 0)] > top_6) {
-      best_5 = 2;
+    if (params[((first_8 + 2) >>> 0)] > top_11) {
+      best_10 = 2;
     }
-    top_6 = __max(top_6, params[((first_3 + 2) >>> 0)]);
+    top_11 = __max(top_11, params[((first_8 + 2) >>> 0)]);
   }
   {
-    if (params[((first_3 + 3) >>> 0)] > top_6) {
-      best_5 = 3;
+    if (params[((first_8 + 3) >>> 0)] > top_11) {
+      best_10 = 3;
     }
-    top_6 = __max(top_6, params[((first_3 + 3) >>> 0)]);
+    top_11 = __max(top_11, params[((first_8 + 3) >>> 0)]);
   }
-  let total_8 = 0;
+  let total_13 = 0;
   {
-    e_4[0] = Math.fround(Math.exp(Math.fround(params[first_3] - top_6)));
-    total_8 = Math.fround(total_8 + e_4[0]);
-  }
-  {
-    e_4[1] = Math.fround(Math.exp(Math.fround(params[((first_3 + 1) >>> 0)] - top_6)));
-    total_8 = Math.fround(total_8 + e_4[1]);
+    e_9[0] = Math.fround(Math.exp(Math.fround(params[first_8] - top_11)));
+    total_13 = Math.fround(total_13 + e_9[0]);
   }
   {
-    e_4[2] = Math.fround(Math.exp(Math.fround(params[((first_3 + 2) >>> 0)] - top_6)));
-    total_8 = Math.fround(total_8 + e_4[2]);
+    e_9[1] = Math.fround(Math.exp(Math.fround(params[((first_8 + 1) >>> 0)] - top_11)));
+    total_13 = Math.fround(total_13 + e_9[1]);
   }
   {
-    e_4[3] = Math.fround(Math.exp(Math.fround(params[((first_3 + 3) >>> 0)] - top_6)));
-    total_8 = Math.fround(total_8 + e_4[3]);
+    e_9[2] = Math.fround(Math.exp(Math.fround(params[((first_8 + 2) >>> 0)] - top_11)));
+    total_13 = Math.fround(total_13 + e_9[2]);
   }
   {
-    softmax[first_3] = Math.fround(e_4[0] / total_8);
+    e_9[3] = Math.fround(Math.exp(Math.fround(params[((first_8 + 3) >>> 0)] - top_11)));
+    total_13 = Math.fround(total_13 + e_9[3]);
   }
   {
-    softmax[((first_3 + 1) >>> 0)] = Math.fround(e_4[1] / total_8);
+    softmax[first_8] = Math.fround(e_9[0] / total_13);
   }
   {
-    softmax[((first_3 + 2) >>> 0)] = Math.fround(e_4[2] / total_8);
+    softmax[((first_8 + 1) >>> 0)] = Math.fround(e_9[1] / total_13);
   }
   {
-    softmax[((first_3 + 3) >>> 0)] = Math.fround(e_4[3] / total_8);
+    softmax[((first_8 + 2) >>> 0)] = Math.fround(e_9[2] / total_13);
   }
-  argmax[i] = best_5;
+  {
+    softmax[((first_8 + 3) >>> 0)] = Math.fround(e_9[3] / total_13);
+  }
+  argmax[i] = best_10;
 }
 export function sgdStepRows(ngp_n, params, grads, argmax, softmax, lr, weightDecay, gradScale) {
   for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStepRows_body(ngp_i, params, grads, argmax, softmax, lr, weightDecay, gradScale);
