@@ -7,11 +7,12 @@
 //   owner  passes in parallel (largest first), each over all points on one thread: a pass is the
 //          only writer of its memory, so its atomics are plain read-modify-writes.
 // A straight-line pass runs in lane form (16 points per call, vectorized by the C++ compiler),
-// with its prefetch variant a few groups ahead.
+// with its prefetch variant a few groups ahead, unless it both gathers and scatters (see
+// gathersAndScatters).
 import { NGP_ERR_NO_MEMORY, type EmittedModule } from "../../runtime/abi.ts";
 import { prefetchVariant, splitPasses } from "../schedule.ts";
 import type { SpecializedKernel } from "../specialize.ts";
-import type { Stmt } from "../ir.ts";
+import { exprsOf, mapExpr, type Expr, type Stmt } from "../ir.ts";
 import { emitC, lanesSupported, type BodyRenderer, type CParam, type CTarget, type EmitOptions } from "./c_base.ts";
 import { CPU_TILES, SLOTS } from "./tile_prelude.ts";
 
@@ -28,6 +29,49 @@ export const MAX_LANE_STATEMENTS = 400;
 
 function statementCount(stmts: Stmt[]): number {
   return stmts.reduce((n, s) => n + 1 + (s.k === "block" ? statementCount(s.body) : 0), 0);
+}
+
+/**
+ * Whether a pass both gathers (reads a buffer at an index computed from buffer contents, such as
+ * a table entry at a hashed vertex) and scatters (adds or writes at such an index). Its lane form
+ * would lose: the C++ compiler emulates each gathered element with a scalar load and an insert
+ * (GCC emits no AVX-512 gathers for these machines), the scatters run lane by lane from the lane
+ * arrays, and the moves between the two cost more than the vectorized arithmetic saves. Learned
+ * probing's backward (per corner N_p feature rows read and N_p slot gradients added) runs 1.6x
+ * faster one point at a time; forwards (gathers only) and plain backwards (scatters only) run
+ * faster in lane form.
+ */
+export function gathersAndScatters(stmts: Stmt[], buffers: Set<string>): boolean {
+  const dependent = new Set<string>(); // names whose value depends on a buffer's contents
+  const isBuffer = (e: Expr) => e.k === "var" && buffers.has(e.name);
+  const dependsOnData = (e: Expr) => {
+    let found = false;
+    mapExpr(e, (x) => ((found ||= (x.k === "var" && dependent.has(x.name)) || (x.k === "index" && isBuffer(x.base))), x));
+    return found;
+  };
+  let gathers = false;
+  let scatters = false;
+  const visit = (body: Stmt[]) => {
+    for (const s of body) {
+      if (s.k === "block") {
+        visit(s.body);
+        continue;
+      }
+      for (const e of exprsOf(s)) {
+        if (e.k === "index" && isBuffer(e.base) && dependsOnData(e.index)) gathers = true;
+        if (e.k === "call" && e.fn === "atomicAdd" && dependsOnData(e.args[1]!)) scatters = true;
+      }
+      if (s.k === "let" && dependsOnData(s.init)) dependent.add(s.name);
+      if (s.k === "assign") {
+        const t = s.target;
+        const root = t.k === "var" ? t.name : t.k === "index" && t.base.k === "var" ? t.base.name : undefined;
+        if (t.k === "index" && isBuffer(t.base) && dependsOnData(t.index)) scatters = true;
+        else if (root !== undefined && (dependsOnData(s.value) || (t.k === "index" && dependsOnData(t.index)))) dependent.add(root);
+      }
+    }
+  };
+  visit(stmts);
+  return gathers && scatters;
 }
 
 const cpu: CTarget = {
@@ -125,12 +169,13 @@ function scheduled(k: SpecializedKernel, params: CParam[], body: BodyRenderer): 
     const [from, to] = owner ? ["0", "ngp_n"] : ["ngp_c", "ngp_e"];
     // A very long pass (learned probing with many slots, say) runs one point at a time: its lane
     // form would multiply a large body by 16 lanes, and GCC's time and memory with it.
-    if (!lanesSupported(stmts) || statementCount(stmts) > MAX_LANE_STATEMENTS) return void runs.push(scalar(from, to));
+    const buffers = new Set(params.filter((q) => q.buffer).map((q) => q.name));
+    if (!lanesSupported(stmts) || statementCount(stmts) > MAX_LANE_STATEMENTS || gathersAndScatters(stmts, buffers)) return void runs.push(scalar(from, to));
     // Whole groups of LANES points in lane form (vectorized), the rest one by one; the table
     // lines of group g + PREFETCH_GROUPS are prefetched while group g runs.
     fns.push(body(`${name}_lanes`, stmts, { plainAtomics: owner, lanes: LANES }));
     const args = (g: string) => [g, ...params.flatMap((q) => q.args)].join(", ");
-    const ahead = prefetchVariant(stmts, new Set(params.filter((q) => q.buffer).map((q) => q.name)));
+    const ahead = prefetchVariant(stmts, buffers);
     if (ahead) fns.push(body(`${name}_prefetch`, ahead, { lanes: LANES }));
     // Across the end of a split chunk too: the next chunk (the same thread's, with a static
     // schedule) then starts with its lines in cache.
