@@ -479,8 +479,8 @@ export class HashGrid {
 
   /**
    * Gradients for dLdy ([n][outputDim], for the points of the last forward): writes `grad` and,
-   * with probing, `logitGrad` (with respect to the rows' softmax, see there) (overwritten unless
-   * `accumulate`), and with `inputs` returns dL/dx ([n][dims]) too.
+   * with probing, `logitGrad` (the gradient with respect to the rows' softmax, see there), both
+   * overwritten unless `accumulate`, and with `inputs` returns dL/dx ([n][dims]) too.
    */
   backward(dLdy: Float32Array | DeviceBuffer<"f32">, opts: { inputs?: boolean; accumulate?: boolean } = {}): { params: DeviceBuffer<"f32">; inputs?: DeviceBuffer<"f32"> } {
     const x = this.#lastX;

@@ -128,7 +128,8 @@ function inputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Floa
  * The forward, and its adjoints derived by the compiler (codegen/adjoint.ts): the parameter
  * gradient, one level per thread like gridBackward, with learned probing's gradient with respect
  * to the rows' softmax (the straight-through estimator declared by lookup.ts's feature();
- * d_softmax receives it, as gridBackward's logitGrad), and the input gradient. The hand-written gridBackward and gridInputGrad are their oracles in the tests.
+ * d_softmax receives it, as gridBackward's logitGrad), and the input gradient. The hand-written
+ * gridBackward and gridInputGrad are their oracles in the tests.
  * @kernel
  * @schedule split
  * @adjoint gridForwardParamGrad params,softmax owner
