@@ -47,7 +47,8 @@ export interface ParamGroup {
   weightDecay?: number;
   /**
    * Rows of `width` parameters whose argmax and softmax the step writes in the same pass
-   * (learned probing's logits, probe table and slot probabilities). f32 groups only.
+   * (learned probing's logits, probe table and slot probabilities). The group's gradient is taken
+   * with respect to each row's softmax; the step applies the softmax's Jacobian per row. f32 groups only.
    */
   rows?: { width: number; argmax: DeviceBuffer<"u32">; softmax: DeviceBuffer<"f32"> };
 }
