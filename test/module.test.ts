@@ -1,6 +1,6 @@
 // The path a user takes: a kernel file -> loadKernels -> callable kernels, on every backend that
 // exists here, through the build cache.
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -13,7 +13,8 @@ import { findCxx } from "../runtime/toolchain.ts";
 const SAXPY = resolve(ROOT, "dsl/examples/saxpy.ts");
 const NO_CXX = findCxx().tool ? undefined : findCxx().reason;
 const cacheDir = mkdtempSync(join(tmpdir(), "ngpk-module-"));
-process.on("exit", () => rmSync(cacheDir, { recursive: true, force: true }));
+// afterAll, not process.on("exit"): bun test (1.4) does not run exit handlers, so the directory was left behind.
+afterAll(() => rmSync(cacheDir, { recursive: true, force: true }));
 
 describe.skipIf(NO_CXX !== undefined)(`CPU native through the cache${NO_CXX ? ` (skipped: ${NO_CXX})` : ""}`, () => {
   test("first load builds, second load hits the cache and is fast", async () => {
