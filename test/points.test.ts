@@ -69,7 +69,7 @@ async function trainCli(args: string[], timeout = 100_000): Promise<Result> {
 }
 const lastJson = (r: Result) => JSON.parse(r.out.trim().split("\n").at(-1)!);
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "ngpk-points-"));
   const records = synthetic(20_000);
   bin = join(dir, "field4d.bin");
@@ -79,7 +79,11 @@ beforeAll(() => {
   const lines = ["x,y,z,t,value"];
   for (let i = 0; i < 20_000; i++) lines.push(Array.from(records.subarray(i * 5, i * 5 + 5), String).join(","));
   writeFileSync(csv, lines.join("\n") + "\n");
-});
+  // The shared model's native builds, made once here (a one-step run) before the tests that start
+  // several children at once: on a fresh cache each child would otherwise compile the same kernels
+  // side by side (the 4D grid is the suite's largest build), each to throw the others' away.
+  await train(modelConfig({ points: { file: bin }, steps: 1, evalEvery: 0, out: outDir("build") }));
+}, 300_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("formats", () => {
