@@ -192,7 +192,9 @@ describe("bun run sweep", () => {
 
   test("SIGTERM stops it with status 130; the same command continues without redoing the finished run", async () => {
     const out = join(dir, "killed");
-    const args = [...CLI_TINY().map((a) => (a === "5" ? "100" : a)), "--out", out];
+    // 400 steps a run: the third run must still be training when the signal lands, which on a
+    // loaded machine (the suite's files run side by side) can take a second after its first line.
+    const args = [...CLI_TINY().map((a) => (a === "5" ? "400" : a)), "--out", out];
     const proc = Bun.spawn(["bun", "cli/sweep.ts", ...args], { cwd: ROOT, env: ENV, stdout: "pipe", stderr: "pipe", timeout: 100_000, killSignal: "SIGKILL" });
     const csv = join(out, "sweep.csv");
     const rows = () => (existsSync(csv) ? readSweepCsv(csv).length : 0);
