@@ -84,7 +84,7 @@ export function deriveAdjoint(k: SpecializedKernel, spec: AdjointSpec): Speciali
   const floatOutputs = [...outputs].filter((o) => (buffers.get(o)!.ty as { elem: string }).elem === "f32");
   const ctx: Ctx = { wrt: new Set(spec.wrt), outputs: new Set(floatOutputs), names: new Set(), kernel: k.name };
   let body: Stmt[];
-  if (spec.owner || k.schedule) {
+  if (spec.owner || k.schedule === "split" || k.schedule === "owner") {
     // Pass by pass (a scheduled kernel's unrolled loop: one pass per level, say), so that only one
     // pass's values are live at a time. Without `owner` the result runs unscheduled, and the sums
     // of elements read by every pass (x[i * D + d] at every level) are kept across the passes and

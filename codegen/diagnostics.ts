@@ -45,7 +45,7 @@ export const CODES = {
   NGP1027: { title: "mutable module-level state is not supported", hint: "use `const` for module constants, buffers for state" },
   NGP1028: { title: "unsupported import", hint: "import the language from the dsl folder and helpers from other kernel files" },
   NGP1029: { title: "a variable must be initialized", hint: "write `let x: f32 = 0.0;`" },
-  NGP1034: { title: "the schedule does not apply to this kernel", hint: "@schedule split|owner needs a body that is one loop with constant bounds, after constant declarations" },
+  NGP1034: { title: "the schedule does not apply to this kernel", hint: "@schedule split|owner needs a body that is one loop with constant bounds, after constant declarations; @schedule lanes a body without loops or branches that remain after specialization" },
   NGP1033: { title: "unsupported expression", hint: "kernels use numbers, buffers, local arrays, calls and operators only" },
   NGP1031: { title: "loop is not of a supported form", hint: "write `for (let i = a; i < b; i++)` (or <=, >, >=, ++, --, += k, -= k)" },
   NGP1032: { title: "unroll limit exceeded", hint: "raise maxUnroll, or make a bound a runtime value so the loop stays a loop" },

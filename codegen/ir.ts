@@ -111,9 +111,12 @@ export interface Param {
  *   split  each iteration becomes its own pass over a chunk of points (level-major order);
  *   owner  each iteration is one pass over all points on one thread, so its atomics need no
  *          atomicity (the author promises that iterations write disjoint memory).
- * CUDA and JS run the body as written. Set with the JSDoc tag `@schedule split|owner`.
+ *   lanes  (any straight-line body, such as a row of a few constant-width slots) groups of 16
+ *          threads per call, each statement over the 16 lanes, so that the C++ compiler vectorizes
+ *          across threads what it cannot vectorize as a loop over them (strided rows, exp).
+ * CUDA and JS run the body as written. Set with the JSDoc tag `@schedule split|owner|lanes`.
  */
-export type Schedule = "split" | "owner";
+export type Schedule = "split" | "owner" | "lanes";
 
 export interface Func {
   /** Unique key: `file#name`. */

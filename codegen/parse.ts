@@ -651,7 +651,7 @@ function scheduleOf(decl: FunctionDeclaration): Schedule | undefined {
     for (const tag of doc.getTags()) {
       if (tag.getTagName() !== "schedule") continue;
       const value = tag.getCommentText()?.trim();
-      if (value !== "split" && value !== "owner") fail("NGP1034", span(tag), `@schedule ${value ?? ""}`, "write @schedule split or @schedule owner");
+      if (value !== "split" && value !== "owner" && value !== "lanes") fail("NGP1034", span(tag), `@schedule ${value ?? ""}`, "write @schedule split, owner or lanes");
       return value;
     }
   return undefined;

@@ -40,6 +40,21 @@ export function splitPasses(k: SpecializedKernel): Passes {
   return { prologue, passes };
 }
 
+/** `@schedule lanes`: the specialized body must run in lane form (no loop or branch is left; see c_base.ts lanesSupported). */
+export function lanesBody(k: SpecializedKernel): void {
+  const bad = (body: Stmt[]): Stmt | undefined => {
+    for (const s of body) {
+      if (s.k === "block") {
+        const inner = bad(s.body);
+        if (inner) return inner;
+      } else if (s.k !== "let" && s.k !== "array" && s.k !== "assign" && s.k !== "expr") return s;
+    }
+    return undefined;
+  };
+  const s = bad(k.body);
+  if (s) fail("NGP1034", s.span, `'${k.name}' has @schedule lanes, but this ${s.k === "if" ? "branch" : s.k === "for" ? "loop" : "statement"} remains after specialization`, "write the branch as select(...), give the loop constant bounds, or remove @schedule lanes");
+}
+
 /**
  * The prefetch variant of a pass (lane form, straight-line): the statements that compute the
  * addresses of its data-dependent accesses (gathers such as a table read at a hashed index, and

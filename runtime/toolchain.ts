@@ -30,6 +30,8 @@ export interface ToolLookup {
 export const CPU_FLAGS: readonly string[] = Object.freeze([
   "-O3", "-march=native", "-std=c++20", "-fopenmp", "-fPIC", "-shared",
   "-ffp-contract=off", "-fwrapv", "-fno-math-errno", "-fno-trapping-math", "-Wl,-z,now", "-Wl,-z,defs",
+  // glibc's vector math (expf's vector variants, called by lane-form kernels: emit/cpu.ts).
+  "-lmvec",
 ]);
 
 /** nvcc code-generation flags; `--fmad=false` for the same reason as above. */

@@ -10,7 +10,7 @@
 // with its prefetch variant a few groups ahead, unless it both gathers and scatters (see
 // gathersAndScatters).
 import { NGP_ERR_NO_MEMORY, type EmittedModule } from "../../runtime/abi.ts";
-import { prefetchVariant, splitPasses } from "../schedule.ts";
+import { lanesBody, prefetchVariant, splitPasses } from "../schedule.ts";
 import type { SpecializedKernel } from "../specialize.ts";
 import { exprsOf, mapExpr, type Expr, type Stmt } from "../ir.ts";
 import { emitC, lanesSupported, type BodyRenderer, type CParam, type CTarget, type EmitOptions } from "./c_base.ts";
@@ -24,6 +24,8 @@ export const SPLIT_CHUNK = 256;
 export const LANES = 16;
 /** How many lane groups ahead the prefetch variant of a pass runs. */
 export const PREFETCH_GROUPS = 4;
+/** The scalar form's prefetch distance, in points. */
+export const PREFETCH_POINTS = 16;
 /** Passes longer than this (statements) are not emitted in lane form. */
 export const MAX_LANE_STATEMENTS = 400;
 
@@ -102,6 +104,7 @@ NGP_FN void ngp_min_u64(uint64_t* p, uint64_t v) {
   tiles: CPU_TILES,
   kernel(k, params, body) {
     if (k.block) return blocks(k, k.block, params, body);
+    if (k.schedule === "lanes") return laned(k, params, body);
     if (k.schedule) return scheduled(k, params, body);
     // The loop counter has the index's type (the runtime keeps n below 2^31): with a 64-bit counter
     // narrowed at each call, GCC does not vectorize the loop.
@@ -156,6 +159,34 @@ ${acc.map((p) => `  ngp_reduce_slots(${p}, ${part(p)}, ngp_slots, ngp_len_${p});
   return { code, launch, status: "0" };
 }
 
+/**
+ * `@schedule lanes`: groups of LANES threads in lane form (each statement over the lanes, which the
+ * C++ compiler vectorizes: strided rows become gathers, exp calls libmvec's vector variant), the
+ * threads after the last whole group one by one.
+ */
+function laned(k: SpecializedKernel, params: CParam[], body: BodyRenderer): ReturnType<CTarget["kernel"]> {
+  lanesBody(k);
+  const name = k.name;
+  const args = (g: string) => [g, ...params.flatMap((q) => q.args)].join(", ");
+  const code = [body(`${name}_body`, k.body), `${SIMD_EXPF}\n${body(`${name}_lanes`, k.body, { lanes: LANES })}`].join("\n\n");
+  const launch = `${unusedLengths(params)}  const int64_t ngp_groups = ngp_n / ${LANES};
+  #pragma omp parallel for schedule(static) if (ngp_n >= ${OMP_MIN_ITEMS})
+  for (int64_t ngp_g = 0; ngp_g < ngp_groups; ++ngp_g) ${name}_lanes(${args(`ngp_g * ${LANES}`)});
+  for (int64_t ngp_i = ngp_groups * ${LANES}; ngp_i < ngp_n; ++ngp_i) ${call(k, `${name}_body`, params)};`;
+  return { code, launch, status: "0" };
+}
+
+/**
+ * expf's vector variants (glibc's libmvec, linked by CPU_FLAGS), declared once per module for the
+ * lane-form kernels: without them a lane loop that calls expf stays scalar. They differ from the
+ * scalar expf by at most an ulp or so, as the JS backend's exp may (README, "Backends").
+ */
+const SIMD_EXPF = `#ifndef NGP_SIMD_EXPF
+#define NGP_SIMD_EXPF
+#pragma omp declare simd notinbranch
+extern "C" float expf(float) noexcept;
+#endif`;
+
 function scheduled(k: SpecializedKernel, params: CParam[], body: BodyRenderer): ReturnType<CTarget["kernel"]> {
   const { prologue, passes } = splitPasses(k);
   const owner = k.schedule === "owner";
@@ -170,12 +201,19 @@ function scheduled(k: SpecializedKernel, params: CParam[], body: BodyRenderer): 
     // A very long pass (learned probing with many slots, say) runs one point at a time: its lane
     // form would multiply a large body by 16 lanes, and GCC's time and memory with it.
     const buffers = new Set(params.filter((q) => q.buffer).map((q) => q.name));
-    if (!lanesSupported(stmts) || statementCount(stmts) > MAX_LANE_STATEMENTS || gathersAndScatters(stmts, buffers)) return void runs.push(scalar(from, to));
+    const args = (g: string) => [g, ...params.flatMap((q) => q.args)].join(", ");
+    const ahead = prefetchVariant(stmts, buffers);
+    if (!lanesSupported(stmts) || statementCount(stmts) > MAX_LANE_STATEMENTS || gathersAndScatters(stmts, buffers)) {
+      if (!ahead || !owner) return void runs.push(scalar(from, to));
+      // One point at a time, the table lines of point i + PREFETCH_POINTS prefetched while point
+      // i runs (a level's pass walks every point on one thread: nothing else hides the misses).
+      fns.push(body(`${name}_prefetch`, ahead, {}));
+      const pc = (i: string) => `${name}_prefetch(${[`(${k.index.ty === "u32" ? "uint32_t" : "int32_t"})(${i})`, ...params.flatMap((q) => q.args)].join(", ")})`;
+      return void runs.push(`for (int64_t ngp_i = ${from}; ngp_i < ${to}; ++ngp_i) { if (ngp_i + ${PREFETCH_POINTS} < ${to}) ${pc(`ngp_i + ${PREFETCH_POINTS}`)}; ${call(k, name, params)}; }`);
+    }
     // Whole groups of LANES points in lane form (vectorized), the rest one by one; the table
     // lines of group g + PREFETCH_GROUPS are prefetched while group g runs.
     fns.push(body(`${name}_lanes`, stmts, { plainAtomics: owner, lanes: LANES }));
-    const args = (g: string) => [g, ...params.flatMap((q) => q.args)].join(", ");
-    const ahead = prefetchVariant(stmts, buffers);
     if (ahead) fns.push(body(`${name}_prefetch`, ahead, { lanes: LANES }));
     // Across the end of a split chunk too: the next chunk (the same thread's, with a static
     // schedule) then starts with its lines in cache.

@@ -182,6 +182,7 @@ export function gridInputGradHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, p
  * probe and softmax of codebook row i from its logits (after changing the logits other than by an
  * optimizer step, which refreshes them itself).
  * @kernel
+ * @schedule lanes
  */
 export function gridRefreshProbes(i: u32, cfg: Const<GridConfig>, logits: Buf<f32>, probe: Buf<u32>, softmax: Buf<f32>): void {
   refreshRow(cfg.probeRange, i, logits, probe, softmax);

@@ -46,8 +46,9 @@ export interface RowsConfig {
  * softmax (what the grid's backward accumulates for learned probing's logits): the step maps it to
  * the logits through the softmax's Jacobian (probe.ts, logitGradRow), updates them, and refreshes
  * the row's argmax and softmax in the same pass: the probe table follows its logits with no pass
- * of its own.
+ * of its own. On the CPU in lane form (16 rows per call, vectorized across rows).
  * @kernel
+ * @schedule lanes
  */
 export function adamStepRows(i: u32, cfg: Const<RowsConfig>, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, argmax: Buf<u32>, softmax: Buf<f32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, gradScale: f32): void {
   logitGradRow(cfg.width, i, grads, softmax);
@@ -60,6 +61,7 @@ export function adamStepRows(i: u32, cfg: Const<RowsConfig>, params: Buf<f32>, g
 /**
  * Gradient descent over rows, as adamStepRows.
  * @kernel
+ * @schedule lanes
  */
 export function sgdStepRows(i: u32, cfg: Const<RowsConfig>, params: Buf<f32>, grads: Buf<f32>, argmax: Buf<u32>, softmax: Buf<f32>, lr: f32, weightDecay: f32, gradScale: f32): void {
   logitGradRow(cfg.width, i, grads, softmax);

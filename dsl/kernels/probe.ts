@@ -3,7 +3,7 @@
 // straight-through gradient reaches the logits. Computed when the logits change (the optimizer
 // step, optimizer.ts; HashGrid.refreshProbes), once per row rather than once per lookup; so is
 // the softmax's Jacobian (logitGradRow).
-import { type Buf, type f32, type i32, exp, fma, localArray, max, u32 } from "../index.ts";
+import { type Buf, type f32, type i32, exp, fma, localArray, max, select, u32 } from "../index.ts";
 
 /** probe[row] = argmax and softmax[row][p] = softmax(logits[row][.])_p, for rows of `width`. */
 export function refreshRow(width: i32, row: u32, logits: Buf<f32>, probe: Buf<u32>, softmax: Buf<f32>): void {
@@ -12,9 +12,7 @@ export function refreshRow(width: i32, row: u32, logits: Buf<f32>, probe: Buf<u3
   let best: u32 = 0;
   let top = logits[first];
   for (let p = 1; p < width; p++) {
-    if (logits[first + u32(p)] > top) {
-      best = u32(p);
-    }
+    best = select(logits[first + u32(p)] > top, u32(p), best);
     top = max(top, logits[first + u32(p)]);
   }
   let total: f32 = 0.0;

@@ -122,21 +122,15 @@ NGP_FN void adamStepRows_body(uint32_t i, float* __restrict__ params, float* __r
   uint32_t best_13 = 0u;
   float top_14 = params[first_11];
   {
-    if (params[first_11 + 1u] > top_14) {
-      best_13 = 1u;
-    }
+    best_13 = ((params[first_11 + 1u] > top_14) ? 1u : best_13);
     top_14 = ngp_max(top_14, params[first_11 + 1u]);
   }
   {
-    if (params[first_11 + 2u] > top_14) {
-      best_13 = 2u;
-    }
+    best_13 = ((params[first_11 + 2u] > top_14) ? 2u : best_13);
     top_14 = ngp_max(top_14, params[first_11 + 2u]);
   }
   {
-    if (params[first_11 + 3u] > top_14) {
-      best_13 = 3u;
-    }
+    best_13 = ((params[first_11 + 3u] > top_14) ? 3u : best_13);
     top_14 = ngp_max(top_14, params[first_11 + 3u]);
   }
   float total_16 = 0.0f;
@@ -171,10 +165,154 @@ NGP_FN void adamStepRows_body(uint32_t i, float* __restrict__ params, float* __r
   argmax[i] = best_13;
 }
 
+#ifndef NGP_SIMD_EXPF
+#define NGP_SIMD_EXPF
+#pragma omp declare simd notinbranch
+extern "C" float expf(float) noexcept;
+#endif
+NGP_FN void adamStepRows_lanes(int64_t ngp_i0, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, uint32_t* __restrict__ argmax, float* __restrict__ softmax, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  uint32_t first_2[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_2[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 4u;
+  float mean_3[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_3[ngp_l] = 0.0f;
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_3[ngp_l] = fmaf(softmax[first_2[ngp_l]], grads[first_2[ngp_l]], mean_3[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_3[ngp_l] = fmaf(softmax[first_2[ngp_l] + 1u], grads[first_2[ngp_l] + 1u], mean_3[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_3[ngp_l] = fmaf(softmax[first_2[ngp_l] + 2u], grads[first_2[ngp_l] + 2u], mean_3[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_3[ngp_l] = fmaf(softmax[first_2[ngp_l] + 3u], grads[first_2[ngp_l] + 3u], mean_3[ngp_l]);
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[first_2[ngp_l]] = softmax[first_2[ngp_l]] * (grads[first_2[ngp_l]] - mean_3[ngp_l]);
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[first_2[ngp_l] + 1u] = softmax[first_2[ngp_l] + 1u] * (grads[first_2[ngp_l] + 1u] - mean_3[ngp_l]);
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[first_2[ngp_l] + 2u] = softmax[first_2[ngp_l] + 2u] * (grads[first_2[ngp_l] + 2u] - mean_3[ngp_l]);
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[first_2[ngp_l] + 3u] = softmax[first_2[ngp_l] + 3u] * (grads[first_2[ngp_l] + 3u] - mean_3[ngp_l]);
+  }
+  {
+    uint32_t i_6[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) i_6[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 4u;
+    float g_7[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_7[ngp_l] = gradScale * grads[i_6[ngp_l]] + weightDecay * params[i_6[ngp_l]];
+    float mi_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mi_8[ngp_l] = beta1 * m[i_6[ngp_l]] + (1.0f - beta1) * g_7[ngp_l];
+    float vi_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) vi_9[ngp_l] = beta2 * v[i_6[ngp_l]] + (1.0f - beta2) * g_7[ngp_l] * g_7[ngp_l];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) m[i_6[ngp_l]] = mi_8[ngp_l];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) v[i_6[ngp_l]] = vi_9[ngp_l];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) params[i_6[ngp_l]] = params[i_6[ngp_l]] - stepSize * mi_8[ngp_l] / (sqrtf(vi_9[ngp_l]) + eps);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[i_6[ngp_l]] = 0.0f;
+  }
+  {
+    uint32_t i_6[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) i_6[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 4u + 1u;
+    float g_7[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_7[ngp_l] = gradScale * grads[i_6[ngp_l]] + weightDecay * params[i_6[ngp_l]];
+    float mi_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mi_8[ngp_l] = beta1 * m[i_6[ngp_l]] + (1.0f - beta1) * g_7[ngp_l];
+    float vi_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) vi_9[ngp_l] = beta2 * v[i_6[ngp_l]] + (1.0f - beta2) * g_7[ngp_l] * g_7[ngp_l];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) m[i_6[ngp_l]] = mi_8[ngp_l];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) v[i_6[ngp_l]] = vi_9[ngp_l];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) params[i_6[ngp_l]] = params[i_6[ngp_l]] - stepSize * mi_8[ngp_l] / (sqrtf(vi_9[ngp_l]) + eps);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[i_6[ngp_l]] = 0.0f;
+  }
+  {
+    uint32_t i_6[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) i_6[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 4u + 2u;
+    float g_7[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_7[ngp_l] = gradScale * grads[i_6[ngp_l]] + weightDecay * params[i_6[ngp_l]];
+    float mi_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mi_8[ngp_l] = beta1 * m[i_6[ngp_l]] + (1.0f - beta1) * g_7[ngp_l];
+    float vi_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) vi_9[ngp_l] = beta2 * v[i_6[ngp_l]] + (1.0f - beta2) * g_7[ngp_l] * g_7[ngp_l];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) m[i_6[ngp_l]] = mi_8[ngp_l];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) v[i_6[ngp_l]] = vi_9[ngp_l];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) params[i_6[ngp_l]] = params[i_6[ngp_l]] - stepSize * mi_8[ngp_l] / (sqrtf(vi_9[ngp_l]) + eps);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[i_6[ngp_l]] = 0.0f;
+  }
+  {
+    uint32_t i_6[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) i_6[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 4u + 3u;
+    float g_7[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_7[ngp_l] = gradScale * grads[i_6[ngp_l]] + weightDecay * params[i_6[ngp_l]];
+    float mi_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mi_8[ngp_l] = beta1 * m[i_6[ngp_l]] + (1.0f - beta1) * g_7[ngp_l];
+    float vi_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) vi_9[ngp_l] = beta2 * v[i_6[ngp_l]] + (1.0f - beta2) * g_7[ngp_l] * g_7[ngp_l];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) m[i_6[ngp_l]] = mi_8[ngp_l];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) v[i_6[ngp_l]] = vi_9[ngp_l];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) params[i_6[ngp_l]] = params[i_6[ngp_l]] - stepSize * mi_8[ngp_l] / (sqrtf(vi_9[ngp_l]) + eps);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[i_6[ngp_l]] = 0.0f;
+  }
+  uint32_t first_11[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_11[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 4u;
+  float e_12[4][16] = {};
+  uint32_t best_13[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) best_13[ngp_l] = 0u;
+  float top_14[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_14[ngp_l] = params[first_11[ngp_l]];
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) best_13[ngp_l] = ((params[first_11[ngp_l] + 1u] > top_14[ngp_l]) ? 1u : (best_13[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_14[ngp_l] = ngp_max(top_14[ngp_l], params[first_11[ngp_l] + 1u]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) best_13[ngp_l] = ((params[first_11[ngp_l] + 2u] > top_14[ngp_l]) ? 2u : (best_13[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_14[ngp_l] = ngp_max(top_14[ngp_l], params[first_11[ngp_l] + 2u]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) best_13[ngp_l] = ((params[first_11[ngp_l] + 3u] > top_14[ngp_l]) ? 3u : (best_13[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_14[ngp_l] = ngp_max(top_14[ngp_l], params[first_11[ngp_l] + 3u]);
+  }
+  float total_16[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_16[ngp_l] = 0.0f;
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) e_12[0][ngp_l] = expf(params[first_11[ngp_l]] - top_14[ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_16[ngp_l] += e_12[0][ngp_l];
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) e_12[1][ngp_l] = expf(params[first_11[ngp_l] + 1u] - top_14[ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_16[ngp_l] += e_12[1][ngp_l];
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) e_12[2][ngp_l] = expf(params[first_11[ngp_l] + 2u] - top_14[ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_16[ngp_l] += e_12[2][ngp_l];
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) e_12[3][ngp_l] = expf(params[first_11[ngp_l] + 3u] - top_14[ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_16[ngp_l] += e_12[3][ngp_l];
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) softmax[first_11[ngp_l]] = e_12[0][ngp_l] / total_16[ngp_l];
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) softmax[first_11[ngp_l] + 1u] = e_12[1][ngp_l] / total_16[ngp_l];
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) softmax[first_11[ngp_l] + 2u] = e_12[2][ngp_l] / total_16[ngp_l];
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) softmax[first_11[ngp_l] + 3u] = e_12[3][ngp_l] / total_16[ngp_l];
+  }
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) argmax[((uint32_t)(ngp_i0 + ngp_l))] = best_13[ngp_l];
+}
+
 extern "C" int32_t adamStepRows(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float* __restrict__ m, int64_t ngp_len_m, float* __restrict__ v, int64_t ngp_len_v, uint32_t* __restrict__ argmax, int64_t ngp_len_argmax, float* __restrict__ softmax, int64_t ngp_len_softmax, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
   (void)ngp_len_params; (void)ngp_len_grads; (void)ngp_len_m; (void)ngp_len_v; (void)ngp_len_argmax; (void)ngp_len_softmax;
+  const int64_t ngp_groups = ngp_n / 16;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) adamStepRows_body((uint32_t)ngp_i, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+  for (int64_t ngp_g = 0; ngp_g < ngp_groups; ++ngp_g) adamStepRows_lanes(ngp_g * 16, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+  for (int64_t ngp_i = ngp_groups * 16; ngp_i < ngp_n; ++ngp_i) adamStepRows_body((uint32_t)ngp_i, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
   return 0;
 }
 
@@ -230,21 +368,15 @@ NGP_FN void sgdStepRows_body(uint32_t i, float* __restrict__ params, float* __re
   uint32_t best_10 = 0u;
   float top_11 = params[first_8];
   {
-    if (params[first_8 + 1u] > top_11) {
-      best_10 = 1u;
-    }
+    best_10 = ((params[first_8 + 1u] > top_11) ? 1u : best_10);
     top_11 = ngp_max(top_11, params[first_8 + 1u]);
   }
   {
-    if (params[first_8 + 2u] > top_11) {
-      best_10 = 2u;
-    }
+    best_10 = ((params[first_8 + 2u] > top_11) ? 2u : best_10);
     top_11 = ngp_max(top_11, params[first_8 + 2u]);
   }
   {
-    if (params[first_8 + 3u] > top_11) {
-      best_10 = 3u;
-    }
+    best_10 = ((params[first_8 + 3u] > top_11) ? 3u : best_10);
     top_11 = ngp_max(top_11, params[first_8 + 3u]);
   }
   float total_13 = 0.0f;
@@ -279,10 +411,122 @@ NGP_FN void sgdStepRows_body(uint32_t i, float* __restrict__ params, float* __re
   argmax[i] = best_10;
 }
 
+#ifndef NGP_SIMD_EXPF
+#define NGP_SIMD_EXPF
+#pragma omp declare simd notinbranch
+extern "C" float expf(float) noexcept;
+#endif
+NGP_FN void sgdStepRows_lanes(int64_t ngp_i0, float* __restrict__ params, float* __restrict__ grads, uint32_t* __restrict__ argmax, float* __restrict__ softmax, float lr, float weightDecay, float gradScale) {
+  uint32_t first_2[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_2[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 4u;
+  float mean_3[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_3[ngp_l] = 0.0f;
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_3[ngp_l] = fmaf(softmax[first_2[ngp_l]], grads[first_2[ngp_l]], mean_3[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_3[ngp_l] = fmaf(softmax[first_2[ngp_l] + 1u], grads[first_2[ngp_l] + 1u], mean_3[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_3[ngp_l] = fmaf(softmax[first_2[ngp_l] + 2u], grads[first_2[ngp_l] + 2u], mean_3[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_3[ngp_l] = fmaf(softmax[first_2[ngp_l] + 3u], grads[first_2[ngp_l] + 3u], mean_3[ngp_l]);
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[first_2[ngp_l]] = softmax[first_2[ngp_l]] * (grads[first_2[ngp_l]] - mean_3[ngp_l]);
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[first_2[ngp_l] + 1u] = softmax[first_2[ngp_l] + 1u] * (grads[first_2[ngp_l] + 1u] - mean_3[ngp_l]);
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[first_2[ngp_l] + 2u] = softmax[first_2[ngp_l] + 2u] * (grads[first_2[ngp_l] + 2u] - mean_3[ngp_l]);
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[first_2[ngp_l] + 3u] = softmax[first_2[ngp_l] + 3u] * (grads[first_2[ngp_l] + 3u] - mean_3[ngp_l]);
+  }
+  {
+    uint32_t i_6[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) i_6[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 4u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) params[i_6[ngp_l]] = params[i_6[ngp_l]] - lr * (gradScale * grads[i_6[ngp_l]] + weightDecay * params[i_6[ngp_l]]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[i_6[ngp_l]] = 0.0f;
+  }
+  {
+    uint32_t i_6[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) i_6[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 4u + 1u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) params[i_6[ngp_l]] = params[i_6[ngp_l]] - lr * (gradScale * grads[i_6[ngp_l]] + weightDecay * params[i_6[ngp_l]]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[i_6[ngp_l]] = 0.0f;
+  }
+  {
+    uint32_t i_6[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) i_6[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 4u + 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) params[i_6[ngp_l]] = params[i_6[ngp_l]] - lr * (gradScale * grads[i_6[ngp_l]] + weightDecay * params[i_6[ngp_l]]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[i_6[ngp_l]] = 0.0f;
+  }
+  {
+    uint32_t i_6[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) i_6[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 4u + 3u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) params[i_6[ngp_l]] = params[i_6[ngp_l]] - lr * (gradScale * grads[i_6[ngp_l]] + weightDecay * params[i_6[ngp_l]]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grads[i_6[ngp_l]] = 0.0f;
+  }
+  uint32_t first_8[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_8[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 4u;
+  float e_9[4][16] = {};
+  uint32_t best_10[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) best_10[ngp_l] = 0u;
+  float top_11[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_11[ngp_l] = params[first_8[ngp_l]];
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) best_10[ngp_l] = ((params[first_8[ngp_l] + 1u] > top_11[ngp_l]) ? 1u : (best_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_11[ngp_l] = ngp_max(top_11[ngp_l], params[first_8[ngp_l] + 1u]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) best_10[ngp_l] = ((params[first_8[ngp_l] + 2u] > top_11[ngp_l]) ? 2u : (best_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_11[ngp_l] = ngp_max(top_11[ngp_l], params[first_8[ngp_l] + 2u]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) best_10[ngp_l] = ((params[first_8[ngp_l] + 3u] > top_11[ngp_l]) ? 3u : (best_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_11[ngp_l] = ngp_max(top_11[ngp_l], params[first_8[ngp_l] + 3u]);
+  }
+  float total_13[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_13[ngp_l] = 0.0f;
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) e_9[0][ngp_l] = expf(params[first_8[ngp_l]] - top_11[ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_13[ngp_l] += e_9[0][ngp_l];
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) e_9[1][ngp_l] = expf(params[first_8[ngp_l] + 1u] - top_11[ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_13[ngp_l] += e_9[1][ngp_l];
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) e_9[2][ngp_l] = expf(params[first_8[ngp_l] + 2u] - top_11[ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_13[ngp_l] += e_9[2][ngp_l];
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) e_9[3][ngp_l] = expf(params[first_8[ngp_l] + 3u] - top_11[ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_13[ngp_l] += e_9[3][ngp_l];
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) softmax[first_8[ngp_l]] = e_9[0][ngp_l] / total_13[ngp_l];
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) softmax[first_8[ngp_l] + 1u] = e_9[1][ngp_l] / total_13[ngp_l];
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) softmax[first_8[ngp_l] + 2u] = e_9[2][ngp_l] / total_13[ngp_l];
+  }
+  {
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) softmax[first_8[ngp_l] + 3u] = e_9[3][ngp_l] / total_13[ngp_l];
+  }
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) argmax[((uint32_t)(ngp_i0 + ngp_l))] = best_10[ngp_l];
+}
+
 extern "C" int32_t sgdStepRows(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, uint32_t* __restrict__ argmax, int64_t ngp_len_argmax, float* __restrict__ softmax, int64_t ngp_len_softmax, float lr, float weightDecay, float gradScale) {
   (void)ngp_len_params; (void)ngp_len_grads; (void)ngp_len_argmax; (void)ngp_len_softmax;
+  const int64_t ngp_groups = ngp_n / 16;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) sgdStepRows_body((uint32_t)ngp_i, params, grads, argmax, softmax, lr, weightDecay, gradScale);
+  for (int64_t ngp_g = 0; ngp_g < ngp_groups; ++ngp_g) sgdStepRows_lanes(ngp_g * 16, params, grads, argmax, softmax, lr, weightDecay, gradScale);
+  for (int64_t ngp_i = ngp_groups * 16; ngp_i < ngp_n; ++ngp_i) sgdStepRows_body((uint32_t)ngp_i, params, grads, argmax, softmax, lr, weightDecay, gradScale);
   return 0;
 }
 

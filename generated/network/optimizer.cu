@@ -129,21 +129,15 @@ NGP_FN void adamStepRows_body(uint32_t i, float* __restrict__ params, float* __r
   uint32_t best_13 = 0u;
   float top_14 = params[first_11];
   {
-    if (params[first_11 + 1u] > top_14) {
-      best_13 = 1u;
-    }
+    best_13 = ((params[first_11 + 1u] > top_14) ? 1u : best_13);
     top_14 = ngp_max(top_14, params[first_11 + 1u]);
   }
   {
-    if (params[first_11 + 2u] > top_14) {
-      best_13 = 2u;
-    }
+    best_13 = ((params[first_11 + 2u] > top_14) ? 2u : best_13);
     top_14 = ngp_max(top_14, params[first_11 + 2u]);
   }
   {
-    if (params[first_11 + 3u] > top_14) {
-      best_13 = 3u;
-    }
+    best_13 = ((params[first_11 + 3u] > top_14) ? 3u : best_13);
     top_14 = ngp_max(top_14, params[first_11 + 3u]);
   }
   float total_16 = 0.0f;
@@ -243,21 +237,15 @@ NGP_FN void sgdStepRows_body(uint32_t i, float* __restrict__ params, float* __re
   uint32_t best_10 = 0u;
   float top_11 = params[first_8];
   {
-    if (params[first_8 + 1u] > top_11) {
-      best_10 = 1u;
-    }
+    best_10 = ((params[first_8 + 1u] > top_11) ? 1u : best_10);
     top_11 = ngp_max(top_11, params[first_8 + 1u]);
   }
   {
-    if (params[first_8 + 2u] > top_11) {
-      best_10 = 2u;
-    }
+    best_10 = ((params[first_8 + 2u] > top_11) ? 2u : best_10);
     top_11 = ngp_max(top_11, params[first_8 + 2u]);
   }
   {
-    if (params[first_8 + 3u] > top_11) {
-      best_10 = 3u;
-    }
+    best_10 = ((params[first_8 + 3u] > top_11) ? 3u : best_10);
     top_11 = ngp_max(top_11, params[first_8 + 3u]);
   }
   float total_13 = 0.0f;

@@ -116,21 +116,15 @@ function adamStepRows_body(i, params, grads, m, v, argmax, softmax, stepSize, be
   let best_13 = 0;
   let top_14 = params[first_11];
   {
-    if (params[((first_11 + 1) >>> 0)] > top_14) {
-      best_13 = 1;
-    }
+    best_13 = ((params[((first_11 + 1) >>> 0)] > top_14) ? 1 : best_13);
     top_14 = __max(top_14, params[((first_11 + 1) >>> 0)]);
   }
   {
-    if (params[((first_11 + 2) >>> 0)] > top_14) {
-      best_13 = 2;
-    }
+    best_13 = ((params[((first_11 + 2) >>> 0)] > top_14) ? 2 : best_13);
     top_14 = __max(top_14, params[((first_11 + 2) >>> 0)]);
   }
   {
-    if (params[((first_11 + 3) >>> 0)] > top_14) {
-      best_13 = 3;
-    }
+    best_13 = ((params[((first_11 + 3) >>> 0)] > top_14) ? 3 : best_13);
     top_14 = __max(top_14, params[((first_11 + 3) >>> 0)]);
   }
   let total_16 = 0;
@@ -220,21 +214,15 @@ function sgdStepRows_body(i, params, grads, argmax, softmax, lr, weightDecay, gr
   let best_10 = 0;
   let top_11 = params[first_8];
   {
-    if (params[((first_8 + 1) >>> 0)] > top_11) {
-      best_10 = 1;
-    }
+    best_10 = ((params[((first_8 + 1) >>> 0)] > top_11) ? 1 : best_10);
     top_11 = __max(top_11, params[((first_8 + 1) >>> 0)]);
   }
   {
-    if (params[((first_8 + 2) >>> 0)] > top_11) {
-      best_10 = 2;
-    }
+    best_10 = ((params[((first_8 + 2) >>> 0)] > top_11) ? 2 : best_10);
     top_11 = __max(top_11, params[((first_8 + 2) >>> 0)]);
   }
   {
-    if (params[((first_8 + 3) >>> 0)] > top_11) {
-      best_10 = 3;
-    }
+    best_10 = ((params[((first_8 + 3) >>> 0)] > top_11) ? 3 : best_10);
     top_11 = __max(top_11, params[((first_8 + 3) >>> 0)]);
   }
   let total_13 = 0;
