@@ -17,9 +17,9 @@
 //     after (the trained one), with the share of codebook rows whose slot moved;
 //   - the targets: probing at T/4 >= 1 dB above the baseline at T/4 and within 0.5 dB of the
 //     baseline at T; its step at most 1.5x the baseline's time (against T/4 and against T).
-// `--defaults` instead sweeps codebookSize in {2^10, 2^12, 2^14} x probing lr in {1e-3, 1e-2,
-// 1e-1} at N_p = 4, T/4, on one image with a shorter budget, and prints the best (the defaults
-// live in modules/hashgrid.ts PROBING_DEFAULTS).
+// `--defaults` instead sweeps the codebook rows per table entry in {1, 2, 4} (N_c = T/4, T/2, T) x
+// probing lr in {0.01, 0.1, 1} at N_p = 4, T/4, on one image with a shorter budget, and prints the
+// best (the defaults live in modules/hashgrid.ts PROBING_DEFAULTS).
 // With --json the last line printed is one JSON object with every figure.
 import { parseArgs } from "node:util";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -51,8 +51,9 @@ const DEFAULTS_STEPS = 300;
  * tables apart (a denser sample makes every fine level collide everywhere).
  */
 const collisionPoints = (log2T: number, dims: 2 | 3) => Math.max(64, 2 ** (log2T - 2 - 1 - dims));
-const SWEEP_CODEBOOK = [1 << 10, 1 << 12, 1 << 14];
-const SWEEP_LR = [1e-3, 1e-2, 1e-1];
+/** --defaults: codebook rows per table entry (N_c = ratio * T/4) and probing learning rates. */
+const SWEEP_PER_ENTRY = [1, 2, 4];
+const SWEEP_LR = [1e-2, 1e-1, 1];
 
 const USAGE = `usage: bun run bench:probing [--json] [--steps N] [--images a,b] [--log2t N] [--steps-3d N] [--frames N] [--volume a,b,...] [--no-3d] [--batch N] [--seed N] [--defaults]
   --steps N       optimizer steps of every 2D run (default ${DEFAULT_STEPS}; with --defaults ${DEFAULTS_STEPS})
@@ -66,7 +67,7 @@ const USAGE = `usage: bun run bench:probing [--json] [--steps N] [--images a,b] 
   --batch N       samples per step (default: the trainer's, 65536)
   --seed N        seed of every run (default: the trainer's, 1337)
   --backend B     cpu (default) or js (the reference backend: for tests on tiny inputs)
-  --defaults      sweep codebookSize {2^10, 2^12, 2^14} x probing lr {1e-3, 1e-2, 1e-1} at N_p = 4, T/4 on the first image
+  --defaults      sweep codebook rows per table entry {1, 2, 4} x probing lr {0.01, 0.1, 1} at N_p = 4, T/4 on the first image
   --json          print the results as one JSON line last
   -h, --help      this text`;
 
@@ -76,13 +77,21 @@ interface Variant {
   /** log2 of the table size relative to T: 0, -2, -4. */
   shift: number;
   range: number;
+  /** Index codebook rows per table entry (N_c = perEntry * its table); default: PROBING_DEFAULTS. */
+  perEntry?: number;
 }
 const VARIANTS: Variant[] = [
   { name: "baseline T", shift: 0, range: 1 },
   { name: "baseline T/4", shift: -2, range: 1 },
   { name: "probing T/4 N_p=4", shift: -2, range: 4 },
+  // The cheaper codebook (one row per entry): where learned probing costs least, and gains least.
+  { name: "probing T/4 N_p=4 N_c=T/4", shift: -2, range: 4, perEntry: 1 },
   { name: "probing T/16 N_p=16", shift: -4, range: 16 },
 ];
+/** A variant's codebook size (undefined: the default). */
+const codebookOf = (v: Variant, log2T: number) => (v.perEntry ? v.perEntry * 2 ** log2T : undefined);
+/** A variant's output folder. */
+const variantDir = (root: string, k: number, v: Variant) => join(root, `2d-${k}-${VARIANTS.indexOf(v)}`);
 
 interface Row {
   dims: 2 | 3;
@@ -312,8 +321,8 @@ interface Result3d {
   collisions?: { before: LevelCollisions[]; after: LevelCollisions[]; moved: number };
 }
 
-async function train3d(vol: Volume, log2T: number, range: number, steps: number, o: Options, collisionX: Float32Array | undefined, log: (s: string) => void): Promise<Result3d> {
-  const cfg = parseTrainConfig({ backend: o.backend, encoding: { log2HashmapSize: log2T, probing: { range } }, ...(o.batch ? { batch: o.batch } : {}), ...(o.seed !== undefined ? { seed: o.seed } : {}) });
+async function train3d(vol: Volume, log2T: number, range: number, codebookSize: number | undefined, steps: number, o: Options, collisionX: Float32Array | undefined, log: (s: string) => void): Promise<Result3d> {
+  const cfg = parseTrainConfig({ backend: o.backend, encoding: { log2HashmapSize: log2T, probing: { range, ...(codebookSize ? { codebookSize } : {}) } }, ...(o.batch ? { batch: o.batch } : {}), ...(o.seed !== undefined ? { seed: o.seed } : {}) });
   const load = { backend: o.backend };
   // As createField in train/trainer.ts, with dims 3.
   const { lr: encLr, probing: { lr: probingLr, ...probing }, ...encoding } = cfg.encoding;
@@ -430,10 +439,10 @@ function checks(caseName: string, rows: Row[]): Check[] {
 }
 
 function printRows(rows: Row[], log: (s: string) => void): void {
-  log("case              | row                  | log2T | N_p |  PSNR dB | inference bytes | steps/s");
+  log("case              | row                        | log2T | N_p |  PSNR dB | inference bytes | steps/s");
   for (const r of rows) {
     log(
-      `${r.case.padEnd(17)} | ${r.name.padEnd(20)} | ${String(r.log2T).padStart(5)} | ${String(r.probing_range).padStart(3)} | ${r.psnr.toFixed(2).padStart(8)} | ` +
+      `${r.case.padEnd(17)} | ${r.name.padEnd(26)} | ${String(r.log2T).padStart(5)} | ${String(r.probing_range).padStart(3)} | ${r.psnr.toFixed(2).padStart(8)} | ` +
         `${String(r.inference_bytes).padStart(15)} | ${r.steps_per_s.toFixed(2).padStart(7)}${busyNote(r.others_cpu_share)}`,
     );
   }
@@ -530,7 +539,7 @@ async function main(): Promise<number> {
   log(
     `configuration: the trainer's defaults (L=${e.levels}, F=${e.featuresPerLevel}, N_min=${e.baseResolution}, finest ${e.finestResolution}, MLP 64x2, ` +
       `batch ${o.batch ?? parseTrainConfig({}).batch}, Adam, EMA), seed ${o.seed ?? parseTrainConfig({}).seed}; T = 2^${o.log2T}; ` +
-      `probing codebook ${PROBING_DEFAULTS.codebookSize}, lr ${PROBING_DEFAULTS.lr} (PROBING_DEFAULTS)`,
+      `probing codebook ${PROBING_DEFAULTS.codebookPerEntry} rows per table entry, lr ${PROBING_DEFAULTS.lr} (PROBING_DEFAULTS)`,
   );
   for (const n of notes) log(`NOTE: ${n}`);
   const outRoot = mkdtempSync(join(tmpdir(), "bench-probing-"));
@@ -551,15 +560,15 @@ async function main(): Promise<number> {
       for (const v of VARIANTS) {
         const log2T = o.log2T + v.shift;
         progress.begin(`2D ${caseName}: ${v.name} (log2T ${log2T}${v.range > 1 ? `, N_p ${v.range}` : ""})`, o.steps);
-        const out = join(outRoot, `2d-${k}-${log2T}-${v.range}`);
-        const { result: r, others } = await train2d(image, { log2T, range: v.range }, o, out, log);
+        const out = variantDir(outRoot, k, v);
+        const { result: r, others } = await train2d(image, { log2T, range: v.range, codebookSize: codebookOf(v, log2T) }, o, out, log);
         progress.end(o.steps);
         log(`    ${r.psnr.toFixed(2)} dB, ${r.stepsPerSecond.toFixed(2)} steps/s, ${r.bytesInference} inference bytes${busyNote(others)}`);
         caseRows.push({
           dims: 2, case: caseName, name: v.name, log2T, probing_range: v.range, psnr: r.psnr, inference_bytes: r.bytesInference,
           steps_per_s: r.stepsPerSecond, steps: r.steps, seconds: r.seconds, others_cpu_share: others ?? null,
         });
-        if (v.range === 4) probingCheckpoint = r.files.checkpoint;
+        if (v.range === 4 && !v.perEntry) probingCheckpoint = r.files.checkpoint;
       }
       rows.push(...caseRows);
       allChecks.push(...checks(caseName, caseRows));
@@ -567,7 +576,7 @@ async function main(): Promise<number> {
         log(`    collision statistics (${collisionPoints(o.log2T, 2)} random points) ...`);
         collisions.push(await collisions2d(caseName, image, o.log2T - 2, probingCheckpoint, o));
       }
-      for (const v of VARIANTS) rmSync(join(outRoot, `2d-${k}-${o.log2T + v.shift}-${v.range}`), { recursive: true, force: true });
+      for (const v of VARIANTS) rmSync(variantDir(outRoot, k, v), { recursive: true, force: true });
     }
     if (images.length > 1) {
       // The mean over the images, as one more case.
@@ -605,7 +614,7 @@ async function main(): Promise<number> {
         for (const v of VARIANTS) {
           const log2T = o.log2T + v.shift;
           progress.begin(`3D: ${v.name} (log2T ${log2T}${v.range > 1 ? `, N_p ${v.range}` : ""})`, steps3d);
-          const r = await train3d(vol, log2T, v.range, steps3d, o, v.shift === -2 ? x3 : undefined, log);
+          const r = await train3d(vol, log2T, v.range, codebookOf(v, log2T), steps3d, o, v.shift === -2 && !v.perEntry ? x3 : undefined, log);
           progress.end(steps3d);
           log(`    ${r.psnr.toFixed(2)} dB, ${r.stepsPerSecond.toFixed(2)} steps/s (sampling on the host not counted), ${r.inferenceBytes} inference bytes${busyNote(r.others)}`);
           caseRows.push({
@@ -675,54 +684,54 @@ function gridSettings(log2T: number, o: Options) {
 async function sweepDefaults(image: string, o: Options, outRoot: string, log: (s: string) => void, json: boolean, started: number, c0: ReturnType<typeof cpuSnapshot>): Promise<number> {
   const log2T = o.log2T - 2;
   const caseName = basename(image);
-  const combos = SWEEP_CODEBOOK.flatMap((codebookSize) => SWEEP_LR.map((lr) => ({ codebookSize, lr })));
+  const combos = SWEEP_PER_ENTRY.flatMap((perEntry) => SWEEP_LR.map((lr) => ({ perEntry, codebookSize: perEntry * 2 ** log2T, lr })));
   const progress = new Progress((combos.length + 1) * o.steps, combos.length + 1, log);
-  log(`--defaults: N_p = 4 at T/4 = 2^${log2T} on ${caseName}, ${o.steps} steps each; codebookSize x probing lr`);
+  log(`--defaults: N_p = 4 at T/4 = 2^${log2T} on ${caseName}, ${o.steps} steps each; codebook rows per table entry x probing lr`);
   progress.begin(`baseline T/4 (log2T ${log2T})`, o.steps);
   const b = await train2d(image, { log2T, range: 1 }, o, join(outRoot, "base"), log);
   progress.end(o.steps);
   log(`    ${b.result.psnr.toFixed(2)} dB, ${b.result.stepsPerSecond.toFixed(2)} steps/s${busyNote(b.others)}`);
-  const rows: (Row & { codebook_size: number | null; probing_lr: number | null })[] = [
+  const rows: (Row & { codebook_size: number | null; per_entry: number | null; probing_lr: number | null })[] = [
     {
       dims: 2, case: caseName, name: "baseline T/4", log2T, probing_range: 1, psnr: b.result.psnr, inference_bytes: b.result.bytesInference,
-      steps_per_s: b.result.stepsPerSecond, steps: b.result.steps, seconds: b.result.seconds, others_cpu_share: b.others ?? null, codebook_size: null, probing_lr: null,
+      steps_per_s: b.result.stepsPerSecond, steps: b.result.steps, seconds: b.result.seconds, others_cpu_share: b.others ?? null, codebook_size: null, per_entry: null, probing_lr: null,
     },
   ];
   for (const [i, c] of combos.entries()) {
     progress.begin(`probing T/4 N_p=4, codebookSize 2^${Math.log2(c.codebookSize)}, lr ${c.lr}`, o.steps);
-    const r = await train2d(image, { log2T, range: 4, ...c }, o, join(outRoot, `p${i}`), log);
+    const r = await train2d(image, { log2T, range: 4, codebookSize: c.codebookSize, lr: c.lr }, o, join(outRoot, `p${i}`), log);
     progress.end(o.steps);
     log(`    ${r.result.psnr.toFixed(2)} dB, ${r.result.stepsPerSecond.toFixed(2)} steps/s${busyNote(r.others)}`);
     rows.push({
       dims: 2, case: caseName, name: `probing T/4 N_p=4 Nc=2^${Math.log2(c.codebookSize)} lr=${c.lr}`, log2T, probing_range: 4, psnr: r.result.psnr,
       inference_bytes: r.result.bytesInference, steps_per_s: r.result.stepsPerSecond, steps: r.result.steps, seconds: r.result.seconds,
-      others_cpu_share: r.others ?? null, codebook_size: c.codebookSize, probing_lr: c.lr,
+      others_cpu_share: r.others ?? null, codebook_size: c.codebookSize, per_entry: c.perEntry, probing_lr: c.lr,
     });
     rmSync(join(outRoot, `p${i}`), { recursive: true, force: true });
   }
   const probed = rows.slice(1);
   const best = probed.reduce((a, r) => (r.psnr > a.psnr ? r : a));
-  const current = probed.find((r) => r.codebook_size === PROBING_DEFAULTS.codebookSize && r.probing_lr === PROBING_DEFAULTS.lr);
+  const current = probed.find((r) => r.per_entry === PROBING_DEFAULTS.codebookPerEntry && r.probing_lr === PROBING_DEFAULTS.lr);
   const others = othersShare(c0, cpuSnapshot());
   log("");
   log(`PSNR (dB) after ${o.steps} steps, N_p = 4, T/4 = 2^${log2T}, ${caseName}; baseline T/4 ${rows[0]!.psnr.toFixed(2)} dB`);
-  log(`codebookSize | ${SWEEP_LR.map((lr) => `lr ${lr}`.padStart(10)).join(" | ")} | inference bytes`);
-  for (const cb of SWEEP_CODEBOOK) {
-    const rs = SWEEP_LR.map((lr) => probed.find((r) => r.codebook_size === cb && r.probing_lr === lr)!);
-    log(`${`2^${Math.log2(cb)}`.padStart(12)} | ${rs.map((r) => r.psnr.toFixed(2).padStart(10)).join(" | ")} | ${rs[0]!.inference_bytes}`);
+  log(`rows per entry (N_c) | ${SWEEP_LR.map((lr) => `lr ${lr}`.padStart(10)).join(" | ")} | inference bytes | steps/s (lr ${SWEEP_LR[0]})`);
+  for (const k of SWEEP_PER_ENTRY) {
+    const rs = SWEEP_LR.map((lr) => probed.find((r) => r.per_entry === k && r.probing_lr === lr)!);
+    log(`${`${k} (2^${Math.log2(k * 2 ** log2T)})`.padStart(19)} | ${rs.map((r) => r.psnr.toFixed(2).padStart(10)).join(" | ")} | ${String(rs[0]!.inference_bytes).padStart(15)} | ${rs[0]!.steps_per_s.toFixed(1)}`);
   }
   log(`steps/s: ${probed.map((r) => r.steps_per_s.toFixed(1)).join(", ")} (baseline T/4 ${rows[0]!.steps_per_s.toFixed(1)})`);
   log(
-    `best: codebookSize ${best.codebook_size} (2^${Math.log2(best.codebook_size!)}), lr ${best.probing_lr}: ${best.psnr.toFixed(2)} dB ` +
+    `best: ${best.per_entry} rows per entry (N_c 2^${Math.log2(best.codebook_size!)}), lr ${best.probing_lr}: ${best.psnr.toFixed(2)} dB ` +
       `(${(best.psnr - rows[0]!.psnr >= 0 ? "+" : "") + (best.psnr - rows[0]!.psnr).toFixed(2)} dB over the baseline at T/4); ` +
-      (current ? `the current defaults (${PROBING_DEFAULTS.codebookSize}, ${PROBING_DEFAULTS.lr}) reach ${current.psnr.toFixed(2)} dB` : "the current defaults are not in the sweep"),
+      (current ? `the current defaults (${PROBING_DEFAULTS.codebookPerEntry} per entry, lr ${PROBING_DEFAULTS.lr}) reach ${current.psnr.toFixed(2)} dB` : "the current defaults are not in the sweep"),
   );
   const busyText = others === undefined ? "unknown (no /proc/stat)" : `${(100 * others).toFixed(0)}%`;
   log(`(${((performance.now() - started) / 1000).toFixed(0)} s; other processes used ${busyText} of the machine's CPU time meanwhile)`);
   if (json) {
     console.log(JSON.stringify({
       mode: "defaults", backend: o.backend, log2T: o.log2T, steps: o.steps, image: caseName, probing_defaults: PROBING_DEFAULTS,
-      rows, best: { codebook_size: best.codebook_size, probing_lr: best.probing_lr, psnr: best.psnr }, current_defaults_psnr: current?.psnr ?? null,
+      rows, best: { codebook_size: best.codebook_size, per_entry: best.per_entry, probing_lr: best.probing_lr, psnr: best.psnr }, current_defaults_psnr: current?.psnr ?? null,
       others_cpu_share: others ?? null, seconds: (performance.now() - started) / 1000,
     }));
   }

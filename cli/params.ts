@@ -42,7 +42,7 @@ e.g. --dims 3 --base 16,16,4 --finest 2048,2048,64:
   --interpolation nearest|linear|smoothstep  (linear)
   --precision f32|f16      parameter storage (f32)
   --probing-range N_p      learned probing: slots per bucket, a power of two 1 to 64 (1: none)
-  --codebook-size N_c      learned probing: codebook rows per hashed level (4096)
+  --codebook-size N_c      learned probing: codebook rows per hashed level (4 per table entry)
 Network (the trainer's MLP, modules/mlp.ts; its inputs are levels x features):
   --width W                16, 32, 64, 128 (64)
   --layers H               hidden layers, 1 to 8 (2)

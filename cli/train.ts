@@ -41,7 +41,7 @@ export const FLAGS: Flag[] = [
   { flag: "encoding-lr", path: "encoding.lr", kind: "number", help: "learning rate of the encoding (default: --lr)" },
   { flag: "encoding", path: "encoding.variant", kind: "string", help: "a variant of the encoding: a kernel file replacing parts of it (see README, \"Writing your own encoding\")" },
   { flag: "probing-range", path: "encoding.probing.range", kind: "int", help: "learned hash probing: slots per bucket N_p (1, 2, 4, ..., 64; 1: off)" },
-  { flag: "codebook-size", path: "encoding.probing.codebookSize", kind: "int", help: "learned hash probing: index codebook rows N_c per hashed level" },
+  { flag: "codebook-size", path: "encoding.probing.codebookSize", kind: "int", help: "learned hash probing: index codebook rows N_c per hashed level [4 per table entry]" },
   { flag: "probing-lr", path: "encoding.probing.lr", kind: "number", help: "learned hash probing: learning rate of the index logits" },
   { flag: "width", path: "network.width", kind: "int", help: "hidden width (16, 32, 64, 128)" },
   { flag: "layers", path: "network.hiddenLayers", kind: "int", help: "hidden layers (1 to 8)" },

@@ -18,8 +18,17 @@ export const GRID_KERNELS = resolve(import.meta.dir, "../dsl/kernels/grid.ts");
 /** Learned probing: the most slots per bucket, the most codebook rows per level. */
 export const MAX_PROBE_RANGE = 64;
 export const MAX_CODEBOOK = 2 ** 24;
-/** Defaults, chosen by bench:probing (see the README's "Learned hash probing"). */
-export const PROBING_DEFAULTS = { codebookSize: 16384, lr: 0.1 } as const;
+/**
+ * Defaults, chosen by bench:probing (see the README's "Learned hash probing"): without a
+ * codebookSize, N_c = codebookPerEntry * 2^log2T rows per hashed level (at most MAX_CODEBOOK); the
+ * gain over the plain grid grew with N_c relative to the table, about 0.5 dB per doubling.
+ */
+export const PROBING_DEFAULTS = { codebookPerEntry: 4, lr: 0.1 } as const;
+
+/** N_c when the settings give none: PROBING_DEFAULTS.codebookPerEntry rows per table entry. */
+export function defaultCodebookSize(log2HashmapSize: number): number {
+  return Math.min(MAX_CODEBOOK, PROBING_DEFAULTS.codebookPerEntry * 2 ** log2HashmapSize);
+}
 
 /** A number, or one per axis (their count is checked against dims below). */
 const perAxis = (n: z.ZodNumber) => z.union([n, z.array(n).min(1).max(8)]);
@@ -46,10 +55,10 @@ export const HashGridOptions = z
     /**
      * Learned hash probing (Compact NGP) on the hashed levels: `range` N_p slots per bucket (a
      * power of two, 1 to 64; 1 is the plain grid) chosen by an index codebook of `codebookSize`
-     * N_c rows of N_p logits per hashed level.
+     * N_c rows of N_p logits per hashed level (default: defaultCodebookSize, 4 rows per entry).
      */
     probing: z
-      .object({ range: z.number().default(1), codebookSize: z.number().default(PROBING_DEFAULTS.codebookSize) })
+      .object({ range: z.number().default(1), codebookSize: z.number().optional() })
       .strict()
       .optional(),
     /**
@@ -67,7 +76,7 @@ export const HashGridOptions = z
       const { range, codebookSize } = o.probing;
       if (!(Number.isInteger(range) && range >= 1 && range <= MAX_PROBE_RANGE && (range & (range - 1)) === 0))
         ctx.addIssue({ code: "custom", path: ["probing", "range"], message: `${range} is not allowed (allowed: a power of two from 1 to ${MAX_PROBE_RANGE})` });
-      if (!(Number.isInteger(codebookSize) && codebookSize >= 1 && codebookSize <= MAX_CODEBOOK))
+      if (codebookSize !== undefined && !(Number.isInteger(codebookSize) && codebookSize >= 1 && codebookSize <= MAX_CODEBOOK))
         ctx.addIssue({ code: "custom", path: ["probing", "codebookSize"], message: `${codebookSize} is out of range (allowed: an integer from 1 to ${MAX_CODEBOOK} (2^24))` });
     }
     for (const key of ["baseResolution", "perLevelScale", "finestResolution"] as const) {
@@ -268,7 +277,7 @@ export interface ProbingLayout {
 
 export function probingLayout(s: HashGridSettings, levels: GridLevel[] = gridLevels(s)): ProbingLayout {
   const range = s.probing?.range ?? 1;
-  const codebookSize = s.probing?.codebookSize ?? PROBING_DEFAULTS.codebookSize;
+  const codebookSize = s.probing?.codebookSize ?? defaultCodebookSize(s.log2HashmapSize);
   // A level is probed when it is hashed (its table is the full 2^log2T, a multiple of N_p).
   const probed = levels.map((lv) => lv.hashed && range > 1);
   let rows = 0;

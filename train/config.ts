@@ -50,7 +50,8 @@ export const TrainConfigSchema = z
         probing: z
           .object({
             range: z.literal([1, 2, 4, 8, 16, 32, 64]).default(1),
-            codebookSize: z.number().int().min(1).max(2 ** 24).default(PROBING_DEFAULTS.codebookSize),
+            /** Index codebook rows per hashed level (default: 4 per table entry, modules/hashgrid.ts defaultCodebookSize). */
+            codebookSize: z.number().int().min(1).max(2 ** 24).optional(),
             /** Learning rate of the index logits. */
             lr: z.number().positive().default(PROBING_DEFAULTS.lr),
           })
