@@ -74,7 +74,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         h_55 = ((h_55 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -109,7 +109,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         h_55 = ((h_55 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -144,7 +144,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         h_55 = ((h_55 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -179,7 +179,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         h_55 = ((h_55 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -254,7 +254,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_52 = ((h_52 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
         let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -276,7 +276,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         const first_68 = ((tbl_cfg_offset[l_1] + __umod(h_66, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
         let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
         let gp_74 = 0;
         gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
         gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
@@ -294,7 +294,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_52 = ((h_52 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
         let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -316,7 +316,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         const first_68 = ((tbl_cfg_offset[l_1] + __umod(h_66, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
         let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
         let gp_74 = 0;
         gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
         gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
@@ -334,7 +334,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_52 = ((h_52 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
         let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -356,7 +356,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         const first_68 = ((tbl_cfg_offset[l_1] + __umod(h_66, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
         let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
         let gp_74 = 0;
         gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
         gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
@@ -374,7 +374,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_52 = ((h_52 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
         let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -396,7 +396,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         const first_68 = ((tbl_cfg_offset[l_1] + __umod(h_66, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
         let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
         let gp_74 = 0;
         gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
         gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
@@ -451,7 +451,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -488,7 +488,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -525,7 +525,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -562,7 +562,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {

@@ -90,7 +90,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -131,7 +131,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -172,7 +172,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -213,7 +213,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -254,7 +254,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -295,7 +295,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -336,7 +336,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -377,7 +377,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_58 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -470,7 +470,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -496,7 +496,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
         let gp_74 = 0;
         gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
         gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
@@ -518,7 +518,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -544,7 +544,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
         let gp_74 = 0;
         gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
         gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
@@ -566,7 +566,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -592,7 +592,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
         let gp_74 = 0;
         gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
         gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
@@ -614,7 +614,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -640,7 +640,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
         let gp_74 = 0;
         gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
         gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
@@ -662,7 +662,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -688,7 +688,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
         let gp_74 = 0;
         gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
         gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
@@ -710,7 +710,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -736,7 +736,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
         let gp_74 = 0;
         gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
         gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
@@ -758,7 +758,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -784,7 +784,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
         let gp_74 = 0;
         gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
         gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
@@ -806,7 +806,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_55 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_55 = ((h_55 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_62 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_52, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_55, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_57 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -832,7 +832,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_70 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 16384)) >>> 0);
+        const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
         let gp_74 = 0;
         gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
         gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
@@ -902,7 +902,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -952,7 +952,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -1002,7 +1002,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -1052,7 +1052,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -1102,7 +1102,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -1152,7 +1152,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -1202,7 +1202,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -1252,7 +1252,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 2097152)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {

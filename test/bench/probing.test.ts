@@ -32,22 +32,25 @@ test("a tiny run prints every row, the collisions and the checks, and a JSON lin
   expect(r.code).toBe(0);
   const lines = r.stdout.trim().split("\n");
   expect(lines[0]).toMatch(/^CPU: /);
-  expect(r.stdout).toMatch(/\[1\/4\] 2D a\.png: baseline T \(log2T 12\), 2 steps/);
+  expect(r.stdout).toMatch(/\[1\/5\] 2D a\.png: baseline T \(log2T 12\), 2 steps/);
   expect(r.stdout).toMatch(/ETA/);
   const j = JSON.parse(lines.at(-1)!);
   expect(j.mode).toBe("compare");
-  expect(j.rows).toHaveLength(4);
+  expect(j.rows).toHaveLength(5);
   for (const row of j.rows) {
     for (const k of ["name", "log2T", "probing_range", "psnr", "inference_bytes", "steps_per_s", "dims"]) expect(row).toHaveProperty(k);
     expect(Number.isFinite(row.psnr)).toBe(true);
     expect(row.steps_per_s).toBeGreaterThan(0);
   }
   expect(j.rows.map((x: { dims: number; log2T: number; probing_range: number }) => [x.dims, x.log2T, x.probing_range])).toEqual([
-    [2, 12, 1], [2, 10, 1], [2, 10, 4], [2, 8, 16],
+    [2, 12, 1], [2, 10, 1], [2, 10, 4], [2, 10, 4], [2, 8, 16],
   ]);
-  // Probing's packed indices add to the features; a quarter of the table is smaller than T.
-  const [T, T4, P4] = j.rows as { inference_bytes: number }[];
-  expect(P4!.inference_bytes).toBeGreaterThan(T4!.inference_bytes);
+  expect(j.rows[3].name).toBe("probing T/4 N_p=4 N_c=T/4");
+  // Probing's packed indices add to the features, the default codebook's (4 rows per entry) more
+  // than one row per entry's; a quarter of the table is smaller than T.
+  const [T, T4, P4, P4small] = j.rows as { inference_bytes: number }[];
+  expect(P4!.inference_bytes).toBeGreaterThan(P4small!.inference_bytes);
+  expect(P4small!.inference_bytes).toBeGreaterThan(T4!.inference_bytes);
   expect(P4!.inference_bytes).toBeLessThan(T!.inference_bytes);
   expect(j.checks).toHaveLength(5);
   for (const c of j.checks) expect(typeof c.met).toBe("boolean");
