@@ -257,6 +257,16 @@ async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string)
     throw e;
   }
   log(`backend ${grid.backendReason}`);
+  if (grid.logitCount) {
+    // The codebook's cost up front: by default it grows with the table (4 rows per entry).
+    const p = grid.probing;
+    const levels = p.probed.filter(Boolean).length;
+    log(
+      `learned probing: N_p ${p.range}, N_c ${p.codebookSize} codebook rows on each of ${levels} hashed levels ` +
+        `(${(p.codebookSize / 2 ** grid.settings.log2HashmapSize).toPrecision(2)} per table entry): ${grid.logitCount.toLocaleString("en")} index logits, ` +
+        `${(grid.memory(2).indexBytes / 2 ** 20).toFixed(2)} MiB of packed indices at inference`,
+    );
+  }
   return { grid, mlp, opt, ema, heldOutLoss, encLr, netLr, close };
 }
 
