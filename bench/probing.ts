@@ -722,7 +722,7 @@ async function sweepDefaults(image: string, o: Options, outRoot: string, log: (s
   }
   log(`steps/s: ${probed.map((r) => r.steps_per_s.toFixed(1)).join(", ")} (baseline T/4 ${rows[0]!.steps_per_s.toFixed(1)})`);
   log(
-    `best: ${best.per_entry} rows per entry (N_c 2^${Math.log2(best.codebook_size!)}), lr ${best.probing_lr}: ${best.psnr.toFixed(2)} dB ` +
+    `best: N_c ${best.per_entry} per table entry (2^${Math.log2(best.codebook_size!)}), lr ${best.probing_lr}: ${best.psnr.toFixed(2)} dB ` +
       `(${(best.psnr - rows[0]!.psnr >= 0 ? "+" : "") + (best.psnr - rows[0]!.psnr).toFixed(2)} dB over the baseline at T/4); ` +
       (current ? `the current defaults (${PROBING_DEFAULTS.codebookPerEntry} per entry, lr ${PROBING_DEFAULTS.lr}) reach ${current.psnr.toFixed(2)} dB` : "the current defaults are not in the sweep"),
   );
