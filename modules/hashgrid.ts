@@ -142,7 +142,10 @@ export interface GridConfigValue {
 
 /** Validate user settings; every problem names its field, the value given and what is allowed. */
 export function parseHashGridOptions(input: unknown, where = "hashGrid"): HashGridSettings {
-  return parseOptions(HashGridOptions, input, where, ALLOWED);
+  const s = parseOptions(HashGridOptions, input, where, ALLOWED);
+  // The default codebook resolved here, so that settings saved with a model keep its size.
+  if (s.probing && s.probing.range > 1 && s.probing.codebookSize === undefined) s.probing.codebookSize = defaultCodebookSize(s.log2HashmapSize);
+  return s;
 }
 
 /** The most parameters a grid may have: u32 entry indices times features must not overflow. */

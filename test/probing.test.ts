@@ -279,6 +279,17 @@ describe("learned probing", () => {
     grid.close();
   });
 
+  test("without codebookSize, N_c is 4 rows per table entry, resolved into the settings", async () => {
+    const grid = await HashGrid.create({ ...SMALL, probing: { range: 4 } }, load("js"));
+    expect(grid.probing.codebookSize).toBe(4 * 2 ** 10);
+    expect(grid.settings.probing?.codebookSize).toBe(4 * 2 ** 10);
+    expect(grid.logitCount).toBe(2 * 4 * 2 ** 10 * 4); // 2 hashed levels
+    grid.close();
+    const plain = await HashGrid.create({ ...SMALL, probing: undefined }, load("js"));
+    expect(plain.logitCount).toBe(0);
+    plain.close();
+  });
+
   test("refusals name the field and what is allowed", async () => {
     const bad = async (probing: unknown) => HashGrid.create({ ...SMALL, probing } as HashGridOptionsInput, load("js"));
     await expect(bad({ range: 3, codebookSize: 64 })).rejects.toThrow(/hashGrid\.probing\.range: 3 is not allowed \(allowed: a power of two from 1 to 64\)/);

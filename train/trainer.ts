@@ -14,7 +14,7 @@ import { join } from "node:path";
 import type { Backend, BackendRequest } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { Ema } from "../modules/ema.ts";
-import { HashGrid } from "../modules/hashgrid.ts";
+import { HashGrid, defaultCodebookSize } from "../modules/hashgrid.ts";
 import { Loss } from "../modules/loss.ts";
 import { Mlp } from "../modules/mlp.ts";
 import { Optimizer, type OptimizerState } from "../modules/optimizer.ts";
@@ -115,6 +115,10 @@ export function microSeed(seed: number, k: number): number {
 
 export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Promise<TrainResult> {
   const cfg = parseTrainConfig(input);
+  // Learned probing's default codebook resolved for this run's table, so that the configuration
+  // saved with its checkpoints, summary and exports keeps the size it trained with.
+  const probing = cfg.encoding.probing;
+  if (probing.range > 1 && probing.codebookSize === undefined) probing.codebookSize = defaultCodebookSize(cfg.encoding.log2HashmapSize);
   const log = hooks.log ?? (() => {});
   const out = prepareOutDir(cfg.out);
   const source: DataSource = cfg.points ? await openPointSource(cfg, { log }) : new ImageSource(await loadImage(cfg.image), cfg);
