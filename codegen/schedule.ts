@@ -41,7 +41,7 @@ export function splitPasses(k: SpecializedKernel): Passes {
 }
 
 /** `@schedule lanes`: the specialized body must run in lane form (no loop or branch is left; see c_base.ts lanesSupported). */
-export function lanesBody(k: SpecializedKernel): void {
+export function checkLanesBody(k: SpecializedKernel): void {
   const bad = (body: Stmt[]): Stmt | undefined => {
     for (const s of body) {
       if (s.k === "block") {

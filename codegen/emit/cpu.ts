@@ -10,7 +10,7 @@
 // with its prefetch variant a few groups ahead, unless it both gathers and scatters (see
 // gathersAndScatters).
 import { NGP_ERR_NO_MEMORY, type EmittedModule } from "../../runtime/abi.ts";
-import { lanesBody, prefetchVariant, splitPasses } from "../schedule.ts";
+import { checkLanesBody, prefetchVariant, splitPasses } from "../schedule.ts";
 import type { SpecializedKernel } from "../specialize.ts";
 import { exprsOf, mapExpr, type Expr, type Stmt } from "../ir.ts";
 import { emitC, lanesSupported, type BodyRenderer, type CParam, type CTarget, type EmitOptions } from "./c_base.ts";
@@ -115,8 +115,10 @@ NGP_FN void ngp_min_u64(uint64_t* p, uint64_t v) {
   },
 };
 
-function call(k: SpecializedKernel, fn: string, params: CParam[]): string {
-  return `${fn}(${[`(${k.index.ty === "u32" ? "uint32_t" : "int32_t"})ngp_i`, ...params.flatMap((p) => p.args)].join(", ")})`;
+/** `fn(index, args...)` for thread `i` (an expression of the launcher's loop). */
+function call(k: SpecializedKernel, fn: string, params: CParam[], i = "ngp_i"): string {
+  const index = i === "ngp_i" ? i : `(${i})`;
+  return `${fn}(${[`(${k.index.ty === "u32" ? "uint32_t" : "int32_t"})${index}`, ...params.flatMap((p) => p.args)].join(", ")})`;
 }
 
 function unusedLengths(params: CParam[]): string {
@@ -165,7 +167,7 @@ ${acc.map((p) => `  ngp_reduce_slots(${p}, ${part(p)}, ngp_slots, ngp_len_${p});
  * threads after the last whole group one by one.
  */
 function laned(k: SpecializedKernel, params: CParam[], body: BodyRenderer): ReturnType<CTarget["kernel"]> {
-  lanesBody(k);
+  checkLanesBody(k);
   const name = k.name;
   const args = (g: string) => [g, ...params.flatMap((q) => q.args)].join(", ");
   const code = [body(`${name}_body`, k.body), `${SIMD_EXPF}\n${body(`${name}_lanes`, k.body, { lanes: LANES })}`].join("\n\n");
@@ -208,8 +210,8 @@ function scheduled(k: SpecializedKernel, params: CParam[], body: BodyRenderer): 
       // One point at a time, the table lines of point i + PREFETCH_POINTS prefetched while point
       // i runs (a level's pass walks every point on one thread: nothing else hides the misses).
       fns.push(body(`${name}_prefetch`, ahead, {}));
-      const pc = (i: string) => `${name}_prefetch(${[`(${k.index.ty === "u32" ? "uint32_t" : "int32_t"})(${i})`, ...params.flatMap((q) => q.args)].join(", ")})`;
-      return void runs.push(`for (int64_t ngp_i = ${from}; ngp_i < ${to}; ++ngp_i) { if (ngp_i + ${PREFETCH_POINTS} < ${to}) ${pc(`ngp_i + ${PREFETCH_POINTS}`)}; ${call(k, name, params)}; }`);
+      const later = `ngp_i + ${PREFETCH_POINTS}`;
+      return void runs.push(`for (int64_t ngp_i = ${from}; ngp_i < ${to}; ++ngp_i) { if (${later} < ${to}) ${call(k, `${name}_prefetch`, params, later)}; ${call(k, name, params)}; }`);
     }
     // Whole groups of LANES points in lane form (vectorized), the rest one by one; the table
     // lines of group g + PREFETCH_GROUPS are prefetched while group g runs.
