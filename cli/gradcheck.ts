@@ -8,7 +8,7 @@
 // and counted. Exit status 0 when everything agrees, 1 when something disagrees (listed), 2 on bad
 // input.
 import { parseArgs } from "node:util";
-import { ConfigError, HashGrid, type HashGridOptionsInput } from "../modules/hashgrid.ts";
+import { ConfigError, HashGrid, checkVariant, type HashGridOptionsInput } from "../modules/hashgrid.ts";
 import { DiagnosticError, formatDiagnostic } from "../codegen/diagnostics.ts";
 import { seededUniform } from "../modules/common.ts";
 
@@ -185,6 +185,7 @@ async function main(argv: string[]): Promise<number> {
       dims: num("dims", 2), levels: num("levels", 4), featuresPerLevel: num("features", 2) as 2, log2HashmapSize: num("log2-table", 12),
       baseResolution: num("base", 8), perLevelScale: num("scale", 2), ...(values.encoding ? { variant: values.encoding } : {}),
     };
+    checkVariant({ variant: grid.variant, dims: grid.dims, levels: grid.levels! }, { dims: "--dims", levels: "--levels" });
     const points = num("points", 8);
     if (!Number.isInteger(points) || points < 1 || points > 1024) throw new ConfigError(`--points: ${points} is out of range (allowed: an integer from 1 to 1024)`);
     const r = await gradcheck({ grid, points, seed: num("seed", 1) });

@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import cliProgress from "cli-progress";
 import { CacheDirError } from "../runtime/cache.ts";
 import { UsageError } from "../runtime/cli_input.ts";
+import { DiagnosticError } from "../codegen/diagnostics.ts";
 import { ConfigError } from "../modules/options.ts";
 import { CheckpointError } from "../train/checkpoint.ts";
 import { mergeConfig, readConfigFile } from "../train/config.ts";
@@ -299,6 +300,7 @@ export async function main(argv: string[]): Promise<number> {
     bar.stop();
     const expected = e instanceof UsageError || e instanceof ConfigError || e instanceof ImageError || e instanceof CheckpointError || e instanceof CacheDirError || e instanceof OutDirError;
     if (expected) return console.error(`error: ${(e as Error).message}`), 2;
+    if (e instanceof DiagnosticError) return console.error(e.message), 2;
     throw e;
   }
 }

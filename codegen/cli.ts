@@ -6,7 +6,8 @@ import { readInputFile, UsageError } from "../runtime/cli_input.ts";
 import { compileFile } from "./compile.ts";
 import { DiagnosticError, formatDiagnostic } from "./diagnostics.ts";
 import type { ConfigValue } from "./specialize.ts";
-import { ConfigError, GRID_KERNELS, gridConfig, gridKernels, parseHashGridOptions } from "../modules/hashgrid.ts";
+import { ConfigError, GRID_KERNELS, checkVariant, gridConfig, gridKernels, parseHashGridOptions } from "../modules/hashgrid.ts";
+import { readVariant } from "./parse.ts";
 
 const USAGE = `usage: bun run compile <file.ts> [--target cpu|cuda|js] [--config <json or file>] [--kernel <name>]...
 
@@ -66,7 +67,8 @@ function main(argv: string[]): number {
     return console.error(`error: ${e.message}`), 2;
   }
   try {
-    if (isVariant(text)) return printVariant(file, values.target === undefined ? ["cpu", "cuda"] : [target], config, values.kernel);
+    // No kernel of its own: a variant of the encoding (readVariant refuses it if it replaces no part).
+    if (!/@kernel\b/.test(text)) return printVariant(file, values.target === undefined ? ["cpu", "cuda"] : [target], config, values.kernel);
     const mod = compileFile(file, target, { text, config, kernels: values.kernel, boundsChecks: values["bounds-checks"] });
     process.stdout.write(values.signature ? JSON.stringify(mod.kernels, null, 2) + "\n" : mod.source);
     return 0;
@@ -79,14 +81,13 @@ function main(argv: string[]): number {
   }
 }
 
-/** A variant of the encoding: no kernel of its own, and at least one of parts.ts's functions. */
-function isVariant(text: string): boolean {
-  return !/@kernel\b/.test(text) && /export\s+function\s+(spatialHash|interpolationWeight|cornerSlot|encodeLevel)\b/.test(text);
-}
-
-/** The grid's kernels built with the variant (the HashGrid options in `config`), per target. */
+/**
+ * The grid's kernels built with the variant (the HashGrid options in `config`; dims by default
+ * the ones the variant needs, else 2), per target.
+ */
 function printVariant(file: string, targets: ("cpu" | "cuda" | "js")[], config: ConfigValue | undefined, kernels: string[] | undefined): number {
-  const settings = parseHashGridOptions({ dims: 2, ...(config ?? {}), variant: file });
+  const settings = parseHashGridOptions({ dims: readVariant(file).requires.dims ?? 2, ...(config ?? {}), variant: file });
+  checkVariant(settings, { dims: "--config's dims", levels: "--config's levels" });
   const chosen = gridKernels(settings);
   const names = kernels ?? [chosen.forward, chosen.paramGrad, chosen.inputGrad];
   for (const t of targets) {

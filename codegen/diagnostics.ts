@@ -41,7 +41,7 @@ export const CODES = {
   NGP1023: { title: "integer literal out of range", hint: "i32 literals lie in [-2^31, 2^31); write u32(4294967295) for large unsigned constants" },
   NGP1024: { title: "invalid indexing", hint: "index buffers, local arrays and config arrays with an i32 or u32" },
   NGP1025: { title: "invalid kernel signature", hint: "a kernel is `/** @kernel */ export function name(i: u32, ...params): void` with i the thread index" },
-  NGP1026: { title: "no such kernel", hint: "mark kernels with a /** @kernel */ comment" },
+  NGP1026: { title: "no such kernel or encoding part", hint: "mark kernels with a /** @kernel */ comment" },
   NGP1027: { title: "mutable module-level state is not supported", hint: "use `const` for module constants, buffers for state" },
   NGP1028: { title: "unsupported import", hint: "import the language from the dsl folder and helpers from other kernel files" },
   NGP1029: { title: "a variable must be initialized", hint: "write `let x: f32 = 0.0;`" },
@@ -64,6 +64,7 @@ export const CODES = {
   NGP1055: { title: "cannot differentiate: a loop or branch that remains at run time", hint: "loop over Const fields (the loop unrolls) and choose values with select(cond, a, b)" },
   NGP1058: { title: "bad @grad tag", hint: "write @grad <helper> on a helper returning f32; the helper takes the same parameters, then adj: f32, then a Buf<f32> gradient per buffer parameter, and returns void" },
   NGP1057: { title: "cannot differentiate: an output read back", hint: "keep the value in a variable or a local array: the adjoint does not follow values through memory" },
+  NGP1059: { title: "bad `requires` of a variant", hint: "declare what the variant needs as `export const requires = { dims: 4, levelsMultipleOf: 4 };` (integer literals, either field optional)" },
   NGP1056: { title: "an intrinsic without a derivative rule", hint: "add a `grad` rule to its entry in dsl/intrinsics.ts, or keep it out of the differentiated values" },
 } as const;
 
@@ -98,6 +99,28 @@ export class DiagnosticError extends Error {
     this.name = "DiagnosticError";
     this.diagnostics = sorted;
   }
+}
+
+/** The name of `names` nearest `name` (case aside, at most `within` edits), for "did you mean" hints. */
+export function nearest(name: string, names: Iterable<string>, within = 2): string | undefined {
+  let best: string | undefined;
+  let bestCost = within + 1;
+  for (const n of names) {
+    const cost = editDistance(name.toLowerCase(), n.toLowerCase());
+    if (cost < bestCost) [best, bestCost] = [n, cost];
+  }
+  return best;
+}
+
+/** Levenshtein distance. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
 }
 
 export function fail(code: Code, span: Span, detail?: string, hint?: string): never {

@@ -11,7 +11,7 @@ import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { Node, Project, SyntaxKind, ts, type SourceFile, type FunctionDeclaration, type TypeNode } from "ts-morph";
 import { lookupIntrinsic } from "../dsl/intrinsics.ts";
-import { DiagnosticError, DiagnosticSink, diag, fail, registerSource, type Span } from "./diagnostics.ts";
+import { DiagnosticError, DiagnosticSink, diag, fail, nearest, registerSource, type Span } from "./diagnostics.ts";
 import type { AssignOp, BinOp, ConfigType, Elem, Expr, Func, Param, Program, Scalar, Schedule, Stmt, Type } from "./ir.ts";
 
 const DSL_DIR = resolve(import.meta.dir, "../dsl");
@@ -84,6 +84,8 @@ class FileScope {
   readonly functions = new Map<string, FunctionDeclaration>();
   readonly consts = new Map<string, ModuleConst>();
   readonly types = new Map<string, Node>();
+  /** A variant's `export const requires = { ... }`: what it needs of the grid's settings. */
+  requires: VariantNeeds = {};
   constructor(readonly sf: SourceFile) {}
 }
 
@@ -99,6 +101,37 @@ export interface ParseOptions {
 
 /** The parts of the encoding a variant may replace. */
 export const VARIANT_PARTS = resolve(DSL_DIR, "kernels/parts.ts");
+
+/**
+ * What a variant needs of the grid's settings, declared in the variant file as
+ * `export const requires = { dims: 4, levelsMultipleOf: 4 };` (checked by modules/hashgrid.ts checkVariant).
+ */
+export interface VariantNeeds {
+  /** The input dimension it is written for. */
+  dims?: number;
+  /** The level count must be a multiple of this (e.g. one level per sub-grid). */
+  levelsMultipleOf?: number;
+}
+const NEEDS: Record<keyof VariantNeeds, { min: number; max: number }> = { dims: { min: 1, max: 8 }, levelsMultipleOf: { min: 1, max: 64 } };
+
+/** A variant file, read and checked: the parts it replaces and what it needs. */
+export interface Variant {
+  file: string;
+  parts: string[];
+  requires: VariantNeeds;
+}
+
+/**
+ * Read the variant `file` without compiling anything: a function whose name is near a part's but
+ * not one (a misspelling, silently not replacing anything), or no part at all, is NGP1026; a bad
+ * `requires`, NGP1059 (thrown as a DiagnosticError, with the file's other top-level mistakes).
+ */
+export function readVariant(file: string): Variant {
+  const sink = new DiagnosticSink();
+  const variant = new Parser(sink, resolve(file)).variantFile();
+  sink.throwIfAny();
+  return variant;
+}
 
 let sharedProject: Project | undefined;
 function project(): Project {
@@ -129,6 +162,7 @@ class Parser {
   private readonly lowering: string[] = [];
 
   program(file: string, text?: string): Program {
+    if (this.variant) this.variantFile();
     const scope = this.fileScope(file, text);
     const kernels: Func[] = [];
     for (const [name, decl] of scope.functions) {
@@ -136,6 +170,37 @@ class Parser {
       this.sink.guard(() => kernels.push(this.func(scope, name)));
     }
     return { file, kernels, funcs: this.funcs };
+  }
+
+  private variantRead?: Variant;
+  /** The variant's file, loaded once; its part names checked against parts.ts's (see readVariant). */
+  variantFile(): Variant {
+    if (this.variantRead) return this.variantRead;
+    const file = this.variant!;
+    const scope = this.fileScope(file);
+    const names = [...this.fileScope(VARIANT_PARTS).functions.keys()];
+    const listed = names.join(", ");
+    const parts = [...scope.functions.keys()].filter((f) => names.includes(f));
+    let misspelled = false;
+    for (const [name, decl] of scope.functions) {
+      const near = parts.includes(name) ? undefined : nearest(name, names);
+      if (!near) continue;
+      misspelled = true;
+      this.sink.report("NGP1026", span(decl.getNameNode()!), `'${name}' is not a part of the encoding`, `did you mean ${near}? A variant's functions replace those of dsl/kernels/parts.ts with the same name (${listed})`);
+    }
+    if (parts.length === 0 && !misspelled) {
+      const kernels = [...scope.functions].filter(([, d]) => isKernel(d));
+      const at = kernels[0]?.[1].getNameNode();
+      const what = kernels.length ? `kernels (${kernels.map(([k]) => k).join(", ")})` : "no kernel";
+      this.sink.report(
+        "NGP1026",
+        at ? span(at) : { file, start: 0, end: 1, line: 1, col: 1 },
+        `the file declares ${what} and replaces none of the encoding's parts (${listed})`,
+        "a variant of the encoding exports functions named as the parts of dsl/kernels/parts.ts, with their signatures; a kernel file marks its kernels with a /** @kernel */ comment",
+      );
+    }
+    this.variantRead = { file, parts, requires: scope.requires };
+    return this.variantRead;
   }
 
   // ---- files and their top-level declarations -------------------------------------------------
@@ -182,6 +247,10 @@ class Parser {
       const kind = st.getDeclarationKind();
       if (kind !== "const") this.sink.report("NGP1027", span(st), `\`${kind}\` at module level`);
       for (const d of st.getDeclarations()) {
+        if (d.getName() === "requires" && scope.sf.getFilePath() === this.variant) {
+          scope.requires = this.sink.guard(() => requiresOf(d)) ?? {};
+          continue;
+        }
         const value = kind === "const" ? this.sink.guard(() => this.moduleConst(scope, d)) : undefined;
         scope.consts.set(d.getName(), value ?? REJECTED);
       }
@@ -644,6 +713,26 @@ class Parser {
     }
     return this.func(owner, fname);
   }
+}
+
+/** A variant's `requires = { dims: 4, levelsMultipleOf: 4 }`: known fields, integer literals in range. */
+function requiresOf(d: import("ts-morph").VariableDeclaration): VariantNeeds {
+  const init = d.getInitializer();
+  if (!init || !Node.isObjectLiteralExpression(init)) fail("NGP1059", span(init ?? d), "it must be an object literal");
+  const needs: VariantNeeds = {};
+  for (const p of init.getProperties()) {
+    const name = Node.isPropertyAssignment(p) ? p.getName() : undefined;
+    const field = name && name in NEEDS ? (name as keyof VariantNeeds) : undefined;
+    if (!field) {
+      const near = name && nearest(name, Object.keys(NEEDS));
+      fail("NGP1059", span(p), `unknown field ${name ? `'${name}'` : `'${p.getText()}'`}${near ? ` (did you mean ${near}?)` : ""}`);
+    }
+    const value = Number((p as import("ts-morph").PropertyAssignment).getInitializer()?.getText());
+    const { min, max } = NEEDS[field];
+    if (!(Number.isInteger(value) && value >= min && value <= max)) fail("NGP1059", span(p), `${field}: ${(p as import("ts-morph").PropertyAssignment).getInitializer()?.getText()} (allowed: an integer literal from ${min} to ${max})`);
+    needs[field] = value;
+  }
+  return needs;
 }
 
 function scheduleOf(decl: FunctionDeclaration): Schedule | undefined {

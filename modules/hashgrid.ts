@@ -3,8 +3,9 @@
 // dsl/kernels/grid.ts for that configuration, and owns the parameters and their gradient.
 import { existsSync, statSync } from "node:fs";
 import { totalmem } from "node:os";
-import { resolve } from "node:path";
+import { isAbsolute, relative, resolve } from "node:path";
 import { z } from "zod";
+import { readVariant } from "../codegen/parse.ts";
 import type { Backend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { loadKernels, type KernelModule } from "../runtime/module.ts";
@@ -104,6 +105,23 @@ const ALLOWED: Record<string, string> = {
   variant: "the path of a kernel file",
 };
 
+
+/**
+ * Reads the settings' variant (codegen/parse.ts readVariant: its parts, a misspelled or missing
+ * one refused as NGP1026) and checks what it declares it needs against the settings, before
+ * anything is compiled or launched. `flags`: how the command's user sets each field, for the
+ * message ("examples/variants/spacetime.ts needs --dims 4 (got 2)").
+ */
+export function checkVariant(s: { variant?: string; dims: number; levels: number }, flags: { dims: string; levels: string } = { dims: "dims", levels: "levels" }): void {
+  if (s.variant === undefined) return;
+  parseHashGridOptions({ dims: s.dims, levels: s.levels, variant: s.variant }); // a file that exists, first
+  const { requires } = readVariant(s.variant);
+  const near = relative(process.cwd(), s.variant);
+  const file = near.startsWith("..") || isAbsolute(near) ? s.variant : near;
+  if (requires.dims !== undefined && s.dims !== requires.dims) throw new ConfigError(`${file} needs ${flags.dims} ${requires.dims} (got ${s.dims})`);
+  const m = requires.levelsMultipleOf;
+  if (m !== undefined && s.levels % m !== 0) throw new ConfigError(`${file} needs ${flags.levels} a multiple of ${m} (got ${s.levels})`);
+}
 
 export type HashGridOptionsInput = z.input<typeof HashGridOptions>;
 export type HashGridSettings = z.output<typeof HashGridOptions>;
@@ -440,6 +458,7 @@ export class HashGrid {
   /** Validate `options`, derive the levels, and compile (or load from cache) the kernels. */
   static async create(options: HashGridOptionsInput, load: LoadSettings = {}): Promise<HashGrid> {
     const settings = parseHashGridOptions(options);
+    checkVariant(settings);
     const levels = gridLevels(settings);
     const config = gridConfig(settings, levels);
     // Compile only the kernels this precision uses (each costs C++ build time).

@@ -4,13 +4,14 @@
 // that learns; a variant's mistakes reported at its own file:line:col, all at once; the commands
 // (`compile`, `gradcheck`, `train --encoding`) as child processes.
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import sharp from "sharp";
 import { gradcheck } from "../cli/gradcheck.ts";
 import { DiagnosticError } from "../codegen/diagnostics.ts";
-import { HashGrid, type HashGridOptionsInput } from "../modules/hashgrid.ts";
+import { readVariant } from "../codegen/parse.ts";
+import { ConfigError, HashGrid, checkVariant, type HashGridOptionsInput } from "../modules/hashgrid.ts";
 import { Mlp } from "../modules/mlp.ts";
 import { Optimizer } from "../modules/optimizer.ts";
 import { findCxx } from "../runtime/toolchain.ts";
@@ -22,6 +23,8 @@ const EXAMPLE = (name: string) => join(ROOT, "examples/variants", `${name}.ts`);
 const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 const BACKEND = findCxx().tool ? "cpu" : "js";
 const dir = mkdtempSync(join(tmpdir(), "ngpk-variants-"));
+/** pcg_hash.ts with its part misspelled: a helper that replaces nothing. */
+const misspelled = readFileSync(EXAMPLE("pcg_hash"), "utf8").replace("export function spatialHash(", "export function spatialhash(");
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // ---- float64 references of the examples ---------------------------------------------------------
@@ -216,6 +219,58 @@ export function spatialHash(coords: u32[], dims: i32): u32 {
     ]);
   });
 
+  /** The diagnostics readVariant throws for `text`, as [code, line, col, message, hint]. */
+  const refusal = (name: string, text: string) => {
+    const file = join(dir, name);
+    writeFileSync(file, text);
+    try {
+      readVariant(file);
+    } catch (e) {
+      expect(e).toBeInstanceOf(DiagnosticError);
+      return (e as DiagnosticError).diagnostics.map((d) => [d.code, d.span.file === file, d.span.line, d.span.col, d.message, d.hint]);
+    }
+    throw new Error(`${name} was accepted`);
+  };
+
+  test("a misspelled part (which would replace nothing) is NGP1026 at its name, suggesting the part", async () => {
+    const line = misspelled.split("\n").findIndex((l) => l.startsWith("export function spatialhash(")) + 1;
+    const [d, ...more] = refusal("misspelled.ts", misspelled);
+    expect(more).toEqual([]);
+    expect(d!.slice(0, 4)).toEqual(["NGP1026", true, line, 17]);
+    expect(d![4]).toContain("'spatialhash' is not a part of the encoding");
+    expect(d![5]).toStartWith("did you mean spatialHash?");
+    // The grid (what train and gradcheck build) refuses it too, before compiling anything.
+    await expect(HashGrid.create({ dims: 2, variant: join(dir, "misspelled.ts") }, { backend: "js", cacheDir })).rejects.toThrow(/NGP1026[\s\S]*did you mean spatialHash/);
+  });
+
+  test("a file replacing no part (a kernel file, or helpers only) is NGP1026", () => {
+    const [kernels] = refusal("saxpy.ts", readFileSync(join(ROOT, "dsl/examples/saxpy.ts"), "utf8").replace(/"\.\.\/index\.ts"/, '"ngp-kernels/dsl"'));
+    expect(kernels!.slice(0, 4)).toEqual(["NGP1026", true, 5, 17]);
+    expect(kernels![4]).toContain("declares kernels (saxpy) and replaces none of the encoding's parts (spatialHash, interpolationWeight, cornerSlot, encodeLevel)");
+    const [helpers] = refusal("helpers.ts", `import { type u32 } from "ngp-kernels/dsl";\nexport function twice(v: u32): u32 {\n  return v * 2;\n}\n`);
+    expect(helpers!.slice(0, 5)).toEqual(["NGP1026", true, 1, 1, "no such kernel or encoding part: the file declares no kernel and replaces none of the encoding's parts (spatialHash, interpolationWeight, cornerSlot, encodeLevel)"]);
+  });
+
+  test("a bad requires is NGP1059 at the field", () => {
+    const head = `import { type i32, type u32 } from "ngp-kernels/dsl";\nexport function spatialHash(coords: u32[], dims: i32): u32 {\n  return coords[0];\n}\n`;
+    const [typo] = refusal("requires_typo.ts", `${head}export const requires = { dims: 4, levelMultipleOf: 4 };\n`);
+    expect(typo!.slice(0, 5)).toEqual(["NGP1059", true, 5, 36, "bad `requires` of a variant: unknown field 'levelMultipleOf' (did you mean levelsMultipleOf?)"]);
+    const [range] = refusal("requires_range.ts", `${head}export const requires = { dims: 9 };\n`);
+    expect(range!.slice(0, 5)).toEqual(["NGP1059", true, 5, 27, "bad `requires` of a variant: dims: 9 (allowed: an integer literal from 1 to 8)"]);
+  });
+
+  test("the shipped examples declare what they need, and the settings are checked against it naming the flag", () => {
+    expect(readVariant(EXAMPLE("spacetime")).requires).toEqual({ dims: 4, levelsMultipleOf: 4 });
+    expect(readVariant(EXAMPLE("pcg_hash"))).toMatchObject({ parts: ["spatialHash"], requires: {} });
+    expect(readVariant(EXAMPLE("triangle_blend"))).toMatchObject({ parts: ["encodeLevel"], requires: {} });
+    const st = EXAMPLE("spacetime");
+    const flags = { dims: "--dims", levels: "--levels" };
+    expect(() => checkVariant({ variant: st, dims: 2, levels: 8 }, flags)).toThrow(new ConfigError("examples/variants/spacetime.ts needs --dims 4 (got 2)"));
+    expect(() => checkVariant({ variant: st, dims: 4, levels: 6 }, flags)).toThrow(new ConfigError("examples/variants/spacetime.ts needs --levels a multiple of 4 (got 6)"));
+    expect(() => checkVariant({ variant: st, dims: 4, levels: 8 }, flags)).not.toThrow();
+    expect(() => checkVariant({ variant: EXAMPLE("pcg_hash"), dims: 3, levels: 5 }, flags)).not.toThrow();
+  });
+
   test("a variant that is not a file is refused naming the field", async () => {
     await expect(HashGrid.create({ dims: 2, variant: join(dir, "missing.ts") }, { backend: "js" })).rejects.toThrow(/hashGrid\.variant: ".*missing\.ts" is not a kernel file/);
   });
@@ -234,6 +289,50 @@ describe("the commands", () => {
     expect(r.out).toContain("in the hash grid (CUDA)");
     expect(r.out).toContain("747796405u");
   }, 60_000);
+  test("gradcheck of the space-time example says it needs --dims 4 (one line, status 2), and passes with it", async () => {
+    const bare = await run("cli/gradcheck.ts", "--encoding", "examples/variants/spacetime.ts");
+    expect([bare.code, bare.err, bare.out]).toEqual([2, "error: examples/variants/spacetime.ts needs --dims 4 (got 2)\n", ""]);
+    const levels = await run("cli/gradcheck.ts", "--encoding", "examples/variants/spacetime.ts", "--dims", "4", "--levels", "6");
+    expect([levels.code, levels.err]).toEqual([2, "error: examples/variants/spacetime.ts needs --levels a multiple of 4 (got 6)\n"]);
+    const ok = await run("cli/gradcheck.ts", "--encoding", "examples/variants/spacetime.ts", "--dims", "4");
+    expect(ok.code).toBe(0);
+    expect(ok.out).toContain("OK: the gradients agree with finite differences");
+  }, 120_000);
+
+  test("train and sweep refuse the space-time example on a photograph before anything runs", async () => {
+    const out = join(dir, "spacetime-image");
+    const r = await run("cli/train.ts", "--steps", "3", "--levels", "4", "--encoding", "examples/variants/spacetime.ts", "--out", out);
+    expect([r.code, r.err]).toEqual([2, "error: examples/variants/spacetime.ts needs --points with --dims 4 (got 2)\n"]);
+    const s = await run("cli/sweep.ts", "--budgets", "4096", "--levels", "4", "--steps", "2", "--encoding", "examples/variants/spacetime.ts", "--out", out);
+    expect([s.code, s.err]).toEqual([2, "error: examples/variants/spacetime.ts needs dims 4 (got 2)\n"]);
+    expect(existsSync(out) ? readdirSync(out) : []).toEqual([]);
+  }, 60_000);
+
+  test("train, gradcheck, sweep and compile refuse a misspelled part (NGP1026), and train and gradcheck a kernel file, status 2", async () => {
+    const file = join(dir, "misspelled_cli.ts");
+    writeFileSync(file, misspelled);
+    const out = join(dir, "misspelled-out");
+    const T = ["--steps", "3", "--batch", "1024", "--levels", "4", "--log2-table", "12", "--finest", "256", "--width", "16", "--out", out];
+    for (const [cmd, ...args] of [["cli/train.ts", ...T], ["cli/gradcheck.ts"], ["cli/sweep.ts", "--budgets", "4096", "--levels", "4", "--steps", "2", "--out", out]]) {
+      const r = await run(cmd!, ...args, "--encoding", file);
+      expect([cmd, r.code]).toEqual([cmd, 2]);
+      expect(r.err).toStartWith("error[NGP1026]: no such kernel or encoding part: 'spatialhash' is not a part of the encoding\n");
+      expect(r.err).toContain("= hint: did you mean spatialHash?");
+      expect(r.err).not.toMatch(/^\s+at /m);
+      expect(r.out).not.toContain("OK");
+    }
+    const compile = await run("codegen/cli.ts", file);
+    expect(compile.code).toBe(1);
+    expect(compile.err).toContain("did you mean spatialHash?");
+    for (const [cmd, ...args] of [["cli/train.ts", ...T], ["cli/gradcheck.ts"]]) {
+      const r = await run(cmd!, ...args, "--encoding", "dsl/examples/saxpy.ts");
+      expect([cmd, r.code]).toEqual([cmd, 2]);
+      expect(r.err).toContain("dsl/examples/saxpy.ts:5:17");
+      expect(r.err).toContain("declares kernels (saxpy) and replaces none of the encoding's parts");
+    }
+    expect(existsSync(out) ? readdirSync(out) : []).toEqual([]);
+  }, 120_000);
+
   test("bun run gradcheck: 0 when the gradients agree, 2 for a missing file", async () => {
     const ok = await run("cli/gradcheck.ts", "--encoding", "examples/variants/triangle_blend.ts");
     expect(ok.code).toBe(0);

@@ -21,7 +21,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type * as vl from "vega-lite";
 import { parse as parseYaml } from "yaml";
-import { ConfigError, hashGridParamCount } from "../modules/hashgrid.ts";
+import { ConfigError, checkVariant, hashGridParamCount } from "../modules/hashgrid.ts";
 import { readInputFile, UsageError } from "../runtime/cli_input.ts";
 import { CheckpointError } from "./checkpoint.ts";
 import { DEFAULT_IMAGE, mergeConfig, parseTrainConfig, type TrainConfig } from "./config.ts";
@@ -571,6 +571,7 @@ export async function runSweep(opts: SweepOptions, hooks: SweepHooks = {}): Prom
     throw new UsageError(`shard: ${opts.shard.index}/${opts.shard.count} is not allowed (allowed: i/n with 0 <= i < n)`);
   // A bad image is reported now, as the trainer reports it, not at the first run.
   await loadImage(cfg.image);
+  for (const levels of grid.levels) checkVariant({ variant: cfg.encoding.variant, dims: 2, levels }, { dims: "dims", levels: "--levels" });
   const all = planSweep(budgets, grid, cfg.encoding);
   const plan = opts.shard ? all.filter((r) => r.index % opts.shard!.count === opts.shard!.index) : all;
 

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import type { Backend, BackendRequest } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { Ema } from "../modules/ema.ts";
-import { HashGrid, defaultCodebookSize } from "../modules/hashgrid.ts";
+import { HashGrid, checkVariant, defaultCodebookSize } from "../modules/hashgrid.ts";
 import { Loss } from "../modules/loss.ts";
 import { Mlp } from "../modules/mlp.ts";
 import { Optimizer, type OptimizerState } from "../modules/optimizer.ts";
@@ -221,6 +221,7 @@ export async function createField(cfg: TrainConfig, channels: number, load: { ba
   // perLevelScale, when given, replaces finestResolution (the grid takes one or the other).
   const encoding = perLevelScale === undefined ? { ...rest, finestResolution } : { ...rest, perLevelScale };
   const { lr: _netLr, weightDecay: _wd, ...network } = cfg.network;
+  checkVariant({ ...encoding, dims }, { dims: cfg.points ? "--dims" : "--points with --dims", levels: "--levels" });
   const grid = await HashGrid.create({ dims, ...encoding, probing, seed: cfg.seed }, load);
   const mlp = await Mlp.create(
     { inputs: grid.outputDim, outputs: channels, ...network, loss: cfg.loss, huberDelta: cfg.huberDelta, inputGrad: true, seed: cfg.seed + 1 } as never,

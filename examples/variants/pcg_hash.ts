@@ -6,6 +6,8 @@
 //   bun run train --encoding examples/variants/pcg_hash.ts
 //   bun run gradcheck --encoding examples/variants/pcg_hash.ts
 //   bun run compile examples/variants/pcg_hash.ts
+//
+// It works with any dims and levels, so it declares no `requires` (see spacetime.ts).
 import { type i32, type u32 } from "ngp-kernels/dsl";
 
 /** PCG's state step and output permutation of one 32-bit word. */

@@ -3,11 +3,17 @@
 // (x, y, t), (y, z, t) and (x, z, t), whose features are concatenated. Configure a 4D grid whose
 // level count is 4 x the levels of each 3D grid; level l is grid l % 4 at resolution level l / 4
 // (that level's scales, so give perLevelScale for the 3D grids' growth), with its own table.
+// `requires` below says so: every command refuses other dims or levels before it compiles.
 //
 //   HashGrid.create({ dims: 4, levels: 4 * 8, perLevelScale: 1.5, variant: "examples/variants/spacetime.ts" })
+//   bun run gradcheck --encoding examples/variants/spacetime.ts --dims 4
+//   bun run train --points field4d.bin --encoding examples/variants/spacetime.ts --levels 16 --per-level-scale 2
 import { type Buf, type Const, type Float, type f32, type i32, floor, fma, localArray, max, min, select, u32 } from "ngp-kernels/dsl";
 import { coherentHash } from "ngp-kernels/dsl/kernels/hash.ts";
 import { type GridConfig } from "ngp-kernels/dsl/kernels/lookup.ts";
+
+/** What it needs of the grid: (x, y, z, t), and levels in fours (one per 3D grid). */
+export const requires = { dims: 4, levelsMultipleOf: 4 };
 
 /** The axes of the four 3D grids: xyz, xyt, yzt, xzt. */
 export const AXES: i32[] = [0, 1, 2, 0, 1, 3, 1, 2, 3, 0, 2, 3];

@@ -5,6 +5,8 @@
 // it with the rest).
 //
 //   bun run train --encoding examples/variants/triangle_blend.ts
+//
+// It works with any dims and levels, so it declares no `requires` (see spacetime.ts).
 import { type Buf, type Const, type Float, type f32, type i32, abs, floor, localArray, u32 } from "ngp-kernels/dsl";
 import { type GridConfig, levelFeatures } from "ngp-kernels/dsl/kernels/lookup.ts";
 
