@@ -722,14 +722,15 @@ function requiresOf(d: import("ts-morph").VariableDeclaration): VariantNeeds {
   const needs: VariantNeeds = {};
   for (const p of init.getProperties()) {
     const name = Node.isPropertyAssignment(p) ? p.getName() : undefined;
-    const field = name && name in NEEDS ? (name as keyof VariantNeeds) : undefined;
-    if (!field) {
+    if (!Node.isPropertyAssignment(p) || !(p.getName() in NEEDS)) {
       const near = name && nearest(name, Object.keys(NEEDS));
-      fail("NGP1059", span(p), `unknown field ${name ? `'${name}'` : `'${p.getText()}'`}${near ? ` (did you mean ${near}?)` : ""}`);
+      fail("NGP1059", span(p), `unknown field '${name ?? p.getText()}'${near ? ` (did you mean ${near}?)` : ""}`);
     }
-    const value = Number((p as import("ts-morph").PropertyAssignment).getInitializer()?.getText());
+    const field = p.getName() as keyof VariantNeeds;
+    const text = p.getInitializer()?.getText();
     const { min, max } = NEEDS[field];
-    if (!(Number.isInteger(value) && value >= min && value <= max)) fail("NGP1059", span(p), `${field}: ${(p as import("ts-morph").PropertyAssignment).getInitializer()?.getText()} (allowed: an integer literal from ${min} to ${max})`);
+    const value = Number(text);
+    if (!(Number.isInteger(value) && value >= min && value <= max)) fail("NGP1059", span(p), `${field}: ${text} (allowed: an integer literal from ${min} to ${max})`);
     needs[field] = value;
   }
   return needs;
