@@ -297,6 +297,12 @@ describe("the commands", () => {
     const ok = await run("cli/gradcheck.ts", "--encoding", "examples/variants/spacetime.ts", "--dims", "4");
     expect(ok.code).toBe(0);
     expect(ok.out).toContain("OK: the gradients agree with finite differences");
+    // compile: --config's dims are checked; without them, the grid is built with the dims the variant needs.
+    const three = await run("codegen/cli.ts", "examples/variants/spacetime.ts", "--target", "js", "--config", '{"dims": 3}');
+    expect([three.code, three.err]).toEqual([2, "error: examples/variants/spacetime.ts needs --config's dims 4 (got 3)\n"]);
+    const compiled = await run("codegen/cli.ts", "examples/variants/spacetime.ts", "--target", "js");
+    expect(compiled.code).toBe(0);
+    expect(compiled.out).toContain("x[(((Math.imul(i, 4) >>> 0) + 3) >>> 0)]");
   }, 120_000);
 
   test("train and sweep refuse the space-time example on a photograph before anything runs", async () => {
