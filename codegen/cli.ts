@@ -15,7 +15,7 @@ Compiles the @kernel functions of a kernel-language file and prints the generate
 variant of the encoding (a file exporting spatialHash, interpolationWeight, cornerSlot or
 encodeLevel, see dsl/kernels/parts.ts) prints the hash grid's kernels built with it: the forward
 and the gradients the compiler derives, as C++ and CUDA (or --target's), for the HashGrid options
-given as --config (default: the 2D grid of 16 levels).
+given as --config (default: the grid of 16 levels in 2D, or in the dims the variant requires).
   --target   cpu (C++/OpenMP, default), cuda (CUDA C++) or js (exact-semantics JavaScript)
   --config   the Const<> configuration, as JSON text or the path of a JSON file
   --kernel   compile only this kernel (repeatable)
