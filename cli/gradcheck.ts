@@ -10,6 +10,7 @@
 import { parseArgs } from "node:util";
 import { ConfigError, HashGrid, checkVariant, type HashGridOptionsInput } from "../modules/hashgrid.ts";
 import { DiagnosticError, formatDiagnostic } from "../codegen/diagnostics.ts";
+import { CacheDirError } from "../runtime/cache.ts";
 import { seededUniform } from "../modules/common.ts";
 
 export interface GradcheckOptions {
@@ -200,6 +201,7 @@ async function main(argv: string[]): Promise<number> {
     return r.ok ? 0 : 1;
   } catch (e) {
     if (e instanceof ConfigError) return console.error(`error: ${e.message.replace(/hashGrid\.variant/g, "--encoding")}`), 2;
+    if (e instanceof CacheDirError) return console.error(`error: ${e.message}`), 2;
     if (e instanceof DiagnosticError) {
       console.error(e.diagnostics.map((d) => formatDiagnostic(d)).join("\n\n"));
       console.error(`\n${e.diagnostics.length} error${e.diagnostics.length > 1 ? "s" : ""}`);

@@ -15,9 +15,11 @@
 //   <stem>.log           the command line and compiler output
 //   <stem>.failed.json   present while the last build of this key failed
 // Temporaries are named <path>.<pid>-<hex>.tmp; those of dead processes are removed by later builds.
+// Anyone who can write the directory can replace a library and its digest together, so a directory
+// or library writable by other users is not loaded from (untrustedProblem).
 
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { validateSharedLibrary } from "./elf.ts";
@@ -106,7 +108,7 @@ export async function buildCached(req: BuildRequest): Promise<BuildResult> {
   const result = (files: EntryFiles, hit: boolean): BuildResult => ({ path: files.library, key, hit, ms: performance.now() - start });
 
   // Look before asking for a writable directory: a read-only cache still serves what it holds.
-  let files = entry(req.cacheDir || defaultCacheDir());
+  let files = entry(trustedCacheDir(req.cacheDir || defaultCacheDir(), req.cacheDir, log));
   if (!req.rebuild && cachedEntry(files, log)) return result(files, true);
   const writable = writableCacheDir(files.dir, req.cacheDir, log);
   if (writable !== files.dir) {
@@ -125,7 +127,7 @@ function cachedEntry(files: EntryFiles, log: (message: string) => void): boolean
   if (failure) throw new BuildError(failure, true);
   if (!existsSync(files.library)) return false;
   // The ELF check first: it is cheaper than hashing and says more about a truncated file.
-  const problem = validateSharedLibrary(files.library) ?? digestProblem(files);
+  const problem = untrustedProblem(files.library) ?? untrustedProblem(files.digest) ?? validateSharedLibrary(files.library) ?? digestProblem(files);
   if (problem === undefined) return true;
   log(`ngp-kernels: cached library ${files.library} failed verification (${problem}); rebuilding`);
   return false; // compile() renames the new library over it
@@ -164,29 +166,63 @@ const fallbacks = new Map<string, string>();
  * a private temporary directory for this process, with a warning through `log`.
  */
 export function writableCacheDir(dir: string, explicit: string | undefined, log: (message: string) => void = warn): string {
+  return usableCacheDir(dir, explicit, log, cacheDirProblem(dir), "a writable directory");
+}
+
+/**
+ * `dir` if the libraries in it can be trusted (see untrustedProblem); otherwise as writableCacheDir:
+ * a CacheDirError when the user chose it, a temporary cache with a warning when it is the default.
+ */
+export function trustedCacheDir(dir: string, explicit: string | undefined, log: (message: string) => void = warn): string {
+  return usableCacheDir(dir, explicit, log, untrustedProblem(dir), `a private directory (chmod 700 ${dir})`);
+}
+
+function usableCacheDir(dir: string, explicit: string | undefined, log: (message: string) => void, problem: string | undefined, fix: string): string {
   const known = fallbacks.get(dir);
   if (known) return known;
-  const problem = cacheDirProblem(dir);
   if (problem === undefined) return dir;
   const what = `ngp-kernels: cache directory ${dir} ${problem}`;
-  if (explicit) throw new CacheDirError(`${what}; it was passed as the cacheDir option: pass a writable directory, or omit cacheDir to use $NGPK_CACHE_DIR or the default`);
-  if (process.env.NGPK_CACHE_DIR) throw new CacheDirError(`${what}; it was chosen by NGPK_CACHE_DIR: set NGPK_CACHE_DIR to a writable directory, or unset it for the default`);
+  if (explicit) throw new CacheDirError(`${what}; it was passed as the cacheDir option: pass ${fix}, or omit cacheDir to use $NGPK_CACHE_DIR or the default`);
+  if (process.env.NGPK_CACHE_DIR) throw new CacheDirError(`${what}; it was chosen by NGPK_CACHE_DIR: set NGPK_CACHE_DIR to ${fix}, or unset it for the default`);
   let temp: string;
   try {
     temp = mkdtempSync(join(tmpdir(), "ngpk-cache-"));
   } catch (error) {
-    throw new CacheDirError(`${what}, and no temporary cache can be made (${(error as Error).message}): set NGPK_CACHE_DIR to a writable directory`);
+    throw new CacheDirError(`${what}, and no temporary cache can be made (${(error as Error).message}): set NGPK_CACHE_DIR to ${fix}`);
   }
   process.once("exit", () => rmSync(temp, { recursive: true, force: true }));
   fallbacks.set(dir, temp);
-  log(`${what}; using a temporary cache ${temp} for this process (set NGPK_CACHE_DIR to a writable directory to keep builds)`);
+  log(`${what}; using a temporary cache ${temp} for this process (set NGPK_CACHE_DIR to ${fix} to keep builds)`);
   return temp;
 }
 
-/** What stops builds from being written into `dir` (created if absent), or undefined. */
+const uid = process.getuid?.();
+
+/**
+ * Why code loaded from `path` (a cache directory or a file in one) could be someone else's, as ssh
+ * judges key files: it is writable by users other than its owner (group or other write bits; a
+ * sticky bit does not help, since anyone may add a library under a key not yet built), or it is
+ * owned by another user and we are root (root runs only what root or the loading user built).
+ * A non-root user may load a shared cache that another user built and keeps read-only. Undefined
+ * when trusted, or absent (a directory is then created private, and a file is built).
+ */
+export function untrustedProblem(path: string): string | undefined {
+  let mode: number, owner: number;
+  try {
+    ({ mode, uid: owner } = statSync(path));
+  } catch {
+    return undefined;
+  }
+  if (uid === undefined) return undefined; // no user ids (Windows)
+  if (mode & 0o022) return `is writable by ${mode & 0o002 ? "all users" : "its group"} (mode ${(mode & 0o7777).toString(8).padStart(4, "0")})`;
+  if (uid === 0 && owner !== 0) return `is owned by another user (uid ${owner}) and this process runs as root`;
+  return undefined;
+}
+
+/** What stops builds from being written into `dir` (created if absent, private), or undefined. */
 function cacheDirProblem(dir: string): string | undefined {
   try {
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
     // Writing is the only test that holds for every cause (permissions, ACLs, read-only mounts).
     const probe = uniqueTemp(join(dir, ".write-probe"));
     writeFileSync(probe, "");
@@ -274,6 +310,7 @@ async function compile(req: BuildRequest, files: EntryFiles): Promise<void> {
     }
     const problem = validateSharedLibrary(tmpLibrary);
     if (problem) throw new BuildError({ ...failure, output: `${output}\nthe compiler wrote an invalid library: ${problem}` });
+    chmodSync(tmpLibrary, 0o755); // not group-writable under umask 002, or the next load distrusts it
     // The digest first, so a reader never sees this library without it. Between the two renames a
     // reader sees the new digest beside the old library (or a concurrent builder's different
     // bytes): it rebuilds, which is slow but safe.
@@ -314,7 +351,7 @@ function readFailure(path: string): FailureRecord | undefined {
 export function writeAtomic(path: string, data: string): void {
   const tmp = uniqueTemp(path);
   try {
-    writeFileSync(tmp, data);
+    writeFileSync(tmp, data, { mode: 0o644 });
     renameSync(tmp, path);
   } finally {
     rmSync(tmp, { force: true });

@@ -10,7 +10,7 @@ import { COMPILER_VERSION } from "../codegen/emit/common.ts";
 import type { ElemType, EmittedModule, KernelSignature } from "./abi.ts";
 import { chooseBackend, type Backend, type BackendRequest } from "./backend.ts";
 import { allocBuffer, type ArrayOf, type DeviceBuffer } from "./buffer.ts";
-import { buildCached, defaultCacheDir, removeStaleTemporaries, writableCacheDir, writeAtomic, type BuildResult } from "./cache.ts";
+import { buildCached, defaultCacheDir, removeStaleTemporaries, trustedCacheDir, untrustedProblem, writableCacheDir, writeAtomic, type BuildResult } from "./cache.ts";
 import { closedModuleError, loadNativeModule, wrapKernel, type Kernel, type NativeModule } from "./ffi.ts";
 import { CPU_FLAGS, cudaFlags, findCxx, findNvcc } from "./toolchain.ts";
 
@@ -109,12 +109,12 @@ async function jsModule(emitted: EmittedModule, name: string, reason: string, op
   const file = `${name}-${createHash("sha256").update(emitted.source).digest("hex").slice(0, 24)}.mjs`;
   const holds = (path: string) => {
     try {
-      return readFileSync(path, "utf8") === emitted.source;
+      return untrustedProblem(path) === undefined && readFileSync(path, "utf8") === emitted.source;
     } catch {
       return false;
     }
   };
-  const chosen = opts.cacheDir || defaultCacheDir();
+  const chosen = trustedCacheDir(opts.cacheDir || defaultCacheDir(), opts.cacheDir, opts.log);
   let path = join(chosen, file);
   if (!holds(path)) {
     const dir = writableCacheDir(chosen, opts.cacheDir, opts.log);
