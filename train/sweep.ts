@@ -28,6 +28,7 @@ import { DEFAULT_IMAGE, mergeConfig, parseTrainConfig, type TrainConfig } from "
 import { loadImage, writeFileAtomic } from "./image.ts";
 import { writeJsonAtomic, writeVegaLitePng } from "./outputs.ts";
 import { TrainError, train, type StepInfo, type TrainResult } from "./trainer.ts";
+import { lockOutDir } from "./lock.ts";
 
 // ---------------------------------------------------------------------------------------------
 // The grid
@@ -581,6 +582,7 @@ export async function runSweep(opts: SweepOptions, hooks: SweepHooks = {}): Prom
   } catch (e) {
     throw new UsageError(`the out directory ${opts.out} cannot be used: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  using _lock = lockOutDir(opts.out, { shard: opts.shard, log });
   checkManifest(opts.out, cfg);
   const csv = sweepCsvPath(opts.out, opts.shard);
   const rows = existsSync(csv) ? readSweepCsv(csv) : [];
@@ -716,6 +718,7 @@ export async function mergeSweeps(csvs: string[], out: string): Promise<MergeRes
   } catch (e) {
     throw new UsageError(`the out directory ${out} cannot be used: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  using _lock = lockOutDir(out);
   const csv = sweepCsvPath(out);
   writeSweepCsv(csv, rows);
   return { rows, csv, plots: await writeSweepPlots(out, rows), duplicates, warnings };

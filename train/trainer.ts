@@ -27,6 +27,7 @@ import { MetricsLog, writeJsonAtomic, writePlot } from "./outputs.ts";
 import { openPointSource, PointSource, type PointsSummary } from "./points.ts";
 import { ImageSampler } from "./sampler.ts";
 import { makeSchedule, type Schedule } from "./schedule.ts";
+import { lockOutDir } from "./lock.ts";
 
 /** Progress after each optimizer step. */
 export interface StepInfo {
@@ -121,6 +122,7 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
   if (probing.range > 1 && probing.codebookSize === undefined) probing.codebookSize = defaultCodebookSize(cfg.encoding.log2HashmapSize);
   const log = hooks.log ?? (() => {});
   const out = prepareOutDir(cfg.out);
+  using _lock = lockOutDir(out, { log });
   const source: DataSource = cfg.points ? await openPointSource(cfg, { log }) : new ImageSource(await loadImage(cfg.image), cfg);
   try {
     const ck = hooks.resume ? await readCheckpoint(hooks.resume) : undefined;
