@@ -122,11 +122,11 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
   if (probing.range > 1 && probing.codebookSize === undefined) probing.codebookSize = defaultCodebookSize(cfg.encoding.log2HashmapSize);
   const log = hooks.log ?? (() => {});
   const out = prepareOutDir(cfg.out);
-  using _lock = lockOutDir(out, { log });
   const source: DataSource = cfg.points ? await openPointSource(cfg, { log }) : new ImageSource(await loadImage(cfg.image), cfg);
   try {
     const ck = hooks.resume ? await readCheckpoint(hooks.resume) : undefined;
     if (ck) checkResume(ck, cfg, source, hooks.resume!);
+    using _lock = lockOutDir(out, { log }); // after the inputs are checked, before anything is built or written
     const m = await buildModel(cfg, source, log);
     try {
       return await run(cfg, source, m, out, ck, hooks);
