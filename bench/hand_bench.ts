@@ -14,6 +14,7 @@
 
 import { gridTables, HAND_ISAS, handBackward, handBackwardScalar, handForward, handForwardScalar, loadHand, type GridTables, type HandIsa, type HandLib } from "./hand.ts";
 import { runReference } from "./reference.ts";
+import { cpuSnapshot, loadReport, othersShare } from "./machine.ts";
 
 export interface HandFigures {
   dims: number;
@@ -101,6 +102,8 @@ if (import.meta.main) {
   };
   const quick = argv.includes("--quick");
   const reps = Number(opt("--reps") ?? 9);
+  const started = performance.now();
+  const cpuAtStart = cpuSnapshot();
   const isas = (opt("--isa") ?? "native,avx2").split(",") as HandIsa[];
   for (const isa of isas) {
     if (!HAND_ISAS.includes(isa)) {
@@ -153,5 +156,7 @@ if (import.meta.main) {
       }
     }
   }
-  if (argv.includes("--json")) console.log(JSON.stringify({ unit: "M points/s", reps, figures: json }));
+  const others = othersShare(cpuAtStart, cpuSnapshot());
+  for (const line of loadReport(others, (performance.now() - started) / 1000)) console.log(line);
+  if (argv.includes("--json")) console.log(JSON.stringify({ unit: "M points/s", reps, figures: json, others_cpu_share: others ?? null }));
 }

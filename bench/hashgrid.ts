@@ -20,6 +20,7 @@ import type { Backend } from "../runtime/backend.ts";
 import { loadKernels, type Kernel, type KernelModule } from "../runtime/module.ts";
 import { gridTables, HAND_ISAS, handBackward, handForward, loadHand, type HandIsa, type HandLib } from "./hand.ts";
 import { runReference } from "./reference.ts";
+import { cpuSnapshot, loadReport, othersShare } from "./machine.ts";
 
 const USAGE = `usage: bun run bench [--quick] [--reps R] [--reference] [--hand-isa ISA] [--json]
        bun run bench --backend cuda|cpu|js [--quick] [--reps R] [--n N,N...] [--json]
@@ -287,6 +288,14 @@ async function main(): Promise<number> {
   const reps = values.reps === undefined ? (values.quick ? 3 : 7) : Number(values.reps);
   if (!Number.isInteger(reps) || reps < 1 || reps > 100) return console.error(`--reps must be an integer in [1, 100], got ${values.reps}`), 2;
   const log = (s: string) => console.log(s);
+  // The machine's load meanwhile: other processes' CPU time slows every figure here.
+  const started = performance.now();
+  const cpuAtStart = cpuSnapshot();
+  const loadLines = (): number | null => {
+    const others = othersShare(cpuAtStart, cpuSnapshot());
+    for (const line of loadReport(others, (performance.now() - started) / 1000)) log(line);
+    return others ?? null;
+  };
   if (values.backend !== undefined) {
     const backend = values.backend as Backend;
     if (!["cuda", "cpu", "js"].includes(backend)) return console.error(`--backend must be cuda, cpu or js, got ${values.backend}\n${USAGE}`), 2;
@@ -298,7 +307,8 @@ async function main(): Promise<number> {
     for (const dims of [2, 3] as const) rows.push(...(await benchDevice(backend, dims, sizes, reps, log)));
     log("");
     log(deviceTable(rows));
-    if (values.json) console.log(JSON.stringify({ unit: "M points/s", backend, reps, rows }));
+    const others = loadLines();
+    if (values.json) console.log(JSON.stringify({ unit: "M points/s", backend, reps, rows, others_cpu_share: others }));
     return 0;
   }
   const isa = (values["hand-isa"] ?? "native") as HandIsa;
@@ -326,7 +336,8 @@ async function main(): Promise<number> {
     if (!run.figures) log(`reference not run: ${run.reason}`);
     else for (const fgr of run.figures.figures) log(`reference D=${fgr.dims} n=${fgr.n} threads=${fgr.threads}: fwd ${fgr.fwd.toFixed(1)} bwd ${fgr.bwdNoZero.toFixed(1)} (no zeroing) fwd+bwd ${fgr.fwdBwd.toFixed(1)} M points/s`);
   }
-  if (values.json) console.log(JSON.stringify({ unit: "M points/s", reps, hand: { isa, vectorPath: hand.vectorPath, vectorBits: hand.vectorBits }, rows, derived, reference: reference?.figures }));
+  const others = loadLines();
+  if (values.json) console.log(JSON.stringify({ unit: "M points/s", reps, hand: { isa, vectorPath: hand.vectorPath, vectorBits: hand.vectorBits }, rows, derived, reference: reference?.figures, others_cpu_share: others }));
   return 0;
 }
 

@@ -78,10 +78,11 @@ export function cpuSnapshot(): CpuSnapshot | undefined {
     const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
     const [user, nice, system, idle, iowait, irq, softirq, steal] = cpu as [number, number, number, number, number, number, number, number];
     const self = readFileSync("/proc/self/stat", "utf8");
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    const rest = self.slice(self.lastIndexOf(")") + 2).split(" ");
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15,
+    // and the finished children's (a compiler building a kernel) cutime 16, cstime 17.
+    const rest = self.slice(self.lastIndexOf(")") + 2).split(" ").map(Number);
     const busy = user + nice + system + irq + softirq + (steal ?? 0);
-    return { busy, total: busy + idle + iowait, self: Number(rest[11]) + Number(rest[12]) };
+    return { busy, total: busy + idle + iowait, self: rest[11]! + rest[12]! + rest[13]! + rest[14]! };
   } catch {
     return undefined;
   }
@@ -92,6 +93,72 @@ export function othersShare(a: CpuSnapshot | undefined, b: CpuSnapshot | undefin
   if (!a || !b || b.total <= a.total) return undefined;
   return Math.max(0, (b.busy - a.busy - (b.self - a.self)) / (b.total - a.total));
 }
+
+/** CPU time of other processes, summed over the segments of a run that count (start/stop around each). */
+export class BusyMeter {
+  #others = 0;
+  #total = 0;
+  #from: CpuSnapshot | undefined;
+  start(): void {
+    this.#from = cpuSnapshot();
+  }
+  stop(): void {
+    const a = this.#from;
+    const b = cpuSnapshot();
+    this.#from = undefined;
+    if (!a || !b || b.total <= a.total) return;
+    this.#others += Math.max(0, b.busy - a.busy - (b.self - a.self));
+    this.#total += b.total - a.total;
+  }
+  get share(): number | undefined {
+    return this.#total > 0 ? this.#others / this.#total : undefined;
+  }
+}
+
+/** Above this share of the CPU time taken by other processes, a benchmark's figures are suspect. */
+export const BUSY_SHARE = 0.05;
+
+/** "23%" of the CPU time, or why it is unknown. */
+export const busyText = (share: number | undefined | null): string => (share == null ? "unknown (no /proc/stat)" : `${(100 * share).toFixed(0)}%`);
+
+/** " (other processes: 23% of the CPU time)" when a measurement ran next to others. */
+export const busyNote = (share: number | undefined | null): string => (share != null && share > BUSY_SHARE ? ` (other processes: ${busyText(share)} of the CPU time)` : "");
+
+/**
+ * A benchmark's closing lines: its duration and the CPU time other processes used meanwhile, and
+ * a WARNING when they used more than BUSY_SHARE, saying what that does to `figures`.
+ */
+export function loadReport(share: number | undefined, seconds: number, opts: { note?: string; figures?: string } = {}): string[] {
+  const lines = [`(${seconds.toFixed(0)} s; other processes used ${busyText(share)} of the machine's CPU time meanwhile${opts.note ?? ""})`];
+  if (share !== undefined && share > BUSY_SHARE) {
+    const figures = opts.figures ?? "An OpenMP kernel whose threads share a core with another process waits for it at every barrier: these figures understate the machine";
+    lines.push(`WARNING: other processes were running (${busyText(share)} of all CPU time). ${figures}; run again when it is idle.`);
+  }
+  return lines;
+}
+
+/**
+ * A figure as a share of a physical limit of the machine (GFLOP/s of the FMA peak, GB/s of the
+ * stream triad). The limit cannot be exceeded: a share above 1 means the limit was measured low
+ * (while other processes ran, or the clock was down) and is no result. `share` is then null and
+ * `disturbed` says why.
+ */
+export interface LimitShare {
+  share: number | null;
+  disturbed?: string;
+}
+
+export function shareOfLimit(value: number, limit: number, what: string, others: number | undefined): LimitShare {
+  const share = value / limit;
+  if (share <= 1) return { share };
+  const why = others !== undefined && others > BUSY_SHARE
+    ? `other processes used ${busyText(others)} of the CPU time, so the limit was measured while they ran`
+    : "the limit was measured low (another process or a lower clock at that moment)";
+  return { share: null, disturbed: `measurement disturbed: ${what} came out at ${(100 * share).toFixed(0)}% of a limit that cannot be exceeded; ${why}` };
+}
+
+/** "87.3%", or "invalid" for a disturbed measurement (whose reason is printed apart). */
+export const fmtShare = (s: LimitShare, digits = 1): string => (s.share === null ? "invalid" : `${(100 * s.share).toFixed(digits)}%`);
 
 export interface FmaPeak {
   /** Median f32 GFLOP/s over the samples. */

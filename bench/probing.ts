@@ -36,7 +36,7 @@ import { readCheckpoint } from "../train/checkpoint.ts";
 import { DEFAULT_IMAGE, parseTrainConfig, type TrainConfig } from "../train/config.ts";
 import { loadImage, samplesView } from "../train/image.ts";
 import { createField, loadCheckpointWeights, train, type TrainResult } from "../train/trainer.ts";
-import { cpuInfo, cpuSnapshot, loadMachine, othersShare } from "./machine.ts";
+import { busyNote, cpuInfo, cpuSnapshot, loadMachine, loadReport, othersShare } from "./machine.ts";
 
 const KODAK_DIR = resolve(import.meta.dir, "../../shared/data/kodak");
 const DEFAULT_IMAGES = ["kodim05.png", "kodim08.png"];
@@ -135,7 +135,6 @@ interface Check {
 
 const fmtTime = (s: number) => (s >= 60 ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, "0")}s` : `${Math.round(s)}s`);
 const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
-const busyNote = (share: number | undefined | null) => (share != null && share > 0.05 ? ` (other processes: ${(100 * share).toFixed(0)}% of the CPU time)` : "");
 
 /** A seeded generator for the collision sample and the 3D batches (modules/common.ts's mulberry32). */
 const rng = seededUniform;
@@ -649,10 +648,8 @@ async function main(): Promise<number> {
     printChecks(allChecks, log);
     const tableOk = allChecks.filter((c) => c.check.startsWith("table")).every((c) => c.met);
     if (!tableOk) log(`WARNING: at T = 2^${o.log2T} the baseline at T/4 is not 2 dB below the baseline at T in every case: the comparison does not test what it should there`);
-    const busyText = others === undefined ? "unknown (no /proc/stat)" : `${(100 * others).toFixed(0)}%`;
-    log(`(${((performance.now() - started) / 1000).toFixed(0)} s; other processes used ${busyText} of the machine's CPU time meanwhile)`);
-    if (others !== undefined && others > 0.05)
-      log(`WARNING: other processes were running (${busyText} of all CPU time): steps/s (and their ratios, if the load changed between runs) understate the machine; run again when it is idle.`);
+    const figures = "Steps/s (and their ratios, if the load changed between runs) understate the machine";
+    for (const line of loadReport(others, (performance.now() - started) / 1000, { figures })) log(line);
     if (values.json) {
       console.log(JSON.stringify({
         mode: "compare", cpu: cpu.model, threads: machine?.threads ?? null, backend: o.backend, log2T: o.log2T, steps: o.steps, steps_3d: with3d ? steps3d : null,
@@ -726,8 +723,7 @@ async function sweepDefaults(image: string, o: Options, outRoot: string, log: (s
       `(${(best.psnr - rows[0]!.psnr >= 0 ? "+" : "") + (best.psnr - rows[0]!.psnr).toFixed(2)} dB over the baseline at T/4); ` +
       (current ? `the current defaults (${PROBING_DEFAULTS.codebookPerEntry} per entry, lr ${PROBING_DEFAULTS.lr}) reach ${current.psnr.toFixed(2)} dB` : "the current defaults are not in the sweep"),
   );
-  const busyText = others === undefined ? "unknown (no /proc/stat)" : `${(100 * others).toFixed(0)}%`;
-  log(`(${((performance.now() - started) / 1000).toFixed(0)} s; other processes used ${busyText} of the machine's CPU time meanwhile)`);
+  for (const line of loadReport(others, (performance.now() - started) / 1000, { figures: "Steps/s understate the machine" })) log(line);
   if (json) {
     console.log(JSON.stringify({
       mode: "defaults", backend: o.backend, log2T: o.log2T, steps: o.steps, image: caseName, probing_defaults: PROBING_DEFAULTS,

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { cpuIdentity, findCxx } from "../runtime/toolchain.ts";
+import { cpuSnapshot, loadReport, othersShare } from "./machine.ts";
 
 /** Where the reference lives relative to this repository (/work/main -> /work/shared). */
 export const REFERENCE_SOURCE = join(import.meta.dir, "..", "..", "shared", "reference", "hashgrid_ref.cpp");
@@ -201,6 +202,8 @@ async function buildReference(source: string, cacheDir: string): Promise<Built> 
 // `bun bench/reference.ts [args...]` runs it and prints the figures.
 if (import.meta.main) {
   const args = process.argv.slice(2);
+  const started = performance.now();
+  const cpuAtStart = cpuSnapshot(); // the reference runs as our child: its CPU time counts as ours once it ends
   const run = await runReference(args.length > 0 ? { args } : {});
   if (!run.figures) {
     console.log(`reference unavailable: ${run.reason}`);
@@ -215,4 +218,5 @@ if (import.meta.main) {
     }
     if (f.train) console.log(`  training step D=2 batch 65536: ${f.train.stepMs.toFixed(2)} ms (${f.train.stepsPerS.toFixed(1)} steps/s)`);
   }
+  for (const line of loadReport(othersShare(cpuAtStart, cpuSnapshot()), (performance.now() - started) / 1000)) console.log(line);
 }

@@ -31,7 +31,7 @@ import { loadImage, type ImageData } from "../train/image.ts";
 import { ImageSampler } from "../train/sampler.ts";
 import { createField, microSeed, train, type TrainResult } from "../train/trainer.ts";
 import { gridTables, handBackward, handForward, loadHand } from "./hand.ts";
-import { cpuInfo, cpuSnapshot, loadMachine, median, othersShare, type CpuSnapshot } from "./machine.ts";
+import { BUSY_SHARE, BusyMeter, busyNote, busyText, cpuInfo, cpuSnapshot, loadMachine, loadReport, median, othersShare, shareOfLimit, type LimitShare } from "./machine.ts";
 import { mlpStepFlops } from "./mlp.ts";
 
 const USAGE = `usage: bun run bench:train [--json] [--seconds S] [--image path] [--reps R] [--batch-sweep] [--no-torch]
@@ -50,32 +50,6 @@ function timeMs(f: () => void): number {
   const t0 = performance.now();
   f();
   return performance.now() - t0;
-}
-
-/** CPU time of other processes, summed over the segments of the run that count (the PyTorch child's segment does not). */
-class BusyMeter {
-  #others = 0;
-  #total = 0;
-  #from: CpuSnapshot | undefined;
-  start(): void {
-    this.#from = cpuSnapshot();
-  }
-  stop(): void {
-    const a = this.#from;
-    const b = cpuSnapshot();
-    this.#from = undefined;
-    if (!a || !b || b.total <= a.total) return;
-    this.#others += Math.max(0, b.busy - a.busy - (b.self - a.self));
-    this.#total += b.total - a.total;
-  }
-  get share(): number | undefined {
-    return this.#total > 0 ? this.#others / this.#total : undefined;
-  }
-}
-
-/** " (other processes: 23% of the CPU time)" when a measurement ran next to others. */
-function busyNote(share: number | undefined): string {
-  return share !== undefined && share > 0.05 ? ` (other processes: ${(100 * share).toFixed(0)}% of the CPU time)` : "";
 }
 
 const PHASES = ["sample", "encodeForward", "mlp", "encodeBackward", "optimizer", "ema"] as const;
@@ -391,14 +365,28 @@ async function main(): Promise<number> {
     ema: `3 x 4 B x ${(P / 1e6).toFixed(2)} M at ${triadGbs.toFixed(1)} GB/s`,
   };
   const sumMs = PHASES.reduce((s, p) => s + split.ms[p], 0);
+  // The MLP's, Adam's and the EMA's limits are the machine's (FMA peak, triad): a phase faster than
+  // its limit is a disturbed measurement, no result. The encoding's are hand-written kernels, which
+  // the generated ones may beat.
+  const physical = { mlp: "the MLP phase", optimizer: "the Adam phase", ema: "the EMA phase" } as Partial<Record<Phase, string>>;
+  const phaseShare: Partial<Record<Phase, LimitShare>> = {};
+  const disturbed: string[] = [];
+  for (const p of PHASES) {
+    const what = physical[p];
+    if (what === undefined) continue;
+    phaseShare[p] = shareOfLimit(limitMs[p as keyof typeof limitMs], split.ms[p], what, splitOthers ?? others);
+    if (phaseShare[p]!.disturbed) disturbed.push(phaseShare[p]!.disturbed!);
+  }
   for (const p of PHASES) {
     const ms = split.ms[p];
     const lim = p === "sample" ? undefined : limitMs[p];
+    const ratio = lim === undefined ? "-" : phaseShare[p]?.share === null ? "invalid" : `${(ms / lim).toFixed(2)}x`;
     log(
       `${PHASE_NAMES[p].padEnd(30)} | ${ms.toFixed(2).padStart(6)} ${((100 * ms) / sumMs).toFixed(1).padStart(6)}% | ` +
-        `${lim === undefined ? "     -" : lim.toFixed(2).padStart(8)}  ${(p === "sample" ? "(no reference: not in the limit)" : basis[p]).padEnd(40)}| ${lim === undefined ? "-" : `${(ms / lim).toFixed(2)}x`}`,
+        `${lim === undefined ? "     -" : lim.toFixed(2).padStart(8)}  ${(p === "sample" ? "(no reference: not in the limit)" : basis[p]).padEnd(40)}| ${ratio}`,
     );
   }
+  for (const d of disturbed) log(`invalid: ${d}`);
   log(`${"step (phases back to back)".padEnd(30)} | ${split.stepMs.toFixed(2).padStart(6)}         | ${limitStepMs.toFixed(2).padStart(8)}  = ${limitStepsPerS.toFixed(1)} steps/s limit`);
   const gaps = (Object.keys(limitMs) as (keyof typeof limitMs)[])
     .map((p) => ({ p, gap: split.ms[p] - limitMs[p] }))
@@ -407,7 +395,7 @@ async function main(): Promise<number> {
   log(`biggest gaps to the limit (ms per step): ${gaps.slice(0, 3).map((g) => `${PHASE_NAMES[g.p as Phase]} +${g.gap.toFixed(2)}`).join(", ")}`);
   log("");
   log(`params: encoding ${split.paramsEncoding}, network ${split.paramsNetwork}; encoding forward ${split.hand.forwardIdentical ? "bit-identical to" : "DIFFERENT from"} the hand-written kernel`);
-  if (splitOthers !== undefined && splitOthers > 0.05) log(`(the phase split ran next to other processes: ${(100 * splitOthers).toFixed(0)}% of the CPU time)`);
+  if (splitOthers !== undefined && splitOthers > BUSY_SHARE) log(`(the phase split ran next to other processes: ${busyText(splitOthers)} of the CPU time)`);
   log(`train(): ${stepsPerS.toFixed(2)} steps/s (${result.steps} steps in ${result.seconds.toFixed(1)} s; the split's phases give ${(1000 / split.stepMs).toFixed(2)})`);
   log(`limit: ${limitStepsPerS.toFixed(2)} steps/s; train() reaches ${(100 * share).toFixed(1)}% of it (target >= 60%: ${share >= 0.6 ? "MET" : "NOT MET"})`);
   log(`PSNR after ${seconds} s on ${imagePath.split("/").pop()}: ${result.psnr.toFixed(2)} dB`);
@@ -422,11 +410,7 @@ async function main(): Promise<number> {
     log(`PyTorch ${torch.torch} (CPU, ${torch.threads} threads, same model, ${torch.params} params): ${torch.steps_per_s.toFixed(2)} steps/s (median of ${torch.steps}); ours ${ratio.toFixed(1)}x (target >= 10x: ${ratio >= 10 ? "MET" : "NOT MET"})`);
   } else log(`PyTorch: ${torchNote}`);
   log(`machine at the end of the run: FMA peak ${peakEnd.gflops.toFixed(1)} GFLOP/s (start ${peak.gflops.toFixed(1)}), triad ${triadEnd.gbs.toFixed(1)} GB/s (start ${triad.gbs.toFixed(1)}); the limit uses the better of each`);
-  const busyText = others === undefined ? "unknown (no /proc/stat)" : `${(100 * others).toFixed(0)}%`;
-  log(`(${((performance.now() - started) / 1000).toFixed(0)} s; other processes used ${busyText} of the machine's CPU time meanwhile${torch ? ", the PyTorch child's part left out" : ""})`);
-  if (others !== undefined && others > 0.05) {
-    log(`WARNING: other processes were running (${busyText} of all CPU time). An OpenMP kernel whose threads share a core with another process waits for it at every barrier: these figures understate the machine; run again when it is idle.`);
-  }
+  for (const line of loadReport(others, (performance.now() - started) / 1000, { note: torch ? ", the PyTorch child's part left out" : "" })) log(line);
 
   if (values.json) {
     console.log(JSON.stringify({
@@ -435,6 +419,7 @@ async function main(): Promise<number> {
       triad_gbs: Math.max(triad.gbs, triadEnd.gbs), triad_start_gbs: triad.gbs, triad_end_gbs: triadEnd.gbs, triad_gbs_write_allocate: Math.max(triad.gbsWriteAllocate, triadEnd.gbsWriteAllocate),
       batch: n, params_encoding: split.paramsEncoding, params_network: split.paramsNetwork, mlp_flops: split.mlpFlops,
       steps_per_s: stepsPerS, train_steps: result.steps, train_seconds: result.seconds,
+      disturbed,
       split_ms: { sample: split.ms.sample, encode_forward: split.ms.encodeForward, mlp: split.ms.mlp, encode_backward: split.ms.encodeBackward, optimizer: split.ms.optimizer, ema: split.ms.ema, step: split.stepMs },
       limit_ms: { encode_forward: limitMs.encodeForward, mlp: limitMs.mlp, encode_backward: limitMs.encodeBackward, optimizer: limitMs.optimizer, ema: limitMs.ema, step: limitStepMs },
       limit_steps_per_s: limitStepsPerS, limit_share: share,
