@@ -264,7 +264,8 @@ export function removeStaleTemporaries(dir: string): void {
   }
 }
 
-function processAlive(pid: number): boolean {
+/** Whether process `pid` exists on this machine (one of another user's included). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

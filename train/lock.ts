@@ -12,6 +12,7 @@ import { randomBytes } from "node:crypto";
 import { linkSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { basename, dirname, join } from "node:path";
+import { processAlive } from "../runtime/cache.ts";
 import { UsageError } from "../runtime/cli_input.ts";
 
 /** The out directory is held by another command (the CLIs' exit status 2). */
@@ -126,11 +127,7 @@ function readHolder(path: string): Holder | undefined {
 function running(h: Holder, path: string): boolean {
   if (h.host !== hostname()) return true;
   if (h.pid === process.pid) return held.has(path);
-  try {
-    process.kill(h.pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ESRCH") return false; // EPERM: alive, another user's
-  }
+  if (!processAlive(h.pid)) return false;
   const ticks = startTicks(h.pid);
   return h.ticks === undefined || ticks === undefined || ticks === h.ticks;
 }
