@@ -62,7 +62,8 @@ export interface TrainHooks {
   log?(message: string): void;
   /**
    * When aborted, the run stops before the next micro-batch (or the next tile of an evaluation),
-   * writes a checkpoint and returns; before its first step, it returns having written nothing.
+   * writes a checkpoint and returns; before its first step (while the kernels build), it throws an
+   * InterruptedError having written nothing.
    */
   signal?: AbortSignal;
   /** Continue from this checkpoint (same model; steps and schedule continue). */
@@ -98,13 +99,16 @@ export interface TrainResult {
   image?: { path: string; width: number; height: number; channels: number; bits: number };
   /** The points, their bounding box and the validation figures (a points run). */
   points?: PointsSummary;
-  /**
-   * False when the run was interrupted before its first step: it wrote nothing, and the out
-   * directory holds what it held before.
-   */
-  written: boolean;
   /** reconstruction: image runs (not an interrupted one, nor one too large for memory); validation: points runs. */
   files: { reconstruction?: string; metrics: string; plot: string; summary: string; checkpoint: string; validation?: string };
+}
+
+/** A run stopped (TrainHooks.signal) before its first step: it wrote nothing. */
+export class InterruptedError extends Error {
+  constructor(out: string) {
+    super(`interrupted before the first step: nothing written (${out} holds what it held)`);
+    this.name = "InterruptedError";
+  }
 }
 
 /** A run that cannot start or continue, with a message for people (no stack trace needed). */
@@ -136,7 +140,10 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
   try {
     const ck = hooks.resume ? await readCheckpoint(hooks.resume) : undefined;
     if (ck) checkResume(ck, cfg, source, hooks.resume!);
-    const m = await buildModel(cfg, source, log);
+    // Ctrl-C in a terminal also stops the compiler of a kernel being built: then the build fails.
+    const m = await buildModel(cfg, source, log, hooks.signal).catch((e) => {
+      throw hooks.signal?.aborted ? new InterruptedError(out) : e;
+    });
     try {
       return await run(cfg, source, m, out, ck, hooks);
     } finally {
@@ -254,13 +261,22 @@ export async function createField(cfg: TrainConfig, channels: number, load: { ba
   return { grid, mlp };
 }
 
-async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string) => void): Promise<Model> {
+async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string) => void, signal?: AbortSignal): Promise<Model> {
   const load = { backend: cfg.backend as BackendRequest, log };
   const encLr = cfg.encoding.lr ?? cfg.optimizer.lr;
   const netLr = cfg.network.lr ?? cfg.optimizer.lr;
   const weightDecay = cfg.network.weightDecay;
+  // Aborted (Ctrl-C) while the kernels build, seconds each on first use: stop after this one.
+  const made: { close(): void }[] = [];
+  const built = <T extends { close(): void } | undefined>(x: T): T => {
+    if (x) made.push(x);
+    if (signal?.aborted) throw (made.forEach((y) => y.close()), new InterruptedError(cfg.out));
+    return x;
+  };
   const { grid, mlp } = await createField(cfg, source.channels, load, source.dims);
-  const opt = await Optimizer.create(
+  made.push(grid);
+  built(mlp);
+  const opt = built(await Optimizer.create(
     [
       { name: "encoding", params: grid.params as DeviceBuffer<"f32"> | DeviceBuffer<"f16">, grad: grid.grad, lr: encLr, weightDecay: 0 },
       { name: "network", params: mlp.params, grad: mlp.grad, lr: netLr, weightDecay },
@@ -271,14 +287,14 @@ async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string)
     ],
     cfg.optimizer,
     load,
-  );
+  ));
   // The average is of the f32 weights (an f16 encoding's master copy); see withAverage. The probing
   // logits are not averaged: the features were trained under the current argmax slots, and an
   // average of the logits could pick other ones.
   const groups = [{ name: "encoding", params: opt.master("encoding") }, { name: "network", params: opt.master("network") }];
-  const ema = cfg.ema.enabled ? await Ema.create(groups, { decay: cfg.ema.decay }, load) : undefined;
-  const heldOutLoss = await Loss.create({ kind: cfg.loss as never, width: source.channels, huberDelta: cfg.huberDelta }, load);
-  const close = () => [grid, mlp, opt, ema, heldOutLoss].forEach((x) => x?.close());
+  const ema = built(cfg.ema.enabled ? await Ema.create(groups, { decay: cfg.ema.decay }, load) : undefined);
+  const heldOutLoss = built(await Loss.create({ kind: cfg.loss as never, width: source.channels, huberDelta: cfg.huberDelta }, load));
+  const close = () => made.forEach((x) => x.close());
   try {
     await source.attach({ backend: load.backend, log, alloc: (n) => grid.alloc(n), field: fieldOf({ grid, mlp }), loss: heldOutLoss });
   } catch (e) {
@@ -489,11 +505,11 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     );
   }
   // Interrupted before its first step: nothing to keep, and nothing written over the earlier outputs.
-  const written = stoppedBy !== "interrupted" || step > stepsAtStart;
+  if (stoppedBy === "interrupted" && step === stepsAtStart) throw new InterruptedError(out);
   // The checkpoint first, then the final evaluation and outputs (on the EMA weights when enabled):
   // the full-image evaluation can take long, and stopping it (Ctrl-C) keeps the checkpoint. An
   // interrupted run writes the cheap outputs only.
-  if (written) await save();
+  await save();
   let psnr = lastPsnr ?? NaN;
   let final: SourceEvaluation | undefined;
   if (stoppedBy !== "interrupted") {
@@ -508,8 +524,8 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   metrics.close();
   if (image && final?.pixels) await writeImage(files.reconstruction!, image, final.pixels);
   else delete files.reconstruction;
-  if (written && points) await points.writeOutputs(files.validation!, files.plot, metrics.rows);
-  else if (written) await writePlot(files.plot, metrics.rows);
+  if (points) await points.writeOutputs(files.validation!, files.plot, metrics.rows);
+  else await writePlot(files.plot, metrics.rows);
   const paramsEncoding = grid.paramCount;
   const paramsNetwork = mlp.paramCount;
   const encodingBytes = cfg.encoding.precision === "f16" ? 2 : 4;
@@ -519,7 +535,6 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     seconds: trainedSeconds,
     stepsPerSecond: (step - stepsAtStart) / Math.max(1e-9, trainedSeconds - elapsedBefore),
     stoppedBy,
-    written,
     backend: grid.backend,
     backendReason: grid.backendReason,
     paramsEncoding,
@@ -537,7 +552,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     ...(points ? { points: points.summary() } : {}),
     files,
   };
-  if (written) writeJsonAtomic(files.summary, { ...result, config: cfg });
+  writeJsonAtomic(files.summary, { ...result, config: cfg });
   return result;
 }
 
