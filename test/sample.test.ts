@@ -275,6 +275,22 @@ describe("evaluate", () => {
     });
   }
 
+  test("an aborted signal stops it at the next tile: undefined, no further tile evaluated", async () => {
+    const { image } = makeImage(4, 6, 1, 8);
+    const s = await ImageSampler.create(image, { backend: "js", cacheDir });
+    try {
+      const stop = new AbortController();
+      let calls = 0;
+      const field: Field = (_coords, n) => (++calls === 2 && stop.abort(), new Float32Array(n));
+      expect(await evaluate(image, s, field, { colorspace: "srgb", tileRows: 1, render: true, signal: stop.signal })).toBeUndefined();
+      expect(calls).toBe(2);
+      expect(await evaluate(image, s, field, { colorspace: "srgb", signal: stop.signal })).toBeUndefined();
+      expect(calls).toBe(2);
+    } finally {
+      s.close();
+    }
+  });
+
   test("render clamps to [0, 1] and maps NaN to 0; a field of the wrong size is refused", async () => {
     const { image } = makeImage(4, 2, 1, 8);
     const s = await ImageSampler.create(image, { backend: "js", cacheDir });
