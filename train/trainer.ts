@@ -218,8 +218,9 @@ class ImageSource implements DataSource {
   // it, and as much again for the encoder, does not fit in memory, it is not rendered.
   #reconstructionFits(): boolean {
     const { width, height, channels, bits } = this.image;
+    const bytes = width * height * channels * (bits / 8);
     try {
-      checkMemory(2 * width * height * channels * (bits / 8), `reconstruction.png (${width}x${height}, ${channels} channels)`);
+      checkMemory(2 * bytes, `reconstruction.png (${width}x${height}, ${channels} channels)`, bytes);
       return true;
     } catch (e) {
       if (!(e instanceof MemoryError)) throw e;
