@@ -13,7 +13,7 @@ import { CheckpointError } from "../train/checkpoint.ts";
 import { DEFAULT_IMAGE, TrainConfigSchema, mergeConfig, parseTrainConfig, readConfigFile } from "../train/config.ts";
 import { ImageError } from "../train/image.ts";
 import { PointsError, peakRss } from "../train/points.ts";
-import { OutDirError, TrainError, train, type StepInfo, type TrainResult } from "../train/trainer.ts";
+import { InterruptedError, OutDirError, TrainError, train, type StepInfo, type TrainResult } from "../train/trainer.ts";
 
 type Kind = "int" | "number" | "string" | "bool";
 export interface Flag {
@@ -273,6 +273,7 @@ export async function main(argv: string[]): Promise<number> {
     if (expected) return console.error(`error: ${(e as Error).message}`), 2;
     if (e instanceof DiagnosticError) return console.error(e.message), 2;
     if (e instanceof TrainError) return console.error(`error: ${e.message}`), 1;
+    if (e instanceof InterruptedError) return console.error(e.message), 130;
     throw e;
   }
 }

@@ -244,8 +244,11 @@ function cacheDirProblem(dir: string): string | undefined {
 // before their rename, so a live one is never this old.
 const STALE_TEMP_MS = 60_000;
 
-/** Removes the `.tmp` files left in `dir` by processes that were killed mid-build. */
-export function removeStaleTemporaries(dir: string): void {
+/**
+ * Removes the temporaries left in `dir` by processes that were killed mid-build (or mid-write):
+ * names matching `pattern`, whose first group is the pid of a process no longer running.
+ */
+export function removeStaleTemporaries(dir: string, pattern = /\.(\d+)-[0-9a-f]+\.tmp$/): void {
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -253,7 +256,7 @@ export function removeStaleTemporaries(dir: string): void {
     return;
   }
   for (const name of names) {
-    const pid = Number(/\.(\d+)-[0-9a-f]+\.tmp$/.exec(name)?.[1]);
+    const pid = Number(pattern.exec(name)?.[1]);
     if (!pid || processAlive(pid)) continue;
     const path = join(dir, name);
     try {

@@ -251,7 +251,7 @@ describe("evaluate", () => {
         const field = exactField(image, samples, linear);
         const counted: Field = (coords, n) => (calls++, field(coords, n));
         // Tiles of 3 rows: 3 + 3 + 1.
-        const exact = evaluate(image, s, counted, { colorspace: c.colorspace, tileRows: 3, render: true });
+        const exact = (await evaluate(image, s, counted, { colorspace: c.colorspace, tileRows: 3, render: true }))!;
         expect(calls).toBe(3);
         expect(exact.psnr === Infinity || exact.psnr > 100).toBe(true);
         expect(exact.mse).toBeLessThan(1e-10);
@@ -265,7 +265,7 @@ describe("evaluate", () => {
           for (let ch = 0; ch < image.channels; ch++) sum += (0.25 - decoded(image, samples, linear, p % image.width, Math.floor(p / image.width), ch)) ** 2;
         }
         const mse = sum / samples.length;
-        const res = evaluate(image, s, constant, { colorspace: c.colorspace });
+        const res = (await evaluate(image, s, constant, { colorspace: c.colorspace }))!;
         expect(res.pixels).toBeUndefined();
         expect(res.mse).toBeCloseTo(mse, 6);
         expect(res.psnr).toBeCloseTo(10 * Math.log10(1 / mse), 4);
@@ -275,15 +275,31 @@ describe("evaluate", () => {
     });
   }
 
+  test("an aborted signal stops it at the next tile: undefined, no further tile evaluated", async () => {
+    const { image } = makeImage(4, 6, 1, 8);
+    const s = await ImageSampler.create(image, { backend: "js", cacheDir });
+    try {
+      const stop = new AbortController();
+      let calls = 0;
+      const field: Field = (_coords, n) => (++calls === 2 && stop.abort(), new Float32Array(n));
+      expect(await evaluate(image, s, field, { colorspace: "srgb", tileRows: 1, render: true, signal: stop.signal })).toBeUndefined();
+      expect(calls).toBe(2);
+      expect(await evaluate(image, s, field, { colorspace: "srgb", signal: stop.signal })).toBeUndefined();
+      expect(calls).toBe(2);
+    } finally {
+      s.close();
+    }
+  });
+
   test("render clamps to [0, 1] and maps NaN to 0; a field of the wrong size is refused", async () => {
     const { image } = makeImage(4, 2, 1, 8);
     const s = await ImageSampler.create(image, { backend: "js", cacheDir });
     try {
       const values = [-1, 0, 0.5, 1, 2, NaN, 0.2, 0.8];
-      const res = evaluate(image, s, () => Float32Array.from(values), { colorspace: "srgb", render: true });
+      const res = (await evaluate(image, s, () => Float32Array.from(values), { colorspace: "srgb", render: true }))!;
       expect(Array.from(res.pixels!)).toEqual([0, 0, 128, 255, 255, 0, 51, 204]);
       expect(res.psnr).toBeNaN();
-      expect(() => evaluate(image, s, () => new Float32Array(3), { colorspace: "srgb" })).toThrow("the field returned 3 values for 8 points of 1 channels");
+      await expect(evaluate(image, s, () => new Float32Array(3), { colorspace: "srgb" })).rejects.toThrow("the field returned 3 values for 8 points of 1 channels");
     } finally {
       s.close();
     }

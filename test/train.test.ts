@@ -9,7 +9,7 @@
 // rises well above the untrained field's, and a diverging run stopped with TrainError, its last
 // checkpoint finite.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import sharp from "sharp";
@@ -21,7 +21,8 @@ import { findCxx } from "../runtime/toolchain.ts";
 import { CheckpointError, readCheckpoint, type Checkpoint } from "../train/checkpoint.ts";
 import type { TrainConfigInput } from "../train/config.ts";
 import { readMetrics } from "../train/outputs.ts";
-import { TrainError, train, type TrainHooks, type TrainResult } from "../train/trainer.ts";
+import { checkMemory, MemoryError } from "../runtime/memory.ts";
+import { InterruptedError, TrainError, train, type TrainHooks, type TrainResult } from "../train/trainer.ts";
 import { freshSeed, rng, uniformF32 } from "./util.ts";
 
 const CPU = findCxx().tool !== undefined;
@@ -433,4 +434,22 @@ describe("a non-finite loss", () => {
     for (const [name, a] of Object.entries(ck.arrays)) if (!a.every(Number.isFinite)) throw new Error(`checkpoint array ${name} is not finite`);
     expect(readMetrics(join(cfg.out!, "metrics.csv")).map((r) => r.step)).toEqual(Array.from({ length: at - 1 }, (_, k) => k + 1));
   });
+});
+
+describe("stopped before the first step", () => {
+  test("an aborted signal: InterruptedError naming the out directory, nothing written in it", async () => {
+    const cfg = base({ steps: 3 });
+    const stop = new AbortController();
+    stop.abort();
+    const e = await train(cfg, { signal: stop.signal }).then(() => undefined, (x: unknown) => x);
+    expect(e).toBeInstanceOf(InterruptedError);
+    expect((e as Error).message).toBe(`interrupted before the first step: nothing written (${cfg.out} holds what it held)`);
+    expect(readdirSync(cfg.out!)).toEqual([]);
+  });
+});
+
+test("checkMemory: a MemoryError naming what needs the memory, in GB, and what is available", () => {
+  expect(() => checkMemory(1e18, "a test buffer")).toThrow(MemoryError);
+  expect(() => checkMemory(1e18, "a test buffer")).toThrow(/^a test buffer needs 1000000000\.0 GB of memory, more than the [\d.]+ GB available/);
+  expect(() => checkMemory(1, "one byte")).not.toThrow();
 });

@@ -5,7 +5,7 @@
 // render writes an image at another size and refuses bad input; a diverging run exits 1; a large
 // generated image trains with its peak memory measured against its size.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { deflateSync } from "node:zlib";
@@ -41,6 +41,30 @@ async function bun(script: string, args: string[], opts: { env?: Record<string, 
   return { code, out, err };
 }
 const trainCli = (args: string[], opts?: Parameters<typeof bun>[2]) => bun("cli/train.ts", args, opts);
+
+/**
+ * `bun cli/train.ts args`, sent `signal` as soon as its stderr matches `when`; `waited`: ms from
+ * the signal to the exit.
+ */
+async function trainSignalled(args: string[], when: RegExp, opts: { signal?: "SIGINT" | "SIGTERM"; env?: Record<string, string> } = {}): Promise<Result & { waited: number }> {
+  const proc = Bun.spawn(["bun", "cli/train.ts", ...args], { cwd: ROOT, env: { ...ENV, ...opts.env }, stdout: "pipe", stderr: "pipe", timeout: 100_000, killSignal: "SIGKILL" });
+  const stdout = new Response(proc.stdout).text();
+  const reader = proc.stderr.getReader();
+  const decoder = new TextDecoder();
+  let err = "";
+  let sent = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    err += decoder.decode(value, { stream: true });
+    if (!sent && when.test(err)) (proc.kill(opts.signal ?? "SIGINT"), (sent = performance.now()));
+  }
+  const code = await proc.exited;
+  return { code, out: await stdout, err, waited: sent ? performance.now() - sent : NaN };
+}
+
+/** Every file in `dir` (dot files too), by name: its bytes. */
+const snapshot = (d: string) => Object.fromEntries(readdirSync(d).sort().map((n) => [n, readFileSync(join(d, n)).toString("base64")]));
 const renderCli = (args: string[]) => bun("cli/render.ts", args);
 
 /** The last line of stdout as JSON. */
@@ -201,26 +225,8 @@ describe("bun run train: runs", () => {
 
   test("SIGINT during training: exit 130 with a checkpoint, which --resume continues", async () => {
     const out = outDir("sigint");
-    const proc = Bun.spawn(["bun", "cli/train.ts", image, ...SMALL, "--steps", "1000000", "--out", out], { cwd: ROOT, env: ENV, stdout: "pipe", stderr: "pipe", timeout: 100_000, killSignal: "SIGKILL" });
-    const stdout = new Response(proc.stdout).text();
-    // Wait for the first progress line (non-TTY: "step N/1000000 ...", printed at the first step
-    // and then every 5 s), then interrupt.
-    const reader = proc.stderr.getReader();
-    const decoder = new TextDecoder();
-    let err = "";
-    while (!/step \d+\/1000000/.test(err)) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      err += decoder.decode(value, { stream: true });
-    }
-    proc.kill("SIGINT");
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      err += decoder.decode(value, { stream: true });
-    }
-    const code = await proc.exited;
-    const text = await stdout;
+    // At the first progress line (non-TTY: "step N/1000000 ...", printed at the first step and then every 5 s).
+    const { code, err, out: text } = await trainSignalled([image, ...SMALL, "--steps", "1000000", "--out", out], /step \d+\/1000000/);
     expect(code, err).toBe(130);
     expect(err).toContain("SIGINT: stopping");
     expect(err).not.toMatch(/^\s{4}at /m);
@@ -256,6 +262,87 @@ describe("bun run train: runs", () => {
       expect(p.err).not.toContain("Segmentation fault");
       expect(p.code, p.err).toBe(0);
     }
+  });
+});
+
+// A run's outputs are all of that run, or the earlier run's untouched: a run writes nothing over
+// them before its first checkpoint, which is the switch (train/trainer.ts).
+describe("bun run train: a reused out directory", () => {
+  const DIVERGE = ["--steps", "50", "--loss", "l2", "--activation", "none", "--optimizer", "sgd", "--lr", "10"];
+  /** An out directory holding a finished 3-step run's outputs. */
+  async function earlierRun(name: string): Promise<string> {
+    const out = outDir(name);
+    const r = await trainCli([image, ...SMALL, "--steps", "3", "--out", out]);
+    expect(r.code, r.err).toBe(0);
+    expect(readdirSync(out).sort()).toEqual(["checkpoint.ngpk", "metrics.csv", "plot.png", "reconstruction.png", "summary.json"]);
+    return out;
+  }
+
+  // A fresh kernel cache, so that the second configuration compiles (seconds a kernel): Ctrl-C
+  // lands while it does, and the run stops once the field (the grid and the MLP) is built.
+  test.skipIf(!CPU)("Ctrl-C while the next run compiles: exit 130, nothing written, the earlier outputs byte for byte", async () => {
+    const out = await earlierRun("compile-sigint");
+    const before = snapshot(out);
+    const cache = mkdtempSync(join(dir, "cache-"));
+    const r = await trainSignalled([image, ...SMALL, "--width", "32", "--steps", "3", "--out", out], /ngp-kernels: compiling/, { env: { NGPK_CACHE_DIR: cache } });
+    expect(r.code, r.err).toBe(130);
+    expect(r.err).toContain("SIGINT: stopping");
+    expect(r.err).toContain(`interrupted before the first step: nothing written (${out} holds what it held)`);
+    expect(r.err).not.toMatch(/^\s{4}at /m);
+    expect(r.err.match(/ngp-kernels: compiling/g)?.length).toBeLessThanOrEqual(2); // the field's two, not all six
+    expect(snapshot(out)).toEqual(before);
+  });
+
+  test("a run that fails (a non-finite loss) before its first checkpoint: exit 1, the earlier outputs byte for byte; after one, only its own outputs", async () => {
+    const out = await earlierRun("diverge-reused");
+    const before = snapshot(out);
+    const r = await trainCli([image, ...SMALL, ...DIVERGE, "--out", out]);
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toMatch(new RegExp(`^error: the training loss became non-finite at step \\d+; stopped without applying it \\(${out} is left as it was\\)`, "m"));
+    expect(snapshot(out)).toEqual(before);
+    // With --checkpoint-every 1, the run's checkpoint (the last good step) and its metrics replace
+    // the earlier ones, and the earlier run's summary, plot and reconstruction are gone.
+    const again = await trainCli([image, ...SMALL, ...DIVERGE, "--checkpoint-every", "1", "--out", out]);
+    expect(again.code, again.err).toBe(1);
+    const step = Number(/non-finite at step (\d+)/.exec(again.err)![1]);
+    expect(readdirSync(out).sort()).toEqual(["checkpoint.ngpk", "metrics.csv"]);
+    expect((await readCheckpoint(join(out, "checkpoint.ngpk"))).step).toBe(step - 1);
+    expect(readFileSync(join(out, "metrics.csv"), "utf8").trim().split("\n").length).toBe(step); // the header and steps 1 .. step - 1
+  });
+
+  test("SIGINT after training (the final evaluation of a 4096 x 4096 image): exit 130 at once, the checkpoint saved, no reconstruction", async () => {
+    const [W, H] = [4096, 4096];
+    const big = join(dir, "big-eval.png");
+    const raw = Buffer.alloc(W * H);
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) raw[y * W + x] = (x ^ y) & 255;
+    await sharp(raw, { raw: { width: W, height: H, channels: 1 } }).toColourspace("b-w").png({ compressionLevel: 1 }).toFile(big);
+    const out = await earlierRun("eval-sigint");
+    // The checkpoint's line comes before the final evaluation, which takes tens of seconds here.
+    const r = await trainSignalled([big, ...SMALL, "--steps", "3", "--out", out], /checkpoint: .* \(step 3\)/);
+    expect(r.code, r.err).toBe(130);
+    expect(r.waited, r.err).toBeLessThan(15_000);
+    expect((await readCheckpoint(join(out, "checkpoint.ngpk"))).step).toBe(3);
+    expect(r.out).toContain(`interrupted: continue with --resume ${join(out, "checkpoint.ngpk")}`);
+    // The earlier run's reconstruction is gone (this run's was not written); no temporaries.
+    expect(readdirSync(out).sort()).toEqual(["checkpoint.ngpk", "metrics.csv", "plot.png", "summary.json"]);
+    const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
+    expect([summary.stoppedBy, summary.steps, summary.image.width]).toEqual(["interrupted", 3, W]);
+  });
+
+  test("temporaries of killed runs (their pid gone, a minute old) are removed by the next run; others are kept", async () => {
+    const out = await earlierRun("stale");
+    const old = (Date.now() - 120_000) / 1000;
+    const names = {
+      stale: [".checkpoint.ngpk.99999999.0a1b2c.tmp", ".metrics.csv.99999999.0a1b2c3d4e5f.tmp", ".reconstruction.png.99999999.k3x9q.tmp"],
+      kept: [`.summary.json.${process.pid}.0a1b.tmp`, ".plot.png.99999999.young.tmp", "notes.99999999.0a1b.tmp", ".checkpoint.ngpk.99999999.tmp"],
+    };
+    for (const n of [...names.stale, ...names.kept]) {
+      writeFileSync(join(out, n), "");
+      if (!n.includes("young")) utimesSync(join(out, n), old, old);
+    }
+    const r = await trainCli([image, ...SMALL, "--steps", "3", "--out", out]);
+    expect(r.code, r.err).toBe(0);
+    expect(readdirSync(out).sort()).toEqual([...names.kept, "checkpoint.ngpk", "metrics.csv", "plot.png", "reconstruction.png", "summary.json"].sort());
   });
 });
 

@@ -1,6 +1,7 @@
 // Full-image evaluation of a trained field: the field is queried at every pixel centre, a tile of
 // rows at a time (memory stays bounded whatever the image's size), and compared with the image's
-// own samples, decoded from `packed` exactly as the sampler decodes them.
+// own samples, decoded from `packed` exactly as the sampler decodes them. Between tiles it lets
+// the event loop run, so that Ctrl-C (a signal handler) can stop it.
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import type { ImageData } from "./image.ts";
 import type { Colorspace, ImageSampler } from "./sampler.ts";
@@ -15,6 +16,23 @@ export interface EvaluateOptions {
   colorspace: Colorspace;
   /** Also return the reconstruction, quantized to the image's depth (sRGB), for writeImage. */
   render?: boolean;
+  /** When aborted, the evaluation stops at the next tile and returns undefined. */
+  signal?: AbortSignal;
+}
+
+/**
+ * For long loops: a check that lets the event loop run (signal handlers such as Ctrl-C's, timers)
+ * when 50 ms have passed since it last did, and says whether `signal` is aborted.
+ */
+export function interruptible(signal: AbortSignal | undefined): () => Promise<boolean> {
+  let yielded = performance.now();
+  return async () => {
+    if (performance.now() - yielded > 50) {
+      await new Promise((go) => setImmediate(go));
+      yielded = performance.now();
+    }
+    return signal?.aborted === true;
+  };
 }
 
 export interface Evaluation {
@@ -81,8 +99,9 @@ export function quantize(pred: Float32Array, out: Uint8Array | Uint16Array, offs
  * Renders the field over the whole image in tiles of rows and compares it with the image: MSE over
  * all samples and PSNR = 10 log10(1 / MSE) on [0, 1]. With `render`, the reconstruction clamped to
  * [0, 1], converted back to sRGB when trained linear (color channels), rounded to the image's depth.
+ * Undefined when `signal` was aborted before the last tile.
  */
-export function evaluate(image: ImageData, sampler: ImageSampler, field: Field, opts: EvaluateOptions): Evaluation {
+export async function evaluate(image: ImageData, sampler: ImageSampler, field: Field, opts: EvaluateOptions): Promise<Evaluation | undefined> {
   const { width, height, channels, bits, packed } = image;
   if (opts.colorspace !== "srgb" && opts.colorspace !== "linear") throw new RangeError(`evaluate: colorspace ${JSON.stringify(opts.colorspace)} is not allowed (allowed: srgb, linear)`);
   const tileRows = opts.tileRows ?? Math.max(1, Math.floor(2 ** 16 / width));
@@ -96,8 +115,10 @@ export function evaluate(image: ImageData, sampler: ImageSampler, field: Field, 
   const lane = bits === 16 ? 1 : 3;
   const laneBits = bits;
 
+  const stopped = interruptible(opts.signal);
   let sum = 0;
   for (let row0 = 0; row0 < height; row0 += tileRows) {
+    if (await stopped()) return undefined;
     const rows = Math.min(tileRows, height - row0);
     const n = rows * width;
     const coords = sampler.pixelCenters(row0, rows);

@@ -2,7 +2,7 @@
 // metrics CSV (appended row by row), the plot of loss and PSNR against step (vega-lite compiled to
 // vega, rendered to SVG without a browser, converted to PNG by sharp) and JSON files, the last two
 // written atomically.
-import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, renameSync, statSync, writeSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import sharp from "sharp";
 import * as vega from "vega";
@@ -92,7 +92,7 @@ export class MetricsLog {
   readonly #flushMs: number;
 
   constructor(
-    readonly path: string,
+    public path: string,
     opts: MetricsLogOptions = {},
   ) {
     this.#flushRows = opts.flushRows ?? 100;
@@ -137,6 +137,17 @@ export class MetricsLog {
     } catch (e) {
       throw new Error(`cannot write the metrics ${this.path} (${fsReason(e)})`);
     }
+  }
+
+  /** Flushes, then renames the file to `path` (rows logged afterwards go on into it). */
+  moveTo(path: string): void {
+    this.flush();
+    try {
+      renameSync(this.path, path);
+    } catch (e) {
+      throw new Error(`cannot move the metrics ${this.path} to ${path} (${fsReason(e)})`);
+    }
+    this.path = path;
   }
 
   close(): void {

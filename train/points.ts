@@ -38,7 +38,8 @@ import type { DeviceBuffer } from "../runtime/buffer.ts";
 import type { BackendRequest } from "../runtime/backend.ts";
 import { CheckpointError, type Checkpoint } from "./checkpoint.ts";
 import type { TrainConfig } from "./config.ts";
-import type { Batch, DataSource, SourceContext, SourceEvaluation } from "./data/source.ts";
+import type { Batch, DataSource, EvaluateRequest, SourceContext, SourceEvaluation } from "./data/source.ts";
+import { interruptible } from "./eval.ts";
 import { writeFileAtomic } from "./image.ts";
 import { plotSpec, type MetricsRow } from "./outputs.ts";
 
@@ -657,8 +658,9 @@ export class PointSource implements DataSource {
   }
 
   /** Validation loss (the configured loss) and PSNR (relative to the values' range) over the whole held-out split. */
-  evaluate(step: number, opts: { final: boolean; wantHeldOut: boolean }): SourceEvaluation {
+  async evaluate(step: number, opts: EvaluateRequest): Promise<SourceEvaluation | undefined> {
     const ctx = this.#ctx!;
+    const stopped = interruptible(opts.signal);
     const F = this.#floats;
     const C = this.channels;
     let lossSum = 0;
@@ -699,6 +701,7 @@ export class PointSource implements DataSource {
         fill += take;
         done += take;
         if (fill === this.#evalChunk) flush();
+        if (await stopped()) return undefined;
       }
     }
     flush();

@@ -27,7 +27,7 @@ import { CheckpointError } from "./checkpoint.ts";
 import { DEFAULT_IMAGE, mergeConfig, parseTrainConfig, type TrainConfig } from "./config.ts";
 import { loadImage, writeFileAtomic } from "./image.ts";
 import { writeJsonAtomic, writeVegaLitePng } from "./outputs.ts";
-import { TrainError, train, type StepInfo, type TrainResult } from "./trainer.ts";
+import { InterruptedError, TrainError, train, type StepInfo, type TrainResult } from "./trainer.ts";
 import { lockOutDir } from "./lock.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -648,8 +648,12 @@ export async function runSweep(opts: SweepOptions, hooks: SweepHooks = {}): Prom
       } catch (e) {
         if (e instanceof ConfigError) row = rowOf(run, cfg, "refused", e.message.split("\n").join("; "));
         else if (e instanceof TrainError) row = rowOf(run, cfg, "failed", e.message);
-        else throw e;
+        else if (e instanceof InterruptedError) {
+          interrupted = true;
+          log(`${describeRun(run)}: ${e.message}`);
+        } else throw e;
       }
+      if (interrupted) break;
       if (result?.stoppedBy === "interrupted") {
         interrupted = true;
         log(`${describeRun(run)}: interrupted at step ${result.steps}; its checkpoint ${checkpoint} is kept, and a rerun continues it`);

@@ -9,10 +9,13 @@
 // number), the CPU kernels sum in fixed orders (owner schedule, slot reduction), and a checkpoint
 // holds every piece of state, so the same configuration gives the same parameters, bit for bit,
 // run straight through or interrupted and resumed (CPU and JS backends).
-import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { copyFileSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Backend, BackendRequest } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
+import { removeStaleTemporaries } from "../runtime/cache.ts";
+import { checkMemory, MemoryError } from "../runtime/memory.ts";
 import { Ema } from "../modules/ema.ts";
 import { HashGrid, checkVariant, defaultCodebookSize } from "../modules/hashgrid.ts";
 import { Loss } from "../modules/loss.ts";
@@ -20,8 +23,8 @@ import { Mlp } from "../modules/mlp.ts";
 import { Optimizer, type OptimizerState } from "../modules/optimizer.ts";
 import { CheckpointError, checkCompatible, readCheckpoint, writeCheckpoint, type Checkpoint } from "./checkpoint.ts";
 import { MODEL_FIELDS, parseTrainConfig, type TrainConfig, type TrainConfigInput } from "./config.ts";
-import type { Batch, DataSource, SourceContext, SourceEvaluation } from "./data/source.ts";
-import { evaluate, type Field } from "./eval.ts";
+import type { Batch, DataSource, EvaluateRequest, SourceContext, SourceEvaluation } from "./data/source.ts";
+import { evaluate, interruptible, type Field } from "./eval.ts";
 import { loadImage, writeImage, type ImageData } from "./image.ts";
 import { MetricsLog, writeJsonAtomic, writePlot } from "./outputs.ts";
 import { openPointSource, PointSource, type PointsSummary } from "./points.ts";
@@ -58,7 +61,11 @@ export interface TrainHooks {
   onEval?(info: EvalInfo): void;
   /** Messages (backend choice, first-use builds, checkpoints). */
   log?(message: string): void;
-  /** When aborted, the run stops before the next micro-batch, writes a checkpoint and returns. */
+  /**
+   * When aborted, the run stops before the next micro-batch (or the next tile of an evaluation),
+   * writes a checkpoint and returns; before its first step (while the kernels build), it throws an
+   * InterruptedError having written nothing.
+   */
   signal?: AbortSignal;
   /** Continue from this checkpoint (same model; steps and schedule continue). */
   resume?: string;
@@ -93,8 +100,16 @@ export interface TrainResult {
   image?: { path: string; width: number; height: number; channels: number; bits: number };
   /** The points, their bounding box and the validation figures (a points run). */
   points?: PointsSummary;
-  /** reconstruction: image runs (not an interrupted one); validation: points runs. */
+  /** reconstruction: image runs (not an interrupted one, nor one too large for memory); validation: points runs. */
   files: { reconstruction?: string; metrics: string; plot: string; summary: string; checkpoint: string; validation?: string };
+}
+
+/** A run stopped (TrainHooks.signal) before its first step: it wrote nothing. */
+export class InterruptedError extends Error {
+  constructor(out: string) {
+    super(`interrupted before the first step: nothing written (${out} holds what it held)`);
+    this.name = "InterruptedError";
+  }
 }
 
 /** A run that cannot start or continue, with a message for people (no stack trace needed). */
@@ -127,7 +142,10 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
     const ck = hooks.resume ? await readCheckpoint(hooks.resume) : undefined;
     if (ck) checkResume(ck, cfg, source, hooks.resume!);
     using _lock = lockOutDir(out, { log }); // after the inputs are checked, before anything is built or written
-    const m = await buildModel(cfg, source, log);
+    // Ctrl-C in a terminal also stops the compiler of a kernel being built: then the build fails.
+    const m = await buildModel(cfg, source, log, hooks.signal).catch((e) => {
+      throw hooks.signal?.aborted ? new InterruptedError(out) : e;
+    });
     try {
       return await run(cfg, source, m, out, ck, hooks);
     } finally {
@@ -189,14 +207,28 @@ class ImageSource implements DataSource {
     return ctx.loss.evaluate(ctx.field(this.#heldOut.coords, this.#heldOut.n), this.#heldOut.targets).loss;
   }
 
-  evaluate(_step: number, opts: { final: boolean; wantHeldOut: boolean }): SourceEvaluation {
+  async evaluate(_step: number, opts: EvaluateRequest): Promise<SourceEvaluation | undefined> {
     const ctx = this.#ctx!;
-    if (opts.final) {
-      const r = evaluate(this.image, this.#sampler!, ctx.field, { colorspace: this.cfg.colorspace, render: true });
-      return { psnr: r.psnr, heldOutLoss: NaN, pixels: r.pixels };
-    }
-    const r = evaluate(this.image, this.#sampler!, ctx.field, { colorspace: this.cfg.colorspace });
+    const render = opts.final && this.#reconstructionFits();
+    const r = await evaluate(this.image, this.#sampler!, ctx.field, { colorspace: this.cfg.colorspace, render, signal: opts.signal });
+    if (!r) return undefined;
+    if (opts.final) return { psnr: r.psnr, heldOutLoss: NaN, pixels: r.pixels };
     return { psnr: r.psnr, heldOutLoss: opts.wantHeldOut ? this.#heldOutLoss() : NaN };
+  }
+
+  // The reconstruction is held whole for its PNG (the PSNR alone is computed tile by tile): when
+  // it, and as much again for the encoder, does not fit in memory, it is not rendered.
+  #reconstructionFits(): boolean {
+    const { width, height, channels, bits } = this.image;
+    const bytes = width * height * channels * (bits / 8);
+    try {
+      checkMemory(2 * bytes, `reconstruction.png (${width}x${height}, ${channels} channels)`, bytes);
+      return true;
+    } catch (e) {
+      if (!(e instanceof MemoryError)) throw e;
+      this.#ctx!.log(`${e.message}: not written (bun run render --checkpoint writes one at a smaller --width)`);
+      return false;
+    }
   }
 
   meta(): Record<string, unknown> {
@@ -232,13 +264,22 @@ export async function createField(cfg: TrainConfig, channels: number, load: { ba
   return { grid, mlp };
 }
 
-async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string) => void): Promise<Model> {
+async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string) => void, signal?: AbortSignal): Promise<Model> {
   const load = { backend: cfg.backend as BackendRequest, log };
   const encLr = cfg.encoding.lr ?? cfg.optimizer.lr;
   const netLr = cfg.network.lr ?? cfg.optimizer.lr;
   const weightDecay = cfg.network.weightDecay;
+  // Aborted (Ctrl-C) while the kernels build, seconds each on first use: stop after this one.
+  const made: { close(): void }[] = [];
+  const built = <T extends { close(): void } | undefined>(x: T): T => {
+    if (x) made.push(x);
+    if (signal?.aborted) throw (made.forEach((y) => y.close()), new InterruptedError(cfg.out));
+    return x;
+  };
   const { grid, mlp } = await createField(cfg, source.channels, load, source.dims);
-  const opt = await Optimizer.create(
+  made.push(grid);
+  built(mlp);
+  const opt = built(await Optimizer.create(
     [
       { name: "encoding", params: grid.params as DeviceBuffer<"f32"> | DeviceBuffer<"f16">, grad: grid.grad, lr: encLr, weightDecay: 0 },
       { name: "network", params: mlp.params, grad: mlp.grad, lr: netLr, weightDecay },
@@ -249,14 +290,14 @@ async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string)
     ],
     cfg.optimizer,
     load,
-  );
+  ));
   // The average is of the f32 weights (an f16 encoding's master copy); see withAverage. The probing
   // logits are not averaged: the features were trained under the current argmax slots, and an
   // average of the logits could pick other ones.
   const groups = [{ name: "encoding", params: opt.master("encoding") }, { name: "network", params: opt.master("network") }];
-  const ema = cfg.ema.enabled ? await Ema.create(groups, { decay: cfg.ema.decay }, load) : undefined;
-  const heldOutLoss = await Loss.create({ kind: cfg.loss as never, width: source.channels, huberDelta: cfg.huberDelta }, load);
-  const close = () => [grid, mlp, opt, ema, heldOutLoss].forEach((x) => x?.close());
+  const ema = built(cfg.ema.enabled ? await Ema.create(groups, { decay: cfg.ema.decay }, load) : undefined);
+  const heldOutLoss = built(await Loss.create({ kind: cfg.loss as never, width: source.channels, huberDelta: cfg.huberDelta }, load));
+  const close = () => made.forEach((x) => x.close());
   try {
     await source.attach({ backend: load.backend, log, alloc: (n) => grid.alloc(n), field: fieldOf({ grid, mlp }), loss: heldOutLoss });
   } catch (e) {
@@ -285,6 +326,11 @@ export class OutDirError extends Error {
   }
 }
 
+/** What a run writes in its out directory (image runs: reconstruction.png; points runs: validation.csv). */
+const OUTPUTS = ["checkpoint.ngpk", "metrics.csv", "summary.json", "plot.png", "reconstruction.png", "validation.csv"];
+/** The temporaries of those files (writeFileAtomic's, writeCheckpoint's, a run's metrics before its first checkpoint): `.<name>.<pid>.<random>.tmp`. */
+const OUTPUT_TEMPORARY = new RegExp(`^\\.(?:${OUTPUTS.map((n) => n.replace(".", "\\.")).join("|")})\\.(\\d+)\\.[0-9a-z]+\\.tmp$`);
+
 const WHY: Record<string, string> = {
   EEXIST: "a file of that name exists", ENOTDIR: "a part of the path is a file", EACCES: "permission denied",
   EPERM: "permission denied", EROFS: "the file system is read-only", ENOSPC: "no space left on the device",
@@ -298,6 +344,8 @@ function prepareOutDir(dir: string): string {
     const probe = join(dir, `.write-test-${process.pid}`);
     writeFileSync(probe, "");
     rmSync(probe, { force: true });
+    // Those left by runs that were killed (their pid is no longer running), as the kernel cache does.
+    removeStaleTemporaries(dir, OUTPUT_TEMPORARY);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new OutDirError(`the out directory ${dir} cannot be written: ${(code && WHY[code]) ?? code ?? (e as Error).message}`);
@@ -334,8 +382,18 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     elapsedBefore = (resume.meta.seconds as number | undefined) ?? 0;
     schedule = makeSchedule(cfg.schedule, cfg.steps, resume.meta.schedule as never);
   }
-  // Every step's row, kept by the log (a resumed run reads the earlier ones back from the CSV).
-  const metrics = new MetricsLog(files.metrics, resume ? { append: true, resumeStep: resume.step } : {});
+  // The out directory's earlier outputs stay as they are until this run saves its first checkpoint:
+  // until then its metrics go to a temporary beside them. That first checkpoint is the switch: it
+  // replaces the earlier one (atomically), then the metrics move into place and the earlier run's
+  // other outputs are removed, so that the directory holds one run's outputs, but for the instant
+  // of those few renames. A run that fails before (or is interrupted before its first step) leaves
+  // the directory as it was and removes its temporary; a killed run's is removed by the next run.
+  // Every step's row is kept by the log (a resumed run reads the earlier ones back from the CSV).
+  const staged = join(out, `.metrics.csv.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+  if (resume && existsSync(files.metrics)) copyFileSync(files.metrics, staged);
+  const metrics = new MetricsLog(staged, resume ? { append: true, resumeStep: resume.step } : {});
+  let switched = false;
+  using _ = { [Symbol.dispose]: () => (metrics.close(), switched || rmSync(staged, { force: true })) };
 
   const K = cfg.accumulate;
   const enc = grid.alloc(cfg.batch * grid.outputDim);
@@ -362,28 +420,30 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
       },
       arrays: stateArrays(m, optState),
     });
+    if (!switched) {
+      metrics.moveTo(files.metrics);
+      for (const name of OUTPUTS) if (name !== "checkpoint.ngpk" && name !== "metrics.csv") rmSync(join(out, name), { force: true });
+      switched = true;
+    }
     hooks.log?.(`checkpoint: ${files.checkpoint} (step ${step})`);
   };
 
   // The held-out loss is what the plateau schedule watches; the image computes it only when
   // something reads it.
   const wantHeldOut = cfg.schedule.kind === "plateau" || hooks.onEval !== undefined;
-  const evaluation = (final: boolean): SourceEvaluation => {
+  const evaluation = async (final: boolean): Promise<SourceEvaluation | undefined> => {
     swapAverage(m);
     try {
-      return source.evaluate(step, { final, wantHeldOut });
+      return await source.evaluate(step, { final, wantHeldOut, signal: hooks.signal });
     } finally {
       swapAverage(m);
     }
   };
 
-  let yielded = performance.now();
+  // Let the event loop run now and then: signal handlers (Ctrl-C) and timers are JS callbacks.
+  const pause = interruptible(hooks.signal);
   while (step < cfg.steps) {
-    // Let the event loop run now and then: signal handlers (Ctrl-C) and timers are JS callbacks.
-    if (performance.now() - yielded > 50) {
-      await new Promise((go) => setImmediate(go));
-      yielded = performance.now();
-    }
+    await pause();
     const factor = schedule.factor(step);
     opt.setLearningRate("encoding", m.encLr * factor);
     opt.setLearningRate("network", m.netLr * factor);
@@ -422,42 +482,51 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     const rate = (step - stepsAtStart) / Math.max(1e-9, t - elapsedBefore);
     let psnr: number | undefined;
     if (cfg.evalEvery > 0 && step % cfg.evalEvery === 0 && step < cfg.steps) {
-      const e = evaluation(false);
-      psnr = lastPsnr = e.psnr;
-      schedule.observe(e.heldOutLoss);
-      hooks.onEval?.({ step, psnr: e.psnr, heldOutLoss: e.heldOutLoss });
+      const e = await evaluation(false);
+      if (!e) stoppedBy = "interrupted"; // the step stands, without its evaluation
+      else {
+        psnr = lastPsnr = e.psnr;
+        schedule.observe(e.heldOutLoss);
+        hooks.onEval?.({ step, psnr: e.psnr, heldOutLoss: e.heldOutLoss });
+      }
     }
     // A step's row is written when the next one ends, so that the last one gets the final PSNR.
     if (pending) metrics.log(pending);
     pending = { step, loss, lr: m.netLr * factor, psnr, seconds: t };
     hooks.onStep?.({ step, steps: cfg.steps, loss, lr: m.netLr * factor, psnr: lastPsnr, seconds: t, stepsPerSecond: rate });
     if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0) await save();
-    if (done < K) break;
+    if (done < K || stoppedBy === "interrupted") break;
   }
 
   const trainedSeconds = seconds();
   if (stoppedBy === "non-finite loss") {
     if (pending) metrics.log(pending);
-    metrics.close();
     throw new TrainError(
       `the training loss became non-finite at step ${step + 1}; stopped without applying it` +
-        (cfg.checkpointEvery > 0 || resume ? ` (the last good checkpoint, ${files.checkpoint}, is kept)` : "") +
+        (switched ? ` (the last good checkpoint, ${files.checkpoint}, is kept)` : ` (${out} is left as it was)`) +
         `: lower the learning rate, or check the ${image ? "image" : "points"} and the loss`,
     );
   }
-  // Final evaluation and outputs (on the EMA weights when enabled). An interrupted run writes its
-  // checkpoint and the cheap outputs at once: the full-image rendering can take long.
+  // Interrupted before its first step: nothing to keep, and nothing written over the earlier outputs.
+  if (stoppedBy === "interrupted" && step === stepsAtStart) throw new InterruptedError(out);
+  // The checkpoint first, then the final evaluation and outputs (on the EMA weights when enabled):
+  // the full-image evaluation can take long, and stopping it (Ctrl-C) keeps the checkpoint. An
+  // interrupted run writes the cheap outputs only.
+  await save();
   let psnr = lastPsnr ?? NaN;
   let final: SourceEvaluation | undefined;
   if (stoppedBy !== "interrupted") {
-    final = evaluation(true);
-    psnr = lastPsnr = final.psnr;
-    hooks.onEval?.({ step, psnr, heldOutLoss: final.heldOutLoss });
+    final = await evaluation(true);
+    if (!final) stoppedBy = "interrupted";
+    else {
+      psnr = lastPsnr = final.psnr;
+      hooks.onEval?.({ step, psnr, heldOutLoss: final.heldOutLoss });
+    }
   }
   if (pending) metrics.log({ ...pending, psnr: final ? psnr : pending.psnr });
   metrics.close();
-  await save();
   if (image && final?.pixels) await writeImage(files.reconstruction!, image, final.pixels);
+  else delete files.reconstruction;
   if (points) await points.writeOutputs(files.validation!, files.plot, metrics.rows);
   else await writePlot(files.plot, metrics.rows);
   const paramsEncoding = grid.paramCount;

@@ -35,6 +35,12 @@ export interface SourceEvaluation {
   pixels?: Uint8Array | Uint16Array;
 }
 
+export interface EvaluateRequest {
+  final: boolean;
+  wantHeldOut: boolean;
+  signal?: AbortSignal;
+}
+
 export interface DataSource {
   readonly kind: "image" | "points";
   /** Coordinate dimensions (the hash grid's dims). */
@@ -50,9 +56,10 @@ export interface DataSource {
   sample(n: number, micro: number): Batch;
   /**
    * Evaluates the field (ctx.field, with the weights the trainer swapped in). `final`: the end of
-   * the run; `wantHeldOut`: someone reads the held-out loss.
+   * the run; `wantHeldOut`: someone reads the held-out loss; `signal`: when aborted, the evaluation
+   * stops between tiles (letting the event loop run between them) and gives undefined.
    */
-  evaluate(step: number, opts: { final: boolean; wantHeldOut: boolean }): SourceEvaluation;
+  evaluate(step: number, opts: EvaluateRequest): Promise<SourceEvaluation | undefined>;
   /** What the checkpoint's meta records about the data (checked on resume). */
   meta(): Record<string, unknown>;
   /** Refuses a checkpoint trained on other data (a CheckpointError naming `path`). */
