@@ -22,6 +22,38 @@ function kind(st: Stats): string {
 }
 
 /**
+ * Why a file with these stats cannot be read as an input ("is a directory", "is not a regular file
+ * (a FIFO)"), or undefined for a regular file. Every reader of an input file asks this before
+ * opening it: opening a FIFO blocks until a writer comes, and a device never ends.
+ */
+export function notRegularFile(st: Stats): string | undefined {
+  if (st.isDirectory()) return "is a directory";
+  if (!st.isFile()) return `is not a regular file (${kind(st)})`;
+  return undefined;
+}
+
+/**
+ * Refuses, with a UsageError naming both flags, an output that is the same file as an input (the
+ * same device and inode: the path itself, another spelling of it, a symbolic or a hard link), which
+ * writing would destroy. An output that does not exist yet is fine.
+ */
+export function refuseOverwritingInput(output: { flag: string; path: string }, inputs: { flag: string; path: string | undefined }[]): void {
+  const id = (path: string) => {
+    try {
+      const st = statSync(path);
+      return `${st.dev}:${st.ino}`;
+    } catch {
+      return undefined;
+    }
+  };
+  const out = id(output.path);
+  if (out === undefined) return;
+  for (const input of inputs)
+    if (input.path !== undefined && id(input.path) === out)
+      throw new UsageError(`${output.flag} ${output.path} is the same file as ${input.flag} ${input.path}: writing it would destroy the input; give another ${output.flag}`);
+}
+
+/**
  * The text of the regular file at `path`, or a UsageError saying what is wrong with it:
  * "<what> <path> does not exist", "... is a directory", "... is not a regular file (a FIFO)",
  * "... cannot be read: EACCES". Checked with stat first: opening a FIFO would block.
@@ -34,8 +66,8 @@ export function readInputFile(path: string, what = "file"): string {
   } catch (e) {
     throw problem(missing(e) ? "does not exist" : `cannot be read: ${code(e)}`);
   }
-  if (st.isDirectory()) throw problem("is a directory");
-  if (!st.isFile()) throw problem(`is not a regular file (${kind(st)})`);
+  const bad = notRegularFile(st);
+  if (bad) throw problem(bad);
   try {
     return readFileSync(path, "utf8");
   } catch (e) {

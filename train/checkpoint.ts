@@ -22,6 +22,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { constants, type Stats } from "node:fs";
 import { type FileHandle, open, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { notRegularFile } from "../runtime/cli_input.ts";
 
 export const MAGIC = "NGPKCKPT";
 /** The format this code writes; it reads versions 1..FORMAT_VERSION. */
@@ -277,6 +278,8 @@ export async function readContainer(path: string, format: ContainerFormat): Prom
     throw fail("missing", `cannot be read (${code ?? (e as Error).message})`);
   }
   if (st.isDirectory()) throw fail("directory", `is a directory, not a ${what.endsWith(" file") ? what : `${what} file`}`);
+  const special = notRegularFile(st); // a FIFO or a device: reading it would block or never end
+  if (special) throw fail("foreign", `${special}, not a ${what}`);
   if (st.size === 0) throw fail("empty", `is empty (0 bytes): not a ${what}, or its writing was interrupted`);
   let buf: ArrayBuffer;
   try {

@@ -22,7 +22,8 @@
 //                         high bits of the last byte are zero.
 // So a file is its header (the 20-byte prefix, the JSON and up to 63 zeros) plus
 // HashGrid.memory(2 or 4).inferenceBytes + 4 * the network's parameters.
-import { open } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
+import { notRegularFile } from "../runtime/cli_input.ts";
 import { argmaxRows, type HashGrid } from "../modules/hashgrid.ts";
 import type { Mlp } from "../modules/mlp.ts";
 import { type Checkpoint, CheckpointError, type CheckpointProblem, type ContainerFormat, MAGIC as CHECKPOINT_MAGIC, notJson, readContainer, writeContainer } from "./checkpoint.ts";
@@ -174,6 +175,7 @@ export async function readModelFile(path: string): Promise<ModelFile> {
 /** What a file is by its magic: "checkpoint", "model", or undefined (unreadable, foreign, too short). */
 export async function fileKind(path: string): Promise<"checkpoint" | "model" | undefined> {
   try {
+    if (notRegularFile(await stat(path))) return undefined; // not opened: a FIFO would block
     const fh = await open(path, "r");
     try {
       const head = new Uint8Array(8);
