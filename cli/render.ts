@@ -5,7 +5,7 @@
 // apart by their magic, and said so).
 import { parseArgs } from "node:util";
 import { CacheDirError } from "../runtime/cache.ts";
-import { UsageError } from "../runtime/cli_input.ts";
+import { refuseOverwritingInput, UsageError } from "../runtime/cli_input.ts";
 import { ConfigError } from "../modules/options.ts";
 import type { HashGrid } from "../modules/hashgrid.ts";
 import type { Mlp } from "../modules/mlp.ts";
@@ -109,6 +109,7 @@ export async function main(argv: string[]): Promise<number> {
     if (typeof values.checkpoint === "string" && typeof values.model === "string") throw new UsageError("give --checkpoint or --model, not both");
     if (typeof values.checkpoint !== "string" && typeof values.model !== "string") throw new UsageError("--checkpoint is required (or --model, an exported model)");
     if (typeof values.out !== "string") throw new UsageError("--out is required");
+    refuseOverwritingInput({ flag: "--out", path: values.out }, [{ flag: "--checkpoint", path: values.checkpoint as string | undefined }, { flag: "--model", path: values.model as string | undefined }]);
     const raw = values.raw === true;
     // The flag says what the file should be; its magic says what it is (a missing or foreign
     // file is refused by the reader the flag names).

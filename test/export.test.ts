@@ -4,7 +4,7 @@
 // checkpoint's logits; the file is its header plus exactly HashGrid.memory's inference bytes and
 // the network; broken, foreign and missing files are refused with exit 2 and a message naming them.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import sharp from "sharp";
@@ -308,6 +308,34 @@ describe("render from an export", () => {
 });
 
 describe("inputs and outputs (issue 16)", () => {
+  test("an output that is the same file as an input (the path, another spelling, a hard link) is refused and the input kept", async () => {
+    const copy = join(dir, "same.ngpk");
+    copyFileSync(ckPath, copy);
+    const link = join(dir, "same-link.ngpk");
+    linkSync(copy, link);
+    const before = readFileSync(copy);
+    const [a, b, c, d] = await Promise.all([
+      renderCli(["--checkpoint", copy, "--out", copy]),
+      renderCli(["--checkpoint", copy, "--out", link]),
+      renderCli(["--model", f16, "--out", join(dir, ".", "model-f16.ngp")]),
+      exportCli(["--checkpoint", copy, "--out", link]),
+    ]);
+    expectCleanError("render --out the checkpoint", a, 2, [`--out ${copy} is the same file as --checkpoint ${copy}`]);
+    expectCleanError("render --out a hard link", b, 2, [`--out ${link} is the same file as --checkpoint ${copy}`]);
+    expectCleanError("render --out the model", c, 2, [`is the same file as --model ${f16}`]);
+    expectCleanError("export --out a hard link", d, 2, [`--out ${link} is the same file as --checkpoint ${copy}`]);
+    expect(Buffer.compare(readFileSync(copy), before)).toBe(0);
+    expect((await readModelFile(f16)).source.step).toBe(30);
+    // train: the image is the reconstruction its --out would replace.
+    const run = join(dir, "same-run");
+    mkdirSync(run);
+    const img = join(run, "reconstruction.png");
+    copyFileSync(image, img);
+    const t = await bun("cli/train.ts", [img, "--steps", "3", "--out", run, "--backend", BACKEND]);
+    expectCleanError("train --out holding the image", t, 2, [`--out ${img} is the same file as the image ${img}`]);
+    expect(Buffer.compare(readFileSync(img), readFileSync(image))).toBe(0);
+  });
+
   test("a FIFO given as a checkpoint or model is refused, not opened (render, export, train --resume)", async () => {
     const fifo = join(dir, "fifo");
     expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
