@@ -13,7 +13,7 @@ import { CheckpointError, readCheckpoint } from "../train/checkpoint.ts";
 import { parseTrainConfig, type TrainConfig } from "../train/config.ts";
 import { quantize } from "../train/eval.ts";
 import { ImageError, writeImage } from "../train/image.ts";
-import { fileKind, loadModelWeights, ModelFileError, readModelFile } from "../train/model_file.ts";
+import { fileKind, imageOf, loadModelWeights, ModelFileError, readModelFile } from "../train/model_file.ts";
 import { createField, fieldOf, loadCheckpointWeights } from "../train/trainer.ts";
 
 const USAGE = "usage: bun run render (--checkpoint FILE | --model FILE.ngp) [--width W --height H | --scale S] --out IMAGE.png [--raw] [--backend auto|cuda|cpu|js]";
@@ -51,8 +51,8 @@ interface Source {
 async function checkpointSource(file: string, raw: boolean, note: string): Promise<Source> {
   const ck = await readCheckpoint(file);
   return {
+    image: imageOf(ck, "render needs a checkpoint trained on an image"),
     cfg: parseTrainConfig(ck.config),
-    image: ck.meta.image as Source["image"],
     load: (f) => loadCheckpointWeights(f, ck, raw),
     describe: `${file} (${note ? `a checkpoint ${note}` : ""}step ${ck.step}${raw ? "" : ck.arrays["ema.encoding"] ? ", EMA weights" : ""}`,
   };

@@ -10,7 +10,7 @@ import { join, resolve } from "node:path";
 import sharp from "sharp";
 import { argmaxRows } from "../modules/hashgrid.ts";
 import { findCxx } from "../runtime/toolchain.ts";
-import { type Checkpoint, readCheckpoint } from "../train/checkpoint.ts";
+import { type Checkpoint, readCheckpoint, writeCheckpoint } from "../train/checkpoint.ts";
 import { parseTrainConfig, type TrainConfigInput } from "../train/config.ts";
 import { exportModel, loadModelWeights, MODEL_MAGIC, packIndices, readModelFile, unpackIndices, writeModelFile } from "../train/model_file.ts";
 import { createField, fieldOf, loadCheckpointWeights, train } from "../train/trainer.ts";
@@ -308,6 +308,26 @@ describe("render from an export", () => {
 });
 
 describe("inputs and outputs (issue 16)", () => {
+  test("a checkpoint of a points field: render and export say what it holds and what they need; resuming it on an image too", async () => {
+    const file = join(dir, "points-ck.ngpk");
+    const points = { file: "/data/scan.bin", format: "binary", dims: 3, channels: 1, records: 2000, box: { min: [0, 0, 0], max: [1, 1, 1] }, valueRange: { min: 0, max: 1 } };
+    const { image: _image, ...meta } = ck.meta;
+    await writeCheckpoint(file, { ...ck, meta: { ...meta, points } });
+    const holds = `checkpoint ${file}: holds a field trained on 3-D points with 1 value (from /data/scan.bin), not on an image`;
+    const [r, m, e] = await Promise.all([
+      renderCli(["--checkpoint", file, "--out", join(dir, "points.png")]),
+      renderCli(["--model", file, "--out", join(dir, "points.png")]),
+      exportCli(["--checkpoint", file, "--out", join(dir, "points.ngp")]),
+    ]);
+    expectCleanError("render", r, 2, [holds, "render needs a checkpoint trained on an image"]);
+    expectCleanError("render --model", m, 2, [holds]);
+    expectCleanError("export", e, 2, [holds, "export writes models of an image"]);
+    for (const x of [r, m, e]) expect(x.err + x.out).not.toContain("undefined");
+    await expect(train(config({ steps: 40, out: join(dir, "points-resume") }), { resume: file })).rejects.toThrow(
+      `${file}: the checkpoint was trained on 3-D points with 1 value (from /data/scan.bin), not on a 64x48 image with 3 channels`,
+    );
+  });
+
   test("an output that is the same file as an input (the path, another spelling, a hard link) is refused and the input kept", async () => {
     const copy = join(dir, "same.ngpk");
     copyFileSync(ckPath, copy);

@@ -5,7 +5,7 @@
 // measured in a child process against a small file's; the field learns with the default encoding
 // and with the space-time variant; determinism and resume.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { findCxx } from "../runtime/toolchain.ts";
@@ -143,6 +143,17 @@ describe("formats", () => {
 });
 
 describe("bad input: exit status 2, one line naming the file and the problem", () => {
+  test("a header's record count is printed exactly, 2^63 as 9,223,372,036,854,775,808", async () => {
+    const huge = join(dir, "huge-count.bin");
+    writePointsFile(huge, { dims: 4, channels: 1 }, synthetic(10));
+    const fd = openSync(huge, "r+");
+    const count = Buffer.alloc(8);
+    count.writeBigUInt64LE(2n ** 63n);
+    writeSync(fd, count, 0, 8, 24);
+    closeSync(fd);
+    await expect(openPointSource(parseTrainConfig({ points: { file: huge } }))).rejects.toThrow(`${huge}: truncated: the header says 9,223,372,036,854,775,808 records of 20 bytes`);
+  });
+
   test("truncated, wrong dimension, NaN and Infinity, empty, an image and --points together", async () => {
     const header = (dims: number, channels: number, count: number) => {
       const b = Buffer.alloc(32);

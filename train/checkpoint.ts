@@ -345,6 +345,19 @@ export function describeStart(u8: Uint8Array): string {
   return `bytes ${Array.from(head, (b) => b.toString(16).padStart(2, "0")).join(" ")}`;
 }
 
+/**
+ * What a checkpoint's field was trained on, from its metadata, for messages: "a 64x48 image with 3
+ * channels", "3-D points with 1 value (from /data/points.bin)".
+ */
+export function trainedOn(meta: Record<string, unknown>): string {
+  const s = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
+  const image = meta.image as { width: number; height: number; channels: number } | undefined;
+  const points = meta.points as { file: string; dims: number; channels: number } | undefined;
+  if (points) return `${points.dims}-D points with ${s(points.channels, "value")} (from ${points.file})`;
+  if (image) return `a ${image.width}x${image.height} image with ${s(image.channels, "channel")}`;
+  return "neither an image nor points (its metadata names neither)";
+}
+
 /** The value at a dotted path ("model.grid.levels"; array indices as numbers). */
 function at(value: unknown, path: string): unknown {
   return path.split(".").reduce<unknown>((o, k) => (o !== null && typeof o === "object" ? (o as Record<string, unknown>)[k] : undefined), value);

@@ -26,7 +26,7 @@ import { open, stat } from "node:fs/promises";
 import { notRegularFile } from "../runtime/cli_input.ts";
 import { argmaxRows, type HashGrid } from "../modules/hashgrid.ts";
 import type { Mlp } from "../modules/mlp.ts";
-import { type Checkpoint, CheckpointError, type CheckpointProblem, type ContainerFormat, MAGIC as CHECKPOINT_MAGIC, notJson, readContainer, writeContainer } from "./checkpoint.ts";
+import { type Checkpoint, CheckpointError, type CheckpointProblem, type ContainerFormat, MAGIC as CHECKPOINT_MAGIC, notJson, readContainer, trainedOn, writeContainer } from "./checkpoint.ts";
 import { parseTrainConfig } from "./config.ts";
 import { checkpointWeights, createField } from "./trainer.ts";
 
@@ -191,6 +191,19 @@ export async function fileKind(path: string): Promise<"checkpoint" | "model" | u
 }
 
 /**
+ * The image a checkpoint's field was trained on (its size, channels and depth), or a CheckpointError
+ * saying what it holds instead (a points field) and what the command `needs` it for.
+ */
+export function imageOf(ck: Checkpoint, needs: string): ImageMeta {
+  const file = ck.path ?? "(checkpoint)";
+  const image = ck.meta.image;
+  if (ck.meta.points !== undefined || image === undefined)
+    throw new CheckpointError(`checkpoint ${file}: holds a field trained on ${trainedOn(ck.meta)}, not on an image; ${needs}`, { file, problem: "incompatible" });
+  if (!isImage(image)) throw new CheckpointError(`checkpoint ${file}: is corrupt: its image description ${JSON.stringify(image)} is not {width, height, channels, bits: 8 | 16}`, { file, problem: "corrupt" });
+  return image;
+}
+
+/**
  * Loads an exported model into a field built for its configuration (createField): the features
  * (converted to the grid's precision: an f16 export into an f16 grid as is), the network, and the
  * probe table set directly from the packed argmax indices (an export has no logits).
@@ -242,8 +255,7 @@ export async function exportModel(ck: Checkpoint, opts: { precision?: "f16" | "f
   const precision = opts.precision ?? "f16";
   const raw = opts.raw === true;
   const cfg = parseTrainConfig(ck.config);
-  const image = ck.meta.image as ImageMeta | undefined;
-  if (!isImage(image)) throw fail(`its image description ${JSON.stringify(image)} is not {width, height, channels, bits: 8 | 16}`);
+  const image = imageOf(ck, "export writes models of an image (for render --model), so it needs a checkpoint trained on one");
   const { grid, mlp } = await createField(cfg, image.channels, { backend: "js" });
   try {
     const encoding = checkpointWeights(ck, "encoding", raw);

@@ -162,7 +162,8 @@ interface Opened {
   lineOf?: (r: number) => number;
 }
 
-const plural = (n: number, what: string) => `${n.toLocaleString("en")} ${what}${n === 1 ? "" : "s"}`;
+/** "1 record", "20,000 records"; a bigint (a header's u64 count) exactly, not rounded to a double. */
+const plural = (n: number | bigint, what: string) => `${n.toLocaleString("en")} ${what}${n == 1 ? "" : "s"}`;
 
 function openBinary(path: string, fd: number, size: number, wantDims: number | undefined): Opened {
   const fail = (problem: string) => new PointsError(`${path}: ${problem}`, path);
@@ -199,8 +200,8 @@ function openBinary(path: string, fd: number, size: number, wantDims: number | u
   if (count === 0n) throw fail(`empty: the header says 0 records`);
   const need = count * BigInt(recordBytes);
   if (BigInt(have) < need)
-    throw fail(`truncated: the header says ${plural(Number(count), "record")} of ${recordBytes} bytes (${need} bytes after the ${start}-byte header), the file has ${have} (${plural(Math.floor(have / recordBytes), "whole record")})`);
-  if (BigInt(have) > need) throw fail(`${BigInt(have) - need} bytes after the ${plural(Number(count), "record")} the header says it holds (a record count that is wrong, or a file written past its end)`);
+    throw fail(`truncated: the header says ${plural(count, "record")} of ${recordBytes} bytes (${need} bytes after the ${start}-byte header), the file has ${have} (${plural(Math.floor(have / recordBytes), "whole record")})`);
+  if (BigInt(have) > need) throw fail(`${BigInt(have) - need} bytes after the ${plural(count, "record")} the header says it holds (a record count that is wrong, or a file written past its end)`);
   const records = Number(count);
   const bytesAt = (r: number) => start + r * recordBytes;
   return {

@@ -22,7 +22,7 @@ import { HashGrid, checkVariant, defaultCodebookSize } from "../modules/hashgrid
 import { Loss } from "../modules/loss.ts";
 import { Mlp } from "../modules/mlp.ts";
 import { Optimizer, type OptimizerState } from "../modules/optimizer.ts";
-import { CheckpointError, checkCompatible, readCheckpoint, writeCheckpoint, type Checkpoint } from "./checkpoint.ts";
+import { CheckpointError, checkCompatible, readCheckpoint, trainedOn, writeCheckpoint, type Checkpoint } from "./checkpoint.ts";
 import { MODEL_FIELDS, parseTrainConfig, type TrainConfig, type TrainConfigInput } from "./config.ts";
 import type { Batch, DataSource, EvaluateRequest, SourceContext, SourceEvaluation } from "./data/source.ts";
 import { evaluate, interruptible, type Field } from "./eval.ts";
@@ -245,7 +245,7 @@ class ImageSource implements DataSource {
     const image = this.image;
     const was = ck.meta.image as { width: number; height: number; channels: number } | undefined;
     if (!was || was.width !== image.width || was.height !== image.height || was.channels !== image.channels)
-      throw new CheckpointError(`${path}: the checkpoint was trained on a ${was?.width}x${was?.height} image with ${was?.channels} channels, not ${image.width}x${image.height} with ${image.channels}`);
+      throw new CheckpointError(`${path}: the checkpoint was trained on ${trainedOn(ck.meta)}, not on a ${image.width}x${image.height} image with ${image.channels} channels`);
   }
 
   close(): void {
