@@ -6,13 +6,14 @@
 import { parseArgs } from "node:util";
 import { CacheDirError } from "../runtime/cache.ts";
 import { refuseOverwritingInput, UsageError } from "../runtime/cli_input.ts";
+import { checkMemory, MemoryError } from "../runtime/memory.ts";
 import { ConfigError } from "../modules/options.ts";
 import type { HashGrid } from "../modules/hashgrid.ts";
 import type { Mlp } from "../modules/mlp.ts";
 import { CheckpointError, readCheckpoint } from "../train/checkpoint.ts";
 import { parseTrainConfig, type TrainConfig } from "../train/config.ts";
 import { quantize } from "../train/eval.ts";
-import { ImageError, writeImage } from "../train/image.ts";
+import { describeImage, ImageError, writeImage } from "../train/image.ts";
 import { fileKind, imageOf, loadModelWeights, ModelFileError, readModelFile } from "../train/model_file.ts";
 import { createField, fieldOf, loadCheckpointWeights } from "../train/trainer.ts";
 
@@ -27,6 +28,7 @@ function size(values: Record<string, string | boolean | undefined>, trained: { w
     if (v === undefined) return undefined;
     const n = Number(v);
     if (typeof v !== "string" || !Number.isFinite(n) || n <= 0) throw new UsageError(`--${flag}: ${JSON.stringify(v)} is not a positive number`);
+    if (flag !== "scale" && !Number.isInteger(n)) throw new UsageError(`--${flag}: ${v} is not an integer`); // pixels, as train's integer flags
     return n;
   };
   const [w, h, s] = [num("width"), num("height"), num("scale")];
@@ -68,6 +70,18 @@ async function modelSource(file: string, raw: boolean, note: string): Promise<So
     load: (f) => loadModelWeights(f, m),
     describe: `${file} (${note}exported model of step ${m.source.step}, ${m.source.weights === "ema" ? "EMA" : "trained"} weights, ${features} features`,
   };
+}
+
+/**
+ * Refuses (MemoryError) an image whose buffers the machine cannot hold, before any is allocated: the
+ * samples, the PNG encoded from them (at most about as large), and one tile's coordinates, features,
+ * hidden activations and outputs (f32; a tile is at least one row).
+ */
+function checkRenderMemory(out: string, img: { width: number; height: number; channels: number; bits: 8 | 16 }, cfg: TrainConfig): void {
+  const samples = img.width * img.height * img.channels * (img.bits / 8);
+  const tile = Math.max(1, Math.floor(TILE / img.width)) * img.width;
+  const floats = 2 + cfg.encoding.levels * cfg.encoding.featuresPerLevel + 2 * cfg.network.width + img.channels;
+  checkMemory(2 * samples + 4 * tile * floats, `${out}: a ${describeImage(img)} image`, Math.max(samples, 4 * tile * floats));
 }
 
 /** Evaluates the field at width x height pixel centres in tiles of rows; the quantized pixels. */
@@ -129,6 +143,7 @@ export async function main(argv: string[]): Promise<number> {
         throw new UsageError(`--${(e as Error).message}`); // "backend: ... (allowed: ...)"
       }
     }
+    checkRenderMemory(values.out, { width, height, channels: trained.channels, bits: trained.bits }, cfg);
     const { grid, mlp } = await createField(cfg, trained.channels, { backend });
     try {
       src.load({ grid, mlp });
@@ -143,6 +158,7 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof UsageError) return console.error(`error: ${e.message}\n${USAGE}`), 2;
+    if (e instanceof MemoryError) return console.error(`error: ${e.message}: render it smaller (--width/--height or --scale)`), 2;
     if (e instanceof ConfigError || e instanceof CheckpointError || e instanceof ModelFileError || e instanceof ImageError || e instanceof CacheDirError) return console.error(`error: ${(e as Error).message}`), 2;
     throw e;
   }

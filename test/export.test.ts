@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import sharp from "sharp";
 import { argmaxRows } from "../modules/hashgrid.ts";
+import { checkMemory, MemoryError } from "../runtime/memory.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { type Checkpoint, readCheckpoint, writeCheckpoint } from "../train/checkpoint.ts";
 import { parseTrainConfig, type TrainConfigInput } from "../train/config.ts";
@@ -308,6 +309,23 @@ describe("render from an export", () => {
 });
 
 describe("inputs and outputs (issue 16)", () => {
+  test("render checks the bytes an image needs before allocating them, and takes whole pixels", async () => {
+    const out = join(dir, "huge.png");
+    const [a, b, c] = await Promise.all([
+      renderCli(["--checkpoint", ckPath, "--out", out, "--width", "40000", "--height", "40000"]),
+      renderCli(["--checkpoint", ckPath, "--out", out, "--width", "16.5"]),
+      renderCli(["--checkpoint", ckPath, "--out", out, "--height", "2.5"]),
+    ]);
+    expectCleanError("40000 x 40000", a, 2, [`${out}: a 40000 x 40000 RGB 8-bit image needs a buffer of 4.80 GB`, "--width/--height or --scale"]);
+    expect(a.err).not.toContain("RangeError");
+    expectCleanError("--width 16.5", b, 2, ["--width: 16.5 is not an integer"]);
+    expectCleanError("--height 2.5", c, 2, ["--height: 2.5 is not an integer"]);
+    expect(() => checkMemory(1e15, "a test")).toThrow(MemoryError);
+    expect(() => checkMemory(1e15, "a test")).toThrow(/^a test needs 1000000\.0 GB of memory, more than the \d+\.\d+ GB available \(of \d+\.\d+ GB\)$/);
+    expect(() => checkMemory(1e6, "a test", 2 ** 33)).toThrow("a test needs a buffer of 8.59 GB, more than the 4.29 GB one buffer can hold");
+    checkMemory(1e6, "a test"); // a megabyte is there
+  });
+
   test("a checkpoint of a points field: render and export say what it holds and what they need; resuming it on an image too", async () => {
     const file = join(dir, "points-ck.ngpk");
     const points = { file: "/data/scan.bin", format: "binary", dims: 3, channels: 1, records: 2000, box: { min: [0, 0, 0], max: [1, 1, 1] }, valueRange: { min: 0, max: 1 } };

@@ -5,6 +5,7 @@ import { closeSync, openSync, readSync, renameSync, statSync, unlinkSync, writeF
 import os from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import sharp, { type Metadata } from "sharp";
+import { MAX_BUFFER_BYTES } from "../runtime/memory.ts";
 
 export class ImageError extends Error {
   constructor(message: string) {
@@ -27,8 +28,6 @@ export interface ImageData {
   packed: Uint32Array;
 }
 
-/** The most bytes one ArrayBuffer holds in Bun (JavaScriptCore): packed samples beyond it are refused. */
-export const MAX_PACKED_BYTES = 2 ** 32;
 /** Rows are decoded in strips of at most this many bytes (libvips streams them; memory stays packed + one strip). */
 const STRIP_BYTES = 2 ** 30;
 
@@ -190,8 +189,8 @@ export async function loadImage(path: string, opts: LoadImageOptions = {}): Prom
   const stripRows = Math.max(1, Math.min(height, Math.floor((opts.stripBytes ?? STRIP_BYTES) / rowBytes)));
   const stripBytes = stripRows * rowBytes;
   const what = `a ${describeImage({ width, height, channels: p.channels, bits: p.bits })} image`;
-  if (packedBytes > MAX_PACKED_BYTES) {
-    throw new ImageError(`${path}: ${what} is too large: its samples need ${formatBytes(packedBytes)}, more than the ${formatBytes(MAX_PACKED_BYTES)} one buffer can hold`);
+  if (packedBytes > MAX_BUFFER_BYTES) {
+    throw new ImageError(`${path}: ${what} is too large: its samples need ${formatBytes(packedBytes)}, more than the ${formatBytes(MAX_BUFFER_BYTES)} one buffer can hold`);
   }
   const maxBytes = opts.maxBytes ?? defaultMaxBytes();
   const needed = packedBytes + stripBytes;
