@@ -6,7 +6,7 @@
 import { stat } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { CacheDirError } from "../runtime/cache.ts";
-import { refuseOverwritingInput, UsageError } from "../runtime/cli_input.ts";
+import { checkOutputFile, UsageError } from "../runtime/cli_input.ts";
 import { ConfigError } from "../modules/options.ts";
 import { CheckpointError, readCheckpoint } from "../train/checkpoint.ts";
 import { exportModel, fileKind, ModelFileError, writeModelFile } from "../train/model_file.ts";
@@ -36,7 +36,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (typeof values.checkpoint !== "string") throw new UsageError("--checkpoint is required");
     if (typeof values.out !== "string") throw new UsageError("--out is required");
-    refuseOverwritingInput({ flag: "--out", path: values.out }, [{ flag: "--checkpoint", path: values.checkpoint }]);
+    checkOutputFile({ flag: "--out", path: values.out }, [{ flag: "--checkpoint", path: values.checkpoint }]);
     const precision = values.precision ?? "f16";
     if (precision !== "f16" && precision !== "f32") throw new UsageError(`--precision: ${JSON.stringify(precision)} is not allowed (allowed: f16, f32)`);
     const source = values.checkpoint;

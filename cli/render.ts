@@ -5,7 +5,7 @@
 // apart by their magic, and said so).
 import { parseArgs } from "node:util";
 import { CacheDirError } from "../runtime/cache.ts";
-import { refuseOverwritingInput, UsageError } from "../runtime/cli_input.ts";
+import { checkOutputFile, UsageError } from "../runtime/cli_input.ts";
 import { checkMemory, MemoryError } from "../runtime/memory.ts";
 import { ConfigError } from "../modules/options.ts";
 import type { HashGrid } from "../modules/hashgrid.ts";
@@ -13,11 +13,11 @@ import type { Mlp } from "../modules/mlp.ts";
 import { CheckpointError, readCheckpoint } from "../train/checkpoint.ts";
 import { parseTrainConfig, type TrainConfig } from "../train/config.ts";
 import { quantize } from "../train/eval.ts";
-import { describeImage, ImageError, writeImage } from "../train/image.ts";
+import { describeImage, ImageError, imageFormat, writeImage } from "../train/image.ts";
 import { fileKind, imageOf, loadModelWeights, ModelFileError, readModelFile } from "../train/model_file.ts";
 import { createField, fieldOf, loadCheckpointWeights } from "../train/trainer.ts";
 
-const USAGE = "usage: bun run render (--checkpoint FILE | --model FILE.ngp) [--width W --height H | --scale S] --out IMAGE.png [--raw] [--backend auto|cuda|cpu|js]";
+const USAGE = "usage: bun run render (--checkpoint FILE | --model FILE.ngp) [--width W --height H | --scale S] --out IMAGE.png|.jpg|.webp|.tif [--raw] [--backend auto|cuda|cpu|js]";
 /** Pixels per tile. */
 const TILE = 1 << 16;
 
@@ -123,7 +123,7 @@ export async function main(argv: string[]): Promise<number> {
     if (typeof values.checkpoint === "string" && typeof values.model === "string") throw new UsageError("give --checkpoint or --model, not both");
     if (typeof values.checkpoint !== "string" && typeof values.model !== "string") throw new UsageError("--checkpoint is required (or --model, an exported model)");
     if (typeof values.out !== "string") throw new UsageError("--out is required");
-    refuseOverwritingInput({ flag: "--out", path: values.out }, [{ flag: "--checkpoint", path: values.checkpoint as string | undefined }, { flag: "--model", path: values.model as string | undefined }]);
+    checkOutputFile({ flag: "--out", path: values.out }, [{ flag: "--checkpoint", path: values.checkpoint as string | undefined }, { flag: "--model", path: values.model as string | undefined }]);
     const raw = values.raw === true;
     // The flag says what the file should be; its magic says what it is (a missing or foreign
     // file is refused by the reader the flag names).
@@ -135,6 +135,7 @@ export async function main(argv: string[]): Promise<number> {
     if (note) console.error(`note: ${file} is ${kind === "model" ? "an exported model (bun run export), not a checkpoint" : "a checkpoint, not an exported model"}: rendering it as one`);
     const { cfg, image: trained } = src;
     const { width, height } = size(values, trained);
+    imageFormat(values.out, trained); // a name whose format cannot hold the image is refused before rendering
     let backend = cfg.backend;
     if (values.backend !== undefined) {
       try {

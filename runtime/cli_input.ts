@@ -33,24 +33,27 @@ export function notRegularFile(st: Stats): string | undefined {
 }
 
 /**
- * Refuses, with a UsageError naming both flags, an output that is the same file as an input (the
- * same device and inode: the path itself, another spelling of it, a symbolic or a hard link), which
- * writing would destroy. An output that does not exist yet is fine.
+ * Refuses, with a UsageError naming the flag, an output path that names a directory (an existing
+ * one, or a path ending with "/"), or that is the same file as one of `inputs` (the same device and
+ * inode: the path itself, another spelling of it, a symbolic or a hard link), which writing would
+ * destroy. An output that does not exist yet is fine.
  */
-export function refuseOverwritingInput(output: { flag: string; path: string }, inputs: { flag: string; path: string | undefined }[]): void {
-  const id = (path: string) => {
+export function checkOutputFile(output: { flag: string; path: string }, inputs: { flag: string; path: string | undefined }[]): void {
+  const stats = (path: string) => {
     try {
-      const st = statSync(path);
-      return `${st.dev}:${st.ino}`;
+      return statSync(path);
     } catch {
       return undefined;
     }
   };
-  const out = id(output.path);
-  if (out === undefined) return;
-  for (const input of inputs)
-    if (input.path !== undefined && id(input.path) === out)
+  const st = stats(output.path);
+  if (output.path.endsWith("/") || st?.isDirectory()) throw new UsageError(`${output.flag} ${output.path} names a directory: give the file to write`);
+  if (st === undefined) return;
+  for (const input of inputs) {
+    const other = input.path === undefined ? undefined : stats(input.path);
+    if (other !== undefined && other.dev === st.dev && other.ino === st.ino)
       throw new UsageError(`${output.flag} ${output.path} is the same file as ${input.flag} ${input.path}: writing it would destroy the input; give another ${output.flag}`);
+  }
 }
 
 /**

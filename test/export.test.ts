@@ -4,11 +4,12 @@
 // checkpoint's logits; the file is its header plus exactly HashGrid.memory's inference bytes and
 // the network; broken, foreign and missing files are refused with exit 2 and a message naming them.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import sharp from "sharp";
 import { argmaxRows } from "../modules/hashgrid.ts";
+import { imageFormat } from "../train/image.ts";
 import { checkMemory, MemoryError } from "../runtime/memory.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { type Checkpoint, readCheckpoint, writeCheckpoint } from "../train/checkpoint.ts";
@@ -309,6 +310,36 @@ describe("render from an export", () => {
 });
 
 describe("inputs and outputs (issue 16)", () => {
+  test("render writes the format its --out names (PNG, JPEG, WebP, TIFF) or refuses it; an --out naming a directory is refused", async () => {
+    const outs = ["r.jpg", "r.JPEG", "r.webp", "r.tif", "r"].map((f) => join(dir, f));
+    const rs = await Promise.all(outs.map((out) => renderCli(["--checkpoint", ckPath, "--out", out])));
+    rs.forEach((r, k) => expect(r.code, `${outs[k]}: ${r.err}`).toBe(0));
+    expect(await Promise.all(outs.map(async (o) => (await sharp(o).metadata()).format))).toEqual(["jpeg", "jpeg", "webp", "tiff", "png"]);
+    // The lossless ones hold exactly the pixels of the PNG.
+    const png = await pixels(join(dir, "r"));
+    for (const o of [outs[2]!, outs[3]!]) expect(Buffer.compare(Buffer.from(await pixels(o)), Buffer.from(png)), o).toBe(0);
+    const bmp = join(dir, "r.bmp");
+    const existing = join(dir, "a-directory");
+    mkdirSync(existing);
+    const [a, b, c, d, e] = await Promise.all([
+      renderCli(["--checkpoint", ckPath, "--out", bmp]),
+      renderCli(["--checkpoint", ckPath, "--out", join(dir, "no-such-dir") + "/"]),
+      renderCli(["--checkpoint", ckPath, "--out", existing]),
+      renderCli(["--checkpoint", ckPath, "--out", existing + "/"]),
+      exportCli(["--checkpoint", ckPath, "--out", existing + "/"]),
+    ]);
+    expectCleanError(".bmp", a, 2, [`cannot write ${bmp}: its extension ".bmp" names no image format`, ".png, .jpg, .jpeg, .webp, .tif, .tiff"]);
+    expect(existsSync(bmp)).toBe(false);
+    expectCleanError("a missing dir/", b, 2, [`--out ${join(dir, "no-such-dir")}/ names a directory`]);
+    expectCleanError("an existing directory", c, 2, [`--out ${existing} names a directory`]);
+    expectCleanError("an existing dir/", d, 2, [`--out ${existing}/ names a directory`]);
+    expectCleanError("export --out dir/", e, 2, [`--out ${existing}/ names a directory`]);
+    expect(() => imageFormat("x.jpg", { channels: 3, bits: 16 })).toThrow("cannot write x.jpg: JPEG holds 8-bit samples and the image is 16-bit: write .png or .tiff");
+    expect(() => imageFormat("x.jpg", { channels: 4, bits: 8 })).toThrow("JPEG has no alpha channel and the image is RGBA");
+    expect(() => imageFormat("x.webp", { channels: 1, bits: 16 })).toThrow("WebP holds 8-bit samples");
+    expect(imageFormat("x.tiff", { channels: 4, bits: 16 })).toBe("tiff");
+  });
+
   test("render checks the bytes an image needs before allocating them, and takes whole pixels", async () => {
     const out = join(dir, "huge.png");
     const [a, b, c] = await Promise.all([

@@ -3,7 +3,7 @@
 // Every bad input is an ImageError naming the file and the problem.
 import { closeSync, openSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
-import { basename, dirname, join, resolve } from "node:path";
+import { basename, dirname, extname, join, resolve } from "node:path";
 import sharp, { type Metadata } from "sharp";
 import { MAX_BUFFER_BYTES } from "../runtime/memory.ts";
 
@@ -250,9 +250,32 @@ export function samplesView(img: ImageData): Uint8Array | Uint16Array {
   return img.bits === 16 ? new Uint16Array(img.packed.buffer, img.packed.byteOffset, n) : new Uint8Array(img.packed.buffer, img.packed.byteOffset, n);
 }
 
+/** The image formats writeImage writes, by the file's extension (none: PNG). */
+const FORMATS = { ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff" } as const;
+export type ImageFormat = (typeof FORMATS)[keyof typeof FORMATS];
+/** Lossless but for JPEG (sharp's TIFF default would be JPEG-compressed, its WebP lossy). */
+const OPTIONS: Record<ImageFormat, object> = { png: {}, jpeg: { quality: 95 }, webp: { lossless: true }, tiff: { compression: "deflate" } };
+
 /**
- * Writes samples (row-major, `channels` per pixel, 8 or 16 bits) as a PNG, atomically: into a
- * temporary file in the same directory, then renamed over `path`.
+ * The format the name of an image file asks for (PNG when it has no extension), or an ImageError
+ * when it names none that is written, or one that cannot hold this image (JPEG and WebP: 8-bit
+ * samples; JPEG: no alpha). Asked before the image is computed.
+ */
+export function imageFormat(path: string, img: { channels: number; bits: number }): ImageFormat {
+  const ext = extname(path).toLowerCase();
+  const format = ext === "" ? "png" : FORMATS[ext as keyof typeof FORMATS];
+  const cannot = (why: string) => new ImageError(`cannot write ${path}: ${why}`);
+  if (!format) throw cannot(`its extension ${JSON.stringify(ext)} names no image format that is written (allowed: ${Object.keys(FORMATS).join(", ")}; none: PNG)`);
+  const name = { jpeg: "JPEG", webp: "WebP", png: "PNG", tiff: "TIFF" }[format];
+  if ((format === "jpeg" || format === "webp") && img.bits === 16) throw cannot(`${name} holds 8-bit samples and the image is 16-bit: write .png or .tiff`);
+  if (format === "jpeg" && img.channels % 2 === 0) throw cannot(`JPEG has no alpha channel and the image is ${CHANNEL_NAMES[img.channels as 2 | 4]}: write .png, .webp or .tiff`);
+  return format;
+}
+
+/**
+ * Writes samples (row-major, `channels` per pixel, 8 or 16 bits) in the format the file's name asks
+ * for (imageFormat: PNG, JPEG, WebP, TIFF), atomically: into a temporary file in the same
+ * directory, then renamed over `path`.
  */
 export async function writeImage(
   path: string,
@@ -271,6 +294,7 @@ export async function writeImage(
   const expected = width * height * channels;
   if (data.length !== expected) throw new ImageError(`${path}: ${data.length} samples given for ${describeImage(img)} (${expected} expected)`);
 
+  const format = imageFormat(path, img);
   const dir = dirname(resolve(path));
   try {
     const st = statSync(dir);
@@ -285,10 +309,10 @@ export async function writeImage(
     // sharp takes the raw depth from the array's type: a Uint16Array is read as 16-bit samples.
     png = await sharp(data, { raw: { width, height, channels: channels as 1 | 2 | 3 | 4 }, limitInputPixels: false })
       .toColourspace(channels <= 2 ? (bits === 16 ? "grey16" : "b-w") : bits === 16 ? "rgb16" : "srgb")
-      .png()
+      .toFormat(format, OPTIONS[format])
       .toBuffer();
   } catch (e) {
-    throw new ImageError(`cannot write ${path}: encoding the PNG failed (${sharpReason(e)})`);
+    throw new ImageError(`cannot write ${path}: encoding the ${format.toUpperCase()} failed (${sharpReason(e)})`);
   }
   writeFileAtomic(path, png, "ImageError");
 }
