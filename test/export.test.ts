@@ -408,18 +408,23 @@ describe("inputs and outputs (issue 16)", () => {
   test("a FIFO given as a checkpoint or model is refused, not opened (render, export, train --resume)", async () => {
     const fifo = join(dir, "fifo");
     expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
-    const train = ["cli/train.ts", image, "--steps", "3", "--batch", "1024", "--levels", "4", "--log2-table", "12", "--finest", "256", "--width", "16", "--backend", BACKEND];
+    const trainArgs = ["cli/train.ts", image, "--steps", "3", "--batch", "1024", "--levels", "4", "--log2-table", "12", "--finest", "256", "--width", "16", "--backend", BACKEND];
     // The commands are killed after 100 s: a read of the FIFO would hang, and fail the test.
     const [a, b, c, d] = await Promise.all([
       renderCli(["--checkpoint", fifo, "--out", join(dir, "fifo.png")]),
       renderCli(["--model", fifo, "--out", join(dir, "fifo.png")]),
       exportCli(["--checkpoint", fifo, "--out", join(dir, "fifo.ngp")]),
-      bun(train[0]!, [...train.slice(1), "--out", join(dir, "fifo-run"), "--resume", fifo]),
+      bun(trainArgs[0]!, [...trainArgs.slice(1), "--out", join(dir, "fifo-run"), "--resume", fifo]),
     ]);
     expectCleanError("render --checkpoint FIFO", a, 2, [`checkpoint ${fifo}: is not a regular file (a FIFO)`]);
     expectCleanError("render --model FIFO", b, 2, [`model file ${fifo}: is not a regular file (a FIFO)`]);
     expectCleanError("export --checkpoint FIFO", c, 2, [`checkpoint ${fifo}: is not a regular file (a FIFO)`]);
     expectCleanError("train --resume FIFO", d, 2, [`checkpoint ${fifo}: is not a regular file (a FIFO)`]);
     expect(d.err).not.toContain("empty");
+    // The data a run trains on, read through the same check.
+    const tiny = trainArgs.slice(2);
+    const [e, f] = await Promise.all([bun("cli/train.ts", [fifo, ...tiny, "--out", join(dir, "fifo-run")]), bun("cli/train.ts", ["--points", fifo, ...tiny, "--out", join(dir, "fifo-run")])]);
+    expectCleanError("train FIFO", e, 2, [`${fifo}: is not a regular file (a FIFO), not an image`]);
+    expectCleanError("train --points FIFO", f, 2, [`${fifo}: is not a regular file (a FIFO), not a points file`]);
   });
 });

@@ -5,6 +5,7 @@ import { closeSync, openSync, readSync, renameSync, statSync, unlinkSync, writeF
 import os from "node:os";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import sharp, { type Metadata } from "sharp";
+import { notRegularFile } from "../runtime/cli_input.ts";
 import { MAX_BUFFER_BYTES } from "../runtime/memory.ts";
 
 export class ImageError extends Error {
@@ -163,7 +164,8 @@ export async function loadImage(path: string, opts: LoadImageOptions = {}): Prom
     throw new ImageError(`${path}: cannot be read (${(e as Error).message})`);
   }
   if (st.isDirectory()) throw new ImageError(`${path}: is a directory, not an image`);
-  if (!st.isFile()) throw new ImageError(`${path}: not a regular file`);
+  const special = notRegularFile(st);
+  if (special) throw new ImageError(`${path}: ${special}, not an image`);
   if (st.size === 0) throw new ImageError(`${path}: empty file (0 bytes), not an image`);
   try {
     closeSync(openSync(path, "r"));

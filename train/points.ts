@@ -36,6 +36,7 @@ import * as vega from "vega";
 import * as vl from "vega-lite";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import type { BackendRequest } from "../runtime/backend.ts";
+import { notRegularFile } from "../runtime/cli_input.ts";
 import { CheckpointError, type Checkpoint } from "./checkpoint.ts";
 import type { TrainConfig } from "./config.ts";
 import type { Batch, DataSource, EvaluateRequest, SourceContext, SourceEvaluation } from "./data/source.ts";
@@ -276,7 +277,8 @@ function openPoints(path: string, wantDims: number | undefined): Opened {
   try {
     const st = statSync(path);
     if (st.isDirectory()) throw fail("is a directory, not a points file");
-    if (!st.isFile()) throw fail("is not a regular file");
+    const special = notRegularFile(st);
+    if (special) throw fail(`${special}, not a points file`);
     fd = openSync(path, "r");
   } catch (e) {
     if (e instanceof PointsError) throw e;
