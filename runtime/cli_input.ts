@@ -1,5 +1,6 @@
 // The file arguments of the command-line tools: a directory, a FIFO or an unreadable file is a
-// usage error naming the file and the problem, never a stack trace (or a read that never returns).
+// usage error naming the file and the problem, never a stack trace (or a read that never returns);
+// an output that names a directory, or is the same file as an input, is refused before anything runs.
 import { readFileSync, statSync, type Stats } from "node:fs";
 
 /** A bad command-line argument: the tools print its message and exit with status 2. */
