@@ -141,7 +141,7 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
   // An output that is the input would replace it (o/reconstruction.png trained into o). The --resume
   // checkpoint may be the run's own: it is read whole first and then replaced atomically.
   const data = cfg.points ? { flag: "--points", path: cfg.points.file } : { flag: "the image", path: cfg.image };
-  for (const f of ["reconstruction.png", "metrics.csv", "plot.png", "summary.json", "checkpoint.ngpk", "validation.csv"]) checkOutputFile({ flag: "--out", path: join(out, f) }, [data]);
+  for (const f of OUTPUTS) checkOutputFile({ flag: "--out", path: join(out, f) }, [data]);
   const source: DataSource = cfg.points ? await openPointSource(cfg, { log }) : new ImageSource(await loadImage(cfg.image), cfg);
   try {
     const ck = hooks.resume ? await readCheckpoint(hooks.resume) : undefined;
