@@ -7,11 +7,12 @@
 // inside the difference (a cell boundary, a clamp; detected by the second difference) are skipped
 // and counted. Exit status 0 when everything agrees, 1 when something disagrees (listed), 2 on bad
 // input.
-import { parseArgs } from "node:util";
 import { ConfigError, HashGrid, checkVariant, type HashGridOptionsInput } from "../modules/hashgrid.ts";
-import { DiagnosticError, formatDiagnostic } from "../codegen/diagnostics.ts";
-import { CacheDirError } from "../runtime/cache.ts";
 import { seededUniform } from "../modules/common.ts";
+import { backendRequest } from "../runtime/backend.ts";
+import { UsageError } from "../runtime/cli_input.ts";
+import { byFlag, flagConfig, flagsNamed, optionsOf, parseFlags, type Flag } from "./flags.ts";
+import { runCommand } from "./run.ts";
 
 export interface GradcheckOptions {
   grid: HashGridOptionsInput;
@@ -152,44 +153,34 @@ function levelOf(grid: HashGrid, k: number): number {
 }
 
 const USAGE = `usage: bun run gradcheck [--encoding variant.ts] [--dims D] [--levels L] [--features F] [--log2-table T]
-                         [--base N] [--scale B] [--points N] [--seed S] [--json]
+                         [--base N] [--per-level-scale B] [--points N] [--seed S] [--json]
 
 Checks an encoding's gradients (with respect to its parameters and to its inputs) against central
 finite differences of its forward, on random points, on the JS backend. Defaults: --dims 2
---levels 4 --features 2 --log2-table 12 --base 8 --scale 2 --points 8 --seed 1.`;
+--levels 4 --features 2 --log2-table 12 --base 8 --per-level-scale 2 --points 8 --seed 1.`;
+
+/** The grid's flags (the trainer's, cli/flags.ts, and --dims: the grid's here), and gradcheck's own. */
+const GRID_FLAGS: Flag[] = [
+  ...flagsNamed(["encoding", "levels", "features", "log2-table", "base", "per-level-scale"]),
+  { flag: "dims", path: "encoding.dims", kind: "int", help: "input dimensions" },
+];
+const OWN_FLAGS: Flag[] = [
+  { flag: "points", path: "points", kind: "int", help: "points to check at" },
+  { flag: "seed", path: "seed", kind: "int", help: "seed of the points and parameters" },
+];
 
 async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({
-      args: argv,
-      options: {
-        encoding: { type: "string" }, dims: { type: "string" }, levels: { type: "string" }, features: { type: "string" },
-        "log2-table": { type: "string" }, base: { type: "string" }, scale: { type: "string" }, points: { type: "string" },
-        seed: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean" },
-      },
-    }).values;
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
+  const { values } = parseFlags(argv, { ...optionsOf([...GRID_FLAGS, ...OWN_FLAGS]), json: { type: "boolean" }, help: { type: "boolean" } }, { usage: USAGE });
   if (values.help) return console.log(USAGE), 0;
-  const num = (flag: keyof typeof values, fallback: number): number => {
-    const v = values[flag];
-    if (v === undefined) return fallback;
-    const x = Number(v);
-    if (typeof v !== "string" || v.trim() === "" || !Number.isFinite(x)) throw new ConfigError(`--${flag}: ${JSON.stringify(v)} is not a number`);
-    return x;
-  };
+  const given = flagConfig(values, [...GRID_FLAGS, ...OWN_FLAGS]) as { encoding?: HashGridOptionsInput; points?: number; seed?: number };
   try {
-    const grid: HashGridOptionsInput = {
-      dims: num("dims", 2), levels: num("levels", 4), featuresPerLevel: num("features", 2) as 2, log2HashmapSize: num("log2-table", 12),
-      baseResolution: num("base", 8), perLevelScale: num("scale", 2), ...(values.encoding ? { variant: values.encoding } : {}),
-    };
-    checkVariant({ variant: grid.variant, dims: grid.dims, levels: grid.levels! }, { dims: "--dims", levels: "--levels" });
-    const points = num("points", 8);
-    if (!Number.isInteger(points) || points < 1 || points > 1024) throw new ConfigError(`--points: ${points} is out of range (allowed: an integer from 1 to 1024)`);
-    const r = await gradcheck({ grid, points, seed: num("seed", 1) });
+    const grid = { dims: 2, levels: 4, featuresPerLevel: 2, log2HashmapSize: 12, baseResolution: 8, perLevelScale: 2, ...given.encoding } as HashGridOptionsInput;
+    checkVariant({ variant: grid.variant, dims: grid.dims!, levels: grid.levels! }, { dims: "--dims", levels: "--levels" });
+    const points = given.points ?? 8;
+    if (points < 1 || points > 1024) throw new UsageError(`--points: ${points} is out of range (allowed: an integer from 1 to 1024)`);
+    const requested = backendRequest(undefined, "js"); // NGPK_BACKEND, checked
+    if (requested !== "js" && requested !== "auto") console.error(`note: NGPK_BACKEND=${requested} is not used: gradcheck runs on the js backend (exact f32 semantics)`);
+    const r = await gradcheck({ grid, points, seed: given.seed ?? 1 });
     const line = (name: string, c: GradcheckReport["params"]) =>
       `${name}: ${c.checked} checked, ${c.skipped} skipped (a kink within the difference), worst relative error ${c.worst.toExponential(2)}${c.bad.length ? `, ${c.bad.length} DISAGREE` : ""}`;
     console.log(`gradcheck of ${values.encoding ?? "the default encoding"} (tolerance ${TOLERANCE})`);
@@ -200,15 +191,10 @@ async function main(argv: string[]): Promise<number> {
     if (values.json) console.log(JSON.stringify(r));
     return r.ok ? 0 : 1;
   } catch (e) {
-    if (e instanceof ConfigError) return console.error(`error: ${e.message.replace(/hashGrid\.variant/g, "--encoding")}`), 2;
-    if (e instanceof CacheDirError) return console.error(`error: ${e.message}`), 2;
-    if (e instanceof DiagnosticError) {
-      console.error(e.diagnostics.map((d) => formatDiagnostic(d)).join("\n\n"));
-      console.error(`\n${e.diagnostics.length} error${e.diagnostics.length > 1 ? "s" : ""}`);
-      return 2;
-    }
+    // Every field of the grid is a flag's (given, or its default here).
+    if (e instanceof ConfigError) throw new ConfigError(byFlag(e.message.replace(/\bhashGrid\./g, "encoding."), new Set(GRID_FLAGS.map((f) => f.flag)), GRID_FLAGS));
     throw e;
   }
 }
 
-if (import.meta.main) process.exit(await main(process.argv.slice(2)));
+if (import.meta.main) await runCommand(main);

@@ -6,7 +6,6 @@
 // Everything is derived by the encoder's own functions (modules/hashgrid.ts) and the network's
 // layout (modules/mlp.ts), so the counts are the ones training uses, and a configuration the
 // encoder refuses is refused here with its message (the fields named by their flags).
-import { parseArgs } from "node:util";
 import {
   ConfigError,
   gridLevels,
@@ -19,6 +18,9 @@ import {
   type HashGridSettings,
 } from "../modules/hashgrid.ts";
 import { mlpLayout, parseMlpOptions, type MlpSettings } from "../modules/mlp.ts";
+import { UsageError } from "../runtime/cli_input.ts";
+import { flagsNamed, optionsOf, parseFlags } from "./flags.ts";
+import { runCommand } from "./run.ts";
 
 const USAGE = `usage: bun run params [encoding flags] [network flags] [--solve P --budget N [--budget-of W]] [--json]
        (bun run grid is the same command)
@@ -36,9 +38,9 @@ e.g. --dims 3 --base 16,16,4 --finest 2048,2048,64:
   --features F             features per level: 1, 2, 4, 8 (2)
   --log2-table T           log2 of the most table entries per level, 8 to 24 (19)
   --base N                 coarsest resolution N_min, or one per axis (16)
-  --scale B                growth b between levels, >= 1, or one per axis (2)
-  --finest R               finest resolution instead of --scale, or one per axis (none)
-  --type hash|dense|tiled  (hash)
+  --per-level-scale B      growth b between levels, >= 1, or one per axis (2)
+  --finest R               finest resolution instead of --per-level-scale, or one per axis (none)
+  --grid-type hash|dense|tiled  (hash)
   --interpolation nearest|linear|smoothstep  (linear)
   --precision f32|f16      parameter storage (f32)
   --probing-range N_p      learned probing: slots per bucket, a power of two 1 to 64 (1: none)
@@ -49,7 +51,7 @@ Network (the trainer's MLP, modules/mlp.ts; its inputs are levels x features):
   --outputs O              outputs, 1 to 16 (3: an RGB image)
   --biases                 a bias in every layer (off)
 Solving:
-  --solve P                the free parameter: log2T (--log2-table), levels, base or scale (none)
+  --solve P                the free parameter: log2T (--log2-table), levels, base or scale (--per-level-scale) (none)
   --budget N               the parameter budget, e.g. 524288 or 2^19 (required by --solve)
   --budget-of W            what the budget counts: total (encoding + network) or encoding (total)
 Output:
@@ -63,27 +65,21 @@ listed apart and not counted in the totals or the budget. log2T and levels are s
 their values; base (from 1) and scale (from 1) by bisection over the count, which grows with
 them; the solved value is one for every axis.`;
 
-/** Each flag's HashGrid field; errors name the flag again. */
-const FIELDS = {
-  dims: "dims",
-  levels: "levels",
-  features: "featuresPerLevel",
-  "log2-table": "log2HashmapSize",
-  base: "baseResolution",
-  scale: "perLevelScale",
-  finest: "finestResolution",
-  type: "gridType",
-  interpolation: "interpolation",
-  precision: "precision",
-  "probing-range": "range",
-  "codebook-size": "codebookSize",
-} as const;
+/** The encoding's flags (the trainer's, cli/flags.ts) and the network's. */
+const GRID_FLAGS = flagsNamed(["levels", "features", "log2-table", "base", "per-level-scale", "finest", "grid-type", "interpolation", "precision", "probing-range", "codebook-size"]);
+const NET_FLAGS = flagsNamed(["width", "layers", "biases"]);
+/** Each flag's HashGrid field (the last part of its trainer path: encoding.probing.range is probing's range); errors name the flag again. */
+const FIELDS: Record<string, string> = { dims: "dims", ...Object.fromEntries(GRID_FLAGS.map((f) => [f.flag, f.path.split(".").at(-1)!])) };
 
 /** Fields of HashGrid's `probing` option. */
-const PROBING = new Set(["probing-range", "codebook-size"]);
+const PROBING = new Set(GRID_FLAGS.filter((f) => f.path.startsWith("encoding.probing.")).map((f) => f.flag));
 const FLAGS = new Map(Object.entries(FIELDS).filter(([flag]) => !PROBING.has(flag)).map(([flag, field]) => [field as string, `--${flag}`]));
 /** The network's fields by flag (its options are checked with `where` = "mlp"). */
-const MLP_FLAGS: Record<string, string> = { width: "--width", hiddenLayers: "--layers", outputs: "--outputs", biases: "--biases", inputs: "network inputs (--levels x --features)" };
+const MLP_FLAGS: Record<string, string> = {
+  ...Object.fromEntries(NET_FLAGS.map((f) => [f.path.split(".").at(-1)!, `--${f.flag}`])),
+  outputs: "--outputs",
+  inputs: "network inputs (--levels x --features)",
+};
 const toFlags = (message: string) =>
   message
     .replace(/\bmlp\.(\w+)/g, (m, field: string) => MLP_FLAGS[field] ?? m)
@@ -93,7 +89,7 @@ const toFlags = (message: string) =>
 // Text that is no number stays text, so that the error quotes what was typed.
 const num = (v: string): number | string => (v.trim() !== "" && !Number.isNaN(Number(v)) ? Number(v) : v);
 const NUMERIC = new Set(["dims", "levels", "features", "log2-table", "probing-range", "codebook-size"]);
-const PER_AXIS = new Set(["base", "scale", "finest"]);
+const PER_AXIS = new Set(["base", "per-level-scale", "finest"]);
 function parse(flag: string, v: string): unknown {
   if (!PER_AXIS.has(flag)) return NUMERIC.has(flag) ? num(v) : v;
   const parts = v.split(",").map(num);
@@ -105,13 +101,10 @@ const SOLVABLE = {
   log2T: { field: "log2HashmapSize", flag: "log2-table", integer: true },
   levels: { field: "levels", flag: "levels", integer: true },
   base: { field: "baseResolution", flag: "base", integer: false },
-  scale: { field: "perLevelScale", flag: "scale", integer: false },
+  scale: { field: "perLevelScale", flag: "per-level-scale", integer: false },
 } as const;
 type Solvable = keyof typeof SOLVABLE;
-const SOLVE_ALIASES: Record<string, Solvable> = { log2T: "log2T", log2t: "log2T", "log2-table": "log2T", levels: "levels", base: "base", scale: "scale" };
-
-/** A bad flag of this command's own (not an encoder's or a network's option). */
-class UsageError extends Error {}
+const SOLVE_ALIASES: Record<string, Solvable> = { log2T: "log2T", log2t: "log2T", "log2-table": "log2T", levels: "levels", base: "base", scale: "scale", "per-level-scale": "scale" };
 
 type Network = Pick<MlpSettings, "outputs" | "width" | "hiddenLayers" | "biases">;
 
@@ -279,44 +272,24 @@ const fmt = (v: number) => String(Number(v.toPrecision(7)));
 const sep = (n: number) => n.toLocaleString("en-US");
 
 function main(argv: string[]): number {
-  let values;
-  try {
-    values = parseArgs({
-      args: argv,
-      options: {
-        dims: { type: "string", default: "2" },
-        levels: { type: "string" },
-        features: { type: "string" },
-        "log2-table": { type: "string" },
-        base: { type: "string" },
-        scale: { type: "string" },
-        finest: { type: "string" },
-        type: { type: "string" },
-        interpolation: { type: "string" },
-        precision: { type: "string" },
-        "probing-range": { type: "string" },
-        "codebook-size": { type: "string" },
-        width: { type: "string" },
-        layers: { type: "string" },
-        outputs: { type: "string" },
-        biases: { type: "boolean", default: false },
-        solve: { type: "string" },
-        budget: { type: "string" },
-        "budget-of": { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }).values;
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const options = {
+    ...optionsOf([...GRID_FLAGS, ...NET_FLAGS]),
+    dims: { type: "string", default: "2" },
+    outputs: { type: "string" },
+    biases: { type: "boolean", default: false },
+    solve: { type: "string" },
+    budget: { type: "string" },
+    "budget-of": { type: "string" },
+    json: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  } as const;
+  const values = parseFlags(argv, options, { usage: `\n${USAGE}` }).values as { [flag: string]: string | undefined } & { biases: boolean; json: boolean; help: boolean };
   if (values.help) return console.log(USAGE), 0;
   // Fields not given take HashGrid's defaults.
   const given = (flags: [string, string][]) =>
     Object.fromEntries(flags.flatMap(([flag, field]) => {
-      const v = values[flag as keyof typeof FIELDS];
-      return v === undefined ? [] : [[field, parse(flag, v)]];
+      const v = values[flag];
+      return v === undefined ? [] : [[field, parse(flag, v as string)]];
     }));
   const input = given(Object.entries(FIELDS).filter(([flag]) => !PROBING.has(flag))) as HashGridOptionsInput;
   const probing = given(Object.entries(FIELDS).filter(([flag]) => PROBING.has(flag)));
@@ -372,13 +345,8 @@ function main(argv: string[]): number {
     if (problems.length) throw new ConfigError(problems.join("\n"));
     return report(settings!, input, net!, values.json);
   } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`error: ${e.message}`);
-      return 2;
-    }
-    if (!(e instanceof ConfigError)) throw e;
-    console.error(`error: ${toFlags(e.message).replaceAll("\n", "\nerror: ")}`);
-    return 2;
+    if (e instanceof ConfigError) throw new ConfigError(toFlags(e.message).replaceAll("\n", "\nerror: "));
+    throw e;
   }
 }
 
@@ -465,4 +433,4 @@ function printSolution(s: Solution): void {
   }
 }
 
-process.exit(main(process.argv.slice(2)));
+await runCommand(main);

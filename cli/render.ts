@@ -3,19 +3,19 @@
 // checkpoint has them (--raw: the trained parameters themselves). `--model <file>` renders an
 // exported model (`bun run export`) the same way; either flag takes either kind of file (told
 // apart by their magic, and said so).
-import { parseArgs } from "node:util";
-import { CacheDirError } from "../runtime/cache.ts";
+import { backendRequest } from "../runtime/backend.ts";
 import { checkOutputFile, UsageError } from "../runtime/cli_input.ts";
 import { checkMemory, MemoryError } from "../runtime/memory.ts";
-import { ConfigError } from "../modules/options.ts";
 import type { HashGrid } from "../modules/hashgrid.ts";
 import type { Mlp } from "../modules/mlp.ts";
-import { CheckpointError, readCheckpoint } from "../train/checkpoint.ts";
+import { readCheckpoint } from "../train/checkpoint.ts";
 import { parseTrainConfig, type TrainConfig } from "../train/config.ts";
 import { quantize } from "../train/eval.ts";
-import { describeImage, ImageError, imageFormat, writeImage } from "../train/image.ts";
-import { fileKind, imageOf, loadModelWeights, ModelFileError, readModelFile } from "../train/model_file.ts";
+import { describeImage, imageFormat, writeImage } from "../train/image.ts";
+import { fileKind, imageOf, loadModelWeights, readModelFile } from "../train/model_file.ts";
 import { createField, fieldOf, loadCheckpointWeights } from "../train/trainer.ts";
+import { parseFlags } from "./flags.ts";
+import { runCommand } from "./run.ts";
 
 const USAGE = "usage: bun run render (--checkpoint FILE | --model FILE.ngp) [--width W --height H | --scale S] --out IMAGE.png|.jpg|.webp|.tif [--raw] [--backend auto|cuda|cpu|js]";
 /** Pixels per tile. */
@@ -81,7 +81,11 @@ function checkRenderMemory(out: string, img: { width: number; height: number; ch
   const samples = img.width * img.height * img.channels * (img.bits / 8);
   const tile = Math.max(1, Math.floor(TILE / img.width)) * img.width;
   const floats = 2 + cfg.encoding.levels * cfg.encoding.featuresPerLevel + 2 * cfg.network.width + img.channels;
-  checkMemory(2 * samples + 4 * tile * floats, `${out}: a ${describeImage(img)} image`, Math.max(samples, 4 * tile * floats));
+  try {
+    checkMemory(2 * samples + 4 * tile * floats, `${out}: a ${describeImage(img)} image`, Math.max(samples, 4 * tile * floats));
+  } catch (e) {
+    throw e instanceof MemoryError ? new MemoryError(`${e.message}: render it smaller (--width/--height or --scale)`) : e;
+  }
 }
 
 /** Evaluates the field at width x height pixel centres in tiles of rows; the quantized pixels. */
@@ -108,61 +112,40 @@ function renderTiles(f: { grid: HashGrid; mlp: Mlp }, out: { width: number; heig
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { checkpoint: { type: "string" }, model: { type: "string" }, width: { type: "string" }, height: { type: "string" }, scale: { type: "string" }, out: { type: "string" }, raw: { type: "boolean" }, backend: { type: "string" }, help: { type: "boolean" } },
-    }));
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
+  const values = parseFlags(argv, {
+    checkpoint: { type: "string" }, model: { type: "string" }, width: { type: "string" }, height: { type: "string" }, scale: { type: "string" }, out: { type: "string" }, raw: { type: "boolean" }, backend: { type: "string" }, help: { type: "boolean" },
+  }).values as Record<string, string | boolean | undefined>;
   if (values.help) return console.log(USAGE), 0;
+  if (typeof values.checkpoint === "string" && typeof values.model === "string") throw new UsageError("give --checkpoint or --model, not both");
+  if (typeof values.checkpoint !== "string" && typeof values.model !== "string") throw new UsageError("--checkpoint is required (or --model, an exported model)");
+  if (typeof values.out !== "string") throw new UsageError("--out is required");
+  checkOutputFile({ flag: "--out", path: values.out }, [{ flag: "--checkpoint", path: values.checkpoint as string | undefined }, { flag: "--model", path: values.model as string | undefined }]);
+  const raw = values.raw === true;
+  // The flag says what the file should be; its magic says what it is (a missing or foreign
+  // file is refused by the reader the flag names).
+  const asModel = typeof values.model === "string";
+  const file = (asModel ? values.model : values.checkpoint) as string;
+  const kind = (await fileKind(file)) ?? (asModel ? "model" : "checkpoint");
+  const note = kind === "model" && !asModel ? "given to --checkpoint; " : kind === "checkpoint" && asModel ? "given to --model; " : "";
+  const src = kind === "model" ? await modelSource(file, raw, note) : await checkpointSource(file, raw, note);
+  if (note) console.error(`note: ${file} is ${kind === "model" ? "an exported model (bun run export), not a checkpoint" : "a checkpoint, not an exported model"}: rendering it as one`);
+  const { cfg, image: trained } = src;
+  const { width, height } = size(values, trained);
+  imageFormat(values.out, trained); // a name whose format cannot hold the image is refused before rendering
+  const backend = backendRequest(values.backend as string | undefined, cfg.backend);
+  checkRenderMemory(values.out, { width, height, channels: trained.channels, bits: trained.bits }, cfg);
+  const { grid, mlp } = await createField(cfg, trained.channels, { backend });
   try {
-    if (typeof values.checkpoint === "string" && typeof values.model === "string") throw new UsageError("give --checkpoint or --model, not both");
-    if (typeof values.checkpoint !== "string" && typeof values.model !== "string") throw new UsageError("--checkpoint is required (or --model, an exported model)");
-    if (typeof values.out !== "string") throw new UsageError("--out is required");
-    checkOutputFile({ flag: "--out", path: values.out }, [{ flag: "--checkpoint", path: values.checkpoint as string | undefined }, { flag: "--model", path: values.model as string | undefined }]);
-    const raw = values.raw === true;
-    // The flag says what the file should be; its magic says what it is (a missing or foreign
-    // file is refused by the reader the flag names).
-    const asModel = typeof values.model === "string";
-    const file = (asModel ? values.model : values.checkpoint) as string;
-    const kind = (await fileKind(file)) ?? (asModel ? "model" : "checkpoint");
-    const note = kind === "model" && !asModel ? "given to --checkpoint; " : kind === "checkpoint" && asModel ? "given to --model; " : "";
-    const src = kind === "model" ? await modelSource(file, raw, note) : await checkpointSource(file, raw, note);
-    if (note) console.error(`note: ${file} is ${kind === "model" ? "an exported model (bun run export), not a checkpoint" : "a checkpoint, not an exported model"}: rendering it as one`);
-    const { cfg, image: trained } = src;
-    const { width, height } = size(values, trained);
-    imageFormat(values.out, trained); // a name whose format cannot hold the image is refused before rendering
-    let backend = cfg.backend;
-    if (values.backend !== undefined) {
-      try {
-        backend = parseTrainConfig({ ...cfg, backend: values.backend }).backend;
-      } catch (e) {
-        throw new UsageError(`--${(e as Error).message}`); // "backend: ... (allowed: ...)"
-      }
-    }
-    checkRenderMemory(values.out, { width, height, channels: trained.channels, bits: trained.bits }, cfg);
-    const { grid, mlp } = await createField(cfg, trained.channels, { backend });
-    try {
-      src.load({ grid, mlp });
-      const C = trained.channels;
-      const pixels = renderTiles({ grid, mlp }, { width, height, channels: C, bits: trained.bits }, cfg.colorspace);
-      await writeImage(values.out as string, { width, height, channels: C, bits: trained.bits }, pixels);
-      console.log(`${values.out}: ${width}x${height}, ${C} channel${C > 1 ? "s" : ""}, ${trained.bits}-bit, from ${src.describe}; backend ${grid.backend})`);
-      return 0;
-    } finally {
-      grid.close();
-      mlp.close();
-    }
-  } catch (e) {
-    if (e instanceof UsageError) return console.error(`error: ${e.message}\n${USAGE}`), 2;
-    if (e instanceof MemoryError) return console.error(`error: ${e.message}: render it smaller (--width/--height or --scale)`), 2;
-    if (e instanceof ConfigError || e instanceof CheckpointError || e instanceof ModelFileError || e instanceof ImageError || e instanceof CacheDirError) return console.error(`error: ${(e as Error).message}`), 2;
-    throw e;
+    src.load({ grid, mlp });
+    const C = trained.channels;
+    const pixels = renderTiles({ grid, mlp }, { width, height, channels: C, bits: trained.bits }, cfg.colorspace);
+    await writeImage(values.out as string, { width, height, channels: C, bits: trained.bits }, pixels);
+    console.log(`${values.out}: ${width}x${height}, ${C} channel${C > 1 ? "s" : ""}, ${trained.bits}-bit, from ${src.describe}; backend ${grid.backend})`);
+    return 0;
+  } finally {
+    grid.close();
+    mlp.close();
   }
 }
 
-if (import.meta.main) process.exit(await main(process.argv.slice(2)));
+if (import.meta.main) await runCommand(main, { usage: USAGE });

@@ -4,16 +4,11 @@
 // continues where it stopped; `--shard i/n` splits it across processes (a Slurm job array) and
 // `--merge` unites the shards' CSVs. Ctrl-C (or SIGTERM) stops the current run at its next
 // micro-batch and keeps its checkpoint for the rerun; a second one exits at once.
-import { parseArgs } from "node:util";
 import cliProgress from "cli-progress";
-import { CacheDirError } from "../runtime/cache.ts";
+import { backendRequest, type BackendRequest } from "../runtime/backend.ts";
 import { UsageError } from "../runtime/cli_input.ts";
-import { DiagnosticError } from "../codegen/diagnostics.ts";
 import { ConfigError } from "../modules/options.ts";
-import { CheckpointError } from "../train/checkpoint.ts";
-import { mergeConfig, readConfigFile } from "../train/config.ts";
-import { ImageError } from "../train/image.ts";
-import { OutDirError } from "../train/trainer.ts";
+import { mergeConfig, namingFile, readConfigFile } from "../train/config.ts";
 import {
   bestPerBudget,
   DEFAULT_BUDGETS,
@@ -32,7 +27,8 @@ import {
   type SweepGrid,
   type SweepRow,
 } from "../train/sweep.ts";
-import { FLAGS as TRAIN_FLAGS, byFlag, flagConfig } from "./train.ts";
+import { FLAGS as TRAIN_FLAGS, GROWTH_TWICE, byFlag, flagConfig, flagsNamed, optionsOf, parseFlags, type Options } from "./flags.ts";
+import { runCommand } from "./run.ts";
 
 const USAGE = `usage: bun run sweep [--image FILE] [--budgets LIST] [--grid sweep.yaml] [grid flags] [--steps N] [--seed S]
                      [--config train.yaml] [trainer flags] [--out DIR] [--shard i/n] [--keep-checkpoints] [--json]
@@ -45,13 +41,14 @@ const USAGE = `usage: bun run sweep [--image FILE] [--budgets LIST] [--grid swee
 const OWN = new Set(["steps", "seconds", "seed", "out", ...["levels", "featuresPerLevel", "log2HashmapSize", "baseResolution", "finestResolution", "perLevelScale"].map((f) => `encoding.${f}`)]);
 const PASS = TRAIN_FLAGS.filter((f) => !OWN.has(f.path) && !f.path.startsWith("points."));
 
-const GRID_FLAGS: { flag: AxisName; help: string }[] = [
-  { flag: "budgets", help: `parameter budgets B; A,B,...,C is the geometric series (ratio B/A) up to C [${DEFAULT_BUDGETS.join(",")}]` },
-  { flag: "levels", help: `levels L [${DEFAULT_GRID.levels.join(",")}]` },
-  { flag: "features", help: `features per level F (1, 2, 4, 8) [${DEFAULT_GRID.features.join(",")}]` },
-  { flag: "base", help: `coarsest resolutions N_min [${DEFAULT_GRID.base.join(",")}]` },
-  { flag: "scale", help: "growth factors b between levels (instead of --finest)" },
-  { flag: "finest", help: `finest resolutions N_max: b = (N_max / N_min)^(1 / (L - 1)) [${DEFAULT_GRID.finest!.join(",")}]` },
+/** The swept axes: the trainer's flags of the same options (cli/flags.ts), each taking a list; the grid file's field. */
+const GRID_FLAGS: { flag: string; axis: AxisName; help: string }[] = [
+  { flag: "budgets", axis: "budgets", help: `parameter budgets B; A,B,...,C is the geometric series (ratio B/A) up to C [${DEFAULT_BUDGETS.join(",")}]` },
+  { flag: "levels", axis: "levels", help: `levels L [${DEFAULT_GRID.levels.join(",")}]` },
+  { flag: "features", axis: "features", help: `features per level F (1, 2, 4, 8) [${DEFAULT_GRID.features.join(",")}]` },
+  { flag: "base", axis: "base", help: `coarsest resolutions N_min [${DEFAULT_GRID.base.join(",")}]` },
+  { flag: "per-level-scale", axis: "scale", help: "growth factors b between levels (instead of --finest; the grid file's scale)" },
+  { flag: "finest", axis: "finest", help: `finest resolutions N_max: b = (N_max / N_min)^(1 / (L - 1)) [${DEFAULT_GRID.finest!.join(",")}]` },
 ];
 
 function help(): string {
@@ -192,20 +189,13 @@ const rowJson = (r: SweepRow) => ({
 });
 
 export async function main(argv: string[]): Promise<number> {
-  const options: Record<string, { type: "string" | "boolean" }> = {
+  const options: Options = {
     image: { type: "string" }, grid: { type: "string" }, steps: { type: "string" }, seed: { type: "string" }, config: { type: "string" },
     out: { type: "string" }, shard: { type: "string" }, merge: { type: "boolean" }, "keep-checkpoints": { type: "boolean" }, json: { type: "boolean" }, help: { type: "boolean" },
   };
   for (const g of GRID_FLAGS) options[g.flag] = { type: "string" };
-  for (const f of PASS) options[f.flag] = { type: f.kind === "bool" ? "boolean" : "string" };
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({ args: argv, options, allowPositionals: true }) as { values: Record<string, string | boolean | undefined>; positionals: string[] });
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}\n${USAGE}\n(--help lists the options)`);
-    return 2;
-  }
+  Object.assign(options, optionsOf(PASS));
+  const { values, positionals } = parseFlags(argv, options, { positionals: true, usage: `${USAGE}\n(--help lists the options)` });
   if (values.help) return console.log(help()), 0;
   const json = values.json === true;
   const set = new Set(Object.keys(values).filter((k) => values[k] !== undefined));
@@ -228,9 +218,9 @@ export async function main(argv: string[]): Promise<number> {
     if (positionals.length) throw new UsageError(`unexpected argument${positionals.length > 1 ? "s" : ""} ${positionals.join(" ")} (the image is --image FILE; CSV files go with --merge)`);
 
     const file = typeof values.grid === "string" ? readGridFile(values.grid) : {};
-    const axis = (name: AxisName) => (typeof values[name] === "string" ? parseAxisFlag(name, values[name] as string) : undefined);
-    const fromFlags = Object.fromEntries(GRID_FLAGS.map((g) => [g.flag, axis(g.flag)]).filter(([, v]) => v !== undefined)) as Partial<Record<AxisName, number[]>>;
-    if (fromFlags.scale && fromFlags.finest) throw new UsageError("--scale and --finest: give one of them (the growth factor, or the finest resolution it is derived from)");
+    const axis = (g: (typeof GRID_FLAGS)[number]) => (typeof values[g.flag] === "string" ? parseAxisFlag(g.axis, values[g.flag] as string, `--${g.flag}`) : undefined);
+    const fromFlags = Object.fromEntries(GRID_FLAGS.map((g) => [g.axis, axis(g)]).filter(([, v]) => v !== undefined)) as Partial<Record<AxisName, number[]>>;
+    if (fromFlags.scale && fromFlags.finest) throw new UsageError(GROWTH_TWICE);
     // A growth axis from the flags replaces the file's (scale and finest are one axis).
     const growthFile = fromFlags.scale || fromFlags.finest ? {} : { scale: file.scale, finest: file.finest };
     const grid: SweepGrid = {
@@ -242,13 +232,13 @@ export async function main(argv: string[]): Promise<number> {
     const budgets = fromFlags.budgets ?? file.budgets ?? DEFAULT_BUDGETS;
     const trainFile = typeof values.config === "string" ? readConfigFile(values.config) : {};
     const trainer = mergeConfig(trainFile, flagConfig(values, PASS));
+    trainer.backend = backendRequest(values.backend as string | undefined, trainer.backend as BackendRequest | undefined);
+    const own = flagConfig(values, flagsNamed(["steps", "seed"])); // integers, as the trainer's flags
     const int = (flag: "steps" | "seed", fallback: number, min: number, max: number): number => {
-      const v = values[flag];
-      const where = typeof v === "string" ? `--${flag}` : `${flag} (in --config)`;
-      const given = typeof v === "string" ? v : trainer[flag];
-      if (given === undefined) return fallback;
-      const n = typeof given === "string" && given.trim() !== "" ? Number(given) : given;
-      if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) throw new UsageError(`${where}: ${JSON.stringify(given)} is not allowed (allowed: an integer from ${min} to ${max})`);
+      const where = own[flag] !== undefined ? `--${flag}` : `${flag} (in --config)`;
+      const n = own[flag] ?? trainer[flag];
+      if (n === undefined) return fallback;
+      if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) throw new UsageError(`${where}: ${JSON.stringify(n)} is not allowed (allowed: an integer from ${min} to ${max})`);
       return n;
     };
     const steps = int("steps", 1000, 1, 1e9);
@@ -274,7 +264,8 @@ export async function main(argv: string[]): Promise<number> {
         { signal: controller.signal, log: bar.log, onRunStart: bar.start, onStep: bar.step, onRunEnd: bar.end },
       );
     } catch (e) {
-      if (e instanceof ConfigError) throw new ConfigError(byFlag(e.message, set, PASS));
+      // (a fixed setting the sweep refuses, from --config, is a UsageError naming the field)
+      if (e instanceof ConfigError || e instanceof UsageError) e.message = namingFile(byFlag(e.message, set, PASS), values.config as string | undefined, trainFile);
       throw e;
     }
     bar.stop();
@@ -298,11 +289,8 @@ export async function main(argv: string[]): Promise<number> {
     return result.interrupted ? 130 : 0;
   } catch (e) {
     bar.stop();
-    const expected = e instanceof UsageError || e instanceof ConfigError || e instanceof ImageError || e instanceof CheckpointError || e instanceof CacheDirError || e instanceof OutDirError;
-    if (expected) return console.error(`error: ${(e as Error).message}`), 2;
-    if (e instanceof DiagnosticError) return console.error(e.message), 2;
     throw e;
   }
 }
 
-if (import.meta.main) process.exit(await main(process.argv.slice(2)));
+if (import.meta.main) await runCommand(main);

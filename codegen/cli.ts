@@ -1,12 +1,12 @@
 // `bun run compile <file.ts> --target cuda|cpu|js [--config <json or file>] [--kernel name]`
 // Prints the generated source, or the diagnostics and exit status 1.
 import { existsSync } from "node:fs";
-import { parseArgs } from "node:util";
 import { readInputFile, UsageError } from "../runtime/cli_input.ts";
 import { compileFile } from "./compile.ts";
-import { DiagnosticError, formatDiagnostic } from "./diagnostics.ts";
 import type { ConfigValue } from "./specialize.ts";
-import { ConfigError, GRID_KERNELS, checkVariant, gridConfig, gridKernels, parseHashGridOptions } from "../modules/hashgrid.ts";
+import { parseFlags } from "../cli/flags.ts";
+import { runCommand } from "../cli/run.ts";
+import { GRID_KERNELS, checkVariant, gridConfig, gridKernels, parseHashGridOptions } from "../modules/hashgrid.ts";
 import { readVariant } from "./parse.ts";
 
 const USAGE = `usage: bun run compile <file.ts> [--target cpu|cuda|js] [--config <json or file>] [--kernel <name>]...
@@ -34,51 +34,29 @@ function parseConfig(arg: string): ConfigValue {
 }
 
 function main(argv: string[]): number {
-  let args;
-  try {
-    args = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        target: { type: "string" },
-        config: { type: "string" },
-        kernel: { type: "string", multiple: true },
-        signature: { type: "boolean", default: false },
-        "bounds-checks": { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (e) {
-    console.error(`${(e as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = args;
+  const options = {
+    target: { type: "string" },
+    config: { type: "string" },
+    kernel: { type: "string", multiple: true },
+    signature: { type: "boolean", default: false },
+    "bounds-checks": { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  } as const;
+  const parsed = parseFlags(argv, options, { positionals: true, usage: `\n${USAGE}` });
+  const positionals = parsed.positionals;
+  const values = parsed.values as { target?: string; config?: string; kernel?: string[]; signature: boolean; "bounds-checks": boolean; help: boolean };
   if (values.help) return console.log(USAGE), 0;
   if (positionals.length !== 1) return console.error(USAGE), 2;
   const file = positionals[0]!;
   const target = values.target ?? "cpu";
   if (target !== "cpu" && target !== "cuda" && target !== "js") return console.error(`error: --target must be cpu, cuda or js (got '${target}')`), 2;
-  let text, config;
-  try {
-    text = readInputFile(file, "input file");
-    if (values.config !== undefined) config = parseConfig(values.config);
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    return console.error(`error: ${e.message}`), 2;
-  }
-  try {
-    // No kernel of its own: a variant of the encoding (readVariant refuses it if it replaces no part).
-    if (!/@kernel\b/.test(text)) return printVariant(file, values.target === undefined ? ["cpu", "cuda"] : [target], config, values.kernel);
-    const mod = compileFile(file, target, { text, config, kernels: values.kernel, boundsChecks: values["bounds-checks"] });
-    process.stdout.write(values.signature ? JSON.stringify(mod.kernels, null, 2) + "\n" : mod.source);
-    return 0;
-  } catch (e) {
-    if (e instanceof ConfigError) return console.error(`error: ${e.message}`), 2;
-    if (!(e instanceof DiagnosticError)) throw e;
-    console.error(e.diagnostics.map((d) => formatDiagnostic(d)).join("\n\n"));
-    console.error(`\n${e.diagnostics.length} error${e.diagnostics.length > 1 ? "s" : ""}`);
-    return 1;
-  }
+  const text = readInputFile(file, "input file");
+  const config = values.config === undefined ? undefined : parseConfig(values.config);
+  // No kernel of its own: a variant of the encoding (readVariant refuses it if it replaces no part).
+  if (!/@kernel\b/.test(text)) return printVariant(file, values.target === undefined ? ["cpu", "cuda"] : [target], config, values.kernel);
+  const mod = compileFile(file, target, { text, config, kernels: values.kernel, boundsChecks: values["bounds-checks"] });
+  process.stdout.write(values.signature ? JSON.stringify(mod.kernels, null, 2) + "\n" : mod.source);
+  return 0;
 }
 
 /**
@@ -97,5 +75,5 @@ function printVariant(file: string, targets: ("cpu" | "cuda" | "js")[], config: 
   return 0;
 }
 
-// exitCode, not exit(): a large source written to a pipe is still being flushed.
-process.exitCode = main(process.argv.slice(2));
+// drain: exitCode, not exit(): a large source written to a pipe is still being flushed.
+await runCommand(main, { diagnosticStatus: 1, drain: true });

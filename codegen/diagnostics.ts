@@ -3,6 +3,7 @@
 // frame pointing at the TypeScript line.
 import { readFileSync } from "node:fs";
 import { relative } from "node:path";
+import { ExpectedError } from "../runtime/cli_input.ts";
 
 /** A source position. `start`/`end` are offsets into the file text; line and col are 1-based. */
 export interface Span {
@@ -87,7 +88,7 @@ export function diag(code: Code, span: Span, detail?: string, hint?: string): Di
  * order files were first reported, then by position). `fatal` ones (syntax errors) end the compile
  * at once: the rest of the tree is TypeScript's guess, so anything reported about it would be noise.
  */
-export class DiagnosticError extends Error {
+export class DiagnosticError extends ExpectedError {
   readonly diagnostics: Diagnostic[];
   constructor(diagnostics: Diagnostic[], readonly fatal = false) {
     // The same diagnostic twice (a config type read by two kernels, say) is shown once.
@@ -98,6 +99,10 @@ export class DiagnosticError extends Error {
     super(`${sorted.map((d) => formatDiagnostic(d)).join("\n\n")}\n\n${n} error${n === 1 ? "" : "s"}`);
     this.name = "DiagnosticError";
     this.diagnostics = sorted;
+  }
+  /** The diagnostics as the compiler prints them, and their count (the message). */
+  override report(): string {
+    return this.message;
   }
 }
 

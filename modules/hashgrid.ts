@@ -86,6 +86,12 @@ export const HashGridOptions = z
     }
     if (o.perLevelScale !== undefined && o.finestResolution !== undefined)
       ctx.addIssue({ code: "custom", path: ["perLevelScale"], message: "give perLevelScale or finestResolution, not both" });
+    // Resolutions going down are a growth below 1, refused as perLevelScale < 1 is.
+    const finest = o.finestResolution;
+    const axis = (v: number | number[], d: number) => (Array.isArray(v) ? v[d] : v);
+    const below = finest === undefined ? -1 : Array.from({ length: o.dims }, (_, d) => d).findIndex((d) => axis(finest, d)! < axis(o.baseResolution, d)!);
+    if (below >= 0)
+      ctx.addIssue({ code: "custom", path: ["finestResolution"], message: `${axis(finest!, below)} is below the base resolution ${axis(o.baseResolution, below)}${Array.isArray(finest) || Array.isArray(o.baseResolution) ? ` on axis ${below}` : ""}: the resolutions would go down from level to level (allowed: at least the base resolution)` });
   });
 
 /** What each option allows, as its error messages say (zod's own say only "Invalid input"). */

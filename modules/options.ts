@@ -1,14 +1,10 @@
 // Validation of module options with zod, reported the way users need it: every problem names the
 // field, the value given and what is allowed (zod's own messages say only "Invalid input").
 import type { z } from "zod";
+import { ExpectedError } from "../runtime/cli_input.ts";
 
 /** A bad setting: names the field and says what is allowed. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ConfigError";
-  }
-}
+export class ConfigError extends ExpectedError {}
 
 /**
  * `input` parsed by `schema`, or a ConfigError with one line per bad field (its first problem),

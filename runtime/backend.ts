@@ -1,6 +1,7 @@
 // Which backend runs the kernels: an explicit option, else $NGPK_BACKEND, else the best available
 // (cuda with nvcc and a device, cpu with a C++ compiler, js always).
 
+import { ExpectedError } from "./cli_input.ts";
 import { detectCudaDevices } from "./device.ts";
 import { findCxx, findNvcc } from "./toolchain.ts";
 
@@ -15,19 +16,30 @@ export interface BackendChoice {
 
 const REQUESTS: readonly BackendRequest[] = ["auto", "cuda", "cpu", "js"];
 
-/** Throws if a backend is requested explicitly but cannot run here, saying what is missing. */
+/** A value that is no backend, or a backend this machine cannot run (a one-line error, exit status 2). */
+export class BackendError extends ExpectedError {}
+
+/** `request` if it is a backend, else a BackendError naming where it came from and the allowed values. */
+function checked(request: string, source: string): BackendRequest {
+  if (!REQUESTS.includes(request as BackendRequest)) throw new BackendError(`${source}: ${JSON.stringify(request)} is not allowed (allowed: ${REQUESTS.join(", ")})`);
+  return request as BackendRequest;
+}
+
+/**
+ * The backend a command asks for: its --backend flag, else $NGPK_BACKEND, else `fallback` (what a
+ * configuration or checkpoint says, else auto); a bad flag or NGPK_BACKEND is refused by name.
+ */
+export function backendRequest(flag: string | undefined, fallback: BackendRequest = "auto"): BackendRequest {
+  const env = process.env.NGPK_BACKEND?.trim() || undefined;
+  return flag !== undefined ? checked(flag, "--backend") : env !== undefined ? checked(env, "NGPK_BACKEND") : fallback;
+}
+
+/** Throws a BackendError if a backend is requested explicitly but cannot run here, saying what is missing. */
 export function chooseBackend(opts: { backend?: BackendRequest } = {}): BackendChoice {
   const env = process.env.NGPK_BACKEND?.trim() || undefined;
-  const [request, source] =
-    opts.backend !== undefined
-      ? [opts.backend, "option backend"]
-      : env !== undefined
-        ? [env, "NGPK_BACKEND"]
-        : ["auto", "default"];
-  if (!REQUESTS.includes(request as BackendRequest)) {
-    throw new Error(`${source}=${JSON.stringify(request)} is not a backend: use one of ${REQUESTS.join(", ")}`);
-  }
-  switch (request as BackendRequest) {
+  const source = opts.backend !== undefined ? "option backend" : env !== undefined ? "NGPK_BACKEND" : "default";
+  const request = checked(opts.backend ?? env ?? "auto", source);
+  switch (request) {
     case "auto":
       return chooseAuto();
     case "cuda":
@@ -49,13 +61,13 @@ function chooseAuto(): BackendChoice {
 
 function requireCuda(source: string): BackendChoice {
   const missing = cudaUnavailable();
-  if (missing !== undefined) throw new Error(`backend cuda requested by ${source}, but ${missing}`);
+  if (missing !== undefined) throw new BackendError(`backend cuda requested by ${source}, but ${missing}`);
   return { backend: "cuda", reason: `cuda: requested by ${source}; ${cudaAvailable()}` };
 }
 
 function requireCpu(source: string): BackendChoice {
   const cxx = findCxx();
-  if (!cxx.tool) throw new Error(`backend cpu requested by ${source}, but no C++ compiler: ${cxx.reason}`);
+  if (!cxx.tool) throw new BackendError(`backend cpu requested by ${source}, but no C++ compiler: ${cxx.reason}`);
   return { backend: "cpu", reason: `cpu: requested by ${source}; ${cxx.reason}` };
 }
 

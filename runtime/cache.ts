@@ -24,6 +24,7 @@ import { homedir, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { validateSharedLibrary } from "./elf.ts";
 import { cpuIdentity, type Tool } from "./toolchain.ts";
+import { ExpectedError } from "./cli_input.ts";
 
 /** Bump when the layout or the key material changes, so old entries are not misread. */
 const CACHE_FORMAT = "ngpk-cache-2";
@@ -150,12 +151,7 @@ function sha256File(path: string): string {
 
 const warn = (message: string) => process.stderr.write(`${message}\n`);
 
-export class CacheDirError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "CacheDirError";
-  }
-}
+export class CacheDirError extends ExpectedError {}
 
 /** Unusable directory -> this process's temporary cache, so that the warning is given once. */
 const fallbacks = new Map<string, string>();

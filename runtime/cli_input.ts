@@ -3,13 +3,26 @@
 // an output that names a directory, or is the same file as an input, is refused before anything runs.
 import { readFileSync, statSync, type Stats } from "node:fs";
 
-/** A bad command-line argument: the tools print its message and exit with status 2. */
-export class UsageError extends Error {
+/**
+ * An error the command-line tools report without a stack trace (cli/run.ts runCommand): bad input
+ * (a flag, a file, a configuration, a kernel's diagnostics) or a machine that cannot do what was
+ * asked. They print its report ("error: " and its message) and exit with its status (2).
+ */
+export class ExpectedError extends Error {
+  /** The exit status a command ends with. */
+  readonly status: number = 2;
   constructor(message: string) {
     super(message);
-    this.name = "UsageError";
+    this.name = new.target.name;
+  }
+  /** What a command prints (on stderr). */
+  report(): string {
+    return `error: ${this.message}`;
   }
 }
+
+/** A bad command-line argument. */
+export class UsageError extends ExpectedError {}
 
 const code = (e: unknown): string => (e as NodeJS.ErrnoException).code ?? (e as Error).message;
 const missing = (e: unknown) => code(e) === "ENOENT" || code(e) === "ENOTDIR";

@@ -2,14 +2,10 @@
 // the figures (in GB) instead of dying in the allocator (`RangeError: Out of memory`) or the OOM killer.
 import { readFileSync } from "node:fs";
 import { freemem, totalmem } from "node:os";
+import { ExpectedError } from "./cli_input.ts";
 
 /** An allocation that the machine cannot hold; the message says what needed how much, and what there is. */
-export class MemoryError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "MemoryError";
-  }
-}
+export class MemoryError extends ExpectedError {}
 
 /** The largest ArrayBuffer this runtime allocates (JavaScriptCore: 4 GiB). */
 export const MAX_BUFFER_BYTES = 2 ** 32;

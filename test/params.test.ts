@@ -31,7 +31,7 @@ test("the instant-ngp study's configuration L = 2, F = 2, T = 2^18, N_min = 64, 
   // min(next_multiple_of_8(res^2), 2^18) = 4096, 16384 (both multiples of 8, both below T: dense);
   // so 2 * (4096 + 16384) = 40,960 as well: no difference. The network adds its weights:
   // 4 inputs (L * F) -> 64 -> 64 -> 3 = 256 + 4096 + 192 = 4544, total 45,504.
-  const j = await json("--dims", "2", "--levels", "2", "--features", "2", "--log2-table", "18", "--base", "64", "--scale", "2");
+  const j = await json("--dims", "2", "--levels", "2", "--features", "2", "--log2-table", "18", "--base", "64", "--per-level-scale", "2");
   expect(j.levels.map((lv: { resolution: number[] }) => lv.resolution)).toEqual([[64, 64], [128, 128]]);
   expect(j.levels.map((lv: { size: number }) => lv.size)).toEqual([4096, 16384]);
   expect(j.levels.map((lv: { hashed: boolean }) => lv.hashed)).toEqual([false, false]);
@@ -210,8 +210,11 @@ test("bad flags name the flag, the value given and what is allowed", async () =>
     [["--layers", "0"], "error: --layers: 0 is out of range (allowed: an integer from 1 to 8)"],
     [["--outputs", "x"], 'error: --outputs: "x" is not a number (allowed: an integer from 1 to 16)'],
     [["--features", "3", "--layers", "9"], "error: --features: 3 is not allowed (allowed: 1, 2, 4, 8)\nerror: --layers: 9 is out of range"],
-    [["--biases=yes"], "'--biases' does not take an argument"],
-    [["--bogus"], "Unknown option '--bogus'"],
+    [["--biases=yes"], "error: --biases takes no value"],
+    [["--bogus"], "error: unknown flag --bogus\n"],
+    [["--levls", "4"], "error: unknown flag --levls; did you mean --levels?"],
+    [["--scle", "2"], "error: unknown flag --scle; did you mean --per-level-scale?"],
+    [["--levels"], "error: --levels needs a value"],
     [["--solve", "depth", "--budget", "5"], 'error: --solve: "depth" is not allowed (allowed: log2T, levels, base, scale)'],
     [["--solve", "levels"], "error: --solve needs --budget N"],
     [["--solve", "levels", "--budget", "lots"], 'error: --budget: "lots" is not allowed (allowed: a positive integer of parameters'],
@@ -233,7 +236,7 @@ test("bad flags name the flag, the value given and what is allowed", async () =>
 test("--help lists every flag with its default; bun run grid and bun run params are the same command", async () => {
   const r = await params("--help");
   expect(r.code).toBe(0);
-  const flags = ["dims", "levels", "features", "log2-table", "base", "scale", "finest", "type", "interpolation", "precision", "probing-range", "codebook-size", "width", "layers", "outputs", "biases", "solve", "budget", "budget-of", "json", "help"];
+  const flags = ["dims", "levels", "features", "log2-table", "base", "per-level-scale", "finest", "grid-type", "interpolation", "precision", "probing-range", "codebook-size", "width", "layers", "outputs", "biases", "solve", "budget", "budget-of", "json", "help"];
   for (const flag of flags) expect(r.out, flag).toMatch(new RegExp(`^ +(-h, )?--${flag}\\b.*${flag === "help" ? "" : "\\(.+\\)$"}`, "m"));
   const scripts = JSON.parse(readFileSync(resolve(ROOT, "package.json"), "utf8")).scripts;
   expect(scripts.params).toBe("bun cli/params.ts");

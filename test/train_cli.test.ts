@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { deflateSync } from "node:zlib";
 import sharp from "sharp";
 import { findCxx } from "../runtime/toolchain.ts";
-import { FLAGS } from "../cli/train.ts";
+import { FLAGS } from "../cli/flags.ts";
 import { readCheckpoint } from "../train/checkpoint.ts";
 import { TrainConfigSchema } from "../train/config.ts";
 

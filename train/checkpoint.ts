@@ -22,7 +22,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { constants, type Stats } from "node:fs";
 import { type FileHandle, open, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { notRegularFile } from "../runtime/cli_input.ts";
+import { ExpectedError, notRegularFile } from "../runtime/cli_input.ts";
 
 export const MAGIC = "NGPKCKPT";
 /** The format this code writes; it reads versions 1..FORMAT_VERSION. */
@@ -54,7 +54,7 @@ export type CheckpointProblem =
   | "incompatible"; // checkCompatible
 
 /** A checkpoint that cannot be written, read or used; the message names the file and the problem. */
-export class CheckpointError extends Error {
+export class CheckpointError extends ExpectedError {
   /** The checkpoint file ("" when not given). */
   readonly file: string;
   readonly problem: CheckpointProblem;

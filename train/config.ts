@@ -17,6 +17,9 @@ export const DEFAULT_IMAGE = resolve(import.meta.dir, "../data/astronaut.png");
 const activation = z.enum(Object.keys(ACTIVATIONS) as [string, ...string[]]);
 const positiveInt = (max: number) => z.number().int().min(1).max(max);
 
+/** The most optimizer steps, and the step limit of a run given seconds and no steps (time alone stops it). */
+export const MAX_STEPS = 1e9;
+
 export const TrainConfigSchema = z
   .object({
     /** The image to fit (default: the bundled photograph). */
@@ -85,8 +88,8 @@ export const TrainConfigSchema = z
     batch: positiveInt(1 << 24).default(1 << 16),
     /** Micro-batches per optimizer step (their gradients add; the loss is scaled by 1 / accumulate). */
     accumulate: positiveInt(1024).default(1),
-    /** Optimizer steps; with `seconds`, whichever ends first. */
-    steps: positiveInt(1e9).default(1000),
+    /** Optimizer steps; with `seconds`, whichever ends first (`seconds` alone: MAX_STEPS, time governs). */
+    steps: positiveInt(MAX_STEPS).default(1000),
     /** Wall-clock budget in seconds (checked before each micro-batch). */
     seconds: z.number().positive().optional(),
     /** Full-image PSNR every this many steps (0: only at the end). */
@@ -155,7 +158,8 @@ export const MODEL_FIELDS = [
   "optimizer.kind", "ema.enabled", "colorspace",
 ];
 
-const show = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : v === undefined ? "nothing" : JSON.stringify(v) ?? String(v));
+// (NaN and the infinities as themselves: JSON would write null)
+const show = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : v === undefined ? "nothing" : typeof v === "number" ? String(v) : JSON.stringify(v) ?? String(v));
 
 /** A zod issue as "<field>: <value> <problem>". */
 function describe(i: z.core.$ZodIssue, input: unknown): string {
@@ -169,15 +173,20 @@ function describe(i: z.core.$ZodIssue, input: unknown): string {
     const bound = i.code === "too_small" ? `${i.inclusive ? ">=" : ">"} ${i.minimum}` : `${i.inclusive ? "<=" : "<"} ${i.maximum}`;
     return `${at}: ${show(value)} is out of range (allowed: ${bound})`;
   }
-  if (i.code === "invalid_type") return `${at}: ${show(value)} is not ${i.expected === "number" ? "a finite number" : `a ${i.expected}`}`;
+  if (i.code === "invalid_type") return `${at}: ${show(value)} is not ${i.expected === "number" ? "a finite number" : `${/^[aeiou]/.test(i.expected) ? "an" : "a"} ${i.expected}`}`;
   return `${at}: ${show(value)}: ${i.message}`;
 }
 
 /** Validate a configuration; every problem names its field. */
 export function parseTrainConfig(input: unknown): TrainConfig {
-  const r = TrainConfigSchema.safeParse(input);
-  if (r.success) return r.data;
-  throw new ConfigError(r.error.issues.map((i) => describe(i, input)).join("\n"));
+  // seconds and no steps: the time budget alone stops the run.
+  const timed = isPlainObject(input) && input.seconds !== undefined && input.steps === undefined;
+  const r = TrainConfigSchema.safeParse(timed ? { ...input, steps: MAX_STEPS } : input);
+  if (!r.success) throw new ConfigError(r.error.issues.map((i) => describe(i, input)).join("\n"));
+  const kind = r.data.schedule.kind;
+  if (timed && (kind === "cosine" || kind === "onecycle"))
+    throw new ConfigError(`schedule.kind: ${show(kind)} spans the run's steps, and with seconds and no steps they are unlimited: give steps too`);
+  return r.data;
 }
 
 /** A YAML file's configuration (an object), naming the file when it cannot be read or parsed. */
@@ -199,15 +208,38 @@ export function readConfigFile(path: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-/** `over` merged into `base`, nested objects field by field (flags override the YAML). */
+/**
+ * `over` merged into `base`, nested objects field by field (flags override the YAML). A section of
+ * `base` that is not a mapping stays, to be refused, rather than replaced by `over`'s fields.
+ */
 export function mergeConfig(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(over)) {
     if (v === undefined) continue;
     const b = out[k];
-    out[k] = isPlainObject(v) && isPlainObject(b) ? mergeConfig(b, v) : v;
+    out[k] = !isPlainObject(v) || b === undefined ? v : isPlainObject(b) ? mergeConfig(b, v) : b;
   }
   return out;
+}
+
+/** The value at a dotted path ("encoding.levels") of a configuration. */
+export function getPath(obj: unknown, path: string): unknown {
+  return path.split(".").reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], obj);
+}
+
+/**
+ * A configuration error's lines about fields the YAML file at `path` set ("encoding.levels: ...",
+ * "config: unknown field ...") prefixed with the file's path; lines about other fields as they are.
+ */
+export function namingFile(message: string, path: string | undefined, file: Record<string, unknown>): string {
+  if (path === undefined) return message;
+  return message
+    .split("\n")
+    .map((line) => {
+      const field = /^([\w.]+):/.exec(line)?.[1];
+      return field !== undefined && (field === "config" || getPath(file, field) !== undefined) ? `${path}: ${line}` : line;
+    })
+    .join("\n");
 }
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);

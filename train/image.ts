@@ -5,15 +5,10 @@ import { closeSync, openSync, readSync, renameSync, statSync, unlinkSync, writeF
 import os from "node:os";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import sharp, { type Metadata } from "sharp";
-import { notRegularFile } from "../runtime/cli_input.ts";
+import { ExpectedError, notRegularFile } from "../runtime/cli_input.ts";
 import { MAX_BUFFER_BYTES } from "../runtime/memory.ts";
 
-export class ImageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ImageError";
-  }
-}
+export class ImageError extends ExpectedError {}
 
 export interface ImageData {
   path: string;

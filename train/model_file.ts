@@ -29,13 +29,14 @@ import type { Mlp } from "../modules/mlp.ts";
 import { type Checkpoint, CheckpointError, type CheckpointProblem, type ContainerFormat, MAGIC as CHECKPOINT_MAGIC, notJson, readContainer, trainedOn, writeContainer } from "./checkpoint.ts";
 import { parseTrainConfig } from "./config.ts";
 import { checkpointWeights, createField } from "./trainer.ts";
+import { ExpectedError } from "../runtime/cli_input.ts";
 
 export const MODEL_MAGIC = "NGPKMODL";
 /** The format this code writes; it reads versions 1..MODEL_FORMAT_VERSION. */
 export const MODEL_FORMAT_VERSION = 1;
 
 /** A model file that cannot be written, read or used; the message names the file and the problem. */
-export class ModelFileError extends Error {
+export class ModelFileError extends ExpectedError {
   /** The model file ("" when not given). */
   readonly file: string;
   readonly problem: CheckpointProblem;

@@ -43,6 +43,7 @@ import type { Batch, DataSource, EvaluateRequest, SourceContext, SourceEvaluatio
 import { interruptible } from "./eval.ts";
 import { writeFileAtomic } from "./image.ts";
 import { plotSpec, type MetricsRow } from "./outputs.ts";
+import { ExpectedError } from "../runtime/cli_input.ts";
 
 export const POINTS_MAGIC = "NGPKPNTS";
 export const POINTS_VERSION = 1;
@@ -56,7 +57,7 @@ const MIN_BLOCKS = 64;
 const EVAL_CHUNK = 1 << 14;
 
 /** Bad points input (exit status 2): the message names the file and the problem. */
-export class PointsError extends Error {
+export class PointsError extends ExpectedError {
   constructor(
     message: string,
     readonly file: string,

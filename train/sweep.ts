@@ -483,14 +483,14 @@ export interface SweepResult {
 }
 
 const SWEPT = ["levels", "featuresPerLevel", "log2HashmapSize", "baseResolution", "finestResolution"] as const;
-const SWEPT_FLAG: Record<string, string> = { levels: "--levels", featuresPerLevel: "--features", log2HashmapSize: "--budgets", baseResolution: "--base", finestResolution: "--finest or --scale" };
+const SWEPT_FLAG: Record<string, string> = { levels: "--levels", featuresPerLevel: "--features", log2HashmapSize: "--budgets", baseResolution: "--base", finestResolution: "--finest or --per-level-scale" };
 
 /** The trainer's configuration shared by every run (validated; swept fields at their defaults). */
 export function sweepBaseConfig(opts: Pick<SweepOptions, "image" | "steps" | "seed" | "train">): TrainConfig {
   const given = { ...(opts.train ?? {}) };
   const enc = (given.encoding ?? {}) as Record<string, unknown>;
   for (const f of [...SWEPT, "perLevelScale"])
-    if (enc[f] !== undefined) throw new UsageError(`encoding.${f}: swept by the sweep, not a fixed setting (give it with ${SWEPT_FLAG[f] ?? "--scale"} or in --grid)`);
+    if (enc[f] !== undefined) throw new UsageError(`encoding.${f}: swept by the sweep, not a fixed setting (give it with ${SWEPT_FLAG[f] ?? "--per-level-scale"} or in --grid)`);
   if (given.points !== undefined) throw new UsageError(`points: a sweep fits a photograph (--image); scattered points are not supported yet`);
   if (given.seconds !== undefined) throw new UsageError(`seconds: a sweep trains every run for the same number of steps (--steps); a time budget is not allowed`);
   if (given.out !== undefined) throw new UsageError(`out: a sweep puts each run in its own directory under --out; give --out instead`);

@@ -32,6 +32,7 @@ import { openPointSource, PointSource, type PointsSummary } from "./points.ts";
 import { ImageSampler } from "./sampler.ts";
 import { makeSchedule, type Schedule } from "./schedule.ts";
 import { lockOutDir } from "./lock.ts";
+import { ExpectedError } from "../runtime/cli_input.ts";
 
 /** Progress after each optimizer step. */
 export interface StepInfo {
@@ -106,19 +107,19 @@ export interface TrainResult {
 }
 
 /** A run stopped (TrainHooks.signal) before its first step: it wrote nothing. */
-export class InterruptedError extends Error {
+export class InterruptedError extends ExpectedError {
+  override readonly status = 130;
   constructor(out: string) {
     super(`interrupted before the first step: nothing written (${out} holds what it held)`);
-    this.name = "InterruptedError";
+  }
+  override report(): string {
+    return this.message;
   }
 }
 
-/** A run that cannot start or continue, with a message for people (no stack trace needed). */
-export class TrainError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "TrainError";
-  }
+/** A run that cannot start or continue, with a message for people (no stack trace needed): exit status 1. */
+export class TrainError extends ExpectedError {
+  override readonly status = 1;
 }
 
 const HELD_OUT = 1 << 14;
@@ -324,12 +325,7 @@ async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string)
 }
 
 /** The out directory cannot be used: bad input (the CLI's exit status 2), found before training. */
-export class OutDirError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "OutDirError";
-  }
-}
+export class OutDirError extends ExpectedError {}
 
 /** What a run writes in its out directory (image runs: reconstruction.png; points runs: validation.csv). */
 const OUTPUTS = ["checkpoint.ngpk", "metrics.csv", "summary.json", "plot.png", "reconstruction.png", "validation.csv"];

@@ -22,9 +22,9 @@ describe("chooseBackend", () => {
 
   test("a bad value names its source and the allowed values", () => {
     withEnv({ NGPK_BACKEND: "gpu" }, () => {
-      expect(() => chooseBackend()).toThrow('NGPK_BACKEND="gpu" is not a backend: use one of auto, cuda, cpu, js');
+      expect(() => chooseBackend()).toThrow('NGPK_BACKEND: "gpu" is not allowed (allowed: auto, cuda, cpu, js)');
     });
-    expect(() => chooseBackend({ backend: "metal" as BackendRequest })).toThrow('option backend="metal" is not a backend');
+    expect(() => chooseBackend({ backend: "metal" as BackendRequest })).toThrow('option backend: "metal" is not allowed (allowed: auto, cuda, cpu, js)');
   });
 
   test.skipIf(!NO_GPU || !HAS_CXX)("auto without a GPU picks cpu and says why", () => {
