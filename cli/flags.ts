@@ -19,7 +19,7 @@ export interface Flag {
 /** Every flag, the configuration field it sets, and what it means. */
 export const FLAGS: Flag[] = [
   { flag: "steps", path: "steps", kind: "int", help: "optimizer steps" },
-  { flag: "seconds", path: "seconds", kind: "number", help: "wall-clock budget in seconds: alone, time stops the run (no step limit); with --steps, whichever ends first" },
+  { flag: "seconds", path: "seconds", kind: "number", help: "wall-clock budget in seconds: alone, time stops the run (cosine, onecycle: over the steps estimated to fit after a warm-up); with --steps, whichever ends first" },
   { flag: "batch", path: "batch", kind: "int", help: "samples per micro-batch" },
   { flag: "accumulate", path: "accumulate", kind: "int", help: "micro-batches per optimizer step" },
   { flag: "levels", path: "encoding.levels", kind: "int", help: "hash-grid levels" },

@@ -9,6 +9,7 @@ import { UsageError } from "../runtime/cli_input.ts";
 import { ConfigError } from "../modules/options.ts";
 import { DEFAULT_IMAGE, MAX_STEPS, TrainConfigSchema, getPath, mergeConfig, namingFile, parseTrainConfig, readConfigFile } from "../train/config.ts";
 import { peakRss } from "../train/points.ts";
+import { describeSpan, spansSteps, type ScheduleKind } from "../train/schedule.ts";
 import { train, type StepInfo, type TrainResult } from "../train/trainer.ts";
 import { FLAGS, GROWTH_TWICE, byFlag, flagConfig, optionsOf, parseFlags, type Options } from "./flags.ts";
 import { runCommand } from "./run.ts";
@@ -73,7 +74,7 @@ function progress(json: boolean, limit: () => number | undefined): { step(i: Ste
   };
 }
 
-function report(r: TrainResult): string {
+function report(r: TrainResult, kind: ScheduleKind): string {
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
   const on = r.points
     ? `validation loss ${r.points.validationLoss.toExponential(3)}, PSNR ${r.psnr.toFixed(2)} dB (relative to the value range) on ${r.points.heldOutRecords.toLocaleString("en")} held-out points`
@@ -82,8 +83,10 @@ function report(r: TrainResult): string {
     ? `interrupted after ${r.steps} steps in ${r.seconds.toFixed(1)} s (${r.stepsPerSecond.toFixed(1)} steps/s)${Number.isFinite(r.psnr) ? `; last PSNR ${r.psnr.toFixed(2)} dB` : ""}`
     : `${on} after ${r.steps} steps in ${r.seconds.toFixed(1)} s (${r.stepsPerSecond.toFixed(1)} steps/s; stopped by ${r.stoppedBy})`;
   const p = r.points;
+  const span = r.scheduleSpan;
   return [
     head,
+    ...(span?.from === "seconds" ? [`schedule: ${describeSpan(kind, span)} (--steps ${span.steps} reruns it)`] : []),
     ...(p
       ? [`points: ${p.records.toLocaleString("en")} (${p.dims} coordinates, ${p.channels} value${p.channels === 1 ? "" : "s"}; ${p.heldOutRecords.toLocaleString("en")} held out), box ${JSON.stringify(p.box.min)}..${JSON.stringify(p.box.max)} (from the ${p.boxFrom}); data buffers ${mib(p.dataBytes)} of the ${mib(p.maxMemory)} allowed, peak memory ${mib(peakRss())}`]
       : []),
@@ -141,8 +144,14 @@ export async function main(argv: string[]): Promise<number> {
       throw named(e);
     }
     seconds = cfg.seconds;
-    if (cfg.seconds !== undefined && !json)
-      process.stderr.write(`${cfg.steps >= MAX_STEPS ? `stops after ${cfg.seconds} s (--seconds; no step limit)` : `stops at ${cfg.steps} steps or after ${cfg.seconds} s, whichever comes first`}\n`);
+    const kind = cfg.schedule.kind;
+    const timed = cfg.seconds !== undefined && cfg.steps >= MAX_STEPS;
+    const defaultSteps = cfg.seconds === undefined && !set.has("steps") && file.steps === undefined;
+    if (!json && cfg.seconds !== undefined)
+      process.stderr.write(
+        `${!timed ? `stops at ${cfg.steps} steps or after ${cfg.seconds} s, whichever comes first` : !spansSteps(kind) ? `stops after ${cfg.seconds} s (--seconds; no step limit)` : `stops after ${cfg.seconds} s (--seconds): the ${kind} schedule spans the steps ${values.resume ? "the checkpoint's run decided" : "estimated to fit, after a warm-up measuring the steps per second"}`}\n`,
+      );
+    else if (!json && defaultSteps && spansSteps(kind)) process.stderr.write(`${kind} over ${cfg.steps} steps (the default --steps; --steps or --seconds sets the span)\n`);
     const result = await train(cfg, {
       signal: controller.signal,
       resume: typeof values.resume === "string" ? values.resume : undefined,
@@ -150,7 +159,7 @@ export async function main(argv: string[]): Promise<number> {
       onStep: (i) => bar.step(i),
     }).catch((e) => Promise.reject(named(e)));
     bar.stop();
-    if (!json) console.log(report(result));
+    if (!json) console.log(report(result, kind));
     if (result.stoppedBy === "interrupted" && !json) console.log(`interrupted: continue with --resume ${result.files.checkpoint}`);
     if (json) {
       console.log(JSON.stringify({
@@ -158,6 +167,7 @@ export async function main(argv: string[]): Promise<number> {
         backend: result.backend, backend_reason: result.backendReason, params_encoding: result.paramsEncoding, params_network: result.paramsNetwork,
         bytes_params: result.bytesParams, bytes_training: result.bytesTraining, bytes_inference: result.bytesInference, out: cfg.out,
         ...(result.points ? { validation_loss: result.points.validationLoss, points: result.points } : {}),
+        ...(result.scheduleSpan ? { schedule_span: result.scheduleSpan } : {}),
         max_rss_bytes: peakRss(),
       }));
     }

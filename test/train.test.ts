@@ -23,6 +23,7 @@ import type { TrainConfigInput } from "../train/config.ts";
 import { readMetrics } from "../train/outputs.ts";
 import { checkMemory, MemoryError } from "../runtime/memory.ts";
 import { InterruptedError, TrainError, train, type TrainHooks, type TrainResult } from "../train/trainer.ts";
+import { ConfigError } from "../modules/options.ts";
 import { freshSeed, rng, uniformF32 } from "./util.ts";
 
 const CPU = findCxx().tool !== undefined;
@@ -366,6 +367,77 @@ describe("schedules in the trainer: metrics.csv's lr is the schedule's factor ti
     const end1 = 0.3 * 20 - 1;
     expectFactors(rows, (s) => (s <= end1 ? annealCos(initial, 1, s / end1) : annealCos(1, initial / 1e4, (s - end1) / (19 - end1))));
     expect(Math.max(...rows.map((r) => r.lr))).toBeCloseTo(lr, 15);
+  });
+});
+
+describe("a time budget and no steps: cosine and onecycle span the steps estimated after a warm-up", () => {
+  // The measured steps per second replaced (hooks.stepsPerSecond): the 20 s budget, less a warm-up
+  // of 0.4 to 2 s (2% to 10% of it), holds 9 steps at 0.5 steps/s.
+  const timed = (over: Partial<TrainConfigInput> = {}) => base({ steps: undefined, seconds: 20, schedule: { kind: "cosine", warmupSteps: 2 }, ...over });
+  const N = 9;
+  const rate = { stepsPerSecond: 0.5 };
+  const decided = () => once("timed cosine", () => run(timed(), rate));
+  const given = () => once("cosine over N", () => run(timed({ seconds: undefined, steps: N })));
+
+  test("the warm-up is undone: the run equals one given --steps N, bit for bit; the decision is in summary.json and the checkpoint", async () => {
+    const [a, b] = [await decided(), await given()];
+    expect(a.result.steps).toBe(N);
+    expect(a.result.stoppedBy).toBe("steps");
+    const span = a.result.scheduleSpan!;
+    expect(span).toMatchObject({ steps: N, from: "seconds", budget: 20, stepsPerSecond: 0.5 });
+    expect(span.from === "seconds" && span.warmupSteps).toBeGreaterThanOrEqual(4);
+    expect(a.ck.meta.scheduleSpan).toEqual(span);
+    expect(JSON.parse(readFileSync(a.result.files.summary, "utf8")).scheduleSpan).toEqual(span);
+    expect(b.result.scheduleSpan).toEqual({ steps: N, from: "steps" });
+    expectSameArrays(a.ck, b.ck);
+    expect(a.ck.rng).toEqual(b.ck.rng);
+    expect(a.result.psnr).toBe(b.result.psnr);
+    // metrics.csv holds the N steps (none of the warm-up's), the last at the floor's neighbour.
+    const rows = readMetrics(a.result.files.metrics);
+    expect(rows.map((r) => r.step)).toEqual(Array.from({ length: N }, (_, k) => k + 1));
+    expect(rows.map((r) => r.lr)).toEqual(readMetrics(b.result.files.metrics).map((r) => r.lr));
+    expect(rows.at(-1)!.lr).toBeCloseTo(1e-2 * (0.01 + 0.99 * 0.5 * (1 + Math.cos((Math.PI * (N - 1 - 2)) / (N - 2)))), 15);
+  });
+
+  test("onecycle too: the same parameters as given the steps", async () => {
+    const schedule = { kind: "onecycle" as const };
+    const [a, b] = [await run(timed({ schedule }), rate), await run(timed({ schedule, seconds: undefined, steps: N }))];
+    expect(a.result.scheduleSpan?.steps).toBe(N);
+    expectSameArrays(a.ck, b.ck);
+  });
+
+  test("interrupted after the decision, then resumed (with the budget, or --steps N): equals the straight run; another --steps is refused naming steps", async () => {
+    const controller = new AbortController();
+    const stopped = await run(timed(), { ...rate, signal: controller.signal, onStep: (i) => i.step === 5 && controller.abort() });
+    expect(stopped.result.stoppedBy).toBe("interrupted");
+    expect(stopped.ck.step).toBe(5);
+    expect(stopped.ck.meta.scheduleSpan).toMatchObject({ steps: N, from: "seconds", budget: 20, stepsPerSecond: 0.5 });
+    const resumed = await run(timed(), { resume: stopped.result.files.checkpoint });
+    expect(resumed.result.steps).toBe(N);
+    expect(resumed.result.scheduleSpan).toEqual(stopped.ck.meta.scheduleSpan as never);
+    expectSameArrays((await given()).ck, resumed.ck);
+    const withSteps = await run(timed({ steps: N }), { resume: stopped.result.files.checkpoint });
+    expectSameArrays((await given()).ck, withSteps.ck);
+    const e = await train(timed({ steps: 12 }), { resume: stopped.result.files.checkpoint }).then(() => undefined, (x: unknown) => x);
+    expect(e).toBeInstanceOf(ConfigError);
+    expect((e as Error).message).toBe(
+      `steps: 12 is not the ${N} steps that ${stopped.result.files.checkpoint}'s cosine schedule spans (estimated for its 20 s budget): resume with --steps ${N} or with --seconds and no --steps, or start a new run`,
+    );
+    // A schedule given its steps is resumed over them too.
+    const e2 = await train(timed({ seconds: undefined, steps: 12 }), { resume: (await given()).result.files.checkpoint }).then(() => undefined, (x: unknown) => x);
+    expect((e2 as Error).message).toStartWith(`steps: 12 is not the ${N} steps that`);
+  });
+
+  test("a budget with no room for a step after the warm-up is refused naming seconds; interrupted in the warm-up, nothing is written", async () => {
+    const out = outDir("short");
+    const e = await train(timed({ out }), { stepsPerSecond: 1e-3 }).then(() => undefined, (x: unknown) => x);
+    expect(e).toBeInstanceOf(ConfigError);
+    expect((e as Error).message).toMatch(/^seconds: 20 is too short for a cosine schedule: the warm-up measuring the steps per second took [\d.]+ s \(\d+ steps at 0\.00100 steps\/s\) and no step fits in what is left: give more --seconds, or --steps$/);
+    expect(readdirSync(out)).toEqual([]);
+    const controller = new AbortController();
+    const i = await train(timed({ out }), { ...rate, signal: controller.signal, log: (m) => m.startsWith("backend") && controller.abort() }).then(() => undefined, (x: unknown) => x);
+    expect(i).toBeInstanceOf(InterruptedError);
+    expect(readdirSync(out)).toEqual([]);
   });
 });
 

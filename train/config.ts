@@ -88,7 +88,10 @@ export const TrainConfigSchema = z
     batch: positiveInt(1 << 24).default(1 << 16),
     /** Micro-batches per optimizer step (their gradients add; the loss is scaled by 1 / accumulate). */
     accumulate: positiveInt(1024).default(1),
-    /** Optimizer steps; with `seconds`, whichever ends first (`seconds` alone: MAX_STEPS, time governs). */
+    /**
+     * Optimizer steps; with `seconds`, whichever ends first (`seconds` alone: MAX_STEPS, time governs,
+     * and a cosine or onecycle schedule spans the steps estimated to fit: TrainResult.scheduleSpan).
+     */
     steps: positiveInt(MAX_STEPS).default(1000),
     /** Wall-clock budget in seconds (checked before each micro-batch). */
     seconds: z.number().positive().optional(),
@@ -179,13 +182,11 @@ function describe(i: z.core.$ZodIssue, input: unknown): string {
 
 /** Validate a configuration; every problem names its field. */
 export function parseTrainConfig(input: unknown): TrainConfig {
-  // seconds and no steps: the time budget alone stops the run.
+  // seconds and no steps: the time budget alone stops the run (a cosine or onecycle schedule spans
+  // the steps estimated to fit it: the trainer decides them after a warm-up).
   const timed = isPlainObject(input) && input.seconds !== undefined && input.steps === undefined;
   const r = TrainConfigSchema.safeParse(timed ? { ...input, steps: MAX_STEPS } : input);
   if (!r.success) throw new ConfigError(r.error.issues.map((i) => describe(i, input)).join("\n"));
-  const kind = r.data.schedule.kind;
-  if (timed && (kind === "cosine" || kind === "onecycle"))
-    throw new ConfigError(`schedule.kind: ${show(kind)} spans the run's steps, and with seconds and no steps they are unlimited: give steps too`);
   return r.data;
 }
 

@@ -95,6 +95,59 @@ export function parseScheduleSpec(input: unknown, where = "schedule"): ScheduleS
   throw new ConfigError(r.error.issues.map((i) => (i.path.length > 0 ? `${where}.${i.message}` : `${where}: ${i.message}`)).join("\n"));
 }
 
+/** The schedules whose factors span the run's steps: a time budget alone needs its step count decided. */
+export const spansSteps = (kind: ScheduleKind): boolean => kind === "cosine" || kind === "onecycle";
+
+/**
+ * The steps a cosine or onecycle schedule spans, and how they were decided: the run's steps, or
+ * (a time budget and no steps) the steps estimated to fit the `budget` seconds: `warmupSteps` steps
+ * in `warmupSeconds` measured `stepsPerSecond` (the first step, which pays for first use, left out),
+ * and the steps are what the rest of the budget holds at that rate. The warm-up is then undone and
+ * the run starts over, as if given these steps: a rerun given them gives the same parameters.
+ */
+export type ScheduleSpan =
+  | { steps: number; from: "steps" }
+  | { steps: number; from: "seconds"; budget: number; warmupSteps: number; warmupSeconds: number; stepsPerSecond: number };
+
+/** The warm-up measuring the steps per second ends after this many steps and this share of the budget, or at the larger share. */
+const WARMUP = { steps: 4, share: 0.02, maxShare: 0.1 };
+
+/** A time budget's warm-up: step() after each step, until it says the warm-up is over; then span(). */
+export class Warmup {
+  steps = 0;
+  #first = 0; // seconds into the warm-up at the end of its first step
+  #seconds = 0;
+
+  /** `budget`: the run's seconds; `start`: the seconds already spent (a resumed run's) when the warm-up starts. */
+  constructor(readonly budget: number, readonly start: number) {}
+
+  /** A warm-up step ended at `seconds` (of the run): whether the warm-up is over. */
+  step(seconds: number): boolean {
+    this.#seconds = seconds - this.start;
+    if (++this.steps === 1) this.#first = this.#seconds;
+    const share = this.#seconds / this.budget;
+    return (this.steps >= WARMUP.steps && share >= WARMUP.share) || share >= WARMUP.maxShare;
+  }
+
+  /** The measured steps per second (from the end of the first step on, when there are more). */
+  get rate(): number {
+    const t = this.#seconds - this.#first;
+    return this.steps > 1 && t > 0 ? (this.steps - 1) / t : this.steps / Math.max(1e-9, this.#seconds);
+  }
+
+  /** The span, for `left` seconds of the budget at `rate` steps per second (0 steps: nothing fits). */
+  span(left: number, rate = this.rate): Extract<ScheduleSpan, { from: "seconds" }> {
+    return { steps: Math.max(0, Math.floor(left * rate)), from: "seconds", budget: this.budget, warmupSteps: this.steps, warmupSeconds: this.#seconds, stepsPerSecond: rate };
+  }
+}
+
+/** "cosine over 2077 steps, estimated after 20 steps at 34.6 steps/s for the 60 s budget". */
+export function describeSpan(kind: ScheduleKind, span: ScheduleSpan): string {
+  const over = `${kind} over ${span.steps} steps`;
+  if (span.from === "steps") return over;
+  return `${over}, estimated after ${span.warmupSteps} warm-up step${span.warmupSteps === 1 ? "" : "s"} (${span.warmupSeconds.toFixed(2)} s) at ${span.stepsPerSecond.toPrecision(3)} steps/s for the ${span.budget} s budget`;
+}
+
 /** A schedule's memory, as JSON: only plateau has any. best is null before the first observation. */
 export type ScheduleState =
   | { kind: "none" | "cosine" | "onecycle" }

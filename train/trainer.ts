@@ -23,16 +23,17 @@ import { Loss } from "../modules/loss.ts";
 import { Mlp } from "../modules/mlp.ts";
 import { Optimizer, type OptimizerState } from "../modules/optimizer.ts";
 import { CheckpointError, checkCompatible, readCheckpoint, trainedOn, writeCheckpoint, type Checkpoint } from "./checkpoint.ts";
-import { MODEL_FIELDS, parseTrainConfig, type TrainConfig, type TrainConfigInput } from "./config.ts";
+import { MAX_STEPS, MODEL_FIELDS, parseTrainConfig, type TrainConfig, type TrainConfigInput } from "./config.ts";
 import type { Batch, DataSource, EvaluateRequest, SourceContext, SourceEvaluation } from "./data/source.ts";
 import { evaluate, interruptible, type Field } from "./eval.ts";
 import { loadImage, writeImage, type ImageData } from "./image.ts";
 import { MetricsLog, writeJsonAtomic, writePlot } from "./outputs.ts";
 import { openPointSource, PointSource, type PointsSummary } from "./points.ts";
 import { ImageSampler } from "./sampler.ts";
-import { makeSchedule, type Schedule } from "./schedule.ts";
+import { describeSpan, makeSchedule, spansSteps, Warmup, type Schedule, type ScheduleSpan } from "./schedule.ts";
 import { lockOutDir } from "./lock.ts";
 import { ExpectedError } from "../runtime/cli_input.ts";
+import { ConfigError } from "../modules/options.ts";
 
 /** Progress after each optimizer step. */
 export interface StepInfo {
@@ -69,6 +70,8 @@ export interface TrainHooks {
    * InterruptedError having written nothing.
    */
   signal?: AbortSignal;
+  /** A time budget's measured steps per second replaced by this (tests: a known step count). */
+  stepsPerSecond?: number;
   /** Continue from this checkpoint (same model; steps and schedule continue). */
   resume?: string;
 }
@@ -85,6 +88,11 @@ export interface TrainResult {
   seconds: number;
   stepsPerSecond: number;
   stoppedBy: StopReason;
+  /**
+   * The steps a cosine or onecycle schedule spans and how they were decided (a time budget alone:
+   * estimated after a warm-up; also in the checkpoint, for --resume and a rerun with --steps).
+   */
+  scheduleSpan?: ScheduleSpan;
   backend: Backend;
   backendReason: string;
   paramsEncoding: number;
@@ -357,7 +365,21 @@ function prepareOutDir(dir: string): string {
 function checkResume(ck: Checkpoint, cfg: TrainConfig, source: DataSource, path: string): void {
   checkCompatible(ck, cfg, MODEL_FIELDS);
   source.checkResume(ck, path);
+  const span = recordedSpan(ck);
+  if (span && cfg.schedule.kind === (ck.meta.schedule as { kind: string }).kind && cfg.steps < MAX_STEPS && cfg.steps !== span.steps)
+    throw new ConfigError(
+      `steps: ${cfg.steps} is not the ${span.steps} steps that ${path}'s ${cfg.schedule.kind} schedule spans` +
+        `${span.from === "seconds" ? ` (estimated for its ${span.budget} s budget)` : ""}: resume with --steps ${span.steps}${span.from === "seconds" ? ` or with --seconds and no --steps` : ""}, or start a new run`,
+    );
   if (ck.step > cfg.steps) throw new CheckpointError(`${path}: the checkpoint is at step ${ck.step}, past the ${cfg.steps} steps asked for`);
+}
+
+/** The steps a checkpoint's cosine or onecycle schedule spans (one written before they were recorded: its steps). */
+function recordedSpan(ck: Checkpoint): ScheduleSpan | undefined {
+  const kind = (ck.meta.schedule as { kind?: string } | undefined)?.kind;
+  if (kind !== "cosine" && kind !== "onecycle") return undefined;
+  const steps = (ck.config as { steps?: unknown }).steps;
+  return (ck.meta.scheduleSpan as ScheduleSpan | undefined) ?? (typeof steps === "number" && steps < MAX_STEPS ? { steps, from: "steps" } : undefined);
 }
 
 async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, resume: Checkpoint | undefined, hooks: TrainHooks): Promise<TrainResult> {
@@ -375,14 +397,21 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   let step = 0;
   let micro = 0;
   let elapsedBefore = 0;
-  let schedule: Schedule = makeSchedule(cfg.schedule, cfg.steps);
   if (resume) {
     restore(m, resume);
     step = resume.step;
     micro = (resume.rng as { micro: number }).micro;
     elapsedBefore = (resume.meta.seconds as number | undefined) ?? 0;
-    schedule = makeSchedule(cfg.schedule, cfg.steps, resume.meta.schedule as never);
   }
+  // A cosine or onecycle schedule spans the run's steps, or the checkpoint's; given a time budget
+  // and no steps, a warm-up measures the steps per second, then is undone (the state it started
+  // from put back) and the run starts over with the schedule over the steps the budget has left
+  // (train/schedule.ts ScheduleSpan): as if given those steps.
+  let span = spansSteps(cfg.schedule.kind) ? ((resume && recordedSpan(resume)) ?? (cfg.steps < MAX_STEPS ? { steps: cfg.steps, from: "steps" } : undefined)) : undefined;
+  const warmup = spansSteps(cfg.schedule.kind) && !span ? { measure: new Warmup(cfg.seconds!, elapsedBefore), from: { state: snapshot(m), step, micro } } : undefined;
+  let limit = span?.steps ?? cfg.steps;
+  let schedule: Schedule = makeSchedule(cfg.schedule, limit, resume?.meta.schedule as never);
+  if (span?.from === "seconds") hooks.log?.(`${describeSpan(cfg.schedule.kind, span)} (the checkpoint's)`);
   // The out directory's earlier outputs stay as they are until this run saves its first checkpoint:
   // until then its metrics go to a temporary beside them. That first checkpoint is the switch: it
   // replaces the earlier one (atomically), then the metrics move into place and the earlier run's
@@ -405,21 +434,21 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   const started = performance.now();
   const seconds = () => elapsedBefore + (performance.now() - started) / 1000;
   const stepsAtStart = step;
+  let rateFrom = { step, seconds: elapsedBefore }; // the steps per second are counted from here
 
   const save = async () => {
-    const optState = opt.state();
+    const state = snapshot(m);
     await writeCheckpoint(files.checkpoint, {
       config: cfg,
       step,
       rng: { micro },
       meta: {
         // JSON holds no Infinity or NaN: a non-finite figure is stored as absent.
-        schedule: schedule.state(), seconds: seconds(), psnr: finite(lastPsnr),
+        schedule: schedule.state(), scheduleSpan: span, seconds: seconds(), psnr: finite(lastPsnr),
         ...source.meta(),
-        optimizer: { step: optState.step, groups: optState.groups.map((g) => ({ name: g.name, lr: g.lr })) },
-        ema: ema ? { decay: ema.decay, steps: ema.steps } : undefined,
+        ...state.meta,
       },
-      arrays: stateArrays(m, optState),
+      arrays: state.arrays,
     });
     if (!switched) {
       metrics.moveTo(files.metrics);
@@ -442,8 +471,26 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   };
 
   // Let the event loop run now and then: signal handlers (Ctrl-C) and timers are JS callbacks.
+  // The warm-up is over, or stopped: its steps are undone; the schedule spans what the budget has left at the measured rate.
+  const endWarmup = (w: NonNullable<typeof warmup>) => {
+    restore(m, w.from.state);
+    ({ step, micro } = w.from);
+    if (stoppedBy === "interrupted") return;
+    const s = (span = w.measure.span(cfg.seconds! - seconds(), hooks.stepsPerSecond));
+    if (s.steps < 1)
+      throw new ConfigError(
+        `seconds: ${cfg.seconds} is too short for a ${cfg.schedule.kind} schedule: the warm-up measuring the steps per second took ${s.warmupSeconds.toFixed(2)} s ` +
+          `(${s.warmupSteps} step${s.warmupSteps === 1 ? "" : "s"} at ${s.stepsPerSecond.toPrecision(3)} steps/s) and no step fits in what is left: give more --seconds, or --steps`,
+      );
+    limit = s.steps;
+    schedule = makeSchedule(cfg.schedule, limit);
+    stoppedBy = "steps";
+    rateFrom = { step, seconds: seconds() };
+    hooks.log?.(`${describeSpan(cfg.schedule.kind, s)} (redone from the start): stops at ${limit} steps or after ${cfg.seconds} s, whichever comes first`);
+  };
+
   const pause = interruptible(hooks.signal);
-  while (step < cfg.steps) {
+  while (step < limit) {
     await pause();
     const factor = schedule.factor(step);
     opt.setLearningRate("encoding", m.encLr * factor);
@@ -480,9 +527,15 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     step++;
     const loss = lossSum / done;
     const t = seconds();
-    const rate = (step - stepsAtStart) / Math.max(1e-9, t - elapsedBefore);
+    if (warmup && !span) {
+      // A warm-up step: no evaluation, metrics row, progress or checkpoint (it is undone).
+      if (!warmup.measure.step(t) && done === K) continue;
+      endWarmup(warmup);
+      continue;
+    }
+    const rate = (step - rateFrom.step) / Math.max(1e-9, t - rateFrom.seconds);
     let psnr: number | undefined;
-    if (cfg.evalEvery > 0 && step % cfg.evalEvery === 0 && step < cfg.steps) {
+    if (cfg.evalEvery > 0 && step % cfg.evalEvery === 0 && step < limit) {
       const e = await evaluation(false);
       if (!e) stoppedBy = "interrupted"; // the step stands, without its evaluation
       else {
@@ -494,7 +547,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     // A step's row is written when the next one ends, so that the last one gets the final PSNR.
     if (pending) metrics.log(pending);
     pending = { step, loss, lr: m.netLr * factor, psnr, seconds: t };
-    hooks.onStep?.({ step, steps: cfg.steps, loss, lr: m.netLr * factor, psnr: lastPsnr, seconds: t, stepsPerSecond: rate });
+    hooks.onStep?.({ step, steps: limit, loss, lr: m.netLr * factor, psnr: lastPsnr, seconds: t, stepsPerSecond: rate });
     if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0) await save();
     if (done < K || stoppedBy === "interrupted") break;
   }
@@ -508,6 +561,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
         `: lower the learning rate, or check the ${image ? "image" : "points"} and the loss`,
     );
   }
+  if (warmup && !span) endWarmup(warmup); // stopped during the warm-up
   // Interrupted before its first step: nothing to keep, and nothing written over the earlier outputs.
   if (stoppedBy === "interrupted" && step === stepsAtStart) throw new InterruptedError(out);
   // The checkpoint first, then the final evaluation and outputs (on the EMA weights when enabled):
@@ -537,8 +591,9 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     psnr,
     steps: step,
     seconds: trainedSeconds,
-    stepsPerSecond: (step - stepsAtStart) / Math.max(1e-9, trainedSeconds - elapsedBefore),
+    stepsPerSecond: (step - rateFrom.step) / Math.max(1e-9, trainedSeconds - rateFrom.seconds),
     stoppedBy,
+    ...(span ? { scheduleSpan: span } : {}),
     backend: grid.backend,
     backendReason: grid.backendReason,
     paramsEncoding,
@@ -607,6 +662,18 @@ export function loadCheckpointWeights(f: { grid: HashGrid; mlp: Mlp }, ck: Check
   }
 }
 
+/** The model's state, as a checkpoint holds it (restore puts it back). */
+function snapshot(m: Model): Pick<Checkpoint, "arrays" | "meta"> {
+  const optState = m.opt.state();
+  return {
+    arrays: stateArrays(m, optState),
+    meta: {
+      optimizer: { step: optState.step, groups: optState.groups.map((g) => ({ name: g.name, lr: g.lr })) },
+      ema: m.ema ? { decay: m.ema.decay, steps: m.ema.steps } : undefined,
+    },
+  };
+}
+
 /** Every array a checkpoint holds, by name (`optState`: the optimizer's state, downloaded once). */
 function stateArrays(m: Model, optState: OptimizerState): Record<string, Float32Array> {
   // The f32 weights (an f16 encoding's master copy, not its rounded parameters).
@@ -623,7 +690,7 @@ function stateArrays(m: Model, optState: OptimizerState): Record<string, Float32
   return arrays;
 }
 
-function restore(m: Model, ck: Checkpoint): void {
+function restore(m: Model, ck: Pick<Checkpoint, "arrays" | "meta">): void {
   const a = ck.arrays;
   const need = (name: string, length: number): Float32Array => {
     const v = a[name];
