@@ -4,7 +4,7 @@
 // continuing identically; zod refusals naming the field.
 import { describe, expect, test } from "bun:test";
 import { ConfigError } from "../modules/options.ts";
-import { makeSchedule, parseScheduleSpec, ScheduleSpecSchema, type ScheduleState } from "../train/schedule.ts";
+import { describeSpan, makeSchedule, parseScheduleSpec, ScheduleSpecSchema, spansSteps, Warmup, type ScheduleState } from "../train/schedule.ts";
 
 const close = (got: number, want: number) => expect(Math.abs(got - want)).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(want)));
 
@@ -194,5 +194,39 @@ describe("validation", () => {
     expect(() => makeSchedule({ kind: "none" }, 0)).toThrow(/totalSteps 0/);
     expect(() => makeSchedule({ kind: "none" }, 1.5)).toThrow(/totalSteps 1.5/);
     expect(() => makeSchedule({ kind: "none" }, 10).factor(-1)).toThrow(/step -1/);
+  });
+});
+
+describe("a time budget's span (Warmup): the steps the budget has left at the rate measured in a warm-up", () => {
+  test("the warm-up ends after 4 steps and 2% of the budget, or at 10%; the rate leaves out the first step", () => {
+    const w = new Warmup(100, 10); // a 100 s budget, 10 s already spent (a resumed run)
+    expect(w.step(10 + 1.0)).toBe(false); // the first step: 1 s (first use)
+    expect(w.step(10 + 1.1)).toBe(false);
+    expect(w.step(10 + 1.2)).toBe(false);
+    expect(w.step(10 + 1.3)).toBe(false); // 4 steps, 1.3 s: under 2%
+    expect(w.step(10 + 2.0)).toBe(true); // 2 s: 2% of the budget
+    close(w.rate, 4 / 1.0);
+    expect(w.span(80)).toEqual({ steps: 320, from: "seconds", budget: 100, warmupSteps: 5, warmupSeconds: 2, stepsPerSecond: 4 });
+    expect(w.span(80.2, 0.5).steps).toBe(40); // floor; a rate given (tests)
+    expect(w.span(-1).steps).toBe(0); // no room: the trainer refuses it
+    const slow = new Warmup(60, 0);
+    expect(slow.step(3)).toBe(false);
+    expect(slow.step(6.5)).toBe(true); // 2 steps, past 10% of the budget
+    close(slow.rate, 1 / 3.5);
+    const one = new Warmup(10, 0);
+    expect(one.step(2)).toBe(true); // one step past 10%: its own rate
+    close(one.rate, 0.5);
+  });
+
+  test("a cosine schedule over the decided steps reaches its floor at the last of them; described for the log", () => {
+    const span = new Warmup(60, 0);
+    for (let k = 1; k <= 20; k++) span.step(0.3 + (k - 1) / 34.6);
+    const s = span.span(60 - span.span(0).warmupSeconds);
+    const c = makeSchedule({ kind: "cosine" }, s.steps);
+    expect(c.factor(s.steps)).toBe(0.01);
+    expect(c.factor(s.steps - 1)).toBeGreaterThan(0.01);
+    expect(describeSpan("cosine", s)).toMatch(/^cosine over \d+ steps, estimated after 20 warm-up steps \(0\.85 s\) at 34\.6 steps\/s for the 60 s budget$/);
+    expect(describeSpan("onecycle", { steps: 50, from: "steps" })).toBe("onecycle over 50 steps");
+    expect([spansSteps("cosine"), spansSteps("onecycle"), spansSteps("plateau"), spansSteps("none")]).toEqual([true, true, false, false]);
   });
 });

@@ -241,6 +241,27 @@ describe("bun run train: runs", () => {
     expect(lastJson(resumed).stopped_by).toBe("steps");
   });
 
+  test("--seconds alone with --schedule cosine: the span estimated after a warm-up, said and reported; --resume with another --steps exits 2 naming it; the default --steps said", async () => {
+    const out = outDir("timed-cosine");
+    const r = await trainCli([image, ...SMALL, "--seconds", "3", "--schedule", "cosine", "--out", out]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toContain("stops after 3 s (--seconds): the cosine schedule spans the steps estimated to fit, after a warm-up measuring the steps per second");
+    const n = Number(/^cosine over (\d+) steps, estimated after \d+ warm-up steps? \([\d.]+ s\) at [\d.e+]+ steps\/s for the 3 s budget \(redone from the start\): stops at \1 steps or after 3 s, whichever comes first$/m.exec(r.err)?.[1]);
+    expect(n, r.err).toBeGreaterThanOrEqual(1);
+    expect(r.out).toContain(`schedule: cosine over ${n} steps, estimated after`);
+    expect(r.out).toContain(`(--steps ${n} reruns it)`);
+    const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
+    expect(summary.scheduleSpan).toMatchObject({ steps: n, from: "seconds", budget: 3 });
+    expect((await readCheckpoint(join(out, "checkpoint.ngpk"))).meta.scheduleSpan).toEqual(summary.scheduleSpan);
+    const checkpoint = join(out, "checkpoint.ngpk");
+    expectCleanError("--resume with another --steps", await trainCli([image, ...SMALL, "--schedule", "cosine", "--steps", String(n + 5), "--resume", checkpoint, "--out", outDir("resumed")]), 2, [
+      `error: --steps: ${n + 5} is not the ${n} steps that ${checkpoint}'s cosine schedule spans (estimated for its 3 s budget): resume with --steps ${n} or with --seconds and no --steps`,
+    ]);
+    const defaults = await trainCli([image, ...SMALL, "--schedule", "onecycle", "--resume", join(out, "missing.ngpk"), "--out", outDir("default")]);
+    expect(defaults.code).toBe(2);
+    expect(defaults.err).toStartWith("onecycle over 1000 steps (the default --steps; --steps or --seconds sets the span)\n");
+  });
+
   test("a diverging run (l2, linear network, SGD at lr 10): exit 1 naming the step and the kept checkpoint", async () => {
     const out = outDir("diverge");
     const r = await trainCli([image, ...SMALL, "--steps", "50", "--loss", "l2", "--activation", "none", "--optimizer", "sgd", "--lr", "10", "--checkpoint-every", "1", "--out", out]);
