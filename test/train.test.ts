@@ -399,9 +399,10 @@ describe("a time budget and no steps: cosine and onecycle span the steps estimat
     expect(rows.at(-1)!.lr).toBeCloseTo(1e-2 * (0.01 + 0.99 * 0.5 * (1 + Math.cos((Math.PI * (N - 1 - 2)) / (N - 2)))), 15);
   });
 
-  test("onecycle too: the same parameters as given the steps", async () => {
-    const schedule = { kind: "onecycle" as const };
-    const [a, b] = [await run(timed({ schedule }), rate), await run(timed({ schedule, seconds: undefined, steps: N }))];
+  test("onecycle too, with an f16 encoding and learned probing (their master weights and logits undone too): the same parameters as given the steps", async () => {
+    const over = { schedule: { kind: "onecycle" as const }, encoding: { levels: 4, log2HashmapSize: 12, finestResolution: 256, precision: "f16" as const, probing: { range: 4, codebookSize: 256 } } };
+    const [a, b] = [await run(timed(over), rate), await run(timed({ ...over, seconds: undefined, steps: N }))];
+    expect(Object.keys(a.ck.arrays)).toContain("probing.params");
     expect(a.result.scheduleSpan?.steps).toBe(N);
     expectSameArrays(a.ck, b.ck);
   });
