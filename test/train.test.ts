@@ -400,7 +400,7 @@ describe("a time budget and no steps: cosine and onecycle span the steps estimat
   });
 
   test("onecycle too, with an f16 encoding and learned probing (their master weights and logits undone too): the same parameters as given the steps", async () => {
-    const over = { schedule: { kind: "onecycle" as const }, encoding: { levels: 4, log2HashmapSize: 12, finestResolution: 256, precision: "f16" as const, probing: { range: 4, codebookSize: 256 } } };
+    const over: Partial<TrainConfigInput> = { schedule: { kind: "onecycle" }, encoding: { levels: 4, log2HashmapSize: 12, finestResolution: 256, precision: "f16", probing: { range: 4, codebookSize: 256 } } };
     const [a, b] = [await run(timed(over), rate), await run(timed({ ...over, seconds: undefined, steps: N }))];
     expect(Object.keys(a.ck.arrays)).toContain("probing.params");
     expect(a.result.scheduleSpan?.steps).toBe(N);
