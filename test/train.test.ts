@@ -19,7 +19,7 @@ import { Optimizer } from "../modules/optimizer.ts";
 import { allocBuffer } from "../runtime/buffer.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { CheckpointError, readCheckpoint, type Checkpoint } from "../train/checkpoint.ts";
-import type { TrainConfigInput } from "../train/config.ts";
+import { MAX_STEPS, type TrainConfigInput } from "../train/config.ts";
 import { readMetrics } from "../train/outputs.ts";
 import { checkMemory, MemoryError } from "../runtime/memory.ts";
 import { InterruptedError, TrainError, train, type TrainHooks, type TrainResult } from "../train/trainer.ts";
@@ -427,6 +427,13 @@ describe("a time budget and no steps: cosine and onecycle span the steps estimat
     // A schedule given its steps is resumed over them too.
     const e2 = await train(timed({ seconds: undefined, steps: 12 }), { resume: (await given()).result.files.checkpoint }).then(() => undefined, (x: unknown) => x);
     expect((e2 as Error).message).toStartWith(`steps: 12 is not the ${N} steps that`);
+  });
+
+  test("steps as many as MAX_STEPS and no seconds: the schedule spans them (no warm-up)", async () => {
+    const controller = new AbortController();
+    const r = await run(timed({ seconds: undefined, steps: MAX_STEPS }), { signal: controller.signal, onStep: (i) => i.step === 2 && controller.abort() });
+    expect(r.result.steps).toBe(2);
+    expect(r.result.scheduleSpan).toEqual({ steps: MAX_STEPS, from: "steps" });
   });
 
   test("a budget with no room for a step after the warm-up is refused naming seconds; interrupted in the warm-up, nothing is written", async () => {

@@ -366,13 +366,16 @@ function checkResume(ck: Checkpoint, cfg: TrainConfig, source: DataSource, path:
   checkCompatible(ck, cfg, MODEL_FIELDS);
   source.checkResume(ck, path);
   const span = recordedSpan(ck);
-  if (span && cfg.schedule.kind === (ck.meta.schedule as { kind: string }).kind && cfg.steps < MAX_STEPS && cfg.steps !== span.steps)
+  if (span && cfg.schedule.kind === (ck.meta.schedule as { kind: string }).kind && !timeAlone(cfg) && cfg.steps !== span.steps)
     throw new ConfigError(
       `steps: ${cfg.steps} is not the ${span.steps} steps that ${path}'s ${cfg.schedule.kind} schedule spans` +
         `${span.from === "seconds" ? ` (estimated for its ${span.budget} s budget)` : ""}: resume with --steps ${span.steps}${span.from === "seconds" ? ` or with --seconds and no --steps` : ""}, or start a new run`,
     );
   if (ck.step > cfg.steps) throw new CheckpointError(`${path}: the checkpoint is at step ${ck.step}, past the ${cfg.steps} steps asked for`);
 }
+
+/** A time budget and no steps (time alone stops the run). */
+const timeAlone = (cfg: TrainConfig) => cfg.seconds !== undefined && cfg.steps >= MAX_STEPS;
 
 /** The steps a checkpoint's cosine or onecycle schedule spans (one written before they were recorded: its steps). */
 function recordedSpan(ck: Checkpoint): ScheduleSpan | undefined {
@@ -407,7 +410,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   // and no steps, a warm-up measures the steps per second, then is undone (the state it started
   // from put back) and the run starts over with the schedule over the steps the budget has left
   // (train/schedule.ts ScheduleSpan): as if given those steps.
-  let span = spansSteps(cfg.schedule.kind) ? ((resume && recordedSpan(resume)) ?? (cfg.steps < MAX_STEPS ? { steps: cfg.steps, from: "steps" } : undefined)) : undefined;
+  let span = spansSteps(cfg.schedule.kind) ? ((resume && recordedSpan(resume)) ?? (timeAlone(cfg) ? undefined : { steps: cfg.steps, from: "steps" })) : undefined;
   const warmup = spansSteps(cfg.schedule.kind) && !span ? { measure: new Warmup(cfg.seconds!, elapsedBefore), from: { state: snapshot(m), step, micro } } : undefined;
   let limit = span?.steps ?? cfg.steps;
   let schedule: Schedule = makeSchedule(cfg.schedule, limit, resume?.meta.schedule as never);
