@@ -89,7 +89,7 @@ export async function measureSplit(cfg: TrainConfig, image: ImageData, reps: num
     load,
   );
   const ema = await Ema.create([{ name: "encoding", params: gridParams }, { name: "network", params: mlp.params }], { decay: cfg.ema.decay }, load);
-  const sampler = await ImageSampler.create(image, { backend: "cpu", colorspace: cfg.colorspace });
+  const sampler = await ImageSampler.create(image, { backend: "cpu", colorspace: cfg.colorspace, sampling: cfg.sampling });
   try {
     for (const [what, b] of [["grid", grid.backend], ["mlp", mlp.backend], ["sampler", sampler.backend]] as const) {
       if (b !== "cpu") throw new Error(`the ${what} runs on ${b}, not the CPU backend`);

@@ -61,6 +61,7 @@ export const FLAGS: Flag[] = [
   { flag: "eval-every", path: "evalEvery", kind: "int", help: "full-image PSNR every N steps (0: at the end only)" },
   { flag: "checkpoint-every", path: "checkpointEvery", kind: "int", help: "a checkpoint every N steps (0: at the end and on Ctrl-C)" },
   { flag: "colorspace", path: "colorspace", kind: "string", help: "srgb (train on the stored values) or linear" },
+  { flag: "sampling", path: "sampling", kind: "string", help: "bilinear (random points, the image interpolated there) or pixel (pixel centres, the stored values)" },
   { flag: "backend", path: "backend", kind: "string", help: "auto, cuda, cpu or js" },
   { flag: "out", path: "out", kind: "string", help: "output directory" },
   { flag: "seed", path: "seed", kind: "int", help: "random seed (same seed, same result on the CPU)" },

@@ -1,7 +1,8 @@
 // Training data from an image (dsl/kernels/sample.ts through train/sampler.ts): random coordinates
 // (in [0, 1), 24-bit, deterministic per seed, spread uniformly) and their targets against a
 // float64 bilinear reference of the decoded samples, for 8 and 16 bits, 1 to 4 channels, sRGB and
-// linear; CPU and JS bit for bit; pixel centres. Then full-image evaluation (train/eval.ts) and the
+// linear; pixel sampling (pixel centres where evaluation and render put them, the stored values as
+// evaluation decodes them, uniform over the pixels); CPU and JS bit for bit; pixel centres. Then full-image evaluation (train/eval.ts) and the
 // run's outputs (train/outputs.ts): metrics CSV, plot, JSON.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -10,7 +11,7 @@ import { join } from "node:path";
 import sharp from "sharp";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { findCxx } from "../runtime/toolchain.ts";
-import { evaluate, type Field } from "../train/eval.ts";
+import { colorChannels as evalColorChannels, evaluate, targetTables, type Field } from "../train/eval.ts";
 import type { ImageData } from "../train/image.ts";
 import { MetricsLog, METRICS_HEADER, plotSpec, readMetrics, writeJsonAtomic, writePlot } from "../train/outputs.ts";
 import { ImageSampler } from "../train/sampler.ts";
@@ -98,6 +99,105 @@ describe("sampleImage on the JS backend: targets against a float64 bilinear refe
       }
     }
   }
+});
+
+/**
+ * Pixel sampling's points against the references: each coordinate the f32 centre of a pixel,
+ * (x + 0.5) / size (what render computes in float64 and stores in f32, and pixelCenters writes),
+ * and its targets that pixel's samples: within 1e-6 of the float64 decoding, and equal bit for bit
+ * to the value evaluation compares the field with (targetTables) where `exact`. The pixels (x, y).
+ */
+function expectPixels(img: ImageData, samples: number[], linear: boolean, coords: Float32Array, targets: Float32Array, exact: boolean): [number, number][] {
+  const n = coords.length / 2;
+  const tables = targetTables(img.bits, linear ? "linear" : "srgb");
+  const pixels: [number, number][] = [];
+  for (let i = 0; i < n; i++) {
+    const [u, v] = [coords[2 * i]!, coords[2 * i + 1]!];
+    const x = Math.floor(u * img.width);
+    const y = Math.floor(v * img.height);
+    if (u !== Math.fround((x + 0.5) / img.width) || v !== Math.fround((y + 0.5) / img.height)) throw new Error(`point ${i} (${u}, ${v}) is not a pixel centre`);
+    for (let c = 0; c < img.channels; c++) {
+      const t = targets[i * img.channels + c]!;
+      const want = decoded(img, samples, linear, x, y, c);
+      const table = tables[c < evalColorChannels(img.channels) ? 0 : 1]![samples[(y * img.width + x) * img.channels + c]!]!;
+      if (!(Math.abs(t - want) <= 1e-6) || (exact && t !== table)) throw new Error(`pixel (${x}, ${y}) channel ${c}: ${t}, want ${want} (evaluation's ${table})`);
+    }
+    pixels.push([x, y]);
+  }
+  return pixels;
+}
+
+describe("samplePixels on the JS backend: pixel centres and the stored values", () => {
+  for (const depth of [8, 16] as const) {
+    for (const channels of [1, 2, 3, 4] as const) {
+      for (const colorspace of ["srgb", "linear"] as const) {
+        test(`${channels} channel(s), ${depth}-bit, ${colorspace}: the targets are evaluation's values bit for bit`, async () => {
+          const { image, samples } = makeImage(7, 5, channels, depth);
+          const s = await ImageSampler.create(image, { backend: "js", cacheDir, colorspace, sampling: "pixel" });
+          try {
+            expect(s.sampling).toBe("pixel");
+            const { coords, targets } = s.sample(600, 12345 + channels);
+            expectPixels(image, samples, colorspace === "linear", host(coords), host(targets), true);
+          } finally {
+            s.close();
+          }
+        });
+      }
+    }
+  }
+
+  test("uniform over the pixels (chi-square of the counts, every pixel drawn); the pixel under the bilinear point of the same seed, wide images too", async () => {
+    const { image, samples } = makeImage(13, 11, 3, 8);
+    const s = await ImageSampler.create(image, { backend: "js", cacheDir, sampling: "pixel" });
+    try {
+      const n = 2 ** 16;
+      const pixels = expectPixels(image, samples, false, host(s.sample(n, 99).coords), host(s.targets), true);
+      const counts = new Array(13 * 11).fill(0);
+      for (const [x, y] of pixels) counts[y * 13 + x]++;
+      const expected = n / counts.length;
+      const chi2 = counts.reduce((sum, k) => sum + (k - expected) ** 2 / expected, 0);
+      expect(Math.min(...counts)).toBeGreaterThan(0);
+      expect(chi2).toBeLessThan(220); // 142 degrees of freedom: mean 142, sd 16.9
+      // Deterministic per seed, and the first points of a batch do not depend on its size.
+      expect(bits(host(s.sample(10, 99).coords))).toEqual(bits(host(s.sample(n, 99).coords).slice(0, 20)));
+    } finally {
+      s.close();
+    }
+    // Pixel x is floor(h * width / 2^32) of the hash whose top 24 bits are the bilinear point's u:
+    // floor(u * width) or the next pixel, where u * width is within width / 2^24 below a pixel's
+    // edge (the 32-bit product in 16-bit halves, checked on widths past 2^16 too).
+    for (const [w, h] of [[13, 11], [70001, 1], [1, 65537]]) {
+      const img = makeImage(w, h, 1, 8).image;
+      const pix = await ImageSampler.create(img, { backend: "js", cacheDir, sampling: "pixel" });
+      const bil = await ImageSampler.create(img, { backend: "js", cacheDir });
+      try {
+        const p = host(pix.sample(4096, 5).coords);
+        const b = host(bil.sample(4096, 5).coords);
+        let next = 0;
+        for (let k = 0; k < p.length; k++) {
+          const size = k % 2 ? h : w;
+          const got = Math.floor(p[k]! * size);
+          const below = Math.floor(b[k]! * size);
+          expect(p[k]).toBe(Math.fround((got + 0.5) / size));
+          if (got !== below) {
+            next++;
+            expect(got).toBe(below + 1);
+            expect(Math.floor(b[k]! * size + size / 2 ** 24)).toBe(got);
+          }
+        }
+        expect(next).toBeLessThanOrEqual(Math.max(4, (4096 * (w + h)) / 2 ** 22));
+      } finally {
+        pix.close();
+        bil.close();
+      }
+    }
+  });
+
+  test("an unknown sampling is refused", async () => {
+    await expect(ImageSampler.create(makeImage(2, 2, 1, 8).image, { backend: "js", cacheDir, sampling: "nearest" as "pixel" })).rejects.toThrow(
+      'ImageSampler: sampling "nearest" is not allowed (allowed: bilinear, pixel)',
+    );
+  });
 });
 
 describe("coordinates", () => {
@@ -197,6 +297,8 @@ describe("CPU native backend", () => {
         const { image, samples } = makeImage(13, 11, c.channels, c.depth);
         const cpu = await ImageSampler.create(image, { backend: "cpu", cacheDir, colorspace: c.colorspace });
         const js = await ImageSampler.create(image, { backend: "js", cacheDir, colorspace: c.colorspace });
+        const cpuPixel = await ImageSampler.create(image, { backend: "cpu", cacheDir, colorspace: c.colorspace, sampling: "pixel" });
+        const jsPixel = await ImageSampler.create(image, { backend: "js", cacheDir, colorspace: c.colorspace, sampling: "pixel" });
         try {
           expect(cpu.backend).toBe("cpu");
           const n = 5000; // over the CPU's parallel threshold
@@ -212,9 +314,18 @@ describe("CPU native backend", () => {
           else for (let k = 0; k < ta.length; k++) expect(Math.abs(ta[k]! - tb[k]!)).toBeLessThanOrEqual(4 * 2 ** -24 * Math.max(Math.abs(tb[k]!), 2 ** -8));
           expectTargets(image, samples, c.colorspace === "linear", ca, ta);
           expect(bits(host(cpu.pixelCenters(3, 8)))).toEqual(bits(host(js.pixelCenters(3, 8))));
+          // Pixel sampling (the same module): coordinates bit for bit, targets as above.
+          const pa = cpuPixel.sample(n, 2024);
+          const pb = jsPixel.sample(n, 2024);
+          const pca = host(pa.coords);
+          expect(bits(pca)).toEqual(bits(host(pb.coords)));
+          const pta = host(pa.targets);
+          const ptb = host(pb.targets);
+          if (c.exact) expect(bits(pta)).toEqual(bits(ptb));
+          else for (let k = 0; k < pta.length; k++) expect(Math.abs(pta[k]! - ptb[k]!)).toBeLessThanOrEqual(2 ** -24 * Math.max(Math.abs(ptb[k]!), 2 ** -8));
+          expectPixels(image, samples, c.colorspace === "linear", pca, pta, c.exact);
         } finally {
-          cpu.close();
-          js.close();
+          for (const x of [cpu, js, cpuPixel, jsPixel]) x.close();
         }
       },
     );

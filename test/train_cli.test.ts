@@ -137,6 +137,7 @@ describe("bun run train: bad input", () => {
       ["--width 48", [image, ...out, "--width", "48"], ["--width: 48 is not allowed (allowed: 16, 32, 64, 128)"]],
       ["--steps abc", [image, ...out, "--steps", "abc"], ['--steps: "abc" is not a number']],
       ["--lr=-1", [image, ...out, "--lr=-1"], ["--lr: -1 is out of range"]],
+      ["--sampling nearest", [image, ...out, "--sampling", "nearest"], ['--sampling: "nearest" is not allowed (allowed: "bilinear", "pixel")']],
       ["an unknown flag (with the usage line)", [image, ...out, "--frobnicate", "3"], ["--frobnicate", "usage: bun run train"], 2],
       ["two images", [image, image, ...out], ["one image at most"]],
       ["--resume of a foreign file", [image, ...out, "--resume", image], [image, "is not a checkpoint"]],

@@ -26,6 +26,12 @@ export const TrainConfigSchema = z
     image: z.string().min(1).default(DEFAULT_IMAGE),
     /** Train on the stored (sRGB) values, or convert them to linear light first. */
     colorspace: z.enum(["srgb", "linear"]).default("srgb"),
+    /**
+     * What the image's batches are: bilinear, continuous points with the image bilinearly
+     * interpolated there (tiny-cuda-nn's; a field between the pixels, for rendering at other
+     * sizes); pixel, pixel centres with their stored values (where the full-image PSNR is measured).
+     */
+    sampling: z.enum(["bilinear", "pixel"]).default("bilinear"),
     encoding: z
       .object({
         levels: z.number().int().min(1).max(64).default(16),

@@ -1,6 +1,7 @@
 // Training batches from an image on the chosen backend: the packed samples go to the device once,
 // and dsl/kernels/sample.ts draws random coordinates with their bilinearly interpolated targets
-// (tiny-cuda-nn's image sample) and the pixel centres of rows for evaluation.
+// (tiny-cuda-nn's image sample) or random pixel centres with their stored values, and the pixel
+// centres of rows for evaluation.
 import { resolve } from "node:path";
 import type { BackendRequest } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
@@ -13,6 +14,8 @@ export const SAMPLE_KERNELS = resolve(import.meta.dir, "../dsl/kernels/sample.ts
 export const MAX_POINTS = 2 ** 28;
 
 export type Colorspace = "srgb" | "linear";
+/** bilinear: continuous points, the image bilinearly interpolated there; pixel: pixel centres, the stored values. */
+export type Sampling = "bilinear" | "pixel";
 
 export interface SamplerOptions {
   /** Backend: auto (default), cuda, cpu or js. */
@@ -21,6 +24,8 @@ export interface SamplerOptions {
   cacheDir?: string;
   /** Targets as stored (srgb, the default) or converted from sRGB to linear (color channels; alpha stays). */
   colorspace?: Colorspace;
+  /** What sample() draws (default bilinear). */
+  sampling?: Sampling;
   /** Build progress and warnings (see loadKernels). */
   log?: (message: string) => void;
 }
@@ -46,6 +51,7 @@ export class ImageSampler {
   private constructor(
     readonly image: ImageData,
     readonly colorspace: Colorspace,
+    readonly sampling: Sampling,
     private readonly mod: KernelModule,
   ) {
     // CUDA needs a copy on the device; host backends read the TypedArray in place, so a large
@@ -56,6 +62,8 @@ export class ImageSampler {
   static async create(image: ImageData, opts: SamplerOptions = {}): Promise<ImageSampler> {
     const colorspace = opts.colorspace ?? "srgb";
     if (colorspace !== "srgb" && colorspace !== "linear") throw new RangeError(`ImageSampler: colorspace ${JSON.stringify(colorspace)} is not allowed (allowed: srgb, linear)`);
+    const sampling = opts.sampling ?? "bilinear";
+    if (sampling !== "bilinear" && sampling !== "pixel") throw new RangeError(`ImageSampler: sampling ${JSON.stringify(sampling)} is not allowed (allowed: bilinear, pixel)`);
     const samples = image.width * image.height * image.channels;
     // Sample indices are u32 in the kernel.
     if (samples > 2 ** 32 - 1) {
@@ -71,7 +79,7 @@ export class ImageSampler {
       log: opts.log,
       boundsChecks: false,
     });
-    return new ImageSampler(image, colorspace, mod);
+    return new ImageSampler(image, colorspace, sampling, mod);
   }
 
   get backend() {
@@ -101,10 +109,12 @@ export class ImageSampler {
   }
 
   /**
-   * n random points, uniform over [0, 1)^2, from a counter-based hash of (seed, point index): the
-   * same seed gives the same batch on every backend. Targets are the image bilinearly interpolated
-   * at the points (pixel x covers [x, x + 1) / width). The buffers are reused by the next call with
-   * the same n: use them before sampling again. Seeds are taken modulo 2^32.
+   * n random points from a counter-based hash of (seed, point index): the same seed gives the same
+   * batch on every backend. bilinear: points uniform over [0, 1)^2, targets the image bilinearly
+   * interpolated there (pixel x covers [x, x + 1) / width); pixel: pixels uniform over the image,
+   * their centres as pixelCenters() gives them, targets their stored values. The buffers are
+   * reused by the next call with the same n: use them before sampling again. Seeds are taken
+   * modulo 2^32.
    */
   sample(n: number, seed: number): { coords: DeviceBuffer<"f32">; targets: DeviceBuffer<"f32"> } {
     this.checkOpen("sample");
@@ -116,7 +126,8 @@ export class ImageSampler {
       this.#coords = this.mod.alloc("f32", 2 * n);
       this.#targets = this.mod.alloc("f32", n * this.image.channels);
     }
-    this.mod.kernels.sampleImage!(n, this.#pixels, ((seed % 2 ** 32) + 2 ** 32) % 2 ** 32, this.#coords, this.#targets!);
+    const kernel = this.sampling === "pixel" ? this.mod.kernels.samplePixels! : this.mod.kernels.sampleImage!;
+    kernel(n, this.#pixels, ((seed % 2 ** 32) + 2 ** 32) % 2 ** 32, this.#coords, this.#targets!);
     return { coords: this.#coords, targets: this.#targets! };
   }
 

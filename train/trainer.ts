@@ -181,7 +181,7 @@ interface Model {
   close(): void;
 }
 
-/** The photograph as a data source: random continuous coordinates and the bilinearly interpolated pixels there. */
+/** The photograph as a data source: random continuous coordinates and the bilinearly interpolated pixels there, or random pixel centres and their values (cfg.sampling). */
 class ImageSource implements DataSource {
   readonly kind = "image";
   readonly dims = 2;
@@ -200,7 +200,7 @@ class ImageSource implements DataSource {
 
   async attach(ctx: SourceContext): Promise<void> {
     this.#ctx = ctx;
-    this.#sampler = await ImageSampler.create(this.image, { backend: ctx.backend, colorspace: this.cfg.colorspace });
+    this.#sampler = await ImageSampler.create(this.image, { backend: ctx.backend, colorspace: this.cfg.colorspace, sampling: this.cfg.sampling });
   }
 
   sample(n: number, micro: number): Batch {

@@ -1,6 +1,7 @@
-// Training data for a neural field fitting an image (tiny-cuda-nn's image sample): random
-// continuous coordinates and the image bilinearly interpolated there, and the pixel centres of rows
-// of the image for evaluation.
+// Training data for a neural field fitting an image: random continuous coordinates and the image
+// bilinearly interpolated there (tiny-cuda-nn's image sample), or random pixel centres and the
+// pixels' stored values (what a full-image PSNR measures), and the pixel centres of rows of the
+// image for evaluation.
 //
 // The image stays at its native depth (train/image.ts): `pixels` holds samples in row-major order
 // (y, x, channel), 8-bit samples four to a u32 (sample s in byte s & 3 of word s >> 2, little
@@ -69,6 +70,26 @@ function sampleAt(cfg: Const<ImageConfig>, pixels: Buf<u32>, s: u32, c: i32): f3
   return v;
 }
 
+/**
+ * The high 32 bits of the 64-bit product a * b, floor(a * b / 2^32), in u32 arithmetic on 16-bit
+ * halves (every partial product and sum fits 32 bits): a uniform u32 a scaled to [0, b).
+ */
+export function mulHi(a: u32, b: u32): u32 {
+  const aL: u32 = a & 0xffff;
+  const aH: u32 = a >> 16;
+  const bL: u32 = b & 0xffff;
+  const bH: u32 = b >> 16;
+  const lh: u32 = aL * bH;
+  const hl: u32 = aH * bL;
+  const mid: u32 = ((aL * bL) >> 16) + (lh & 0xffff) + (hl & 0xffff);
+  return aH * bH + (lh >> 16) + (hl >> 16) + (mid >> 16);
+}
+
+/** The centre of pixel x of `size` on [0, 1]: (x + 0.5) / size, one rounding (x + 0.5 is exact). */
+function centre(x: u32, size: i32): f32 {
+  return (f32(x) + 0.5) / f32(size);
+}
+
 /** Index of the first sample of pixel (x, y); x and y inside the image. */
 function pixelIndex(cfg: Const<ImageConfig>, x: u32, y: u32): u32 {
   return (y * u32(cfg.width) + x) * u32(cfg.channels);
@@ -116,14 +137,32 @@ export function sampleImage(i: u32, cfg: Const<ImageConfig>, pixels: Buf<u32>, s
 }
 
 /**
+ * Thread i: pixel (x, y) uniform over the image from the hashes of (seed, i) that sampleImage
+ * draws its point from (x = floor(h * width / 2^32), y likewise: each pixel drawn with probability
+ * 1 / (width * height) up to one part in 2^32 / width), its centre ((x + 0.5) / width,
+ * (y + 0.5) / height) written to coords[2i], coords[2i + 1] (as pixelCenters writes it), and
+ * targets[i * channels + c] = its stored sample c (decoded, and made linear with cfg.linear).
+ * @kernel
+ */
+export function samplePixels(i: u32, cfg: Const<ImageConfig>, pixels: Buf<u32>, seed: u32, coords: Buf<f32>, targets: Buf<f32>): void {
+  const key = fmix32(i);
+  const x = mulHi(hashKey(key, seed, 0x2545f491), u32(cfg.width));
+  const y = mulHi(hashKey(key, seed, 0x9e3779b9), u32(cfg.height));
+  coords[i * 2] = centre(x, cfg.width);
+  coords[i * 2 + 1] = centre(y, cfg.height);
+  const s = pixelIndex(cfg, x, y);
+  for (let c = 0; c < cfg.channels; c++) {
+    targets[i * u32(cfg.channels) + u32(c)] = sampleAt(cfg, pixels, s + u32(c), c);
+  }
+}
+
+/**
  * Thread i: the centre ((x + 0.5) / width, (y + 0.5) / height) of pixel i of the rows starting at
  * row0 (x = i % width, y = row0 + i / width), written to coords[2i], coords[2i + 1].
  * @kernel
  */
 export function pixelCenters(i: u32, cfg: Const<ImageConfig>, row0: u32, coords: Buf<f32>): void {
   const w = u32(cfg.width);
-  const x = i % w;
-  const y = row0 + i / w;
-  coords[i * 2] = (f32(x) + 0.5) / f32(cfg.width);
-  coords[i * 2 + 1] = (f32(y) + 0.5) / f32(cfg.height);
+  coords[i * 2] = centre(i % w, cfg.width);
+  coords[i * 2 + 1] = centre(row0 + i / w, cfg.height);
 }
