@@ -43,17 +43,21 @@ function decoded(img: ImageData, samples: number[], linear: boolean, x: number, 
  * The image at (u, v) in float64, bilinear with clamp-to-edge at pixel position (u * width - 0.5,
  * v * height - 0.5); that position is rounded to f32 once, as the kernel's fma rounds it.
  */
-function bilinear(img: ImageData, samples: number[], linear: boolean, u: number, v: number, c: number): number {
+/** The four corners (x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1) of a bilinear sample in float64, and its weights. */
+function corners(img: ImageData, samples: number[], linear: boolean, u: number, v: number, c: number) {
   const px = Math.fround(u * img.width - 0.5);
   const py = Math.fround(v * img.height - 0.5);
   const x0 = Math.floor(px);
   const y0 = Math.floor(py);
-  const fx = px - x0;
-  const fy = py - y0;
   const cx = (x: number) => Math.min(Math.max(x, 0), img.width - 1);
   const cy = (y: number) => Math.min(Math.max(y, 0), img.height - 1);
   const at = (x: number, y: number) => decoded(img, samples, linear, cx(x), cy(y), c);
-  return (1 - fy) * ((1 - fx) * at(x0, y0) + fx * at(x0 + 1, y0)) + fy * ((1 - fx) * at(x0, y0 + 1) + fx * at(x0 + 1, y0 + 1));
+  return { fx: px - x0, fy: py - y0, at: [at(x0, y0), at(x0 + 1, y0), at(x0, y0 + 1), at(x0 + 1, y0 + 1)] as const };
+}
+
+function bilinear(img: ImageData, samples: number[], linear: boolean, u: number, v: number, c: number): number {
+  const { fx, fy, at } = corners(img, samples, linear, u, v, c);
+  return (1 - fy) * ((1 - fx) * at[0] + fx * at[1]) + fy * ((1 - fx) * at[2] + fx * at[3]);
 }
 
 const host = (b: DeviceBuffer<"f32">) => b.download() as Float32Array;
@@ -309,9 +313,17 @@ describe("CPU native backend", () => {
           const ta = host(a.targets);
           const tb = host(b.targets);
           if (c.exact) expect(bits(ta)).toEqual(bits(tb));
-          // A few f32 roundings of the value (powf and Math.pow may differ in the last place of each
-          // corner; near 0 the corners' scale, 2^-8, bounds it).
-          else for (let k = 0; k < ta.length; k++) expect(Math.abs(ta[k]! - tb[k]!)).toBeLessThanOrEqual(4 * 2 ** -24 * Math.max(Math.abs(tb[k]!), 2 ** -8));
+          // A few f32 roundings of the largest corner: powf and Math.pow may differ in the last place
+          // of each corner, and the interpolation's roundings of those differing corners differ by up
+          // to half a place of its intermediates (at most the largest corner), so the bound scales
+          // with the corners, not with the result (which can be far below them); near 0 the corners'
+          // scale, 2^-8, bounds it.
+          else
+            for (let k = 0; k < ta.length; k++) {
+              const i = Math.floor(k / c.channels);
+              const largest = Math.max(...corners(image, samples, c.colorspace === "linear", ca[2 * i]!, ca[2 * i + 1]!, k % c.channels).at);
+              expect(Math.abs(ta[k]! - tb[k]!)).toBeLessThanOrEqual(8 * 2 ** -24 * Math.max(largest, 2 ** -8));
+            }
           expectTargets(image, samples, c.colorspace === "linear", ca, ta);
           expect(bits(host(cpu.pixelCenters(3, 8)))).toEqual(bits(host(js.pixelCenters(3, 8))));
           // Pixel sampling (the same module): coordinates bit for bit, targets as above.
@@ -322,7 +334,8 @@ describe("CPU native backend", () => {
           const pta = host(pa.targets);
           const ptb = host(pb.targets);
           if (c.exact) expect(bits(pta)).toEqual(bits(ptb));
-          else for (let k = 0; k < pta.length; k++) expect(Math.abs(pta[k]! - ptb[k]!)).toBeLessThanOrEqual(2 ** -24 * Math.max(Math.abs(ptb[k]!), 2 ** -8));
+          // One place of the stored value (a value in [2^e, 2^(e+1)) has places of 2^(e-23), at most 2^-23 of it).
+          else for (let k = 0; k < pta.length; k++) expect(Math.abs(pta[k]! - ptb[k]!)).toBeLessThanOrEqual(2 ** -23 * Math.max(Math.abs(ptb[k]!), 2 ** -8));
           expectPixels(image, samples, c.colorspace === "linear", pca, pta, c.exact);
         } finally {
           for (const x of [cpu, js, cpuPixel, jsPixel]) x.close();
