@@ -13,7 +13,7 @@ import { parseTrainConfig, type TrainConfig } from "../train/config.ts";
 import { quantize } from "../train/eval.ts";
 import { describeImage, imageFormat, writeImage } from "../train/image.ts";
 import { fileKind, imageOf, loadModelWeights, readModelFile } from "../train/model_file.ts";
-import { createField, fieldOf, loadCheckpointWeights } from "../train/trainer.ts";
+import { checkpointUses, createField, fieldOf, loadCheckpointWeights } from "../train/trainer.ts";
 import { parseFlags } from "./flags.ts";
 import { runCommand } from "./run.ts";
 
@@ -56,7 +56,7 @@ async function checkpointSource(file: string, raw: boolean, note: string): Promi
     image: imageOf(ck, "render needs a checkpoint trained on an image"),
     cfg: parseTrainConfig(ck.config),
     load: (f) => loadCheckpointWeights(f, ck, raw),
-    describe: `${file} (${note ? `a checkpoint ${note}` : ""}step ${ck.step}${raw ? "" : ck.arrays["ema.encoding"] ? ", EMA weights" : ""}`,
+    describe: `${file} (${note ? `a checkpoint ${note}` : ""}step ${ck.step}${raw ? "" : checkpointUses(ck) === "ema" ? ", EMA weights" : ck.meta.weights === "raw" ? ", raw weights (a lower held-out loss than the EMA's)" : ""}`,
   };
 }
 

@@ -22,7 +22,7 @@ import { CheckpointError, readCheckpoint, type Checkpoint } from "../train/check
 import { MAX_STEPS, type TrainConfigInput } from "../train/config.ts";
 import { readMetrics } from "../train/outputs.ts";
 import { checkMemory, MemoryError } from "../runtime/memory.ts";
-import { InterruptedError, TrainError, train, type TrainHooks, type TrainResult } from "../train/trainer.ts";
+import { checkpointUses, InterruptedError, TrainError, train, type TrainHooks, type TrainResult } from "../train/trainer.ts";
 import { ConfigError } from "../modules/options.ts";
 import { freshSeed, rng, uniformF32 } from "./util.ts";
 
@@ -511,6 +511,26 @@ describe("sampling", () => {
     const resumed = await run(base({ steps: 20, sampling: "pixel", out: first.result.files.checkpoint.replace(/checkpoint\.ngpk$/, "") }), { resume: first.result.files.checkpoint });
     expect(resumed.ck.step).toBe(20);
     expect(sampling(resumed)).toBe("pixel");
+  });
+});
+
+describe("EMA", () => {
+  test("never worse than the raw weights: early, where the average lags, the raw weights are evaluated, written and rendered (chosen by the held-out loss, recorded)", async () => {
+    const raw = await run(base({ steps: 40, ema: { enabled: false } }));
+    const ema = await run(base({ steps: 40 }));
+    console.log(`[train ema] 40 steps, 64x48: raw ${raw.result.psnr.toFixed(2)} dB, with the EMA ${ema.result.psnr.toFixed(2)} dB (${JSON.stringify(ema.result.weights)})`);
+    expect(ema.result.psnr).toBeGreaterThanOrEqual(raw.result.psnr - 0.1);
+    // The choice, by the held-out loss, in the result, summary.json and the checkpoint.
+    const w = ema.result.weights;
+    expect(w.used).toBe("raw");
+    expect(w.heldOutLoss!.raw).toBeLessThan(w.heldOutLoss!.ema);
+    expect(JSON.parse(readFileSync(ema.result.files.summary, "utf8")).weights).toEqual(w);
+    expect(ema.ck.meta.weights).toBe("raw");
+    expect(checkpointUses(ema.ck)).toBe("raw");
+    expect(checkpointUses(ema.ck, true)).toBe("raw");
+    expect(raw.result.weights).toEqual({ used: "raw" });
+    // The raw weights are those of the run without an average (which does not change training).
+    expect(ema.ck.arrays["network.params"]).toEqual(raw.ck.arrays["network.params"]!);
   });
 });
 

@@ -28,7 +28,7 @@ import { argmaxRows, type HashGrid } from "../modules/hashgrid.ts";
 import type { Mlp } from "../modules/mlp.ts";
 import { type Checkpoint, CheckpointError, type CheckpointProblem, type ContainerFormat, MAGIC as CHECKPOINT_MAGIC, notJson, readContainer, trainedOn, writeContainer } from "./checkpoint.ts";
 import { parseTrainConfig } from "./config.ts";
-import { checkpointWeights, createField } from "./trainer.ts";
+import { checkpointUses, checkpointWeights, createField } from "./trainer.ts";
 import { ExpectedError } from "../runtime/cli_input.ts";
 
 export const MODEL_MAGIC = "NGPKMODL";
@@ -289,7 +289,7 @@ export async function exportModel(ck: Checkpoint, opts: { precision?: "f16" | "f
       networkParams: mlp.paramCount,
       payloadBytes: mem.inferenceBytes + 4 * mlp.paramCount,
     };
-    const weights: "ema" | "raw" = !raw && ck.arrays["ema.encoding"] && ck.arrays["ema.network"] ? "ema" : "raw";
+    const weights = checkpointUses(ck, raw);
     return { model: { config: ck.config, image: { width: image.width, height: image.height, channels: image.channels, bits: image.bits }, source: { step: ck.step, weights }, features, network, ...(probing ? { probing } : {}) }, accounting };
   } finally {
     grid.close();

@@ -57,6 +57,19 @@ export interface EvalInfo {
    * evaluation); points: the validation loss, over the whole held-out split.
    */
   heldOutLoss: number;
+  /** The weights evaluated: the EMA's or the raw ones (chooseWeights). */
+  weights: Weights;
+}
+
+/**
+ * The weights evaluation and outputs use: the EMA's or the raw ones, whichever has the lower loss on
+ * the source's held-out batch (both given), so that the average never costs what it lags early in
+ * a run (modules/ema.ts); "raw" without an EMA.
+ */
+export type Weights = "ema" | "raw";
+export interface WeightsChoice {
+  used: Weights;
+  heldOutLoss?: { ema: number; raw: number };
 }
 
 export interface TrainHooks {
@@ -88,6 +101,8 @@ export interface TrainResult {
   seconds: number;
   stepsPerSecond: number;
   stoppedBy: StopReason;
+  /** The weights the final evaluation, reconstruction.png and the checkpoint's render and export use. */
+  weights: WeightsChoice;
   /**
    * The steps a cosine or onecycle schedule spans and how they were decided (a time budget alone:
    * estimated after a warm-up; also in the checkpoint, for --resume and a rerun with --steps).
@@ -207,9 +222,9 @@ class ImageSource implements DataSource {
     return this.#sampler!.sample(n, microSeed(this.cfg.seed, micro));
   }
 
-  // The held-out loss (a fixed batch, drawn once) is what the plateau schedule watches; it is
-  // computed only when something reads it.
-  #heldOutLoss(): number {
+  // The held-out loss (a fixed batch, drawn once) is what the plateau schedule watches and what
+  // picks the EMA or the raw weights; it is computed only when something reads it.
+  heldOutLoss(): number {
     const ctx = this.#ctx!;
     if (!this.#heldOut) {
       const n = Math.min(HELD_OUT, this.cfg.batch);
@@ -227,7 +242,7 @@ class ImageSource implements DataSource {
     const r = await evaluate(this.image, this.#sampler!, ctx.field, { colorspace: this.cfg.colorspace, render, signal: opts.signal });
     if (!r) return undefined;
     if (opts.final) return { psnr: r.psnr, heldOutLoss: NaN, pixels: r.pixels };
-    return { psnr: r.psnr, heldOutLoss: opts.wantHeldOut ? this.#heldOutLoss() : NaN };
+    return { psnr: r.psnr, heldOutLoss: opts.wantHeldOut ? this.heldOutLoss() : NaN };
   }
 
   // The reconstruction is held whole for its PNG (the PSNR alone is computed tile by tile): when
@@ -447,7 +462,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
       rng: { micro },
       meta: {
         // JSON holds no Infinity or NaN: a non-finite figure is stored as absent.
-        schedule: schedule.state(), scheduleSpan: span, seconds: seconds(), psnr: finite(lastPsnr),
+        schedule: schedule.state(), scheduleSpan: span, seconds: seconds(), psnr: finite(lastPsnr), weights: chooseWeights(m, source).used,
         ...source.meta(),
         ...state.meta,
       },
@@ -464,13 +479,10 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   // The held-out loss is what the plateau schedule watches; the image computes it only when
   // something reads it.
   const wantHeldOut = cfg.schedule.kind === "plateau" || hooks.onEval !== undefined;
+  let weights: WeightsChoice | undefined; // the last evaluation's
   const evaluation = async (final: boolean): Promise<SourceEvaluation | undefined> => {
-    swapAverage(m);
-    try {
-      return await source.evaluate(step, { final, wantHeldOut, signal: hooks.signal });
-    } finally {
-      swapAverage(m);
-    }
+    weights = chooseWeights(m, source);
+    return await withWeights(m, weights.used, () => source.evaluate(step, { final, wantHeldOut, signal: hooks.signal }));
   };
 
   // Let the event loop run now and then: signal handlers (Ctrl-C) and timers are JS callbacks.
@@ -544,7 +556,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
       else {
         psnr = lastPsnr = e.psnr;
         schedule.observe(e.heldOutLoss);
-        hooks.onEval?.({ step, psnr: e.psnr, heldOutLoss: e.heldOutLoss });
+        hooks.onEval?.({ step, psnr: e.psnr, heldOutLoss: e.heldOutLoss, weights: weights!.used });
       }
     }
     // A step's row is written when the next one ends, so that the last one gets the final PSNR.
@@ -578,7 +590,8 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     if (!final) stoppedBy = "interrupted";
     else {
       psnr = lastPsnr = final.psnr;
-      hooks.onEval?.({ step, psnr, heldOutLoss: final.heldOutLoss });
+      hooks.onEval?.({ step, psnr, heldOutLoss: final.heldOutLoss, weights: weights!.used });
+      if (m.ema) hooks.log?.(`evaluated on the ${describeWeights(weights!)}`);
     }
   }
   if (pending) metrics.log({ ...pending, psnr: final ? psnr : pending.psnr });
@@ -596,6 +609,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     seconds: trainedSeconds,
     stepsPerSecond: (step - rateFrom.step) / Math.max(1e-9, trainedSeconds - rateFrom.seconds),
     stoppedBy,
+    weights: final ? weights! : chooseWeights(m, source),
     ...(span ? { scheduleSpan: span } : {}),
     backend: grid.backend,
     backendReason: grid.backendReason,
@@ -620,11 +634,44 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
 
 const finite = (v: number | undefined): number | undefined => (v !== undefined && Number.isFinite(v) ? v : undefined);
 
-/** Exchanges the weights and their average (if kept); f16 parameters follow their master. */
+/** Exchanges the weights and their average; f16 parameters follow their master. */
 function swapAverage(m: Model): void {
-  if (!m.ema) return;
-  m.ema.swap();
+  m.ema!.swap();
   m.opt.sync();
+}
+
+/** `f` run on the weights named (the EMA's swapped in for its duration). */
+async function withWeights<T>(m: Model, weights: Weights, f: () => T | Promise<T>): Promise<T> {
+  if (weights === "raw") return await f();
+  swapAverage(m);
+  try {
+    return await f();
+  } finally {
+    swapAverage(m);
+  }
+}
+
+/**
+ * The EMA or the raw weights, by their losses on the source's held-out batch (a tie: the EMA). A
+ * source with no held-out batch (points) keeps the EMA.
+ */
+function chooseWeights(m: Model, source: DataSource): WeightsChoice {
+  if (!m.ema) return { used: "raw" };
+  if (!source.heldOutLoss) return { used: "ema" };
+  const raw = source.heldOutLoss();
+  swapAverage(m);
+  let ema: number;
+  try {
+    ema = source.heldOutLoss();
+  } finally {
+    swapAverage(m);
+  }
+  return { used: raw < ema ? "raw" : "ema", heldOutLoss: { ema, raw } };
+}
+
+function describeWeights(w: WeightsChoice): string {
+  const name = w.used === "ema" ? "EMA weights" : "raw weights";
+  return w.heldOutLoss ? `${name} (held-out loss: EMA ${w.heldOutLoss.ema.toExponential(3)}, raw ${w.heldOutLoss.raw.toExponential(3)})` : name;
 }
 
 /** The model's prediction at coordinates: grid -> MLP, downloaded. */
@@ -646,9 +693,17 @@ export function fieldOf(m: { grid: HashGrid; mlp: Mlp }): Field {
   };
 }
 
-/** The weights of a group to render with: the average's when the checkpoint has one (unless raw). */
+/**
+ * The weights to render and export with: the average's when the checkpoint has one and chose it
+ * (meta.weights, by the held-out loss; older checkpoints: always), unless raw.
+ */
+export function checkpointUses(ck: Checkpoint, raw = false): Weights {
+  return !raw && ck.meta.weights !== "raw" && ck.arrays["ema.encoding"] && ck.arrays["ema.network"] ? "ema" : "raw";
+}
+
+/** A group's weights to render with (checkpointUses). */
 export function checkpointWeights(ck: Checkpoint, group: "encoding" | "network", raw = false): Float32Array {
-  const a = (!raw && ck.arrays[`ema.${group}`]) || ck.arrays[`${group}.params`];
+  const a = ck.arrays[checkpointUses(ck, raw) === "ema" ? `ema.${group}` : `${group}.params`];
   if (!a) throw new CheckpointError(`${ck.path ?? "the checkpoint"} holds no ${group} parameters`);
   return a;
 }
