@@ -168,6 +168,7 @@ export async function main(argv: string[]): Promise<number> {
         bytes_params: result.bytesParams, bytes_training: result.bytesTraining, bytes_inference: result.bytesInference, out: cfg.out,
         ...(result.points ? { validation_loss: result.points.validationLoss, points: result.points } : {}),
         ...(result.scheduleSpan ? { schedule_span: result.scheduleSpan } : {}),
+        weights: result.weights,
         max_rss_bytes: peakRss(),
       }));
     }

@@ -110,6 +110,11 @@ export class Ema {
    * The decay at update `t` (1-based): min(decay, (1 + t) / (10 + t)), as TensorFlow's moving
    * average with num_updates, so that early in a run the average follows the parameters instead of
    * staying near their initial values (a 0.999 average needs thousands of steps to forget them).
+   * The product of these decays weighs update s of t by about 9 s^8 / t^9: until the decay is
+   * reached (t near 9,000) the average is of the last tenth of the run and lags it by about t/10
+   * steps, which costs more than it smooths while the parameters still improve fast. The trainer
+   * therefore evaluates and writes the average only where its held-out loss is the lower
+   * (train/trainer.ts chooseWeights).
    */
   effectiveDecay(t: number): number {
     return Math.min(this.#decay, (1 + t) / (10 + t));

@@ -15,7 +15,7 @@ import { findCxx } from "../runtime/toolchain.ts";
 import { type Checkpoint, readCheckpoint, writeCheckpoint } from "../train/checkpoint.ts";
 import { parseTrainConfig, type TrainConfigInput } from "../train/config.ts";
 import { exportModel, loadModelWeights, MODEL_MAGIC, packIndices, readModelFile, unpackIndices, writeModelFile } from "../train/model_file.ts";
-import { createField, fieldOf, loadCheckpointWeights, train } from "../train/trainer.ts";
+import { checkpointUses, createField, fieldOf, loadCheckpointWeights, train } from "../train/trainer.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const CPU = findCxx().tool !== undefined;
@@ -120,18 +120,30 @@ describe("export", () => {
     const m = await readModelFile(f16);
     expect(m.config).toEqual(ck.config as never);
     expect(m.image).toEqual(ck.meta.image as never);
-    expect(m.source).toEqual({ step: 30, weights: "ema" });
+    // The weights the run chose: the EMA's, or the raw ones where their held-out loss is the lower
+    // (as early in a run as this one).
+    const used = checkpointUses(ck);
+    expect(used).toBe(ck.meta.weights as never);
+    expect(m.source).toEqual({ step: 30, weights: used });
     const text = readFileSync(f16);
     expect(text.subarray(0, 8).toString()).toBe(MODEL_MAGIC);
     const header = JSON.parse(text.subarray(20, 20 + Number(text.readBigUInt64LE(12))).toString());
     expect(header.arrays.map((a: { name: string; type: string }) => `${a.name}:${a.type}`)).toEqual(["network.params:f32", "encoding.features:f16", "probing.indices:u8"]);
     expect(Object.keys(header)).toEqual(["headerSha256", "config", "image", "source", "probing", "arrays", "payload"]);
     expect(header.probing).toEqual({ range: 4, rows: 512, bitsPerIndex: 2 });
-    // The features are the EMA's, rounded to f16; the network's are the EMA's exactly.
+    // The features are those weights rounded to f16; the network's are exact.
+    const [enc, net] = used === "ema" ? ["ema.encoding", "ema.network"] : ["encoding.params", "network.params"];
     expect(m.features).toBeInstanceOf(Float16Array);
-    expect(Array.from(m.features)).toEqual(Array.from(Float16Array.from(ck.arrays["ema.encoding"]!)));
-    expect(m.network).toEqual(ck.arrays["ema.network"]!);
-    expect((await readModelFile(f32)).features).toEqual(ck.arrays["ema.encoding"]!);
+    expect(Array.from(m.features)).toEqual(Array.from(Float16Array.from(ck.arrays[enc]!)));
+    expect(m.network).toEqual(ck.arrays[net]!);
+    expect((await readModelFile(f32)).features).toEqual(ck.arrays[enc]!);
+    // A checkpoint that chose the EMA, or one written before the choice was recorded: the EMA's.
+    for (const weights of ["ema", undefined]) {
+      const { model } = await exportModel({ ...ck, meta: { ...ck.meta, weights } }, { precision: "f32" });
+      expect(model.source.weights).toBe("ema");
+      expect(model.features).toEqual(ck.arrays["ema.encoding"]!);
+      expect(model.network).toEqual(ck.arrays["ema.network"]!);
+    }
   });
 
   test("the packed indices are the argmax of each codebook row of the checkpoint's logits", async () => {
@@ -219,7 +231,7 @@ describe("render from an export", () => {
       renderCli(["--model", f16, "--out", fromF16, "--scale", "2"]),
     ]);
     for (const r of rs) expect(r.code, r.err).toBe(0);
-    expect(rs[1]!.out).toContain(`from ${f32} (exported model of step 30, EMA weights, f32 features`);
+    expect(rs[1]!.out).toContain(`from ${f32} (exported model of step 30, ${checkpointUses(ck) === "ema" ? "EMA" : "trained"} weights, f32 features`);
     const [a, b, c] = await Promise.all([fromCk, fromF32, fromF16].map(pixels));
     expect(a.length).toBe(128 * 96 * 3);
     expect(Buffer.compare(Buffer.from(a), Buffer.from(b))).toBe(0);
