@@ -56,7 +56,7 @@ async function checkpointSource(file: string, raw: boolean, note: string): Promi
     image: imageOf(ck, "render needs a checkpoint trained on an image"),
     cfg: parseTrainConfig(ck.config),
     load: (f) => loadCheckpointWeights(f, ck, raw),
-    describe: `${file} (${note ? `a checkpoint ${note}` : ""}step ${ck.step}${raw ? "" : checkpointUses(ck) === "ema" ? ", EMA weights" : ck.meta.weights === "raw" ? ", raw weights (a lower held-out loss than the EMA's)" : ""}`,
+    describe: `${file} (${note ? `a checkpoint ${note}` : ""}step ${ck.step}${raw ? "" : checkpointUses(ck) === "ema" ? ", EMA weights" : ck.meta.weights === "raw" ? ", raw weights (a lower held-out error than the EMA's)" : ""}`,
   };
 }
 

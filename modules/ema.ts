@@ -113,7 +113,7 @@ export class Ema {
    * The product of these decays weighs update s of t by about 9 s^8 / t^9: until the decay is
    * reached (t near 9,000) the average is of the last tenth of the run and lags it by about t/10
    * steps, which costs more than it smooths while the parameters still improve fast. The trainer
-   * therefore evaluates and writes the average only where its held-out loss is the lower
+   * therefore evaluates and writes the average only where its held-out error is the lower
    * (train/trainer.ts chooseWeights).
    */
   effectiveDecay(t: number): number {

@@ -515,15 +515,15 @@ describe("sampling", () => {
 });
 
 describe("EMA", () => {
-  test("never worse than the raw weights: early, where the average lags, the raw weights are evaluated, written and rendered (chosen by the held-out loss, recorded)", async () => {
+  test("never worse than the raw weights: early, where the average lags, the raw weights are evaluated, written and rendered (chosen by the held-out MSE, recorded)", async () => {
     const raw = await run(base({ steps: 40, ema: { enabled: false } }));
     const ema = await run(base({ steps: 40 }));
     console.log(`[train ema] 40 steps, 64x48: raw ${raw.result.psnr.toFixed(2)} dB, with the EMA ${ema.result.psnr.toFixed(2)} dB (${JSON.stringify(ema.result.weights)})`);
     expect(ema.result.psnr).toBeGreaterThanOrEqual(raw.result.psnr - 0.1);
-    // The choice, by the held-out loss, in the result, summary.json and the checkpoint.
+    // The choice, by the held-out MSE, in the result, summary.json and the checkpoint.
     const w = ema.result.weights;
     expect(w.used).toBe("raw");
-    expect(w.heldOutLoss!.raw).toBeLessThan(w.heldOutLoss!.ema);
+    expect(w.heldOutMse!.raw).toBeLessThan(w.heldOutMse!.ema);
     expect(JSON.parse(readFileSync(ema.result.files.summary, "utf8")).weights).toEqual(w);
     expect(ema.ck.meta.weights).toBe("raw");
     expect(checkpointUses(ema.ck)).toBe("raw");

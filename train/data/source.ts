@@ -61,10 +61,10 @@ export interface DataSource {
    */
   evaluate(step: number, opts: EvaluateRequest): Promise<SourceEvaluation | undefined>;
   /**
-   * The configured loss of the field (the weights swapped in) on a fixed held-out batch: cheap, what
-   * picks the EMA or the raw weights for evaluation and outputs. Absent: the EMA is always used.
+   * The mean squared error of the field (the weights swapped in) on a fixed held-out batch: cheap,
+   * what picks the EMA or the raw weights for evaluation and outputs. Absent: the EMA is always used.
    */
-  heldOutLoss?(): number;
+  heldOutMse?(): number;
   /** What the checkpoint's meta records about the data (checked on resume). */
   meta(): Record<string, unknown>;
   /** Refuses a checkpoint trained on other data (a CheckpointError naming `path`). */
