@@ -2,7 +2,8 @@
 // ema = decay * ema + (1 - decay) * param, bit for bit against an f32 emulation in the kernel's
 // order (decay * ema, (1 - decay) * param, their sum, each rounded), over several steps with
 // changing parameters, on the JS and CPU backends; it starts equal to the parameters; swap() twice
-// restores; state()/restore() continue identically; bad settings and states are refused by name.
+// restores; state()/restore() continue identically; bad settings and states are refused by name;
+// in the warm-up the average lags steadily moving parameters by about a tenth of the steps.
 import { describe, expect, test } from "bun:test";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -153,4 +154,26 @@ test("the decay warms up as min(decay, (1 + t) / (10 + t))", async () => {
   expect(ema.effectiveDecay(100)).toBe(101 / 110);
   expect(ema.effectiveDecay(1e6)).toBe(0.999);
   ema.close();
+});
+
+test("in the warm-up the average lags the parameters by about a tenth of the steps (why the trainer may evaluate the raw weights): against a float64 reference", async () => {
+  // Parameters that move steadily (p = t after update t): the average is the mean step it weighs,
+  // t minus its lag. The warm-up weighs update s of t by about 9 s^8 / t^9, a lag of about t / 10.
+  for (const backend of BACKENDS) {
+    const p = buffer(backend, new Float32Array([0]));
+    const ema = await Ema.create([{ name: "net", params: p }], {}, { cacheDir });
+    let ref = 0;
+    for (let t = 1; t <= 2000; t++) {
+      p.upload(new Float32Array([t]));
+      ema.update();
+      const d = Math.min(0.999, (1 + t) / (10 + t));
+      ref = d * ref + (1 - d) * t;
+      if (t === 50 || t === 300 || t === 2000) {
+        const got = ema.state().groups[0]!.ema[0]!;
+        expect(Math.abs(got - ref)).toBeLessThanOrEqual(1e-5 * t);
+        expect((t - ref) / t).toBeCloseTo(0.1, 2);
+      }
+    }
+    ema.close();
+  }
 });
