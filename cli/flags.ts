@@ -56,7 +56,7 @@ export const FLAGS: Flag[] = [
   { flag: "pct-start", path: "schedule.pctStart", kind: "number", help: "onecycle: share of the steps rising to the maximum [0.3]" },
   { flag: "patience", path: "schedule.patience", kind: "int", help: "plateau: evaluations without improvement before reducing [3]" },
   { flag: "factor", path: "schedule.factor", kind: "number", help: "plateau: the reduction factor [0.5]" },
-  { flag: "ema", path: "ema.decay", kind: "number", help: "decay of the parameters' moving average (used for outputs)" },
+  { flag: "ema", path: "ema.decay", kind: "number", help: "decay of the parameters' moving average (outputs use it, or the raw parameters where those have the lower held-out error)" },
   { flag: "no-ema", path: "ema.enabled", kind: "bool", help: "evaluate the raw parameters, keep no moving average" },
   { flag: "eval-every", path: "evalEvery", kind: "int", help: "full-image PSNR every N steps (0: at the end only)" },
   { flag: "checkpoint-every", path: "checkpointEvery", kind: "int", help: "a checkpoint every N steps (0: at the end and on Ctrl-C)" },
