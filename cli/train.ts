@@ -16,7 +16,6 @@ import { runCommand } from "./run.ts";
 
 const USAGE = "usage: bun run train [image | --points file.bin|file.csv] [--config file.yaml] [flags] [--resume checkpoint] [--json]";
 
-
 function help(): string {
   const defaults = TrainConfigSchema.parse({});
   const lines = [
