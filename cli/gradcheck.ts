@@ -175,7 +175,7 @@ async function main(argv: string[]): Promise<number> {
   const given = flagConfig(values, [...GRID_FLAGS, ...OWN_FLAGS]) as { encoding?: HashGridOptionsInput; points?: number; seed?: number };
   try {
     const grid = { dims: 2, levels: 4, featuresPerLevel: 2, log2HashmapSize: 12, baseResolution: 8, perLevelScale: 2, ...given.encoding } as HashGridOptionsInput;
-    checkVariant({ variant: grid.variant, dims: grid.dims!, levels: grid.levels! }, { dims: "--dims", levels: "--levels" });
+    await checkVariant({ variant: grid.variant, dims: grid.dims!, levels: grid.levels! }, { dims: "--dims", levels: "--levels" });
     const points = given.points ?? 8;
     if (points < 1 || points > 1024) throw new UsageError(`--points: ${points} is out of range (allowed: an integer from 1 to 1024)`);
     const requested = backendRequest(undefined, "js"); // NGPK_BACKEND, checked

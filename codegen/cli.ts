@@ -33,7 +33,7 @@ function parseConfig(arg: string): ConfigValue {
   }
 }
 
-function main(argv: string[]): number {
+async function main(argv: string[]): Promise<number> {
   const options = {
     target: { type: "string" },
     config: { type: "string" },
@@ -53,7 +53,7 @@ function main(argv: string[]): number {
   const text = readInputFile(file, "input file");
   const config = values.config === undefined ? undefined : parseConfig(values.config);
   // No kernel of its own: a variant of the encoding (readVariant refuses it if it replaces no part).
-  if (!/@kernel\b/.test(text)) return printVariant(file, values.target === undefined ? ["cpu", "cuda"] : [target], config, values.kernel);
+  if (!/@kernel\b/.test(text)) return await printVariant(file, values.target === undefined ? ["cpu", "cuda"] : [target], config, values.kernel);
   const mod = compileFile(file, target, { text, config, kernels: values.kernel, boundsChecks: values["bounds-checks"] });
   process.stdout.write(values.signature ? JSON.stringify(mod.kernels, null, 2) + "\n" : mod.source);
   return 0;
@@ -63,9 +63,9 @@ function main(argv: string[]): number {
  * The grid's kernels built with the variant (the HashGrid options in `config`; dims by default
  * the ones the variant needs, else 2), per target.
  */
-function printVariant(file: string, targets: ("cpu" | "cuda" | "js")[], config: ConfigValue | undefined, kernels: string[] | undefined): number {
+async function printVariant(file: string, targets: ("cpu" | "cuda" | "js")[], config: ConfigValue | undefined, kernels: string[] | undefined): Promise<number> {
   const settings = parseHashGridOptions({ dims: readVariant(file).requires.dims ?? 2, ...(config ?? {}), variant: file });
-  checkVariant(settings, { dims: "--config's dims", levels: "--config's levels" });
+  await checkVariant(settings, { dims: "--config's dims", levels: "--config's levels" });
   const chosen = gridKernels(settings);
   const names = kernels ?? [chosen.forward, chosen.paramGrad, chosen.inputGrad];
   for (const t of targets) {

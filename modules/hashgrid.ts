@@ -5,7 +5,6 @@ import { existsSync, statSync } from "node:fs";
 import { totalmem } from "node:os";
 import { isAbsolute, relative, resolve } from "node:path";
 import { z } from "zod";
-import { readVariant } from "../codegen/parse.ts";
 import type { Backend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { loadKernels, type KernelModule } from "../runtime/module.ts";
@@ -118,9 +117,11 @@ const ALLOWED: Record<string, string> = {
  * anything is compiled or launched. `flags`: how the command's user sets each field, for the
  * message ("examples/variants/spacetime.ts needs --dims 4 (got 2)").
  */
-export function checkVariant(s: { variant?: string; dims: number; levels: number }, flags: { dims: string; levels: string } = { dims: "dims", levels: "levels" }): void {
+export async function checkVariant(s: { variant?: string; dims: number; levels: number }, flags: { dims: string; levels: string } = { dims: "dims", levels: "levels" }): Promise<void> {
   if (s.variant === undefined) return;
   parseHashGridOptions({ dims: s.dims, levels: s.levels, variant: s.variant }); // a file that exists, first
+  // The compiler's front end (ts-morph) is loaded when a variant is read, not by every command that imports this file.
+  const { readVariant } = await import("../codegen/parse.ts");
   const { requires } = readVariant(s.variant);
   const near = relative(process.cwd(), s.variant);
   const file = near.startsWith("..") || isAbsolute(near) ? s.variant : near;
@@ -464,7 +465,7 @@ export class HashGrid {
   /** Validate `options`, derive the levels, and compile (or load from cache) the kernels. */
   static async create(options: HashGridOptionsInput, load: LoadSettings = {}): Promise<HashGrid> {
     const settings = parseHashGridOptions(options);
-    checkVariant(settings);
+    await checkVariant(settings);
     const levels = gridLevels(settings);
     const config = gridConfig(settings, levels);
     // Compile only the kernels this precision uses (each costs C++ build time).

@@ -6,7 +6,6 @@ import { z } from "zod";
 import { chooseBackend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { loadKernels, type KernelModule } from "../runtime/module.ts";
-import { compileFile } from "../codegen/compile.ts";
 import { ACTIVATIONS, LOSSES, seededUniform, type Input, type LoadSettings, hostOrDevice } from "./common.ts";
 import { parseOptions } from "./options.ts";
 
@@ -120,7 +119,7 @@ export class Mlp {
   static async create(options: MlpOptionsInput, load: LoadSettings = {}): Promise<Mlp> {
     const s = parseMlpOptions(options);
     const layout = mlpLayout(s);
-    const rows = chooseBackend({ backend: load.backend }).backend === "cuda" ? cudaMlpRows(s, layout) : (s.rows ?? 64);
+    const rows = chooseBackend({ backend: load.backend }).backend === "cuda" ? await cudaMlpRows(s, layout) : (s.rows ?? 64);
     // Unchecked: the kernels index only within the layout and the rows the launch covers.
     const mod = await loadKernels(MLP_KERNELS, { config: mlpConfig(s, layout, rows), kernels: mlpKernels(s), backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false });
     return new Mlp(s, layout, rows, mod);
@@ -214,7 +213,8 @@ export const CUDA_TILE_BYTES = 48 * 1024;
  * Rows per block on CUDA: the given ones, or the most of 16, 8, 4, 2, 1 whose tiles fit in
  * CUDA_TILE_BYTES (a wide, deep network keeps many tiles: 128 wide needs fewer rows than 16).
  */
-export function cudaMlpRows(s: MlpSettings, layout: MlpLayout): number {
+export async function cudaMlpRows(s: MlpSettings, layout: MlpLayout): Promise<number> {
+  const { compileFile } = await import("../codegen/compile.ts"); // loaded on first use (runtime/module.ts loadKernels)
   const bytes = (rows: number) => Math.max(...compileFile(MLP_KERNELS, "cuda", { config: mlpConfig(s, layout, rows), kernels: mlpKernels(s) }).kernels.map((k) => k.tileBytes ?? 0));
   if (s.rows !== undefined) {
     const need = bytes(s.rows);

@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { compileFile, type CompileOptions } from "../codegen/compile.ts";
+import type { CompileOptions } from "../codegen/compile.ts";
 import { version as packageVersion } from "../package.json";
 import { COMPILER_VERSION } from "../codegen/emit/common.ts";
 import type { ElemType, EmittedModule, KernelSignature } from "./abi.ts";
@@ -59,7 +59,9 @@ export const COMPILER_ID = `${COMPILER_VERSION}; package ${packageVersion}`;
 
 export async function loadKernels(file: string, opts: LoadOptions = {}): Promise<KernelModule> {
   const { backend, reason } = chooseBackend({ backend: opts.backend });
-  // Always run the front end: diagnostics are raised even when a library is cached.
+  // Always run the front end: diagnostics are raised even when a library is cached. The compiler
+  // (ts-morph) is loaded here, on first use, so that a command's usage errors need none of it.
+  const { compileFile } = await import("../codegen/compile.ts");
   const emitted = compileFile(file, backend, { ...opts, boundsChecks: opts.boundsChecks ?? true });
   const name = basename(file).replace(/\.ts$/, "");
   if (backend === "js") return jsModule(emitted, name, reason, opts);

@@ -385,7 +385,7 @@ function hostBuffer(m: Mlp, length: number) {
   return allocBuffer(m.backend, "f32", length);
 }
 
-test("on CUDA the rows per block are chosen so that a block's tiles fit in its 48 KiB of shared memory", () => {
+test("on CUDA the rows per block are chosen so that a block's tiles fit in its 48 KiB of shared memory", async () => {
   const cases: [MlpOptionsInput, number][] = [
     [{ inputs: 32, outputs: 3, width: 64, hiddenLayers: 2, inputGrad: true }, 16],
     [{ inputs: 32, outputs: 16, width: 128, hiddenLayers: 3, biases: true, activation: "tanh", inputGrad: true }, 8],
@@ -394,7 +394,7 @@ test("on CUDA the rows per block are chosen so that a block's tiles fit in its 4
   for (const [options, expected] of cases) {
     const s = parseMlpOptions(options);
     const layout = mlpLayout(s);
-    const rows = cudaMlpRows(s, layout);
+    const rows = await cudaMlpRows(s, layout);
     expect(rows).toBe(expected);
     const bytes = (r: number) => Math.max(...compileFile(MLP_KERNELS, "cuda", { config: mlpConfig(s, layout, r), kernels: mlpKernels(s) }).kernels.map((k) => k.tileBytes!));
     expect(bytes(rows)).toBeLessThanOrEqual(CUDA_TILE_BYTES);
@@ -402,5 +402,5 @@ test("on CUDA the rows per block are chosen so that a block's tiles fit in its 4
   }
   // Rows given that do not fit are refused, naming the field.
   const s = parseMlpOptions({ inputs: 64, outputs: 16, width: 128, hiddenLayers: 8, rows: 64 });
-  expect(() => cudaMlpRows(s, mlpLayout(s))).toThrow(/mlp\.rows: 64 rows per block need \d+ bytes of CUDA shared memory/);
+  await expect(cudaMlpRows(s, mlpLayout(s))).rejects.toThrow(/mlp\.rows: 64 rows per block need \d+ bytes of CUDA shared memory/);
 });

@@ -259,16 +259,16 @@ export function spatialHash(coords: u32[], dims: i32): u32 {
     expect(range!.slice(0, 5)).toEqual(["NGP1059", true, 5, 27, "bad `requires` of a variant: dims: 9 (allowed: an integer literal from 1 to 8)"]);
   });
 
-  test("the shipped examples declare what they need, and the settings are checked against it naming the flag", () => {
+  test("the shipped examples declare what they need, and the settings are checked against it naming the flag", async () => {
     expect(readVariant(EXAMPLE("spacetime")).requires).toEqual({ dims: 4, levelsMultipleOf: 4 });
     expect(readVariant(EXAMPLE("pcg_hash"))).toMatchObject({ parts: ["spatialHash"], requires: {} });
     expect(readVariant(EXAMPLE("triangle_blend"))).toMatchObject({ parts: ["encodeLevel"], requires: {} });
     const st = EXAMPLE("spacetime");
     const flags = { dims: "--dims", levels: "--levels" };
-    expect(() => checkVariant({ variant: st, dims: 2, levels: 8 }, flags)).toThrow(new ConfigError("examples/variants/spacetime.ts needs --dims 4 (got 2)"));
-    expect(() => checkVariant({ variant: st, dims: 4, levels: 6 }, flags)).toThrow(new ConfigError("examples/variants/spacetime.ts needs --levels a multiple of 4 (got 6)"));
-    expect(() => checkVariant({ variant: st, dims: 4, levels: 8 }, flags)).not.toThrow();
-    expect(() => checkVariant({ variant: EXAMPLE("pcg_hash"), dims: 3, levels: 5 }, flags)).not.toThrow();
+    await expect(checkVariant({ variant: st, dims: 2, levels: 8 }, flags)).rejects.toThrow(new ConfigError("examples/variants/spacetime.ts needs --dims 4 (got 2)"));
+    await expect(checkVariant({ variant: st, dims: 4, levels: 6 }, flags)).rejects.toThrow(new ConfigError("examples/variants/spacetime.ts needs --levels a multiple of 4 (got 6)"));
+    await expect(checkVariant({ variant: st, dims: 4, levels: 8 }, flags)).resolves.toBeUndefined();
+    await expect(checkVariant({ variant: EXAMPLE("pcg_hash"), dims: 3, levels: 5 }, flags)).resolves.toBeUndefined();
   });
 
   test("a variant that is not a file is refused naming the field", async () => {

@@ -572,7 +572,7 @@ export async function runSweep(opts: SweepOptions, hooks: SweepHooks = {}): Prom
     throw new UsageError(`shard: ${opts.shard.index}/${opts.shard.count} is not allowed (allowed: i/n with 0 <= i < n)`);
   // A bad image is reported now, as the trainer reports it, not at the first run.
   await loadImage(cfg.image);
-  for (const levels of grid.levels) checkVariant({ variant: cfg.encoding.variant, dims: 2, levels }, { dims: "dims", levels: "--levels" });
+  for (const levels of grid.levels) await checkVariant({ variant: cfg.encoding.variant, dims: 2, levels }, { dims: "dims", levels: "--levels" });
   const all = planSweep(budgets, grid, cfg.encoding);
   const plan = opts.shard ? all.filter((r) => r.index % opts.shard!.count === opts.shard!.index) : all;
 

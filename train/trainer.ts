@@ -298,7 +298,7 @@ export async function createField(cfg: TrainConfig, channels: number, load: { ba
   // perLevelScale, when given, replaces finestResolution (the grid takes one or the other).
   const encoding = perLevelScale === undefined ? { ...rest, finestResolution } : { ...rest, perLevelScale };
   const { lr: _netLr, weightDecay: _wd, ...network } = cfg.network;
-  checkVariant({ ...encoding, dims }, { dims: cfg.points ? "--dims" : "--points with --dims", levels: "--levels" });
+  await checkVariant({ ...encoding, dims }, { dims: cfg.points ? "--dims" : "--points with --dims", levels: "--levels" });
   const grid = await HashGrid.create({ dims, ...encoding, probing, seed: cfg.seed }, load);
   const mlp = await Mlp.create(
     { inputs: grid.outputDim, outputs: channels, ...network, loss: cfg.loss, huberDelta: cfg.huberDelta, inputGrad: true, seed: cfg.seed + 1 } as never,
