@@ -113,7 +113,6 @@ export function byFlag(message: string, set: Set<string>, flags: Flag[] = FLAGS)
     .join("\n");
 }
 
-
 /** The table's flags of these names, in this order (a command's subset). */
 export function flagsNamed(names: string[]): Flag[] {
   return names.map((n) => {

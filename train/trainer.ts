@@ -467,6 +467,10 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   const seconds = () => elapsedBefore + (performance.now() - started) / 1000;
   const stepsAtStart = step;
   let rateFrom = { step, seconds: elapsedBefore }; // the steps per second are counted from here
+  // The EMA or the raw weights, chosen once per step (two passes over the held-out batch) for the
+  // evaluation, the checkpoint and the result alike.
+  let chosen: { step: number; weights: WeightsChoice } | undefined;
+  const weightsNow = async (): Promise<WeightsChoice> => (chosen?.step === step ? chosen : (chosen = { step, weights: await chooseWeights(m, source) })).weights;
 
   const save = async () => {
     const state = snapshot(m);
@@ -476,7 +480,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
       rng: { micro },
       meta: {
         // JSON holds no Infinity or NaN: a non-finite figure is stored as absent.
-        schedule: schedule.state(), scheduleSpan: span, seconds: seconds(), psnr: finite(lastPsnr), weights: (await chooseWeights(m, source)).used,
+        schedule: schedule.state(), scheduleSpan: span, seconds: seconds(), psnr: finite(lastPsnr), weights: (await weightsNow()).used,
         ...source.meta(),
         ...state.meta,
       },
@@ -493,11 +497,9 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   // The held-out loss is what the plateau schedule watches; the image computes it only when
   // something reads it.
   const wantHeldOut = cfg.schedule.kind === "plateau" || hooks.onEval !== undefined;
-  let weights: WeightsChoice | undefined; // the last evaluation's
   const evaluation = async (final: boolean): Promise<SourceEvaluation | undefined> => {
-    weights = await chooseWeights(m, source);
     const run = () => source.evaluate(step, { final, wantHeldOut, signal: hooks.signal });
-    return await (weights.used === "ema" ? withAverage(m, run) : run());
+    return await ((await weightsNow()).used === "ema" ? withAverage(m, run) : run());
   };
 
   // Let the event loop run now and then: signal handlers (Ctrl-C) and timers are JS callbacks.
@@ -571,7 +573,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
       else {
         psnr = lastPsnr = e.psnr;
         schedule.observe(e.heldOutLoss);
-        hooks.onEval?.({ step, psnr: e.psnr, heldOutLoss: e.heldOutLoss, weights: weights!.used });
+        hooks.onEval?.({ step, psnr: e.psnr, heldOutLoss: e.heldOutLoss, weights: (await weightsNow()).used });
       }
     }
     // A step's row is written when the next one ends, so that the last one gets the final PSNR.
@@ -605,8 +607,8 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     if (!final) stoppedBy = "interrupted";
     else {
       psnr = lastPsnr = final.psnr;
-      hooks.onEval?.({ step, psnr, heldOutLoss: final.heldOutLoss, weights: weights!.used });
-      if (m.ema) hooks.log?.(`evaluated on the ${describeWeights(weights!)}`);
+      hooks.onEval?.({ step, psnr, heldOutLoss: final.heldOutLoss, weights: (await weightsNow()).used });
+      if (m.ema) hooks.log?.(`evaluated on the ${describeWeights(await weightsNow())}`);
     }
   }
   if (pending) metrics.log({ ...pending, psnr: final ? psnr : pending.psnr });
@@ -624,7 +626,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     seconds: trainedSeconds,
     stepsPerSecond: (step - rateFrom.step) / Math.max(1e-9, trainedSeconds - rateFrom.seconds),
     stoppedBy,
-    weights: final ? weights! : await chooseWeights(m, source),
+    weights: await weightsNow(),
     ...(span ? { scheduleSpan: span } : {}),
     backend: grid.backend,
     backendReason: grid.backendReason,
