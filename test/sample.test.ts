@@ -306,36 +306,33 @@ describe("CPU native backend", () => {
         try {
           expect(cpu.backend).toBe("cpu");
           const n = 5000; // over the CPU's parallel threshold
-          const a = cpu.sample(n, 2024);
-          const b = js.sample(n, 2024);
-          const ca = host(a.coords);
-          expect(bits(ca)).toEqual(bits(host(b.coords)));
-          const ta = host(a.targets);
-          const tb = host(b.targets);
-          if (c.exact) expect(bits(ta)).toEqual(bits(tb));
+          // The same draw on both: coordinates bit for bit; targets bit for bit where exact, else
+          // within `bound` (of the target's index, the coordinates and the JS value).
+          const same = (x: ImageSampler, y: ImageSampler, bound: (k: number, coords: Float32Array, want: number) => number) => {
+            const a = x.sample(n, 2024);
+            const b = y.sample(n, 2024);
+            const coords = host(a.coords);
+            expect(bits(coords)).toEqual(bits(host(b.coords)));
+            const [ta, tb] = [host(a.targets), host(b.targets)];
+            if (c.exact) expect(bits(ta)).toEqual(bits(tb));
+            else for (let k = 0; k < ta.length; k++) expect(Math.abs(ta[k]! - tb[k]!)).toBeLessThanOrEqual(bound(k, coords, tb[k]!));
+            return { coords, targets: ta };
+          };
           // A few f32 roundings of the largest corner: powf and Math.pow may differ in the last place
           // of each corner, and the interpolation's roundings of those differing corners differ by up
           // to half a place of its intermediates (at most the largest corner), so the bound scales
           // with the corners, not with the result (which can be far below them); near 0 the corners'
           // scale, 2^-8, bounds it.
-          else
-            for (let k = 0; k < ta.length; k++) {
-              const i = Math.floor(k / c.channels);
-              const largest = Math.max(...corners(image, samples, c.colorspace === "linear", ca[2 * i]!, ca[2 * i + 1]!, k % c.channels).at);
-              expect(Math.abs(ta[k]! - tb[k]!)).toBeLessThanOrEqual(8 * 2 ** -24 * Math.max(largest, 2 ** -8));
-            }
+          const { coords: ca, targets: ta } = same(cpu, js, (k, coords) => {
+            const i = Math.floor(k / c.channels);
+            const largest = Math.max(...corners(image, samples, c.colorspace === "linear", coords[2 * i]!, coords[2 * i + 1]!, k % c.channels).at);
+            return 8 * 2 ** -24 * Math.max(largest, 2 ** -8);
+          });
           expectTargets(image, samples, c.colorspace === "linear", ca, ta);
           expect(bits(host(cpu.pixelCenters(3, 8)))).toEqual(bits(host(js.pixelCenters(3, 8))));
-          // Pixel sampling (the same module): coordinates bit for bit, targets as above.
-          const pa = cpuPixel.sample(n, 2024);
-          const pb = jsPixel.sample(n, 2024);
-          const pca = host(pa.coords);
-          expect(bits(pca)).toEqual(bits(host(pb.coords)));
-          const pta = host(pa.targets);
-          const ptb = host(pb.targets);
-          if (c.exact) expect(bits(pta)).toEqual(bits(ptb));
-          // One place of the stored value (a value in [2^e, 2^(e+1)) has places of 2^(e-23), at most 2^-23 of it).
-          else for (let k = 0; k < pta.length; k++) expect(Math.abs(pta[k]! - ptb[k]!)).toBeLessThanOrEqual(2 ** -23 * Math.max(Math.abs(ptb[k]!), 2 ** -8));
+          // Pixel sampling (the same module): within one place of the stored value (a value in
+          // [2^e, 2^(e+1)) has places of 2^(e-23), at most 2^-23 of it).
+          const { coords: pca, targets: pta } = same(cpuPixel, jsPixel, (_k, _coords, want) => 2 ** -23 * Math.max(Math.abs(want), 2 ** -8));
           expectPixels(image, samples, c.colorspace === "linear", pca, pta, c.exact);
         } finally {
           for (const x of [cpu, js, cpuPixel, jsPixel]) x.close();
