@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-# A pure-PyTorch CPU implementation of the training step that bench/train.ts measures, as the
-# outside reference for `bun run bench:train`: hash grid (tiny-cuda-nn's indexing: per level a
-# scale, floor(x * scale + 0.5) cells, dense index where the level's grid fits its table, the
-# coherent-prime hash where it does not) -> MLP (ReLU, no biases) -> relative L2 loss (the
-# prediction in the denominator held constant, as tiny-cuda-nn) -> backward (autograd) -> Adam over
-# the encoding and the network (two groups) -> EMA of all parameters. Training targets are the
-# image bilinearly interpolated at uniform random points, as the project's sampler does.
+# A pure-PyTorch CPU implementation of the training that bench/train.ts measures, as the outside
+# reference for `bun run bench:train`: hash grid (tiny-cuda-nn's indexing: per level a scale,
+# floor(x * scale + 0.5) cells, dense index where the level's grid fits its table, the
+# coherent-prime hash where it does not) -> MLP (ReLU, no biases) -> loss -> backward (autograd)
+# -> Adam over the encoding and the network (two groups, constant learning rate) -> optionally an
+# EMA of all parameters. Two peers, chosen by the config:
+#   - the bilinear peer: targets the image bilinearly interpolated at uniform random points,
+#     relative L2 (the prediction in the denominator held constant, as tiny-cuda-nn), EMA;
+#   - the naive loop a user would write: random pixel centres and their stored values, plain L2,
+#     no EMA.
+# It trains for the wall-clock budgets given and reports the full-image PSNR (all pixel centres,
+# the EMA's weights when it keeps one) at each, the clock stopped while it evaluates.
 #
 # Not a project dependency: bench/train.ts runs it only when `import torch` works. The level
 # tables come from bench/train.ts (modules/hashgrid.ts derives them), so both sides train the
@@ -15,10 +20,13 @@
 #
 # CONFIG.json: {"image": raw samples file (u8 or u16, row-major y, x, channel), "width", "height",
 #   "channels", "bits", "dims": 2, "levels", "features", "scale": [l * dims + d], "stride": [...],
-#   "size": [l], "offset": [l], "hashed": [l], "width_mlp", "hidden_layers", "batch", "steps",
-#   "warmup", "lr", "beta1", "beta2", "eps", "ema_decay", "threads", "seed"}
-# Prints one JSON line: steps timed, median and mean seconds per step, steps/s, last loss.
+#   "size": [l], "offset": [l], "hashed": [l], "width_mlp", "hidden_layers", "batch", "lr", "beta1",
+#   "beta2", "eps", "ema_decay", "threads", "seed", "sampling": "bilinear" | "pixel",
+#   "loss": "relative_l2" | "l2", "ema": bool, "seconds": [budgets]}
+# Prints one JSON line: "budgets": [{"seconds", "steps", "psnr"}], "steps_per_s", "torch",
+# "threads", "params".
 import json
+import math
 import sys
 import time
 
@@ -86,7 +94,14 @@ def main():
     params = list(grid.parameters()) + list(mlp.parameters())
     ema = [p.detach().clone() for p in params]
 
+    pixel = c.get("sampling", "bilinear") == "pixel"
+    relative = c.get("loss", "relative_l2") == "relative_l2"
+    keep_ema = bool(c.get("ema", True))
+
     def sample(n):
+        if pixel:  # uniform over the pixel centres, their stored values
+            xi, yi = torch.randint(0, W, (n,)), torch.randint(0, H, (n,))
+            return torch.stack(((xi + 0.5) / W, (yi + 0.5) / H), dim=1), img[yi, xi]
         # Pixel x covers [x, x + 1) / W: bilinear between the centres, clamped at the borders.
         uv = torch.rand(n, 2)
         px = (uv[:, 0] * W - 0.5).clamp(0, W - 1)
@@ -97,29 +112,50 @@ def main():
         t = (img[y0, x0] * (1 - fx) + img[y0, x1] * fx) * (1 - fy) + (img[y1, x0] * (1 - fx) + img[y1, x1] * fx) * fy
         return uv, t
 
-    times, loss_value = [], float("nan")
-    for step in range(c["warmup"] + c["steps"]):
-        t0 = time.perf_counter()
+    @torch.no_grad()
+    def psnr():
+        # The full image at its pixel centres, on the EMA's weights when one is kept.
+        saved = [p.detach().clone() for p in params]
+        if keep_ema:
+            for p, e in zip(params, ema):
+                p.copy_(e)
+        se = 0.0
+        xs = (torch.arange(W, dtype=torch.float32) + 0.5) / W
+        for y0 in range(0, H, 64):
+            ys = (torch.arange(y0, min(H, y0 + 64), dtype=torch.float32) + 0.5) / H
+            uv = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 2)
+            se += float(((mlp(grid(uv)) - img[y0:y0 + len(ys)].reshape(-1, C)) ** 2).double().sum())
+        for p, s in zip(params, saved):
+            p.copy_(s)
+        mse = se / (H * W * C)
+        return 10 * math.log10(1 / mse) if mse > 0 else float("inf")
+
+    def step(k):
         x, target = sample(c["batch"])
         pred = mlp(grid(x))
-        loss = ((pred - target) ** 2 / (pred.detach() ** 2 + 0.01)).mean()
+        if relative:
+            loss = ((pred - target) ** 2 / (pred.detach() ** 2 + 0.01)).mean()
+        else:
+            loss = ((pred - target) ** 2).mean()
         opt.zero_grad(set_to_none=False)
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            decay = min(c["ema_decay"], (2 + step) / (11 + step))
-            torch._foreach_mul_(ema, decay)
-            torch._foreach_add_(ema, params, alpha=1 - decay)
-        loss_value = loss.item()
-        if step >= c["warmup"]:
-            times.append(time.perf_counter() - t0)
-    s = sorted(times)
-    med = s[len(s) // 2] if len(s) % 2 else 0.5 * (s[len(s) // 2 - 1] + s[len(s) // 2])
-    print(json.dumps({
-        "steps": len(times), "median_s": med, "mean_s": sum(times) / len(times), "steps_per_s": 1 / med,
-        "loss": loss_value, "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "params": sum(p.numel() for p in params),
-    }))
+        if keep_ema:
+            with torch.no_grad():
+                decay = min(c["ema_decay"], (2 + k) / (11 + k))
+                torch._foreach_mul_(ema, decay)
+                torch._foreach_add_(ema, params, alpha=1 - decay)
+
+    budgets, out, k, clock = sorted(c["seconds"]), [], 0, 0.0
+    for b in budgets:
+        while clock < b:
+            t0 = time.perf_counter()
+            step(k)
+            k += 1
+            clock += time.perf_counter() - t0
+        out.append({"seconds": clock, "steps": k, "psnr": psnr()})
+    print(json.dumps({"budgets": out, "steps_per_s": k / clock, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                      "params": sum(p.numel() for p in params)}))
 
 
 if __name__ == "__main__":

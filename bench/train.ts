@@ -1,4 +1,4 @@
-// `bun run bench:train [--json] [--seconds S] [--image path] [--reps R] [--batch-sweep] [--no-torch]`
+// `bun run bench:train [--json] [--seconds S,S] [--image path]... [--reps R] [--batch-sweep] [--no-torch]`
 //
 // The whole training step of the default 2D configuration (L=16, F=2, log2T=19, N_min=16, finest
 // 2048, MLP 64x2, batch 2^16: the trainer's defaults) on the CPU backend, against this machine's
@@ -12,16 +12,18 @@
 //     4 bytes per parameter at the triad, and the encoding's forward and backward at the rate of
 //     the hand-written C++ kernels (bench/hand.ts) on the same configuration and batch, timed
 //     round by round next to ours; sampling has no reference and is left out of the limit;
-//   - train() itself (evalEvery 0) for `--seconds` (default 60) on a Kodak photograph: its steps/s
-//     and the full-image PSNR reached (on the EMA weights, as the trainer reports it);
-//   - with --batch-sweep, the PSNR after the same budget for batches 2^14 .. 2^17;
-//   - a pure-PyTorch CPU implementation of the same model (bench/torch_train.py) when `import
-//     torch` works, for a fixed number of steps.
+//   - train() itself (its defaults, evalEvery 0) for each budget of `--seconds` (default 10 and 60)
+//     on each `--image` (default a Kodak photograph): its steps/s and the full-image PSNR reached;
+//   - beside it, at the same wall-clock budgets, two pure-PyTorch CPU peers training the same model
+//     (bench/torch_train.py) when `import torch` works: the naive loop a user would write (pixel
+//     centres, plain L2, no EMA, constant learning rate) and the bilinear peer (tiny-cuda-nn's
+//     sample: bilinear targets at random points, relative L2, EMA); their PSNR and steps/s;
+//   - with --batch-sweep, the PSNR after the largest budget for batches 2^14 .. 2^17.
 // With --json the last line printed is one JSON object with every figure.
 import { parseArgs } from "node:util";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { Ema } from "../modules/ema.ts";
 import { HostBuffer, type DeviceBuffer } from "../runtime/buffer.ts";
 import { Optimizer } from "../modules/optimizer.ts";
@@ -34,9 +36,11 @@ import { gridTables, handBackward, handForward, loadHand } from "./hand.ts";
 import { BUSY_SHARE, BusyMeter, busyNote, busyText, cpuInfo, cpuSnapshot, loadMachine, loadReport, median, othersShare, shareOfLimit, type LimitShare } from "./machine.ts";
 import { mlpStepFlops } from "./mlp.ts";
 
-const USAGE = `usage: bun run bench:train [--json] [--seconds S] [--image path] [--reps R] [--batch-sweep] [--no-torch]
-  --seconds S    training budget of the PSNR run (and of each --batch-sweep run), default 60
-  --image path   the photograph (default: ../shared/data/kodak/kodim05.png if present, else data/astronaut.png)
+const USAGE = `usage: bun run bench:train [--json] [--seconds S,S] [--image path]... [--reps R] [--batch-sweep] [--no-torch]
+  --seconds S,S  training budgets in seconds, compared at equal wall time with the PyTorch peers (default 10,60);
+                 the largest is also the --batch-sweep runs' budget
+  --image path   a photograph, repeatable: the first one also serves the phase split
+                 (default: ../shared/data/kodak/kodim05.png if present, else data/astronaut.png)
   --reps R       timed steps of the phase split (default 30, after 3 warm-up steps)
   --batch-sweep  also train batches 2^14, 2^15 (and 2^17 when fast enough) for the same budget
   --no-torch     skip the PyTorch comparison
@@ -44,7 +48,13 @@ const USAGE = `usage: bun run bench:train [--json] [--seconds S] [--image path] 
 
 const KODAK = resolve(import.meta.dir, "../../shared/data/kodak/kodim05.png");
 const TORCH_SCRIPT = join(import.meta.dir, "torch_train.py");
-const TORCH_STEPS = 8;
+
+/** The PyTorch peers: what each one's training is (bench/torch_train.py's config fields). */
+const PEERS = {
+  naive: { title: "naive PyTorch loop", sampling: "pixel", loss: "l2", ema: false },
+  bilinear: { title: "bilinear PyTorch peer", sampling: "bilinear", loss: "relative_l2", ema: true },
+} as const;
+type Peer = keyof typeof PEERS;
 
 function timeMs(f: () => void): number {
   const t0 = performance.now();
@@ -171,10 +181,8 @@ async function trainFor(image: string, seconds: number, batch: number | undefine
 }
 
 interface TorchResult {
-  steps: number;
-  median_s: number;
+  budgets: { seconds: number; steps: number; psnr: number }[];
   steps_per_s: number;
-  loss: number;
   torch: string;
   threads: number;
   params: number;
@@ -198,7 +206,8 @@ function findTorchPython(): { python?: string; why: string } {
   return { why };
 }
 
-async function runTorch(python: string, cfg: TrainConfig, image: ImageData, threads: number, dir: string): Promise<TorchResult> {
+/** A PyTorch peer trained on `image` for the largest of `budgets` seconds, its PSNR at each. */
+async function runTorch(python: string, peer: Peer, cfg: TrainConfig, image: ImageData, budgets: number[], threads: number, dir: string): Promise<TorchResult> {
   const { encoding: e } = cfg;
   const tables = gridTables(2, e.levels, e.featuresPerLevel, e.log2HashmapSize, e.baseResolution, Math.exp(Math.log(e.finestResolution / e.baseResolution) / (e.levels - 1)));
   const samples = image.width * image.height * image.channels;
@@ -211,13 +220,13 @@ async function runTorch(python: string, cfg: TrainConfig, image: ImageData, thre
     dims: 2, levels: e.levels, features: e.featuresPerLevel,
     scale: [...tables.scale], stride: [...tables.stride], size: [...tables.size], offset: [...tables.offset], hashed: [...tables.hashed].map(Boolean),
     width_mlp: cfg.network.width, hidden_layers: cfg.network.hiddenLayers, batch: cfg.batch,
-    steps: TORCH_STEPS, warmup: 2, lr: cfg.optimizer.lr, beta1: cfg.optimizer.beta1, beta2: cfg.optimizer.beta2, eps: cfg.optimizer.eps,
-    ema_decay: cfg.ema.decay, threads, seed: cfg.seed,
+    lr: cfg.optimizer.lr, beta1: cfg.optimizer.beta1, beta2: cfg.optimizer.beta2, eps: cfg.optimizer.eps,
+    ema_decay: cfg.ema.decay, threads, seed: cfg.seed, ...PEERS[peer], seconds: budgets,
   };
   const configPath = join(dir, "torch.json");
   writeFileSync(configPath, JSON.stringify(config));
   const proc = Bun.spawn([python, TORCH_SCRIPT, configPath], { stdout: "pipe", stderr: "pipe", env: { ...process.env, OMP_NUM_THREADS: String(threads) } });
-  const timer = setTimeout(() => proc.kill(), 300_000);
+  const timer = setTimeout(() => proc.kill(), 1000 * (Math.max(...budgets) * 3 + 300));
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);
   if (code !== 0) throw new Error(`bench/torch_train.py exited with ${code}: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
@@ -229,7 +238,7 @@ async function main(): Promise<number> {
   try {
     values = parseArgs({
       options: {
-        json: { type: "boolean" }, seconds: { type: "string" }, image: { type: "string" }, reps: { type: "string" },
+        json: { type: "boolean" }, seconds: { type: "string" }, image: { type: "string", multiple: true }, reps: { type: "string" },
         "batch-sweep": { type: "boolean" }, "no-torch": { type: "boolean" }, help: { type: "boolean", short: "h" },
       },
     }).values;
@@ -238,24 +247,27 @@ async function main(): Promise<number> {
     return 2;
   }
   if (values.help) return console.log(USAGE), 0;
-  const seconds = values.seconds === undefined ? 60 : Number(values.seconds);
-  if (!(seconds > 0 && seconds <= 3600)) return console.error(`--seconds must be a number in (0, 3600], got ${values.seconds}`), 2;
+  const budgets = (values.seconds ?? "10,60").split(",").map(Number).sort((a, b) => a - b);
+  if (!budgets.every((b) => b > 0 && b <= 3600)) return console.error(`--seconds must be numbers in (0, 3600] separated by commas, got ${values.seconds}`), 2;
+  const seconds = budgets[budgets.length - 1]!;
   const reps = values.reps === undefined ? 30 : Number(values.reps);
   if (!Number.isInteger(reps) || reps < 1 || reps > 1000) return console.error(`--reps must be an integer in [1, 1000], got ${values.reps}`), 2;
-  const imagePath = values.image ?? (existsSync(KODAK) ? KODAK : DEFAULT_IMAGE);
+  const imagePaths = values.image ?? [existsSync(KODAK) ? KODAK : DEFAULT_IMAGE];
+  const imagePath = imagePaths[0]!;
   const log = (s: string) => console.log(s);
   const started = performance.now();
   const busy = new BusyMeter();
   busy.start();
 
   const cfg = parseTrainConfig({ image: imagePath, backend: "cpu", evalEvery: 0 });
-  let image: ImageData;
+  let images: ImageData[];
   try {
-    image = await loadImage(imagePath);
+    images = await Promise.all(imagePaths.map((p) => loadImage(p)));
   } catch (e) {
     console.error(`bench:train: ${(e as Error).message}`);
     return 1;
   }
+  const image = images[0]!;
 
   // The machine.
   const cxx = findCxx().tool;
@@ -280,26 +292,31 @@ async function main(): Promise<number> {
   const splitOthers = othersShare(splitCpu, cpuSnapshot());
   const P = split.paramsEncoding + split.paramsNetwork;
 
-  // train() itself: overall steps/s and the PSNR after the budget.
+  // train() itself at each budget on each image, then the PyTorch peers at the same budgets.
   const outRoot = mkdtempSync(join(tmpdir(), "bench-train-"));
-  let result!: TrainResult;
+  const ours: { image: string; seconds: number; result: TrainResult; others: number | undefined }[] = [];
   const sweep: { batch: number; psnr: number; steps: number; steps_per_s: number; samples_per_s: number; others_cpu_share: number | null }[] = [];
-  let mainOthers: number | undefined;
-  let torch: TorchResult | undefined;
+  const peers: { image: string; peer: Peer; result: TorchResult }[] = [];
   let torchNote = "";
   try {
-    Bun.gc(true);
-    log(`training ${seconds} s with train() (CPU backend, the trainer's defaults, evalEvery 0) ...`);
-    const mainCpu = cpuSnapshot();
-    result = await trainFor(imagePath, seconds, undefined, join(outRoot, "main"));
-    mainOthers = othersShare(mainCpu, cpuSnapshot());
-    log(`  ${result.steps} steps in ${result.seconds.toFixed(1)} s: ${result.stepsPerSecond.toFixed(2)} steps/s, full-image PSNR ${result.psnr.toFixed(2)} dB (EMA weights)${busyNote(mainOthers)}`);
-    sweep.push({ batch: n, psnr: result.psnr, steps: result.steps, steps_per_s: result.stepsPerSecond, samples_per_s: result.stepsPerSecond * n, others_cpu_share: mainOthers ?? null });
+    for (const path of imagePaths) {
+      for (const b of budgets) {
+        Bun.gc(true);
+        log(`training ${b} s with train() on ${basename(path)} (CPU backend, the trainer's defaults, evalEvery 0) ...`);
+        const c0 = cpuSnapshot();
+        const result = await trainFor(path, b, undefined, join(outRoot, `ours-${ours.length}`));
+        const o = othersShare(c0, cpuSnapshot());
+        log(`  ${result.steps} steps in ${result.seconds.toFixed(1)} s: ${result.stepsPerSecond.toFixed(2)} steps/s, full-image PSNR ${result.psnr.toFixed(2)} dB (${result.weights?.used ?? "raw"} weights)${busyNote(o)}`);
+        ours.push({ image: path, seconds: b, result, others: o });
+      }
+    }
+    const main = ours.find((r) => r.image === imagePath && r.seconds === seconds)!;
+    sweep.push({ batch: n, psnr: main.result.psnr, steps: main.result.steps, steps_per_s: main.result.stepsPerSecond, samples_per_s: main.result.stepsPerSecond * n, others_cpu_share: main.others ?? null });
 
     if (values["batch-sweep"]) {
       const batches = [1 << 14, 1 << 15];
       // 2^17 when it would still take at least 100 steps in the budget (about half of 2^16's rate).
-      if ((result.stepsPerSecond / 2) * seconds >= 100) batches.push(1 << 17);
+      if ((main.result.stepsPerSecond / 2) * seconds >= 100) batches.push(1 << 17);
       for (const b of batches) {
         Bun.gc(true);
         log(`training ${seconds} s with batch ${b} ...`);
@@ -317,11 +334,17 @@ async function main(): Promise<number> {
       const avail = findTorchPython();
       if (!avail.python) torchNote = `python3-torch not installed (${avail.why}): apt-get install python3-torch libopenblas0-pthread to compare`;
       else {
-        // The child's CPU time is not "other processes": leave its segment out of the busy check.
+        // The child's CPU time is not "other processes": leave its segments out of the busy check.
         busy.stop();
-        log(`PyTorch: ${TORCH_STEPS} steps (after 2 warm-up) of the same model, batch ${n}, ${machine.threads} threads ...`);
         try {
-          torch = await runTorch(avail.python, cfg, image, machine.threads, outRoot);
+          for (const [k, path] of imagePaths.entries()) {
+            for (const peer of Object.keys(PEERS) as Peer[]) {
+              log(`PyTorch: the ${PEERS[peer].title} on ${basename(path)} for ${budgets.join(" and ")} s (same model, batch ${n}, ${machine.threads} threads) ...`);
+              const result = await runTorch(avail.python, peer, cfg, images[k]!, budgets, machine.threads, outRoot);
+              log(`  ${result.budgets.map((b) => `${b.seconds.toFixed(0)} s: ${b.steps} steps, ${b.psnr.toFixed(2)} dB`).join("; ")}`);
+              peers.push({ image: path, peer, result });
+            }
+          }
         } catch (err) {
           torchNote = `failed: ${(err as Error).message}`;
         }
@@ -331,6 +354,7 @@ async function main(): Promise<number> {
   } finally {
     rmSync(outRoot, { recursive: true, force: true });
   }
+  const { result, others: mainOthers } = ours.find((r) => r.image === imagePath && r.seconds === seconds)!;
   // The machine's limits once more at the end: noise (another process, another tenant's memory
   // traffic, the clock) only ever lowers them, so the limit takes the better of the two.
   const peakEnd = machine.fmaPeak(5);
@@ -405,12 +429,11 @@ async function main(): Promise<number> {
     const best = sweep.reduce((a, b) => (b.psnr > a.psnr ? b : a));
     log(`  highest PSNR: batch ${best.batch} (${best.psnr.toFixed(2)} dB)${best.batch === n ? " = the default" : ` (the default ${n} reaches ${result.psnr.toFixed(2)} dB)`}`);
   }
-  if (torch) {
-    const ratio = stepsPerS / torch.steps_per_s;
-    log(`PyTorch ${torch.torch} (CPU, ${torch.threads} threads, same model, ${torch.params} params): ${torch.steps_per_s.toFixed(2)} steps/s (median of ${torch.steps}); ours ${ratio.toFixed(1)}x (target >= 10x: ${ratio >= 10 ? "MET" : "NOT MET"})`);
-  } else log(`PyTorch: ${torchNote}`);
+  const table = peerTable(ours, peers, budgets);
+  for (const line of table.lines) log(line);
+  if (peers.length === 0 || torchNote) log(`PyTorch: ${torchNote}`);
   log(`machine at the end of the run: FMA peak ${peakEnd.gflops.toFixed(1)} GFLOP/s (start ${peak.gflops.toFixed(1)}), triad ${triadEnd.gbs.toFixed(1)} GB/s (start ${triad.gbs.toFixed(1)}); the limit uses the better of each`);
-  for (const line of loadReport(others, (performance.now() - started) / 1000, { note: torch ? ", the PyTorch child's part left out" : "" })) log(line);
+  for (const line of loadReport(others, (performance.now() - started) / 1000, { note: peers.length > 0 ? ", the PyTorch children's part left out" : "" })) log(line);
 
   if (values.json) {
     console.log(JSON.stringify({
@@ -424,13 +447,56 @@ async function main(): Promise<number> {
       limit_ms: { encode_forward: limitMs.encodeForward, mlp: limitMs.mlp, encode_backward: limitMs.encodeBackward, optimizer: limitMs.optimizer, ema: limitMs.ema, step: limitStepMs },
       limit_steps_per_s: limitStepsPerS, limit_share: share,
       hand_forward_mpts: n / split.hand.forwardMs / 1e3, hand_backward_mpts: n / split.hand.backwardMs / 1e3, hand_vector_path: split.hand.vectorPath,
-      psnr_60s: result.psnr, psnr_seconds: seconds, image: imagePath,
+      psnr: result.psnr, psnr_seconds: seconds, image: imagePath,
       batch_sweep: sweep.length > 1 ? sweep : null,
-      torch_steps_per_s: torch?.steps_per_s ?? null, torch_ratio: torch ? stepsPerS / torch.steps_per_s : null, torch_note: torch ? null : torchNote,
+      equal_time: table.rows, torch_note: torchNote || null,
       reps, others_cpu_share: others ?? null, split_others_cpu_share: splitOthers ?? null, train_others_cpu_share: mainOthers ?? null,
     }));
   }
   return 0;
+}
+
+interface EqualTimeRow {
+  image: string;
+  seconds: number;
+  ours: { psnr: number; steps: number; steps_per_s: number };
+  peers: Partial<Record<Peer, { psnr: number; steps: number; steps_per_s: number }>>;
+  /** Ours minus the best peer's PSNR, in dB (null without peers). */
+  margin: number | null;
+}
+
+/**
+ * Ours and the PyTorch peers side by side at each budget and image, and the targets at the largest
+ * budget: ours at least 3 dB above the best peer and at least 10x each peer's steps per second.
+ */
+function peerTable(ours: { image: string; seconds: number; result: TrainResult }[], peers: { image: string; peer: Peer; result: TorchResult }[], budgets: number[]): { lines: string[]; rows: EqualTimeRow[] } {
+  const rows: EqualTimeRow[] = ours.map(({ image, seconds, result }) => {
+    const k = budgets.indexOf(seconds);
+    const at: EqualTimeRow["peers"] = {};
+    for (const p of peers.filter((p) => p.image === image)) {
+      const b = p.result.budgets[k]!;
+      at[p.peer] = { psnr: b.psnr, steps: b.steps, steps_per_s: p.result.steps_per_s };
+    }
+    const best = Math.max(...Object.values(at).map((p) => p.psnr));
+    return { image, seconds, ours: { psnr: result.psnr, steps: result.steps, steps_per_s: result.stepsPerSecond }, peers: at, margin: Number.isFinite(best) ? result.psnr - best : null };
+  });
+  const cell = (r: { psnr: number; steps: number } | undefined) => (r ? `${r.psnr.toFixed(2)} dB ${`(${r.steps} steps)`.padEnd(13)}` : "-".padEnd(22));
+  const lines = [
+    "",
+    `full-image PSNR at equal wall time (pixel centres; ours: train()'s defaults)`,
+    `image        budget | ours                   | ${(Object.keys(PEERS) as Peer[]).map((p) => PEERS[p].title.padEnd(22)).join(" | ")} | ours - best peer`,
+  ];
+  for (const r of rows) {
+    lines.push(`${basename(r.image).padEnd(12)} ${`${r.seconds} s`.padStart(6)} | ${cell(r.ours)} | ${(Object.keys(PEERS) as Peer[]).map((p) => cell(r.peers[p])).join(" | ")} | ${r.margin === null ? "-" : `${r.margin >= 0 ? "+" : ""}${r.margin.toFixed(2)} dB`}`);
+  }
+  const last = rows.filter((r) => r.seconds === budgets[budgets.length - 1] && r.margin !== null);
+  if (last.length > 0) {
+    const worst = Math.min(...last.map((r) => r.margin!));
+    const speed = last.flatMap((r) => Object.values(r.peers).map((p) => r.ours.steps_per_s / p.steps_per_s));
+    lines.push(`at ${budgets[budgets.length - 1]} s: ours - best peer >= ${worst.toFixed(2)} dB on every image (target >= 3 dB: ${worst >= 3 ? "MET" : "NOT MET"}); ` +
+      `steps/s ${Math.min(...speed).toFixed(1)}x to ${Math.max(...speed).toFixed(1)}x the peers' (target >= 10x: ${Math.min(...speed) >= 10 ? "MET" : "NOT MET"})`);
+  }
+  return { lines, rows };
 }
 
 if (import.meta.main) process.exit(await main());

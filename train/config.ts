@@ -31,7 +31,7 @@ export const TrainConfigSchema = z
      * interpolated there (tiny-cuda-nn's; a field between the pixels, for rendering at other
      * sizes); pixel, pixel centres with their stored values (where the full-image PSNR is measured).
      */
-    sampling: z.enum(["bilinear", "pixel"]).default("bilinear"),
+    sampling: z.enum(["bilinear", "pixel"]).default("pixel"),
     encoding: z
       .object({
         levels: z.number().int().min(1).max(64).default(16),
@@ -83,11 +83,11 @@ export const TrainConfigSchema = z
       })
       .strict()
       .prefault({}),
-    loss: z.enum(Object.keys(LOSSES) as [string, ...string[]]).default("relative_l2"),
+    loss: z.enum(Object.keys(LOSSES) as [string, ...string[]]).default("l2"),
     huberDelta: z.number().positive().default(1),
     /** The Optimizer module's options (weight decay is per group: network.weightDecay). */
     optimizer: OptimizerOptions.omit({ weightDecay: true }).prefault({}),
-    schedule: ScheduleSpecSchema.default({ kind: "none" }),
+    schedule: ScheduleSpecSchema.default({ kind: "onecycle", pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4 }),
     /** Exponential moving average of the parameters, used for evaluation and outputs. */
     ema: z.object({ enabled: z.boolean().default(true), decay: z.number().min(0).lt(1).default(0.999) }).strict().prefault({}),
     /** Samples per micro-batch. */
