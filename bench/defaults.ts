@@ -20,7 +20,8 @@ import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { MAX_STEPS, parseTrainConfig, type TrainConfigInput } from "../train/config.ts";
 import { train } from "../train/trainer.ts";
-import { BusyMeter, cpuInfo, cpuSnapshot, loadReport, othersShare, busyNote } from "./machine.ts";
+import { findCxx } from "../runtime/toolchain.ts";
+import { BusyMeter, busyNote, cpuInfo, cpuSnapshot, loadReport, median, othersShare } from "./machine.ts";
 
 const USAGE = `usage: bun run bench:defaults [--image path]... [--seconds 10,60,300] [--rate R] [--keep dB] [--results dir] [--markdown file] [--json]
   --image path     a photograph, repeatable (default: kodim01, kodim05, kodim13 and kodim23 of ../shared/data/kodak)
@@ -88,22 +89,30 @@ function parse(argv: string[]) {
   };
 }
 
-/** A setting's steps per second relative to the defaults': CALIBRATION_STEPS of each, back to back, on `image`. */
-const CALIBRATION_STEPS = 60;
+/**
+ * Each setting's steps per second relative to the defaults': CALIBRATION_STEPS timed steps (after
+ * 5 untimed ones) of each setting, in ROUNDS rounds that alternate the settings, on `image`; the
+ * median of each setting's rounds, so that a moment of load elsewhere hits one round, not the result.
+ */
+const CALIBRATION = { steps: 30, skip: 5, rounds: 3 };
 async function speeds(names: string[], image: string, dir: string, log: (s: string) => void): Promise<Record<string, number>> {
   const file = join(dir, "speeds.json");
   if (existsSync(file)) return JSON.parse(readFileSync(file, "utf8")) as Record<string, number>;
-  const rate: Record<string, number> = {};
-  for (const n of names) {
-    const out = mkdtempSync(join(tmpdir(), "bench-defaults-"));
-    try {
-      rate[n] = (await train({ ...SETTINGS[n]!.config, image, backend: "cpu", evalEvery: 0, out, steps: CALIBRATION_STEPS })).stepsPerSecond;
-    } finally {
-      rmSync(out, { recursive: true, force: true });
+  const rates: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  for (let r = 0; r < CALIBRATION.rounds; r++) {
+    for (const n of names) {
+      const out = mkdtempSync(join(tmpdir(), "bench-defaults-"));
+      const t: number[] = [];
+      try {
+        await train({ ...SETTINGS[n]!.config, image, backend: "cpu", evalEvery: 0, out, steps: CALIBRATION.skip + CALIBRATION.steps }, { onStep: () => void t.push(performance.now()) });
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
+      rates[n]!.push((1000 * CALIBRATION.steps) / (t[t.length - 1]! - t[CALIBRATION.skip - 1]!));
     }
   }
-  const rel = Object.fromEntries(names.map((n) => [n, rate[n]! / rate.defaults!]));
-  log(`speeds relative to the defaults (${CALIBRATION_STEPS} steps each on ${basename(image)}): ${names.map((n) => `${n} ${rel[n]!.toFixed(3)}`).join(", ")}`);
+  const rel = Object.fromEntries(names.map((n) => [n, median(rates[n]!) / median(rates.defaults!)]));
+  log(`speeds relative to the defaults (median of ${CALIBRATION.rounds} rounds of ${CALIBRATION.steps} steps on ${basename(image)}): ${names.map((n) => `${n} ${rel[n]!.toFixed(3)}`).join(", ")}`);
   writeFileSync(file, JSON.stringify(rel));
   return rel;
 }
@@ -165,7 +174,7 @@ async function main(): Promise<number> {
   }
   if (o.help) return console.log(USAGE), 0;
   const log = (s: string) => console.log(s);
-  const cpu = cpuInfo();
+  const cpu = cpuInfo(findCxx().tool?.path);
   log(`CPU: ${cpu.model} (${cpu.family}), ${cpu.cpus} logical CPUs; -march=native = ${cpu.march}`);
   log(`images: ${o.images.map((i) => basename(i)).join(", ")}; budgets: ${o.budgets.join(", ")} s${o.rate ? ` as ${o.budgets.map((b) => Math.round(o.rate! * b)).join(", ")} steps (--rate ${o.rate})` : " (timed)"}`);
   const dir = o.results ?? mkdtempSync(join(tmpdir(), "bench-defaults-results-"));

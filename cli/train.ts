@@ -145,12 +145,10 @@ export async function main(argv: string[]): Promise<number> {
     seconds = cfg.seconds;
     const kind = cfg.schedule.kind;
     const timed = cfg.seconds !== undefined && cfg.steps >= MAX_STEPS;
-    const defaultSteps = cfg.seconds === undefined && !set.has("steps") && file.steps === undefined;
     if (!json && cfg.seconds !== undefined)
       process.stderr.write(
         `${!timed ? `stops at ${cfg.steps} steps or after ${cfg.seconds} s, whichever comes first` : !spansSteps(kind) ? `stops after ${cfg.seconds} s (--seconds; no step limit)` : `stops after ${cfg.seconds} s (--seconds): the ${kind} schedule spans the steps ${values.resume ? "the checkpoint's run decided" : "estimated to fit, after a warm-up measuring the steps per second"}`}\n`,
       );
-    else if (!json && defaultSteps && spansSteps(kind)) process.stderr.write(`${kind} over ${cfg.steps} steps (the default --steps; --steps or --seconds sets the span)\n`);
     const result = await train(cfg, {
       signal: controller.signal,
       resume: typeof values.resume === "string" ? values.resume : undefined,

@@ -98,7 +98,8 @@ test("--seconds alone: time governs (no step limit), said at the start; with --s
   expect(parseTrainConfig({}).steps).toBe(1000);
   expect(parseTrainConfig({ seconds: 180, schedule: { kind: "cosine" } }).steps).toBe(MAX_STEPS); // the trainer decides its span (test/train.test.ts)
   expect(parseTrainConfig({ seconds: 180, steps: 20, schedule: { kind: "cosine" } }).schedule.kind).toBe("cosine");
-  const alone = await run("cli/train.ts", [...SMALL.filter((a, i, all) => a !== "--steps" && all[i - 1] !== "--steps"), "--seconds", "1.5", "--backend", BACKEND, "--out", join(tmp, "seconds")]);
+  // A constant rate: no schedule spans the steps, so nothing is estimated (the default onecycle's case: test/train_cli.test.ts).
+  const alone = await run("cli/train.ts", [...SMALL.filter((a, i, all) => a !== "--steps" && all[i - 1] !== "--steps"), "--schedule", "none", "--seconds", "1.5", "--backend", BACKEND, "--out", join(tmp, "seconds")]);
   expect(alone.code, alone.err).toBe(0);
   expect(alone.err).toContain("stops after 1.5 s (--seconds; no step limit)");
   expect(alone.out).toContain("stopped by seconds");

@@ -55,10 +55,15 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** The small configuration every test starts from (20 steps of 1024 samples). */
+/**
+ * The small configuration every test starts from (20 steps of 1024 samples), at a constant learning
+ * rate so that a run can be continued to more steps (the default onecycle schedule, like cosine,
+ * refuses a changed span: its resume is tested with an interruption below).
+ */
 function base(over: Partial<TrainConfigInput> = {}): TrainConfigInput {
   return {
     image,
+    schedule: { kind: "none" },
     encoding: { levels: 4, log2HashmapSize: 12, finestResolution: 256 },
     network: { width: 16 },
     batch: 1024,
@@ -497,7 +502,7 @@ describe("outputs", () => {
 
 describe("sampling", () => {
   test("pixel: trains on pixel centres to a higher full-image PSNR than bilinear in the same steps; recorded in summary.json and the checkpoint; a resume may change it", async () => {
-    const bilinear = await run(base({ steps: 100, loss: "l2", ema: { enabled: false } }));
+    const bilinear = await run(base({ steps: 100, loss: "l2", ema: { enabled: false }, sampling: "bilinear" }));
     const pixel = await run(base({ steps: 100, loss: "l2", ema: { enabled: false }, sampling: "pixel" }));
     console.log(`[train sampling] 100 steps, l2, no EMA, 64x48: bilinear ${bilinear.result.psnr.toFixed(2)} dB, pixel ${pixel.result.psnr.toFixed(2)} dB`);
     expect(Number.isFinite(pixel.result.psnr)).toBe(true);
@@ -507,7 +512,7 @@ describe("sampling", () => {
     expect(sampling(bilinear)).toBe("bilinear");
     expect(JSON.parse(readFileSync(pixel.result.files.summary, "utf8")).config.sampling).toBe("pixel");
     // Not part of the model: a bilinear checkpoint continues on pixel centres.
-    const first = await run(base({ steps: 10 }));
+    const first = await run(base({ steps: 10, sampling: "bilinear" }));
     const resumed = await run(base({ steps: 20, sampling: "pixel", out: first.result.files.checkpoint.replace(/checkpoint\.ngpk$/, "") }), { resume: first.result.files.checkpoint });
     expect(resumed.ck.step).toBe(20);
     expect(sampling(resumed)).toBe("pixel");

@@ -443,7 +443,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   const warmup = spansSteps(cfg.schedule.kind) && !span ? { measure: new Warmup(cfg.seconds!, elapsedBefore), from: { state: snapshot(m), step, micro } } : undefined;
   let limit = span?.steps ?? cfg.steps;
   let schedule: Schedule = makeSchedule(cfg.schedule, limit, resume?.meta.schedule as never);
-  if (span?.from === "seconds") hooks.log?.(`${describeSpan(cfg.schedule.kind, span)} (the checkpoint's)`);
+  if (span) hooks.log?.(`${describeSpan(cfg.schedule.kind, span)}${span.from === "seconds" ? " (the checkpoint's)" : resume ? "" : " (--steps; --seconds alone spans the steps that fit)"}`);
   // The out directory's earlier outputs stay as they are until this run saves its first checkpoint:
   // until then its metrics go to a temporary beside them. That first checkpoint is the switch: it
   // replaces the earlier one (atomically), then the metrics move into place and the earlier run's
