@@ -13,7 +13,7 @@ const USAGE = `usage: bun run compile <file.ts> [--target cpu|cuda|js] [--config
 
 Compiles the @kernel functions of a kernel-language file and prints the generated source. A
 variant of the encoding (a file exporting spatialHash, interpolationWeight, cornerSlot or
-encodeLevel, see dsl/kernels/parts.ts) prints the hash grid's kernels built with it: the forward
+encodeLevel, see dsl/kernels/lookup.ts) prints the hash grid's kernels built with it: the forward
 and the gradients the compiler derives, as C++ and CUDA (or --target's), for the HashGrid options
 given as --config (default: the grid of 16 levels in 2D, or in the dims the variant requires).
   --target   cpu (C++/OpenMP, default), cuda (CUDA C++) or js (exact-semantics JavaScript)
@@ -64,7 +64,7 @@ async function main(argv: string[]): Promise<number> {
  * the ones the variant needs, else 2), per target.
  */
 async function printVariant(file: string, targets: ("cpu" | "cuda" | "js")[], config: ConfigValue | undefined, kernels: string[] | undefined): Promise<number> {
-  const settings = parseHashGridOptions({ dims: readVariant(file).requires.dims ?? 2, ...(config ?? {}), variant: file });
+  const settings = parseHashGridOptions({ dims: readVariant(file, GRID_KERNELS).requires.dims ?? 2, ...(config ?? {}), variant: file });
   await checkVariant(settings, { dims: "--config's dims", levels: "--config's levels" });
   const chosen = gridKernels(settings);
   const names = kernels ?? [chosen.forward, chosen.paramGrad, chosen.inputGrad];

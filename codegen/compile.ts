@@ -16,7 +16,7 @@ export interface CompileOptions extends SpecializeOptions {
   config?: ConfigValue;
   /** Source text to compile instead of reading the file. */
   text?: string;
-  /** A variant of the hash-grid encoding: its functions replace those of dsl/kernels/parts.ts. */
+  /** A variant of the hash-grid encoding: its functions replace the `@replaceable` ones (dsl/kernels/lookup.ts). */
   variant?: string;
 }
 

@@ -62,7 +62,7 @@ export const HashGridOptions = z
       .strict()
       .optional(),
     /**
-     * A variant of the encoding: a kernel file replacing some of dsl/kernels/parts.ts (the spatial
+     * A variant of the encoding: a kernel file replacing some of the @replaceable parts of dsl/kernels/lookup.ts (the spatial
      * hash, the interpolation weight, the index scheme or the whole per-level lookup); its
      * gradients are derived by the compiler.
      */
@@ -122,7 +122,7 @@ export async function checkVariant(s: { variant?: string; dims: number; levels: 
   parseHashGridOptions({ dims: s.dims, levels: s.levels, variant: s.variant }); // a file that exists, first
   // The compiler's front end (ts-morph) is loaded when a variant is read, not by every command that imports this file.
   const { readVariant } = await import("../codegen/parse.ts");
-  const { requires } = readVariant(s.variant);
+  const { requires } = readVariant(s.variant, GRID_KERNELS);
   const near = relative(process.cwd(), s.variant);
   const file = near.startsWith("..") || isAbsolute(near) ? s.variant : near;
   if (requires.dims !== undefined && s.dims !== requires.dims) throw new ConfigError(`${file} needs ${flags.dims} ${requires.dims} (got ${s.dims})`);
