@@ -26,7 +26,7 @@ import { Optimizer } from "../modules/optimizer.ts";
 import { HostBuffer } from "../runtime/buffer.ts";
 import { buildCached } from "../runtime/cache.ts";
 import { validateSharedLibrary } from "../runtime/elf.ts";
-import { loadKernels, type KernelModule } from "../runtime/module.ts";
+import { loadKernels, type KernelModule } from "../modules/load.ts";
 import { CPU_FLAGS, findCxx } from "../runtime/toolchain.ts";
 import { cpuInfo, cpuSnapshot, fmtShare, loadMachine, loadReport, median, othersShare, shareOfLimit, type LimitShare } from "./machine.ts";
 

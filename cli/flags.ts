@@ -5,7 +5,7 @@
 // not one, or an integer that is not one, refused by name) whose errors are named by flag (byFlag).
 import { parseArgs } from "node:util";
 import { nearest } from "../codegen/diagnostics.ts";
-import { UsageError } from "../runtime/cli_input.ts";
+import { UsageError } from "../dsl/errors.ts";
 
 export type Kind = "int" | "number" | "string" | "bool";
 export interface Flag {

@@ -10,7 +10,7 @@
 import { ConfigError, HashGrid, checkVariant, type HashGridOptionsInput } from "../modules/hashgrid.ts";
 import { seededUniform } from "../modules/common.ts";
 import { backendRequest } from "../runtime/backend.ts";
-import { UsageError } from "../runtime/cli_input.ts";
+import { UsageError } from "../dsl/errors.ts";
 import { byFlag, flagConfig, flagsNamed, optionsOf, parseFlags, type Flag } from "./flags.ts";
 import { runCommand } from "./run.ts";
 

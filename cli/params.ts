@@ -18,7 +18,7 @@ import {
   type HashGridSettings,
 } from "../modules/hashgrid.ts";
 import { mlpLayout, parseMlpOptions, type MlpSettings } from "../modules/mlp.ts";
-import { UsageError } from "../runtime/cli_input.ts";
+import { UsageError } from "../dsl/errors.ts";
 import { flagsNamed, optionsOf, parseFlags } from "./flags.ts";
 import { runCommand } from "./run.ts";
 

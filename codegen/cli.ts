@@ -1,7 +1,8 @@
 // `bun run compile <file.ts> --target cuda|cpu|js [--config <json or file>] [--kernel name]`
 // Prints the generated source, or the diagnostics and exit status 1.
 import { existsSync } from "node:fs";
-import { readInputFile, UsageError } from "../runtime/cli_input.ts";
+import { UsageError } from "../dsl/errors.ts";
+import { readInputFile } from "../runtime/files.ts";
 import { compileFile } from "./compile.ts";
 import type { ConfigValue } from "./specialize.ts";
 import { parseFlags } from "../cli/flags.ts";

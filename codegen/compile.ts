@@ -1,5 +1,5 @@
 // The pipeline: parse -> check -> specialize -> emit. One call per (file, config, target).
-import type { EmittedModule, Target } from "../runtime/abi.ts";
+import type { EmittedModule, Target } from "../dsl/abi.ts";
 import { checkProgram } from "./check.ts";
 import { DiagnosticSink, fail } from "./diagnostics.ts";
 import { emitCpu } from "./emit/cpu.ts";

@@ -3,8 +3,9 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import type { Target } from "../runtime/abi.ts";
-import { readInputFile, UsageError } from "../runtime/cli_input.ts";
+import type { Target } from "../dsl/abi.ts";
+import { UsageError } from "../dsl/errors.ts";
+import { readInputFile } from "../runtime/files.ts";
 import { compileFile } from "./compile.ts";
 import { ROOT, SHIPPED } from "./shipped.ts";
 

@@ -4,7 +4,7 @@
 import { resolve } from "node:path";
 import { gridConfig, parseHashGridOptions } from "../modules/hashgrid.ts";
 import { mlpConfig, mlpLayout, parseMlpOptions } from "../modules/mlp.ts";
-import type { Target } from "../runtime/abi.ts";
+import type { Target } from "../dsl/abi.ts";
 import type { ConfigValue } from "./specialize.ts";
 
 export interface Shipped {

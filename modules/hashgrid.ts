@@ -7,7 +7,7 @@ import { isAbsolute, relative, resolve } from "node:path";
 import { z } from "zod";
 import type { Backend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
-import { loadKernels, type KernelModule } from "../runtime/module.ts";
+import { loadKernels, type KernelModule } from "./load.ts";
 import { hostOrDevice, seededUniform, type LoadSettings } from "./common.ts";
 import { ConfigError, parseOptions } from "./options.ts";
 

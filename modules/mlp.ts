@@ -5,7 +5,7 @@ import { resolve } from "node:path";
 import { z } from "zod";
 import { chooseBackend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
-import { loadKernels, type KernelModule } from "../runtime/module.ts";
+import { loadKernels, type KernelModule } from "./load.ts";
 import { ACTIVATIONS, LOSSES, seededUniform, type Input, type LoadSettings, hostOrDevice } from "./common.ts";
 import { parseOptions } from "./options.ts";
 
@@ -214,7 +214,7 @@ export const CUDA_TILE_BYTES = 48 * 1024;
  * CUDA_TILE_BYTES (a wide, deep network keeps many tiles: 128 wide needs fewer rows than 16).
  */
 export async function cudaMlpRows(s: MlpSettings, layout: MlpLayout): Promise<number> {
-  const { compileFile } = await import("../codegen/compile.ts"); // loaded on first use (runtime/module.ts loadKernels)
+  const { compileFile } = await import("../codegen/compile.ts"); // loaded on first use (modules/load.ts loadKernels)
   const bytes = (rows: number) => Math.max(...compileFile(MLP_KERNELS, "cuda", { config: mlpConfig(s, layout, rows), kernels: mlpKernels(s) }).kernels.map((k) => k.tileBytes ?? 0));
   if (s.rows !== undefined) {
     const need = bytes(s.rows);

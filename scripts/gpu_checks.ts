@@ -273,7 +273,7 @@ async function adamParity(backend: Backend, quick: boolean): Promise<Outcome> {
   const failures: string[] = [];
   const figures: Figures = {};
   const { Optimizer } = await import("../modules/optimizer.ts");
-  const { loadKernels } = await import("../runtime/module.ts");
+  const { loadKernels } = await import("../modules/load.ts");
   const { resolve } = await import("node:path");
   // Buffers on each backend come from a small module of that backend (the saxpy example).
   const saxpy = resolve(import.meta.dir, "../dsl/examples/saxpy.ts");
