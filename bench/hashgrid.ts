@@ -13,7 +13,7 @@
 // the gradient (all variants add into it). --reference also runs the shared hand-vectorized
 // reference program (about a minute) and prints its own figures.
 import { parseArgs } from "node:util";
-import { DEFAULT_GRID_2D, DEFAULT_GRID_3D } from "../codegen/shipped.ts";
+import { DEFAULT_GRID_2D, DEFAULT_GRID_3D } from "../modules/shipped.ts";
 import { HostBuffer } from "../runtime/buffer.ts";
 import { GRID_KERNELS, HashGrid, gridConfig, hashGridParamCount, parseHashGridOptions } from "../modules/hashgrid.ts";
 import type { Backend } from "../runtime/backend.ts";

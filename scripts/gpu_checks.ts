@@ -16,7 +16,7 @@
 // and exits 0 when ok, 1 otherwise. Modules are left open (the process ends right after): closing
 // a native module unloads code that live buffers and OpenMP threads may still refer to.
 import { parseArgs } from "node:util";
-import { DEFAULT_GRID_2D, DEFAULT_GRID_3D, DEFAULT_MLP } from "../codegen/shipped.ts";
+import { DEFAULT_GRID_2D, DEFAULT_GRID_3D, DEFAULT_MLP } from "../modules/shipped.ts";
 import type { Backend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { HashGrid, type HashGridOptionsInput } from "../modules/hashgrid.ts";

@@ -141,7 +141,7 @@ test("flags: one name per option (--per-level-scale, --grid-type; the old names 
     ["cli/gradcheck.ts", ["--encodng", "x.ts"], "error: unknown flag --encodng; did you mean --encoding?"],
     ["cli/render.ts", ["--chekpoint", "x"], "error: unknown flag --chekpoint; did you mean --checkpoint?"],
     ["cli/export.ts", ["--precison", "f16"], "error: unknown flag --precison; did you mean --precision?"],
-    ["codegen/cli.ts", ["dsl/examples/saxpy.ts", "--targt", "js"], "error: unknown flag --targt; did you mean --target?"],
+    ["cli/compile.ts", ["dsl/examples/saxpy.ts", "--targt", "js"], "error: unknown flag --targt; did you mean --target?"],
     ["cli/train.ts", ["--frobnicate"], "error: unknown flag --frobnicate\n"],
     ["cli/train.ts", ["--steps"], "error: --steps needs a value"],
     ["cli/train.ts", ["--steps", "--json"], "error: --steps needs a value"],

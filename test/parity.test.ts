@@ -7,7 +7,7 @@ import { resolve } from "node:path";
 import type { ElemType } from "../dsl/abi.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { loadKernels, type KernelModule } from "../modules/load.ts";
-import { ROOT } from "../codegen/shipped.ts";
+import { ROOT } from "../modules/shipped.ts";
 import { freshSeed, maxUlp, rng, uniformF32 } from "./util.ts";
 
 const NO_CXX = findCxx().tool ? undefined : findCxx().reason;

@@ -314,7 +314,7 @@ describe("the commands", () => {
     return { out, err, code };
   };
   test("bun run compile <variant> prints the grid's C++ and CUDA built with it", async () => {
-    const r = await run("codegen/cli.ts", "examples/variants/pcg_hash.ts");
+    const r = await run("cli/compile.ts", "examples/variants/pcg_hash.ts");
     expect(r.code).toBe(0);
     expect(r.out).toContain("in the hash grid (C++): gridForward, gridForwardParamGrad, gridForwardInputGrad");
     expect(r.out).toContain("in the hash grid (CUDA)");
@@ -329,9 +329,9 @@ describe("the commands", () => {
     expect(ok.code).toBe(0);
     expect(ok.out).toContain("OK: the gradients agree with finite differences");
     // compile: --config's dims are checked; without them, the grid is built with the dims the variant needs.
-    const three = await run("codegen/cli.ts", "examples/variants/spacetime.ts", "--target", "js", "--config", '{"dims": 3}');
+    const three = await run("cli/compile.ts", "examples/variants/spacetime.ts", "--target", "js", "--config", '{"dims": 3}');
     expect([three.code, three.err]).toEqual([2, "error: examples/variants/spacetime.ts needs --config's dims 4 (got 3)\n"]);
-    const compiled = await run("codegen/cli.ts", "examples/variants/spacetime.ts", "--target", "js");
+    const compiled = await run("cli/compile.ts", "examples/variants/spacetime.ts", "--target", "js");
     expect(compiled.code).toBe(0);
     expect(compiled.out).toContain("x[(((Math.imul(i, 4) >>> 0) + 3) >>> 0)]");
   }, 120_000);
@@ -358,7 +358,7 @@ describe("the commands", () => {
       expect(r.err).not.toMatch(/^\s+at /m);
       expect(r.out).not.toContain("OK");
     }
-    const compile = await run("codegen/cli.ts", file);
+    const compile = await run("cli/compile.ts", file);
     expect(compile.code).toBe(1);
     expect(compile.err).toContain("did you mean spatialHash?");
     for (const [cmd, ...args] of [["cli/train.ts", ...T], ["cli/gradcheck.ts"]]) {

@@ -3,12 +3,12 @@
 import { existsSync } from "node:fs";
 import { UsageError } from "../dsl/errors.ts";
 import { readInputFile } from "../runtime/files.ts";
-import { compileFile } from "./compile.ts";
-import type { ConfigValue } from "./specialize.ts";
-import { parseFlags } from "../cli/flags.ts";
-import { runCommand } from "../cli/run.ts";
+import { compileFile } from "../codegen/compile.ts";
+import { readVariant } from "../codegen/parse.ts";
+import type { ConfigValue } from "../codegen/specialize.ts";
 import { GRID_KERNELS, checkVariant, gridConfig, gridKernels, parseHashGridOptions } from "../modules/hashgrid.ts";
-import { readVariant } from "./parse.ts";
+import { parseFlags } from "./flags.ts";
+import { runCommand } from "./run.ts";
 
 const USAGE = `usage: bun run compile <file.ts> [--target cpu|cuda|js] [--config <json or file>] [--kernel <name>]...
 
