@@ -3,7 +3,6 @@
 // which do not import each other (docs/architecture.md).
 import { basename } from "node:path";
 import type { CompileOptions } from "../codegen/compile.ts";
-import { COMPILER_VERSION } from "../codegen/emit/common.ts";
 import { version as packageVersion } from "../package.json";
 import { chooseBackend, type BackendRequest } from "../runtime/backend.ts";
 import { openModule, type ModuleOptions, type KernelModule } from "../runtime/module.ts";
@@ -15,16 +14,15 @@ export interface LoadOptions extends CompileOptions, ModuleOptions {
   backend?: BackendRequest;
 }
 
-/** The compiler's identity in cache keys: its version plus the package version. */
-const COMPILER_ID = `${COMPILER_VERSION}; package ${packageVersion}`;
-
 export async function loadKernels(file: string, opts: LoadOptions = {}): Promise<KernelModule> {
   const { backend, reason } = chooseBackend({ backend: opts.backend });
   // Always run the front end: diagnostics are raised even when a library is cached. The compiler
   // (ts-morph) is loaded here, on first use, so that a command's usage errors need none of it.
-  const { compileFile } = await import("../codegen/compile.ts");
+  const [{ compileFile }, { COMPILER_VERSION }] = await Promise.all([import("../codegen/compile.ts"), import("../codegen/emit/common.ts")]);
   const emitted = compileFile(file, backend, { ...opts, boundsChecks: opts.boundsChecks ?? true });
-  return openModule(emitted, basename(file).replace(/\.ts$/, ""), backend, reason, { ...opts, compilerId: COMPILER_ID });
+  // The compiler's identity in cache keys: its version plus the package version.
+  const compilerId = `${COMPILER_VERSION}; package ${packageVersion}`;
+  return openModule(emitted, basename(file).replace(/\.ts$/, ""), backend, reason, { ...opts, compilerId });
 }
 
 export type { KernelModule };

@@ -7,6 +7,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { ALL_FLAGS, FLAGS } from "../cli/flags.ts";
 import { detectCudaDevices } from "../runtime/device.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { MAX_STEPS, parseTrainConfig } from "../train/config.ts";
@@ -130,6 +131,20 @@ test("a YAML config's field errors name the file; a section that is no mapping i
   }
   const swept = await run("cli/sweep.ts", ["--config", nan, "--out", join(tmp, "yaml-sweep")]);
   expectClean("sweep --config", swept, `error: ${nan}: encoding.levels: swept by the sweep`);
+});
+
+test("params takes every flag of its usage from the one table (cli/flags.ts), its own ones marked as not the trainer's", async () => {
+  const help = await run("cli/params.ts", ["--help"]);
+  expect(help.code).toBe(0);
+  const named = [...new Set([...help.out.matchAll(/^\s+--([a-z0-9-]+)/gm)].map((m) => m[1]!))].filter((f) => f !== "help" && f !== "json");
+  expect(named.length).toBeGreaterThan(15);
+  for (const flag of named) expect(ALL_FLAGS.some((f) => f.flag === flag), `--${flag}`).toBe(true);
+  // Its own (not the trainer's) stay out of train's and sweep's flags.
+  for (const own of ["outputs", "solve", "budget", "budget-of"]) {
+    expect(ALL_FLAGS.find((f) => f.flag === own)?.only).toBe("params");
+    expect(FLAGS.some((f) => f.flag === own)).toBe(false);
+  }
+  expect(new Set(ALL_FLAGS.map((f) => f.flag)).size).toBe(ALL_FLAGS.length);
 });
 
 test("flags: one name per option (--per-level-scale, --grid-type; the old names work with a warning), an unknown flag named with the nearest", async () => {
