@@ -4,9 +4,10 @@
 import { isAbsolute, relative, resolve } from "node:path";
 import type { Backend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
-import { hostOrDevice, seededUniform, type LoadSettings } from "./common.ts";
+import { hostOrDevice, type LoadSettings } from "./common.ts";
 import { ConfigError, type HashGridOptionsInput, type HashGridSettings, type GridLevel, type GridConfigValue, parseHashGridOptions, gridLevels, gridConfig, gridKernels, type ProbingLayout, probingLayout, type GridMemory, gridMemory } from "./hashgrid_config.ts";
 import { loadKernels, type KernelModule } from "./load.ts";
+import { seededUniform } from "./random.ts";
 
 export * from "./hashgrid_config.ts";
 

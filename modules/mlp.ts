@@ -5,9 +5,10 @@
 import { resolve } from "node:path";
 import { chooseBackend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
-import { ACTIVATIONS, LOSSES, seededUniform, type Input, type LoadSettings, hostOrDevice } from "./common.ts";
+import { ACTIVATIONS, LOSSES, type Input, type LoadSettings, hostOrDevice } from "./common.ts";
 import { loadKernels, type KernelModule } from "./load.ts";
 import { mlpLayout, parseMlpOptions, type MlpLayout, type MlpOptionsInput, type MlpSettings } from "./mlp_config.ts";
+import { seededUniform } from "./random.ts";
 
 export * from "./mlp_config.ts";
 

@@ -153,6 +153,11 @@ test("bun run params loads neither the compiler nor the runtime (static imports 
   expect([...loaded].filter((f) => (f.startsWith("codegen/") && f !== "codegen/diagnostics.ts") || f.startsWith("runtime/") || f === "modules/load.ts")).toEqual([]);
 });
 
+test("the seeded generator (mulberry32) is written once, in modules/random.ts (but train/points.ts's, temporary)", () => {
+  const copies = [...graph.keys()].filter((f) => f !== "test/layers.test.ts" && /0x6d2b79f5/i.test(readFileSync(join(ROOT, f), "utf8")));
+  expect(copies.sort()).toEqual(["modules/random.ts", "train/points.ts"]);
+});
+
 test("the reader sees imports of every form", () => {
   expect(imports("modules/load.ts")).toContain("codegen/compile.ts"); // `await import(...)`, and `import type`
   expect(imports("dsl/index.ts")).toEqual(expect.arrayContaining(["dsl/types.ts", "dsl/intrinsics.ts", "dsl/tiles.ts"])); // `export ... from`
