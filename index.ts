@@ -10,6 +10,6 @@ export { train, TrainError, type TrainHooks, type TrainResult } from "./train/tr
 export { parseTrainConfig, type TrainConfigInput } from "./train/config.ts";
 export { loadPointField, openPointSource, PointsError, PointsWriter, writePointsFile, type BoundingBox, type PointsHeader, type PointsSummary } from "./train/points.ts";
 export type { DataSource } from "./train/data/source.ts";
-export { loadKernels, type KernelModule } from "./runtime/module.ts";
+export { loadKernels, type KernelModule } from "./modules/load.ts";
 export { compileFile } from "./codegen/compile.ts";
 export { exportModel, loadModelWeights, ModelFileError, readModelFile, writeModelFile, type ModelFile } from "./train/model_file.ts";

@@ -14,13 +14,13 @@
 //   the best at the budget before, on that image: the long runs are most of the cost.
 // - Each run's result is a JSON file in `--results` (default: a temporary folder); a run whose file
 //   is there already is not run again, so an interrupted sweep continues where it stopped.
-import { parseArgs } from "node:util";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { MAX_STEPS, parseTrainConfig, type TrainConfigInput } from "../train/config.ts";
 import { train } from "../train/trainer.ts";
 import { findCxx } from "../runtime/toolchain.ts";
+import { benchArgs } from "./args.ts";
 import { BusyMeter, busyNote, cpuInfo, cpuSnapshot, loadReport, median, othersShare } from "./machine.ts";
 
 const USAGE = `usage: bun run bench:defaults [--image path]... [--seconds 10,60,300] [--rate R] [--keep dB] [--results dir] [--markdown file] [--json]
@@ -60,14 +60,13 @@ interface RunResult {
   othersCpuShare: number | null;
 }
 
-function parse(argv: string[]) {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      image: { type: "string", multiple: true }, seconds: { type: "string" }, rate: { type: "string" }, keep: { type: "string" },
-      results: { type: "string" }, markdown: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" },
-    },
-  });
+const OPTIONS = {
+  image: { type: "string", multiple: true }, seconds: { type: "string" }, rate: { type: "string" }, keep: { type: "string" },
+  results: { type: "string" }, markdown: { type: "string" }, json: { type: "boolean" },
+} as const;
+
+/** The flags' values, checked. */
+function parse(values: Exclude<ReturnType<typeof benchArgs<typeof OPTIONS>>, number>) {
   const number = (flag: string, v: string | undefined, fallback: number, ok: (x: number) => boolean, allowed: string) => {
     if (v === undefined) return fallback;
     const x = Number(v);
@@ -78,7 +77,6 @@ function parse(argv: string[]) {
   const images = values.image ?? DEFAULT_IMAGES;
   for (const i of images) if (!existsSync(i)) throw new Error(`--image: ${i}: no such file`);
   return {
-    help: values.help === true,
     images,
     budgets,
     rate: values.rate === undefined ? undefined : number("rate", values.rate, 0, (x) => x > 0 && x <= 1e6, "a number of steps per second > 0"),
@@ -165,14 +163,15 @@ function tables(results: RunResult[], names: string[], images: string[], budgets
 }
 
 async function main(): Promise<number> {
+  const values = benchArgs(USAGE, OPTIONS, { prefix: "bench:defaults: " });
+  if (typeof values === "number") return values;
   let o: ReturnType<typeof parse>;
   try {
-    o = parse(process.argv.slice(2));
+    o = parse(values);
   } catch (e) {
     console.error(`bench:defaults: ${(e as Error).message}\n${USAGE}`);
     return 2;
   }
-  if (o.help) return console.log(USAGE), 0;
   const log = (s: string) => console.log(s);
   const cpu = cpuInfo(findCxx().tool?.path);
   log(`CPU: ${cpu.model} (${cpu.family}), ${cpu.cpus} logical CPUs; -march=native = ${cpu.march}`);

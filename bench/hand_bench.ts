@@ -12,6 +12,7 @@
 // "bwd" excludes zeroing the gradient (the kernel adds into it); "fwd+bwd" is one forward then
 // one backward, timed together.
 
+import { benchArgs } from "./args.ts";
 import { gridTables, HAND_ISAS, handBackward, handBackwardScalar, handForward, handForwardScalar, loadHand, type GridTables, type HandIsa, type HandLib } from "./hand.ts";
 import { runReference } from "./reference.ts";
 import { cpuSnapshot, loadReport, othersShare } from "./machine.ts";
@@ -94,17 +95,20 @@ export async function benchHand(dims: number, finest: number, n: number, reps: n
   };
 }
 
+const USAGE = `usage: bun bench/hand_bench.ts [--quick] [--reps R] [--isa native,avx2,scalar] [--reference]
+                             [--pipeline K] [--prefetch-min BYTES] [--json]`;
+
 if (import.meta.main) {
-  const argv = process.argv.slice(2);
-  const opt = (name: string) => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
-  const quick = argv.includes("--quick");
-  const reps = Number(opt("--reps") ?? 9);
+  const values = benchArgs(USAGE, {
+    quick: { type: "boolean" }, reps: { type: "string" }, isa: { type: "string" }, reference: { type: "boolean" },
+    pipeline: { type: "string" }, "prefetch-min": { type: "string" }, json: { type: "boolean" },
+  });
+  if (typeof values === "number") process.exit(values);
+  const quick = values.quick === true;
+  const reps = Number(values.reps ?? 9);
   const started = performance.now();
   const cpuAtStart = cpuSnapshot();
-  const isas = (opt("--isa") ?? "native,avx2").split(",") as HandIsa[];
+  const isas = (values.isa ?? "native,avx2").split(",") as HandIsa[];
   for (const isa of isas) {
     if (!HAND_ISAS.includes(isa)) {
       console.error(`--isa: ${JSON.stringify(isa)} is not one of ${HAND_ISAS.join(", ")}`);
@@ -114,8 +118,8 @@ if (import.meta.main) {
   const libs: HandLib[] = [];
   for (const isa of isas) {
     const lib = await loadHand({ isa });
-    if (opt("--pipeline") !== undefined || opt("--prefetch-min") !== undefined) {
-      lib.setTuning(Number(opt("--pipeline") ?? -1), Number(opt("--prefetch-min") ?? -1));
+    if (values.pipeline !== undefined || values["prefetch-min"] !== undefined) {
+      lib.setTuning(Number(values.pipeline ?? -1), Number(values["prefetch-min"] ?? -1));
     }
     console.log(`hand-written hash grid, ${isa} build: vector path ${lib.vectorPath} (${lib.path})`);
     libs.push(lib);
@@ -143,7 +147,7 @@ if (import.meta.main) {
       if (scalar) console.log(`   ${dims} ${String(n).padStart(8)}  ${"scalar code".padEnd(18)} | ${f(scalar.fwd)} ${f(scalar.bwd)} ${f(scalar.fwdBwd)} |`);
     }
   }
-  if (argv.includes("--reference")) {
+  if (values.reference) {
     const run = await runReference();
     if (!run.figures) {
       console.log(`reference: unavailable (${run.reason})`);
@@ -158,5 +162,5 @@ if (import.meta.main) {
   }
   const others = othersShare(cpuAtStart, cpuSnapshot());
   for (const line of loadReport(others, (performance.now() - started) / 1000)) console.log(line);
-  if (argv.includes("--json")) console.log(JSON.stringify({ unit: "M points/s", reps, figures: json, others_cpu_share: others ?? null }));
+  if (values.json) console.log(JSON.stringify({ unit: "M points/s", reps, figures: json, others_cpu_share: others ?? null }));
 }

@@ -12,12 +12,14 @@
 // after the other, so the machine's noise (large here) hits them alike. "bwd" excludes zeroing
 // the gradient (all variants add into it). --reference also runs the shared hand-vectorized
 // reference program (about a minute) and prints its own figures.
-import { parseArgs } from "node:util";
-import { DEFAULT_GRID_2D, DEFAULT_GRID_3D } from "../codegen/shipped.ts";
+import { uniformValues } from "../modules/random.ts";
+import { DEFAULT_GRID_2D, DEFAULT_GRID_3D } from "../modules/shipped.ts";
 import { HostBuffer } from "../runtime/buffer.ts";
 import { GRID_KERNELS, HashGrid, gridConfig, hashGridParamCount, parseHashGridOptions } from "../modules/hashgrid.ts";
 import type { Backend } from "../runtime/backend.ts";
-import { loadKernels, type Kernel, type KernelModule } from "../runtime/module.ts";
+import { loadKernels, type KernelModule } from "../modules/load.ts";
+import type { Kernel } from "../runtime/module.ts";
+import { benchArgs } from "./args.ts";
 import { gridTables, HAND_ISAS, handBackward, handForward, loadHand, type HandIsa, type HandLib } from "./hand.ts";
 import { runReference } from "./reference.ts";
 import { cpuSnapshot, loadReport, othersShare } from "./machine.ts";
@@ -58,16 +60,6 @@ function timeMs(f: () => void): number {
   return performance.now() - t0;
 }
 
-/** Uniform [0, 1) values from a fixed seed (the same inputs for every variant). */
-function uniform(n: number, seed: number, lo = 0, hi = 1): Float32Array {
-  let a = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
-  });
-}
 
 type Arg = Parameters<Kernel>[1];
 
@@ -91,9 +83,9 @@ async function benchDerived(dims: 2 | 3, n: number, reps: number): Promise<Deriv
   const mod = await loadKernels(GRID_KERNELS, { config: gridConfig(s), kernels: ["gridBackward", "gridInputGrad", "gridForwardParamGrad", "gridForwardInputGrad"], backend: "cpu", boundsChecks: false });
   try {
     const P = hashGridParamCount(opts);
-    const x = mod.upload("f32", uniform(n * dims, 1));
-    const params = mod.upload("f32", uniform(P, 3, -1, 1));
-    const dy = mod.upload("f32", uniform(n * s.levels * s.featuresPerLevel, 2, -1, 1));
+    const x = mod.upload("f32", uniformValues(n * dims, 1));
+    const params = mod.upload("f32", uniformValues(P, 3, -1, 1));
+    const dy = mod.upload("f32", uniformValues(n * s.levels * s.featuresPerLevel, 2, -1, 1));
     const [probe, one, grad, dx] = [mod.alloc("u32", 1), mod.alloc("f32", 1), mod.alloc("f32", P), mod.alloc("f32", n * dims)];
     const k = mod.kernels;
     const runs = {
@@ -134,8 +126,8 @@ async function benchConfig(dims: 2 | 3, sizes: number[], reps: number, log: (s: 
   const jsKernels = (js as unknown as { mod: { kernels: Record<string, Kernel> } }).mod.kernels;
   const rows: Row[] = [];
   for (const n of sizes) {
-    const x = uniform(n * dims, 1);
-    const dy = uniform(n * cpu.outputDim, 2, -1, 1);
+    const x = uniformValues(n * dims, 1);
+    const dy = uniformValues(n * cpu.outputDim, 2, -1, 1);
     const out = new Float32Array(n * cpu.outputDim);
     const handOut = new Float32Array(n * cpu.outputDim);
     const [gen, jsGen] = [gridCalls(cpu, kernels), gridCalls(js, jsKernels)];
@@ -205,13 +197,13 @@ async function benchDevice(backend: Backend, dims: 2 | 3, sizes: number[], reps:
   const mod = (dev as unknown as { mod: KernelModule }).mod;
   const cmod = (cpu as unknown as { mod: KernelModule }).mod;
   // The same parameters on both (random, so that the outputs are not all tiny).
-  const params = uniform(dev.paramCount, 3, -1, 1);
+  const params = uniformValues(dev.paramCount, 3, -1, 1);
   dev.params.upload(params);
   cpu.params.upload(params);
   const rows: DeviceRow[] = [];
   for (const n of sizes) {
-    const x = uniform(n * dims, 1);
-    const dy = uniform(n * dev.outputDim, 2, -1, 1);
+    const x = uniformValues(n * dims, 1);
+    const dy = uniformValues(n * dev.outputDim, 2, -1, 1);
     const xd = mod.upload("f32", x);
     const dyd = mod.upload("f32", dy);
     const outd = mod.alloc("f32", n * dev.outputDim);
@@ -272,19 +264,11 @@ function deviceTable(rows: DeviceRow[]): string {
 }
 
 async function main(): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({
-      options: {
-        quick: { type: "boolean" }, reps: { type: "string" }, reference: { type: "boolean" }, json: { type: "boolean" },
-        "hand-isa": { type: "string" }, backend: { type: "string" }, n: { type: "string" }, help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (e) {
-    console.error(`${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) return console.log(USAGE), 0;
+  const values = benchArgs(USAGE, {
+    quick: { type: "boolean" }, reps: { type: "string" }, reference: { type: "boolean" }, json: { type: "boolean" },
+    "hand-isa": { type: "string" }, backend: { type: "string" }, n: { type: "string" },
+  });
+  if (typeof values === "number") return values;
   const reps = values.reps === undefined ? (values.quick ? 3 : 7) : Number(values.reps);
   if (!Number.isInteger(reps) || reps < 1 || reps > 100) return console.error(`--reps must be an integer in [1, 100], got ${values.reps}`), 2;
   const log = (s: string) => console.log(s);

@@ -17,17 +17,18 @@
 // Adam moves 8 streams of 4 bytes per parameter (reads p, g, m, v; writes p, g, m, v).
 // Figures are medians of R rounds after warm-up; generated and hand-written alternate round by
 // round, so that the machine's noise hits both alike.
-import { parseArgs } from "node:util";
 import { dlopen } from "bun:ffi";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { initMlpParams, Mlp, MLP_KERNELS, mlpConfig, mlpKernels, mlpLayout, parseMlpOptions } from "../modules/mlp.ts";
 import { Optimizer } from "../modules/optimizer.ts";
+import { uniformValues } from "../modules/random.ts";
 import { HostBuffer } from "../runtime/buffer.ts";
 import { buildCached } from "../runtime/cache.ts";
 import { validateSharedLibrary } from "../runtime/elf.ts";
-import { loadKernels, type KernelModule } from "../runtime/module.ts";
+import { loadKernels, type KernelModule } from "../modules/load.ts";
 import { CPU_FLAGS, findCxx } from "../runtime/toolchain.ts";
+import { benchArgs } from "./args.ts";
 import { cpuInfo, cpuSnapshot, fmtShare, loadMachine, loadReport, median, othersShare, shareOfLimit, type LimitShare } from "./machine.ts";
 
 const USAGE = `usage: bun run bench:mlp [--quick] [--reps R] [--json]
@@ -62,16 +63,6 @@ async function loadHandMlp(): Promise<{ train: HandTrain; vectorBits: number; pa
   return { train: s.hand_mlp_train as unknown as HandTrain, vectorBits: s.hand_mlp_vector_bits(), path: build.path };
 }
 
-/** Values in [lo, hi) from a fixed seed (the same inputs for every variant). */
-function uniform(n: number, seed: number, lo = 0, hi = 1): Float32Array {
-  let a = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
-  });
-}
 
 function timeMs(f: () => void): number {
   const t0 = performance.now();
@@ -105,8 +96,8 @@ async function benchWidth(width: Width, reps: number, hand: HandTrain, log: (s: 
   try {
     if (mlp.backend !== "cpu") throw new Error(`Mlp runs on ${mlp.backend}, not cpu`);
     const mod = (mlp as unknown as { mod: KernelModule }).mod;
-    const x = uniform(n * INPUTS, 11 + width, -1, 1);
-    const t = uniform(n * OUTPUTS, 12 + width);
+    const x = uniformValues(n * INPUTS, 11 + width, -1, 1);
+    const t = uniformValues(n * OUTPUTS, 12 + width);
     // Inputs on the module's backend once: the timing excludes copies.
     const xb = mod.upload("f32", x);
     const tb = mod.upload("f32", t);
@@ -165,7 +156,7 @@ async function benchDerived(reps: number): Promise<{ step: number; backward: num
   try {
     const n = BATCH;
     const P = layout.paramCount;
-    const data = { x: uniform(n * INPUTS, 31, -1, 1), t: uniform(n * OUTPUTS, 32), dy: uniform(n * OUTPUTS, 33, -1, 1), p: initMlpParams(layout, 34) };
+    const data = { x: uniformValues(n * INPUTS, 31, -1, 1), t: uniformValues(n * OUTPUTS, 32), dy: uniformValues(n * OUTPUTS, 33, -1, 1), p: initMlpParams(layout, 34) };
     const on = (m: KernelModule) => ({ x: m.upload("f32", data.x), t: m.upload("f32", data.t), dy: m.upload("f32", data.dy), p: m.upload("f32", data.p), g: m.alloc("f32", P), dx: m.alloc("f32", n * INPUTS), loss: m.alloc("f32", 1) });
     const [d, h] = [on(mod), on(oracle)];
     const one = mod.upload("f32", [1]);
@@ -192,9 +183,9 @@ async function benchDerived(reps: number): Promise<{ step: number; backward: num
 
 async function benchAdam(reps: number): Promise<{ ms: number; gbs: number; params: number }> {
   const params = HostBuffer.alloc("f32", ADAM_PARAMS, "cpu");
-  params.upload(uniform(ADAM_PARAMS, 5, -1, 1));
+  params.upload(uniformValues(ADAM_PARAMS, 5, -1, 1));
   const grad = HostBuffer.alloc("f32", ADAM_PARAMS, "cpu");
-  const g0 = uniform(ADAM_PARAMS, 6, -1e-3, 1e-3);
+  const g0 = uniformValues(ADAM_PARAMS, 6, -1e-3, 1e-3);
   const opt = await Optimizer.create([{ name: "all", params, grad }], { kind: "adam" }, { backend: "cpu" });
   try {
     const ms: number[] = [];
@@ -211,14 +202,8 @@ async function benchAdam(reps: number): Promise<{ ms: number; gbs: number; param
 }
 
 async function main(): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({ options: { quick: { type: "boolean" }, reps: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } }).values;
-  } catch (e) {
-    console.error(`${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) return console.log(USAGE), 0;
+  const values = benchArgs(USAGE, { quick: { type: "boolean" }, reps: { type: "string" }, json: { type: "boolean" } });
+  if (typeof values === "number") return values;
   const reps = values.reps === undefined ? (values.quick ? 7 : 15) : Number(values.reps);
   if (!Number.isInteger(reps) || reps < 1 || reps > 200) return console.error(`--reps must be an integer in [1, 200], got ${values.reps}`), 2;
   const log = (s: string) => console.log(s);

@@ -21,11 +21,10 @@
 // probing lr in {0.01, 0.1, 1} at N_p = 4, T/4, on one image with a shorter budget, and prints the
 // best (the defaults live in modules/hashgrid.ts PROBING_DEFAULTS).
 // With --json the last line printed is one JSON object with every figure.
-import { parseArgs } from "node:util";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
-import { seededUniform } from "../modules/common.ts";
+import { seededUniform } from "../modules/random.ts";
 import { Ema } from "../modules/ema.ts";
 import { HashGrid, PROBING_DEFAULTS, type LevelCollisions } from "../modules/hashgrid.ts";
 import { Mlp } from "../modules/mlp.ts";
@@ -36,6 +35,7 @@ import { readCheckpoint } from "../train/checkpoint.ts";
 import { DEFAULT_IMAGE, parseTrainConfig, type TrainConfig } from "../train/config.ts";
 import { loadImage, samplesView } from "../train/image.ts";
 import { createField, loadCheckpointWeights, train, type TrainResult } from "../train/trainer.ts";
+import { benchArgs } from "./args.ts";
 import { busyNote, cpuInfo, cpuSnapshot, loadMachine, loadReport, othersShare } from "./machine.ts";
 
 const KODAK_DIR = resolve(import.meta.dir, "../../shared/data/kodak");
@@ -136,11 +136,8 @@ interface Check {
 const fmtTime = (s: number) => (s >= 60 ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, "0")}s` : `${Math.round(s)}s`);
 const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
 
-/** A seeded generator for the collision sample and the 3D batches (modules/common.ts's mulberry32). */
-const rng = seededUniform;
-
 function randomPoints(n: number, dims: number, seed: number): Float32Array {
-  const r = rng(seed);
+  const r = seededUniform(seed);
   return Float32Array.from({ length: n * dims }, () => r());
 }
 
@@ -284,7 +281,7 @@ async function loadVolume(paths: string[], frames: number, strict: boolean): Pro
 
 /** n random continuous points in [0, 1]^3 and the trilinearly interpolated colours there (voxel centres at (i + 0.5) / size). */
 function sampleVolume(v: Volume, n: number, seed: number, coords: Float32Array, targets: Float32Array): void {
-  const r = rng(seed);
+  const r = seededUniform(seed);
   const { width: W, height: H, frames: F, data } = v;
   const sy = W * 3;
   const sf = W * H * 3;
@@ -479,21 +476,16 @@ function resolveImage(p: string): string {
 }
 
 async function main(): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({
-      options: {
-        json: { type: "boolean" }, steps: { type: "string" }, images: { type: "string" }, log2t: { type: "string" },
-        "steps-3d": { type: "string" }, frames: { type: "string" }, volume: { type: "string" }, "no-3d": { type: "boolean" },
-        batch: { type: "string" }, seed: { type: "string" }, backend: { type: "string" }, defaults: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (e) {
-    console.error(`bench:probing: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) return console.log(USAGE), 0;
+  const values = benchArgs(
+    USAGE,
+    {
+      json: { type: "boolean" }, steps: { type: "string" }, images: { type: "string" }, log2t: { type: "string" },
+      "steps-3d": { type: "string" }, frames: { type: "string" }, volume: { type: "string" }, "no-3d": { type: "boolean" },
+      batch: { type: "string" }, seed: { type: "string" }, backend: { type: "string" }, defaults: { type: "boolean" },
+    },
+    { prefix: "bench:probing: " },
+  );
+  if (typeof values === "number") return values;
   let o: Options;
   let steps3d: number, frames: number;
   let images: string[];

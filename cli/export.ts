@@ -4,7 +4,8 @@
 // them), learned probing's argmax indices packed at log2(N_p) bits per codebook row, and the
 // network's f32 parameters. No logits, no optimizer state. Prints the file's size and what it holds.
 import { stat } from "node:fs/promises";
-import { checkOutputFile, UsageError } from "../runtime/cli_input.ts";
+import { UsageError } from "../dsl/errors.ts";
+import { checkOutputFile } from "../runtime/files.ts";
 import { readCheckpoint } from "../train/checkpoint.ts";
 import { exportModel, fileKind, writeModelFile } from "../train/model_file.ts";
 import { parseFlags } from "./flags.ts";

@@ -1,23 +1,26 @@
 // The command-line flags of train, sweep, params and gradcheck: one table (each option's one
-// name, the configuration field it sets, its kind and help), one parser (parseFlags: a renamed
+// name, the configuration field it sets, its kind and help; the trainer's flags, which the other
+// commands pick from, and the few of one command only), one parser (parseFlags: a renamed
 // flag still works with a warning; an unknown one is named with the nearest known flag; a missing
 // value names its flag), and the flags' values as a configuration (flagConfig: a number that is
 // not one, or an integer that is not one, refused by name) whose errors are named by flag (byFlag).
 import { parseArgs } from "node:util";
 import { nearest } from "../codegen/diagnostics.ts";
-import { UsageError } from "../runtime/cli_input.ts";
+import { UsageError } from "../dsl/errors.ts";
 
 export type Kind = "int" | "number" | "string" | "bool";
 export interface Flag {
   flag: string;
-  /** Dotted path in the configuration. */
+  /** Dotted path in the configuration (a module's option is its last part: encoding.levels is HashGrid's levels). */
   path: string;
   kind: Kind;
   help: string;
+  /** Not the trainer's: a flag of this command only. */
+  only?: "params";
 }
 
 /** Every flag, the configuration field it sets, and what it means. */
-export const FLAGS: Flag[] = [
+export const ALL_FLAGS: Flag[] = [
   { flag: "steps", path: "steps", kind: "int", help: "optimizer steps" },
   { flag: "seconds", path: "seconds", kind: "number", help: "wall-clock budget in seconds: alone, time stops the run (cosine, onecycle: over the steps estimated to fit after a warm-up); with --steps, whichever ends first" },
   { flag: "batch", path: "batch", kind: "int", help: "samples per micro-batch" },
@@ -70,7 +73,14 @@ export const FLAGS: Flag[] = [
   { flag: "max-memory", path: "points.maxMemory", kind: "string", help: "points: memory the data may hold (e.g. 512MB, 64MiB, 2G) [512MB]" },
   { flag: "holdout", path: "points.holdout", kind: "int", help: "points: every N-th block is held out for validation [10]" },
   { flag: "block-records", path: "points.blockRecords", kind: "int", help: "points: records per block (read, shuffled and held out by blocks) [4096]" },
+  { flag: "outputs", path: "network.outputs", kind: "int", help: "network outputs, 1 to 16 (3: an RGB image)", only: "params" },
+  { flag: "solve", path: "solve.parameter", kind: "string", help: "the free parameter: log2T (--log2-table), levels, base or scale (--per-level-scale)", only: "params" },
+  { flag: "budget", path: "solve.budget", kind: "string", help: "the parameter budget, e.g. 524288 or 2^19 (required by --solve)", only: "params" },
+  { flag: "budget-of", path: "solve.budgetOf", kind: "string", help: "what the budget counts: total (encoding + network) or encoding", only: "params" },
 ];
+
+/** The trainer's flags: train takes every one, sweep and gradcheck some (flagsNamed). */
+export const FLAGS: Flag[] = ALL_FLAGS.filter((f) => f.only === undefined);
 
 function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
   const keys = path.split(".");
@@ -116,7 +126,7 @@ export function byFlag(message: string, set: Set<string>, flags: Flag[] = FLAGS)
 /** The table's flags of these names, in this order (a command's subset). */
 export function flagsNamed(names: string[]): Flag[] {
   return names.map((n) => {
-    const f = FLAGS.find((x) => x.flag === n);
+    const f = ALL_FLAGS.find((x) => x.flag === n);
     if (!f) throw new Error(`no flag --${n} in cli/flags.ts`);
     return f;
   });

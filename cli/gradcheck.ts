@@ -8,9 +8,9 @@
 // and counted. Exit status 0 when everything agrees, 1 when something disagrees (listed), 2 on bad
 // input.
 import { ConfigError, HashGrid, checkVariant, type HashGridOptionsInput } from "../modules/hashgrid.ts";
-import { seededUniform } from "../modules/common.ts";
+import { seededUniform } from "../modules/random.ts";
 import { backendRequest } from "../runtime/backend.ts";
-import { UsageError } from "../runtime/cli_input.ts";
+import { UsageError } from "../dsl/errors.ts";
 import { byFlag, flagConfig, flagsNamed, optionsOf, parseFlags, type Flag } from "./flags.ts";
 import { runCommand } from "./run.ts";
 

@@ -3,23 +3,15 @@
 // (or probed) and its parameters and bytes; the encoding's, the network's and the total parameter
 // count and memory; and, with `--solve P --budget N`, the values of one free parameter (log2T,
 // levels, base or scale) whose count comes nearest to a budget from below and from above.
-// Everything is derived by the encoder's own functions (modules/hashgrid.ts) and the network's
-// layout (modules/mlp.ts), so the counts are the ones training uses, and a configuration the
-// encoder refuses is refused here with its message (the fields named by their flags).
-import {
-  ConfigError,
-  gridLevels,
-  gridMemory,
-  hashGridParamCount,
-  MAX_RESOLUTION,
-  parseHashGridOptions,
-  probingLayout,
-  type HashGridOptionsInput,
-  type HashGridSettings,
-} from "../modules/hashgrid.ts";
-import { mlpLayout, parseMlpOptions, type MlpSettings } from "../modules/mlp.ts";
-import { UsageError } from "../runtime/cli_input.ts";
-import { flagsNamed, optionsOf, parseFlags } from "./flags.ts";
+// Everything is derived by the encoder's own functions (modules/hashgrid_config.ts), the network's
+// layout (modules/mlp.ts) and the budget solver (modules/budget.ts), so the counts are the ones
+// training uses, and a configuration the encoder refuses is refused here with its message (the
+// fields named by their flags).
+import { UsageError } from "../dsl/errors.ts";
+import { sep, SOLVABLE, solve, type Network, type Solution, type Solvable } from "../modules/budget.ts";
+import { ConfigError, gridLevels, gridMemory, hashGridParamCount, parseHashGridOptions, probingLayout, type HashGridOptionsInput, type HashGridSettings } from "../modules/hashgrid_config.ts";
+import { mlpLayout, parseMlpOptions } from "../modules/mlp_config.ts";
+import { flagsNamed, optionsOf, parseFlags, type Flag } from "./flags.ts";
 import { runCommand } from "./run.ts";
 
 const USAGE = `usage: bun run params [encoding flags] [network flags] [--solve P --budget N [--budget-of W]] [--json]
@@ -65,241 +57,62 @@ listed apart and not counted in the totals or the budget. log2T and levels are s
 their values; base (from 1) and scale (from 1) by bisection over the count, which grows with
 them; the solved value is one for every axis.`;
 
-/** The encoding's flags (the trainer's, cli/flags.ts) and the network's. */
-const GRID_FLAGS = flagsNamed(["levels", "features", "log2-table", "base", "per-level-scale", "finest", "grid-type", "interpolation", "precision", "probing-range", "codebook-size"]);
-const NET_FLAGS = flagsNamed(["width", "layers", "biases"]);
-/** Each flag's HashGrid field (the last part of its trainer path: encoding.probing.range is probing's range); errors name the flag again. */
-const FIELDS: Record<string, string> = { dims: "dims", ...Object.fromEntries(GRID_FLAGS.map((f) => [f.flag, f.path.split(".").at(-1)!])) };
-
-/** Fields of HashGrid's `probing` option. */
-const PROBING = new Set(GRID_FLAGS.filter((f) => f.path.startsWith("encoding.probing.")).map((f) => f.flag));
-const FLAGS = new Map(Object.entries(FIELDS).filter(([flag]) => !PROBING.has(flag)).map(([flag, field]) => [field as string, `--${flag}`]));
+/** Its flags, from the one table (cli/flags.ts): the encoding's (the trainer's), the network's and its own. */
+const GRID_FLAGS = flagsNamed(["dims", "levels", "features", "log2-table", "base", "per-level-scale", "finest", "grid-type", "interpolation", "precision", "probing-range", "codebook-size"]);
+const NET_FLAGS = flagsNamed(["width", "layers", "biases", "outputs"]);
+const SOLVE_FLAGS = flagsNamed(["solve", "budget", "budget-of"]);
+/** A flag's option of its module: the last part of its path (encoding.probing.range is probing's range); errors name the flag again. */
+const option = (f: Flag) => f.path.split(".").at(-1)!;
+const byOption = (flags: Flag[]) => new Map(flags.map((f) => [option(f), `--${f.flag}`]));
+/** Fields of HashGrid's `probing` option, and the others. */
+const PROBING = GRID_FLAGS.filter((f) => f.path.startsWith("encoding.probing."));
+const TOP = GRID_FLAGS.filter((f) => !PROBING.includes(f));
+const GRID_NAMES = byOption(TOP);
+const PROBING_NAMES = byOption(PROBING);
 /** The network's fields by flag (its options are checked with `where` = "mlp"). */
-const MLP_FLAGS: Record<string, string> = {
-  ...Object.fromEntries(NET_FLAGS.map((f) => [f.path.split(".").at(-1)!, `--${f.flag}`])),
-  outputs: "--outputs",
-  inputs: "network inputs (--levels x --features)",
-};
+const MLP_NAMES = new Map([...byOption(NET_FLAGS), ["inputs", "network inputs (--levels x --features)"]]);
 const toFlags = (message: string) =>
   message
-    .replace(/\bmlp\.(\w+)/g, (m, field: string) => MLP_FLAGS[field] ?? m)
-    .replace(/\bhashGrid\.probing\.(range|codebookSize)\b/g, (_, field: string) => (field === "range" ? "--probing-range" : "--codebook-size"))
-    .replace(/\b(?:hashGrid\.)?(\w+)\b/g, (m, word: string) => FLAGS.get(word) ?? m);
+    .replace(/\bmlp\.(\w+)/g, (m, field: string) => MLP_NAMES.get(field) ?? m)
+    .replace(/\bhashGrid\.probing\.(\w+)\b/g, (m, field: string) => PROBING_NAMES.get(field) ?? m)
+    .replace(/\b(?:hashGrid\.)?(\w+)\b/g, (m, word: string) => GRID_NAMES.get(word) ?? m);
 
 // Text that is no number stays text, so that the error quotes what was typed.
 const num = (v: string): number | string => (v.trim() !== "" && !Number.isNaN(Number(v)) ? Number(v) : v);
-const NUMERIC = new Set(["dims", "levels", "features", "log2-table", "probing-range", "codebook-size"]);
-const PER_AXIS = new Set(["base", "per-level-scale", "finest"]);
-function parse(flag: string, v: string): unknown {
-  if (!PER_AXIS.has(flag)) return NUMERIC.has(flag) ? num(v) : v;
+/** A flag's value as its option: an integer, a number or one per axis (comma-separated), or text. */
+function parse(f: Flag, v: string): unknown {
+  if (f.kind !== "number") return f.kind === "int" ? num(v) : v;
   const parts = v.split(",").map(num);
   return parts.length === 1 ? parts[0] : parts;
 }
-
-/** The free parameters of --solve: their HashGrid field and flag. */
-const SOLVABLE = {
-  log2T: { field: "log2HashmapSize", flag: "log2-table", integer: true },
-  levels: { field: "levels", flag: "levels", integer: true },
-  base: { field: "baseResolution", flag: "base", integer: false },
-  scale: { field: "perLevelScale", flag: "per-level-scale", integer: false },
-} as const;
-type Solvable = keyof typeof SOLVABLE;
+/** The flag that sets each free parameter of --solve. */
+const SOLVE_FLAG: Record<Solvable, string> = { log2T: "log2-table", levels: "levels", base: "base", scale: "per-level-scale" };
 const SOLVE_ALIASES: Record<string, Solvable> = { log2T: "log2T", log2t: "log2T", "log2-table": "log2T", levels: "levels", base: "base", scale: "scale", "per-level-scale": "scale" };
-
-type Network = Pick<MlpSettings, "outputs" | "width" | "hiddenLayers" | "biases">;
-
-/** A configuration's counts: the encoding's features, the network's weights, their total; learned probing's logits apart. */
-interface Counts {
-  encoding: number;
-  network: number;
-  total: number;
-  logits: number;
-}
-
-/** Counts of a configuration by the encoder's derivation; throws the encoder's ConfigError if it refuses it. */
-function countsOf(input: HashGridOptionsInput, net: Network): Counts & { settings: HashGridSettings } {
-  const settings = parseHashGridOptions(input);
-  const levels = gridLevels(settings);
-  const last = levels[levels.length - 1]!;
-  const encoding = (last.offset + last.size) * settings.featuresPerLevel;
-  const network = mlpLayout({ ...net, inputs: settings.levels * settings.featuresPerLevel }).paramCount;
-  const probe = probingLayout(settings, levels);
-  return { settings, encoding, network, total: encoding + network, logits: probe.rows * probe.range };
-}
-
-/** One side of a solution: the value (and for base and scale the interval of values with the same count). */
-interface Choice extends Counts {
-  value: number;
-  /** Every value in this interval gives the same count (continuous parameters: ends rounded to 7 digits, open or closed). */
-  interval?: { from: number; to: number; fromOpen: boolean; toOpen: boolean };
-  /** Integer parameters: the other values giving the same count. */
-  same?: number[];
-  /** The count the budget compares: total or encoding. */
-  counted: number;
-}
-interface Side {
-  choice?: Choice;
-  /** Why there is no choice on this side. */
-  none?: string;
-}
-interface Solution {
-  parameter: Solvable;
-  budget: number;
-  budgetOf: "total" | "encoding";
-  below: Side;
-  above: Side;
-}
-
-function solve(parameter: Solvable, budget: number, budgetOf: "total" | "encoding", input: HashGridOptionsInput, net: Network): Solution {
-  const { field, integer } = SOLVABLE[parameter];
-  const errors = new Map<number, string>();
-  const at = (v: number): (Counts & { counted: number }) | undefined => {
-    try {
-      const c = countsOf({ ...input, [field]: v } as HashGridOptionsInput, net);
-      return { encoding: c.encoding, network: c.network, total: c.total, logits: c.logits, counted: budgetOf === "total" ? c.total : c.encoding };
-    } catch (e) {
-      if (!(e instanceof ConfigError)) throw e;
-      errors.set(v, e.message);
-      return undefined;
-    }
-  };
-  const counted = (v: number) => at(v)?.counted ?? Infinity;
-  const why = (v: number) => toFlags(errors.get(v) ?? "");
-  const name = parameter;
-  const result: Solution = { parameter, budget, budgetOf, below: {}, above: {} };
-
-  if (integer) {
-    const [lo, hi] = parameter === "log2T" ? [8, 24] : [1, 64];
-    const rows: { v: number; c: Counts & { counted: number } }[] = [];
-    for (let v = lo; v <= hi; v++) {
-      const c = at(v);
-      if (c) rows.push({ v, c });
-    }
-    if (!rows.length) throw new ConfigError(`every ${name} from ${lo} to ${hi} is refused; ${name} ${lo}: ${errors.get(lo)}`);
-    const below = rows.filter((r) => r.c.counted <= budget);
-    const above = rows.filter((r) => r.c.counted > budget);
-    const pick = (side: typeof rows, best: number): Choice => {
-      const same = side.filter((r) => r.c.counted === best);
-      // Of values with the same count, the smallest: a larger one buys nothing.
-      return { value: same[0]!.v, ...same[0]!.c, same: same.slice(1).map((r) => r.v) };
-    };
-    const refusedAbove = [...errors.keys()].filter((v) => v > rows[rows.length - 1]!.v);
-    if (below.length) result.below.choice = pick(below, Math.max(...below.map((r) => r.c.counted)));
-    else result.below.none = `the smallest count, ${sep(rows[0]!.c.counted)} (${name} ${rows[0]!.v}), is above the budget`;
-    if (above.length) result.above.choice = pick(above, Math.min(...above.map((r) => r.c.counted)));
-    else
-      result.above.none = refusedAbove.length
-        ? `${name} ${refusedAbove[0]} and above are refused: ${why(refusedAbove[0]!)}`
-        : `the largest count, ${sep(rows[rows.length - 1]!.c.counted)} (${name} ${rows[rows.length - 1]!.v}), is within the budget`;
-    return result;
-  }
-
-  // Continuous: the count is a nondecreasing step function of the value (a refusal counts as
-  // infinite: refusals come from too fine a grid or too many parameters, so they grow with it too).
-  const settings = parseHashGridOptions({ ...input, [field]: 1 } as HashGridOptionsInput);
-  const bases = Array.isArray(settings.baseResolution) ? settings.baseResolution : [settings.baseResolution];
-  const lo = 1;
-  const hi = parameter === "base" ? 2 * MAX_RESOLUTION : Math.max(2, (2 * MAX_RESOLUTION / Math.min(...bases)) ** (1 / Math.max(1, settings.levels - 1)));
-  /** Where a monotone predicate turns true between a (false) and b (true): [last false, first true], adjacent doubles. */
-  const boundary = (a: number, b: number, pred: (v: number) => boolean): [number, number] => {
-    for (let i = 0; i < 400; i++) {
-      const mid = a + (b - a) / 2;
-      if (mid <= a || mid >= b) break;
-      if (pred(mid)) b = mid;
-      else a = mid;
-    }
-    return [a, b];
-  };
-  const choice = (v: number): Choice => ({ value: v, ...at(v)! });
-  const cLo = counted(lo);
-  const cHi = counted(hi);
-  let belowEnd: number | undefined; // the largest value with count <= budget
-  let aboveStart: number | undefined; // the smallest value with count > budget
-  // Refusals grow with the value: if the smallest is refused, every one is.
-  if (!Number.isFinite(cLo)) throw new ConfigError(`every ${name} from ${lo} is refused; ${name} ${lo}: ${errors.get(lo)}`);
-  if (cLo > budget) {
-    aboveStart = lo;
-    result.below.none = `the smallest count, ${sep(cLo)} (${name} ${lo}), is above the budget`;
-  } else if (cHi <= budget) {
-    belowEnd = hi;
-    result.above.none = `the count does not exceed ${sep(cHi)} up to ${name} ${fmt(hi)}`;
-  } else {
-    [belowEnd, aboveStart] = boundary(lo, hi, (v) => counted(v) > budget);
-  }
-  if (belowEnd !== undefined) {
-    const c = counted(belowEnd);
-    const from = counted(lo) >= c ? lo : boundary(lo, belowEnd, (v) => counted(v) >= c)[1];
-    // The shortest decimal of the interval, looked for from its top, nearest the budget (from its
-    // bottom if no value reaches beyond the budget: a larger one buys nothing).
-    const value = result.above.none === undefined ? inward(belowEnd, "down", (x) => counted(x) === c) : inward(from, "up", (x) => counted(x) === c);
-    result.below.choice = { ...choice(value), interval: interval(from, belowEnd, c, counted) };
-  }
-  if (aboveStart !== undefined && result.above.none === undefined) {
-    const c = counted(aboveStart);
-    if (!Number.isFinite(c)) result.above.none = `${name} above ${fmt(belowEnd ?? lo)} is refused: ${why(aboveStart)}`;
-    else {
-      const to = counted(hi) <= c ? hi : boundary(aboveStart, hi, (v) => counted(v) > c)[0];
-      const value = inward(aboveStart, "up", (x) => counted(x) === c);
-      result.above.choice = { ...choice(value), interval: interval(aboveStart, to, c, counted) };
-    }
-  }
-  return result;
-}
-
-/**
- * The shortest decimal (fewest significant digits) that `v` rounds to towards `dir` and that keeps
- * `ok` (the same count): the simplest value of the interval on its side of `v`; else v itself.
- */
-function inward(v: number, dir: "up" | "down", ok: (x: number) => boolean): number {
-  for (let p = 1; p <= 17; p++) {
-    let x = Number(v.toPrecision(p));
-    const ulp = 10 ** (Math.floor(Math.log10(Math.abs(v))) - p + 1);
-    if (dir === "down" && x > v) x = Number((x - ulp).toPrecision(p));
-    if (dir === "up" && x < v) x = Number((x + ulp).toPrecision(p));
-    if (ok(x)) return x;
-  }
-  return v;
-}
-
-/** The interval [from, to] (found values with count c), its ends rounded to 7 digits and marked open where the rounded end is outside. */
-function interval(from: number, to: number, c: number, counted: (v: number) => number) {
-  const f = Number(from.toPrecision(7));
-  const t = Number(to.toPrecision(7));
-  return { from: f, to: t, fromOpen: counted(f) !== c, toOpen: counted(t) !== c };
-}
-
-const fmt = (v: number) => String(Number(v.toPrecision(7)));
-const sep = (n: number) => n.toLocaleString("en-US");
 
 function main(argv: string[]): number {
   const options = {
-    ...optionsOf([...GRID_FLAGS, ...NET_FLAGS]),
-    dims: { type: "string", default: "2" },
-    outputs: { type: "string" },
-    biases: { type: "boolean", default: false },
-    solve: { type: "string" },
-    budget: { type: "string" },
-    "budget-of": { type: "string" },
+    ...optionsOf([...GRID_FLAGS, ...NET_FLAGS, ...SOLVE_FLAGS]),
     json: { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   } as const;
-  const values = parseFlags(argv, options, { usage: `\n${USAGE}` }).values as { [flag: string]: string | undefined } & { biases: boolean; json: boolean; help: boolean };
+  const values = parseFlags(argv, options, { usage: `\n${USAGE}` }).values as { [flag: string]: string | undefined } & { biases?: boolean; json: boolean; help: boolean };
   if (values.help) return console.log(USAGE), 0;
+  values.dims ??= "2";
   // Fields not given take HashGrid's defaults.
-  const given = (flags: [string, string][]) =>
-    Object.fromEntries(flags.flatMap(([flag, field]) => {
-      const v = values[flag];
-      return v === undefined ? [] : [[field, parse(flag, v as string)]];
+  const given = (flags: Flag[]) =>
+    Object.fromEntries(flags.flatMap((f) => {
+      const v = values[f.flag];
+      return v === undefined ? [] : [[option(f), parse(f, v as string)]];
     }));
-  const input = given(Object.entries(FIELDS).filter(([flag]) => !PROBING.has(flag))) as HashGridOptionsInput;
-  const probing = given(Object.entries(FIELDS).filter(([flag]) => PROBING.has(flag)));
+  const input = given(TOP) as HashGridOptionsInput;
+  const probing = given(PROBING);
   if (Object.keys(probing).length) input.probing = probing as HashGridOptionsInput["probing"];
   const netInput = {
     inputs: 1, // checked per configuration: levels x features
     outputs: values.outputs === undefined ? 3 : num(values.outputs),
     width: values.width === undefined ? 64 : num(values.width),
     hiddenLayers: values.layers === undefined ? 2 : num(values.layers),
-    biases: values.biases,
+    biases: values.biases ?? false,
   };
   try {
     // Both modules' problems at once, each naming its flag.
@@ -317,7 +130,7 @@ function main(argv: string[]): number {
       const parameter = SOLVE_ALIASES[values.solve ?? ""];
       if (values.solve === undefined) throw new UsageError("--budget and --budget-of need --solve (log2T, levels, base or scale)");
       if (!parameter) throw new UsageError(`--solve: ${JSON.stringify(values.solve)} is not allowed (allowed: log2T, levels, base, scale)`);
-      const { flag } = SOLVABLE[parameter];
+      const flag = SOLVE_FLAG[parameter];
       if (values[flag as keyof typeof values] !== undefined) throw new UsageError(`--solve ${parameter}: --${flag} is the free parameter; drop --${flag}`);
       if (parameter === "scale" && values.finest !== undefined) throw new UsageError("--solve scale: --finest fixes the growth; drop --finest (or solve for levels or base)");
       const budget = parseBudget(values.budget);
@@ -331,7 +144,7 @@ function main(argv: string[]): number {
         problems.unshift(e.message);
       }
       if (problems.length) throw new ConfigError(problems.join("\n"));
-      const sol = solve(parameter, budget, budgetOf, input, net!);
+      const sol = solve(parameter, budget, budgetOf, input, net!, toFlags);
       if (values.json) return console.log(JSON.stringify({ solve: sol })), 0;
       printSolution(sol);
       return 0;

@@ -4,7 +4,8 @@
 // exported model (`bun run export`) the same way; either flag takes either kind of file (told
 // apart by their magic, and said so).
 import { backendRequest } from "../runtime/backend.ts";
-import { checkOutputFile, UsageError } from "../runtime/cli_input.ts";
+import { UsageError } from "../dsl/errors.ts";
+import { checkOutputFile } from "../runtime/files.ts";
 import { checkMemory, MemoryError } from "../runtime/memory.ts";
 import type { HashGrid } from "../modules/hashgrid.ts";
 import type { Mlp } from "../modules/mlp.ts";

@@ -1,10 +1,10 @@
 // Every command's entry point (train, sweep, params, gradcheck, render, export, compile): runs its
-// main and exits with the status it returns. An expected error (runtime/cli_input.ts
-// ExpectedError: a bad flag, file or configuration, a backend this machine lacks, a kernel's
-// diagnostics) is printed as its report, with its status (2); anything else is a bug, thrown on
-// with its stack trace (status 1).
+// main and exits with the status it returns. An expected error (dsl/errors.ts ExpectedError: a
+// bad flag, file or configuration, a backend this machine lacks, a kernel's diagnostics) is printed
+// as its report, with its status (2); anything else is a bug, thrown on with its stack trace
+// (status 1).
 import { DiagnosticError } from "../codegen/diagnostics.ts";
-import { ExpectedError, UsageError } from "../runtime/cli_input.ts";
+import { ExpectedError, UsageError } from "../dsl/errors.ts";
 
 export interface RunOptions {
   /** Printed after a usage error's message. */

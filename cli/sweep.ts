@@ -6,7 +6,7 @@
 // micro-batch and keeps its checkpoint for the rerun; a second one exits at once.
 import cliProgress from "cli-progress";
 import { backendRequest, type BackendRequest } from "../runtime/backend.ts";
-import { UsageError } from "../runtime/cli_input.ts";
+import { UsageError } from "../dsl/errors.ts";
 import { ConfigError } from "../modules/options.ts";
 import { mergeConfig, namingFile, readConfigFile } from "../train/config.ts";
 import {

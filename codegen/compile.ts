@@ -1,5 +1,5 @@
 // The pipeline: parse -> check -> specialize -> emit. One call per (file, config, target).
-import type { EmittedModule, Target } from "../runtime/abi.ts";
+import type { EmittedModule, Target } from "../dsl/abi.ts";
 import { checkProgram } from "./check.ts";
 import { DiagnosticSink, fail } from "./diagnostics.ts";
 import { emitCpu } from "./emit/cpu.ts";
@@ -16,7 +16,7 @@ export interface CompileOptions extends SpecializeOptions {
   config?: ConfigValue;
   /** Source text to compile instead of reading the file. */
   text?: string;
-  /** A variant of the hash-grid encoding: its functions replace those of dsl/kernels/parts.ts. */
+  /** A variant of the hash-grid encoding: its functions replace the `@replaceable` ones (dsl/kernels/lookup.ts). */
   variant?: string;
 }
 

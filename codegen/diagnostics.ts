@@ -3,7 +3,7 @@
 // frame pointing at the TypeScript line.
 import { readFileSync } from "node:fs";
 import { relative } from "node:path";
-import { ExpectedError } from "../runtime/cli_input.ts";
+import { ExpectedError } from "../dsl/errors.ts";
 
 /** A source position. `start`/`end` are offsets into the file text; line and col are 1-based. */
 export interface Span {

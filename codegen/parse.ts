@@ -93,14 +93,12 @@ export interface ParseOptions {
   /** Source text to use instead of reading `file` from disk. */
   text?: string;
   /**
-   * A variant of the hash-grid encoding (dsl/kernels/parts.ts): a kernel file whose exported
-   * functions replace those of parts.ts with the same names, wherever they are called.
+   * A variant: a kernel file whose exported functions replace the functions tagged `@replaceable`
+   * with the same names (the parts of the hash-grid encoding, dsl/kernels/lookup.ts), wherever
+   * they are called.
    */
   variant?: string;
 }
-
-/** The parts of the encoding a variant may replace. */
-export const VARIANT_PARTS = resolve(DSL_DIR, "kernels/parts.ts");
 
 /**
  * What a variant needs of the grid's settings, declared in the variant file as
@@ -122,13 +120,14 @@ export interface Variant {
 }
 
 /**
- * Read the variant `file` without compiling anything: a function whose name is near a part's but
- * not one (a misspelling, silently not replacing anything), or no part at all, is NGP1026; a bad
+ * Read the variant `file` of the kernel file `kernels` without compiling anything: a function whose
+ * name is near a part's (a `@replaceable` function of `kernels` or of the files it imports) but not
+ * one (a misspelling, silently not replacing anything), or no part at all, is NGP1026; a bad
  * `requires`, NGP1059 (thrown as a DiagnosticError, with the file's other top-level mistakes).
  */
-export function readVariant(file: string): Variant {
+export function readVariant(file: string, kernels: string): Variant {
   const sink = new DiagnosticSink();
-  const variant = new Parser(sink, resolve(file)).variantFile();
+  const variant = new Parser(sink, resolve(file)).variantFile(resolve(kernels));
   sink.throwIfAny();
   return variant;
 }
@@ -162,7 +161,7 @@ class Parser {
   private readonly lowering: string[] = [];
 
   program(file: string, text?: string): Program {
-    if (this.variant) this.variantFile();
+    if (this.variant) this.variantFile(file);
     const scope = this.fileScope(file, text);
     const kernels: Func[] = [];
     for (const [name, decl] of scope.functions) {
@@ -173,12 +172,12 @@ class Parser {
   }
 
   private variantRead?: Variant;
-  /** The variant's file, loaded once; its part names checked against parts.ts's (see readVariant). */
-  variantFile(): Variant {
+  /** The variant's file, loaded once; its part names checked against the parts of `kernels` (see readVariant). */
+  variantFile(kernels: string): Variant {
     if (this.variantRead) return this.variantRead;
     const file = this.variant!;
     const scope = this.fileScope(file);
-    const names = [...this.fileScope(VARIANT_PARTS).functions.keys()];
+    const names = this.replaceable(kernels);
     const listed = names.join(", ");
     const parts = [...scope.functions.keys()].filter((f) => names.includes(f));
     let misspelled = false;
@@ -186,7 +185,7 @@ class Parser {
       const near = parts.includes(name) ? undefined : nearest(name, names);
       if (!near) continue;
       misspelled = true;
-      this.sink.report("NGP1026", span(decl.getNameNode()!), `'${name}' is not a part of the encoding`, `did you mean ${near}? A variant's functions replace those of dsl/kernels/parts.ts with the same name (${listed})`);
+      this.sink.report("NGP1026", span(decl.getNameNode()!), `'${name}' is not a part of the encoding`, `did you mean ${near}? A variant's functions replace the @replaceable functions with the same name (${listed})`);
     }
     if (parts.length === 0 && !misspelled) {
       const kernels = [...scope.functions].filter(([, d]) => isKernel(d));
@@ -196,11 +195,26 @@ class Parser {
         "NGP1026",
         at ? span(at) : { file, start: 0, end: 1, line: 1, col: 1 },
         `the file declares ${what} and replaces none of the encoding's parts (${listed})`,
-        "a variant of the encoding exports functions named as the parts of dsl/kernels/parts.ts, with their signatures; a kernel file marks its kernels with a /** @kernel */ comment",
+        "a variant of the encoding exports functions named as its @replaceable parts (dsl/kernels/lookup.ts), with their signatures; a kernel file marks its kernels with a /** @kernel */ comment",
       );
     }
     this.variantRead = { file, parts, requires: scope.requires };
     return this.variantRead;
+  }
+
+  /** The names of the `@replaceable` functions of `file` and of the kernel files it imports, in order. */
+  private replaceable(file: string): string[] {
+    const names: string[] = [];
+    const seen = new Set<string>();
+    const visit = (f: string) => {
+      if (seen.has(f)) return;
+      seen.add(f);
+      const scope = this.fileScope(f);
+      for (const [name, decl] of scope.functions) if (isReplaceable(decl) && !names.includes(name)) names.push(name);
+      for (const imp of scope.imports.values()) visit(imp.file);
+    };
+    visit(file);
+    return names;
   }
 
   // ---- files and their top-level declarations -------------------------------------------------
@@ -699,10 +713,11 @@ class Parser {
   private resolveFunction(scope: FileScope, name: string, sp: Span): Func | undefined {
     const imp = scope.imports.get(name);
     let [owner, fname] = scope.functions.has(name) ? [scope, name] : imp ? [this.fileScope(imp.file), imp.name] : [scope, ""];
-    // A part of the encoding the variant replaces: its function, wherever the part is called.
-    if (this.variant && imp?.file === VARIANT_PARTS && scope.sf.getFilePath() !== this.variant) {
+    // A part the variant replaces: its function, wherever the part is called (but in the variant).
+    const decl = owner.functions.get(fname);
+    if (this.variant && decl && isReplaceable(decl) && scope.sf.getFilePath() !== this.variant) {
       const variant = this.fileScope(this.variant);
-      if (variant.functions.has(imp.name)) owner = variant;
+      if (variant.functions.has(fname)) owner = variant;
     }
     if (!owner.functions.has(fname)) return undefined;
     const key = `${owner.sf.getFilePath()}#${fname}`;
@@ -787,8 +802,17 @@ function adjointsOf(decl: FunctionDeclaration): Func["adjoints"] {
   return out.length ? out : undefined;
 }
 
+function hasTag(decl: FunctionDeclaration, tag: string): boolean {
+  return decl.getJsDocs().some((d) => d.getTags().some((t) => t.getTagName() === tag));
+}
+
 function isKernel(decl: FunctionDeclaration): boolean {
-  return decl.getJsDocs().some((d) => d.getTags().some((t) => t.getTagName() === "kernel"));
+  return hasTag(decl, "kernel");
+}
+
+/** `@replaceable`: a variant (ParseOptions.variant) may replace the function. */
+function isReplaceable(decl: FunctionDeclaration): boolean {
+  return hasTag(decl, "replaceable");
 }
 
 function numericLiteral(text: string, value: number, sp: Span): Expr {

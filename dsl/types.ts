@@ -3,12 +3,9 @@
 // They are plain aliases of `number` so that kernels type-check as ordinary TypeScript and editors
 // help authors. The compiler does not rely on the TypeScript checker (which erases these aliases):
 // it reads the type *names* from the source and infers its own types, with C semantics
-// (f32 rounding, u32 wrap-around). Each type name doubles as a cast function: `f32(x)`, `u32(x)`.
-//
-import { INTRINSICS } from "./intrinsics.ts";
-
-// These JS implementations let a kernel file run as plain TypeScript for quick experiments; the
-// exact reference is the JS the compiler emits (codegen/emit/js.ts), not this file.
+// (f32 rounding, u32 wrap-around). Each type name doubles as a cast function, `f32(x)`, `u32(x)`:
+// an intrinsic (dsl/intrinsics.ts) whose JS twin dsl/index.ts exports under the type's name, so that
+// this file imports nothing.
 
 /** 32-bit IEEE float; arithmetic rounds to f32 after every operation. */
 export type f32 = number;
@@ -25,11 +22,6 @@ export type bool = boolean;
  * Buf<f16>, so one helper serves an f32 and an f16 kernel (loads are f32 either way).
  */
 export type Float = f32 | f16;
-
-// The conversions f32(x), i32(x), u32(x) are intrinsics; these are their JS twins.
-export const f32 = INTRINSICS.f32.impl as (x: number) => f32;
-export const i32 = INTRINSICS.i32.impl as (x: number) => i32;
-export const u32 = INTRINSICS.u32.impl as (x: number) => u32;
 
 /** A global buffer (device or host memory), indexed with `[]`. Element type is a scalar type. */
 export interface Buf<T extends number> {

@@ -1,5 +1,5 @@
 // Pieces the modules share: the codes of activations and losses (as dsl/kernels/ numbers them),
-// seeded initialization, and accepting host arrays where a device buffer is expected.
+// and accepting host arrays where a device buffer is expected (seeded values: random.ts).
 import type { BackendRequest } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import type { KernelModule } from "../runtime/module.ts";
@@ -10,17 +10,6 @@ export const ACTIVATIONS = {
   none: act.NONE, relu: act.RELU, leaky_relu: act.LEAKY_RELU, sigmoid: act.SIGMOID, tanh: act.TANH, softplus: act.SOFTPLUS, exponential: act.EXPONENTIAL,
 } as const;
 export const LOSSES = { l2: loss.L2, relative_l2: loss.RELATIVE_L2, l1: loss.L1, huber: loss.HUBER } as const;
-
-/** Values in [0, 1) from a seeded generator (mulberry32), so that runs are reproducible. */
-export function seededUniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** An f32 input: a host array (copied to the module's backend) or a buffer of it. */
 export type Input = Float32Array | DeviceBuffer<"f32">;

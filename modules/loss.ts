@@ -4,7 +4,7 @@
 import { resolve } from "node:path";
 import { z } from "zod";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
-import { loadKernels, type KernelModule } from "../runtime/module.ts";
+import { loadKernels, type KernelModule } from "./load.ts";
 import { LOSSES, hostOrDevice, type Input } from "./common.ts";
 import type { LoadSettings } from "./common.ts";
 import { parseOptions } from "./options.ts";

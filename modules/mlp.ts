@@ -1,86 +1,18 @@
-// The fully fused MLP as a module: validates the options, lays out and initializes the parameters
-// (tiny-cuda-nn's scheme), compiles dsl/kernels/mlp.ts for the configuration, and runs inference,
-// the fused training step (forward + loss + backward) and the backward pass from a given gradient.
+// The fully fused MLP as a module: initializes the parameters (tiny-cuda-nn's scheme) laid out by
+// its configuration (mlp_config.ts: the options, validated, and the layout, re-exported here),
+// compiles dsl/kernels/mlp.ts for the configuration, and runs inference, the fused training step
+// (forward + loss + backward) and the backward pass from a given gradient.
 import { resolve } from "node:path";
-import { z } from "zod";
 import { chooseBackend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
-import { loadKernels, type KernelModule } from "../runtime/module.ts";
-import { ACTIVATIONS, LOSSES, seededUniform, type Input, type LoadSettings, hostOrDevice } from "./common.ts";
-import { parseOptions } from "./options.ts";
+import { ACTIVATIONS, LOSSES, type Input, type LoadSettings, hostOrDevice } from "./common.ts";
+import { loadKernels, type KernelModule } from "./load.ts";
+import { mlpLayout, parseMlpOptions, type MlpLayout, type MlpOptionsInput, type MlpSettings } from "./mlp_config.ts";
+import { seededUniform } from "./random.ts";
+
+export * from "./mlp_config.ts";
 
 export const MLP_KERNELS = resolve(import.meta.dir, "../dsl/kernels/mlp.ts");
-
-const activation = z.enum(Object.keys(ACTIVATIONS) as [keyof typeof ACTIVATIONS, ...(keyof typeof ACTIVATIONS)[]]);
-
-export const MlpOptions = z
-  .object({
-    inputs: z.number().int().min(1).max(1024),
-    outputs: z.number().int().min(1).max(16),
-    width: z.literal([16, 32, 64, 128]).default(64),
-    hiddenLayers: z.number().int().min(1).max(8).default(2),
-    activation: activation.default("relu"),
-    outputActivation: activation.default("none"),
-    /** Slope of the leaky ReLU for negative inputs. */
-    leak: z.number().min(0).max(1).default(0.01),
-    biases: z.boolean().default(false),
-    loss: z.enum(Object.keys(LOSSES) as [keyof typeof LOSSES, ...(keyof typeof LOSSES)[]]).default("l2"),
-    huberDelta: z.number().positive().max(1e30).default(1),
-    /** Also compute dL/d input in the training step and backward (to train an encoding below). */
-    inputGrad: z.boolean().default(false),
-    /** Seed of the weight initialization. */
-    seed: z.number().int().default(1337),
-    /** Items per block of the fused kernel (default: 64, or 16 on CUDA where tiles live in shared memory). */
-    rows: z.number().int().min(1).max(1024).optional(),
-  })
-  .strict();
-
-const ALLOWED: Record<string, string> = {
-  inputs: "an integer from 1 to 1024",
-  outputs: "an integer from 1 to 16",
-  width: "16, 32, 64, 128",
-  hiddenLayers: "an integer from 1 to 8",
-  activation: Object.keys(ACTIVATIONS).join(", "),
-  outputActivation: Object.keys(ACTIVATIONS).join(", "),
-  leak: "a number in [0, 1]",
-  biases: "true or false",
-  loss: Object.keys(LOSSES).join(", "),
-  huberDelta: "a number > 0",
-  inputGrad: "true or false",
-  seed: "an integer",
-  rows: "an integer from 1 to 1024",
-};
-
-export type MlpOptionsInput = z.input<typeof MlpOptions>;
-export type MlpSettings = z.output<typeof MlpOptions>;
-
-export function parseMlpOptions(input: unknown, where = "mlp"): MlpSettings {
-  return parseOptions(MlpOptions, input, where, ALLOWED);
-}
-
-/** Where each layer's parameters live: W_l is [fanOut][fanIn] at weightOffset[l]; biases after all weights. */
-export interface MlpLayout {
-  fanIn: number[];
-  fanOut: number[];
-  weightOffset: number[];
-  biasOffset: number[];
-  paramCount: number;
-}
-
-export function mlpLayout(s: Pick<MlpSettings, "inputs" | "outputs" | "width" | "hiddenLayers" | "biases">): MlpLayout {
-  const layers = s.hiddenLayers + 1;
-  const fanIn = Array.from({ length: layers }, (_, l) => (l === 0 ? s.inputs : s.width));
-  const fanOut = Array.from({ length: layers }, (_, l) => (l === s.hiddenLayers ? s.outputs : s.width));
-  const weightOffset: number[] = [];
-  let n = 0;
-  for (let l = 0; l < layers; l++) (weightOffset.push(n), (n += fanIn[l]! * fanOut[l]!));
-  const biasOffset = fanOut.map((o) => (s.biases ? ((n += o), n - o) : 0));
-  return { fanIn, fanOut, weightOffset, biasOffset, paramCount: n };
-}
-
-export function mlpParamCount(input: MlpOptionsInput): number {
-  return mlpLayout(parseMlpOptions(input)).paramCount;
-}
 
 /** tiny-cuda-nn's initialization: W_l uniform in ±sqrt(6 / (fanIn + fanOut)) (Xavier), biases 0. */
 export function initMlpParams(layout: MlpLayout, seed: number): Float32Array {
@@ -92,7 +24,6 @@ export function initMlpParams(layout: MlpLayout, seed: number): Float32Array {
   });
   return out;
 }
-
 
 export class Mlp {
   readonly params: DeviceBuffer<"f32">;
@@ -214,7 +145,7 @@ export const CUDA_TILE_BYTES = 48 * 1024;
  * CUDA_TILE_BYTES (a wide, deep network keeps many tiles: 128 wide needs fewer rows than 16).
  */
 export async function cudaMlpRows(s: MlpSettings, layout: MlpLayout): Promise<number> {
-  const { compileFile } = await import("../codegen/compile.ts"); // loaded on first use (runtime/module.ts loadKernels)
+  const { compileFile } = await import("../codegen/compile.ts"); // loaded on first use (modules/load.ts loadKernels)
   const bytes = (rows: number) => Math.max(...compileFile(MLP_KERNELS, "cuda", { config: mlpConfig(s, layout, rows), kernels: mlpKernels(s) }).kernels.map((k) => k.tileBytes ?? 0));
   if (s.rows !== undefined) {
     const need = bytes(s.rows);

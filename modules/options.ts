@@ -1,7 +1,7 @@
 // Validation of module options with zod, reported the way users need it: every problem names the
 // field, the value given and what is allowed (zod's own messages say only "Invalid input").
 import type { z } from "zod";
-import { ExpectedError } from "../runtime/cli_input.ts";
+import { ExpectedError } from "../dsl/errors.ts";
 
 /** A bad setting: names the field and says what is allowed. */
 export class ConfigError extends ExpectedError {}

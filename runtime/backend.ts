@@ -1,7 +1,7 @@
 // Which backend runs the kernels: an explicit option, else $NGPK_BACKEND, else the best available
 // (cuda with nvcc and a device, cpu with a C++ compiler, js always).
 
-import { ExpectedError } from "./cli_input.ts";
+import { ExpectedError } from "../dsl/errors.ts";
 import { detectCudaDevices } from "./device.ts";
 import { findCxx, findNvcc } from "./toolchain.ts";
 

@@ -4,7 +4,7 @@
 // memory. Device memory forgotten without dispose() is freed by a FinalizationRegistry, so a leak
 // costs memory for a while rather than forever.
 
-import type { ElemType } from "./abi.ts";
+import type { ElemType } from "../dsl/abi.ts";
 
 export const ELEM_ARRAYS = {
   f32: Float32Array,

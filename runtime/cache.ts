@@ -24,7 +24,7 @@ import { homedir, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { validateSharedLibrary } from "./elf.ts";
 import { cpuIdentity, type Tool } from "./toolchain.ts";
-import { ExpectedError } from "./cli_input.ts";
+import { ExpectedError } from "../dsl/errors.ts";
 
 /** Bump when the layout or the key material changes, so old entries are not misread. */
 const CACHE_FORMAT = "ngpk-cache-2";

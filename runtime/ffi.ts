@@ -2,11 +2,11 @@
 //
 // bun:ffi checks nothing: a wrong argument count, a float where a pointer belongs or a freed
 // buffer crashes the process or corrupts memory silently. The wrappers here are the safety layer;
-// they follow the calling convention of runtime/abi.ts exactly:
+// they follow the calling convention of dsl/abi.ts exactly:
 //     int32_t <name>(int64_t n, [T* p, int64_t p_len | scalar]...)
 
 import { dlopen, type FFIFunction, type FFITypeOrString } from "bun:ffi";
-import { NGP_ERR_OUT_OF_BOUNDS, type ElemType, type KernelParam, type KernelSignature, type ScalarType } from "./abi.ts";
+import { NGP_ERR_OUT_OF_BOUNDS, type ElemType, type KernelParam, type KernelSignature, type ScalarType } from "../dsl/abi.ts";
 import { CudaBuffer, ELEM_ARRAYS, elemTypeOf, HostBuffer, type DeviceBuffer } from "./buffer.ts";
 import { CUDA_RUNTIME_SYMBOLS, openCudaRuntime, type CudaRuntime } from "./cuda.ts";
 import { definedDynamicSymbols, validateSharedLibrary } from "./elf.ts";

@@ -2,7 +2,7 @@
 // the figures (in GB) instead of dying in the allocator (`RangeError: Out of memory`) or the OOM killer.
 import { readFileSync } from "node:fs";
 import { freemem, totalmem } from "node:os";
-import { ExpectedError } from "./cli_input.ts";
+import { ExpectedError } from "../dsl/errors.ts";
 
 /** An allocation that the machine cannot hold; the message says what needed how much, and what there is. */
 export class MemoryError extends ExpectedError {}

@@ -1,24 +1,18 @@
-// From a kernel file to callable kernels: compile for the chosen backend, build (native) or import
-// (JS) through the content-addressed cache, load, and wrap every kernel in a validating function.
-// Callers never see which backend runs: `mod.kernels.saxpy(n, a, x, y, out)` works on all three.
+// From an emitted module to callable kernels: build (native) or import (JS) through the
+// content-addressed cache, load, and wrap every kernel in a validating function. Callers never see
+// which backend runs: `mod.kernels.saxpy(n, a, x, y, out)` works on all three. Compiling a kernel
+// file first is modules/load.ts loadKernels, the layer above both the compiler and this runtime.
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { basename, join } from "node:path";
-import type { CompileOptions } from "../codegen/compile.ts";
-import { version as packageVersion } from "../package.json";
-import { COMPILER_VERSION } from "../codegen/emit/common.ts";
-import type { ElemType, EmittedModule, KernelSignature } from "./abi.ts";
-import { chooseBackend, type Backend, type BackendRequest } from "./backend.ts";
+import { join } from "node:path";
+import type { ElemType, EmittedModule, KernelSignature } from "../dsl/abi.ts";
+import type { Backend } from "./backend.ts";
 import { allocBuffer, type ArrayOf, type DeviceBuffer } from "./buffer.ts";
 import { buildCached, defaultCacheDir, removeStaleTemporaries, trustedCacheDir, untrustedProblem, writableCacheDir, writeAtomic, type BuildResult } from "./cache.ts";
 import { closedModuleError, loadNativeModule, wrapKernel, type Kernel, type NativeModule } from "./ffi.ts";
 import { CPU_FLAGS, cudaFlags, findCxx, findNvcc } from "./toolchain.ts";
 
-export interface LoadOptions extends CompileOptions {
-  // boundsChecks (CompileOptions) defaults to true here: a bad index in a user's kernel is reported
-  // as an error instead of corrupting memory or killing the process. Proven kernels turn it off.
-  /** Backend: auto (default: $NGPK_BACKEND, else cuda > cpu > js), cuda, cpu or js. */
-  backend?: BackendRequest;
+export interface ModuleOptions {
   /**
    * Build cache directory (default $NGPK_CACHE_DIR, else ~/.cache/ngp-kernels; an unusable default
    * is replaced by a temporary directory with a warning, a chosen one is an error).
@@ -54,16 +48,12 @@ export interface KernelModule {
   close(): void;
 }
 
-/** The compiler's identity in cache keys: its version plus the package version. */
-export const COMPILER_ID = `${COMPILER_VERSION}; package ${packageVersion}`;
-
-export async function loadKernels(file: string, opts: LoadOptions = {}): Promise<KernelModule> {
-  const { backend, reason } = chooseBackend({ backend: opts.backend });
-  // Always run the front end: diagnostics are raised even when a library is cached. The compiler
-  // (ts-morph) is loaded here, on first use, so that a command's usage errors need none of it.
-  const { compileFile } = await import("../codegen/compile.ts");
-  const emitted = compileFile(file, backend, { ...opts, boundsChecks: opts.boundsChecks ?? true });
-  const name = basename(file).replace(/\.ts$/, "");
+/**
+ * The kernels of `emitted` (named `name` in the cache and in messages) on `backend`: a native
+ * module built through the cache (`compilerId`, the compiler's identity, is part of its key), or
+ * the JS module imported. `reason`: why this backend was chosen.
+ */
+export async function openModule(emitted: EmittedModule, name: string, backend: Backend, reason: string, opts: ModuleOptions & { compilerId: string }): Promise<KernelModule> {
   if (backend === "js") return jsModule(emitted, name, reason, opts);
   const build = await buildNative(emitted, name, opts);
   const native = loadNativeModule(build.path, emitted.kernels, backend);
@@ -71,7 +61,7 @@ export async function loadKernels(file: string, opts: LoadOptions = {}): Promise
 }
 
 /** Build an emitted native module through the cache; throws BuildError with the compiler output. */
-export async function buildNative(emitted: EmittedModule, name: string, opts: Pick<LoadOptions, "cacheDir" | "cudaArchs" | "log"> = {}): Promise<BuildResult> {
+async function buildNative(emitted: EmittedModule, name: string, opts: ModuleOptions & { compilerId: string }): Promise<BuildResult> {
   const cuda = emitted.target === "cuda";
   const lookup = cuda ? findNvcc() : findCxx();
   if (!lookup.tool) throw new Error(`cannot build ${name} for ${emitted.target}: ${lookup.reason}`);
@@ -80,7 +70,7 @@ export async function buildNative(emitted: EmittedModule, name: string, opts: Pi
     lang: cuda ? "cu" : "cpp",
     tool: lookup.tool,
     flags: cuda ? cudaFlags(opts.cudaArchs) : CPU_FLAGS,
-    compilerVersion: COMPILER_ID,
+    compilerVersion: opts.compilerId,
     cacheDir: opts.cacheDir,
     name,
     log: opts.log,
@@ -104,7 +94,7 @@ function nativeModule(native: NativeModule, emitted: EmittedModule, backend: Bac
   };
 }
 
-async function jsModule(emitted: EmittedModule, name: string, reason: string, opts: LoadOptions): Promise<KernelModule> {
+async function jsModule(emitted: EmittedModule, name: string, reason: string, opts: ModuleOptions): Promise<KernelModule> {
   // Content-addressed like native libraries: a module path is imported once per process. A file
   // whose text differs from the source (corrupted) is rewritten; a read-only cache still serves
   // what it holds.

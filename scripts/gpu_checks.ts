@@ -16,7 +16,8 @@
 // and exits 0 when ok, 1 otherwise. Modules are left open (the process ends right after): closing
 // a native module unloads code that live buffers and OpenMP threads may still refer to.
 import { parseArgs } from "node:util";
-import { DEFAULT_GRID_2D, DEFAULT_GRID_3D, DEFAULT_MLP } from "../codegen/shipped.ts";
+import { uniformValues } from "../modules/random.ts";
+import { DEFAULT_GRID_2D, DEFAULT_GRID_3D, DEFAULT_MLP } from "../modules/shipped.ts";
 import type { Backend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { HashGrid, type HashGridOptionsInput } from "../modules/hashgrid.ts";
@@ -30,18 +31,6 @@ interface Outcome {
 
 const log = (s: string) => console.log(s);
 
-/** Seeded uniform values in [lo, hi) (mulberry32). */
-function uniform(n: number, seed: number, lo = 0, hi = 1): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
-  }
-  return out;
-}
 
 interface Comparison {
   /** Largest |got - want| / allowed (<= 1 passes). */
@@ -103,7 +92,7 @@ const GRID_CASES: { name: string; opts: HashGridOptionsInput }[] = [
 
 /** Points: uniform in [0, 1), with edge values (0, 1, just below 1, outside, NaN) first. */
 function gridPoints(n: number, dims: number, seed: number): Float32Array {
-  const x = uniform(n * dims, seed);
+  const x = uniformValues(n * dims, seed);
   const special = [0, 1, 0.99999994, 0.5, -0.25, 1.5, 1e-30, NaN, 0.25, 0.75];
   for (let i = 0; i < special.length && i < n; i++) for (let d = 0; d < dims; d++) x[i * dims + d] = special[(i + d * 3) % special.length]!;
   return x;
@@ -133,11 +122,11 @@ async function gridParity(backend: Backend, quick: boolean): Promise<Outcome> {
       if (dev.backend !== backend) throw new Error(`asked for ${backend}, got ${dev.backend} (${dev.backendReason})`);
       const dims = dev.settings.dims;
       // Random parameters in [-1, 1] on both sides (the initial ones are tiny); f16 rounds them alike.
-      const params = uniform(dev.paramCount, 10 + k, -1, 1);
+      const params = uniformValues(dev.paramCount, 10 + k, -1, 1);
       dev.params.upload(params);
       cpu.params.upload(params);
       const x = gridPoints(n, dims, 20 + k);
-      const dy = uniform(n * dev.outputDim, 30 + k, -1, 1);
+      const dy = uniformValues(n * dev.outputDim, 30 + k, -1, 1);
       // Forward: each output is a convex combination of table values in [-1, 1].
       const t0 = performance.now();
       const yd = dev.forward(x).download();
@@ -219,9 +208,9 @@ async function mlpParity(backend: Backend, quick: boolean): Promise<Outcome> {
       const { inputs, outputs } = dev.settings;
       const p = compare(dev.params.download(), cpu.params.download(), () => 0);
       if (!p.bitIdentical) throw new Error("the initial parameters differ between the backends (same seed)");
-      const x = uniform(n * inputs, 40 + k, -1, 1);
-      const target = uniform(n * outputs, 50 + k, 0, 1);
-      const dy = uniform(n * outputs, 60 + k, -1, 1);
+      const x = uniformValues(n * inputs, 40 + k, -1, 1);
+      const target = uniformValues(n * outputs, 50 + k, 0, 1);
+      const dy = uniformValues(n * outputs, 60 + k, -1, 1);
       // Forward: summation order differs (tile shapes), so within 1e-4 relative plus a floor.
       const yd = dev.forward(x).download();
       const yc = cpu.forward(x).download();
@@ -273,7 +262,7 @@ async function adamParity(backend: Backend, quick: boolean): Promise<Outcome> {
   const failures: string[] = [];
   const figures: Figures = {};
   const { Optimizer } = await import("../modules/optimizer.ts");
-  const { loadKernels } = await import("../runtime/module.ts");
+  const { loadKernels } = await import("../modules/load.ts");
   const { resolve } = await import("node:path");
   // Buffers on each backend come from a small module of that backend (the saxpy example).
   const saxpy = resolve(import.meta.dir, "../dsl/examples/saxpy.ts");
@@ -282,7 +271,7 @@ async function adamParity(backend: Backend, quick: boolean): Promise<Outcome> {
   const make = (mod: KernelModule) =>
     Object.entries(sizes).map(([name, len], k) => ({
       name,
-      params: mod.upload("f32", uniform(len, 70 + k, -1, 1)) as DeviceBuffer<"f32">,
+      params: mod.upload("f32", uniformValues(len, 70 + k, -1, 1)) as DeviceBuffer<"f32">,
       grad: mod.alloc("f32", len) as DeviceBuffer<"f32">,
       ...(name === "network" ? { weightDecay: 1e-6, lr: 3e-3 } : {}),
     }));
@@ -292,7 +281,7 @@ async function adamParity(backend: Backend, quick: boolean): Promise<Outcome> {
   for (let step = 1; step <= 3; step++) {
     for (const [k, [name, len]] of Object.entries(sizes).entries()) {
       // Gradients of mixed scale, some exactly 0 (untouched table entries).
-      const g = uniform(len, 80 + 10 * step + k, -1, 1).map((v, i) => (i % 7 === 0 ? 0 : v * 10 ** ((i % 5) - 2)));
+      const g = uniformValues(len, 80 + 10 * step + k, -1, 1).map((v, i) => (i % 7 === 0 ? 0 : v * 10 ** ((i % 5) - 2)));
       gdev[k]!.grad.upload(g);
       gcpu[k]!.grad.upload(g);
       void name;
@@ -348,8 +337,8 @@ async function mlpBench(backend: Backend, quick: boolean): Promise<Outcome> {
       // (no input gradient) and the weight gradient: 2*macs*3 - 2*inputs*width.
       const fwdFlops = 2 * macs * batch;
       const stepFlops = (6 * macs - 2 * s.inputs * width) * batch;
-      const x = mod.upload("f32", uniform(batch * s.inputs, 90, -1, 1)) as DeviceBuffer<"f32">;
-      const t = mod.upload("f32", uniform(batch * s.outputs, 91, 0, 1)) as DeviceBuffer<"f32">;
+      const x = mod.upload("f32", uniformValues(batch * s.inputs, 90, -1, 1)) as DeviceBuffer<"f32">;
+      const t = mod.upload("f32", uniformValues(batch * s.outputs, 91, 0, 1)) as DeviceBuffer<"f32">;
       const out = mod.alloc("f32", batch * s.outputs) as DeviceBuffer<"f32">;
       const time = (f: () => void) => {
         const ms: number[] = [];
@@ -384,7 +373,7 @@ async function mlpBench(backend: Backend, quick: boolean): Promise<Outcome> {
     const net = nets.get(64)!;
     const mod = modOf(net);
     const len = 5_522_000;
-    const enc = { name: "encoding", params: mod.upload("f32", uniform(len, 92, -1, 1)) as DeviceBuffer<"f32">, grad: mod.alloc("f32", len) as DeviceBuffer<"f32"> };
+    const enc = { name: "encoding", params: mod.upload("f32", uniformValues(len, 92, -1, 1)) as DeviceBuffer<"f32">, grad: mod.alloc("f32", len) as DeviceBuffer<"f32"> };
     const opt = await Optimizer.create([enc, { name: "network", params: net.params, grad: net.grad }], {}, { backend });
     const ms: number[] = [];
     for (let r = 0; r < reps + 2; r++) {

@@ -14,7 +14,7 @@ import { DiagnosticError } from "../codegen/diagnostics.ts";
 import { INTRINSICS } from "../dsl/intrinsics.ts";
 import { argmaxRows, gridConfig, gridLevels, parseHashGridOptions, probingLayout, type HashGridOptionsInput } from "../modules/hashgrid.ts";
 import { mlpConfig, mlpLayout, parseMlpOptions, type MlpOptionsInput } from "../modules/mlp.ts";
-import { loadKernels } from "../runtime/module.ts";
+import { loadKernels } from "../modules/load.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { freshSeed, rng, uniformF32 } from "./util.ts";
 

@@ -6,7 +6,7 @@ import { expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { compileFile } from "../codegen/compile.ts";
 import { KernelError, type BoundsFault } from "../runtime/ffi.ts";
-import { loadKernels } from "../runtime/module.ts";
+import { loadKernels } from "../modules/load.ts";
 import { ptxasReport } from "../runtime/ptxas.ts";
 import { findCxx, findNvcc } from "../runtime/toolchain.ts";
 

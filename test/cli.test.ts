@@ -4,7 +4,8 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { readInputFile, UsageError } from "../runtime/cli_input.ts";
+import { UsageError } from "../dsl/errors.ts";
+import { readInputFile } from "../runtime/files.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 
@@ -19,14 +20,14 @@ async function runIn(cwd: string, prefix: string[], ...args: string[]): Promise<
 }
 
 test("bun run compile prints the generated CUDA", async () => {
-  const r = await run("codegen/cli.ts", "dsl/examples/saxpy.ts", "--target", "cuda");
+  const r = await run("cli/compile.ts", "dsl/examples/saxpy.ts", "--target", "cuda");
   expect(r.code).toBe(0);
   expect(r.out).toContain("__global__ void saxpy_kernel(");
   expect(r.out).toContain('extern "C" int32_t saxpy(');
 });
 
 test("bun run compile reports diagnostics with exit status 1", async () => {
-  const r = await run("codegen/cli.ts", "test/fixtures/errors/ternary.ts");
+  const r = await run("cli/compile.ts", "test/fixtures/errors/ternary.ts");
   expect(r.code).toBe(1);
   expect(r.err).toContain("error[NGP1001]");
   expect(r.err).toContain("test/fixtures/errors/ternary.ts:6:13");
@@ -34,10 +35,10 @@ test("bun run compile reports diagnostics with exit status 1", async () => {
 });
 
 test("bun run compile refuses a bad --target and a missing config, saying why", async () => {
-  const bad = await run("codegen/cli.ts", "dsl/examples/saxpy.ts", "--target", "metal");
+  const bad = await run("cli/compile.ts", "dsl/examples/saxpy.ts", "--target", "metal");
   expect(bad.code).toBe(2);
   expect(bad.err).toContain("--target must be cpu, cuda or js");
-  const noConfig = await run("codegen/cli.ts", "dsl/examples/polynomial.ts");
+  const noConfig = await run("cli/compile.ts", "dsl/examples/polynomial.ts");
   expect(noConfig.code).toBe(1);
   expect(noConfig.err).toContain("NGP1022");
 });
@@ -125,7 +126,7 @@ test("bun run compile refuses a directory, a FIFO, a device or a missing file wi
     ["/dev/null", "is not a regular file (a character device)"],
     ["dsl/examples/nope.ts", "does not exist"],
   ]) {
-    const r = await run("codegen/cli.ts", path!);
+    const r = await run("cli/compile.ts", path!);
     expect(r.code, path).toBe(2);
     expect(r.err.trim()).toBe(`error: input file ${path} ${problem}`);
   }
@@ -139,35 +140,35 @@ test("bun run compile --config refuses a directory, a FIFO and a file that is no
     [fifo, "is not a regular file (a FIFO)"],
     [notJson, "is not valid JSON"],
   ]) {
-    const r = await run("codegen/cli.ts", "dsl/examples/polynomial.ts", "--config", path!);
+    const r = await run("cli/compile.ts", "dsl/examples/polynomial.ts", "--config", path!);
     expect(r.code, path).toBe(2);
     expect(r.err).toStartWith(`error: --config file ${path} ${problem}`);
   }
-  const text = await run("codegen/cli.ts", "dsl/examples/polynomial.ts", "--config", "{degree: 3");
+  const text = await run("cli/compile.ts", "dsl/examples/polynomial.ts", "--config", "{degree: 3");
   expect(text.code).toBe(2);
   expect(text.err).toStartWith("error: --config is neither a JSON file nor valid JSON");
 });
 
 test.if(canDeny)("bun run compile refuses an unreadable file (input and --config) with status 2", async () => {
-  const input = await runIn(ROOT, asUser, "codegen/cli.ts", unreadable);
+  const input = await runIn(ROOT, asUser, "cli/compile.ts", unreadable);
   expect(input.code).toBe(2);
   expect(input.err.trim()).toBe(`error: input file ${unreadable} cannot be read: EACCES`);
-  const config = await runIn(ROOT, asUser, "codegen/cli.ts", "dsl/examples/saxpy.ts", "--config", unreadable);
+  const config = await runIn(ROOT, asUser, "cli/compile.ts", "dsl/examples/saxpy.ts", "--config", unreadable);
   expect(config.code).toBe(2);
   expect(config.err.trim()).toBe(`error: --config file ${unreadable} cannot be read: EACCES`);
 });
 
 test("bun run codegen refuses unknown flags and a directory in place of a generated file", async () => {
-  const flag = await run("codegen/generate.ts", "--chek");
+  const flag = await run("scripts/generate.ts", "--chek");
   expect(flag.code).toBe(2);
   expect(flag.err).toContain("Unknown option '--chek'");
   // A copy of the compiler whose generated/examples/saxpy.cpp is a directory.
   const copy = join(tmp, "repo");
-  for (const dir of ["codegen", "runtime", "dsl", "modules"]) cpSync(join(ROOT, dir), join(copy, dir), { recursive: true });
+  for (const dir of ["codegen", "runtime", "dsl", "modules", "scripts"]) cpSync(join(ROOT, dir), join(copy, dir), { recursive: true });
   cpSync(join(ROOT, "package.json"), join(copy, "package.json"));
   symlinkSync(join(ROOT, "node_modules"), join(copy, "node_modules"));
   mkdirSync(join(copy, "generated/examples/saxpy.cpp"), { recursive: true });
-  const r = await runIn(copy, [], "codegen/generate.ts", "--check");
+  const r = await runIn(copy, [], "scripts/generate.ts", "--check");
   expect(r.code).toBe(2);
   expect(r.err.trim()).toBe(`error: generated file ${join(copy, "generated/examples/saxpy.cpp")} is a directory`);
 });

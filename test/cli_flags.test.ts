@@ -7,6 +7,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { ALL_FLAGS, FLAGS } from "../cli/flags.ts";
 import { detectCudaDevices } from "../runtime/device.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { MAX_STEPS, parseTrainConfig } from "../train/config.ts";
@@ -133,6 +134,20 @@ test("a YAML config's field errors name the file; a section that is no mapping i
   expectClean("sweep --config", swept, `error: ${nan}: encoding.levels: swept by the sweep`);
 });
 
+test("params takes every flag of its usage from the one table (cli/flags.ts), its own ones marked as not the trainer's", async () => {
+  const help = await run("cli/params.ts", ["--help"]);
+  expect(help.code).toBe(0);
+  const named = [...new Set([...help.out.matchAll(/^\s+--([a-z0-9-]+)/gm)].map((m) => m[1]!))].filter((f) => f !== "help" && f !== "json");
+  expect(named.length).toBeGreaterThan(15);
+  for (const flag of named) expect(ALL_FLAGS.some((f) => f.flag === flag), `--${flag}`).toBe(true);
+  // Its own (not the trainer's) stay out of train's and sweep's flags.
+  for (const own of ["outputs", "solve", "budget", "budget-of"]) {
+    expect(ALL_FLAGS.find((f) => f.flag === own)?.only).toBe("params");
+    expect(FLAGS.some((f) => f.flag === own)).toBe(false);
+  }
+  expect(new Set(ALL_FLAGS.map((f) => f.flag)).size).toBe(ALL_FLAGS.length);
+});
+
 test("flags: one name per option (--per-level-scale, --grid-type; the old names work with a warning), an unknown flag named with the nearest", async () => {
   const unknown: [string, string[], string][] = [
     ["cli/train.ts", ["--per-level-scal", "2"], "error: unknown flag --per-level-scal; did you mean --per-level-scale?"],
@@ -142,7 +157,7 @@ test("flags: one name per option (--per-level-scale, --grid-type; the old names 
     ["cli/gradcheck.ts", ["--encodng", "x.ts"], "error: unknown flag --encodng; did you mean --encoding?"],
     ["cli/render.ts", ["--chekpoint", "x"], "error: unknown flag --chekpoint; did you mean --checkpoint?"],
     ["cli/export.ts", ["--precison", "f16"], "error: unknown flag --precison; did you mean --precision?"],
-    ["codegen/cli.ts", ["dsl/examples/saxpy.ts", "--targt", "js"], "error: unknown flag --targt; did you mean --target?"],
+    ["cli/compile.ts", ["dsl/examples/saxpy.ts", "--targt", "js"], "error: unknown flag --targt; did you mean --target?"],
     ["cli/train.ts", ["--frobnicate"], "error: unknown flag --frobnicate\n"],
     ["cli/train.ts", ["--steps"], "error: --steps needs a value"],
     ["cli/train.ts", ["--steps", "--json"], "error: --steps needs a value"],

@@ -21,7 +21,7 @@ import { basename, join, resolve } from "node:path";
 import { compileFile } from "../codegen/compile.ts";
 import { CODES, DiagnosticError, formatDiagnostic, type Diagnostic } from "../codegen/diagnostics.ts";
 import type { ConfigValue } from "../codegen/specialize.ts";
-import type { Target } from "../runtime/abi.ts";
+import type { Target } from "../dsl/abi.ts";
 
 export const ROOT = resolve(import.meta.dir, "..");
 export const FIXTURES = join(ROOT, "test", "fixtures", "errors");

@@ -5,7 +5,7 @@ import { expect, test } from "bun:test";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Optimizer } from "../modules/optimizer.ts";
-import { loadKernels } from "../runtime/module.ts";
+import { loadKernels } from "../modules/load.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { freshSeed, rng, uniformF32 } from "./util.ts";
 

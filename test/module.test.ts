@@ -5,9 +5,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { DiagnosticError } from "../codegen/diagnostics.ts";
-import { ROOT } from "../codegen/shipped.ts";
+import { ROOT } from "../modules/shipped.ts";
 import { detectCudaDevices } from "../runtime/device.ts";
-import { loadKernels } from "../runtime/module.ts";
+import { loadKernels } from "../modules/load.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 
 const SAXPY = resolve(ROOT, "dsl/examples/saxpy.ts");

@@ -5,7 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { compileFile } from "../codegen/compile.ts";
-import { ROOT, SHIPPED } from "../codegen/shipped.ts";
+import { ROOT, SHIPPED } from "../modules/shipped.ts";
 import { parsePtxas, ptxasReport } from "../runtime/ptxas.ts";
 import { findNvcc } from "../runtime/toolchain.ts";
 

@@ -4,10 +4,10 @@
 // the bound is stated.
 import { describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
-import type { ElemType } from "../runtime/abi.ts";
+import type { ElemType } from "../dsl/abi.ts";
 import { findCxx } from "../runtime/toolchain.ts";
-import { loadKernels, type KernelModule } from "../runtime/module.ts";
-import { ROOT } from "../codegen/shipped.ts";
+import { loadKernels, type KernelModule } from "../modules/load.ts";
+import { ROOT } from "../modules/shipped.ts";
 import { freshSeed, maxUlp, rng, uniformF32 } from "./util.ts";
 
 const NO_CXX = findCxx().tool ? undefined : findCxx().reason;

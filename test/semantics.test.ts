@@ -4,7 +4,7 @@
 import { expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { findCxx } from "../runtime/toolchain.ts";
-import { loadKernels } from "../runtime/module.ts";
+import { loadKernels } from "../modules/load.ts";
 import { F_OUT, I_OUT, U_OUT } from "./fixtures/ops.ts";
 import { freshSeed, maxUlp, rng } from "./util.ts";
 

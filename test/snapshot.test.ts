@@ -4,8 +4,8 @@
 import { expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { generatedFiles } from "../codegen/generate.ts";
-import { ROOT } from "../codegen/shipped.ts";
+import { generatedFiles } from "../scripts/generate.ts";
+import { ROOT } from "../modules/shipped.ts";
 
 for (const { path, text } of generatedFiles()) {
   test(`${path} matches the compiler's output`, () => {

@@ -8,7 +8,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { loadKernels, type KernelModule } from "../runtime/module.ts";
+import { loadKernels, type KernelModule } from "../modules/load.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { freshSeed, rng, uniformF32 } from "./util.ts";
 

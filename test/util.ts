@@ -1,17 +1,8 @@
 // Test utilities shared across suites: a seeded generator (the seed is printed, so a failure on
 // fresh random inputs can be replayed with NGPK_TEST_SEED), and ulp distances.
 
-/** mulberry32: small, fast, good enough for test inputs. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded generator (mulberry32, modules/random.ts). */
+export { seededUniform as rng } from "../modules/random.ts";
 
 /** A fresh seed per run (or NGPK_TEST_SEED), logged so that a failing run can be replayed. */
 export function freshSeed(label: string): number {

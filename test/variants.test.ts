@@ -1,5 +1,5 @@
-// Variants of the encoding (dsl/kernels/parts.ts) and the three worked examples in
-// examples/variants/: each one's forward against a float64 reference written here, its gradients
+// Variants of the encoding (the @replaceable parts of dsl/kernels/lookup.ts) and the three worked
+// examples in examples/variants/: each one's forward against a float64 reference written here, its gradients
 // (derived by the compiler) against finite differences with `gradcheck`, and a short training run
 // that learns; a variant's mistakes reported at its own file:line:col, all at once; the commands
 // (`compile`, `gradcheck`, `train --encoding`) as child processes.
@@ -9,9 +9,10 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import sharp from "sharp";
 import { gradcheck } from "../cli/gradcheck.ts";
+import { compileFile } from "../codegen/compile.ts";
 import { DiagnosticError } from "../codegen/diagnostics.ts";
 import { readVariant } from "../codegen/parse.ts";
-import { ConfigError, HashGrid, checkVariant, type HashGridOptionsInput } from "../modules/hashgrid.ts";
+import { ConfigError, GRID_KERNELS, HashGrid, checkVariant, type HashGridOptionsInput } from "../modules/hashgrid.ts";
 import { Mlp } from "../modules/mlp.ts";
 import { Optimizer } from "../modules/optimizer.ts";
 import { findCxx } from "../runtime/toolchain.ts";
@@ -189,6 +190,36 @@ describe("the worked examples", () => {
   }, 240_000);
 });
 
+describe("the parts", () => {
+  test("are the functions tagged @replaceable, in any kernel file: a variant replaces them wherever they are called, and nothing else", () => {
+    const kernels = join(dir, "tagged.ts");
+    writeFileSync(
+      kernels,
+      `import { type Buf, type f32, type u32 } from "ngp-kernels/dsl";
+/** @replaceable */
+export function shade(v: f32): f32 {
+  return v + 1.0;
+}
+export function helper(v: f32): f32 {
+  return v * 2.0;
+}
+/** @kernel */
+export function run(i: u32, x: Buf<f32>, out: Buf<f32>): void {
+  out[i] = helper(shade(x[i]));
+}
+`,
+    );
+    const variant = join(dir, "tagged_variant.ts");
+    writeFileSync(variant, `import { type f32 } from "ngp-kernels/dsl";\nexport function shade(v: f32): f32 {\n  return v * 7.0;\n}\nexport function helper(v: f32): f32 {\n  return v * 5.0;\n}\n`);
+    expect(readVariant(variant, kernels).parts).toEqual(["shade"]);
+    const js = compileFile(kernels, "js", { variant }).source;
+    const body = js.slice(js.indexOf("function run_body"));
+    expect(body).toMatch(/ \* 7\)/); // the variant's shade
+    expect(body).toMatch(/ \* 2\)/); // the kernel file's own helper: not tagged, not replaced
+    expect(body).not.toMatch(/ \* 5\)/);
+  });
+});
+
 describe("a variant's mistakes", () => {
   test("are reported at the variant's own file:line:col, every independent one in one run", async () => {
     const file = join(dir, "bad_variant.ts");
@@ -224,7 +255,7 @@ export function spatialHash(coords: u32[], dims: i32): u32 {
     const file = join(dir, name);
     writeFileSync(file, text);
     try {
-      readVariant(file);
+      readVariant(file, GRID_KERNELS);
     } catch (e) {
       expect(e).toBeInstanceOf(DiagnosticError);
       return (e as DiagnosticError).diagnostics.map((d) => [d.code, d.span.file === file, d.span.line, d.span.col, d.message, d.hint]);
@@ -260,9 +291,9 @@ export function spatialHash(coords: u32[], dims: i32): u32 {
   });
 
   test("the shipped examples declare what they need, and the settings are checked against it naming the flag", async () => {
-    expect(readVariant(EXAMPLE("spacetime")).requires).toEqual({ dims: 4, levelsMultipleOf: 4 });
-    expect(readVariant(EXAMPLE("pcg_hash"))).toMatchObject({ parts: ["spatialHash"], requires: {} });
-    expect(readVariant(EXAMPLE("triangle_blend"))).toMatchObject({ parts: ["encodeLevel"], requires: {} });
+    expect(readVariant(EXAMPLE("spacetime"), GRID_KERNELS).requires).toEqual({ dims: 4, levelsMultipleOf: 4 });
+    expect(readVariant(EXAMPLE("pcg_hash"), GRID_KERNELS)).toMatchObject({ parts: ["spatialHash"], requires: {} });
+    expect(readVariant(EXAMPLE("triangle_blend"), GRID_KERNELS)).toMatchObject({ parts: ["encodeLevel"], requires: {} });
     const st = EXAMPLE("spacetime");
     const flags = { dims: "--dims", levels: "--levels" };
     await expect(checkVariant({ variant: st, dims: 2, levels: 8 }, flags)).rejects.toThrow(new ConfigError("examples/variants/spacetime.ts needs --dims 4 (got 2)"));
@@ -283,7 +314,7 @@ describe("the commands", () => {
     return { out, err, code };
   };
   test("bun run compile <variant> prints the grid's C++ and CUDA built with it", async () => {
-    const r = await run("codegen/cli.ts", "examples/variants/pcg_hash.ts");
+    const r = await run("cli/compile.ts", "examples/variants/pcg_hash.ts");
     expect(r.code).toBe(0);
     expect(r.out).toContain("in the hash grid (C++): gridForward, gridForwardParamGrad, gridForwardInputGrad");
     expect(r.out).toContain("in the hash grid (CUDA)");
@@ -298,9 +329,9 @@ describe("the commands", () => {
     expect(ok.code).toBe(0);
     expect(ok.out).toContain("OK: the gradients agree with finite differences");
     // compile: --config's dims are checked; without them, the grid is built with the dims the variant needs.
-    const three = await run("codegen/cli.ts", "examples/variants/spacetime.ts", "--target", "js", "--config", '{"dims": 3}');
+    const three = await run("cli/compile.ts", "examples/variants/spacetime.ts", "--target", "js", "--config", '{"dims": 3}');
     expect([three.code, three.err]).toEqual([2, "error: examples/variants/spacetime.ts needs --config's dims 4 (got 3)\n"]);
-    const compiled = await run("codegen/cli.ts", "examples/variants/spacetime.ts", "--target", "js");
+    const compiled = await run("cli/compile.ts", "examples/variants/spacetime.ts", "--target", "js");
     expect(compiled.code).toBe(0);
     expect(compiled.out).toContain("x[(((Math.imul(i, 4) >>> 0) + 3) >>> 0)]");
   }, 120_000);
@@ -327,7 +358,7 @@ describe("the commands", () => {
       expect(r.err).not.toMatch(/^\s+at /m);
       expect(r.out).not.toContain("OK");
     }
-    const compile = await run("codegen/cli.ts", file);
+    const compile = await run("cli/compile.ts", file);
     expect(compile.code).toBe(1);
     expect(compile.err).toContain("did you mean spatialHash?");
     for (const [cmd, ...args] of [["cli/train.ts", ...T], ["cli/gradcheck.ts"]]) {

@@ -22,7 +22,8 @@ import { createHash, randomBytes } from "node:crypto";
 import { constants, type Stats } from "node:fs";
 import { type FileHandle, open, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { ExpectedError, notRegularFile } from "../runtime/cli_input.ts";
+import { ExpectedError } from "../dsl/errors.ts";
+import { notRegularFile } from "../runtime/files.ts";
 
 export const MAGIC = "NGPKCKPT";
 /** The format this code writes; it reads versions 1..FORMAT_VERSION. */

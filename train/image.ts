@@ -5,7 +5,8 @@ import { closeSync, openSync, readSync, renameSync, statSync, unlinkSync, writeF
 import os from "node:os";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import sharp, { type Metadata } from "sharp";
-import { ExpectedError, notRegularFile } from "../runtime/cli_input.ts";
+import { ExpectedError } from "../dsl/errors.ts";
+import { notRegularFile } from "../runtime/files.ts";
 import { MAX_BUFFER_BYTES } from "../runtime/memory.ts";
 
 export class ImageError extends ExpectedError {}

@@ -13,7 +13,7 @@ import { linkSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { hostname } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { processAlive } from "../runtime/cache.ts";
-import { UsageError } from "../runtime/cli_input.ts";
+import { UsageError } from "../dsl/errors.ts";
 
 /** The out directory is held by another command (the CLIs' exit status 2). */
 export class OutDirInUseError extends UsageError {

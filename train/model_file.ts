@@ -23,13 +23,13 @@
 // So a file is its header (the 20-byte prefix, the JSON and up to 63 zeros) plus
 // HashGrid.memory(2 or 4).inferenceBytes + 4 * the network's parameters.
 import { open, stat } from "node:fs/promises";
-import { notRegularFile } from "../runtime/cli_input.ts";
+import { notRegularFile } from "../runtime/files.ts";
 import { argmaxRows, type HashGrid } from "../modules/hashgrid.ts";
 import type { Mlp } from "../modules/mlp.ts";
 import { type Checkpoint, CheckpointError, type CheckpointProblem, type ContainerFormat, MAGIC as CHECKPOINT_MAGIC, notJson, readContainer, trainedOn, writeContainer } from "./checkpoint.ts";
 import { parseTrainConfig } from "./config.ts";
 import { checkpointUses, checkpointWeights, createField } from "./trainer.ts";
-import { ExpectedError } from "../runtime/cli_input.ts";
+import { ExpectedError } from "../dsl/errors.ts";
 
 export const MODEL_MAGIC = "NGPKMODL";
 /** The format this code writes; it reads versions 1..MODEL_FORMAT_VERSION. */

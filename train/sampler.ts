@@ -5,7 +5,7 @@
 import { resolve } from "node:path";
 import type { BackendRequest } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
-import { loadKernels, type KernelModule } from "../runtime/module.ts";
+import { loadKernels, type KernelModule } from "../modules/load.ts";
 import { ImageError, describeImage, type ImageData } from "./image.ts";
 
 export const SAMPLE_KERNELS = resolve(import.meta.dir, "../dsl/kernels/sample.ts");

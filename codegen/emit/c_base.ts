@@ -8,7 +8,7 @@ import { writtenBuffers, type SpecializedKernel } from "../specialize.ts";
 import { BATCH_VAR } from "../tiles.ts";
 import { C_TILE_CHECKS } from "./tile_prelude.ts";
 import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, f32Literal, fillSpelling, kernelSignature } from "./common.ts";
-import { NGP_ERR_OUT_OF_BOUNDS, type EmittedModule, type Target } from "../../runtime/abi.ts";
+import { NGP_ERR_OUT_OF_BOUNDS, type EmittedModule, type Target } from "../../dsl/abi.ts";
 
 export interface CTarget {
   name: Exclude<Target, "js">;

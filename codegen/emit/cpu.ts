@@ -9,7 +9,7 @@
 // A straight-line pass runs in lane form (16 points per call, vectorized by the C++ compiler),
 // with its prefetch variant a few groups ahead, unless it both gathers and scatters (see
 // gathersAndScatters).
-import { NGP_ERR_NO_MEMORY, type EmittedModule } from "../../runtime/abi.ts";
+import { NGP_ERR_NO_MEMORY, type EmittedModule } from "../../dsl/abi.ts";
 import { checkLanesBody, prefetchVariant, splitPasses } from "../schedule.ts";
 import type { SpecializedKernel } from "../specialize.ts";
 import { exprsOf, mapExpr, type Expr, type Stmt } from "../ir.ts";

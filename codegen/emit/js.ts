@@ -3,7 +3,7 @@
 // `>>> 0`, shifts modulo 32, trap-free integer division. Buffers are TypedArrays (f16 buffers are
 // Float16Array, which rounds on store like a C conversion).
 import { INTRINSICS, lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
-import type { EmittedModule } from "../../runtime/abi.ts";
+import type { EmittedModule } from "../../dsl/abi.ts";
 import { typeOf, type Expr, type Scalar, type Stmt } from "../ir.ts";
 import type { SpecializedKernel } from "../specialize.ts";
 import { BATCH_VAR } from "../tiles.ts";

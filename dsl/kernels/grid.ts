@@ -18,8 +18,7 @@
 // every probing statement folds away: the plain grid.
 import { type Buf, type Const, type Float, type f16, type f32, type i32, atomicAdd, fma, localArray, select, u32 } from "../index.ts";
 import { NEAREST } from "./interpolate.ts";
-import { type GridConfig, bucket, codebookRow, cornerWeight, entry, locate } from "./lookup.ts";
-import { encodeLevel } from "./parts.ts";
+import { type GridConfig, bucket, codebookRow, cornerWeight, encodeLevel, entry, locate } from "./lookup.ts";
 import { refreshRow } from "./probe.ts";
 
 /** out[i][l][f]: the encoding of point i, levels concatenated ([n][levels * features]). */
@@ -121,8 +120,8 @@ function inputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Floa
 // The kernels, for f32 parameters and for f16 storage (computed in f32). `probe` (the argmax slot
 // of every codebook row) and, in the backward, `logitGrad` (d loss / d softmax of every codebook
 // row, see cornerBackward) are read and written only at probed levels: a grid without probing
-// passes placeholders. `softmax` (the rows' softmax) is for variants (parts.ts) and the optimizer:
-// the default lookup does not read it.
+// passes placeholders. `softmax` (the rows' softmax) is for variants (lookup.ts's @replaceable
+// parts) and the optimizer: the default lookup does not read it.
 
 /**
  * The forward, and its adjoints derived by the compiler (codegen/adjoint.ts): the parameter

@@ -1,12 +1,19 @@
 // The hash grid's lookup, in parts: locating a point's cell and its corners' weights, a corner's
 // table entry (dense, hashed or learned-probing index), and the default per-level lookup that
-// combines them. grid.ts builds the kernels from these; the parts a variant may replace
-// (spatialHash, interpolationWeight, cornerSlot, encodeLevel) are called through parts.ts, so that
-// replacing one of them changes every default that uses it.
+// combines them. grid.ts builds the kernels from these.
+//
+// The parts a variant may replace are the functions tagged `@replaceable` (spatialHash,
+// interpolationWeight, cornerSlot, encodeLevel). A variant is a kernel file that exports functions
+// with these names and signatures (any of them); compiled with it (HashGrid's `variant` option,
+// `bun run train --encoding file.ts`), every call of a part resolves to the variant's function
+// instead, inlined into the fused kernels like the default, so replacing one changes every default
+// that uses it, and the gradients come from the compiler (codegen/adjoint.ts). The defaults live
+// here and in hash.ts under other names, so that a variant can call them (import from
+// "ngp-kernels/dsl/kernels/lookup.ts"): e.g. a variant's encodeLevel may blend defaultEncodeLevel's
+// features with its own.
 import { type Buf, type Const, type Float, type bool, type f32, type i32, atomicAdd, floor, fma, localArray, max, min, select, u32 } from "../index.ts";
-import { indexHash } from "./hash.ts";
-import { NEAREST, weightDerivative } from "./interpolate.ts";
-import { cornerSlot, interpolationWeight, spatialHash } from "./parts.ts";
+import { coherentHash, indexHash } from "./hash.ts";
+import { NEAREST, weight, weightDerivative } from "./interpolate.ts";
 
 export interface GridConfig {
   dims: i32;
@@ -68,7 +75,7 @@ export function cornerCoords(cfg: Const<GridConfig>, cell: u32[], corner: i32, c
 /**
  * The default index scheme: the slot of vertex `coords` within level l's table (an unprobed
  * level): dense indexing where the level's grid fits its table, the spatial hash otherwise
- * (variants replace it as `cornerSlot`, parts.ts).
+ * (variants replace it as `cornerSlot`).
  */
 export function defaultCornerSlot(cfg: Const<GridConfig>, l: i32, coords: u32[]): u32 {
   let index: u32 = 0;
@@ -170,7 +177,7 @@ export function levelFeatures(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u3
 
 /**
  * The default per-level lookup: out[i][l][f] = levelFeatures (variants replace it as
- * `encodeLevel`, parts.ts).
+ * `encodeLevel`).
  */
 export function defaultEncodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, softmax: Buf<f32>, out: Buf<f32>): void {
   const acc = localArray<f32>(cfg.features);
@@ -179,4 +186,40 @@ export function defaultEncodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, 
   for (let f = 0; f < cfg.features; f++) {
     out[o + u32(f)] = acc[f];
   }
+}
+
+// ---- the parts a variant may replace -------------------------------------------------------------
+
+/**
+ * The spatial hash of a grid vertex (hashed levels): any u32, reduced modulo the table size.
+ * @replaceable
+ */
+export function spatialHash(coords: u32[], dims: i32): u32 {
+  return coherentHash(coords, dims);
+}
+
+/**
+ * The weight of a corner along one axis, given the fraction t toward it (in [0, 1]).
+ * @replaceable
+ */
+export function interpolationWeight(mode: i32, t: f32): f32 {
+  return weight(mode, t);
+}
+
+/**
+ * The index scheme: the slot of vertex `coords` in level l's table (in [0, cfg.size[l])).
+ * @replaceable
+ */
+export function cornerSlot(cfg: Const<GridConfig>, l: i32, coords: u32[]): u32 {
+  return defaultCornerSlot(cfg, l, coords);
+}
+
+/**
+ * The whole per-level lookup: writes out[(i * levels + l) * features + f] for f < features,
+ * reading params[(offset[l] + slot) * features + f] (probe and softmax: learned probing's table
+ * and slot probabilities, for feature()).
+ * @replaceable
+ */
+export function encodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, softmax: Buf<f32>, out: Buf<f32>): void {
+  defaultEncodeLevel(cfg, l, x, i, params, probe, softmax, out);
 }

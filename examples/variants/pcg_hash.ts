@@ -17,7 +17,7 @@ export function pcg(v: u32): u32 {
   return (word >>> 22) ^ word;
 }
 
-/** Replaces parts.ts's spatialHash: the vertex's coordinates chained through pcg. */
+/** Replaces lookup.ts's spatialHash: the vertex's coordinates chained through pcg. */
 export function spatialHash(coords: u32[], dims: i32): u32 {
   let h: u32 = 0;
   for (let d = 0; d < dims; d++) {

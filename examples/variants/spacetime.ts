@@ -18,7 +18,7 @@ export const requires = { dims: 4, levelsMultipleOf: 4 };
 /** The axes of the four 3D grids: xyz, xyt, yzt, xzt. */
 export const AXES: i32[] = [0, 1, 2, 0, 1, 3, 1, 2, 3, 0, 2, 3];
 
-/** Replaces parts.ts's encodeLevel: trilinear interpolation in grid l % 4 at level l / 4. */
+/** Replaces lookup.ts's encodeLevel: trilinear interpolation in grid l % 4 at level l / 4. */
 export function encodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, softmax: Buf<f32>, out: Buf<f32>): void {
   const grid = l % 4;
   const level = l / 4;

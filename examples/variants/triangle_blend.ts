@@ -18,7 +18,7 @@ export function tri(t: f32): f32 {
   return abs(2.0 * (t - floor(t)) - 1.0);
 }
 
-/** Replaces parts.ts's encodeLevel: the default features plus the wave. */
+/** Replaces lookup.ts's encodeLevel: the default features plus the wave. */
 export function encodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, softmax: Buf<f32>, out: Buf<f32>): void {
   const acc = localArray<f32>(cfg.features);
   levelFeatures(cfg, l, x, i, params, probe, softmax, acc);

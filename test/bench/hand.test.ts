@@ -7,7 +7,7 @@
 
 import { beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { DEFAULT_GRID_2D, DEFAULT_GRID_3D } from "../../codegen/shipped.ts";
+import { DEFAULT_GRID_2D, DEFAULT_GRID_3D } from "../../modules/shipped.ts";
 import { HashGrid } from "../../modules/hashgrid.ts";
 import {
   gridTables,

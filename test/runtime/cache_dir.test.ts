@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { chmodSync, chownSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { loadKernels } from "../../runtime/module.ts";
+import { loadKernels } from "../../modules/load.ts";
 import { CXX, fixturePath, tempDir } from "./helpers.ts";
 
 const root = process.getuid?.() === 0;

@@ -1,19 +1,20 @@
 // `bun run compile <file.ts> --target cuda|cpu|js [--config <json or file>] [--kernel name]`
 // Prints the generated source, or the diagnostics and exit status 1.
 import { existsSync } from "node:fs";
-import { readInputFile, UsageError } from "../runtime/cli_input.ts";
-import { compileFile } from "./compile.ts";
-import type { ConfigValue } from "./specialize.ts";
-import { parseFlags } from "../cli/flags.ts";
-import { runCommand } from "../cli/run.ts";
+import { UsageError } from "../dsl/errors.ts";
+import { readInputFile } from "../runtime/files.ts";
+import { compileFile } from "../codegen/compile.ts";
+import { readVariant } from "../codegen/parse.ts";
+import type { ConfigValue } from "../codegen/specialize.ts";
 import { GRID_KERNELS, checkVariant, gridConfig, gridKernels, parseHashGridOptions } from "../modules/hashgrid.ts";
-import { readVariant } from "./parse.ts";
+import { parseFlags } from "./flags.ts";
+import { runCommand } from "./run.ts";
 
 const USAGE = `usage: bun run compile <file.ts> [--target cpu|cuda|js] [--config <json or file>] [--kernel <name>]...
 
 Compiles the @kernel functions of a kernel-language file and prints the generated source. A
 variant of the encoding (a file exporting spatialHash, interpolationWeight, cornerSlot or
-encodeLevel, see dsl/kernels/parts.ts) prints the hash grid's kernels built with it: the forward
+encodeLevel, see dsl/kernels/lookup.ts) prints the hash grid's kernels built with it: the forward
 and the gradients the compiler derives, as C++ and CUDA (or --target's), for the HashGrid options
 given as --config (default: the grid of 16 levels in 2D, or in the dims the variant requires).
   --target   cpu (C++/OpenMP, default), cuda (CUDA C++) or js (exact-semantics JavaScript)
@@ -64,7 +65,7 @@ async function main(argv: string[]): Promise<number> {
  * the ones the variant needs, else 2), per target.
  */
 async function printVariant(file: string, targets: ("cpu" | "cuda" | "js")[], config: ConfigValue | undefined, kernels: string[] | undefined): Promise<number> {
-  const settings = parseHashGridOptions({ dims: readVariant(file).requires.dims ?? 2, ...(config ?? {}), variant: file });
+  const settings = parseHashGridOptions({ dims: readVariant(file, GRID_KERNELS).requires.dims ?? 2, ...(config ?? {}), variant: file });
   await checkVariant(settings, { dims: "--config's dims", levels: "--config's levels" });
   const chosen = gridKernels(settings);
   const names = kernels ?? [chosen.forward, chosen.paramGrad, chosen.inputGrad];

@@ -1,5 +1,7 @@
 // The contract between the compiler (codegen/) and the runtime (runtime/): what an emitted module
-// exports and how each kernel is called. Both sides import these types; nothing else crosses.
+// exports and how each kernel is called. Both sides import these types; nothing else crosses. It is
+// the language's calling convention (how a kernel's `Buf<f32>` and `u32` parameters are passed), so
+// it sits in dsl/, the bottom layer both stand on, and imports nothing (docs/architecture.md).
 //
 // Native (CPU and CUDA) modules export, for every kernel, one C symbol
 //     int32_t <name>(int64_t n, <args...>)

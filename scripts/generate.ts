@@ -3,10 +3,11 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import type { Target } from "../runtime/abi.ts";
-import { readInputFile, UsageError } from "../runtime/cli_input.ts";
-import { compileFile } from "./compile.ts";
-import { ROOT, SHIPPED } from "./shipped.ts";
+import type { Target } from "../dsl/abi.ts";
+import { UsageError } from "../dsl/errors.ts";
+import { readInputFile } from "../runtime/files.ts";
+import { compileFile } from "../codegen/compile.ts";
+import { ROOT, SHIPPED } from "../modules/shipped.ts";
 
 export const EXTENSIONS: Record<Target, string> = { cpu: "cpp", cuda: "cu", js: "js" };
 

@@ -2,10 +2,10 @@
 // into generated/ (committed, so reviewers see what the compiler writes); the snapshot test fails
 // when generated/ is out of date with the compiler.
 import { resolve } from "node:path";
-import { gridConfig, parseHashGridOptions } from "../modules/hashgrid.ts";
-import { mlpConfig, mlpLayout, parseMlpOptions } from "../modules/mlp.ts";
-import type { Target } from "../runtime/abi.ts";
-import type { ConfigValue } from "./specialize.ts";
+import type { ConfigValue } from "../codegen/specialize.ts";
+import type { Target } from "../dsl/abi.ts";
+import { gridConfig, parseHashGridOptions } from "./hashgrid.ts";
+import { mlpConfig, mlpLayout, parseMlpOptions } from "./mlp.ts";
 
 export interface Shipped {
   /** Base name of the files in generated/. */
