@@ -35,7 +35,7 @@ export const ALL_FLAGS: Flag[] = [
   { flag: "interpolation", path: "encoding.interpolation", kind: "string", help: "nearest, linear or smoothstep" },
   { flag: "precision", path: "encoding.precision", kind: "string", help: "the encoding's storage: f32, or f16 trained through f32 master weights" },
   { flag: "encoding-lr", path: "encoding.lr", kind: "number", help: "learning rate of the encoding (default: --lr)" },
-  { flag: "encoding", path: "encoding.variant", kind: "string", help: "a variant of the encoding: a kernel file replacing parts of it (see README, \"Writing your own encoding\")" },
+  { flag: "encoding", path: "encoding.variant", kind: "string", help: "a variant of the encoding: a kernel file replacing parts of it (see docs/variants.md)" },
   { flag: "probing-range", path: "encoding.probing.range", kind: "int", help: "learned hash probing: slots per bucket N_p (1, 2, 4, ..., 64; 1: off)" },
   { flag: "codebook-size", path: "encoding.probing.codebookSize", kind: "int", help: "learned hash probing: index codebook rows N_c per hashed level [4 per table entry]" },
   { flag: "probing-lr", path: "encoding.probing.lr", kind: "number", help: "learned hash probing: learning rate of the index logits" },

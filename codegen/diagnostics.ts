@@ -31,7 +31,7 @@ export const CODES = {
   NGP1012: { title: "`any` is not allowed in kernels", hint: "annotate with f32, i32, u32, bool, Buf<T> or Const<T>" },
   NGP1013: { title: "break/continue inside a loop that is unrolled", hint: "loops with compile-time bounds are unrolled; guard the body with `if` instead" },
   NGP1014: { title: "assignment to a compile-time constant", hint: "config fields and `const` bindings are immutable; copy into a `let` first" },
-  NGP1015: { title: "unsupported operator", hint: "see the operator list in README.md" },
+  NGP1015: { title: "unsupported operator", hint: "see the operator list in docs/language.md" },
   NGP1016: { title: "unsupported statement", hint: "kernels may use let/const, if/else, for, return, break, continue and calls" },
   NGP1017: { title: "unsupported type", hint: "use f32, i32, u32, bool, Buf<f32|i32|u32|f16>, Const<Config> or T[] from localArray" },
   NGP1018: { title: "unknown name", hint: "declare it, import it from the dsl, or pass it as a parameter" },

@@ -50,7 +50,7 @@ export const TrainConfigSchema = z
         precision: z.enum(["f32", "f16"]).default("f32"),
         /** Learning rate of the encoding (default: optimizer.lr). */
         lr: z.number().positive().optional(),
-        /** A variant of the encoding: a kernel file replacing parts of it (dsl/kernels/parts.ts). */
+        /** A variant of the encoding: a kernel file replacing parts of it (the functions tagged @replaceable in dsl/kernels/lookup.ts). */
         variant: z.string().min(1).transform((p) => resolve(p)).optional(),
         /**
          * Learned hash probing (Compact NGP) on the hashed levels: N_p slots per bucket chosen by

@@ -181,7 +181,7 @@ function laned(k: SpecializedKernel, params: CParam[], body: BodyRenderer): Retu
 /**
  * expf's vector variants (glibc's libmvec, linked by CPU_FLAGS), declared once per module for the
  * lane-form kernels: without them a lane loop that calls expf stays scalar. They differ from the
- * scalar expf by at most an ulp or so, as the JS backend's exp may (README, "Backends").
+ * scalar expf by at most an ulp or so, as the JS backend's exp may (docs/language.md, "Semantics").
  */
 const SIMD_EXPF = `#ifndef NGP_SIMD_EXPF
 #define NGP_SIMD_EXPF
