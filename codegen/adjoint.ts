@@ -37,9 +37,10 @@
 // differentiable buffer, reads of an output, f32 intrinsics without a derivative rule.
 //
 // A block kernel is differentiated as a tile program (below, `deriveTileAdjoint`).
-import { lookupIntrinsic, piecewiseConstant, type DerivBuilder } from "../dsl/intrinsics.ts";
+import { piecewiseConstant, type DerivBuilder } from "../dsl/intrinsics.ts";
 import { fail } from "./diagnostics.ts";
-import type { Shape, ShapeArgs, TileGradBuilder, TileOp } from "../dsl/tiles.ts";
+import { addedElement, intrinsic, intrinsicOf, MADE, tileOpOf } from "./forms.ts";
+import type { Shape, ShapeArgs, TileGradBuilder } from "../dsl/tiles.ts";
 import { childBodies, exprsOf, mapExpr, type Expr, type Param, type Scalar, type Span, type Stmt } from "./ir.ts";
 import { deadCodeElimination, splitPasses } from "./schedule.ts";
 import { writtenBuffers, type SpecializedKernel, type TileProgram } from "./specialize.ts";
@@ -162,7 +163,7 @@ interface Shared {
 }
 
 function addTo(s: Sum): Stmt {
-  const call: Expr = { k: "call", fn: "atomicAdd", kind: "intrinsic", args: [v(adjointName(s.buf), "f32", s.span), s.index, v(s.name, "f32", s.span)], T: "f32", span: s.span };
+  const call: Expr = { k: "call", fn: MADE.gradientAdd, kind: "intrinsic", args: [v(adjointName(s.buf), "f32", s.span), s.index, v(s.name, "f32", s.span)], T: "f32", span: s.span };
   return { k: "expr", e: call, span: s.span };
 }
 
@@ -242,9 +243,9 @@ class Linearizer {
       case "assign":
         return this.assign(s);
       case "expr": {
-        const e = s.e;
-        if (e.k === "call" && e.fn === "atomicAdd") {
-          const [buf, index, value] = e.args as [Expr, Expr, Expr];
+        const added = addedElement(s.e);
+        if (added) {
+          const { buf, index, value } = added;
           const name = (buf as { name: string }).name;
           // A declared derivative adding to a gradient: kept if that buffer is differentiated.
           const target = this.placeholders.get(name);
@@ -256,7 +257,7 @@ class Linearizer {
           if (this.ctx.outputs.has(name)) this.tape.push({ k: "write", buf: name, index: this.expr(index), value: this.constant(this.expr(value), "v"), span: s.span });
           return;
         }
-        if (e.k === "call" && e.fn === "prefetch") return;
+        if (intrinsicOf(s.e)?.effect?.k === "hint") return;
         return fail("NGP1054", s.span, "a statement with effects the adjoint cannot follow");
       }
       case "block": {
@@ -331,7 +332,7 @@ class Linearizer {
       const same = a === b || (a.k === "var" && b.k === "var" && a.name === b.name) || (a.k === "lit" && b.k === "lit" && a.v === b.v);
       const base = key.split("#")[0]!;
       const ty = this.types.get(base) ?? tyOf(a)!;
-      this.env.set(key, same ? a : this.constant({ k: "call", fn: "select", kind: "intrinsic", args: [cond, a, b], T: ty, ty, span: s.span }, base));
+      this.env.set(key, same ? a : this.constant({ k: "call", fn: MADE.choice, kind: "intrinsic", args: [cond, a, b], T: ty, ty, span: s.span }, base));
     }
   }
 
@@ -413,7 +414,7 @@ const builder: DerivBuilder<Expr> = {
   lt: (a, b) => ({ k: "bin", op: "<", a, b, ty: "bool", span: NO_SPAN }),
   le: (a, b) => ({ k: "bin", op: "<=", a, b, ty: "bool", span: NO_SPAN }),
   not: (a) => ({ k: "un", op: "!", a, ty: "bool", span: NO_SPAN }),
-  select: (c, a, b) => ({ k: "call", fn: "select", kind: "intrinsic", args: [c, a, b], T: "f32", ty: "f32", span: NO_SPAN }),
+  select: (c, a, b) => ({ k: "call", fn: MADE.choice, kind: "intrinsic", args: [c, a, b], T: "f32", ty: "f32", span: NO_SPAN }),
   call: (fn, ...args) => ({ k: "call", fn, kind: "intrinsic", args, ty: "f32", span: NO_SPAN }),
 };
 
@@ -442,7 +443,7 @@ function reverseSweep(tape: Tape[], ctx: Ctx, shared?: Shared, elementwise?: { i
         return reaches(e.a);
       case "call":
         // floor, ceil, trunc (constant between jumps) and detach: their results carry no adjoint.
-        return lookupIntrinsic(e.fn)?.grad !== piecewiseConstant && e.args.some(reaches);
+        return intrinsic(e.fn)?.grad !== piecewiseConstant && e.args.some(reaches);
       default:
         return false;
     }
@@ -481,7 +482,7 @@ function reverseSweep(tape: Tape[], ctx: Ctx, shared?: Shared, elementwise?: { i
       for (const d of t.tape) {
         if (d.k === "let") out.push({ k: "let", name: d.name, mutable: false, ty: d.ty, init: d.e, span: d.span });
         else if (d.k === "write") {
-          const call: Expr = { k: "call", fn: "atomicAdd", kind: "intrinsic", args: [v(adjointName(d.buf), "f32", d.span), d.index, d.value], T: "f32", span: d.span };
+          const call: Expr = { k: "call", fn: MADE.gradientAdd, kind: "intrinsic", args: [v(adjointName(d.buf), "f32", d.span), d.index, d.value], T: "f32", span: d.span };
           out.push({ k: "expr", e: call, span: d.span });
         }
       }
@@ -548,16 +549,12 @@ function reverseSweep(tape: Tape[], ctx: Ctx, shared?: Shared, elementwise?: { i
         }
         break;
       case "call": {
-        const intrinsic = lookupIntrinsic(e.fn);
-        if (e.fn === "f32") {
-          if (isFloat(e.args[0]!)) contribute(e.args[0]!, a, t.span);
-          break;
-        }
-        if (!intrinsic?.grad) {
+        const entry = intrinsic(e.fn);
+        if (!entry?.grad) {
           if (e.args.some(isFloat)) fail("NGP1056", e.span, `'${e.fn}' has no derivative rule`, "add a `grad` rule to its entry in dsl/intrinsics.ts, or keep its arguments out of the differentiated values");
           break;
         }
-        const parts = intrinsic.grad(builder, a, v(t.name, "f32"), ...e.args);
+        const parts = entry.grad(builder, a, v(t.name, "f32"), ...e.args);
         parts.forEach((p, i) => p && contribute(e.args[i]!, p, t.span));
         break;
       }
@@ -571,7 +568,8 @@ function reverseSweep(tape: Tape[], ctx: Ctx, shared?: Shared, elementwise?: { i
 function writeOf(body: Stmt[], name: string): Span | undefined {
   for (const s of body) {
     if (s.k === "assign" && s.target.k === "index" && s.target.base.k === "var" && s.target.base.name === name) return s.span;
-    if (s.k === "expr" && s.e.k === "call" && s.e.fn === "atomicAdd" && s.e.args[0]?.k === "var" && s.e.args[0].name === name) return s.span;
+    const buf = s.k === "expr" ? addedElement(s.e)?.buf : undefined;
+    if (buf?.k === "var" && buf.name === name) return s.span;
     for (const b of childBodies(s)) {
       const at = writeOf(b, name);
       if (at) return at;
@@ -603,7 +601,6 @@ interface TileNode {
 type TileArg = { tile: number } | { expr: Expr };
 type TileEntry = { k: "node"; node: number } | { k: "effect"; fn: string; args: TileArg[]; span: Span } | { k: "stmt"; s: Stmt };
 
-const tileOpOf = (e: Expr): TileOp | undefined => (e.k === "call" && e.kind === "intrinsic" ? lookupIntrinsic(e.fn)?.tile : undefined);
 const containsTiles = (body: Stmt[]): boolean =>
   body.some((s) => s.k === "tilemap" || (s.k === "let" && s.tile !== undefined) || [...exprsOf(s)].some((e) => tileOpOf(e) !== undefined) || childBodies(s).some(containsTiles));
 
@@ -611,7 +608,7 @@ const containsTiles = (body: Stmt[]): boolean =>
 function tileWrites(body: Stmt[], out = new Set<string>()): Set<string> {
   for (const s of body) {
     for (const e of exprsOf(s)) {
-      const w = tileOpOf(e) !== undefined ? lookupIntrinsic((e as { fn: string }).fn)!.writes : undefined;
+      const w = tileOpOf(e) !== undefined ? intrinsicOf(e)!.writes : undefined;
       const buf = w === undefined ? undefined : (e as Extract<Expr, { k: "call" }>).args[w - 1]; // the source call lacks the output tile
       if (buf?.k === "var") out.add(buf.name);
     }
@@ -694,7 +691,7 @@ class TileLinearizer {
         const op = tileOpOf(s.e);
         if (!op) break;
         const e = s.e as Extract<Expr, { k: "call" }>;
-        if (lookupIntrinsic(e.fn)!.writes === undefined) return void this.value(e);
+        if (intrinsic(e.fn)!.writes === undefined) return void this.value(e);
         return void this.entries.push({ k: "effect", fn: e.fn, args: e.args.map((a) => this.arg(a)), span: s.span });
       }
       case "block":
@@ -753,7 +750,7 @@ class TileLinearizer {
       const shape = op.shape(shapeArgs);
       if (typeof shape === "string") fail("NGP1041", c.span, shape);
       const tiles = args.flatMap((a) => ("tile" in a ? [a.tile] : []));
-      const loads = (c.fn === "loadTile" || c.fn === "loadRows") && c.args[0]?.k === "var" && this.ctx.wrt.has(c.args[0].name);
+      const loads = op.loadGrad !== undefined && c.args[0]?.k === "var" && this.ctx.wrt.has(c.args[0].name);
       const active = loads || tiles.some((n) => this.nodes[n]!.active);
       if (active && !loads && !op.grad) fail("NGP1056", c.span, `'${c.fn}' has no derivative rule`, "add a `grad` rule to its entry in dsl/tiles.ts, or keep its operands out of the differentiated values");
       return this.define(shape, { k: "call", fn: c.fn, args, span: c.span }, active);
@@ -805,14 +802,22 @@ class TileLinearizer {
         out.push(tileLet(name, value, span));
       } else out.push(addMap(a, [v(a, "f32", span), value], false, this.ctx, span));
     };
-    const builder: TileGradBuilder<Expr> = {
-      matmul: (fn, a, b) => call(fn, [a, b], NO_SPAN),
+    /** The builder of the operations' derivative rules, writing at `span`. */
+    const builder = (span: Span): TileGradBuilder<Expr> => ({
+      op: (fn, args) => call(fn, args, span),
+      effect: (fn, args) => void out.push({ k: "expr", e: call(fn, args, span), span }),
+      add: (a, b) => {
+        const name = fresh("tile");
+        out.push(addMap(name, [a, b], true, this.ctx, span));
+        return v(name, "f32", span);
+      },
+      int: (n) => ilit(n, span),
       broadcast: (t, like) => {
         const name = fresh("tile");
-        out.push(copyMap(name, [t, like], this.ctx, NO_SPAN));
+        out.push(copyMap(name, [t, like], this.ctx, span));
         return v(name, "f32");
       },
-    };
+    });
     for (let i = this.entries.length - 1; i >= 0; i--) {
       const en = this.entries[i]!;
       if (en.k === "stmt") continue;
@@ -823,10 +828,8 @@ class TileLinearizer {
         if (name === undefined || !this.ctx.outputs.has(name)) continue;
         const last = en.args.at(-1)!;
         if (!("tile" in last)) continue;
-        const [rows, cols] = this.nodes[last.tile]!.shape;
         const dBuf = v(adjointName(name), "f32", en.span);
-        const [, a1, a2] = en.args.map((a) => this.argExpr(a));
-        const read = en.fn === "storeRows" ? call("loadRows", [dBuf, a1!, a2!, ilit(cols, en.span)], en.span) : call("loadTile", [dBuf, a1!, ilit(rows, en.span), ilit(cols, en.span)], en.span);
+        const read = intrinsic(en.fn)!.tile!.storeGrad!(builder(en.span), dBuf, en.args.map((a) => this.argExpr(a)), this.nodes[last.tile]!.shape);
         contribute(last.tile, read, en.span);
         continue;
       }
@@ -836,19 +839,14 @@ class TileLinearizer {
       const d = node.def;
       const dv = v(a, "f32", d.span);
       if (d.k === "call") {
-        if (d.fn === "loadTile" || d.fn === "loadRows") {
-          const [buf, ...rest] = d.args.map((x) => this.argExpr(x));
-          const dBuf = v(adjointName((buf as { name: string }).name), "f32", d.span);
-          if (d.fn === "loadTile") out.push({ k: "expr", e: call("accumulate", [dBuf, rest[0]!, dv], d.span), span: d.span });
-          else {
-            // This block's rows are its own: add to them.
-            const sum = fresh("tile");
-            out.push(addMap(sum, [call("loadRows", [dBuf, ...rest], d.span), dv], true, this.ctx, d.span));
-            out.push({ k: "expr", e: call("storeRows", [dBuf, rest[0]!, rest[1]!, v(sum, "f32", d.span)], d.span), span: d.span });
-          }
+        const op = intrinsic(d.fn)!.tile!;
+        if (op.loadGrad) {
+          // A load of a differentiated buffer (the only active one): into the buffer's gradient.
+          const args = d.args.map((x) => this.argExpr(x));
+          op.loadGrad(builder(d.span), dv, v(adjointName((args[0] as { name: string }).name), "f32", d.span), args);
           continue;
         }
-        const parts = lookupIntrinsic(d.fn)!.tile!.grad!(builder, dv, d.args.map((x) => ("tile" in x ? this.ref(x.tile) : undefined)));
+        const parts = op.grad!(builder(NO_SPAN), dv, d.args.map((x) => ("tile" in x ? this.ref(x.tile) : undefined)));
         parts.forEach((p, j) => {
           const x = d.args[j]!;
           if (p && "tile" in x) contribute(x.tile, p, d.span);

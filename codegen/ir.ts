@@ -2,11 +2,9 @@
 // syntax tree, the checker (check.ts) fills in types, the specializer (specialize.ts) rewrites it
 // for one configuration, and the emitters render it. Every node keeps the span of the TypeScript
 // source it came from, so any phase can point at the author's line.
+import type { Scalar } from "../dsl/types.ts";
 import type { Span } from "./diagnostics.ts";
-export type { Span };
-
-/** Value types. */
-export type Scalar = "f32" | "i32" | "u32" | "bool";
+export type { Scalar, Span };
 /** Buffer element types: f16 is storage-only (loads widen to f32, stores round). */
 export type Elem = Scalar | "f16";
 /**

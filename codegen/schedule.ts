@@ -4,6 +4,7 @@
 // one pass per thread (owner); CUDA and JS run the unsplit body. The passes are the body's own
 // statements, so what runs on the CPU is what nvcc compiles, grouped differently.
 import { fail } from "./diagnostics.ts";
+import { addedElement, intrinsicOf, MADE } from "./forms.ts";
 import { childBodies, exprsOf, mapExpr, type Expr, type Stmt } from "./ir.ts";
 import type { SpecializedKernel } from "./specialize.ts";
 
@@ -26,7 +27,7 @@ export function splitPasses(k: SpecializedKernel): Passes {
   const prologue = body.slice(0, first);
   const passes = body.slice(first, end).map((b) => (b as Extract<Stmt, { k: "block" }>).body);
   for (const s of prologue) {
-    const pure = s.k === "array" || (s.k === "let" && !s.mutable && ![...exprsOf(s)].some((e) => e.k === "call" && e.fn === "atomicAdd"));
+    const pure = s.k === "array" || (s.k === "let" && !s.mutable && ![...exprsOf(s)].some((e) => intrinsicOf(e)?.writes !== undefined));
     if (!pure) fail("NGP1034", s.span, "before the split loop only constant declarations may appear (they are repeated in every pass)");
   }
   // A pass may not assign what the prologue declares: each pass has its own copy.
@@ -80,15 +81,15 @@ export function prefetchVariant(stmts: Stmt[], buffers: Set<string>): Stmt[] | u
         if (seen.has(key)) continue;
         seen.add(key);
         sites++;
-        out.push({ k: "expr", e: { k: "call", fn: "prefetch", kind: "intrinsic", args: [base, index], span: index.span }, span: s.span });
+        out.push({ k: "expr", e: { k: "call", fn: MADE.prefetch, kind: "intrinsic", args: [base, index], span: index.span }, span: s.span });
       }
       if (s.k === "let") definitions.set(s.name, s.init);
       if ((s.k === "let" || s.k === "assign") && [...exprsOf(s)].some((e) => (e.k === "index" && e.base.k === "var" && buffers.has(e.base.name)) || (e.k === "var" && dependent.has(e.name)))) {
         dependent.add(s.k === "let" ? s.name : rootName(s.target));
       }
       const writesBuffer = s.k === "assign" && s.target.k === "index" && s.target.base.k === "var" && buffers.has(s.target.base.name);
-      const atomic = s.k === "expr" && s.e.k === "call" && s.e.fn === "atomicAdd";
-      return writesBuffer || atomic ? out : [...out, s];
+      const adds = s.k === "expr" && addedElement(s.e) !== undefined;
+      return writesBuffer || adds ? out : [...out, s];
     });
   };
   const body = deadCodeElimination(withPrefetches(stmts), new Set());
@@ -114,14 +115,15 @@ function smallTable(index: Expr, definitions: Map<string, Expr>, depth = 0): boo
 
 /**
  * The buffer elements a statement touches, as [buffer, index]: its reads (gathers), the element
- * it assigns and the element of an atomicAdd (scatters: the read-modify-write waits on the line
- * as a gather does).
+ * it assigns and the element an intrinsic adds to (atomicAdd: scatters, the read-modify-write
+ * waits on the line as a gather does).
  */
 function accesses(s: Stmt): [Expr, Expr][] {
   const out: [Expr, Expr][] = [];
   for (const e of exprsOf(s)) {
     if (e.k === "index") out.push([e.base, e.index]);
-    if (e.k === "call" && e.fn === "atomicAdd") out.push([e.args[0]!, e.args[1]!]);
+    const added = addedElement(e);
+    if (added) out.push([added.buf, added.index]);
   }
   if (s.k === "assign" && s.target.k === "index") out.push([s.target.base, s.target.index]);
   return out;

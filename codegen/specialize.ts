@@ -7,8 +7,8 @@
 //             constants, removal of dead branches, and unrolling of loops with constant bounds
 //
 // The result has no helpers, no configuration and no `field` nodes: what the emitters render.
-import { lookupIntrinsic } from "../dsl/intrinsics.ts";
 import { fail } from "./diagnostics.ts";
+import { intrinsicOf, tileOpOf } from "./forms.ts";
 import { assignedNames, childBodies, exprsOf, mapBody, mapExpr, mapStmtExprs } from "./ir.ts";
 import type { ConfigType, Expr, Func, Param, Program, Scalar, Schedule, Span, Stmt } from "./ir.ts";
 import { lowerTiles } from "./tiles.ts";
@@ -252,7 +252,7 @@ class Inliner {
   private expr(e: Expr, pre: Stmt[]): Expr {
     switch (e.k) {
       case "call": {
-        if (e.kind === "intrinsic" && e.fn === "select" && e.args.slice(1).some((a) => this.hasHelperCall(a))) {
+        if (intrinsicOf(e)?.chooses && e.args.slice(1).some((a) => this.hasHelperCall(a))) {
           const [c, a, b] = e.args as [Expr, Expr, Expr];
           const cond = this.expr(c, pre);
           const tv: Expr = { k: "var", name: this.temp(e.ty!, pre, zero(e.ty!, e.span), "sel"), ty: e.ty, span: e.span };
@@ -267,7 +267,7 @@ class Inliner {
           });
           return tv;
         }
-        if (e.kind === "intrinsic" && e.fn === "tileMap") return this.tileMap(e, pre);
+        if (tileOpOf(e)?.form === "map") return this.tileMap(e, pre);
         const args = e.args.map((a) => this.expr(a, pre));
         if (e.kind !== "helper") return { ...e, args };
         const result = this.inlineCall({ ...e, args }, pre, this.program.funcs.get(e.fn)!.ret.k === "tile" ? "tile" : e.ty);
@@ -407,7 +407,7 @@ function withoutDerivatives(body: Stmt[]): Stmt[] {
 
 /** A tile operation or a reference to a tile (tiles carry no scalar type). */
 function isTileValued(e: Expr): boolean {
-  if (e.k === "call") return e.kind === "intrinsic" && lookupIntrinsic(e.fn)?.ret === "Tile";
+  if (e.k === "call") return intrinsicOf(e)?.ret === "Tile";
   return (e.k === "var" || e.k === "index") && e.ty === undefined;
 }
 
@@ -535,7 +535,7 @@ class Simplifier {
 }
 
 function hasTileOps(body: Stmt[]): boolean {
-  return body.some((s) => s.k === "tilemap" || (s.k === "let" && s.tile !== undefined) || [...exprsOf(s)].some((e) => e.k === "call" && e.kind === "intrinsic" && lookupIntrinsic(e.fn)?.tile !== undefined) || childBodies(s).some(hasTileOps));
+  return body.some((s) => s.k === "tilemap" || (s.k === "let" && s.tile !== undefined) || [...exprsOf(s)].some((e) => tileOpOf(e) !== undefined) || childBodies(s).some(hasTileOps));
 }
 
 function tripCount(s: Extract<Stmt, { k: "for" }>): number | undefined {
@@ -581,7 +581,7 @@ export function normalize(v: number, ty: Scalar): number {
 export function fold(e: Expr): Expr {
   return mapExpr(e, (x) => {
     // select() with a constant condition is the chosen operand, whatever the others are.
-    if (x.k === "call" && x.fn === "select" && x.args[0]!.k === "lit") return x.args[x.args[0]!.v ? 1 : 2]!;
+    if (x.k === "call" && intrinsicOf(x)?.chooses && x.args[0]!.k === "lit") return x.args[x.args[0]!.v ? 1 : 2]!;
     const v = foldNode(x);
     return v === undefined ? x : { k: "lit", v, ty: x.k === "lit" ? x.ty : (x as { ty: Scalar }).ty, span: x.span };
   });
@@ -617,7 +617,7 @@ function foldNode(e: Expr): number | boolean | undefined {
     case "call": {
       const args = e.args.map(litValue);
       if (args.some((a) => a === undefined)) return undefined;
-      const intr = e.kind === "intrinsic" ? lookupIntrinsic(e.fn) : undefined;
+      const intr = intrinsicOf(e);
       if (!intr?.exact || !intr.pure) return undefined;
       return normalize((intr.impl as (...a: unknown[]) => number)(...args, e.T), e.ty!);
     }
@@ -663,7 +663,7 @@ export function writtenBuffers(body: Stmt[]): Set<string> {
   const visit = (b: Stmt[]) => b.forEach((s) => {
     if (s.k === "assign" && s.target.k === "index" && s.target.base.k === "var") out.add(s.target.base.name);
     for (const e of exprsOf(s)) {
-      const w = e.k === "call" && e.kind === "intrinsic" ? lookupIntrinsic(e.fn)?.writes : undefined;
+      const w = intrinsicOf(e)?.writes;
       const buf = w === undefined ? undefined : (e as Extract<Expr, { k: "call" }>).args[w];
       if (buf?.k === "var") out.add(buf.name);
     }

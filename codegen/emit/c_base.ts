@@ -2,7 +2,8 @@
 // function per kernel, called once per thread index) identically for both; a target supplies
 // only its small delta: includes, qualifiers, the f16 type, atomics (via the intrinsic table)
 // and the launch wrapper. What runs on the CPU here is therefore what nvcc compiles.
-import { lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
+import { spell } from "../../dsl/intrinsics.ts";
+import { intrinsic, intrinsicOf } from "../forms.ts";
 import { typeOf, type Expr, type ParamElem, type Scalar, type Stmt } from "../ir.ts";
 import { writtenBuffers, type SpecializedKernel } from "../specialize.ts";
 import { BATCH_VAR } from "../tiles.ts";
@@ -216,7 +217,7 @@ class CPrinter extends StatementPrinter {
   private laneLoop(s: Stmt): string {
     const writesBuffer =
       (s.k === "assign" && s.target.k === "index" && s.target.base.k === "var" && this.bufElem.has(s.target.base.name)) ||
-      (s.k === "expr" && s.e.k === "call" && s.e.fn === "atomicAdd");
+      (s.k === "expr" && intrinsicOf(s.e)?.writes !== undefined);
     return `${writesBuffer ? "" : '_Pragma("omp simd") '}for (int ngp_l = 0; ngp_l < ${this.lanes}; ++ngp_l) `;
   }
 
@@ -299,11 +300,12 @@ class CPrinter extends StatementPrinter {
       }
       case "call": {
         const args = e.args.map((a) => this.expr(a));
-        const intr = lookupIntrinsic(e.fn)!;
-        const spelling = this.plainAtomics && e.fn === "atomicAdd" ? "$0[$1] += $2" : spell(intr, this.target.name, e.T);
-        // A checked atomic addresses the element through ngp_at (`$0[$1]` becomes `ngp_at(...)[0]`).
-        const [buf, index] = e.args;
-        if (e.fn === "atomicAdd" && this.isCheckedBuffer(buf!)) [args[0], args[1]] = [this.checkedPointer(buf, index!), "0"];
+        const intr = intrinsic(e.fn)!;
+        const spelling = spell(intr, this.target.name, e.T, this.plainAtomics);
+        // An element added to in a checked buffer is addressed through ngp_at (`$0[$1]` becomes `ngp_at(...)[0]`).
+        const effect = intr.effect?.k === "add" ? intr.effect : undefined;
+        const buf = effect && e.args[effect.buf];
+        if (effect && this.isCheckedBuffer(buf!)) [args[effect.buf], args[effect.index]] = [this.checkedPointer(buf, e.args[effect.index]!), "0"];
         const check = this.checked ? intr.tile?.check : undefined;
         if (check) {
           // The operation runs only when its whole range is inside the buffer (every thread of a

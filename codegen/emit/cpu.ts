@@ -12,6 +12,7 @@
 import { NGP_ERR_NO_MEMORY, type EmittedModule } from "../../runtime/abi.ts";
 import { checkLanesBody, prefetchVariant, splitPasses } from "../schedule.ts";
 import type { SpecializedKernel } from "../specialize.ts";
+import { addedElement } from "../forms.ts";
 import { exprsOf, mapExpr, type Expr, type Stmt } from "../ir.ts";
 import { emitC, lanesSupported, type BodyRenderer, type CParam, type CTarget, type EmitOptions } from "./c_base.ts";
 import { CPU_TILES, SLOTS } from "./tile_prelude.ts";
@@ -61,7 +62,8 @@ export function gathersAndScatters(stmts: Stmt[], buffers: Set<string>): boolean
       }
       for (const e of exprsOf(s)) {
         if (e.k === "index" && isBuffer(e.base) && dependsOnData(e.index)) gathers = true;
-        if (e.k === "call" && e.fn === "atomicAdd" && dependsOnData(e.args[1]!)) scatters = true;
+        const added = addedElement(e);
+        if (added && dependsOnData(added.index)) scatters = true;
       }
       if (s.k === "let" && dependsOnData(s.init)) dependent.add(s.name);
       if (s.k === "assign") {
