@@ -4,7 +4,7 @@
 // the compiler knows about a call it reads from the call's entry (its fields), never from its name.
 import { lookupIntrinsic, type Intrinsic, type IntrinsicName } from "../dsl/intrinsics.ts";
 import type { TileOp } from "../dsl/tiles.ts";
-import type { Expr } from "./ir.ts";
+import { childBodies, exprsOf, type Expr, type Stmt } from "./ir.ts";
 
 const unsupported = (): never => {
   throw new Error("internal: a tile operation of the compiler has no JS twin");
@@ -78,4 +78,25 @@ export function addedElement(e: Expr): { buf: Expr; index: Expr; value: Expr } |
   if (effect?.k !== "add") return undefined;
   const args = (e as Extract<Expr, { k: "call" }>).args;
   return { buf: args[effect.buf]!, index: args[effect.index]!, value: args[effect.value]! };
+}
+
+/** Names of buffer parameters the kernel writes (stores or atomics); the others are read-only. */
+export function writtenBuffers(body: Stmt[]): Set<string> {
+  const out = new Set<string>();
+  const visit = (b: Stmt[]) => b.forEach((s) => {
+    if (s.k === "assign" && s.target.k === "index" && s.target.base.k === "var") out.add(s.target.base.name);
+    for (const e of exprsOf(s)) {
+      const w = intrinsicOf(e)?.writes;
+      const buf = w === undefined ? undefined : (e as Extract<Expr, { k: "call" }>).args[w];
+      if (buf?.k === "var") out.add(buf.name);
+    }
+    childBodies(s).forEach(visit);
+  });
+  visit(body);
+  return out;
+}
+
+/** Whether `body` has a tile statement: a tileMap, a tile (or tile list) declaration, or a tile operation. */
+export function containsTiles(body: Stmt[]): boolean {
+  return body.some((s) => s.k === "tilemap" || (s.k === "let" && s.tile !== undefined) || [...exprsOf(s)].some((e) => tileOpOf(e) !== undefined) || childBodies(s).some(containsTiles));
 }

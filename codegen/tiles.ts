@@ -17,9 +17,9 @@
 import type { Shape, ShapeArgs } from "../dsl/tiles.ts";
 import { fail } from "./diagnostics.ts";
 import { intrinsic, intrinsicOf, tileOpOf } from "./forms.ts";
-import { childBodies, exprsOf, type Expr, type Span, type Stmt } from "./ir.ts";
+import { childBodies, exprsOf, type Expr, type Span, type SpecializedKernel, type Stmt } from "./ir.ts";
 
-export interface TileKernel {
+interface TileKernel {
   name: string;
   /** The block index parameter. */
   index: string;
@@ -33,7 +33,7 @@ export interface TileKernel {
   span: Span;
 }
 
-export interface LoweredTiles {
+interface LoweredTiles {
   body: Stmt[];
   /** Buffers written through `accumulate` (the CPU gives each slot of blocks its own partial sums). */
   accumulates: string[];
@@ -69,13 +69,16 @@ const isTileOp = (e: Expr): boolean => tileOpOf(e) !== undefined;
 const lit = (v: number | boolean, span: Span): Expr => ({ k: "lit", v, ty: typeof v === "boolean" ? "bool" : "i32", span });
 const v32 = (name: string, span: Span): Expr => ({ k: "var", name, ty: "i32", span });
 
-export function lowerTiles(k: TileKernel): LoweredTiles {
-  const first = firstTileStmt(k.body);
-  if (k.rows === undefined) {
+/** `checked`: bounds-checked mode. */
+export function lowerTiles(k: SpecializedKernel, checked = false): SpecializedKernel {
+  if (k.block === undefined) {
+    const first = firstTileStmt(k.body);
     if (first) fail("NGP1040", first.span, `'${k.name}' is not a block kernel`);
-    return { body: k.body, accumulates: [] };
+    return k;
   }
-  return new Lowerer(k).run();
+  const buffers = new Set(k.params.filter((p) => p.ty.k === "buf").map((p) => p.name));
+  const { body, accumulates } = new Lowerer({ name: k.name, index: k.index.name, rows: k.block.rows, body: k.body, buffers, checked, span: k.span }).run();
+  return { ...k, block: { ...k.block, accumulates }, body };
 }
 
 function firstTileStmt(body: Stmt[]): Stmt | undefined {

@@ -3,9 +3,8 @@
 // only its small delta: includes, qualifiers, the f16 type, atomics (via the intrinsic table)
 // and the launch wrapper. What runs on the CPU here is therefore what nvcc compiles.
 import { spell } from "../../dsl/intrinsics.ts";
-import { intrinsic, intrinsicOf } from "../forms.ts";
-import { typeOf, type Expr, type ParamElem, type Scalar, type Stmt } from "../ir.ts";
-import { writtenBuffers, type SpecializedKernel } from "../specialize.ts";
+import { intrinsic, intrinsicOf, writtenBuffers } from "../forms.ts";
+import { typeOf, type Expr, type ParamElem, type Scalar, type SpecializedKernel, type Stmt } from "../ir.ts";
 import { BATCH_VAR } from "../tiles.ts";
 import { C_TILE_CHECKS } from "./tile_prelude.ts";
 import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, f32Literal, fillSpelling, kernelSignature } from "./common.ts";
@@ -50,18 +49,11 @@ export interface CTarget {
 
 /**
  * Renders a body function `NGP_FN void <name>(index, params...) { stmts }`. With `lanes`, the
- * function instead runs `lanes` consecutive indices from `ngp_i0` at once (see lanesSupported).
+ * function instead runs `lanes` consecutive indices from `ngp_i0` at once (lane form: every
+ * per-thread value an array over the lanes, every statement a loop over them, which the C++
+ * compiler vectorizes; straight-line code only, see schedule.ts lanesSupported).
  */
 export type BodyRenderer = (name: string, stmts: Stmt[], opts?: { plainAtomics?: boolean; lanes?: number }) => string;
-
-/**
- * Lane form: every per-thread value becomes an array over W consecutive threads and every
- * statement a loop over the W lanes, which the C++ compiler vectorizes (SIMD across threads).
- * It needs straight-line code: no if, for, return, break or continue.
- */
-export function lanesSupported(stmts: Stmt[]): boolean {
-  return stmts.every((s) => (s.k === "block" ? lanesSupported(s.body) : s.k === "let" || s.k === "array" || s.k === "assign" || s.k === "expr"));
-}
 
 /** One runtime parameter of a kernel. */
 export interface CParam {

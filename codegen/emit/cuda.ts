@@ -2,7 +2,7 @@
 // wrapper with a grid-stride loop, and `extern "C"` host entry points for launching, device memory
 // and error names, so the runtime needs nothing but this library and libcudart.
 import type { EmittedModule } from "../../runtime/abi.ts";
-import type { SpecializedKernel } from "../specialize.ts";
+import type { SpecializedKernel } from "../ir.ts";
 import { emitC, type BodyRenderer, type CParam, type CTarget, type EmitOptions } from "./c_base.ts";
 import { CUDA_TILES } from "./tile_prelude.ts";
 

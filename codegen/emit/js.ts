@@ -6,7 +6,7 @@ import { INTRINSICS, spell } from "../../dsl/intrinsics.ts";
 import { intrinsic } from "../forms.ts";
 import type { EmittedModule } from "../../runtime/abi.ts";
 import { typeOf, type Expr, type Scalar, type Stmt } from "../ir.ts";
-import type { SpecializedKernel } from "../specialize.ts";
+import type { SpecializedKernel } from "../ir.ts";
 import { BATCH_VAR } from "../tiles.ts";
 import { JS_TILE_CHECKS, JS_TILES, SLOTS } from "./tile_prelude.ts";
 import type { EmitOptions } from "./c_base.ts";
