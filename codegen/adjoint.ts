@@ -543,7 +543,7 @@ export function reverseSweep(tape: Tape[], ctx: Ctx, shared?: Shared, elementwis
             break;
           case "%":
             contribute(e.a, a, t.span); // x % y = x - y * trunc(x / y): d/dx = 1, d/dy = -trunc(x/y)
-            contribute(e.b, builder.neg(builder.mul(a, builder.call("trunc", builder.div(e.a, e.b)))), t.span);
+            contribute(e.b, builder.neg(builder.mul(a, builder.call(MADE.truncate, builder.div(e.a, e.b)))), t.span);
             break;
         }
         break;

@@ -14,7 +14,7 @@
 import type { Shape, ShapeArgs, TileGradBuilder } from "../dsl/tiles.ts";
 import { adjointName, adjointParams, freshName, Linearizer, lit, NO_SPAN, reverseSweep, v, type AdjointSpec, type Ctx } from "./adjoint.ts";
 import { fail } from "./diagnostics.ts";
-import { containsTiles, intrinsic, intrinsicOf, tileOpOf } from "./forms.ts";
+import { containsTiles, intrinsic, intrinsicOf, MADE, tileOpOf } from "./forms.ts";
 import { childBodies, deadCodeElimination, declaredNames, exprsOf, type Expr, type Span, type SpecializedKernel, type Stmt } from "./ir.ts";
 
 interface TileNode {
@@ -270,8 +270,8 @@ class TileLinearizer {
         }
         // A broadcast operand (1×C or R×1) gets the sum over what it was repeated along.
         const [r, c] = this.nodes[input]!.shape;
-        if (r === 1 && node.shape[0] !== 1) g = call("tileSum", [g, ilit(0, d.span)], d.span);
-        if (c === 1 && node.shape[1] !== 1) g = call("tileSum", [g, ilit(1, d.span)], d.span);
+        if (r === 1 && node.shape[0] !== 1) g = call(MADE.tileSum, [g, ilit(0, d.span)], d.span);
+        if (c === 1 && node.shape[1] !== 1) g = call(MADE.tileSum, [g, ilit(1, d.span)], d.span);
         contribute(input, g, d.span);
       });
     }

@@ -1,5 +1,5 @@
-// Phase 2, the checker: infers and checks the type of every expression, fills `ty` into the IR,
-// and enforces the rules of the subset that need types or scopes (implicit numeric mixes,
+// Phase check (see compile.ts): infers and checks the type of every expression, fills `ty` into
+// the IR, and enforces the rules of the subset that need types or scopes (implicit numeric mixes,
 // assignments to constants, kernel signatures, returns). Integer literals are "abstract" until
 // context makes them i32 or u32; decimals are f32; nothing else converts implicitly.
 //

@@ -50,6 +50,10 @@ export const MADE = {
   gradientAdd: "atomicAdd",
   /** The CPU schedule's prefetch of a buffer element (schedule.ts). */
   prefetch: "prefetch",
+  /** The adjoint's rounding toward zero (the derivative of `%`). */
+  truncate: "trunc",
+  /** The adjoint's sum of a broadcast tile operand's adjoint along the broadcast axis. */
+  tileSum: "tileSum",
 } as const satisfies Record<string, IntrinsicName>;
 
 /** The entry of an intrinsic or of a tile operation of the compiler. */

@@ -1,4 +1,4 @@
-// Phase 1, the front end: TypeScript source (through ts-morph) -> IR with source spans.
+// Phase parse (see compile.ts), the front end: TypeScript source (through ts-morph) -> IR with source spans.
 //
 // It accepts exactly the kernel-language subset and reports everything else with a coded
 // diagnostic. It resolves names (locals, module constants, the dsl's intrinsics and casts,

@@ -1,4 +1,4 @@
-// Phase 4, simplify: to a fixed point over a specialized kernel, constants folded (fold.ts) and
+// Phase simplify (see compile.ts): to a fixed point over a specialized kernel, constants folded (fold.ts) and
 // propagated, branches on constants removed, and loops with constant bounds unrolled (up to
 // `maxUnroll` iterations; each iteration a block marked `unrolled`, which the CPU schedule splits
 // on). After it, a kernel over Const fields is straight-line code.

@@ -1,6 +1,7 @@
-// Phase tidy (see compile.ts): makes the specialized code read like code a person would write. Inlining and
-// unrolling leave `let r = 0; { r = e; }`, `x + 0u`, `const w = w_3`; none of it changes what the
-// code computes, but generated code is reviewed (generated/ snapshots), so we clean it:
+// Phase tidy (see compile.ts): makes the specialized code read like code a person would write.
+// Inlining and unrolling leave `let r = 0; { r = e; }`, `x + 0u`, `const w = w_3`; none of it
+// changes what the code computes, but generated code is reviewed (generated/ snapshots), so we
+// clean it:
 //   - exact algebraic identities (integer x + 0, x * 1, x | 0, ...; f32 x * 1.0),
 //   - blocks are spliced into their parent unless a name they declare is also declared or read
 //     by the rest of the parent (unrolled iterations are kept),

@@ -1,4 +1,4 @@
-// Phase 3b, tiles: lowers the tile operations of a specialized block kernel (dsl/tiles.ts) to
+// Phase tiles (see compile.ts): lowers the tile operations of a specialized block kernel (dsl/tiles.ts) to
 // local arrays, calls of the targets' tile preludes, and cooperative loops.
 //
 //   resolve   after unrolling, tile operations are straight-line code: each assignment of a tile

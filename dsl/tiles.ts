@@ -78,7 +78,7 @@ export interface TileOp {
    */
   check?: { kind: "rows" | "span"; args: number[] };
   /**
-   * The reverse-mode derivative (codegen/adjoint.ts): from the adjoint of the result and the
+   * The reverse-mode derivative (codegen/adjoint_tile.ts): from the adjoint of the result and the
    * operands (tiles, undefined for scalars), the adjoint of each tile operand (undefined: none).
    */
   grad?: <T>(b: TileGradBuilder<T>, adj: T, operands: (T | undefined)[]) => (T | undefined)[];
