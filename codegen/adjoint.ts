@@ -40,7 +40,7 @@
 import { piecewiseConstant, type DerivBuilder } from "../dsl/intrinsics.ts";
 import { fail } from "./diagnostics.ts";
 import { addedElement, intrinsic, intrinsicOf, MADE, writtenBuffers } from "./forms.ts";
-import { childBodies, deadCodeElimination, mapExpr, type Expr, type Param, type Scalar, type Span, type SpecializedKernel, type Stmt } from "./ir.ts";
+import { childBodies, deadCodeElimination, namesIn, type Expr, type Param, type Scalar, type Span, type SpecializedKernel, type Stmt } from "./ir.ts";
 import { splitPasses } from "./schedule.ts";
 
 export interface AdjointSpec {
@@ -164,13 +164,6 @@ interface Shared {
 function addTo(s: Sum): Stmt {
   const call: Expr = { k: "call", fn: MADE.gradientAdd, kind: "intrinsic", args: [v(adjointName(s.buf), "f32", s.span), s.index, v(s.name, "f32", s.span)], T: "f32", span: s.span };
   return { k: "expr", e: call, span: s.span };
-}
-
-/** The names `e` reads. */
-function namesIn(e: Expr): string[] {
-  const out: string[] = [];
-  mapExpr(e, (x) => (x.k === "var" && out.push(x.name), x));
-  return out;
 }
 
 export const NO_SPAN: Span = { file: "", start: 0, end: 0, line: 0, col: 0 };

@@ -307,6 +307,13 @@ export function declaredNames(body: Stmt[], out = new Set<string>()): Set<string
   return out;
 }
 
+/** The names `e` reads, in order (with repeats). */
+export function namesIn(e: Expr): string[] {
+  const out: string[] = [];
+  mapExpr(e, (x) => (x.k === "var" && out.push(x.name), x));
+  return out;
+}
+
 /** The variable an assignment's target belongs to (`a` of `a[i][j]`; "" for anything else). */
 export function rootName(target: Expr): string {
   return target.k === "index" ? rootName(target.base) : target.k === "var" ? target.name : "";

@@ -7,7 +7,7 @@
 // grouped differently. A kernel marked `@schedule lanes` is checked to be straight-line.
 import { fail } from "./diagnostics.ts";
 import { addedElement, intrinsicOf, MADE } from "./forms.ts";
-import { childBodies, deadCodeElimination, exprsOf, mapExpr, rootName, type Expr, type SpecializedKernel, type Stmt } from "./ir.ts";
+import { childBodies, deadCodeElimination, exprsOf, mapExpr, namesIn, rootName, type Expr, type SpecializedKernel, type Stmt } from "./ir.ts";
 
 /** Passes longer than this (statements) do not run in lane form. */
 export const MAX_LANE_STATEMENTS = 400;
@@ -148,7 +148,7 @@ function prefetchVariant(stmts: Stmt[], buffers: Set<string>): Stmt[] | undefine
       if (s.k === "block") return [{ ...s, body: withPrefetches(s.body) }];
       const out: Stmt[] = [];
       for (const [base, index] of accesses(s)) {
-        if (base.k !== "var" || !buffers.has(base.name) || !refs(index).some((n) => dependent.has(n))) continue;
+        if (base.k !== "var" || !buffers.has(base.name) || !namesIn(index).some((n) => dependent.has(n))) continue;
         if (smallTable(index, definitions)) continue;
         // One prefetch per cache line: params[b] and params[b + 1u] share one.
         const key = base.name + JSON.stringify(stripOffset(index), (k, v) => (k === "span" || k === "ty" ? undefined : v));
@@ -205,10 +205,4 @@ function accesses(s: Stmt): [Expr, Expr][] {
 
 function stripOffset(e: Expr): Expr {
   return e.k === "bin" && e.op === "+" && e.b.k === "lit" ? e.a : e;
-}
-
-function refs(e: Expr): string[] {
-  const out: string[] = [];
-  mapExpr(e, (x) => (x.k === "var" && out.push(x.name), x));
-  return out;
 }
