@@ -11,11 +11,13 @@
 //   tiles         tiles.ts         tile operations lowered to local arrays, prelude calls and loops
 //   tidy          tidy.ts          the code made to read as a person would write it
 //   adjoint       adjoint.ts       a kernel's adjoint (@adjoint), of its straight-line code; tidied again
-//   schedule      schedule.ts      (CPU) @schedule split/owner cut into passes, lanes checked
+//   schedule      schedule.ts      (CPU) @schedule split/owner cut into passes, each in lane form or
+//                                  not and with its prefetch variant; @schedule lanes checked
 //   emit          emit/cpu.ts, emit/cuda.ts, emit/js.ts
 //
-// Each phase takes a kernel and returns one (ir.ts SpecializedKernel); the IR and the utilities the
-// phases share are in ir.ts, the facts about intrinsics in their table (dsl/intrinsics.ts, forms.ts).
+// From specialize to schedule each phase takes a kernel and returns one (ir.ts SpecializedKernel);
+// the IR and the utilities the phases share are in ir.ts, the facts about intrinsics in their
+// tables (dsl/intrinsics.ts, codegen/forms.ts).
 import type { EmittedModule, Target } from "../runtime/abi.ts";
 import { deriveAdjoint, type AdjointSpec } from "./adjoint.ts";
 import { deriveTileAdjoint } from "./adjoint_tile.ts";
@@ -66,8 +68,9 @@ export function compileFile(file: string, target: Target, opts: CompileOptions =
   if (names.length === 0) fail("NGP1026", top, "the file declares no kernel");
   const kernels = names.map((name) => {
     const kernel = program.kernels.find((k) => k.name === name);
-    const d = kernel ? undefined : (derived.find((x) => x.name === name) ?? fail("NGP1026", top, `'${name}' (kernels in this file: ${available})`));
-    return compileKernel(program, kernel ?? d!.from, d, target, opts);
+    if (kernel) return compileKernel(program, kernel, undefined, target, opts);
+    const d = derived.find((x) => x.name === name) ?? fail("NGP1026", top, `'${name}' (kernels in this file: ${available})`);
+    return compileKernel(program, d.from, d, target, opts);
   });
   // The CPU runs scheduled kernels as passes; checked kernels run unscheduled (see emit/c_base.ts).
   const scheduled = target === "cpu" && !opts.boundsChecks ? kernels.map(schedule) : kernels;

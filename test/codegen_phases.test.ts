@@ -285,6 +285,16 @@ export function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {
   });
 });
 
+describe("the pipeline", () => {
+  test("compile.ts's header names each phase's file, and compile.ts calls each of them", () => {
+    const text = readFileSync(resolve(import.meta.dir, "../codegen/compile.ts"), "utf8");
+    const header = text.slice(0, text.indexOf("\nimport "));
+    const files = [...header.matchAll(/^\/\/   [a-z ]+\s{2,}([\w/]+\.ts)/gm)].map((m) => m[1]!);
+    expect(files.length).toBeGreaterThanOrEqual(10);
+    for (const f of files) expect(text).toContain(`from "./${f}"`);
+  });
+});
+
 describe("intrinsic properties", () => {
   test("the compiler names no intrinsic or special form outside its table (codegen/forms.ts)", () => {
     const names = [...Object.keys(INTRINSICS), ...Object.keys(INTERNAL_TILE_OPS), ...Object.keys(FORMS)].filter((n) => !["f32", "i32", "u32", "tiles"].includes(n)); // (also names of types)
