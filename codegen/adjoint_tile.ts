@@ -14,7 +14,7 @@
 import type { Shape, ShapeArgs, TileGradBuilder } from "../dsl/tiles.ts";
 import { adjointName, adjointParams, freshName, Linearizer, lit, NO_SPAN, reverseSweep, v, type AdjointSpec, type Ctx } from "./adjoint.ts";
 import { fail } from "./diagnostics.ts";
-import { containsTiles, intrinsic, intrinsicOf, MADE, tileOpOf } from "./forms.ts";
+import { containsTiles, intrinsic, MADE, tileOpOf, tileWrittenBuffers } from "./forms.ts";
 import { childBodies, deadCodeElimination, declaredNames, exprsOf, type Expr, type Span, type SpecializedKernel, type Stmt } from "./ir.ts";
 
 interface TileNode {
@@ -26,23 +26,10 @@ interface TileNode {
 type TileArg = { tile: number } | { expr: Expr };
 type TileEntry = { k: "node"; node: number } | { k: "effect"; fn: string; args: TileArg[]; span: Span } | { k: "stmt"; s: Stmt };
 
-/** The buffers a tile program writes (storeRows, accumulate: the source call's buffer argument). */
-function tileWrites(body: Stmt[], out = new Set<string>()): Set<string> {
-  for (const s of body) {
-    for (const e of exprsOf(s)) {
-      const w = tileOpOf(e) !== undefined ? intrinsicOf(e)!.writes : undefined;
-      const buf = w === undefined ? undefined : (e as Extract<Expr, { k: "call" }>).args[w - 1]; // the source call lacks the output tile
-      if (buf?.k === "var") out.add(buf.name);
-    }
-    childBodies(s).forEach((b) => tileWrites(b, out));
-  }
-  return out;
-}
-
 /** The adjoint of a specialized block kernel (before the tiles phase lowers it, as it then lowers the result). */
 export function deriveTileAdjoint(k: SpecializedKernel, spec: AdjointSpec): SpecializedKernel {
   const buffers = new Map(k.params.filter((p) => p.ty.k === "buf").map((p) => [p.name, p]));
-  const outputs = new Set([...tileWrites(k.body)].filter((b) => buffers.has(b)));
+  const outputs = new Set([...tileWrittenBuffers(k.body)].filter((b) => buffers.has(b)));
   for (const w of spec.wrt) {
     const p = buffers.get(w);
     if (!p) fail("NGP1051", spec.span, `'${w}' is not a buffer parameter of '${k.name}' (buffers: ${[...buffers.keys()].join(", ")})`);

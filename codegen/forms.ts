@@ -100,6 +100,20 @@ export function writtenBuffers(body: Stmt[]): Set<string> {
   return out;
 }
 
+/**
+ * The buffers a tile program writes through its tile operations (storeRows, accumulate), before
+ * the tiles phase: a call as written lacks the output tile, which `writes` counts.
+ */
+export function tileWrittenBuffers(body: Stmt[]): Set<string> {
+  const out = new Set<string>();
+  for (const e of body.flatMap((s) => [...exprsOf(s)])) {
+    const w = tileOpOf(e) !== undefined ? intrinsicOf(e)!.writes : undefined;
+    const buf = w === undefined ? undefined : (e as Extract<Expr, { k: "call" }>).args[w - 1];
+    if (buf?.k === "var") out.add(buf.name);
+  }
+  return out;
+}
+
 /** Whether `body` has a tile statement: a tileMap, a tile (or tile list) declaration, or a tile operation. */
 export function containsTiles(body: Stmt[]): boolean {
   return body.some((s) => s.k === "tilemap" || (s.k === "let" && s.tile !== undefined) || [...exprsOf(s)].some((e) => tileOpOf(e) !== undefined) || childBodies(s).some(containsTiles));

@@ -16,7 +16,7 @@
 // `accumulate` on the CPU) is theirs.
 import type { Shape, ShapeArgs } from "../dsl/tiles.ts";
 import { fail } from "./diagnostics.ts";
-import { intrinsic, intrinsicOf, tileOpOf } from "./forms.ts";
+import { intrinsic, intrinsicOf, tileOpOf, tileWrittenBuffers } from "./forms.ts";
 import { childBodies, exprsOf, type Expr, type Span, type SpecializedKernel, type Stmt } from "./ir.ts";
 
 interface TileKernel {
@@ -99,14 +99,9 @@ class Lowerer {
   private readonly scopes: Map<string, number | "list">[] = [new Map()];
   private readonly accumulates = new Map<string, number>();
   /** Buffers the kernel writes (through tile operations: the only way a block kernel may). */
-  private readonly written = new Set<string>();
+  private readonly written: Set<string>;
   constructor(private readonly k: TileKernel) {
-    for (const s of k.body)
-      for (const e of exprsOf(s)) {
-        const w = isTileOp(e) ? intrinsicOf(e)!.writes : undefined;
-        const buf = w === undefined ? undefined : (e as Extract<Expr, { k: "call" }>).args[w - 1]; // source calls lack the output tile
-        if (buf?.k === "var") this.written.add(buf.name);
-      }
+    this.written = tileWrittenBuffers(k.body);
   }
 
   run(): LoweredTiles {
