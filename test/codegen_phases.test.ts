@@ -10,7 +10,7 @@ import { checkProgram } from "../codegen/check.ts";
 import { DiagnosticError, DiagnosticSink, type Span } from "../codegen/diagnostics.ts";
 import { fold } from "../codegen/fold.ts";
 import { FORMS, INTERNAL_TILE_OPS, MADE, writtenBuffers } from "../codegen/forms.ts";
-import { deadCodeElimination, exprsOf, type Expr, type Scalar, type SpecializedKernel, type Stmt } from "../codegen/ir.ts";
+import { deadCodeElimination, exprsOf, type Expr, type Program, type Scalar, type SpecializedKernel, type Stmt } from "../codegen/ir.ts";
 import { parseProgram } from "../codegen/parse.ts";
 import { schedule } from "../codegen/schedule.ts";
 import { simplify } from "../codegen/simplify.ts";
@@ -20,18 +20,24 @@ import { lowerTiles } from "../codegen/tiles.ts";
 import { INTRINSICS, type Intrinsic } from "../dsl/intrinsics.ts";
 
 const FILE = resolve(import.meta.dir, "fixtures/phases_inline.ts");
-const HEAD = `import { type Buf, type Const, type f32, type i32, type u32, atomicAdd, exp, u32 } from "../../dsl/index.ts";
+const HEAD = `import { type Buf, type Const, type f32, type i32, type u32, atomicAdd, exp, localArray, min, u32 } from "../../dsl/index.ts";
 import { type Tile, accumulate, loadRows, loadTile, matmulNT, matmulTN, storeRows } from "../../dsl/tiles.ts";
 `;
 const NO_SPAN: Span = { file: "", start: 0, end: 0, line: 0, col: 0 };
 
+/** Parse `src` (and check it unless `check` is false). */
+function program(src: string, check = true): Program {
+  const sink = new DiagnosticSink();
+  const p = parseProgram(FILE, sink, { text: HEAD + src });
+  if (check) checkProgram(p, sink);
+  sink.throwIfAny();
+  return p;
+}
+
 /** Parse, check and specialize the first kernel of `src` (or `name`). */
 function specialized(src: string, config?: ConfigValue, name?: string): SpecializedKernel {
-  const sink = new DiagnosticSink();
-  const program = parseProgram(FILE, sink, { text: HEAD + src });
-  checkProgram(program, sink);
-  sink.throwIfAny();
-  return specialize(program, name ? program.kernels.find((k) => k.name === name)! : program.kernels[0]!, config);
+  const p = program(src);
+  return specialize(p, name ? p.kernels.find((k) => k.name === name)! : p.kernels[0]!, config);
 }
 
 /** Through the phases before the adjoint and the schedule (as compile.ts runs them). */
@@ -65,6 +71,28 @@ function twice(x: f32): f32 {
 export function k(i: u32, cfg: Const<Cfg>, x: Buf<f32>, out: Buf<f32>): void {
   out[i] = twice(x[i]) * cfg.scale + cfg.weights[i % 2];
 }`;
+
+describe("parse and check", () => {
+  const SRC = `
+/** @kernel */
+export function k(i: u32, x: Buf<i32>, out: Buf<i32>): void {
+  const a = localArray<i32>(2);
+  a[0] = min(x[i], 7);
+  out[i] = a[0];
+}`;
+
+  test("the front end resolves the dsl's names: a special form becomes its statement, an intrinsic a call", () => {
+    const [k] = program(SRC, false).kernels;
+    expect(k!.body[0]).toMatchObject({ k: "array", name: "a", elem: "i32", size: { k: "lit", v: 2 } });
+    expect(k!.body[1]).toMatchObject({ k: "assign", value: { k: "call", fn: "min", kind: "intrinsic" } });
+    expect(exprs(k!.body).every((e) => e.k !== "call" || e.kind === "intrinsic")).toBe(true);
+  });
+
+  test("the checker types every expression and instantiates a generic intrinsic", () => {
+    const [k] = program(SRC).kernels;
+    expect(k!.body[1]).toMatchObject({ value: { k: "call", T: "i32", ty: "i32", args: [{ ty: "i32" }, { k: "lit", v: 7, ty: "i32", abstract: false }] } });
+  });
+});
 
 describe("specialize: inlining and binding", () => {
   test("helpers are inlined, configuration fields become literals and lists tables", () => {
