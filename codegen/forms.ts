@@ -35,8 +35,6 @@ export const INTERNAL_TILE_OPS = {
   },
 } as const satisfies Record<string, Intrinsic>;
 
-export type InternalTileOp = keyof typeof INTERNAL_TILE_OPS;
-
 /** Forms of the language that are not functions of the intrinsic table: the front end makes each a statement. */
 export const FORMS = {
   localArray: { k: "array", doc: "localArray<T>(n): a fixed-size local array, only as the initializer of a declaration (an `array` statement)" },
