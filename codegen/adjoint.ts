@@ -1,6 +1,6 @@
-// Phase 3b, reverse-mode automatic differentiation: from a specialized kernel (straight-line code
-// after inlining and unrolling), the kernel of its adjoint with respect to the buffers the author
-// names differentiable. A kernel asks for it with a JSDoc tag,
+// Phase adjoint (see compile.ts), reverse-mode automatic differentiation: from a specialized kernel
+// (straight-line code after inlining and unrolling), the kernel of its adjoint with respect to the
+// buffers the author names differentiable. A kernel asks for it with a JSDoc tag,
 //
 //   @adjoint <name> <buffer>[,<buffer>...] [owner] [outputs]
 //
@@ -36,14 +36,12 @@
 // (unroll them over Const fields, or use select), local arrays indexed at run time, writes to a
 // differentiable buffer, reads of an output, f32 intrinsics without a derivative rule.
 //
-// A block kernel is differentiated as a tile program (below, `deriveTileAdjoint`).
-import { lookupIntrinsic, piecewiseConstant, type DerivBuilder } from "../dsl/intrinsics.ts";
+// A block kernel is differentiated as a tile program (adjoint_tile.ts).
+import { piecewiseConstant, type DerivBuilder } from "../dsl/intrinsics.ts";
 import { fail } from "./diagnostics.ts";
-import type { Shape, ShapeArgs, TileGradBuilder, TileOp } from "../dsl/tiles.ts";
-import { childBodies, exprsOf, mapExpr, type Expr, type Param, type Scalar, type Span, type Stmt } from "./ir.ts";
-import { deadCodeElimination, splitPasses } from "./schedule.ts";
-import { writtenBuffers, type SpecializedKernel, type TileProgram } from "./specialize.ts";
-import { tidy } from "./tidy.ts";
+import { addedElement, intrinsic, intrinsicOf, MADE, writtenBuffers } from "./forms.ts";
+import { childBodies, deadCodeElimination, namesIn, type Expr, type Param, type Scalar, type Span, type SpecializedKernel, type Stmt } from "./ir.ts";
+import { splitPasses } from "./schedule.ts";
 
 export interface AdjointSpec {
   /** The derived kernel's name. */
@@ -104,23 +102,25 @@ export function deriveAdjoint(k: SpecializedKernel, spec: AdjointSpec): Speciali
   } else {
     body = differentiate(k.body, ctx, []);
   }
+  const params = adjointParams(k.params, outputs, floatOutputs, spec);
+  return { ...k, name: spec.name, schedule: spec.owner ? "owner" : undefined, params, body: deadCodeElimination(body, new Set()), span: spec.span };
+}
+
+/**
+ * The derived kernel's parameters: the source's without `dropped` (its outputs), then d_<output>
+ * for each f32 output, then d_<buffer> for each differentiated buffer.
+ */
+export function adjointParams(source: Param[], dropped: Set<string>, floatOutputs: string[], spec: AdjointSpec): Param[] {
   const params: Param[] = [
-    ...k.params.filter((p) => !outputs.has(p.name)),
+    ...source.filter((p) => !dropped.has(p.name)),
     ...floatOutputs.map((o) => ({ name: adjointName(o), ty: { k: "buf" as const, elem: "f32" as const }, span: spec.span })),
     ...spec.wrt.map((w) => ({ name: adjointName(w), ty: { k: "buf" as const, elem: "f32" as const }, span: spec.span })),
   ];
-  for (const p of params) if (k.params.some((q) => q.name === p.name && q !== p)) fail("NGP1051", spec.span, `the kernel already has a parameter named '${p.name}'`);
-  return {
-    ...k,
-    name: spec.name,
-    schedule: spec.owner ? "owner" : undefined,
-    params,
-    body: tidy(deadCodeElimination(body, new Set()), [k.index.name, ...params.map((p) => p.name)]),
-    span: spec.span,
-  };
+  for (const p of params) if (source.some((q) => q.name === p.name && q !== p)) fail("NGP1051", spec.span, `the kernel already has a parameter named '${p.name}'`);
+  return params;
 }
 
-interface Ctx {
+export interface Ctx {
   wrt: Set<string>;
   outputs: Set<string>;
   /** Every name given out, so that new ones are unique. */
@@ -129,7 +129,7 @@ interface Ctx {
 }
 
 /** `<base>_<n>`, the first n that no name of the kernel has. */
-function freshName(ctx: Ctx, base: string): string {
+export function freshName(ctx: Ctx, base: string): string {
   let n = 1;
   while (ctx.names.has(`${base}_${n}`)) n++;
   ctx.names.add(`${base}_${n}`);
@@ -162,26 +162,19 @@ interface Shared {
 }
 
 function addTo(s: Sum): Stmt {
-  const call: Expr = { k: "call", fn: "atomicAdd", kind: "intrinsic", args: [v(adjointName(s.buf), "f32", s.span), s.index, v(s.name, "f32", s.span)], T: "f32", span: s.span };
+  const call: Expr = { k: "call", fn: MADE.gradientAdd, kind: "intrinsic", args: [v(adjointName(s.buf), "f32", s.span), s.index, v(s.name, "f32", s.span)], T: "f32", span: s.span };
   return { k: "expr", e: call, span: s.span };
 }
 
-/** The names `e` reads. */
-function namesIn(e: Expr): string[] {
-  const out: string[] = [];
-  mapExpr(e, (x) => (x.k === "var" && out.push(x.name), x));
-  return out;
-}
-
-const NO_SPAN: Span = { file: "", start: 0, end: 0, line: 0, col: 0 };
+export const NO_SPAN: Span = { file: "", start: 0, end: 0, line: 0, col: 0 };
 /** The scalar type of an expression (undefined for buffers, tables and the like). */
 const tyOf = (e: Expr): Scalar | undefined => ("ty" in e ? e.ty : undefined);
 const isFloat = (e: Expr): boolean => tyOf(e) === "f32";
-const lit = (v: number, span: Span = NO_SPAN): Expr => ({ k: "lit", v, ty: "f32", span });
-const v = (name: string, ty: Scalar, span: Span = NO_SPAN): Expr => ({ k: "var", name, ty, span });
+export const lit = (v: number, span: Span = NO_SPAN): Expr => ({ k: "lit", v, ty: "f32", span });
+export const v = (name: string, ty: Scalar, span: Span = NO_SPAN): Expr => ({ k: "var", name, ty, span });
 
 /** Single assignments: every f32 operation becomes a constant of the tape; versions of variables. */
-class Linearizer {
+export class Linearizer {
   readonly tape: Tape[] = [];
   /** Current value of each variable and local-array element (`name#k`). */
   private env = new Map<string, Expr>();
@@ -242,9 +235,9 @@ class Linearizer {
       case "assign":
         return this.assign(s);
       case "expr": {
-        const e = s.e;
-        if (e.k === "call" && e.fn === "atomicAdd") {
-          const [buf, index, value] = e.args as [Expr, Expr, Expr];
+        const added = addedElement(s.e);
+        if (added) {
+          const { buf, index, value } = added;
           const name = (buf as { name: string }).name;
           // A declared derivative adding to a gradient: kept if that buffer is differentiated.
           const target = this.placeholders.get(name);
@@ -256,7 +249,7 @@ class Linearizer {
           if (this.ctx.outputs.has(name)) this.tape.push({ k: "write", buf: name, index: this.expr(index), value: this.constant(this.expr(value), "v"), span: s.span });
           return;
         }
-        if (e.k === "call" && e.fn === "prefetch") return;
+        if (intrinsicOf(s.e)?.effect?.k === "hint") return;
         return fail("NGP1054", s.span, "a statement with effects the adjoint cannot follow");
       }
       case "block": {
@@ -331,7 +324,7 @@ class Linearizer {
       const same = a === b || (a.k === "var" && b.k === "var" && a.name === b.name) || (a.k === "lit" && b.k === "lit" && a.v === b.v);
       const base = key.split("#")[0]!;
       const ty = this.types.get(base) ?? tyOf(a)!;
-      this.env.set(key, same ? a : this.constant({ k: "call", fn: "select", kind: "intrinsic", args: [cond, a, b], T: ty, ty, span: s.span }, base));
+      this.env.set(key, same ? a : this.constant({ k: "call", fn: MADE.choice, kind: "intrinsic", args: [cond, a, b], T: ty, ty, span: s.span }, base));
     }
   }
 
@@ -413,7 +406,7 @@ const builder: DerivBuilder<Expr> = {
   lt: (a, b) => ({ k: "bin", op: "<", a, b, ty: "bool", span: NO_SPAN }),
   le: (a, b) => ({ k: "bin", op: "<=", a, b, ty: "bool", span: NO_SPAN }),
   not: (a) => ({ k: "un", op: "!", a, ty: "bool", span: NO_SPAN }),
-  select: (c, a, b) => ({ k: "call", fn: "select", kind: "intrinsic", args: [c, a, b], T: "f32", ty: "f32", span: NO_SPAN }),
+  select: (c, a, b) => ({ k: "call", fn: MADE.choice, kind: "intrinsic", args: [c, a, b], T: "f32", ty: "f32", span: NO_SPAN }),
   call: (fn, ...args) => ({ k: "call", fn, kind: "intrinsic", args, ty: "f32", span: NO_SPAN }),
 };
 
@@ -422,7 +415,7 @@ const builder: DerivBuilder<Expr> = {
  * elementwise body (a tileMap's) has `inputs`, variables read as they are whose adjoints the
  * caller asks for (`adjointOf`), and a `seed`: the adjoint of its result.
  */
-function reverseSweep(tape: Tape[], ctx: Ctx, shared?: Shared, elementwise?: { inputs: string[]; seed: { value: Expr; adj: Expr } }): { stmts: Stmt[]; adjointOf: (name: string) => string | undefined } {
+export function reverseSweep(tape: Tape[], ctx: Ctx, shared?: Shared, elementwise?: { inputs: string[]; seed: { value: Expr; adj: Expr } }): { stmts: Stmt[]; adjointOf: (name: string) => string | undefined } {
   const out: Stmt[] = [];
   const adj = new Map<string, string>(); // constant -> its adjoint variable
   const sums = new Map<string, Sum>(); // gradient element -> its sum, added at the end of this sweep
@@ -442,7 +435,7 @@ function reverseSweep(tape: Tape[], ctx: Ctx, shared?: Shared, elementwise?: { i
         return reaches(e.a);
       case "call":
         // floor, ceil, trunc (constant between jumps) and detach: their results carry no adjoint.
-        return lookupIntrinsic(e.fn)?.grad !== piecewiseConstant && e.args.some(reaches);
+        return intrinsic(e.fn)?.grad !== piecewiseConstant && e.args.some(reaches);
       default:
         return false;
     }
@@ -481,7 +474,7 @@ function reverseSweep(tape: Tape[], ctx: Ctx, shared?: Shared, elementwise?: { i
       for (const d of t.tape) {
         if (d.k === "let") out.push({ k: "let", name: d.name, mutable: false, ty: d.ty, init: d.e, span: d.span });
         else if (d.k === "write") {
-          const call: Expr = { k: "call", fn: "atomicAdd", kind: "intrinsic", args: [v(adjointName(d.buf), "f32", d.span), d.index, d.value], T: "f32", span: d.span };
+          const call: Expr = { k: "call", fn: MADE.gradientAdd, kind: "intrinsic", args: [v(adjointName(d.buf), "f32", d.span), d.index, d.value], T: "f32", span: d.span };
           out.push({ k: "expr", e: call, span: d.span });
         }
       }
@@ -543,21 +536,17 @@ function reverseSweep(tape: Tape[], ctx: Ctx, shared?: Shared, elementwise?: { i
             break;
           case "%":
             contribute(e.a, a, t.span); // x % y = x - y * trunc(x / y): d/dx = 1, d/dy = -trunc(x/y)
-            contribute(e.b, builder.neg(builder.mul(a, builder.call("trunc", builder.div(e.a, e.b)))), t.span);
+            contribute(e.b, builder.neg(builder.mul(a, builder.call(MADE.truncate, builder.div(e.a, e.b)))), t.span);
             break;
         }
         break;
       case "call": {
-        const intrinsic = lookupIntrinsic(e.fn);
-        if (e.fn === "f32") {
-          if (isFloat(e.args[0]!)) contribute(e.args[0]!, a, t.span);
-          break;
-        }
-        if (!intrinsic?.grad) {
+        const entry = intrinsic(e.fn);
+        if (!entry?.grad) {
           if (e.args.some(isFloat)) fail("NGP1056", e.span, `'${e.fn}' has no derivative rule`, "add a `grad` rule to its entry in dsl/intrinsics.ts, or keep its arguments out of the differentiated values");
           break;
         }
-        const parts = intrinsic.grad(builder, a, v(t.name, "f32"), ...e.args);
+        const parts = entry.grad(builder, a, v(t.name, "f32"), ...e.args);
         parts.forEach((p, i) => p && contribute(e.args[i]!, p, t.span));
         break;
       }
@@ -571,352 +560,12 @@ function reverseSweep(tape: Tape[], ctx: Ctx, shared?: Shared, elementwise?: { i
 function writeOf(body: Stmt[], name: string): Span | undefined {
   for (const s of body) {
     if (s.k === "assign" && s.target.k === "index" && s.target.base.k === "var" && s.target.base.name === name) return s.span;
-    if (s.k === "expr" && s.e.k === "call" && s.e.fn === "atomicAdd" && s.e.args[0]?.k === "var" && s.e.args[0].name === name) return s.span;
+    const buf = s.k === "expr" ? addedElement(s.e)?.buf : undefined;
+    if (buf?.k === "var" && buf.name === name) return s.span;
     for (const b of childBodies(s)) {
       const at = writeOf(b, name);
       if (at) return at;
     }
   }
   return undefined;
-}
-
-
-// ---- block kernels: the adjoint of a tile program -------------------------------------------------
-//
-// A block kernel's body, unrolled, is straight-line tile code: the same reverse walk applies with
-// tiles for values. Each tile version is recomputed (the forward sweep, stores to outputs dropped);
-// then, from the last operation back, its adjoint tile goes to its operands by the operation's
-// rule (dsl/tiles.ts `grad`: a product's adjoint is a product with flipped layouts, a sum's is a
-// broadcast) or, for tileMap, by an elementwise tileMap whose body is the scalar adjoint of the
-// mapped helper (the reverse sweep above, with the elements as its inputs). The loads of a
-// differentiated buffer become accumulations into its gradient: `accumulate` (summed over every
-// block, like a hand-written weight gradient) for loadTile, the block's own rows added to for
-// loadRows. A store to an output (storeRows, accumulate) reads the output's adjoint. The tiles
-// phase (codegen/tiles.ts) then lowers the result like any block kernel, sharing storage by liveness.
-
-interface TileNode {
-  name: string;
-  shape: Shape;
-  def: { k: "call"; fn: string; args: TileArg[]; span: Span } | { k: "map"; inputs: number[]; elems: string[]; body: Stmt[]; result: string; span: Span };
-  active: boolean;
-}
-type TileArg = { tile: number } | { expr: Expr };
-type TileEntry = { k: "node"; node: number } | { k: "effect"; fn: string; args: TileArg[]; span: Span } | { k: "stmt"; s: Stmt };
-
-const tileOpOf = (e: Expr): TileOp | undefined => (e.k === "call" && e.kind === "intrinsic" ? lookupIntrinsic(e.fn)?.tile : undefined);
-const containsTiles = (body: Stmt[]): boolean =>
-  body.some((s) => s.k === "tilemap" || (s.k === "let" && s.tile !== undefined) || [...exprsOf(s)].some((e) => tileOpOf(e) !== undefined) || childBodies(s).some(containsTiles));
-
-/** The buffers a tile program writes (storeRows, accumulate: the source call's buffer argument). */
-function tileWrites(body: Stmt[], out = new Set<string>()): Set<string> {
-  for (const s of body) {
-    for (const e of exprsOf(s)) {
-      const w = tileOpOf(e) !== undefined ? lookupIntrinsic((e as { fn: string }).fn)!.writes : undefined;
-      const buf = w === undefined ? undefined : (e as Extract<Expr, { k: "call" }>).args[w - 1]; // the source call lacks the output tile
-      if (buf?.k === "var") out.add(buf.name);
-    }
-    childBodies(s).forEach((b) => tileWrites(b, out));
-  }
-  return out;
-}
-
-/** Every name a body declares (so that new names do not clash with any of them). */
-function declaredNames(body: Stmt[], out: Set<string>): Set<string> {
-  for (const s of body) {
-    if (s.k === "let" || s.k === "array") out.add(s.name);
-    if (s.k === "for") out.add(s.v);
-    if (s.k === "tilemap") [...s.elems, s.result].forEach((n) => out.add(n));
-    childBodies(s).forEach((b) => declaredNames(b, out));
-  }
-  return out;
-}
-
-/**
- * The adjoint of a specialized block kernel's body (before the tiles phase lowers it): its
- * parameters and body, which the tiles phase then lowers.
- */
-export function deriveTileAdjoint(k: TileProgram, spec: AdjointSpec): { params: Param[]; body: Stmt[] } {
-  const buffers = new Map(k.params.filter((p) => p.ty.k === "buf").map((p) => [p.name, p]));
-  const outputs = new Set([...tileWrites(k.body)].filter((b) => buffers.has(b)));
-  for (const w of spec.wrt) {
-    const p = buffers.get(w);
-    if (!p) fail("NGP1051", spec.span, `'${w}' is not a buffer parameter of '${k.name}' (buffers: ${[...buffers.keys()].join(", ")})`);
-    if ((p.ty as { elem: string }).elem !== "f32") fail("NGP1051", spec.span, `'${w}' holds ${(p.ty as { elem: string }).elem}: a block kernel's differentiated buffers are f32`);
-    if (outputs.has(w)) fail("NGP1052", spec.span, `'${k.name}' writes '${w}', which is differentiated`, "give the output a buffer of its own");
-  }
-  const floatOutputs = [...outputs].filter((o) => (buffers.get(o)!.ty as { elem: string }).elem === "f32");
-  const ctx: Ctx = { wrt: new Set(spec.wrt), outputs: new Set(floatOutputs), names: declaredNames(k.body, new Set(k.params.map((p) => p.name))), kernel: k.name };
-  const tape = new TileLinearizer(k.rows, ctx);
-  tape.stmts(k.body);
-  const params: Param[] = [
-    ...k.params.filter((p) => spec.outputs || !outputs.has(p.name)),
-    ...floatOutputs.map((o) => ({ name: adjointName(o), ty: { k: "buf" as const, elem: "f32" as const }, span: spec.span })),
-    ...spec.wrt.map((w) => ({ name: adjointName(w), ty: { k: "buf" as const, elem: "f32" as const }, span: spec.span })),
-  ];
-  for (const p of params) if (k.params.some((q) => q.name === p.name && q !== p)) fail("NGP1051", spec.span, `the kernel already has a parameter named '${p.name}'`);
-  return { params, body: [...tape.forward(spec.outputs ?? false), ...tape.reverse()] };
-}
-
-class TileLinearizer {
-  readonly nodes: TileNode[] = [];
-  readonly entries: TileEntry[] = [];
-  private readonly scopes: Map<string, number | "list">[] = [new Map()];
-
-  constructor(
-    private readonly rows: number,
-    private readonly ctx: Ctx,
-  ) {}
-
-  stmts(body: Stmt[]): void {
-    this.scopes.push(new Map());
-    for (const s of body) this.stmt(s);
-    this.scopes.pop();
-  }
-
-  private stmt(s: Stmt): void {
-    switch (s.k) {
-      case "let":
-        if (s.tile === "tiles") return void this.scopes.at(-1)!.set(s.name, "list");
-        if (s.tile) return void this.scopes.at(-1)!.set(s.name, this.value(s.init));
-        break;
-      case "assign":
-        if (this.isTile(s.target)) return this.bind(s.target, this.value(s.value), false);
-        break;
-      case "tilemap": {
-        const inputs = s.inputs.map((e) => this.value(e));
-        const shapes = inputs.map((n) => this.nodes[n]!.shape);
-        const shape: Shape = [Math.max(...shapes.map((x) => x[0])), Math.max(...shapes.map((x) => x[1]))];
-        this.refuseBufferReads(s.body);
-        const node = this.define(shape, { k: "map", inputs, elems: s.elems, body: s.body, result: s.result, span: s.span }, inputs.some((n) => this.nodes[n]!.active));
-        return this.bind(s.target, node, s.declare);
-      }
-      case "expr": {
-        const op = tileOpOf(s.e);
-        if (!op) break;
-        const e = s.e as Extract<Expr, { k: "call" }>;
-        if (lookupIntrinsic(e.fn)!.writes === undefined) return void this.value(e);
-        return void this.entries.push({ k: "effect", fn: e.fn, args: e.args.map((a) => this.arg(a)), span: s.span });
-      }
-      case "block":
-        return this.stmts(s.body);
-      case "if":
-      case "for":
-        if (containsTiles(childBodies(s).flat())) fail("NGP1055", s.span, s.k === "if" ? "a branch on a value known only at run time around tile operations" : "a loop around tile operations that remains at run time", "loop and branch over Const fields, so that the tile code is straight-line");
-        break;
-    }
-    this.refuseBufferReads([s]);
-    this.entries.push({ k: "stmt", s });
-  }
-
-  /** A block kernel's scalar code must not read a differentiated buffer (only tiles carry adjoints). */
-  private refuseBufferReads(body: Stmt[]): void {
-    for (const s of body) {
-      for (const e of exprsOf(s))
-        if (e.k === "index" && e.base.k === "var" && this.ctx.wrt.has(e.base.name))
-          fail("NGP1054", e.span, `'${e.base.name}' is read element by element in a block kernel`, "read differentiated buffers with loadTile or loadRows");
-      childBodies(s).forEach((b) => this.refuseBufferReads(b));
-    }
-  }
-
-  private arg(e: Expr): TileArg {
-    return tileOpOf(e) !== undefined || this.isTile(e) ? { tile: this.value(e) } : { expr: e };
-  }
-
-  private key(e: Expr): string {
-    if (e.k === "var") return e.name;
-    if (e.k === "index" && e.base.k === "var" && e.index.k === "lit") return `${e.base.name}[${e.index.v}]`;
-    return fail("NGP1043", e.span, "a tile list's index must be a compile-time constant", "index it with the variable of a loop over constant bounds (it unrolls)");
-  }
-
-  private isTile(e: Expr): boolean {
-    const name = e.k === "var" ? e.name : e.k === "index" && e.base.k === "var" ? e.base.name : undefined;
-    return name !== undefined && this.scopes.some((m) => m.has(name));
-  }
-
-  private bind(target: Expr, node: number, declare: boolean): void {
-    const key = this.key(target);
-    const owner = target.k === "index" ? (target.base as { name: string }).name : key;
-    const scope = declare ? this.scopes.at(-1)! : this.scopes.findLast((m) => m.has(owner))!;
-    scope.set(key, node);
-  }
-
-  private value(e: Expr): number {
-    const op = tileOpOf(e);
-    if (op) {
-      const c = e as Extract<Expr, { k: "call" }>;
-      const args = c.args.map((a) => this.arg(a));
-      const shapeArgs: ShapeArgs = {
-        tiles: args.map((a) => ("tile" in a ? this.nodes[a.tile]!.shape : undefined)),
-        consts: c.args.map((a) => (a.k === "lit" && typeof a.v === "number" ? a.v : undefined)),
-        rows: this.rows,
-      };
-      const shape = op.shape(shapeArgs);
-      if (typeof shape === "string") fail("NGP1041", c.span, shape);
-      const tiles = args.flatMap((a) => ("tile" in a ? [a.tile] : []));
-      const loads = (c.fn === "loadTile" || c.fn === "loadRows") && c.args[0]?.k === "var" && this.ctx.wrt.has(c.args[0].name);
-      const active = loads || tiles.some((n) => this.nodes[n]!.active);
-      if (active && !loads && !op.grad) fail("NGP1056", c.span, `'${c.fn}' has no derivative rule`, "add a `grad` rule to its entry in dsl/tiles.ts, or keep its operands out of the differentiated values");
-      return this.define(shape, { k: "call", fn: c.fn, args, span: c.span }, active);
-    }
-    const key = this.key(e);
-    const owner = e.k === "index" ? (e.base as { name: string }).name : key;
-    const found = this.scopes.findLast((m) => m.has(owner))?.get(key);
-    if (found === undefined || found === "list") fail("NGP1043", e.span, `tile '${key}' is used before it is assigned`);
-    return found;
-  }
-
-  private define(shape: Shape, def: TileNode["def"], active: boolean): number {
-    this.nodes.push({ name: freshName(this.ctx, "tile"), shape, def, active });
-    this.entries.push({ k: "node", node: this.nodes.length - 1 });
-    return this.nodes.length - 1;
-  }
-
-  private ref(n: number): Expr {
-    return v(this.nodes[n]!.name, "f32", this.nodes[n]!.def.span);
-  }
-  private argExpr(a: TileArg): Expr {
-    return "tile" in a ? this.ref(a.tile) : a.expr;
-  }
-
-  /** The forward sweep: every tile version (and scalar statement) in order; stores only with `outputs`. */
-  forward(outputs: boolean): Stmt[] {
-    return this.entries.flatMap((en): Stmt[] => {
-      if (en.k === "stmt") return [en.s];
-      if (en.k === "effect") return outputs ? [{ k: "expr", e: call(en.fn, en.args.map((a) => this.argExpr(a)), en.span), span: en.span }] : [];
-      const node = this.nodes[en.node]!;
-      const d = node.def;
-      if (d.k === "map") return [{ k: "tilemap", target: v(node.name, "f32", d.span), declare: true, inputs: d.inputs.map((n) => this.ref(n)), elems: d.elems, body: d.body, result: d.result, span: d.span }];
-      return [tileLet(node.name, call(d.fn, d.args.map((a) => this.argExpr(a)), d.span), d.span)];
-    });
-  }
-
-  /** The reverse sweep: adjoint tiles, from the stores back to the loads. */
-  reverse(): Stmt[] {
-    const out: Stmt[] = [];
-    const adj = new Map<number, string>();
-    const fresh = (base: string) => freshName(this.ctx, base);
-    /** A tile expression as a tile of its own (so that it can be added to). */
-    const contribute = (n: number, value: Expr, span: Span) => {
-      if (!this.nodes[n]!.active) return;
-      const a = adj.get(n);
-      if (a === undefined) {
-        const name = fresh(adjointName(this.nodes[n]!.name));
-        adj.set(n, name);
-        out.push(tileLet(name, value, span));
-      } else out.push(addMap(a, [v(a, "f32", span), value], false, this.ctx, span));
-    };
-    const builder: TileGradBuilder<Expr> = {
-      matmul: (fn, a, b) => call(fn, [a, b], NO_SPAN),
-      broadcast: (t, like) => {
-        const name = fresh("tile");
-        out.push(copyMap(name, [t, like], this.ctx, NO_SPAN));
-        return v(name, "f32");
-      },
-    };
-    for (let i = this.entries.length - 1; i >= 0; i--) {
-      const en = this.entries[i]!;
-      if (en.k === "stmt") continue;
-      if (en.k === "effect") {
-        // A store to an output: its adjoint is read where the value went.
-        const buf = en.args[0]!;
-        const name = "expr" in buf && buf.expr.k === "var" ? buf.expr.name : undefined;
-        if (name === undefined || !this.ctx.outputs.has(name)) continue;
-        const last = en.args.at(-1)!;
-        if (!("tile" in last)) continue;
-        const [rows, cols] = this.nodes[last.tile]!.shape;
-        const dBuf = v(adjointName(name), "f32", en.span);
-        const [, a1, a2] = en.args.map((a) => this.argExpr(a));
-        const read = en.fn === "storeRows" ? call("loadRows", [dBuf, a1!, a2!, ilit(cols, en.span)], en.span) : call("loadTile", [dBuf, a1!, ilit(rows, en.span), ilit(cols, en.span)], en.span);
-        contribute(last.tile, read, en.span);
-        continue;
-      }
-      const node = this.nodes[en.node]!;
-      const a = adj.get(en.node);
-      if (a === undefined || !node.active) continue;
-      const d = node.def;
-      const dv = v(a, "f32", d.span);
-      if (d.k === "call") {
-        if (d.fn === "loadTile" || d.fn === "loadRows") {
-          const [buf, ...rest] = d.args.map((x) => this.argExpr(x));
-          const dBuf = v(adjointName((buf as { name: string }).name), "f32", d.span);
-          if (d.fn === "loadTile") out.push({ k: "expr", e: call("accumulate", [dBuf, rest[0]!, dv], d.span), span: d.span });
-          else {
-            // This block's rows are its own: add to them.
-            const sum = fresh("tile");
-            out.push(addMap(sum, [call("loadRows", [dBuf, ...rest], d.span), dv], true, this.ctx, d.span));
-            out.push({ k: "expr", e: call("storeRows", [dBuf, rest[0]!, rest[1]!, v(sum, "f32", d.span)], d.span), span: d.span });
-          }
-          continue;
-        }
-        const parts = lookupIntrinsic(d.fn)!.tile!.grad!(builder, dv, d.args.map((x) => ("tile" in x ? this.ref(x.tile) : undefined)));
-        parts.forEach((p, j) => {
-          const x = d.args[j]!;
-          if (p && "tile" in x) contribute(x.tile, p, d.span);
-        });
-        continue;
-      }
-      // tileMap: per active input, an elementwise map of the helper's scalar adjoint.
-      d.inputs.forEach((input, j) => {
-        if (!this.nodes[input]!.active) return;
-        const seed = fresh("adj");
-        const { body, result, identity } = elementAdjoint(d.body, d.result, d.elems, j, seed, this.ctx);
-        let g: Expr;
-        if (identity) g = dv;
-        else {
-          const name = fresh("tile");
-          out.push({ k: "tilemap", target: v(name, "f32", d.span), declare: true, inputs: [...d.inputs.map((n) => this.ref(n)), dv], elems: [...d.elems, seed], body, result, span: d.span });
-          g = v(name, "f32", d.span);
-        }
-        // A broadcast operand (1×C or R×1) gets the sum over what it was repeated along.
-        const [r, c] = this.nodes[input]!.shape;
-        if (r === 1 && node.shape[0] !== 1) g = call("tileSum", [g, ilit(0, d.span)], d.span);
-        if (c === 1 && node.shape[1] !== 1) g = call("tileSum", [g, ilit(1, d.span)], d.span);
-        contribute(input, g, d.span);
-      });
-    }
-    return out;
-  }
-}
-
-const ilit = (x: number, span: Span): Expr => ({ k: "lit", v: x, ty: "i32", span });
-const call = (fn: string, args: Expr[], span: Span): Expr => ({ k: "call", fn, kind: "intrinsic", args, span });
-const tileLet = (name: string, init: Expr, span: Span): Stmt => ({ k: "let", name, mutable: true, tile: "tile", init, span });
-
-/** `target = a + b` elementwise (a tileMap; declared, or assigned to an existing tile). */
-function addMap(target: string, [a, b]: [Expr, Expr], declare: boolean, ctx: Ctx, span: Span): Stmt {
-  const [x, y, r] = [freshName(ctx, "el"), freshName(ctx, "el"), freshName(ctx, "sum")];
-  const body: Stmt[] = [{ k: "let", name: r, mutable: false, ty: "f32", init: { k: "bin", op: "+", a: v(x, "f32", span), b: v(y, "f32", span), ty: "f32", span }, span }];
-  return { k: "tilemap", target: v(target, "f32", span), declare, inputs: [a, b], elems: [x, y], body, result: r, span };
-}
-
-/** A new tile of `like`'s shape holding `t` (broadcast), `like` read only for its shape. */
-function copyMap(target: string, [t, like]: [Expr, Expr], ctx: Ctx, span: Span): Stmt {
-  const [x, y] = [freshName(ctx, "el"), freshName(ctx, "el")];
-  return { k: "tilemap", target: v(target, "f32", span), declare: true, inputs: [t, like], elems: [x, y], body: [], result: x, span };
-}
-
-/**
- * The scalar adjoint of a tileMap's body with respect to its element `elems[j]`, from the adjoint
- * `seed` of its result: statements computing it into `result`. `identity`: it is the seed itself.
- */
-function elementAdjoint(body: Stmt[], result: string, elems: string[], j: number, seed: string, ctx: Ctx): { body: Stmt[]; result: string; identity: boolean } {
-  const sub: Ctx = { ...ctx, wrt: new Set(), outputs: new Set() };
-  const lin = new Linearizer(sub, []);
-  lin.stmts(body);
-  const value = lin.expr({ k: "var", name: result, ty: "f32", span: NO_SPAN });
-  const forward: Stmt[] = lin.tape.flatMap((t): Stmt[] => (t.k === "let" ? [{ k: "let", name: t.name, mutable: false, ty: t.ty, init: t.e, span: t.span }] : []));
-  const rev = reverseSweep(lin.tape, sub, undefined, { inputs: elems, seed: { value, adj: v(seed, "f32") } });
-  let name = rev.adjointOf(elems[j]!);
-  const out = freshName(ctx, "grad");
-  if (name === undefined) return { body: [{ k: "let", name: out, mutable: false, ty: "f32", init: lit(0), span: NO_SPAN }], result: out, identity: false };
-  // The seed passed through unchanged (by additions, say): no map needed.
-  for (;;) {
-    const def = rev.stmts.find((s) => s.k === "let" && s.name === name) as Extract<Stmt, { k: "let" }> | undefined;
-    const reassigned = rev.stmts.some((s) => s.k === "assign" && s.target.k === "var" && s.target.name === name);
-    if (def?.init.k !== "var" || reassigned) break;
-    name = def.init.name;
-  }
-  if (name === seed) return { body: [], result: seed, identity: true };
-  const all: Stmt[] = [...forward, ...rev.stmts, { k: "let", name: out, mutable: false, ty: "f32", init: v(name, "f32"), span: NO_SPAN }];
-  return { body: deadCodeElimination(all, new Set([out])), result: out, identity: false };
 }

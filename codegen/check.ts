@@ -1,5 +1,5 @@
-// Phase 2, the checker: infers and checks the type of every expression, fills `ty` into the IR,
-// and enforces the rules of the subset that need types or scopes (implicit numeric mixes,
+// Phase check (see compile.ts): infers and checks the type of every expression, fills `ty` into
+// the IR, and enforces the rules of the subset that need types or scopes (implicit numeric mixes,
 // assignments to constants, kernel signatures, returns). Integer literals are "abstract" until
 // context makes them i32 or u32; decimals are f32; nothing else converts implicitly.
 //
@@ -8,6 +8,7 @@
 // a mistake is reported once, not again by every check its value flows into.
 import { lookupIntrinsic, type Intrinsic } from "../dsl/intrinsics.ts";
 import { type DiagnosticSink, fail } from "./diagnostics.ts";
+import { intrinsicOf, tileOpOf } from "./forms.ts";
 import type { BinOp, Expr, Func, Program, Scalar, Span, Stmt, Type } from "./ir.ts";
 import { isInt } from "./ir.ts";
 import { STAND_IN, UNKNOWN } from "./parse.ts";
@@ -383,11 +384,11 @@ class FuncChecker {
   }
 
   private tileLet(s: Extract<Stmt, { k: "let" }>): void {
-    const list = s.init.k === "call" && s.init.kind === "intrinsic" && s.init.fn === "tiles";
+    const list = tileOpOf(s.init)?.form === "list";
     if (s.tile === "tiles" && !list) fail("NGP1044", s.init.span, "a Tiles list is made with tiles(count)");
     s.tile = list ? "tiles" : "tile";
     this.env.declare(s.name, POISONED); // until the initializer checks
-    if (list) this.tileArgs(s.init as Extract<Expr, { k: "call" }>, lookupIntrinsic("tiles")!);
+    if (list) this.tileArgs(s.init as Extract<Expr, { k: "call" }>, intrinsicOf(s.init)!);
     else this.tile(s.init);
     this.env.declare(s.name, { ty: { k: s.tile }, mutable: s.mutable, what: list ? "tile list" : s.mutable ? "tile variable" : "tile" });
   }
@@ -429,7 +430,7 @@ class FuncChecker {
       }
       if (p !== "fn") return this.coerce(arg, p as Scalar);
     });
-    if (e.fn === "tileMap") this.tileMapArgs(e);
+    if (intr.tile?.form === "map") this.tileMapArgs(e);
   }
 
   /** tileMap(fn, args...): fn returns f32; a tile argument fills an f32 parameter, a scalar any. */

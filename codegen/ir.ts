@@ -1,12 +1,11 @@
-// The typed intermediate representation. The front end (parse.ts) builds it from the TypeScript
-// syntax tree, the checker (check.ts) fills in types, the specializer (specialize.ts) rewrites it
-// for one configuration, and the emitters render it. Every node keeps the span of the TypeScript
-// source it came from, so any phase can point at the author's line.
+// The typed intermediate representation, and the utilities every phase shares. The front end
+// (parse.ts) builds it from the TypeScript syntax tree, the checker (check.ts) fills in types, the
+// phases after it (see compile.ts) rewrite a kernel for one configuration (a SpecializedKernel), and
+// the emitters render it. Every node keeps the span of the TypeScript source it came from, so any
+// phase can point at the author's line.
+import type { Scalar } from "../dsl/types.ts";
 import type { Span } from "./diagnostics.ts";
-export type { Span };
-
-/** Value types. */
-export type Scalar = "f32" | "i32" | "u32" | "bool";
+export type { Scalar, Span };
 /** Buffer element types: f16 is storage-only (loads widen to f32, stores round). */
 export type Elem = Scalar | "f16";
 /**
@@ -147,6 +146,37 @@ export interface Program {
   funcs: Map<string, Func>;
 }
 
+/**
+ * A kernel after specialization (specialize.ts): no helpers, no configuration, no `field` nodes.
+ * The phases after it rewrite it, and the emitters render it.
+ */
+export interface SpecializedKernel {
+  name: string;
+  schedule?: Schedule;
+  /**
+   * A block kernel: the index is a block of `rows` items and the body reads the batch size
+   * `ngp_n`; `accumulates` lists the buffers its blocks sum into (set by the tiles phase, tiles.ts).
+   */
+  block?: { rows: number; accumulates: string[] };
+  index: { name: string; ty: "i32" | "u32" };
+  /** Runtime parameters (buffers and scalars), in order. */
+  params: Param[];
+  body: Stmt[];
+  /** The CPU schedule's passes (schedule.ts): a kernel with a split or owner schedule, on the CPU. */
+  passes?: Pass[];
+  span: Span;
+}
+
+/** One pass of a CPU schedule: one iteration of the split loop, after the prologue's declarations. */
+export interface Pass {
+  /** The prologue's declarations, then the iteration's statements. */
+  stmts: Stmt[];
+  /** Run in lane form (groups of points per call, see emit/cpu.ts), else one point per call. */
+  lanes: boolean;
+  /** The pass's prefetch variant, run ahead of it (schedule.ts prefetchVariant). */
+  prefetch?: Stmt[];
+}
+
 export const scalar = (s: Scalar): Type => ({ k: "scalar", s });
 
 /** The checked type of a scalar-valued expression (a table is not a value). */
@@ -264,4 +294,50 @@ export function assignedNames(body: Stmt[]): Set<string> {
   });
   visit(body);
   return out;
+}
+
+/** Every name a body declares (locals, local arrays, loop variables, a tileMap's elements), added to `out`. */
+export function declaredNames(body: Stmt[], out = new Set<string>()): Set<string> {
+  for (const s of body) {
+    if (s.k === "let" || s.k === "array") out.add(s.name);
+    if (s.k === "for") out.add(s.v);
+    if (s.k === "tilemap") [...s.elems, s.result].forEach((n) => out.add(n));
+    childBodies(s).forEach((b) => declaredNames(b, out));
+  }
+  return out;
+}
+
+/** The names `e` reads, in order (with repeats). */
+export function namesIn(e: Expr): string[] {
+  const out: string[] = [];
+  mapExpr(e, (x) => (x.k === "var" && out.push(x.name), x));
+  return out;
+}
+
+/** The variable an assignment's target belongs to (`a` of `a[i][j]`; "" for anything else). */
+export function rootName(target: Expr): string {
+  return target.k === "index" ? rootName(target.base) : target.k === "var" ? target.name : "";
+}
+
+/** Drop statements whose results nobody reads; `live` holds the names read after `body`. */
+export function deadCodeElimination(body: Stmt[], live: Set<string>): Stmt[] {
+  const kept: Stmt[] = [];
+  for (let k = body.length - 1; k >= 0; k--) {
+    const s = body[k]!;
+    const uses = () => [...exprsOf(s)].flatMap((e) => (e.k === "var" ? [e.name] : []));
+    if (s.k === "block") {
+      const inner = deadCodeElimination(s.body, new Set(live));
+      if (!inner.length) continue;
+      const declared = new Set(inner.flatMap((t) => (t.k === "let" || t.k === "array" ? [t.name] : [])));
+      for (const t of inner) for (const e of exprsOf(t)) if (e.k === "var" && !declared.has(e.name)) live.add(e.name);
+      kept.push({ ...s, body: inner });
+      continue;
+    }
+    const defines = s.k === "let" || s.k === "array" ? s.name : s.k === "assign" ? rootName(s.target) : undefined;
+    if (defines !== undefined && !live.has(defines)) continue;
+    if (s.k === "let" || s.k === "array") live.delete(s.name);
+    for (const n of uses()) live.add(n);
+    kept.push(s);
+  }
+  return kept.reverse();
 }

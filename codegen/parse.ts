@@ -1,4 +1,4 @@
-// Phase 1, the front end: TypeScript source (through ts-morph) -> IR with source spans.
+// Phase parse (see compile.ts), the front end: TypeScript source (through ts-morph) -> IR with source spans.
 //
 // It accepts exactly the kernel-language subset and reports everything else with a coded
 // diagnostic. It resolves names (locals, module constants, the dsl's intrinsics and casts,
@@ -12,6 +12,7 @@ import { dirname, resolve } from "node:path";
 import { Node, Project, SyntaxKind, ts, type SourceFile, type FunctionDeclaration, type TypeNode } from "ts-morph";
 import { lookupIntrinsic } from "../dsl/intrinsics.ts";
 import { DiagnosticError, DiagnosticSink, diag, fail, nearest, registerSource, type Span } from "./diagnostics.ts";
+import { formOf } from "./forms.ts";
 import type { AssignOp, BinOp, ConfigType, Elem, Expr, Func, Param, Program, Scalar, Schedule, Stmt, Type } from "./ir.ts";
 
 const DSL_DIR = resolve(import.meta.dir, "../dsl");
@@ -501,7 +502,7 @@ class Parser {
   }
 
   private localArrayDecl(scope: FileScope, tn: TypeNode | undefined, init: Node, locals: Set<string>): { elem: Scalar; size: Expr } | undefined {
-    if (!Node.isCallExpression(init) || scope.dsl.get(init.getExpression().getText()) !== "localArray") return undefined;
+    if (!Node.isCallExpression(init) || formOf(scope.dsl.get(init.getExpression().getText()))?.k !== "array") return undefined;
     const targs = init.getTypeArguments();
     const elemNode = targs[0] ?? (tn && Node.isArrayTypeNode(tn) ? tn.getElementTypeNode() : undefined);
     if (!elemNode) fail("NGP1017", span(init), "localArray needs an element type", "write localArray<f32>(size)");
@@ -672,9 +673,10 @@ class Parser {
     const name = callee.getText();
     if (!locals.has(name)) {
       const dslName = scope.dsl.get(name);
-      if (dslName === "tileMap") return { k: "call", fn: dslName, kind: "intrinsic", args: this.tileMapArgs(scope, e, locals), span: sp };
-      if (dslName && lookupIntrinsic(dslName)) return { k: "call", fn: dslName, kind: "intrinsic", args: args(), span: sp };
-      if (dslName === "localArray") fail("NGP1004", sp, "localArray() outside a declaration", "write `const a = localArray<f32>(n);`");
+      const intrinsic = dslName === undefined ? undefined : lookupIntrinsic(dslName);
+      if (intrinsic?.tile?.form === "map") return { k: "call", fn: dslName!, kind: "intrinsic", args: this.tileMapArgs(scope, e, locals), span: sp };
+      if (intrinsic) return { k: "call", fn: dslName!, kind: "intrinsic", args: args(), span: sp };
+      if (formOf(dslName)?.k === "array") fail("NGP1004", sp, "localArray() outside a declaration", "write `const a = localArray<f32>(n);`");
       const helper = this.resolveFunction(scope, name, sp);
       if (helper) {
         if (helper.kernel) fail("NGP1021", sp, `'${name}' is a kernel`, "kernels are launched from the host; move the shared code into a helper");

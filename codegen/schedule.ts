@@ -1,11 +1,101 @@
-// Phase 5, schedule (CPU only): a kernel marked `@schedule split|owner` whose specialized body is
-// constant declarations followed by one unrolled loop is cut into passes, one per iteration, each
-// with its own copy of the declarations. The CPU emitter runs the passes level-major (split) or
-// one pass per thread (owner); CUDA and JS run the unsplit body. The passes are the body's own
-// statements, so what runs on the CPU is what nvcc compiles, grouped differently.
+// Phase schedule (see compile.ts; CPU only): a kernel marked `@schedule split|owner` whose
+// specialized body is constant declarations followed by one unrolled loop is cut into passes, one
+// per iteration, each with its own copy of the declarations; each pass runs in lane form (groups of
+// points per call, vectorized) where it can and gains, and gets a prefetch variant. The CPU emitter
+// runs the passes level-major (split) or one pass per thread (owner); CUDA and JS run the unsplit
+// body. The passes are the body's own statements, so what runs on the CPU is what nvcc compiles,
+// grouped differently. A kernel marked `@schedule lanes` is checked to be straight-line.
 import { fail } from "./diagnostics.ts";
-import { childBodies, exprsOf, mapExpr, type Expr, type Stmt } from "./ir.ts";
-import type { SpecializedKernel } from "./specialize.ts";
+import { addedElement, intrinsicOf, MADE } from "./forms.ts";
+import { childBodies, deadCodeElimination, exprsOf, mapExpr, namesIn, rootName, type Expr, type SpecializedKernel, type Stmt } from "./ir.ts";
+
+/** Passes longer than this (statements) do not run in lane form. */
+export const MAX_LANE_STATEMENTS = 400;
+
+export function schedule(k: SpecializedKernel): SpecializedKernel {
+  if (k.block || !k.schedule) return k;
+  if (k.schedule === "lanes") {
+    const s = nonLaneStatement(k.body);
+    if (s) fail("NGP1034", s.span, `'${k.name}' has @schedule lanes, but this ${s.k === "if" ? "branch" : s.k === "for" ? "loop" : "statement"} remains after specialization`, "write the branch as select(...), give the loop constant bounds, or remove @schedule lanes");
+    return k;
+  }
+  const { prologue, passes } = splitPasses(k);
+  const owner = k.schedule === "owner";
+  const buffers = new Set(k.params.filter((p) => p.ty.k === "buf").map((p) => p.name));
+  const scheduled = passes.map((p) => {
+    const stmts = [...prologue, ...p];
+    // A very long pass (learned probing with many slots, say) runs one point at a time: its lane
+    // form would multiply a large body by 16 lanes, and GCC's time and memory with it.
+    const lanes = nonLaneStatement(stmts) === undefined && statementCount(stmts) <= MAX_LANE_STATEMENTS && !gathersAndScatters(stmts, buffers);
+    // One point at a time, only a pass that walks every point on one thread (owner) prefetches.
+    return { stmts, lanes, prefetch: lanes || owner ? prefetchVariant(stmts, buffers) : undefined };
+  });
+  return { ...k, passes: scheduled };
+}
+
+/**
+ * The first statement that keeps `stmts` from lane form, which needs straight-line code (no if,
+ * for, return, break or continue): every per-thread value becomes an array over consecutive
+ * threads and every statement a loop over these lanes, which the C++ compiler vectorizes.
+ */
+function nonLaneStatement(stmts: Stmt[]): Stmt | undefined {
+  for (const s of stmts) {
+    if (s.k === "block") {
+      const inner = nonLaneStatement(s.body);
+      if (inner) return inner;
+    } else if (s.k !== "let" && s.k !== "array" && s.k !== "assign" && s.k !== "expr") return s;
+  }
+  return undefined;
+}
+
+function statementCount(stmts: Stmt[]): number {
+  return stmts.reduce((n, s) => n + 1 + (s.k === "block" ? statementCount(s.body) : 0), 0);
+}
+
+/**
+ * Whether a pass both gathers (reads a buffer at an index computed from buffer contents, such as
+ * a table entry at a hashed vertex) and scatters (adds or writes at such an index). Its lane form
+ * would lose: the C++ compiler emulates each gathered element with a scalar load and an insert
+ * (GCC emits no AVX-512 gathers for these machines), the scatters run lane by lane from the lane
+ * arrays, and the moves between the two cost more than the vectorized arithmetic saves. Learned
+ * probing's backward (per corner N_p feature rows read and N_p slot gradients added) runs 1.7x
+ * faster one point at a time (N_p = 4, 2D and 3D); forwards (gathers only) and plain backwards
+ * (scatters only) run faster in lane form.
+ */
+function gathersAndScatters(stmts: Stmt[], buffers: Set<string>): boolean {
+  const dependent = new Set<string>(); // names whose value depends on a buffer's contents
+  const isBuffer = (e: Expr) => e.k === "var" && buffers.has(e.name);
+  const dependsOnData = (e: Expr) => {
+    let found = false;
+    mapExpr(e, (x) => ((found ||= (x.k === "var" && dependent.has(x.name)) || (x.k === "index" && isBuffer(x.base))), x));
+    return found;
+  };
+  let gathers = false;
+  let scatters = false;
+  const visit = (body: Stmt[]) => {
+    for (const s of body) {
+      if (s.k === "block") {
+        visit(s.body);
+        continue;
+      }
+      for (const e of exprsOf(s)) {
+        if (e.k === "index" && isBuffer(e.base) && dependsOnData(e.index)) gathers = true;
+        const added = addedElement(e);
+        if (added && dependsOnData(added.index)) scatters = true;
+      }
+      if (s.k === "let" && dependsOnData(s.init)) dependent.add(s.name);
+      if (s.k === "assign") {
+        const t = s.target;
+        const root = t.k === "var" ? t.name : t.k === "index" && t.base.k === "var" ? t.base.name : undefined;
+        if (t.k === "index" && isBuffer(t.base) && dependsOnData(t.index)) scatters = true;
+        else if (root !== undefined && (dependsOnData(s.value) || (t.k === "index" && dependsOnData(t.index)))) dependent.add(root);
+      }
+    }
+  };
+  visit(stmts);
+  return gathers && scatters;
+}
+
 
 export interface Passes {
   /** Declarations every pass starts with (pure `const`s and local arrays). */
@@ -26,7 +116,7 @@ export function splitPasses(k: SpecializedKernel): Passes {
   const prologue = body.slice(0, first);
   const passes = body.slice(first, end).map((b) => (b as Extract<Stmt, { k: "block" }>).body);
   for (const s of prologue) {
-    const pure = s.k === "array" || (s.k === "let" && !s.mutable && ![...exprsOf(s)].some((e) => e.k === "call" && e.fn === "atomicAdd"));
+    const pure = s.k === "array" || (s.k === "let" && !s.mutable && ![...exprsOf(s)].some((e) => intrinsicOf(e)?.writes !== undefined));
     if (!pure) fail("NGP1034", s.span, "before the split loop only constant declarations may appear (they are repeated in every pass)");
   }
   // A pass may not assign what the prologue declares: each pass has its own copy.
@@ -40,21 +130,6 @@ export function splitPasses(k: SpecializedKernel): Passes {
   return { prologue, passes };
 }
 
-/** `@schedule lanes`: the specialized body must run in lane form (no loop or branch is left; see c_base.ts lanesSupported). */
-export function checkLanesBody(k: SpecializedKernel): void {
-  const bad = (body: Stmt[]): Stmt | undefined => {
-    for (const s of body) {
-      if (s.k === "block") {
-        const inner = bad(s.body);
-        if (inner) return inner;
-      } else if (s.k !== "let" && s.k !== "array" && s.k !== "assign" && s.k !== "expr") return s;
-    }
-    return undefined;
-  };
-  const s = bad(k.body);
-  if (s) fail("NGP1034", s.span, `'${k.name}' has @schedule lanes, but this ${s.k === "if" ? "branch" : s.k === "for" ? "loop" : "statement"} remains after specialization`, "write the branch as select(...), give the loop constant bounds, or remove @schedule lanes");
-}
-
 /**
  * The prefetch variant of a pass (lane form, straight-line): the statements that compute the
  * addresses of its data-dependent accesses (gathers such as a table read at a hashed index, and
@@ -63,7 +138,7 @@ export function checkLanesBody(k: SpecializedKernel): void {
  * itself, it brings the table lines into cache before they are needed. Undefined if the pass
  * has no data-dependent access.
  */
-export function prefetchVariant(stmts: Stmt[], buffers: Set<string>): Stmt[] | undefined {
+function prefetchVariant(stmts: Stmt[], buffers: Set<string>): Stmt[] | undefined {
   let sites = 0;
   const dependent = new Set<string>(); // names whose value depends on a buffer's contents
   const definitions = new Map<string, Expr>(); // the initializer of each `let` seen so far
@@ -73,22 +148,22 @@ export function prefetchVariant(stmts: Stmt[], buffers: Set<string>): Stmt[] | u
       if (s.k === "block") return [{ ...s, body: withPrefetches(s.body) }];
       const out: Stmt[] = [];
       for (const [base, index] of accesses(s)) {
-        if (base.k !== "var" || !buffers.has(base.name) || !refs(index).some((n) => dependent.has(n))) continue;
+        if (base.k !== "var" || !buffers.has(base.name) || !namesIn(index).some((n) => dependent.has(n))) continue;
         if (smallTable(index, definitions)) continue;
         // One prefetch per cache line: params[b] and params[b + 1u] share one.
         const key = base.name + JSON.stringify(stripOffset(index), (k, v) => (k === "span" || k === "ty" ? undefined : v));
         if (seen.has(key)) continue;
         seen.add(key);
         sites++;
-        out.push({ k: "expr", e: { k: "call", fn: "prefetch", kind: "intrinsic", args: [base, index], span: index.span }, span: s.span });
+        out.push({ k: "expr", e: { k: "call", fn: MADE.prefetch, kind: "intrinsic", args: [base, index], span: index.span }, span: s.span });
       }
       if (s.k === "let") definitions.set(s.name, s.init);
       if ((s.k === "let" || s.k === "assign") && [...exprsOf(s)].some((e) => (e.k === "index" && e.base.k === "var" && buffers.has(e.base.name)) || (e.k === "var" && dependent.has(e.name)))) {
         dependent.add(s.k === "let" ? s.name : rootName(s.target));
       }
       const writesBuffer = s.k === "assign" && s.target.k === "index" && s.target.base.k === "var" && buffers.has(s.target.base.name);
-      const atomic = s.k === "expr" && s.e.k === "call" && s.e.fn === "atomicAdd";
-      return writesBuffer || atomic ? out : [...out, s];
+      const adds = s.k === "expr" && addedElement(s.e) !== undefined;
+      return writesBuffer || adds ? out : [...out, s];
     });
   };
   const body = deadCodeElimination(withPrefetches(stmts), new Set());
@@ -114,14 +189,15 @@ function smallTable(index: Expr, definitions: Map<string, Expr>, depth = 0): boo
 
 /**
  * The buffer elements a statement touches, as [buffer, index]: its reads (gathers), the element
- * it assigns and the element of an atomicAdd (scatters: the read-modify-write waits on the line
- * as a gather does).
+ * it assigns and the element an intrinsic adds to (atomicAdd: scatters, the read-modify-write
+ * waits on the line as a gather does).
  */
 function accesses(s: Stmt): [Expr, Expr][] {
   const out: [Expr, Expr][] = [];
   for (const e of exprsOf(s)) {
     if (e.k === "index") out.push([e.base, e.index]);
-    if (e.k === "call" && e.fn === "atomicAdd") out.push([e.args[0]!, e.args[1]!]);
+    const added = addedElement(e);
+    if (added) out.push([added.buf, added.index]);
   }
   if (s.k === "assign" && s.target.k === "index") out.push([s.target.base, s.target.index]);
   return out;
@@ -129,37 +205,4 @@ function accesses(s: Stmt): [Expr, Expr][] {
 
 function stripOffset(e: Expr): Expr {
   return e.k === "bin" && e.op === "+" && e.b.k === "lit" ? e.a : e;
-}
-
-function rootName(target: Expr): string {
-  return target.k === "index" ? rootName(target.base) : target.k === "var" ? target.name : "";
-}
-
-function refs(e: Expr): string[] {
-  const out: string[] = [];
-  mapExpr(e, (x) => (x.k === "var" && out.push(x.name), x));
-  return out;
-}
-
-/** Drop statements whose results nobody reads; `live` holds the names read after `body`. */
-export function deadCodeElimination(body: Stmt[], live: Set<string>): Stmt[] {
-  const kept: Stmt[] = [];
-  for (let k = body.length - 1; k >= 0; k--) {
-    const s = body[k]!;
-    const uses = () => [...exprsOf(s)].flatMap((e) => (e.k === "var" ? [e.name] : []));
-    if (s.k === "block") {
-      const inner = deadCodeElimination(s.body, new Set(live));
-      if (!inner.length) continue;
-      const declared = new Set(inner.flatMap((t) => (t.k === "let" || t.k === "array" ? [t.name] : [])));
-      for (const t of inner) for (const e of exprsOf(t)) if (e.k === "var" && !declared.has(e.name)) live.add(e.name);
-      kept.push({ ...s, body: inner });
-      continue;
-    }
-    const defines = s.k === "let" || s.k === "array" ? s.name : s.k === "assign" ? rootName(s.target) : undefined;
-    if (defines !== undefined && !live.has(defines)) continue;
-    if (s.k === "let" || s.k === "array") live.delete(s.name);
-    for (const n of uses()) live.add(n);
-    kept.push(s);
-  }
-  return kept.reverse();
 }

@@ -1,87 +1,48 @@
-// Phase 3, the specializer: turns a checked kernel into straight-line code for one configuration.
+// Phase specialize (see compile.ts): a checked kernel, for one configuration, without helpers.
 //
 //   inline    every helper call, hoisting it out of its expression (conditional operands become
-//             `if` statements, so `a && h(x)` still evaluates h only when a holds)
+//             `if` statements, so `a && h(x)` still evaluates h only when a holds); a helper with a
+//             declared derivative (`@grad`) is marked for the adjoint (see withoutDerivatives)
 //   bind      configuration fields become literals, configuration lists become constant tables
-//   simplify  (to a fixed point) constant folding with exact per-type semantics, propagation of
-//             constants, removal of dead branches, and unrolling of loops with constant bounds
 //
-// The result has no helpers, no configuration and no `field` nodes: what the emitters render.
-import { lookupIntrinsic } from "../dsl/intrinsics.ts";
+// The result (a SpecializedKernel) has no helpers, no configuration and no `field` nodes; the
+// simplifier (simplify.ts) then makes it straight-line code.
 import { fail } from "./diagnostics.ts";
-import { assignedNames, childBodies, exprsOf, mapBody, mapExpr, mapStmtExprs } from "./ir.ts";
-import type { ConfigType, Expr, Func, Param, Program, Scalar, Schedule, Span, Stmt } from "./ir.ts";
-import { lowerTiles } from "./tiles.ts";
-import { tidy } from "./tidy.ts";
-
-export interface SpecializeOptions {
-  /** Loops with constant bounds and at most this many iterations are unrolled. */
-  maxUnroll?: number;
-  /** Check every buffer index at run time; an out-of-bounds access is reported, not performed. */
-  boundsChecks?: boolean;
-  /** Keep helpers' declared derivatives (`@grad`) in the body: for the adjoint phase. */
-  derivatives?: boolean;
-  /**
-   * A rewrite of a block kernel's tile program after unrolling, before the tiles phase lowers it:
-   * the adjoint phase derives a block kernel's adjoint there (codegen/compile.ts).
-   */
-  tileProgram?: (k: TileProgram) => TileProgram;
-}
-
-/** A block kernel between specialization and the tiles phase. */
-export interface TileProgram {
-  name: string;
-  rows: number;
-  params: Param[];
-  body: Stmt[];
-}
-
-export interface SpecializedKernel {
-  name: string;
-  schedule?: Schedule;
-  /**
-   * A block kernel: the index is a block of `rows` items and the body reads the batch size
-   * `ngp_n`; `accumulates` lists the buffers its blocks sum into (see codegen/tiles.ts).
-   */
-  block?: { rows: number; accumulates: string[] };
-  index: { name: string; ty: "i32" | "u32" };
-  /** Runtime parameters (buffers and scalars), in order. */
-  params: Param[];
-  body: Stmt[];
-  span: Span;
-}
+import { intrinsicOf, tileOpOf } from "./forms.ts";
+import { assignedNames, childBodies, declaredNames, mapBody, mapExpr, mapStmtExprs } from "./ir.ts";
+import type { ConfigType, Expr, Func, Program, Scalar, Span, SpecializedKernel, Stmt } from "./ir.ts";
 
 /** Configuration values as given by the user: numbers, booleans and lists of them. */
 export type ConfigValue = Record<string, number | boolean | (number | boolean)[]>;
 
-const MAX_STATEMENTS = 200_000;
 const NO_SPAN: Span = { file: "", start: 0, end: 0, line: 0, col: 0 };
 
-export function specialize(program: Program, kernel: Func, config: ConfigValue | undefined, opts: SpecializeOptions = {}): SpecializedKernel {
+export function specialize(program: Program, kernel: Func, config: ConfigValue | undefined): SpecializedKernel {
   const [index, ...rest] = kernel.params;
   const cfgParam = rest.find((p) => p.ty.k === "config");
   const bound = cfgParam ? validateConfig((cfgParam.ty as { cfg: ConfigType }).cfg, config, cfgParam.span) : undefined;
   const names = new NameGen(kernel);
   let body = new Inliner(program, names).body(kernel.body, new Scope(new Map(), false));
   if (cfgParam && bound) body = bindConfig(body, cfgParam.name, bound);
-  body = new Simplifier(opts.maxUnroll ?? 64).run(body);
-  if (!opts.derivatives) body = withoutDerivatives(body);
-  let params = rest.filter((p) => p.ty.k !== "config");
-  let name = kernel.name;
   const rows = blockRows(kernel, bound);
-  if (opts.tileProgram && rows !== undefined) ({ name, params, body } = opts.tileProgram({ name, rows, params, body }));
-  const buffers = new Set(params.filter((p) => p.ty.k === "buf").map((p) => p.name));
-  const tiles = lowerTiles({ name, index: index!.name, rows, body, buffers, checked: opts.boundsChecks, span: kernel.span });
-  body = tidy(tiles.body, [index!.name, ...params.map((p) => p.name)]);
   return {
-    name,
+    name: kernel.name,
     schedule: kernel.schedule,
-    block: rows === undefined ? undefined : { rows, accumulates: tiles.accumulates },
+    block: rows === undefined ? undefined : { rows, accumulates: [] },
     index: { name: index!.name, ty: (index!.ty as { s: "i32" | "u32" }).s },
-    params,
+    params: rest.filter((p) => p.ty.k !== "config"),
     body,
     span: kernel.span,
   };
+}
+
+/**
+ * The kernel without the declared derivatives of helpers (`@grad`): only the adjoint phase runs
+ * them, every other kernel drops them (after simplification).
+ */
+export function withoutDerivatives(k: SpecializedKernel): SpecializedKernel {
+  const body = mapBody(k.body, (s) => (s.k === "block" && (s.derivative || s.custom) ? { ...s, body: s.body.filter((t) => !(t.k === "block" && t.derivative)), custom: undefined } : s));
+  return { ...k, body };
 }
 
 // ---- configuration ----------------------------------------------------------------------------
@@ -139,16 +100,10 @@ function bindConfig(body: Stmt[], cfgName: string, bound: Map<string, number | b
 // ---- inlining ---------------------------------------------------------------------------------
 
 class NameGen {
-  private readonly used = new Set<string>();
+  private readonly used: Set<string>;
   private n = 0;
   constructor(kernel: Func) {
-    for (const p of kernel.params) this.used.add(p.name);
-    const visit = (b: Stmt[]) => b.forEach((s) => {
-      if (s.k === "let" || s.k === "array") this.used.add(s.name);
-      if (s.k === "for") this.used.add(s.v);
-      childBodies(s).forEach(visit);
-    });
-    visit(kernel.body);
+    this.used = declaredNames(kernel.body, new Set(kernel.params.map((p) => p.name)));
   }
   fresh(base: string): string {
     let name: string;
@@ -252,7 +207,7 @@ class Inliner {
   private expr(e: Expr, pre: Stmt[]): Expr {
     switch (e.k) {
       case "call": {
-        if (e.kind === "intrinsic" && e.fn === "select" && e.args.slice(1).some((a) => this.hasHelperCall(a))) {
+        if (intrinsicOf(e)?.chooses && e.args.slice(1).some((a) => this.hasHelperCall(a))) {
           const [c, a, b] = e.args as [Expr, Expr, Expr];
           const cond = this.expr(c, pre);
           const tv: Expr = { k: "var", name: this.temp(e.ty!, pre, zero(e.ty!, e.span), "sel"), ty: e.ty, span: e.span };
@@ -267,7 +222,7 @@ class Inliner {
           });
           return tv;
         }
-        if (e.kind === "intrinsic" && e.fn === "tileMap") return this.tileMap(e, pre);
+        if (tileOpOf(e)?.form === "map") return this.tileMap(e, pre);
         const args = e.args.map((a) => this.expr(a, pre));
         if (e.kind !== "helper") return { ...e, args };
         const result = this.inlineCall({ ...e, args }, pre, this.program.funcs.get(e.fn)!.ret.k === "tile" ? "tile" : e.ty);
@@ -400,14 +355,9 @@ class Inliner {
   }
 }
 
-/** The body without the declared derivatives of helpers (only the adjoint phase runs them). */
-function withoutDerivatives(body: Stmt[]): Stmt[] {
-  return mapBody(body, (s) => (s.k === "block" && (s.derivative || s.custom) ? { ...s, body: s.body.filter((t) => !(t.k === "block" && t.derivative)), custom: undefined } : s));
-}
-
 /** A tile operation or a reference to a tile (tiles carry no scalar type). */
 function isTileValued(e: Expr): boolean {
-  if (e.k === "call") return e.kind === "intrinsic" && lookupIntrinsic(e.fn)?.ret === "Tile";
+  if (e.k === "call") return intrinsicOf(e)?.ret === "Tile";
   return (e.k === "var" || e.k === "index") && e.ty === undefined;
 }
 
@@ -438,237 +388,4 @@ function rename(e: Expr, renames: Renames): Expr {
     if (!to) return x;
     return to.k === "var" ? { ...x, name: to.name } : { ...to, span: x.span };
   });
-}
-
-// ---- folding, propagation, dead branches, unrolling -------------------------------------------
-
-class Simplifier {
-  private statements = 0;
-  private loops = 0;
-  constructor(private readonly maxUnroll: number) {}
-
-  run(body: Stmt[]): Stmt[] {
-    return this.body(body, new Map());
-  }
-
-  /** `consts`: names bound to literals in the enclosing scopes. */
-  private body(stmts: Stmt[], outer: Map<string, Expr>): Stmt[] {
-    const consts = new Map(outer);
-    const out: Stmt[] = [];
-    for (const s of stmts) {
-      this.statements++;
-      if (this.statements > MAX_STATEMENTS) fail("NGP1032", s.span, `more than ${MAX_STATEMENTS} statements after unrolling`);
-      out.push(...this.stmt(s, consts));
-    }
-    return out;
-  }
-
-  private stmt(s: Stmt, consts: Map<string, Expr>): Stmt[] {
-    const ex = (e: Expr) => fold(substitute(e, consts));
-    switch (s.k) {
-      case "let": {
-        const init = ex(s.init);
-        // A name is shadowed from here on: forget any outer constant of the same name.
-        consts.delete(s.name);
-        if (!s.mutable && init.k === "lit") {
-          consts.set(s.name, init);
-          return [];
-        }
-        return [{ ...s, init }];
-      }
-      case "array": {
-        const size = ex(s.size);
-        consts.delete(s.name);
-        if (size.k !== "lit" || typeof size.v !== "number") fail("NGP1011", s.size.span);
-        if (size.v < 1 || size.v > 65536) fail("NGP1011", s.size.span, `size ${size.v} is outside [1, 65536]`);
-        return [{ ...s, size }];
-      }
-      case "assign":
-        return [{ ...s, target: ex(s.target), value: ex(s.value) }];
-      case "if": {
-        const cond = ex(s.cond);
-        if (cond.k === "lit") {
-          const taken = this.body(cond.v ? s.then : s.else, consts);
-          return taken.length ? [{ k: "block", body: taken, span: s.span }] : [];
-        }
-        return [{ ...s, cond, then: this.body(s.then, consts), else: this.body(s.else, consts) }];
-      }
-      case "for":
-        return this.loop({ ...s, start: ex(s.start), end: ex(s.end), step: ex(s.step) }, consts);
-      case "expr":
-        return [{ ...s, e: ex(s.e) }];
-      case "return":
-        return [s.value ? { ...s, value: ex(s.value) } : s];
-      case "block": {
-        const body = this.body(s.body, consts);
-        return body.length ? [{ ...s, body }] : [];
-      }
-      case "tilemap":
-        return [{ ...s, inputs: s.inputs.map(ex), body: this.body(s.body, consts) }];
-      default:
-        return [s];
-    }
-  }
-
-  private loop(s: Extract<Stmt, { k: "for" }>, consts: Map<string, Expr>): Stmt[] {
-    const inner = new Map(consts);
-    inner.delete(s.v);
-    const trips = tripCount(s);
-    // A loop of tile operations cannot stay a loop (they run in straight-line code): it unrolls up
-    // to the C targets' limit even where a target prefers less (JS).
-    const limit = hasTileOps(s.body) ? Math.max(this.maxUnroll, 64) : this.maxUnroll;
-    if (trips === undefined || trips > limit) return [{ ...s, body: this.body(s.body, inner) }];
-    const jump = findJump(s.body);
-    if (jump) fail("NGP1013", jump.span, `this loop runs a constant ${trips} times and is unrolled`);
-    const out: Stmt[] = [];
-    const start = s.start as Extract<Expr, { k: "lit" }>;
-    const step = (s.step as { v: number }).v;
-    const loop = this.loops++;
-    for (let t = 0; t < trips; t++) {
-      const v = normalize((start.v as number) + t * step, s.vty!);
-      const iter = new Map(inner).set(s.v, { k: "lit", v, ty: s.vty!, span: s.span });
-      const body = this.body(s.body, iter);
-      if (body.length) out.push({ k: "block", body, span: s.span, unrolled: { loop, iter: t } });
-    }
-    return out;
-  }
-}
-
-function hasTileOps(body: Stmt[]): boolean {
-  return body.some((s) => s.k === "tilemap" || (s.k === "let" && s.tile !== undefined) || [...exprsOf(s)].some((e) => e.k === "call" && e.kind === "intrinsic" && lookupIntrinsic(e.fn)?.tile !== undefined) || childBodies(s).some(hasTileOps));
-}
-
-function tripCount(s: Extract<Stmt, { k: "for" }>): number | undefined {
-  if (s.start.k !== "lit" || s.end.k !== "lit" || s.step.k !== "lit") return undefined;
-  const [a, b, step] = [s.start.v as number, s.end.v as number, s.step.v as number];
-  if (step === 0) return undefined;
-  let n = 0;
-  // Count exactly as the loop would run (no closed form: it must agree on every edge).
-  for (let v = a; n <= 1_000_000; v = normalize(v + step, s.vty!), n++) {
-    const go = s.cmp === "<" ? v < b : s.cmp === "<=" ? v <= b : s.cmp === ">" ? v > b : v >= b;
-    if (!go) return n;
-    if (s.vty === "u32" && ((step > 0 && v + step > 0xffffffff) || (step < 0 && v + step < 0))) return undefined; // wraps
-  }
-  return undefined;
-}
-
-/** A break/continue that belongs to this loop (not to a nested loop). */
-function findJump(body: Stmt[]): Stmt | undefined {
-  for (const s of body) {
-    if (s.k === "break" || s.k === "continue") return s;
-    if (s.k === "if" || s.k === "block") {
-      const inner = findJump(childBodies(s).flat());
-      if (inner) return inner;
-    }
-  }
-  return undefined;
-}
-
-function substitute(e: Expr, consts: Map<string, Expr>): Expr {
-  if (consts.size === 0) return e;
-  return mapExpr(e, (x) => (x.k === "var" && consts.has(x.name) ? { ...consts.get(x.name)!, span: x.span } : x));
-}
-
-/** Wrap/round a folded value to its type, exactly as the generated code would. */
-export function normalize(v: number, ty: Scalar): number {
-  if (ty === "i32") return v | 0;
-  if (ty === "u32") return v >>> 0;
-  if (ty === "f32") return Math.fround(v);
-  return v;
-}
-
-/** Constant-fold `e` bottom-up with the exact semantics of each operation. */
-export function fold(e: Expr): Expr {
-  return mapExpr(e, (x) => {
-    // select() with a constant condition is the chosen operand, whatever the others are.
-    if (x.k === "call" && x.fn === "select" && x.args[0]!.k === "lit") return x.args[x.args[0]!.v ? 1 : 2]!;
-    const v = foldNode(x);
-    return v === undefined ? x : { k: "lit", v, ty: x.k === "lit" ? x.ty : (x as { ty: Scalar }).ty, span: x.span };
-  });
-}
-
-function litValue(e: Expr): number | boolean | undefined {
-  return e.k === "lit" ? e.v : undefined;
-}
-
-function foldNode(e: Expr): number | boolean | undefined {
-  switch (e.k) {
-    case "index": {
-      const i = litValue(e.index);
-      if (e.base.k === "table" && typeof i === "number") {
-        if (i < 0 || i >= e.base.values.length) fail("NGP1024", e.index.span, `index ${i} is outside the table '${e.base.id}' of length ${e.base.values.length}`);
-        return e.base.values[i];
-      }
-      return undefined;
-    }
-    case "un": {
-      const a = litValue(e.a);
-      if (a === undefined) return undefined;
-      if (e.op === "!") return !a;
-      if (e.op === "~") return normalize(~(a as number), e.ty!);
-      return normalize(-(a as number), e.ty!);
-    }
-    case "bin": {
-      const a = litValue(e.a);
-      const b = litValue(e.b);
-      if (a === undefined || b === undefined) return undefined;
-      return foldBinary(e.op, a, b, e.a.k === "lit" ? e.a.ty : "i32", e.ty!);
-    }
-    case "call": {
-      const args = e.args.map(litValue);
-      if (args.some((a) => a === undefined)) return undefined;
-      const intr = e.kind === "intrinsic" ? lookupIntrinsic(e.fn) : undefined;
-      if (!intr?.exact || !intr.pure) return undefined;
-      return normalize((intr.impl as (...a: unknown[]) => number)(...args, e.T), e.ty!);
-    }
-    default:
-      return undefined;
-  }
-}
-
-function foldBinary(op: string, a: number | boolean, b: number | boolean, operand: Scalar, ty: Scalar): number | boolean | undefined {
-  if (op === "&&") return (a as boolean) && (b as boolean);
-  if (op === "||") return (a as boolean) || (b as boolean);
-  if (op === "===") return a === b;
-  if (op === "!==") return a !== b;
-  const x = a as number;
-  const y = b as number;
-  switch (op) {
-    case "<": return x < y;
-    case "<=": return x <= y;
-    case ">": return x > y;
-    case ">=": return x >= y;
-    case "+": return normalize(x + y, ty);
-    case "-": return normalize(x - y, ty);
-    case "*": return ty === "f32" ? Math.fround(x * y) : normalize(Math.imul(x, y), ty);
-    case "/":
-      if (ty === "f32") return Math.fround(x / y);
-      return y === 0 ? 0 : normalize(Math.trunc(x / y), ty);
-    case "%":
-      if (ty === "f32") return Math.fround(x % y);
-      return y === 0 ? 0 : normalize(x % y, ty);
-    case "&": return normalize(x & y, ty);
-    case "|": return normalize(x | y, ty);
-    case "^": return normalize(x ^ y, ty);
-    case "<<": return normalize(x << (y & 31), ty);
-    case ">>": return operand === "u32" ? x >>> (y & 31) : x >> (y & 31);
-    case ">>>": return x >>> (y & 31);
-  }
-  return undefined;
-}
-
-/** Names of buffer parameters the kernel writes (stores or atomics); the others are read-only. */
-export function writtenBuffers(body: Stmt[]): Set<string> {
-  const out = new Set<string>();
-  const visit = (b: Stmt[]) => b.forEach((s) => {
-    if (s.k === "assign" && s.target.k === "index" && s.target.base.k === "var") out.add(s.target.base.name);
-    for (const e of exprsOf(s)) {
-      const w = e.k === "call" && e.kind === "intrinsic" ? lookupIntrinsic(e.fn)?.writes : undefined;
-      const buf = w === undefined ? undefined : (e as Extract<Expr, { k: "call" }>).args[w];
-      if (buf?.k === "var") out.add(buf.name);
-    }
-    childBodies(s).forEach(visit);
-  });
-  visit(body);
-  return out;
 }

@@ -1,6 +1,7 @@
-// Phase 4, tidy: makes the specialized code read like code a person would write. Inlining and
-// unrolling leave `let r = 0; { r = e; }`, `x + 0u`, `const w = w_3`; none of it changes what the
-// code computes, but generated code is reviewed (generated/ snapshots), so we clean it:
+// Phase tidy (see compile.ts): makes the specialized code read like code a person would write.
+// Inlining and unrolling leave `let r = 0; { r = e; }`, `x + 0u`, `const w = w_3`; none of it
+// changes what the code computes, but generated code is reviewed (generated/ snapshots), so we
+// clean it:
 //   - exact algebraic identities (integer x + 0, x * 1, x | 0, ...; f32 x * 1.0),
 //   - blocks are spliced into their parent unless a name they declare is also declared or read
 //     by the rest of the parent (unrolled iterations are kept),
@@ -8,9 +9,13 @@
 //   - a `let` that is never assigned again becomes `const`,
 //   - `const a = b;` with b a literal or a variable never assigned is removed and b read for a
 //     (unless b is shadowed).
-import { assignedNames, childBodies, exprsOf, mapBody, mapExpr, mapStmtExprs, type Expr, type Stmt } from "./ir.ts";
+import { assignedNames, childBodies, declaredNames, exprsOf, mapBody, mapExpr, mapStmtExprs, type Expr, type SpecializedKernel, type Stmt } from "./ir.ts";
 
-export function tidy(body: Stmt[], params: string[]): Stmt[] {
+export function tidy(k: SpecializedKernel): SpecializedKernel {
+  return { ...k, body: tidyBody(k.body, [k.index.name, ...k.params.map((p) => p.name)]) };
+}
+
+function tidyBody(body: Stmt[], params: string[]): Stmt[] {
   let out = mapBody(body, (s) => mapStmtExprs(s, identities));
   out = flatten(out, true);
   out = forwardInits(out);
@@ -147,16 +152,4 @@ function declaresName(s: Stmt, name: string): boolean {
   if ((s.k === "let" || s.k === "array") && s.name === name) return true;
   if (s.k === "for" && s.v === name) return true;
   return childBodies(s).some((b) => b.some((t) => declaresName(t, name)));
-}
-
-
-function declaredNames(body: Stmt[]): string[] {
-  const out: string[] = [];
-  const visit = (b: Stmt[]) => b.forEach((s) => {
-    if (s.k === "let" || s.k === "array") out.push(s.name);
-    if (s.k === "for") out.push(s.v);
-    childBodies(s).forEach(visit);
-  });
-  visit(body);
-  return out;
 }

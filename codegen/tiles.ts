@@ -1,4 +1,4 @@
-// Phase 3b, tiles: lowers the tile operations of a specialized block kernel (dsl/tiles.ts) to
+// Phase tiles (see compile.ts): lowers the tile operations of a specialized block kernel (dsl/tiles.ts) to
 // local arrays, calls of the targets' tile preludes, and cooperative loops.
 //
 //   resolve   after unrolling, tile operations are straight-line code: each assignment of a tile
@@ -14,12 +14,12 @@
 //
 // The emitters see only arrays, calls and loops; the block launch (slots of partial sums for
 // `accumulate` on the CPU) is theirs.
-import { lookupIntrinsic } from "../dsl/intrinsics.ts";
-import type { Shape, ShapeArgs, TileOp } from "../dsl/tiles.ts";
+import type { Shape, ShapeArgs } from "../dsl/tiles.ts";
 import { fail } from "./diagnostics.ts";
-import { childBodies, exprsOf, type Expr, type Span, type Stmt } from "./ir.ts";
+import { intrinsic, intrinsicOf, tileOpOf, tileWrittenBuffers } from "./forms.ts";
+import { childBodies, exprsOf, type Expr, type Span, type SpecializedKernel, type Stmt } from "./ir.ts";
 
-export interface TileKernel {
+interface TileKernel {
   name: string;
   /** The block index parameter. */
   index: string;
@@ -33,7 +33,7 @@ export interface TileKernel {
   span: Span;
 }
 
-export interface LoweredTiles {
+interface LoweredTiles {
   body: Stmt[];
   /** Buffers written through `accumulate` (the CPU gives each slot of blocks its own partial sums). */
   accumulates: string[];
@@ -65,19 +65,20 @@ interface Op {
   call?: { fn: string; operands: { tile?: number; expr: Expr }[]; extra: Expr[]; span: Span };
 }
 
-const MATMULS = new Set(["matmul", "matmulNT", "matmulTN"]);
-
-const isTileOp = (e: Expr): boolean => e.k === "call" && e.kind === "intrinsic" && lookupIntrinsic(e.fn)?.tile !== undefined;
+const isTileOp = (e: Expr): boolean => tileOpOf(e) !== undefined;
 const lit = (v: number | boolean, span: Span): Expr => ({ k: "lit", v, ty: typeof v === "boolean" ? "bool" : "i32", span });
 const v32 = (name: string, span: Span): Expr => ({ k: "var", name, ty: "i32", span });
 
-export function lowerTiles(k: TileKernel): LoweredTiles {
-  const first = firstTileStmt(k.body);
-  if (k.rows === undefined) {
+/** `checked`: bounds-checked mode. */
+export function lowerTiles(k: SpecializedKernel, checked = false): SpecializedKernel {
+  if (k.block === undefined) {
+    const first = firstTileStmt(k.body);
     if (first) fail("NGP1040", first.span, `'${k.name}' is not a block kernel`);
-    return { body: k.body, accumulates: [] };
+    return k;
   }
-  return new Lowerer(k).run();
+  const buffers = new Set(k.params.filter((p) => p.ty.k === "buf").map((p) => p.name));
+  const { body, accumulates } = new Lowerer({ name: k.name, index: k.index.name, rows: k.block.rows, body: k.body, buffers, checked, span: k.span }).run();
+  return { ...k, block: { ...k.block, accumulates }, body };
 }
 
 function firstTileStmt(body: Stmt[]): Stmt | undefined {
@@ -98,14 +99,9 @@ class Lowerer {
   private readonly scopes: Map<string, number | "list">[] = [new Map()];
   private readonly accumulates = new Map<string, number>();
   /** Buffers the kernel writes (through tile operations: the only way a block kernel may). */
-  private readonly written = new Set<string>();
+  private readonly written: Set<string>;
   constructor(private readonly k: TileKernel) {
-    for (const s of k.body)
-      for (const e of exprsOf(s)) {
-        const w = e.k === "call" && isTileOp(e) ? lookupIntrinsic(e.fn)!.writes : undefined;
-        const buf = w === undefined ? undefined : (e as Extract<Expr, { k: "call" }>).args[w - 1]; // source calls lack the output tile
-        if (buf?.k === "var") this.written.add(buf.name);
-      }
+    this.written = tileWrittenBuffers(k.body);
   }
 
   run(): LoweredTiles {
@@ -213,9 +209,9 @@ class Lowerer {
 
   /** Lower one tile operation call; returns its output version (undefined for stores). */
   private call(e: Extract<Expr, { k: "call" }>): number | undefined {
-    const intr = lookupIntrinsic(e.fn)!;
-    const op = intr.tile as TileOp;
-    if (e.fn === "tileMap" || e.fn === "tiles") fail("NGP1044", e.span, `${e.fn}() must initialize a tile (const t = ${e.fn}(...))`);
+    const intr = intrinsic(e.fn)!;
+    const op = intr.tile!;
+    if (op.form) fail("NGP1044", e.span, `${e.fn}() must initialize a tile (const t = ${e.fn}(...))`);
     // Operands first (nested operations are lowered before this one), then the shape.
     const operands: { tile?: number; expr: Expr }[] = e.args.map((a) => (isTileOp(a) || this.isTileRef(a) ? { tile: this.value(a), expr: a } : { expr: a }));
     const args: ShapeArgs = {
@@ -234,10 +230,10 @@ class Lowerer {
     }
     const out = intr.ret === "Tile" ? this.define(shape) : undefined;
     const [buf, offset] = e.args;
-    if (e.fn === "loadTile" && buf?.k === "var" && !this.written.has(buf.name) && !this.k.checked) {
+    if (op.view && buf?.k === "var" && !this.written.has(buf.name) && !this.k.checked) {
       // A read-only matrix needs no copy: its consumers read the buffer (on CUDA: global memory,
       // cached, instead of shared memory that large weight matrices would not fit).
-      this.versions[out!]!.view = { k: "call", fn: "tileView", kind: "intrinsic", args: [buf, offset!], span: e.span };
+      this.versions[out!]!.view = { k: "call", fn: op.view, kind: "intrinsic", args: [buf, offset!], span: e.span };
       return out;
     }
     const extra = op.extra(args, shape).map((x) => lit(x, e.span));
@@ -344,17 +340,18 @@ class Lowerer {
     const producer = new Map<number, Op>();
     for (const op of this.ops) if (op.out !== undefined) producer.set(op.out, op);
     for (const op of this.ops) {
-      if (op.call?.fn !== "accumulate" || op.ins.length !== 1) continue;
+      const fused = op.call ? intrinsic(op.call.fn)!.tile!.fusedProduct : undefined;
+      if (!op.call || !fused || op.ins.length !== 1) continue;
       const v = op.ins[0]!;
       const mm = producer.get(v);
-      if (!mm?.call || !MATMULS.has(mm.call.fn) || uses.get(v) !== 1 || this.versions[v]!.view) continue;
+      if (!mm?.call || !intrinsic(mm.call.fn)!.tile!.product || uses.get(v) !== 1 || this.versions[v]!.view) continue;
       const [buf, offset] = op.call.operands.map((o) => o.expr);
       const { operands, extra, span } = mm.call;
       op.ins = [...mm.ins];
       op.call = undefined;
       op.build = (slot) => {
         const args = [lit(0, span), buf!, offset!, ...operands.map((o) => (o.tile !== undefined ? slot(o.tile) : o.expr)), ...extra, v32(this.k.index, span), v32(BATCH_VAR, span)];
-        return [{ k: "expr", e: { k: "call", fn: "accumulateMatmul", kind: "intrinsic", args, span }, span }];
+        return [{ k: "expr", e: { k: "call", fn: fused, kind: "intrinsic", args, span }, span }];
       };
       mm.pure = true; // its product is now unread: dropped
       uses.set(v, 0);
@@ -371,7 +368,7 @@ class Lowerer {
     for (const s of this.k.body) {
       for (const e of exprsOf(s)) {
         if (e.k === "var" && this.k.buffers.has(e.name)) mentions.set(e.name, (mentions.get(e.name) ?? 0) + 1);
-        if (e.k === "call" && e.kind === "intrinsic" && lookupIntrinsic(e.fn)?.writes !== undefined && !isTileOp(e))
+        if (e.k === "call" && intrinsicOf(e)?.writes !== undefined && !isTileOp(e))
           fail("NGP1046", e.span, `${e.fn}() in a block kernel`);
       }
       for (const t of assignTargets(s))

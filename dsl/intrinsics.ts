@@ -1,36 +1,63 @@
 // The one intrinsic table of the kernel language.
 //
-// Every built-in function a kernel may call is an entry here, with
+// Every built-in function a kernel may call is an entry here, with every fact the compiler needs
+// about it as a field (the compiler tests no intrinsic by its name):
 //   - its signature (checked by codegen/check.ts),
 //   - its spelling in C (shared by the CPU and CUDA emitters unless `cpu`/`cuda` override it) and
-//     in the exact-semantics JavaScript backend (`$0`, `$1`, ... are the arguments),
+//     in the exact-semantics JavaScript backend (`$0`, `$1`, ... are the arguments), and whether
+//     the JS spelling already gives an f32 (`jsF32`; otherwise the JS emitter rounds it),
 //   - `impl`, the JS twin that lets a kernel file also run as plain TypeScript,
-//   - `exact`: the backends agree bit for bit, so the specializer may fold it at compile time,
-//   - `grad`, its reverse-mode derivative (codegen/adjoint.ts) for intrinsics with f32 arguments.
+//   - `pure`, `exact`: whether the compiler may remove it or fold it at compile time,
+//   - what it does to memory: `writes` (the buffer it writes), `effect` (the element it adds to or
+//     touches) and `serial` (its spelling where one thread is the only writer),
+//   - `chooses`: its first argument picks one of the others (select),
+//   - `grad`, its reverse-mode derivative (codegen/adjoint.ts) for intrinsics with f32 arguments,
+//   - `tile`, for the tile operations of block kernels (dsl/tiles.ts).
 // Adding an intrinsic means adding one entry; no emitter changes are needed.
 import { TILE_INTRINSICS, type TileOp } from "./tiles.ts";
-import type { Buf, f32, i32, u32 } from "./types.ts";
+import { f32 as toF32, i32 as toI32, u32 as toU32, type Buf, type f32, type Scalar, type u32 } from "./types.ts";
 
-/** Scalar value types. `f16` is storage-only (buffer elements), never a value type. */
-export type ValueType = "f32" | "i32" | "u32" | "bool";
 /**
  * A parameter: a fixed type, the generic `T`, a buffer of `T` or of f32, any integer index, any
  * number, a tile, a helper function (tileMap), or `...`: any further tiles and scalars.
  */
-export type ParamSpec = ValueType | "T" | "Buf<T>" | "Buf<f32>" | "int" | "num" | "Tile" | "fn" | "...";
+export type ParamSpec = Scalar | "T" | "Buf<T>" | "Buf<f32>" | "int" | "num" | "Tile" | "fn" | "...";
 /** A spelling: one template, or one per instantiation of `T`. */
-export type Spelling = string | Partial<Record<ValueType, string>>;
+export type Spelling = string | Partial<Record<Scalar, string>>;
+
+/**
+ * What a call does to buffer memory, as positions among its arguments:
+ *   add   buf[index] += value (atomically across threads): a scatter the bounds checks, the CPU
+ *         schedule and the adjoint follow;
+ *   hint  buf[index] is about to be read: no effect on any result (the adjoint drops it, the
+ *         bounds checks let it be).
+ */
+export type Effect = { k: "add"; buf: number; index: number; value: number } | { k: "hint"; buf: number; index: number };
 
 export interface Intrinsic {
   doc: string;
   params: readonly ParamSpec[];
-  ret: ValueType | "T" | "void" | "Tile" | "Tiles";
+  ret: Scalar | "T" | "void" | "Tile" | "Tiles";
   /** Allowed instantiations of `T` (when the signature mentions it). */
-  T?: ValueType[];
+  T?: Scalar[];
   c: Spelling;
   cpu?: Spelling;
   cuda?: Spelling;
   js: Spelling;
+  /**
+   * The JS spelling's value is already an f32 (a rounding helper, or an f32 argument passed
+   * through); without it, the JS emitter rounds an f32 result once with Math.fround, like C.
+   */
+  jsF32?: boolean;
+  /** The C spelling when the caller guarantees a single writer (the CPU's owner schedule): no atomics. */
+  serial?: Spelling;
+  /** What the call does to buffer memory (see Effect). */
+  effect?: Effect;
+  /**
+   * The first argument (bool) chooses the second (true) or the third (false) as the value: a
+   * helper call in an operand runs only when chosen, and a constant choice folds to the operand.
+   */
+  chooses?: boolean;
   /** No side effects: may be evaluated speculatively, hoisted, or removed if unused. */
   pure: boolean;
   /** The backends agree bit for bit (C and JS), so compile-time folding with `impl` is sound. */
@@ -102,37 +129,25 @@ function fmaImpl(a: f32, b: f32, c: f32): f32 {
   return err > 0 === other > r ? other : r;
 }
 
-const NUM: ValueType[] = ["f32", "i32", "u32"];
-
-/**
- * Conversions. f32 -> integer truncates toward zero, saturates at the type's range and maps NaN
- * to 0 on every backend (C leaves these cases undefined; CUDA's __float2int_rz does this).
- * Between integers the bits are reinterpreted (u32(-1) = 4294967295).
- */
-function toI32(x: number, from: ValueType = Number.isInteger(x) ? "i32" : "f32"): i32 {
-  if (from !== "f32") return x | 0;
-  return Number.isNaN(x) ? 0 : Math.min(2147483647, Math.max(-2147483648, Math.trunc(x)));
-}
-function toU32(x: number, from: ValueType = Number.isInteger(x) ? "u32" : "f32"): u32 {
-  if (from !== "f32") return x >>> 0;
-  return Number.isNaN(x) ? 0 : Math.min(4294967295, Math.max(0, Math.trunc(x)));
-}
+const NUM: Scalar[] = ["f32", "i32", "u32"];
 
 export const INTRINSICS = {
   f32: {
     doc: "conversion to f32 (rounds to nearest)", params: ["T"], ret: "f32", T: NUM,
-    c: { f32: "($0)", i32: "((float)($0))", u32: "((float)($0))" }, js: { f32: "($0)", i32: "Math.fround($0)", u32: "Math.fround($0)" },
-    pure: true, exact: true, impl: (x: number): f32 => F(x),
+    c: { f32: "($0)", i32: "((float)($0))", u32: "((float)($0))" }, js: { f32: "($0)", i32: "Math.fround($0)", u32: "Math.fround($0)" }, jsF32: true,
+    pure: true, exact: true, impl: toF32,
+    // An f32 argument passes its adjoint through; an integer one has none.
+    grad: (_b, a) => [a],
   },
   i32: {
     doc: "conversion to i32 (from f32: truncating, saturating, NaN -> 0; from u32: same bits)", params: ["T"], ret: "i32", T: NUM,
     c: { f32: "ngp_f2int_rz($0)", i32: "($0)", u32: "((int32_t)($0))" }, cuda: { f32: "__float2int_rz($0)", i32: "($0)", u32: "((int32_t)($0))" },
-    js: { f32: "__f2i32($0)", i32: "($0)", u32: "(($0) | 0)" }, pure: true, exact: true, impl: toI32,
+    js: { f32: "__f2i32($0)", i32: "($0)", u32: "(($0) | 0)" }, pure: true, exact: true, impl: toI32 as (x: number, from?: Scalar) => number,
   },
   u32: {
     doc: "conversion to u32 (from f32: truncating, saturating, NaN -> 0; from i32: same bits)", params: ["T"], ret: "u32", T: NUM,
     c: { f32: "ngp_f2uint_rz($0)", i32: "((uint32_t)($0))", u32: "($0)" }, cuda: { f32: "__float2uint_rz($0)", i32: "((uint32_t)($0))", u32: "($0)" },
-    js: { f32: "__f2u32($0)", i32: "(($0) >>> 0)", u32: "($0)" }, pure: true, exact: true, impl: toU32,
+    js: { f32: "__f2u32($0)", i32: "(($0) >>> 0)", u32: "($0)" }, pure: true, exact: true, impl: toU32 as (x: number, from?: Scalar) => number,
   },
   floor: { doc: "largest integer value not greater than x", params: ["f32"], ret: "f32", c: "floorf($0)", js: "Math.floor($0)", pure: true, exact: true, impl: (x: f32): f32 => Math.floor(x), grad: piecewiseConstant },
   ceil: { doc: "smallest integer value not less than x", params: ["f32"], ret: "f32", c: "ceilf($0)", js: "Math.ceil($0)", pure: true, exact: true, impl: (x: f32): f32 => Math.ceil(x), grad: piecewiseConstant },
@@ -145,17 +160,17 @@ export const INTRINSICS = {
     grad: (b, a, _r, x) => [b.select(b.lt(x!, b.lit(0)), b.neg(a), b.select(b.lt(b.lit(0), x!), a, b.lit(0)))],
   },
   min: {
-    doc: "the smaller of a and b (a if either is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_min($0, $1)", js: "__min($0, $1)", pure: true, exact: true, impl: minImpl,
+    doc: "the smaller of a and b (a if either is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_min($0, $1)", js: "__min($0, $1)", jsF32: true, pure: true, exact: true, impl: minImpl,
     grad: (b, a, _r, x, y) => [b.select(b.lt(y!, x!), b.lit(0), a), b.select(b.lt(y!, x!), a, b.lit(0))],
   },
   max: {
-    doc: "the larger of a and b (a if either is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_max($0, $1)", js: "__max($0, $1)", pure: true, exact: true, impl: maxImpl,
+    doc: "the larger of a and b (a if either is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_max($0, $1)", js: "__max($0, $1)", jsF32: true, pure: true, exact: true, impl: maxImpl,
     // At a tie the second operand takes the adjoint, so that max(0, x) passes it at x = 0 (a
     // clamp to [0, 1] then keeps the gradient on the closed interval); with a NaN, the first.
     grad: (b, a, _r, x, y) => [b.select(b.le(x!, y!), b.lit(0), a), b.select(b.le(x!, y!), a, b.lit(0))],
   },
   clamp: {
-    doc: "min(max(x, lo), hi)", params: ["T", "T", "T"], ret: "T", T: NUM, c: "ngp_min(ngp_max($0, $1), $2)", js: "__min(__max($0, $1), $2)",
+    doc: "min(max(x, lo), hi)", params: ["T", "T", "T"], ret: "T", T: NUM, c: "ngp_min(ngp_max($0, $1), $2)", js: "__min(__max($0, $1), $2)", jsF32: true,
     pure: true, exact: true, impl: <T extends number>(x: T, lo: T, hi: T): T => minImpl(maxImpl(x, lo), hi),
     // min(m, hi) with m = max(x, lo): hi when hi < m, else m (x unless x < lo).
     grad: (b, a, _r, x, lo, hi) => {
@@ -170,13 +185,13 @@ export const INTRINSICS = {
   },
   select: {
     doc: "c ? a : b, evaluated without branching on the condition's side effects", params: ["bool", "T", "T"], ret: "T", T: ["f32", "i32", "u32", "bool"],
-    c: "(($0) ? ($1) : ($2))", js: "(($0) ? ($1) : ($2))", pure: true, exact: true,
+    c: "(($0) ? ($1) : ($2))", js: "(($0) ? ($1) : ($2))", jsF32: true, pure: true, exact: true, chooses: true,
     impl: <T>(c: boolean, a: T, b: T): T => (c ? a : b),
     grad: (b, a, _r, c) => [null, b.select(c!, a, b.lit(0)), b.select(c!, b.lit(0), a)],
   },
   fma: {
     doc: "a * b + c with one rounding", params: ["f32", "f32", "f32"], ret: "f32",
-    c: "fmaf($0, $1, $2)", js: "__fma($0, $1, $2)", pure: true, exact: true, impl: fmaImpl,
+    c: "fmaf($0, $1, $2)", js: "__fma($0, $1, $2)", jsF32: true, pure: true, exact: true, impl: fmaImpl,
     grad: (b, a, _r, x, y) => [b.mul(a, y!), b.mul(a, x!), a],
   },
   sqrt: { doc: "square root", params: ["f32"], ret: "f32", c: "sqrtf($0)", js: "Math.sqrt($0)", pure: true, exact: true, impl: (x: f32): f32 => F(Math.sqrt(x)), grad: (b, a, r) => [b.div(b.mul(a, b.lit(0.5)), r)] },
@@ -199,7 +214,7 @@ export const INTRINSICS = {
     pure: true, exact: true, impl: (x: f32): u32 => ((f32Bits[0] = x), u32Bits[0]!),
   },
   uintBitsToFloat: {
-    doc: "the f32 with the given IEEE bits", params: ["u32"], ret: "f32", c: "ngp_bits_f32($0)", cuda: "__uint_as_float($0)", js: "__bitsf32($0)",
+    doc: "the f32 with the given IEEE bits", params: ["u32"], ret: "f32", c: "ngp_bits_f32($0)", cuda: "__uint_as_float($0)", js: "__bitsf32($0)", jsF32: true,
     pure: true, exact: true, impl: (x: u32): f32 => ((u32Bits[0] = x), f32Bits[0]!),
   },
   clz: {
@@ -212,14 +227,15 @@ export const INTRINSICS = {
   },
   atomicAdd: {
     doc: "buf[index] += value, atomically across threads (f32 or u32)", params: ["Buf<T>", "int", "T"], ret: "void", T: ["f32", "u32"],
-    c: "ngp_atomic_add(&$0[$1], $2)", cuda: "atomicAdd(&$0[$1], $2)", js: "$0[$1] += $2", pure: false, exact: true, writes: 0,
+    c: "ngp_atomic_add(&$0[$1], $2)", cuda: "atomicAdd(&$0[$1], $2)", js: "$0[$1] += $2", serial: "$0[$1] += $2",
+    pure: false, exact: true, writes: 0, effect: { k: "add", buf: 0, index: 1, value: 2 },
     impl: <T extends number>(buf: Buf<T>, index: number, value: T): void => {
       buf[index] = (buf[index]! + value) as T;
     },
   },
   prefetch: {
     doc: "hint that buf[index] will be read soon (no effect on results; a no-op on CUDA and JS)", params: ["Buf<T>", "int"], ret: "void", T: ["f32", "i32", "u32"],
-    c: "__builtin_prefetch(&$0[$1])", cuda: "((void)0)", js: "void 0", pure: false, exact: true,
+    c: "__builtin_prefetch(&$0[$1])", cuda: "((void)0)", js: "void 0", pure: false, exact: true, effect: { k: "hint", buf: 0, index: 1 },
     impl: <T extends number>(_buf: Buf<T>, _index: number): void => {},
   },
   ...TILE_INTRINSICS,
@@ -231,9 +247,9 @@ export function lookupIntrinsic(name: string): Intrinsic | undefined {
   return Object.hasOwn(INTRINSICS, name) ? (INTRINSICS as Record<string, Intrinsic>)[name] : undefined;
 }
 
-/** The spelling of `intrinsic` for a target, instantiated at `T` (if generic). */
-export function spell(intrinsic: Intrinsic, target: "cpu" | "cuda" | "js", T: ValueType | undefined): string {
-  const s = target === "js" ? intrinsic.js : (intrinsic[target] ?? intrinsic.c);
+/** The spelling of `intrinsic` for a target, instantiated at `T` (if generic); `serial`: with a single writer. */
+export function spell(intrinsic: Intrinsic, target: "cpu" | "cuda" | "js", T: Scalar | undefined, serial = false): string {
+  const s = serial && intrinsic.serial !== undefined ? intrinsic.serial : target === "js" ? intrinsic.js : (intrinsic[target] ?? intrinsic.c);
   if (typeof s === "string") return s;
   const t = T ?? "f32";
   const out = s[t];

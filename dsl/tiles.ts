@@ -20,10 +20,12 @@
 // Shapes come from the operations (and the configuration) and are checked after specialization;
 // rows past the end of the batch load as zeros. Every entry of TILE_INTRINSICS is one operation of
 // the intrinsic table (dsl/intrinsics.ts): its signature for the checker, its shape rule for the
-// tiles phase (codegen/tiles.ts), and its spellings, whose arguments are the output tile `$0` (empty
-// for operations without a result), the operands, the shapes and constants the tiles phase computes
-// (`extra`), then the block's number and the batch size. The C spellings name templates of the tile
-// preludes (codegen/emit/tile_prelude.ts), the JS spellings their exact-semantics twins.
+// tiles phase (codegen/tiles.ts), its derivative rules for the adjoint (codegen/adjoint_tile.ts),
+// and its spellings, whose arguments are the output tile `$0` (empty for operations without a
+// result), the operands, the shapes and constants the tiles phase computes (`extra`), then the
+// block's number and the batch size. The C spellings name templates of the tile preludes
+// (codegen/emit/tile_prelude.ts), the JS spellings their exact-semantics twins. The operations only
+// the compiler writes (a fused product, a tile read in place) are in codegen/forms.ts.
 import type { Buf, f32, i32 } from "./types.ts";
 
 /** A block-level 2-D f32 value of compile-time shape (opaque: use the tile operations). */
@@ -59,22 +61,48 @@ export interface TileOp {
   /** The written buffer (the intrinsic's `writes`) is accumulated into by every block. */
   accumulates?: boolean;
   /**
+   * Not a call of a prelude template: `map` (tileMap) becomes an elementwise loop over a helper
+   * (the inliner makes it a `tilemap` statement), `list` (tiles) declares a list of tiles.
+   */
+  form?: "map" | "list";
+  /** A product (the matmul family), whose extra arguments `fusedProduct` takes after its own. */
+  product?: boolean;
+  /** This operation of a product that nothing else reads fuses into the named operation of the compiler (codegen/forms.ts). */
+  fusedProduct?: string;
+  /** Of a buffer the kernel does not write, the tile is read in place through the named operation of the compiler. */
+  view?: string;
+  /**
    * Bounds-checked mode: the buffer range the operation touches, as indices of the lowered call's
    * arguments: `rows` [buf, R, C, stride, col, block, n] (this block's rows), `span` [buf, R, C,
    * offset] (R * C consecutive elements). The targets check every index, in the operation's order.
    */
   check?: { kind: "rows" | "span"; args: number[] };
   /**
-   * The reverse-mode derivative (codegen/adjoint.ts): from the adjoint of the result and the
+   * The reverse-mode derivative (codegen/adjoint_tile.ts): from the adjoint of the result and the
    * operands (tiles, undefined for scalars), the adjoint of each tile operand (undefined: none).
-   * Loads, stores and accumulations are the adjoint phase's own (they read and write buffers).
    */
   grad?: <T>(b: TileGradBuilder<T>, adj: T, operands: (T | undefined)[]) => (T | undefined)[];
+  /**
+   * A load (its buffer is argument 0): how the adjoint of the loaded tile is added into `grad`,
+   * the gradient of the buffer, when the buffer is differentiated (`args`: the call's arguments).
+   */
+  loadGrad?: <T>(b: TileGradBuilder<T>, adj: T, grad: T, args: T[]) => void;
+  /** A store: the adjoint of the stored tile (of `shape`), read from `grad`, the output's adjoint. */
+  storeGrad?: <T>(b: TileGradBuilder<T>, grad: T, args: T[], shape: Shape) => T;
 }
 
-/** Builds the tile expressions of the derivative rules. */
+type TileOpName = "loadRows" | "storeRows" | "loadTile" | "matmul" | "matmulNT" | "matmulTN" | "tileSum" | "accumulate";
+
+/** Builds the tile expressions (and statements) of the derivative rules. */
 export interface TileGradBuilder<T> {
-  matmul: (fn: "matmul" | "matmulNT" | "matmulTN", a: T, b: T) => T;
+  /** A tile operation's result. */
+  op: (fn: TileOpName, args: T[]) => T;
+  /** A tile operation as a statement (a store). */
+  effect: (fn: TileOpName, args: T[]) => void;
+  /** a + b elementwise, as a new tile. */
+  add: (a: T, b: T) => T;
+  /** An integer constant (a shape). */
+  int: (n: number) => T;
   /** `t` repeated to the shape of `like` (the adjoint of a sum along an axis). */
   broadcast: (t: T, like: T) => T;
 }
@@ -100,10 +128,11 @@ function matmulOp(ta: boolean, tb: boolean, doc: string) {
     extra: ({ tiles: [a] }, out) => [out[0], ta ? a![0] : a![1], out[1], ta, tb],
     // The adjoint of a product is the same kind of product with the layouts flipped.
     grad: (m, d, [a, b]) => {
-      if (!ta && !tb) return [m.matmul("matmulNT", d, b!), m.matmul("matmulTN", a!, d)]; // C = A·B
-      if (!ta) return [m.matmul("matmul", d, b!), m.matmul("matmulTN", d, a!)]; // C = A·Bᵀ
-      return [m.matmul("matmulNT", b!, d), m.matmul("matmul", a!, d)]; // C = Aᵀ·B
+      if (!ta && !tb) return [m.op("matmulNT", [d, b!]), m.op("matmulTN", [a!, d])]; // C = A·B
+      if (!ta) return [m.op("matmul", [d, b!]), m.op("matmulTN", [d, a!])]; // C = A·Bᵀ
+      return [m.op("matmulNT", [b!, d]), m.op("matmul", [a!, d])]; // C = Aᵀ·B
     },
+    product: true,
   };
   return {
     doc, params: ["Tile", "Tile"], ret: "Tile", tile,
@@ -121,6 +150,8 @@ export const TILE_INTRINSICS = {
       shape: ({ consts: [, , , cols], rows }) => positive(cols, "the column count") ?? [rows, cols!],
       extra: (_, out) => [out[0], out[1]],
       check: { kind: "rows", args: [1, 5, 6, 2, 3, 7, 8] },
+      // This block's rows of the gradient are its own: added to in place.
+      loadGrad: (m, d, g, [, stride, col, cols]) => m.effect("storeRows", [g, stride!, col!, m.add(m.op("loadRows", [g, stride!, col!, cols!]), d)]),
     } satisfies TileOp,
     c: "ngp_tile_load_rows<$5, $6>($0, $1, $2, $3, $7, $8)", js: "__tile_load_rows($5, $6, $0, $1, $2, $3, $7, $8)",
     pure: true, exact: false, impl: unsupported,
@@ -132,6 +163,7 @@ export const TILE_INTRINSICS = {
       shape: ({ tiles: [, , , t], rows }) => (t![0] === rows ? t! : `storeRows needs a tile of ${rows} rows (one per item of the block), got ${fmt(t)}`),
       extra: (a) => [a.tiles[3]![0], a.tiles[3]![1]],
       check: { kind: "rows", args: [1, 5, 6, 2, 3, 7, 8] },
+      storeGrad: (m, g, [, stride, col], [, cols]) => m.op("loadRows", [g, stride!, col!, m.int(cols)]),
     } satisfies TileOp,
     c: "ngp_tile_store_rows<$5, $6>($1, $2, $3, $4, $7, $8)", js: "__tile_store_rows($5, $6, $1, $2, $3, $4, $7, $8)",
     pure: false, exact: false, impl: unsupported,
@@ -144,6 +176,9 @@ export const TILE_INTRINSICS = {
       shape: ({ consts: [, , r, c] }) => positive(r, "the row count") ?? positive(c, "the column count") ?? [r!, c!],
       extra: (_, out) => [out[0], out[1]],
       check: { kind: "span", args: [1, 5, 6, 2] },
+      view: "tileView",
+      // Summed over every block, like a hand-written weight gradient.
+      loadGrad: (m, d, g, [, offset]) => m.effect("accumulate", [g, offset!, d]),
     } satisfies TileOp,
     c: "ngp_tile_load<$5, $6>($0, $1, $2)", js: "__tile_load($5, $6, $0, $1, $2)",
     pure: true, exact: false, impl: unsupported,
@@ -154,7 +189,7 @@ export const TILE_INTRINSICS = {
   tileMap: {
     doc: "elementwise: out[r][c] = fn(args at [r][c]); tile arguments of the first's shape, 1×C or R×1 (broadcast), or scalars",
     params: ["fn", "..."], ret: "Tile",
-    tile: { shape: () => "lowered by the tiles phase", extra: () => [] } satisfies TileOp, // a loop, not a call: see codegen/tiles.ts
+    tile: { shape: () => "lowered by the tiles phase", extra: () => [], form: "map" } satisfies TileOp, // a loop, not a call: see codegen/tiles.ts
     c: "", js: "", pure: true, exact: false, impl: unsupported,
   },
   tileSum: {
@@ -177,6 +212,8 @@ export const TILE_INTRINSICS = {
       extra: ({ tiles: [, , t] }) => [t![0], t![1]],
       accumulates: true,
       check: { kind: "span", args: [1, 4, 5, 2] },
+      fusedProduct: "accumulateMatmul",
+      storeGrad: (m, g, [, offset], [rows, cols]) => m.op("loadTile", [g, offset!, m.int(rows), m.int(cols)]),
     } satisfies TileOp,
     c: "ngp_tile_accumulate<$4, $5>($1, $2, $3)", js: "__tile_accumulate($4, $5, $1, $2, $3)",
     pure: false, exact: false, impl: unsupported,
@@ -188,27 +225,10 @@ export const TILE_INTRINSICS = {
     c: "ngp_tile_row_mask<$1>($0, $2, $3)", js: "__tile_row_mask($1, $0, $2, $3)",
     pure: true, exact: false, impl: unsupported,
   },
-  accumulateMatmul: {
-    doc: "(made by the tiles phase) accumulate(buf, offset, matmul*(a, b)) in one operation: each element of the product added as it is computed",
-    params: ["Buf<f32>", "int", "Tile", "Tile"], ret: "void", writes: 1,
-    tile: {
-      shape: () => "made by the tiles phase",
-      extra: () => [],
-      accumulates: true,
-      check: { kind: "span", args: [1, 5, 7, 2] },
-    } satisfies TileOp,
-    c: "ngp_tile_mm_accumulate<$5, $6, $7, $8, $9>($1, $2, $3, $4)", js: "__tile_mm_accumulate($5, $6, $7, $8, $9, $1, $2, $3, $4)",
-    pure: false, exact: false, impl: unsupported,
-  },
-  tileView: {
-    doc: "(made by the tiles phase) a read-only tile in place: the elements of buf from offset on",
-    params: ["Buf<f32>", "int"], ret: "void",
-    c: "($0 + $1)", js: "$0.subarray($1)", pure: true, exact: false, impl: unsupported,
-  },
   tiles: {
     doc: "a list of `count` tiles, each element assigned once per index (the index must be constant after unrolling)",
     params: ["int"], ret: "Tiles",
-    tile: { constArgs: [0], shape: () => "a list, not a tile", extra: () => [] } satisfies TileOp,
+    tile: { constArgs: [0], shape: () => "a list, not a tile", extra: () => [], form: "list" } satisfies TileOp,
     c: "", js: "", pure: true, exact: false, impl: unsupported,
   },
 } as const;

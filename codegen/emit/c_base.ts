@@ -2,9 +2,9 @@
 // function per kernel, called once per thread index) identically for both; a target supplies
 // only its small delta: includes, qualifiers, the f16 type, atomics (via the intrinsic table)
 // and the launch wrapper. What runs on the CPU here is therefore what nvcc compiles.
-import { lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
-import { typeOf, type Expr, type ParamElem, type Scalar, type Stmt } from "../ir.ts";
-import { writtenBuffers, type SpecializedKernel } from "../specialize.ts";
+import { spell } from "../../dsl/intrinsics.ts";
+import { intrinsic, intrinsicOf, writtenBuffers } from "../forms.ts";
+import { typeOf, type Expr, type ParamElem, type Scalar, type SpecializedKernel, type Stmt } from "../ir.ts";
 import { BATCH_VAR } from "../tiles.ts";
 import { C_TILE_CHECKS } from "./tile_prelude.ts";
 import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, f32Literal, fillSpelling, kernelSignature } from "./common.ts";
@@ -49,18 +49,11 @@ export interface CTarget {
 
 /**
  * Renders a body function `NGP_FN void <name>(index, params...) { stmts }`. With `lanes`, the
- * function instead runs `lanes` consecutive indices from `ngp_i0` at once (see lanesSupported).
+ * function instead runs `lanes` consecutive indices from `ngp_i0` at once (lane form: every
+ * per-thread value an array over the lanes, every statement a loop over them, which the C++
+ * compiler vectorizes; straight-line code only, see schedule.ts lanesSupported).
  */
 export type BodyRenderer = (name: string, stmts: Stmt[], opts?: { plainAtomics?: boolean; lanes?: number }) => string;
-
-/**
- * Lane form: every per-thread value becomes an array over W consecutive threads and every
- * statement a loop over the W lanes, which the C++ compiler vectorizes (SIMD across threads).
- * It needs straight-line code: no if, for, return, break or continue.
- */
-export function lanesSupported(stmts: Stmt[]): boolean {
-  return stmts.every((s) => (s.k === "block" ? lanesSupported(s.body) : s.k === "let" || s.k === "array" || s.k === "assign" || s.k === "expr"));
-}
 
 /** One runtime parameter of a kernel. */
 export interface CParam {
@@ -216,7 +209,7 @@ class CPrinter extends StatementPrinter {
   private laneLoop(s: Stmt): string {
     const writesBuffer =
       (s.k === "assign" && s.target.k === "index" && s.target.base.k === "var" && this.bufElem.has(s.target.base.name)) ||
-      (s.k === "expr" && s.e.k === "call" && s.e.fn === "atomicAdd");
+      (s.k === "expr" && intrinsicOf(s.e)?.writes !== undefined);
     return `${writesBuffer ? "" : '_Pragma("omp simd") '}for (int ngp_l = 0; ngp_l < ${this.lanes}; ++ngp_l) `;
   }
 
@@ -299,11 +292,12 @@ class CPrinter extends StatementPrinter {
       }
       case "call": {
         const args = e.args.map((a) => this.expr(a));
-        const intr = lookupIntrinsic(e.fn)!;
-        const spelling = this.plainAtomics && e.fn === "atomicAdd" ? "$0[$1] += $2" : spell(intr, this.target.name, e.T);
-        // A checked atomic addresses the element through ngp_at (`$0[$1]` becomes `ngp_at(...)[0]`).
-        const [buf, index] = e.args;
-        if (e.fn === "atomicAdd" && this.isCheckedBuffer(buf!)) [args[0], args[1]] = [this.checkedPointer(buf, index!), "0"];
+        const intr = intrinsic(e.fn)!;
+        const spelling = spell(intr, this.target.name, e.T, this.plainAtomics);
+        // An element added to in a checked buffer is addressed through ngp_at (`$0[$1]` becomes `ngp_at(...)[0]`).
+        const effect = intr.effect?.k === "add" ? intr.effect : undefined;
+        const buf = effect && e.args[effect.buf];
+        if (effect && this.isCheckedBuffer(buf!)) [args[effect.buf], args[effect.index]] = [this.checkedPointer(buf, e.args[effect.index]!), "0"];
         const check = this.checked ? intr.tile?.check : undefined;
         if (check) {
           // The operation runs only when its whole range is inside the buffer (every thread of a

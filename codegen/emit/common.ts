@@ -1,8 +1,8 @@
 // Pieces every emitter shares: the banner, operator precedence, constant tables, f32 literals,
 // and the kernel signature handed to the runtime.
 import type { ElemType, KernelSignature } from "../../dsl/abi.ts";
-import { mapExpr, exprsOf, childBodies, type Expr, type Scalar, type Stmt } from "../ir.ts";
-import { writtenBuffers, type SpecializedKernel } from "../specialize.ts";
+import { writtenBuffers } from "../forms.ts";
+import { mapExpr, exprsOf, childBodies, type Expr, type Scalar, type SpecializedKernel, type Stmt } from "../ir.ts";
 
 export const COMPILER_VERSION = "ngp-kernels codegen 1";
 

@@ -6,14 +6,11 @@
 //          level's table is hot at a time;
 //   owner  passes in parallel (largest first), each over all points on one thread: a pass is the
 //          only writer of its memory, so its atomics are plain read-modify-writes.
-// A straight-line pass runs in lane form (16 points per call, vectorized by the C++ compiler),
-// with its prefetch variant a few groups ahead, unless it both gathers and scatters (see
-// gathersAndScatters).
+// A pass the schedule puts in lane form (schedule.ts) runs 16 points per call, vectorized by the
+// C++ compiler, with its prefetch variant a few groups ahead.
 import { NGP_ERR_NO_MEMORY, type EmittedModule } from "../../dsl/abi.ts";
-import { checkLanesBody, prefetchVariant, splitPasses } from "../schedule.ts";
-import type { SpecializedKernel } from "../specialize.ts";
-import { exprsOf, mapExpr, type Expr, type Stmt } from "../ir.ts";
-import { emitC, lanesSupported, type BodyRenderer, type CParam, type CTarget, type EmitOptions } from "./c_base.ts";
+import type { SpecializedKernel } from "../ir.ts";
+import { emitC, type BodyRenderer, type CParam, type CTarget, type EmitOptions } from "./c_base.ts";
 import { CPU_TILES, SLOTS } from "./tile_prelude.ts";
 
 /** Launches below this many items run serially. */
@@ -26,55 +23,6 @@ export const LANES = 16;
 export const PREFETCH_GROUPS = 4;
 /** The scalar form's prefetch distance, in points. */
 export const PREFETCH_POINTS = 16;
-/** Passes longer than this (statements) are not emitted in lane form. */
-export const MAX_LANE_STATEMENTS = 400;
-
-function statementCount(stmts: Stmt[]): number {
-  return stmts.reduce((n, s) => n + 1 + (s.k === "block" ? statementCount(s.body) : 0), 0);
-}
-
-/**
- * Whether a pass both gathers (reads a buffer at an index computed from buffer contents, such as
- * a table entry at a hashed vertex) and scatters (adds or writes at such an index). Its lane form
- * would lose: the C++ compiler emulates each gathered element with a scalar load and an insert
- * (GCC emits no AVX-512 gathers for these machines), the scatters run lane by lane from the lane
- * arrays, and the moves between the two cost more than the vectorized arithmetic saves. Learned
- * probing's backward (per corner N_p feature rows read and N_p slot gradients added) runs 1.7x
- * faster one point at a time (N_p = 4, 2D and 3D); forwards (gathers only) and plain backwards
- * (scatters only) run faster in lane form.
- */
-export function gathersAndScatters(stmts: Stmt[], buffers: Set<string>): boolean {
-  const dependent = new Set<string>(); // names whose value depends on a buffer's contents
-  const isBuffer = (e: Expr) => e.k === "var" && buffers.has(e.name);
-  const dependsOnData = (e: Expr) => {
-    let found = false;
-    mapExpr(e, (x) => ((found ||= (x.k === "var" && dependent.has(x.name)) || (x.k === "index" && isBuffer(x.base))), x));
-    return found;
-  };
-  let gathers = false;
-  let scatters = false;
-  const visit = (body: Stmt[]) => {
-    for (const s of body) {
-      if (s.k === "block") {
-        visit(s.body);
-        continue;
-      }
-      for (const e of exprsOf(s)) {
-        if (e.k === "index" && isBuffer(e.base) && dependsOnData(e.index)) gathers = true;
-        if (e.k === "call" && e.fn === "atomicAdd" && dependsOnData(e.args[1]!)) scatters = true;
-      }
-      if (s.k === "let" && dependsOnData(s.init)) dependent.add(s.name);
-      if (s.k === "assign") {
-        const t = s.target;
-        const root = t.k === "var" ? t.name : t.k === "index" && t.base.k === "var" ? t.base.name : undefined;
-        if (t.k === "index" && isBuffer(t.base) && dependsOnData(t.index)) scatters = true;
-        else if (root !== undefined && (dependsOnData(s.value) || (t.k === "index" && dependsOnData(t.index)))) dependent.add(root);
-      }
-    }
-  };
-  visit(stmts);
-  return gathers && scatters;
-}
 
 const cpu: CTarget = {
   name: "cpu",
@@ -167,7 +115,6 @@ ${acc.map((p) => `  ngp_reduce_slots(${p}, ${part(p)}, ngp_slots, ngp_len_${p});
  * threads after the last whole group one by one.
  */
 function laned(k: SpecializedKernel, params: CParam[], body: BodyRenderer): ReturnType<CTarget["kernel"]> {
-  checkLanesBody(k);
   const name = k.name;
   const args = (g: string) => [g, ...params.flatMap((q) => q.args)].join(", ");
   const code = [body(`${name}_body`, k.body), `${SIMD_EXPF}\n${body(`${name}_lanes`, k.body, { lanes: LANES })}`].join("\n\n");
@@ -181,7 +128,7 @@ function laned(k: SpecializedKernel, params: CParam[], body: BodyRenderer): Retu
 /**
  * expf's vector variants (glibc's libmvec, linked by CPU_FLAGS), declared once per module for the
  * lane-form kernels: without them a lane loop that calls expf stays scalar. They differ from the
- * scalar expf by at most an ulp or so, as the JS backend's exp may (docs/language.md, "Semantics").
+ * scalar expf by at most an ulp or so, as the JS backend's exp may (README, "Backends").
  */
 const SIMD_EXPF = `#ifndef NGP_SIMD_EXPF
 #define NGP_SIMD_EXPF
@@ -189,24 +136,21 @@ const SIMD_EXPF = `#ifndef NGP_SIMD_EXPF
 extern "C" float expf(float) noexcept;
 #endif`;
 
+/** `@schedule split|owner`: the passes of the schedule phase (schedule.ts). */
 function scheduled(k: SpecializedKernel, params: CParam[], body: BodyRenderer): ReturnType<CTarget["kernel"]> {
-  const { prologue, passes } = splitPasses(k);
+  if (!k.passes) throw new Error(`internal: '${k.name}' reached the CPU emitter unscheduled`);
+  const passes = k.passes;
   const owner = k.schedule === "owner";
   const fns: string[] = [];
   const runs: string[] = [];
-  passes.forEach((p, n) => {
-    const stmts = [...prologue, ...p];
+  passes.forEach(({ stmts, lanes, prefetch: ahead }, n) => {
     const name = `${k.name}_pass${n}`;
     fns.push(body(name, stmts, { plainAtomics: owner }));
     const scalar = (from: string, to: string) => `for (int64_t ngp_i = ${from}; ngp_i < ${to}; ++ngp_i) ${call(k, name, params)};`;
     const [from, to] = owner ? ["0", "ngp_n"] : ["ngp_c", "ngp_e"];
-    // A very long pass (learned probing with many slots, say) runs one point at a time: its lane
-    // form would multiply a large body by 16 lanes, and GCC's time and memory with it.
-    const buffers = new Set(params.filter((q) => q.buffer).map((q) => q.name));
     const args = (g: string) => [g, ...params.flatMap((q) => q.args)].join(", ");
-    const ahead = prefetchVariant(stmts, buffers);
-    if (!lanesSupported(stmts) || statementCount(stmts) > MAX_LANE_STATEMENTS || gathersAndScatters(stmts, buffers)) {
-      if (!ahead || !owner) return void runs.push(scalar(from, to));
+    if (!lanes) {
+      if (!ahead) return void runs.push(scalar(from, to));
       // One point at a time, the table lines of point i + PREFETCH_POINTS prefetched while point
       // i runs (a level's pass walks every point on one thread: nothing else hides the misses).
       fns.push(body(`${name}_prefetch`, ahead, {}));

@@ -2,14 +2,14 @@
 // wrapper with a grid-stride loop, and `extern "C"` host entry points for launching, device memory
 // and error names, so the runtime needs nothing but this library and libcudart.
 import type { EmittedModule } from "../../dsl/abi.ts";
-import type { SpecializedKernel } from "../specialize.ts";
+import type { SpecializedKernel } from "../ir.ts";
 import { emitC, type BodyRenderer, type CParam, type CTarget, type EmitOptions } from "./c_base.ts";
 import { CUDA_TILES } from "./tile_prelude.ts";
 
 export const CUDA_BLOCK_SIZE = 128;
 const MAX_BLOCKS = 65535 * 32;
 
-/** Host entry points for memory and errors; every CUDA module carries them (see dsl/abi.ts). */
+/** Host entry points for memory and errors; every CUDA module carries them (see runtime/abi.ts). */
 const HOST_API = `extern "C" int32_t ngp_cuda_device_count(int32_t* out) { int n = 0; cudaError_t e = cudaGetDeviceCount(&n); *out = n; return (int32_t)e; }
 extern "C" int32_t ngp_cuda_malloc(uint64_t bytes, uint64_t* out) { void* p = nullptr; cudaError_t e = cudaMalloc(&p, bytes); *out = (uint64_t)p; return (int32_t)e; }
 extern "C" int32_t ngp_cuda_free(uint64_t ptr) { return (int32_t)cudaFree((void*)ptr); }

@@ -2,10 +2,11 @@
 // semantics: f32 results through Math.fround, i32 through `| 0` and Math.imul, u32 through
 // `>>> 0`, shifts modulo 32, trap-free integer division. Buffers are TypedArrays (f16 buffers are
 // Float16Array, which rounds on store like a C conversion).
-import { INTRINSICS, lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
+import { INTRINSICS, spell } from "../../dsl/intrinsics.ts";
+import { intrinsic } from "../forms.ts";
 import type { EmittedModule } from "../../dsl/abi.ts";
 import { typeOf, type Expr, type Scalar, type Stmt } from "../ir.ts";
-import type { SpecializedKernel } from "../specialize.ts";
+import type { SpecializedKernel } from "../ir.ts";
 import { BATCH_VAR } from "../tiles.ts";
 import { JS_TILE_CHECKS, JS_TILES, SLOTS } from "./tile_prelude.ts";
 import type { EmitOptions } from "./c_base.ts";
@@ -100,9 +101,19 @@ function checkedLoop(call: string): string[] {
 }
 
 class JsPrinter extends StatementPrinter {
+  /** The renderings this printer rounded to f32 (Math.fround(...)). */
+  private readonly rounded = new Set<string>();
+
   /** `checked`: the buffer parameters whose indices are checked. */
   constructor(private readonly checked: Set<string>) {
     super();
+  }
+
+  /** `s` rounded once to f32, as C rounds each f32 operation. */
+  private round(s: string): string {
+    const out = `Math.fround(${s})`;
+    this.rounded.add(out);
+    return out;
   }
 
   /** `base[index]`, with the index checked for a checked buffer. */
@@ -154,17 +165,20 @@ class JsPrinter extends StatementPrinter {
       }
       case "call": {
         const args = e.args.map((a) => this.expr(a));
-        const intr = lookupIntrinsic(e.fn)!;
-        const [buf, index] = e.args;
-        if (e.fn === "atomicAdd" && buf?.k === "var" && this.checked.has(buf.name)) args[1] = `__chk(${args[1]}, ${buf.name}, "${buf.name}")`;
+        const intr = intrinsic(e.fn)!;
+        // An element added to in a checked buffer: its index is checked.
+        const effect = intr.effect?.k === "add" ? intr.effect : undefined;
+        const buf = effect && e.args[effect.buf];
+        if (effect && buf?.k === "var" && this.checked.has(buf.name)) args[effect.index] = `__chk(${args[effect.index]}, ${buf.name}, "${buf.name}")`;
         const check = intr.tile?.check;
-        if (check && buf && this.checked.size) {
+        if (check && this.checked.size) {
           const [b, R, C, ...rest] = check.args.map((i) => args[i]!);
           return `(__tile_${check.kind}_ok(${[R, C, b, ...rest, `"${b}"`].join(", ")}), ${fillSpelling(spell(intr, "js", e.T), args)})`;
         }
         const text = fillSpelling(spell(intr, "js", e.T), args);
         // Intrinsics that compute in double round once to f32, like their C counterparts.
-        return e.ty === "f32" && !/^(Math\.fround|__bitsf32|__fma|__min|__max|\(\()/.test(text) ? `Math.fround(${text})` : text;
+        // (A value rounded already, an f32 operation passed through detach, is not rounded again.)
+        return e.ty === "f32" && !intr.jsF32 && !this.rounded.has(text) ? this.round(text) : text;
       }
       case "field":
         throw new Error("internal: unbound configuration field reached the emitter");
@@ -179,7 +193,7 @@ class JsPrinter extends StatementPrinter {
     const x = this.expr(a, prec + 1);
     const y = this.expr(b, prec);
     if (ty === "bool" || ["<", "<=", ">", ">=", "===", "!==", "&&", "||"].includes(op)) return `${x} ${op} ${y}`;
-    if (ty === "f32") return `Math.fround(${x} ${op} ${y})`;
+    if (ty === "f32") return this.round(`${x} ${op} ${y}`);
     const xs = this.expr(a, 99);
     const ys = this.expr(b, 99);
     if (op === "*") return wrap(`Math.imul(${xs}, ${ys})`, ty);

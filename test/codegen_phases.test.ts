@@ -1,0 +1,342 @@
+// The compiler's phases (codegen/compile.ts), each on its own on a small kernel: what it takes, what
+// it leaves, and the IR facts the next phase relies on. The end-to-end tests (snapshot, parity,
+// semantics, adjoint, tiles) check what the phases compute together.
+import { describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { deriveAdjoint } from "../codegen/adjoint.ts";
+import { deriveTileAdjoint } from "../codegen/adjoint_tile.ts";
+import { checkProgram } from "../codegen/check.ts";
+import { DiagnosticError, DiagnosticSink, type Span } from "../codegen/diagnostics.ts";
+import { fold } from "../codegen/fold.ts";
+import { FORMS, INTERNAL_TILE_OPS, MADE, writtenBuffers } from "../codegen/forms.ts";
+import { deadCodeElimination, exprsOf, type Expr, type Program, type Scalar, type SpecializedKernel, type Stmt } from "../codegen/ir.ts";
+import { parseProgram } from "../codegen/parse.ts";
+import { schedule } from "../codegen/schedule.ts";
+import { simplify } from "../codegen/simplify.ts";
+import { specialize, withoutDerivatives, type ConfigValue } from "../codegen/specialize.ts";
+import { tidy } from "../codegen/tidy.ts";
+import { lowerTiles } from "../codegen/tiles.ts";
+import { INTRINSICS, type Intrinsic } from "../dsl/intrinsics.ts";
+
+const FILE = resolve(import.meta.dir, "fixtures/phases_inline.ts");
+const HEAD = `import { type Buf, type Const, type f32, type i32, type u32, atomicAdd, exp, localArray, min, u32 } from "../../dsl/index.ts";
+import { type Tile, accumulate, loadRows, loadTile, matmulNT, matmulTN, storeRows } from "../../dsl/tiles.ts";
+`;
+const NO_SPAN: Span = { file: "", start: 0, end: 0, line: 0, col: 0 };
+
+/** Parse `src` (and check it unless `check` is false). */
+function program(src: string, check = true): Program {
+  const sink = new DiagnosticSink();
+  const p = parseProgram(FILE, sink, { text: HEAD + src });
+  if (check) checkProgram(p, sink);
+  sink.throwIfAny();
+  return p;
+}
+
+/** Parse, check and specialize the first kernel of `src` (or `name`). */
+function specialized(src: string, config?: ConfigValue, name?: string): SpecializedKernel {
+  const p = program(src);
+  return specialize(p, name ? p.kernels.find((k) => k.name === name)! : p.kernels[0]!, config);
+}
+
+/** Through the phases before the adjoint and the schedule (as compile.ts runs them). */
+function tidied(src: string, config?: ConfigValue): SpecializedKernel {
+  return tidy(lowerTiles(withoutDerivatives(simplify(specialized(src, config), 64))));
+}
+
+/** Every expression of a body (nested statements included). */
+const exprs = (body: Stmt[]): Expr[] => body.flatMap((s) => [...exprsOf(s)]);
+/** The functions a body calls, in order. */
+const calls = (body: Stmt[]): string[] => exprs(body).flatMap((e) => (e.k === "call" ? [e.fn] : []));
+/** Every statement of a body (nested ones included), depth first. */
+const stmts = (body: Stmt[]): Stmt[] => body.flatMap((s) => [s, ...("body" in s ? stmts(s.body) : s.k === "if" ? [...stmts(s.then), ...stmts(s.else)] : [])]);
+const lit = (v: number | boolean, ty: Scalar): Expr => ({ k: "lit", v, ty, span: NO_SPAN });
+const code = (f: () => unknown): string | undefined => {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof DiagnosticError) return e.diagnostics[0]!.code;
+    throw e;
+  }
+  return undefined;
+};
+
+const SAXPY2 = `
+interface Cfg { scale: f32; weights: f32[]; n: i32 }
+function twice(x: f32): f32 {
+  return x * 2.0;
+}
+/** @kernel */
+export function k(i: u32, cfg: Const<Cfg>, x: Buf<f32>, out: Buf<f32>): void {
+  out[i] = twice(x[i]) * cfg.scale + cfg.weights[i % 2];
+}`;
+
+describe("parse and check", () => {
+  const SRC = `
+/** @kernel */
+export function k(i: u32, x: Buf<i32>, out: Buf<i32>): void {
+  const a = localArray<i32>(2);
+  a[0] = min(x[i], 7);
+  out[i] = a[0];
+}`;
+
+  test("the front end resolves the dsl's names: a special form becomes its statement, an intrinsic a call", () => {
+    const [k] = program(SRC, false).kernels;
+    expect(k!.body[0]).toMatchObject({ k: "array", name: "a", elem: "i32", size: { k: "lit", v: 2 } });
+    expect(k!.body[1]).toMatchObject({ k: "assign", value: { k: "call", fn: "min", kind: "intrinsic" } });
+    expect(exprs(k!.body).every((e) => e.k !== "call" || e.kind === "intrinsic")).toBe(true);
+  });
+
+  test("the checker types every expression and instantiates a generic intrinsic", () => {
+    const [k] = program(SRC).kernels;
+    expect(k!.body[1]).toMatchObject({ value: { k: "call", T: "i32", ty: "i32", args: [{ ty: "i32" }, { k: "lit", v: 7, ty: "i32", abstract: false }] } });
+  });
+});
+
+describe("specialize: inlining and binding", () => {
+  test("helpers are inlined, configuration fields become literals and lists tables", () => {
+    const k = specialized(SAXPY2, { scale: 3, weights: [1, 2], n: 4 });
+    expect(k.params.map((p) => p.name)).toEqual(["x", "out"]); // the configuration is no parameter
+    const all = exprs(k.body);
+    expect(all.some((e) => e.k === "call" && e.kind === "helper")).toBe(false);
+    expect(all.some((e) => e.k === "field")).toBe(false);
+    expect(all.find((e) => e.k === "table")).toMatchObject({ id: "cfg_weights", values: [1, 2] });
+    expect(all.some((e) => e.k === "lit" && e.v === 3 && e.ty === "f32")).toBe(true);
+  });
+
+  test("a missing configuration field is reported by name", () => {
+    expect(() => specialized(SAXPY2, { scale: 3, weights: [1, 2] })).toThrow(/missing field Cfg\.n/);
+  });
+
+  test("a helper's declared derivative is kept for the adjoint, and dropped otherwise", () => {
+    const src = `
+/** @grad sqGrad */
+function sq(x: Buf<f32>, i: u32): f32 {
+  return x[i] * x[i];
+}
+function sqGrad(x: Buf<f32>, i: u32, adj: f32, d_x: Buf<f32>): void {
+  atomicAdd(d_x, i, 2.0 * x[i] * adj);
+}
+/** @kernel */
+export function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {
+  out[i] = sq(x, i);
+}`;
+    const k = simplify(specialized(src), 64);
+    expect(stmts(k.body).some((s) => s.k === "block" && s.derivative)).toBe(true);
+    const dropped = withoutDerivatives(k);
+    expect(stmts(dropped.body).some((s) => s.k === "block" && (s.derivative || s.custom))).toBe(false);
+    expect(calls(dropped.body)).not.toContain(MADE.gradientAdd);
+  });
+});
+
+describe("simplify and fold", () => {
+  const LOOP = `
+/** @kernel */
+export function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {
+  let s = 0.0;
+  for (let j = 0; j < 3; j++) {
+    s += x[i * 3 + u32(j)];
+  }
+  out[i] = s;
+}`;
+
+  test("a loop over constant bounds unrolls into marked iterations, its counter folded", () => {
+    const k = simplify(specialized(LOOP), 64);
+    const iterations = k.body.filter((s) => s.k === "block" && s.unrolled);
+    expect(iterations.map((s) => (s as Extract<Stmt, { k: "block" }>).unrolled!.iter)).toEqual([0, 1, 2]);
+    expect(stmts(k.body).some((s) => s.k === "for")).toBe(false);
+    expect(calls(k.body)).toEqual([]); // u32(j) folded for each j
+  });
+
+  test("a loop longer than maxUnroll stays a loop", () => {
+    const k = simplify(specialized(LOOP), 2);
+    expect(k.body.some((s) => s.k === "for")).toBe(true);
+  });
+
+  test("folding wraps and rounds as the generated code does", () => {
+    const add = (a: number, b: number, ty: Scalar): Expr => ({ k: "bin", op: "+", a: lit(a, ty), b: lit(b, ty), ty, span: NO_SPAN });
+    expect(fold(add(0x7fffffff, 1, "i32"))).toMatchObject({ k: "lit", v: -0x80000000 });
+    expect(fold(add(0xffffffff, 2, "u32"))).toMatchObject({ k: "lit", v: 1 });
+    expect(fold(add(0.1, 0.2, "f32"))).toMatchObject({ k: "lit", v: Math.fround(Math.fround(0.1) + Math.fround(0.2)) });
+  });
+
+  test("a choice with a constant condition folds to the chosen operand; an inexact intrinsic does not fold", () => {
+    const a: Expr = { k: "var", name: "a", ty: "f32", span: NO_SPAN };
+    const b: Expr = { k: "var", name: "b", ty: "f32", span: NO_SPAN };
+    const choice: Expr = { k: "call", fn: MADE.choice, kind: "intrinsic", args: [lit(false, "bool"), a, b], T: "f32", ty: "f32", span: NO_SPAN };
+    expect(fold(choice)).toBe(b);
+    const e: Expr = { k: "call", fn: "exp", kind: "intrinsic", args: [lit(1, "f32")], ty: "f32", span: NO_SPAN };
+    expect(fold(e)).toMatchObject({ k: "call", fn: "exp" });
+  });
+});
+
+describe("tiles", () => {
+  const FORWARD = `
+/** @kernel @block 4 */
+export function k(b: u32, x: Buf<f32>, w: Buf<f32>, out: Buf<f32>): void {
+  storeRows(out, 2, 0, matmulNT(loadRows(x, 3, 0, 3), loadTile(w, 0, 2, 3)));
+}`;
+
+  test("tile operations become prelude calls on tile storage; a read-only matrix is read in place", () => {
+    const k = lowerTiles(simplify(specialized(FORWARD), 64));
+    expect(calls(k.body)).toEqual(["loadRows", "matmulNT", "tileView", "storeRows"]); // (the view is an argument of the product)
+    expect(k.body.filter((s) => s.k === "array" && s.tile).length).toBeGreaterThan(0);
+    expect(stmts(k.body).some((s) => s.k === "let" && s.tile)).toBe(false);
+    // Bounds-checked: the matrix is copied (its range checked), not viewed.
+    expect(calls(lowerTiles(simplify(specialized(FORWARD), 64), true).body)).toEqual(["loadRows", "loadTile", "matmulNT", "storeRows"]);
+  });
+
+  test("an accumulated product nothing else reads fuses into one operation, and the buffer is listed", () => {
+    const src = `
+/** @kernel @block 4 */
+export function k(b: u32, x: Buf<f32>, d: Buf<f32>, grad: Buf<f32>): void {
+  accumulate(grad, 0, matmulTN(loadRows(d, 2, 0, 2), loadRows(x, 3, 0, 3)));
+}`;
+    const k = lowerTiles(simplify(specialized(src), 64));
+    expect(calls(k.body)).toEqual(["loadRows", "loadRows", Object.keys(INTERNAL_TILE_OPS).find((n) => n !== "tileView")!]);
+    expect(k.block!.accumulates).toEqual(["grad"]);
+  });
+
+  test("a tile operation outside a block kernel is refused", () => {
+    const src = `
+/** @kernel */
+export function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {
+  storeRows(out, 3, 0, loadRows(x, 3, 0, 3));
+}`;
+    expect(code(() => lowerTiles(simplify(specialized(src), 64)))).toBe("NGP1040");
+  });
+});
+
+describe("tidy", () => {
+  test("identities go, a declaration moves to its first value, a copy is read through", () => {
+    const src = `
+/** @kernel */
+export function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {
+  let s = 0.0;
+  s = x[i + 0] * 1.0;
+  const t = s;
+  out[i] = t;
+}`;
+    const k = tidy(simplify(specialized(src), 64));
+    expect(k.body).toHaveLength(2);
+    expect(k.body[0]).toMatchObject({ k: "let", name: "s", mutable: false, init: { k: "index", index: { k: "var", name: "i" } } });
+    expect(k.body[1]).toMatchObject({ k: "assign", value: { k: "var", name: "s" } });
+  });
+});
+
+describe("adjoints", () => {
+  const SQUARE = `
+/** @kernel */
+export function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {
+  out[i] = x[i] * x[i];
+}`;
+  const spec = { name: "kGrad", wrt: ["x"], span: NO_SPAN };
+
+  test("the adjoint reads the output's adjoint and adds into the differentiated buffer's gradient", () => {
+    const k = deriveAdjoint(tidied(SQUARE), spec);
+    expect(k.name).toBe("kGrad");
+    expect(k.params.map((p) => p.name)).toEqual(["x", "d_out", "d_x"]);
+    const adds = exprs(k.body).filter((e) => e.k === "call" && e.fn === MADE.gradientAdd) as Extract<Expr, { k: "call" }>[];
+    expect(adds.map((e) => (e.args[0] as { name: string }).name)).toEqual(["d_x"]);
+    expect(exprs(k.body).some((e) => e.k === "index" && e.base.k === "var" && e.base.name === "d_out")).toBe(true);
+    expect(writtenBuffers(k.body)).toEqual(new Set(["d_x"]));
+  });
+
+  test("differentiating a buffer the kernel writes is refused", () => {
+    expect(code(() => deriveAdjoint(tidied(SQUARE), { ...spec, wrt: ["out"] }))).toBe("NGP1052");
+  });
+
+  test("a block kernel's adjoint: loads of the differentiated buffer accumulate, stores read the output's adjoint", () => {
+    const src = `
+/** @kernel @block 4 */
+export function k(b: u32, x: Buf<f32>, w: Buf<f32>, out: Buf<f32>): void {
+  storeRows(out, 2, 0, matmulNT(loadRows(x, 3, 0, 3), loadTile(w, 0, 2, 3)));
+}`;
+    const k = deriveTileAdjoint(simplify(specialized(src), 64), { name: "kGrad", wrt: ["w"], span: NO_SPAN });
+    expect(k.params.map((p) => p.name)).toEqual(["x", "w", "d_out", "d_w"]);
+    const reads = exprs(k.body).filter((e) => e.k === "call" && e.args[0]?.k === "var" && ["d_out", "d_w"].includes(e.args[0].name)) as Extract<Expr, { k: "call" }>[];
+    expect(reads.map((e) => `${e.fn}(${(e.args[0] as { name: string }).name})`)).toEqual(["loadRows(d_out)", "accumulate(d_w)"]);
+    // The tiles phase lowers it like any block kernel.
+    expect(lowerTiles(k).block!.accumulates).toEqual(["d_w"]);
+  });
+});
+
+describe("schedule (CPU)", () => {
+  test("a split kernel becomes one pass per iteration, each with the prologue", () => {
+    const src = `
+/** @kernel @schedule split */
+export function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {
+  const base = i * 3;
+  for (let l = 0; l < 3; l++) {
+    out[base + u32(l)] = exp(x[base + u32(l)]);
+  }
+}`;
+    const k = schedule(tidied(src));
+    expect(k.passes).toHaveLength(3);
+    for (const p of k.passes!) {
+      expect(p.stmts[0]).toMatchObject({ k: "let", name: "base" });
+      expect(p.lanes).toBe(true);
+      expect(p.prefetch).toBeUndefined(); // no access at an index read from a buffer
+    }
+  });
+
+  test("a lanes kernel with a branch left at run time is refused; an unscheduled kernel is left alone", () => {
+    const src = `
+/** @kernel @schedule lanes */
+export function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {
+  if (x[i] > 0.0) {
+    out[i] = 1.0;
+  }
+}`;
+    expect(code(() => schedule(tidied(src)))).toBe("NGP1034");
+    const plain = tidied(`
+/** @kernel */
+export function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {
+  out[i] = x[i];
+}`);
+    expect(schedule(plain)).toBe(plain);
+  });
+});
+
+describe("shared IR utilities", () => {
+  test("dead-code elimination drops what nobody reads", () => {
+    const k = simplify(specialized(`
+/** @kernel */
+export function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {
+  const unused = x[i] * 2.0;
+  const used = x[i] + 1.0;
+  out[i] = used;
+}`), 64);
+    // A store is a result when its buffer is read afterwards (live).
+    expect(deadCodeElimination(k.body, new Set(["out"])).map((s) => (s.k === "let" ? s.name : s.k))).toEqual(["used", "assign"]);
+  });
+});
+
+describe("the pipeline", () => {
+  test("compile.ts's header names each phase's file, and compile.ts calls each of them", () => {
+    const text = readFileSync(resolve(import.meta.dir, "../codegen/compile.ts"), "utf8");
+    const header = text.slice(0, text.indexOf("\nimport "));
+    const files = [...header.matchAll(/^\/\/   [a-z ]+\s{2,}([\w/]+\.ts)/gm)].map((m) => m[1]!);
+    expect(files.length).toBeGreaterThanOrEqual(10);
+    for (const f of files) expect(text).toContain(`from "./${f}"`);
+  });
+});
+
+describe("intrinsic properties", () => {
+  test("the compiler names no intrinsic or special form outside its table (codegen/forms.ts)", () => {
+    const names = [...Object.keys(INTRINSICS), ...Object.keys(INTERNAL_TILE_OPS), ...Object.keys(FORMS)].filter((n) => !["f32", "i32", "u32", "tiles"].includes(n)); // (also names of types)
+    const dir = resolve(import.meta.dir, "../codegen");
+    const files = readdirSync(dir, { recursive: true }).map(String).filter((f) => f.endsWith(".ts") && f !== "forms.ts");
+    const found = files.flatMap((f) => {
+      const text = readFileSync(join(dir, f), "utf8");
+      return names.filter((n) => text.includes(`"${n}"`)).map((n) => `${f}: "${n}"`);
+    });
+    expect(found).toEqual([]);
+  });
+
+  test("an intrinsic that adds to an element writes that buffer", () => {
+    for (const [name, e] of Object.entries(INTRINSICS) as [string, Intrinsic][])
+      if (e.effect?.k === "add") expect(`${name} writes ${e.writes}`).toBe(`${name} writes ${e.effect.buf}`);
+  });
+});
