@@ -6,10 +6,11 @@
 // within 0.3 dB of the best setting tried at every budget and image.
 //
 // - Budgets are wall-clock seconds (`--seconds`). With `--rate R` (the defaults' steps per second
-//   on this machine, e.g. from `bun run train --json` when it is idle) each budget becomes a step
-//   count instead: round(R x s x seconds), where s is the setting's speed relative to the defaults,
-//   measured at the start, back to back (a setting without the EMA runs more steps). The PSNR
-//   figures then do not depend on what else the machine runs during a sweep of an hour.
+//   on this machine, e.g. `bun run train --seconds 60 --eval-every 0 --json` when it is idle) each
+//   budget becomes round(R x seconds) steps instead, the same for every setting: the figures then do
+//   not depend on what else the machine runs during a sweep of an hour. The settings' speeds differ
+//   little (an EMA costs about 5% of a step; the sampling and loss kernels cost the same), which a
+//   step budget leaves out.
 // - The largest budget runs the defaults and only the settings within `--keep` dB (default 1) of
 //   the best at the budget before, on that image: the long runs are most of the cost.
 // - Each run's result is a JSON file in `--results` (default: a temporary folder); a run whose file
@@ -21,7 +22,7 @@ import { MAX_STEPS, parseTrainConfig, type TrainConfigInput } from "../train/con
 import { train } from "../train/trainer.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { benchArgs } from "./args.ts";
-import { BusyMeter, busyNote, cpuInfo, cpuSnapshot, loadReport, median, othersShare } from "./machine.ts";
+import { BusyMeter, busyNote, cpuInfo, cpuSnapshot, loadReport, othersShare } from "./machine.ts";
 
 const USAGE = `usage: bun run bench:defaults [--image path]... [--seconds 10,60,300] [--rate R] [--keep dB] [--results dir] [--markdown file] [--json]
   --image path     a photograph, repeatable (default: kodim01, kodim05, kodim13 and kodim23 of ../shared/data/kodak)
@@ -38,6 +39,7 @@ const DEFAULT_IMAGES = ["kodim01", "kodim05", "kodim13", "kodim23"].map((k) => j
 /** The settings tried: train()'s defaults, and each alternative as the fields it changes. */
 export const SETTINGS: Record<string, { what: string; config: TrainConfigInput }> = {
   defaults: { what: "train()'s defaults", config: {} },
+  ema: { what: "an EMA (evaluated where its held-out MSE is the lower)", config: { ema: { enabled: true } } },
   "no-ema": { what: "no EMA (the raw weights)", config: { ema: { enabled: false } } },
   "relative-l2": { what: "relative L2 loss", config: { loss: "relative_l2" } },
   "l2": { what: "plain L2 loss", config: { loss: "l2" } },
@@ -87,36 +89,8 @@ function parse(values: Exclude<ReturnType<typeof benchArgs<typeof OPTIONS>>, num
   };
 }
 
-/**
- * Each setting's steps per second relative to the defaults': CALIBRATION_STEPS timed steps (after
- * 5 untimed ones) of each setting, in ROUNDS rounds that alternate the settings, on `image`; the
- * median of each setting's rounds, so that a moment of load elsewhere hits one round, not the result.
- */
-const CALIBRATION = { steps: 30, skip: 5, rounds: 3 };
-async function speeds(names: string[], image: string, dir: string, log: (s: string) => void): Promise<Record<string, number>> {
-  const file = join(dir, "speeds.json");
-  if (existsSync(file)) return JSON.parse(readFileSync(file, "utf8")) as Record<string, number>;
-  const rates: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
-  for (let r = 0; r < CALIBRATION.rounds; r++) {
-    for (const n of names) {
-      const out = mkdtempSync(join(tmpdir(), "bench-defaults-"));
-      const t: number[] = [];
-      try {
-        await train({ ...SETTINGS[n]!.config, image, backend: "cpu", evalEvery: 0, out, steps: CALIBRATION.skip + CALIBRATION.steps }, { onStep: () => void t.push(performance.now()) });
-      } finally {
-        rmSync(out, { recursive: true, force: true });
-      }
-      rates[n]!.push((1000 * CALIBRATION.steps) / (t[t.length - 1]! - t[CALIBRATION.skip - 1]!));
-    }
-  }
-  const rel = Object.fromEntries(names.map((n) => [n, median(rates[n]!) / median(rates.defaults!)]));
-  log(`speeds relative to the defaults (median of ${CALIBRATION.rounds} rounds of ${CALIBRATION.steps} steps on ${basename(image)}): ${names.map((n) => `${n} ${rel[n]!.toFixed(3)}`).join(", ")}`);
-  writeFileSync(file, JSON.stringify(rel));
-  return rel;
-}
-
 async function runOne(setting: string, image: string, seconds: number, rate: number | undefined, dir: string, log: (s: string) => void): Promise<RunResult> {
-  const file = join(dir, `${setting}-${basename(image, ".png")}-${seconds}s${rate ? `-r${rate.toFixed(3)}` : ""}.json`);
+  const file = join(dir, `${setting}-${basename(image, ".png")}-${seconds}s${rate ? `-r${rate}` : ""}.json`);
   if (existsSync(file)) return JSON.parse(readFileSync(file, "utf8")) as RunResult;
   const budgetSteps = rate ? Math.max(1, Math.round(rate * seconds)) : null;
   const out = mkdtempSync(join(tmpdir(), "bench-defaults-"));
@@ -140,8 +114,8 @@ function tables(results: RunResult[], names: string[], images: string[], budgets
   for (const b of budgets) {
     const at = results.filter((r) => r.seconds === b);
     const cols = names.filter((n) => at.some((r) => r.setting === n));
-    const steps = cols.map((n) => at.find((r) => r.setting === n)?.budgetSteps);
-    lines.push("", `**${b} s**: full-image PSNR in dB; best of each row in bold${steps[0] ? ` (steps: ${cols.map((n, i) => `${n} ${steps[i]}`).join(", ")})` : ""}`, "");
+    const steps = at.find((r) => r.budgetSteps !== null)?.budgetSteps;
+    lines.push("", `**${b} s**${steps ? ` (${steps} steps each)` : ""}: full-image PSNR in dB; best of each row in bold`, "");
     lines.push(`| image | ${cols.join(" | ")} | defaults - best |`, `|---|${cols.map(() => "---:").join("|")}|---:|`);
     for (const image of images) {
       const row = at.filter((r) => r.image === image);
@@ -188,7 +162,6 @@ async function main(): Promise<number> {
     return JSON.stringify([c.sampling, c.loss, c.schedule, c.ema]);
   };
   const names = Object.keys(SETTINGS).filter((n) => n === "defaults" || key(n) !== key("defaults"));
-  const speed = o.rate ? await speeds(names, o.images[0]!, dir, log) : undefined;
   for (const [k, b] of o.budgets.entries()) {
     const last = k === o.budgets.length - 1 && o.budgets.length > 1;
     log(`${b} s${last ? ` (the defaults and the settings within ${o.keep} dB of the best at ${o.budgets[k - 1]} s)` : ""}:`);
@@ -199,7 +172,7 @@ async function main(): Promise<number> {
         const best = Math.max(...before.map((r) => r.psnr));
         chosen = names.filter((n) => n === "defaults" || before.some((r) => r.setting === n && r.psnr >= best - o.keep));
       }
-      for (const setting of chosen) results.push(await runOne(setting, image, b, o.rate && o.rate * speed![setting]!, dir, log));
+      for (const setting of chosen) results.push(await runOne(setting, image, b, o.rate, dir, log));
     }
   }
   busy.stop();

@@ -17,6 +17,8 @@ export interface Flag {
   help: string;
   /** Not the trainer's: a flag of this command only. */
   only?: "params";
+  /** A boolean field the flag also sets to true (--ema N turns the average on). */
+  enables?: string;
 }
 
 /** Every flag, the configuration field it sets, and what it means. */
@@ -59,8 +61,8 @@ export const ALL_FLAGS: Flag[] = [
   { flag: "pct-start", path: "schedule.pctStart", kind: "number", help: "onecycle: share of the steps rising to the maximum [0.3]" },
   { flag: "patience", path: "schedule.patience", kind: "int", help: "plateau: evaluations without improvement before reducing [3]" },
   { flag: "factor", path: "schedule.factor", kind: "number", help: "plateau: the reduction factor [0.5]" },
-  { flag: "ema", path: "ema.decay", kind: "number", help: "decay of the parameters' moving average (outputs use it, or the raw parameters where those have the lower held-out error)" },
-  { flag: "no-ema", path: "ema.enabled", kind: "bool", help: "evaluate the raw parameters, keep no moving average" },
+  { flag: "ema", path: "ema.decay", kind: "number", enables: "ema.enabled", help: "keep a moving average of the parameters with this decay, e.g. 0.999 (evaluation and outputs use it where its held-out error is the lower; off by default: the default schedule anneals, and the raw weights end better)" },
+  { flag: "no-ema", path: "ema.enabled", kind: "bool", help: "keep no moving average (e.g. over a --config that keeps one)" },
   { flag: "eval-every", path: "evalEvery", kind: "int", help: "full-image PSNR every N steps (0: at the end only)" },
   { flag: "checkpoint-every", path: "checkpointEvery", kind: "int", help: "a checkpoint every N steps (0: at the end and on Ctrl-C)" },
   { flag: "colorspace", path: "colorspace", kind: "string", help: "srgb (train on the stored values) or linear" },
@@ -95,6 +97,7 @@ export function flagConfig(values: Parsed["values"], flags: Flag[] = FLAGS): Rec
   for (const f of flags) {
     const v = values[f.flag];
     if (v === undefined) continue;
+    if (f.enables) setPath(cfg, f.enables, true);
     if (f.kind === "bool") setPath(cfg, f.path, f.flag.startsWith("no-") ? false : true);
     else if (f.kind === "string") setPath(cfg, f.path, v);
     else {

@@ -89,7 +89,7 @@ export const TrainConfigSchema = z
     optimizer: OptimizerOptions.omit({ weightDecay: true }).prefault({}),
     schedule: ScheduleSpecSchema.default({ kind: "onecycle", pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4 }),
     /** Exponential moving average of the parameters, used for evaluation and outputs. */
-    ema: z.object({ enabled: z.boolean().default(true), decay: z.number().min(0).lt(1).default(0.999) }).strict().prefault({}),
+    ema: z.object({ enabled: z.boolean().default(false), decay: z.number().min(0).lt(1).default(0.999) }).strict().prefault({}),
     /** Samples per micro-batch. */
     batch: positiveInt(1 << 24).default(1 << 16),
     /** Micro-batches per optimizer step (their gradients add; the loss is scaled by 1 / accumulate). */
