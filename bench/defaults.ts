@@ -12,7 +12,8 @@
 //   little (an EMA costs about 5% of a step; the sampling and loss kernels cost the same), which a
 //   step budget leaves out.
 // - The largest budget runs the defaults and only the settings within `--keep` dB (default 1) of
-//   the best at the budget before, on that image: the long runs are most of the cost.
+//   the best at the budget before, on that image, and not those that gave exactly the defaults'
+//   result there (the same weights): the long runs are most of the cost.
 // - Each run's result is a JSON file in `--results` (default: a temporary folder); a run whose file
 //   is there already is not run again, so an interrupted sweep continues where it stopped.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -170,7 +171,9 @@ async function main(): Promise<number> {
       if (last) {
         const before = results.filter((r) => r.image === image && r.seconds === o.budgets[k - 1]);
         const best = Math.max(...before.map((r) => r.psnr));
-        chosen = names.filter((n) => n === "defaults" || before.some((r) => r.setting === n && r.psnr >= best - o.keep));
+        // Not those that gave exactly the defaults' result (the same weights: an EMA never chosen).
+        const defaults = before.find((r) => r.setting === "defaults")?.psnr;
+        chosen = names.filter((n) => n === "defaults" || before.some((r) => r.setting === n && r.psnr >= best - o.keep && r.psnr !== defaults));
       }
       for (const setting of chosen) results.push(await runOne(setting, image, b, o.rate, dir, log));
     }
