@@ -48,6 +48,7 @@ export const SETTINGS: Record<string, { what: string; config: TrainConfigInput }
   cosine: { what: "cosine schedule", config: { schedule: { kind: "cosine" } } },
   onecycle: { what: "onecycle schedule", config: { schedule: { kind: "onecycle" } } },
   bilinear: { what: "bilinear sampling", config: { sampling: "bilinear" } },
+  "lr-5e-3": { what: "half the learning rate (onecycle's peak)", config: { optimizer: { lr: 5e-3 } } },
 };
 
 interface RunResult {

@@ -73,7 +73,7 @@ function progress(json: boolean, limit: () => number | undefined): { step(i: Ste
   };
 }
 
-function report(r: TrainResult, kind: ScheduleKind): string {
+function report(r: TrainResult, kind: ScheduleKind, ema: boolean): string {
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
   const on = r.points
     ? `validation loss ${r.points.validationLoss.toExponential(3)}, PSNR ${r.psnr.toFixed(2)} dB (relative to the value range) on ${r.points.heldOutRecords.toLocaleString("en")} held-out points`
@@ -89,7 +89,7 @@ function report(r: TrainResult, kind: ScheduleKind): string {
     ...(p
       ? [`points: ${p.records.toLocaleString("en")} (${p.dims} coordinates, ${p.channels} value${p.channels === 1 ? "" : "s"}; ${p.heldOutRecords.toLocaleString("en")} held out), box ${JSON.stringify(p.box.min)}..${JSON.stringify(p.box.max)} (from the ${p.boxFrom}); data buffers ${mib(p.dataBytes)} of the ${mib(p.maxMemory)} allowed, peak memory ${mib(peakRss())}`]
       : []),
-    `parameters: encoding ${r.paramsEncoding.toLocaleString("en")}, network ${r.paramsNetwork.toLocaleString("en")} (${mib(r.bytesParams)}; ${mib(r.bytesTraining)} with gradients, optimizer and EMA state; ${mib(r.bytesInference)} for inference, features in f16)`,
+    `parameters: encoding ${r.paramsEncoding.toLocaleString("en")}, network ${r.paramsNetwork.toLocaleString("en")} (${mib(r.bytesParams)}; ${mib(r.bytesTraining)} with gradients${ema ? ", optimizer state and the EMA" : " and optimizer state"}; ${mib(r.bytesInference)} for inference, features in f16)`,
     `backend ${r.backendReason}`,
     `outputs: ${r.files.reconstruction && r.stoppedBy !== "interrupted" ? `${r.files.reconstruction}, ` : ""}${r.files.metrics}, ${r.files.plot}, ${r.files.summary}, ${r.files.checkpoint}${r.files.validation ? `, ${r.files.validation}` : ""}`,
   ].join("\n");
@@ -156,7 +156,7 @@ export async function main(argv: string[]): Promise<number> {
       onStep: (i) => bar.step(i),
     }).catch((e) => Promise.reject(named(e)));
     bar.stop();
-    if (!json) console.log(report(result, kind));
+    if (!json) console.log(report(result, kind, cfg.ema.enabled));
     if (result.stoppedBy === "interrupted" && !json) console.log(`interrupted: continue with --resume ${result.files.checkpoint}`);
     if (json) {
       console.log(JSON.stringify({

@@ -7,7 +7,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { ALL_FLAGS, FLAGS } from "../cli/flags.ts";
+import { ALL_FLAGS, FLAGS, flagConfig } from "../cli/flags.ts";
 import { detectCudaDevices } from "../runtime/device.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { MAX_STEPS, parseTrainConfig } from "../train/config.ts";
@@ -91,6 +91,14 @@ test("the backend: --backend, else NGPK_BACKEND, else auto; a bad value names wh
       ["cli/train.ts", [...SMALL, "--out", join(tmp, "cuda"), "--backend", "cuda"]],
       ["cli/render.ts", ["--checkpoint", checkpoint, "--out", join(tmp, "cuda.png"), "--backend", "cuda"]],
     ] as const) expectClean(`${script} --backend cuda`, await run(script, [...args]), "error: backend cuda requested by", ["but no"]);
+});
+
+test("the defaults chosen by bench:defaults (pixel sampling, plain L2, onecycle, no EMA); --ema D turns the average on, --no-ema off", () => {
+  const d = parseTrainConfig({});
+  expect([d.sampling, d.loss, d.schedule.kind, d.ema.enabled]).toEqual(["pixel", "l2", "onecycle", false]);
+  expect(flagConfig({ ema: "0.99" })).toEqual({ ema: { decay: 0.99, enabled: true } });
+  expect(parseTrainConfig(flagConfig({ ema: "0.99" })).ema).toEqual({ enabled: true, decay: 0.99 });
+  expect(flagConfig({ "no-ema": true })).toEqual({ ema: { enabled: false } });
 });
 
 test("--seconds alone: time governs (no step limit), said at the start; with --steps, whichever comes first", async () => {

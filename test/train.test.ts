@@ -58,12 +58,14 @@ afterAll(() => {
 /**
  * The small configuration every test starts from (20 steps of 1024 samples), at a constant learning
  * rate so that a run can be continued to more steps (the default onecycle schedule, like cosine,
- * refuses a changed span: its resume is tested with an interruption below).
+ * refuses a changed span: its resume is tested with an interruption below), and with the EMA (off
+ * by default), so that its state is in every determinism and resume check.
  */
 function base(over: Partial<TrainConfigInput> = {}): TrainConfigInput {
   return {
     image,
     schedule: { kind: "none" },
+    ema: { enabled: true },
     encoding: { levels: 4, log2HashmapSize: 12, finestResolution: 256 },
     network: { width: 16 },
     batch: 1024,
