@@ -58,10 +58,11 @@ function expectCleanError(what: string, r: Result, code: number, parts: string[]
 /** The decoded pixels of an image file. */
 const pixels = async (path: string) => new Uint8Array(await sharp(path).raw().toBuffer());
 
-/** A small model with learned probing (2 of its 4 levels are hashed and probed). */
+/** A small model with learned probing (2 of its 4 levels are hashed and probed), keeping an EMA (the weights an export chooses from). */
 function config(over: Partial<TrainConfigInput> = {}): TrainConfigInput {
   return {
     image,
+    ema: { enabled: true },
     encoding: { levels: 4, log2HashmapSize: 12, finestResolution: 256, probing: { range: 4, codebookSize: 256 } },
     network: { width: 16 },
     batch: 4096,
