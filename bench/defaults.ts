@@ -40,7 +40,6 @@ const DEFAULT_IMAGES = ["kodim01", "kodim05", "kodim13", "kodim23"].map((k) => j
 /** The settings tried: train()'s defaults, and each alternative as the fields it changes. */
 export const SETTINGS: Record<string, { what: string; config: TrainConfigInput }> = {
   defaults: { what: "train()'s defaults", config: {} },
-  ema: { what: "an EMA (evaluated where its held-out MSE is the lower)", config: { ema: { enabled: true } } },
   "no-ema": { what: "no EMA (the raw weights)", config: { ema: { enabled: false } } },
   "relative-l2": { what: "relative L2 loss", config: { loss: "relative_l2" } },
   "l2": { what: "plain L2 loss", config: { loss: "l2" } },
