@@ -1,4 +1,4 @@
-// The benchmarks' command lines (bench:train's aside, being rewritten): one parser. A bad argument
+// The benchmarks' command lines: one parser. A bad argument
 // prints parseArgs's message and the usage on stderr (status 2), --help the usage on stdout
 // (status 0); otherwise the values.
 import { parseArgs, type ParseArgsConfig } from "node:util";

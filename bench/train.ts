@@ -20,7 +20,6 @@
 //     sample: bilinear targets at random points, relative L2, EMA); their PSNR and steps/s;
 //   - with --batch-sweep, the PSNR after the largest budget for batches 2^14 .. 2^17.
 // With --json the last line printed is one JSON object with every figure.
-import { parseArgs } from "node:util";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
@@ -32,6 +31,7 @@ import { DEFAULT_IMAGE, parseTrainConfig, type TrainConfig } from "../train/conf
 import { loadImage, type ImageData } from "../train/image.ts";
 import { ImageSampler } from "../train/sampler.ts";
 import { createField, microSeed, train, type TrainResult } from "../train/trainer.ts";
+import { benchArgs } from "./args.ts";
 import { gridTables, handBackward, handForward, loadHand } from "./hand.ts";
 import { BUSY_SHARE, BusyMeter, busyNote, busyText, cpuInfo, cpuSnapshot, loadMachine, loadReport, median, othersShare, shareOfLimit, type LimitShare } from "./machine.ts";
 import { mlpStepFlops } from "./mlp.ts";
@@ -234,19 +234,11 @@ async function runTorch(python: string, peer: Peer, cfg: TrainConfig, image: Ima
 }
 
 async function main(): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({
-      options: {
-        json: { type: "boolean" }, seconds: { type: "string" }, image: { type: "string", multiple: true }, reps: { type: "string" },
-        "batch-sweep": { type: "boolean" }, "no-torch": { type: "boolean" }, help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (e) {
-    console.error(`${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) return console.log(USAGE), 0;
+  const values = benchArgs(USAGE, {
+    json: { type: "boolean" }, seconds: { type: "string" }, image: { type: "string", multiple: true }, reps: { type: "string" },
+    "batch-sweep": { type: "boolean" }, "no-torch": { type: "boolean" },
+  }, { prefix: "bench:train: " });
+  if (typeof values === "number") return values;
   const budgets = (values.seconds ?? "10,60").split(",").map(Number).sort((a, b) => a - b);
   if (!budgets.every((b) => b > 0 && b <= 3600)) return console.error(`--seconds must be numbers in (0, 3600] separated by commas, got ${values.seconds}`), 2;
   const seconds = budgets[budgets.length - 1]!;
