@@ -5,7 +5,7 @@
 // Ctrl-C (or SIGTERM) stops at the next micro-batch and writes a checkpoint; a second one exits.
 import cliProgress from "cli-progress";
 import { backendRequest, type BackendRequest } from "../runtime/backend.ts";
-import { UsageError } from "../runtime/cli_input.ts";
+import { UsageError } from "../dsl/errors.ts";
 import { ConfigError } from "../modules/options.ts";
 import { DEFAULT_IMAGE, MAX_STEPS, TrainConfigSchema, getPath, mergeConfig, namingFile, parseTrainConfig, readConfigFile } from "../train/config.ts";
 import { peakRss } from "../train/points.ts";

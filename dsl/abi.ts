@@ -1,7 +1,8 @@
 // The contract between the compiler (codegen/) and the runtime (runtime/): what an emitted module
 // exports and how each kernel is called. Both sides import these types; nothing else crosses. It is
 // the language's calling convention (how a kernel's `Buf<f32>` and `u32` parameters are passed), so
-// it sits in dsl/, the bottom layer both stand on, and imports nothing (docs/architecture.md).
+// it sits in dsl/, the bottom layer both stand on, and imports only the names of the value types
+// (dsl/types.ts, which imports nothing; docs/architecture.md).
 //
 // Native (CPU and CUDA) modules export, for every kernel, one C symbol
 //     int32_t <name>(int64_t n, <args...>)
@@ -17,11 +18,12 @@
 // JS modules export `function <name>(n, ...args)` with TypedArrays for buffers (no lengths); a
 // bounds-checked one throws at the first out-of-range access (threads run in order) an error
 // whose `ngpFault` is { buffer, index, length, thread }.
+import type { Scalar } from "./types.ts";
 
 /** Element types a buffer may hold (f16 is storage-only). */
 export type ElemType = "f32" | "i32" | "u32" | "f16";
 /** Scalar kernel argument types. */
-export type ScalarType = "f32" | "i32" | "u32" | "bool";
+export type ScalarType = Scalar;
 export type Target = "cpu" | "cuda" | "js";
 
 export type KernelParam =

@@ -1,6 +1,6 @@
 // Seeded random values (mulberry32): the same seed gives the same values on every machine, so
-// initializations, benchmark inputs and test inputs are reproducible. The one generator of the
-// project (train/points.ts's shuffle still has its own copy, to go with the trainer's rewrite).
+// initializations, benchmark inputs, test inputs and the points' shuffle are reproducible. The one
+// generator of the project.
 
 /** Values in [0, 1) from a seeded generator (mulberry32). */
 export function seededUniform(seed: number): () => number {

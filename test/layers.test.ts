@@ -41,8 +41,6 @@ const MAY_IMPORT: Record<string, string[]> = {
  * issue 18's trainer part gives every data source its own file under train/data/.
  */
 const TEMPORARY_CIRCLES: string[][] = [["train/points.ts", "train/trainer.ts"]];
-/** runtime/cli_input.ts, the old name of dsl/errors.ts and runtime/files.ts: only these still import it. */
-const CLI_INPUT_IMPORTERS = ["cli/train.ts", "train/config.ts", "train/points.ts", "train/trainer.ts"];
 
 const STATIC = /^[ \t]*(?:import|export)\b[^"'`;]*?\bfrom\s*["']([^"']+)["']|^[ \t]*import\s*["']([^"']+)["']/gm;
 const DYNAMIC = /\bimport\s*\(\s*["']([^"']+)["']\s*\)/g;
@@ -132,11 +130,6 @@ test("no files import each other in a circle (but the named temporary ones)", ()
   expect(circles.sort()).toEqual(TEMPORARY_CIRCLES);
 });
 
-test("runtime/cli_input.ts (temporary) gains no importer", () => {
-  const importers = [...graph].filter(([, deps]) => deps.includes("runtime/cli_input.ts")).map(([f]) => f);
-  expect(importers.sort()).toEqual(CLI_INPUT_IMPORTERS.filter((f) => graph.get(f)?.includes("runtime/cli_input.ts")));
-});
-
 test("bun run params loads neither the compiler nor the runtime (static imports that are not type-only)", () => {
   const loaded = new Set<string>();
   const visit = (file: string) => {
@@ -153,9 +146,9 @@ test("bun run params loads neither the compiler nor the runtime (static imports 
   expect([...loaded].filter((f) => (f.startsWith("codegen/") && f !== "codegen/diagnostics.ts") || f.startsWith("runtime/") || f === "modules/load.ts")).toEqual([]);
 });
 
-test("the seeded generator (mulberry32) is written once, in modules/random.ts (but train/points.ts's, temporary)", () => {
+test("the seeded generator (mulberry32) is written once, in modules/random.ts", () => {
   const copies = [...graph.keys()].filter((f) => f !== "test/layers.test.ts" && /0x6d2b79f5/i.test(readFileSync(join(ROOT, f), "utf8")));
-  expect(copies.sort()).toEqual(["modules/random.ts", "train/points.ts"]);
+  expect(copies.sort()).toEqual(["modules/random.ts"]);
 });
 
 test("the reader sees imports of every form", () => {

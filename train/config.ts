@@ -3,7 +3,7 @@
 // error names the field (dotted path), the value given and what is allowed.
 import { resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { readInputFile } from "../runtime/cli_input.ts";
+import { readInputFile } from "../runtime/files.ts";
 import { z } from "zod";
 import { ACTIVATIONS, LOSSES } from "../modules/common.ts";
 import { ConfigError } from "../modules/options.ts";

@@ -36,14 +36,15 @@ import * as vega from "vega";
 import * as vl from "vega-lite";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import type { BackendRequest } from "../runtime/backend.ts";
-import { notRegularFile } from "../runtime/cli_input.ts";
+import { seededUniform } from "../modules/random.ts";
+import { notRegularFile } from "../runtime/files.ts";
 import { CheckpointError, type Checkpoint } from "./checkpoint.ts";
 import type { TrainConfig } from "./config.ts";
 import type { Batch, DataSource, EvaluateRequest, SourceContext, SourceEvaluation } from "./data/source.ts";
 import { interruptible } from "./eval.ts";
 import { writeFileAtomic } from "./image.ts";
 import { plotSpec, type MetricsRow } from "./outputs.ts";
-import { ExpectedError } from "../runtime/cli_input.ts";
+import { ExpectedError } from "../dsl/errors.ts";
 
 export const POINTS_MAGIC = "NGPKPNTS";
 export const POINTS_VERSION = 1;
@@ -317,17 +318,10 @@ function mix(...xs: number[]): number {
   return h;
 }
 
-/** mulberry32: a small deterministic generator; next(m) is an integer in [0, m). */
+/** The project's seeded generator (modules/random.ts); next(m) is an integer in [0, m). */
 function generator(seed: number): (m: number) => number {
-  let a = seed >>> 0;
-  return (m) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    const u = ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-    return Math.floor(u * m);
-  };
+  const next = seededUniform(seed);
+  return (m) => Math.floor(next() * m);
 }
 
 interface EvalBuffers {

@@ -16,7 +16,7 @@ import type { Backend, BackendRequest } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { removeStaleTemporaries } from "../runtime/cache.ts";
 import { checkMemory, MemoryError } from "../runtime/memory.ts";
-import { checkOutputFile } from "../runtime/cli_input.ts";
+import { checkOutputFile } from "../runtime/files.ts";
 import { Ema } from "../modules/ema.ts";
 import { HashGrid, checkVariant, defaultCodebookSize } from "../modules/hashgrid.ts";
 import { Loss } from "../modules/loss.ts";
@@ -32,7 +32,7 @@ import { openPointSource, PointSource, type PointsSummary } from "./points.ts";
 import { ImageSampler } from "./sampler.ts";
 import { describeSpan, makeSchedule, spansSteps, Warmup, type Schedule, type ScheduleSpan } from "./schedule.ts";
 import { lockOutDir } from "./lock.ts";
-import { ExpectedError } from "../runtime/cli_input.ts";
+import { ExpectedError } from "../dsl/errors.ts";
 import { ConfigError } from "../modules/options.ts";
 
 /** Progress after each optimizer step. */
