@@ -158,10 +158,7 @@ async function main(): Promise<number> {
   busy.start();
   const results: RunResult[] = [];
   // An alternative that the defaults already are is not run twice.
-  const key = (n: string) => {
-    const c = parseTrainConfig(SETTINGS[n]!.config);
-    return JSON.stringify([c.sampling, c.loss, c.schedule, c.ema]);
-  };
+  const key = (n: string) => JSON.stringify(parseTrainConfig(SETTINGS[n]!.config));
   const names = Object.keys(SETTINGS).filter((n) => n === "defaults" || key(n) !== key("defaults"));
   for (const [k, b] of o.budgets.entries()) {
     const last = k === o.budgets.length - 1 && o.budgets.length > 1;
