@@ -34,7 +34,8 @@ import { findCxx } from "../runtime/toolchain.ts";
 import { readCheckpoint } from "../train/checkpoint.ts";
 import { DEFAULT_IMAGE, parseTrainConfig, type TrainConfig } from "../train/config.ts";
 import { loadImage, samplesView } from "../train/image.ts";
-import { createField, loadCheckpointWeights, train, type TrainResult } from "../train/trainer.ts";
+import { createField, loadCheckpointWeights } from "../train/field.ts";
+import { train, type TrainResult } from "../train/trainer.ts";
 import { benchArgs } from "./args.ts";
 import { busyNote, cpuInfo, cpuSnapshot, loadMachine, loadReport, othersShare } from "./machine.ts";
 

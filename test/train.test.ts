@@ -22,7 +22,8 @@ import { CheckpointError, readCheckpoint, type Checkpoint } from "../train/check
 import { MAX_STEPS, type TrainConfigInput } from "../train/config.ts";
 import { readMetrics } from "../train/outputs.ts";
 import { checkMemory, MemoryError } from "../runtime/memory.ts";
-import { checkpointUses, InterruptedError, TrainError, train, type TrainHooks, type TrainResult } from "../train/trainer.ts";
+import { checkpointUses } from "../train/field.ts";
+import { InterruptedError, TrainError, train, type TrainHooks, type TrainResult } from "../train/trainer.ts";
 import { ConfigError } from "../modules/options.ts";
 import { freshSeed, rng, uniformF32 } from "./util.ts";
 

@@ -38,10 +38,11 @@ import type { DeviceBuffer } from "../runtime/buffer.ts";
 import type { BackendRequest } from "../runtime/backend.ts";
 import { seededUniform } from "../modules/random.ts";
 import { notRegularFile } from "../runtime/files.ts";
-import { CheckpointError, type Checkpoint } from "./checkpoint.ts";
-import type { TrainConfig } from "./config.ts";
+import { CheckpointError, readCheckpoint, type Checkpoint } from "./checkpoint.ts";
+import { parseTrainConfig, type TrainConfig } from "./config.ts";
 import type { Batch, DataSource, EvaluateRequest, SourceContext, SourceEvaluation } from "./data/source.ts";
 import { interruptible } from "./eval.ts";
+import { createField, fieldOf, loadCheckpointWeights } from "./field.ts";
 import { writeFileAtomic } from "./image.ts";
 import { plotSpec, type MetricsRow } from "./outputs.ts";
 import { ExpectedError } from "../dsl/errors.ts";
@@ -788,9 +789,6 @@ export async function loadPointField(checkpoint: string, opts: { backend?: Backe
   predict(coords: Float32Array): Float32Array;
   close(): void;
 }> {
-  const { readCheckpoint } = await import("./checkpoint.ts");
-  const { parseTrainConfig } = await import("./config.ts");
-  const { createField, fieldOf, loadCheckpointWeights } = await import("./trainer.ts");
   const ck = await readCheckpoint(checkpoint);
   const meta = ck.meta.points as PointsMeta | undefined;
   if (!meta) throw new CheckpointError(`${checkpoint}: not a checkpoint of points (it was trained on an image)`, { file: checkpoint, problem: "incompatible" });

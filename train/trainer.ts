@@ -18,14 +18,15 @@ import { removeStaleTemporaries } from "../runtime/cache.ts";
 import { checkMemory, MemoryError } from "../runtime/memory.ts";
 import { checkOutputFile } from "../runtime/files.ts";
 import { Ema } from "../modules/ema.ts";
-import { HashGrid, checkVariant, defaultCodebookSize } from "../modules/hashgrid.ts";
+import { HashGrid, defaultCodebookSize } from "../modules/hashgrid.ts";
 import { Loss } from "../modules/loss.ts";
 import { Mlp } from "../modules/mlp.ts";
 import { Optimizer, type OptimizerState } from "../modules/optimizer.ts";
 import { CheckpointError, checkCompatible, readCheckpoint, trainedOn, writeCheckpoint, type Checkpoint } from "./checkpoint.ts";
 import { MAX_STEPS, MODEL_FIELDS, parseTrainConfig, type TrainConfig, type TrainConfigInput } from "./config.ts";
 import type { Batch, DataSource, EvaluateRequest, SourceContext, SourceEvaluation } from "./data/source.ts";
-import { evaluate, interruptible, type Field } from "./eval.ts";
+import { evaluate, interruptible } from "./eval.ts";
+import { createField, fieldOf, type Weights } from "./field.ts";
 import { loadImage, writeImage, type ImageData } from "./image.ts";
 import { MetricsLog, writeJsonAtomic, writePlot } from "./outputs.ts";
 import { openPointSource, PointSource, type PointsSummary } from "./points.ts";
@@ -61,12 +62,7 @@ export interface EvalInfo {
   weights: Weights;
 }
 
-/**
- * The weights evaluation and outputs use: the EMA's or the raw ones, whichever has the lower mean
- * squared error on the source's held-out batch (both given), so that the average never costs what
- * it lags early in a run (modules/ema.ts); "raw" without an EMA.
- */
-export type Weights = "ema" | "raw";
+/** The weights used (chooseWeights) and, when both were measured, their held-out errors. */
 export interface WeightsChoice {
   used: Weights;
   heldOutMse?: { ema: number; raw: number };
@@ -290,21 +286,6 @@ class ImageSource implements DataSource {
     this.#sampler?.close();
     this.#sampler = undefined;
   }
-}
-
-/** The field a configuration describes: the hash grid and the MLP on top, freshly initialized. */
-export async function createField(cfg: TrainConfig, channels: number, load: { backend?: BackendRequest; log?: (m: string) => void }, dims = 2): Promise<{ grid: HashGrid; mlp: Mlp }> {
-  const { lr: _encLr, probing: { lr: _probingLr, ...probing }, perLevelScale, finestResolution, ...rest } = cfg.encoding;
-  // perLevelScale, when given, replaces finestResolution (the grid takes one or the other).
-  const encoding = perLevelScale === undefined ? { ...rest, finestResolution } : { ...rest, perLevelScale };
-  const { lr: _netLr, weightDecay: _wd, ...network } = cfg.network;
-  await checkVariant({ ...encoding, dims }, { dims: cfg.points ? "--dims" : "--points with --dims", levels: "--levels" });
-  const grid = await HashGrid.create({ dims, ...encoding, probing, seed: cfg.seed }, load);
-  const mlp = await Mlp.create(
-    { inputs: grid.outputDim, outputs: channels, ...network, loss: cfg.loss, huberDelta: cfg.huberDelta, inputGrad: true, seed: cfg.seed + 1 } as never,
-    load,
-  );
-  return { grid, mlp };
 }
 
 async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string) => void, signal?: AbortSignal): Promise<Model> {
@@ -684,52 +665,6 @@ async function chooseWeights(m: Model, source: DataSource): Promise<WeightsChoic
 function describeWeights(w: WeightsChoice): string {
   const name = w.used === "ema" ? "EMA weights" : "raw weights";
   return w.heldOutMse ? `${name} (held-out MSE: EMA ${w.heldOutMse.ema.toExponential(3)}, raw ${w.heldOutMse.raw.toExponential(3)})` : name;
-}
-
-/** The model's prediction at coordinates: grid -> MLP, downloaded. */
-export function fieldOf(m: { grid: HashGrid; mlp: Mlp }): Field {
-  // Output buffers per tile size (a full tile and the last one), reused: evaluating a large image
-  // allocates nothing per tile but the downloaded values.
-  const buffers = new Map<number, { enc: DeviceBuffer<"f32">; out: DeviceBuffer<"f32"> }>();
-  return (coords, n) => {
-    let b = buffers.get(n);
-    if (!b) {
-      if (buffers.size >= 2) {
-        for (const old of buffers.values()) (old.enc.dispose(), old.out.dispose());
-        buffers.clear();
-      }
-      b = { enc: m.grid.alloc(n * m.grid.outputDim), out: m.grid.alloc(n * m.mlp.settings.outputs) };
-      buffers.set(n, b);
-    }
-    return m.mlp.forward(m.grid.forward(coords, b.enc), b.out).download() as Float32Array;
-  };
-}
-
-/**
- * The weights to render and export with: the average's when the checkpoint has one and chose it
- * (meta.weights, by the held-out loss; older checkpoints: always), unless raw.
- */
-export function checkpointUses(ck: Checkpoint, raw = false): Weights {
-  return !raw && ck.meta.weights !== "raw" && ck.arrays["ema.encoding"] && ck.arrays["ema.network"] ? "ema" : "raw";
-}
-
-/** A group's weights to render with (checkpointUses). */
-export function checkpointWeights(ck: Checkpoint, group: "encoding" | "network", raw = false): Float32Array {
-  const a = ck.arrays[checkpointUses(ck, raw) === "ema" ? `ema.${group}` : `${group}.params`];
-  if (!a) throw new CheckpointError(`${ck.path ?? "the checkpoint"} holds no ${group} parameters`);
-  return a;
-}
-
-/** A field's weights from a checkpoint (the averages unless `raw`), with learned probing's logits and probe table. */
-export function loadCheckpointWeights(f: { grid: HashGrid; mlp: Mlp }, ck: Checkpoint, raw = false): void {
-  f.grid.params.upload(checkpointWeights(ck, "encoding", raw));
-  f.mlp.params.upload(checkpointWeights(ck, "network", raw));
-  if (f.grid.logitCount) {
-    const logits = ck.arrays["probing.params"];
-    if (logits?.length !== f.grid.logitCount) throw new CheckpointError(`${ck.path ?? "the checkpoint"} holds ${logits?.length ?? 0} probing logits, the model needs ${f.grid.logitCount}`);
-    f.grid.logits.upload(logits);
-    f.grid.refreshProbes();
-  }
 }
 
 /** The model's state, as a checkpoint holds it (restore puts it back). */
