@@ -31,7 +31,8 @@ import { DEFAULT_IMAGE, parseTrainConfig, type TrainConfig } from "../train/conf
 import { loadImage, type ImageData } from "../train/image.ts";
 import { ImageSampler } from "../train/sampler.ts";
 import { createField } from "../train/field.ts";
-import { microSeed, train, type TrainResult } from "../train/trainer.ts";
+import { microSeed } from "../train/data/source.ts";
+import { train, type TrainResult } from "../train/trainer.ts";
 import { benchArgs } from "./args.ts";
 import { gridTables, handBackward, handForward, loadHand } from "./hand.ts";
 import { BUSY_SHARE, BusyMeter, busyNote, busyText, cpuInfo, cpuSnapshot, loadMachine, loadReport, median, othersShare, shareOfLimit, type LimitShare } from "./machine.ts";
