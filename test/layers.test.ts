@@ -140,6 +140,13 @@ test("bun run params loads neither the compiler nor the runtime (static imports 
   expect([...loaded].filter((f) => (f.startsWith("codegen/") && f !== "codegen/diagnostics.ts") || f.startsWith("runtime/") || f === "modules/load.ts")).toEqual([]);
 });
 
+test("the trainer knows no data source: of train/data/ it loads open.ts only (the configuration's source; the others' types at most), and tests no source's class", () => {
+  const text = readFileSync(join(ROOT, "train/trainer.ts"), "utf8");
+  const loaded = [...text.matchAll(/^[ \t]*import\s+(?!type\b)[^"'`;]*?\bfrom\s*["']([^"']+)["']/gm)].map((m) => target("train/trainer.ts", m[1]!));
+  expect(loaded.filter((f) => f?.startsWith("train/data/")).sort()).toEqual(["train/data/open.ts"]);
+  expect(text).not.toMatch(/instanceof \w*(Source|Image|Points?)\b/);
+});
+
 test("the seeded generator (mulberry32) is written once, in modules/random.ts", () => {
   const copies = [...graph.keys()].filter((f) => f !== "test/layers.test.ts" && /0x6d2b79f5/i.test(readFileSync(join(ROOT, f), "utf8")));
   expect(copies.sort()).toEqual(["modules/random.ts"]);

@@ -125,6 +125,8 @@ export interface TrainResult {
   image?: { path: string; width: number; height: number; channels: number; bits: number };
   /** The points, their bounding box and the validation figures (a points run). */
   points?: PointsSummary;
+  /** The volume's shape (a run on train/data/volume.ts's source: bench:probing's 3D case). */
+  volume?: { width: number; height: number; depth: number; channels: number };
   /** reconstruction: image runs (not an interrupted one, nor one too large for memory); validation: points runs. */
   files: { reconstruction?: string; metrics: string; plot: string; summary: string; checkpoint: string; validation?: string };
 }
@@ -518,7 +520,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
       (encodingBytes === 2 ? 4 * paramsEncoding : 0) +
       (grid.logitCount ? 4 * grid.logitCount * (2 + (cfg.optimizer.kind === "adam" ? 2 : 0)) + 4 * grid.probing.rows : 0),
     bytesInference: grid.memory(2).inferenceBytes + 4 * paramsNetwork,
-    ...(source.summaryFields() as Pick<TrainResult, "image" | "points">),
+    ...(source.summaryFields() as Pick<TrainResult, "image" | "points" | "volume">),
     files: outputs,
   };
   writeJsonAtomic(files.summary, { ...result, config: cfg });
