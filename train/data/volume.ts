@@ -27,13 +27,14 @@ export class VolumeSource implements DataSource {
   #ctx: SourceContext | undefined;
   #batch: { n: number; coords: DeviceBuffer<"f32">; targets: DeviceBuffer<"f32">; c: Float32Array; t: Float32Array } | undefined;
 
+  readonly channels: number;
+
+  /** `seed`: the run's (the configuration's), which with the micro-batch number picks the batch's points. */
   constructor(
     readonly volume: Volume,
     private readonly seed: number,
-  ) {}
-
-  get channels(): number {
-    return this.volume.channels;
+  ) {
+    this.channels = volume.channels;
   }
 
   async attach(ctx: SourceContext): Promise<void> {
