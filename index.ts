@@ -8,7 +8,7 @@ export { Ema } from "./modules/ema.ts";
 export { ConfigError } from "./modules/options.ts";
 export { train, TrainError, type TrainHooks, type TrainResult } from "./train/trainer.ts";
 export { parseTrainConfig, type TrainConfigInput } from "./train/config.ts";
-export { loadPointField, openPointSource, PointsError, PointsWriter, writePointsFile, type BoundingBox, type PointsHeader, type PointsSummary } from "./train/points.ts";
+export { loadPointField, openPointSource, PointsError, PointsWriter, writePointsFile, type BoundingBox, type PointsHeader, type PointsSummary } from "./train/data/points.ts";
 export type { DataSource } from "./train/data/source.ts";
 export { loadKernels, type KernelModule } from "./modules/load.ts";
 export { compileFile } from "./codegen/compile.ts";

@@ -8,10 +8,9 @@
 //     probing at T/4 with N_p = 4, learned probing at T/16 with N_p = 16. T is chosen so that the
 //     table limits quality: the baseline at T/4 must be at least 2 dB below the baseline at T
 //     (measured and printed; a failure is reported loudly);
-//   - 3D: a stack of Kodak frames as a volume (x, y, frame), fitted by a 3D HashGrid + Mlp +
-//     Optimizer (+ the probing group) + Ema in a training loop written here (random continuous
-//     points, trilinear interpolation of the 8-bit frames on the host), PSNR over every voxel
-//     centre; the same four rows;
+//   - 3D: a stack of Kodak frames as a volume (x, y, frame), trained with train() on a volume
+//     source (train/data/volume.ts: random continuous points, trilinear interpolation of the 8-bit
+//     frames on the host), PSNR over every voxel centre; the same rows;
 //   - collision statistics per hashed level (HashGrid.collisionStats on a fixed random sample):
 //     the baseline at T/4 against learned probing at T/4 before training (random probe table) and
 //     after (the trained one), with the share of codebook rows whose slot moved;
@@ -25,16 +24,14 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { seededUniform } from "../modules/random.ts";
-import { Ema } from "../modules/ema.ts";
-import { HashGrid, PROBING_DEFAULTS, type LevelCollisions } from "../modules/hashgrid.ts";
-import { Mlp } from "../modules/mlp.ts";
-import { Optimizer, type ParamGroup } from "../modules/optimizer.ts";
-import type { DeviceBuffer } from "../runtime/buffer.ts";
+import { PROBING_DEFAULTS, type LevelCollisions } from "../modules/hashgrid.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { readCheckpoint } from "../train/checkpoint.ts";
 import { DEFAULT_IMAGE, parseTrainConfig, type TrainConfig } from "../train/config.ts";
+import { VolumeSource, type Volume } from "../train/data/volume.ts";
 import { loadImage, samplesView } from "../train/image.ts";
-import { createField, loadCheckpointWeights, train, type TrainResult } from "../train/trainer.ts";
+import { createField, loadCheckpointWeights } from "../train/field.ts";
+import { train, type TrainResult } from "../train/trainer.ts";
 import { benchArgs } from "./args.ts";
 import { busyNote, cpuInfo, cpuSnapshot, loadMachine, loadReport, othersShare } from "./machine.ts";
 
@@ -90,8 +87,6 @@ const VARIANTS: Variant[] = [
 ];
 /** A variant's codebook size (undefined: the default). */
 const codebookOf = (v: Variant, log2T: number) => (v.perEntry ? v.perEntry * 2 ** log2T : undefined);
-/** A variant's output folder. */
-const variantDir = (root: string, k: number, v: Variant) => join(root, `2d-${k}-${VARIANTS.indexOf(v)}`);
 
 interface Row {
   dims: 2 | 3;
@@ -141,17 +136,6 @@ function randomPoints(n: number, dims: number, seed: number): Float32Array {
   return Float32Array.from({ length: n * dims }, () => r());
 }
 
-/**
- * The optimizer group of learned probing's logits, as train/trainer.ts buildModel makes it: the
- * step refreshes the probe table. (The Optimizer's row interface is `rows: grid.probeRows`, argmax
- * and softmax, where the grid offers it, else the earlier `argmax: { width, out }`.)
- */
-function probingGroup(grid: HashGrid, lr: number): ParamGroup {
-  const rows = (grid as unknown as { probeRows?: unknown }).probeRows;
-  const refresh = rows !== undefined ? { rows } : { argmax: { width: grid.probing.range, out: grid.probe } };
-  return { name: "probing", params: grid.logits, grad: grid.logitGrad, lr, weightDecay: 0, ...refresh } as unknown as ParamGroup;
-}
-
 /** Progress with an ETA from the steps done so far (all runs' steps weighted alike). */
 class Progress {
   #done = 0;
@@ -170,7 +154,7 @@ class Progress {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2D: train() on photographs
+// train() on a photograph (2D) or on a volume (3D)
 
 interface Options {
   log2T: number;
@@ -180,17 +164,19 @@ interface Options {
   backend: "cpu" | "js";
 }
 
-async function train2d(image: string, v: { log2T: number; range: number; codebookSize?: number; lr?: number }, o: Options, out: string, log: (s: string) => void): Promise<{ result: TrainResult; others: number | undefined; out: string }> {
+/** A row's run: on the image (a path), or on the volume. */
+async function trainRow(data: string | Volume, steps: number, v: { log2T: number; range: number; codebookSize?: number; lr?: number }, o: Options, out: string, log: (s: string) => void): Promise<{ result: TrainResult; others: number | undefined; out: string }> {
   const probing = { range: v.range as 1, ...(v.codebookSize ? { codebookSize: v.codebookSize } : {}), ...(v.lr ? { lr: v.lr } : {}) };
   const c0 = cpuSnapshot();
   let last = performance.now();
   const result = await train(
     {
-      image, backend: o.backend, steps: o.steps, evalEvery: 0, out,
+      ...(typeof data === "string" ? { image: data } : {}), backend: o.backend, steps, evalEvery: 0, out,
       encoding: { log2HashmapSize: v.log2T, probing },
       ...(o.batch ? { batch: o.batch } : {}), ...(o.seed !== undefined ? { seed: o.seed } : {}),
     },
     {
+      ...(typeof data === "string" ? {} : { source: async (cfg: TrainConfig) => new VolumeSource(data, cfg.seed) }),
       onStep: (s) => {
         if (performance.now() - last < 15_000) return;
         last = performance.now();
@@ -201,17 +187,52 @@ async function train2d(image: string, v: { log2T: number; range: number; codeboo
   return { result, others: othersShare(c0, cpuSnapshot()), out };
 }
 
-/** The config of a 2D row (to rebuild its field for the collision statistics). */
-function config2d(image: string, log2T: number, range: number, o: Options): TrainConfig {
-  return parseTrainConfig({ image, backend: o.backend, encoding: { log2HashmapSize: log2T, probing: { range } }, ...(o.seed !== undefined ? { seed: o.seed } : {}) });
+/**
+ * One case: a row per variant trained on `data` (the image, or the volume), and with `collide` the
+ * collision statistics of probing at T/4 (its checkpoint); the runs' folders (under `dir`) removed after.
+ */
+async function runCase(
+  c: { caseName: string; label: string; dims: 2 | 3; dir: string; collide: boolean },
+  data: string | Volume,
+  steps: number,
+  o: Options,
+  progress: Progress,
+  log: (s: string) => void,
+): Promise<{ rows: Row[]; collisions?: Collisions }> {
+  const rows: Row[] = [];
+  let probingCheckpoint = "";
+  try {
+    for (const [i, v] of VARIANTS.entries()) {
+      const log2T = o.log2T + v.shift;
+      progress.begin(`${c.label}: ${v.name} (log2T ${log2T}${v.range > 1 ? `, N_p ${v.range}` : ""})`, steps);
+      const { result: r, others } = await trainRow(data, steps, { log2T, range: v.range, codebookSize: codebookOf(v, log2T) }, o, join(c.dir, String(i)), log);
+      progress.end(steps);
+      log(`    ${r.psnr.toFixed(2)} dB, ${r.stepsPerSecond.toFixed(2)} steps/s, ${r.bytesInference} inference bytes${busyNote(others)}`);
+      rows.push({
+        dims: c.dims, case: c.caseName, name: v.name, log2T, probing_range: v.range, psnr: r.psnr, inference_bytes: r.bytesInference,
+        steps_per_s: r.stepsPerSecond, steps: r.steps, seconds: r.seconds, others_cpu_share: others ?? null,
+      });
+      if (v.range === 4 && !v.perEntry) probingCheckpoint = r.files.checkpoint;
+    }
+    if (!c.collide) return { rows };
+    log(`    collision statistics (${collisionPoints(o.log2T, c.dims)} random points) ...`);
+    return { rows, collisions: await collisionsOf(c.caseName, c.dims, o.log2T - 2, probingCheckpoint, o) };
+  } finally {
+    rmSync(c.dir, { recursive: true, force: true });
+  }
+}
+
+/** The config of a row (to rebuild its field for the collision statistics). */
+function fieldConfig(log2T: number, range: number, o: Options): TrainConfig {
+  return parseTrainConfig({ backend: o.backend, encoding: { log2HashmapSize: log2T, probing: { range } }, ...(o.seed !== undefined ? { seed: o.seed } : {}) });
 }
 
 /** Collision statistics of the baseline at T/4 and of probing at T/4 before and after training (its checkpoint). */
-async function collisions2d(caseName: string, image: string, log2T: number, checkpoint: string, o: Options): Promise<Collisions> {
-  const points = collisionPoints(log2T + 2, 2);
-  const x = randomPoints(points, 2, 0xc011);
+async function collisionsOf(caseName: string, dims: 2 | 3, log2T: number, checkpoint: string, o: Options): Promise<Collisions> {
+  const points = collisionPoints(log2T + 2, dims);
+  const x = randomPoints(points, dims, dims === 2 ? 0xc011 : 0xc013);
   const load = { backend: o.backend };
-  const base = await createField(config2d(image, log2T, 1, o), 3, load);
+  const base = await createField(fieldConfig(log2T, 1, o), 3, load, dims);
   let baseline: LevelCollisions[];
   try {
     baseline = base.grid.collisionStats(x);
@@ -219,13 +240,13 @@ async function collisions2d(caseName: string, image: string, log2T: number, chec
     base.grid.close();
     base.mlp.close();
   }
-  const f = await createField(config2d(image, log2T, 4, o), 3, load);
+  const f = await createField(fieldConfig(log2T, 4, o), 3, load, dims);
   try {
     const before = f.grid.collisionStats(x);
     const probesBefore = f.grid.probe.download().slice();
     loadCheckpointWeights(f, await readCheckpoint(checkpoint));
     const after = f.grid.collisionStats(x);
-    return { case: caseName, dims: 2, points, levels: collisionRows(baseline, before, after), probes_moved: moved(probesBefore, f.grid.probe.download()) };
+    return { case: caseName, dims, points, levels: collisionRows(baseline, before, after), probes_moved: moved(probesBefore, f.grid.probe.download()) };
   } finally {
     f.grid.close();
     f.mlp.close();
@@ -245,18 +266,12 @@ function moved(a: Uint32Array, b: Uint32Array): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3D: a stack of frames as a volume, trained with the modules directly
+// 3D: a stack of frames as a volume (train/data/volume.ts)
 
-interface Volume {
-  width: number;
-  height: number;
-  frames: number;
-  /** [frame][y][x][rgb], 8-bit. */
-  data: Uint8Array;
-  names: string[];
-}
+/** The volume's frames, 8-bit RGB, and their file names. */
+type Frames = Volume & { names: string[] };
 
-async function loadVolume(paths: string[], frames: number, strict: boolean): Promise<Volume> {
+async function loadVolume(paths: string[], frames: number, strict: boolean): Promise<Frames> {
   const imgs = [];
   for (const p of paths) {
     if (imgs.length >= frames) break;
@@ -276,147 +291,7 @@ async function loadVolume(paths: string[], frames: number, strict: boolean): Pro
   const frame = width * height * 3;
   const data = new Uint8Array(frame * imgs.length);
   imgs.forEach((img, k) => data.set(samplesView(img) as Uint8Array, k * frame));
-  return { width, height, frames: imgs.length, data, names: imgs.map((i) => basename(i.path)) };
-}
-
-/** n random continuous points in [0, 1]^3 and the trilinearly interpolated colours there (voxel centres at (i + 0.5) / size). */
-function sampleVolume(v: Volume, n: number, seed: number, coords: Float32Array, targets: Float32Array): void {
-  const r = seededUniform(seed);
-  const { width: W, height: H, frames: F, data } = v;
-  const sy = W * 3;
-  const sf = W * H * 3;
-  for (let i = 0; i < n; i++) {
-    const u = r(), w = r(), t = r();
-    coords[3 * i] = u;
-    coords[3 * i + 1] = w;
-    coords[3 * i + 2] = t;
-    const px = Math.min(W - 1, Math.max(0, u * W - 0.5));
-    const py = Math.min(H - 1, Math.max(0, w * H - 0.5));
-    const pf = Math.min(F - 1, Math.max(0, t * F - 0.5));
-    const x0 = Math.min(W - 2, Math.floor(px)), y0 = Math.min(H - 2, Math.floor(py)), f0 = Math.min(F - 2, Math.floor(pf));
-    const ax = px - x0, ay = py - y0, af = pf - f0;
-    const base = f0 * sf + y0 * sy + x0 * 3;
-    for (let c = 0; c < 3; c++) {
-      const b = base + c;
-      const c00 = data[b]! + ax * (data[b + 3]! - data[b]!);
-      const c10 = data[b + sy]! + ax * (data[b + sy + 3]! - data[b + sy]!);
-      const c01 = data[b + sf]! + ax * (data[b + sf + 3]! - data[b + sf]!);
-      const c11 = data[b + sf + sy]! + ax * (data[b + sf + sy + 3]! - data[b + sf + sy]!);
-      const c0 = c00 + ay * (c10 - c00);
-      const c1 = c01 + ay * (c11 - c01);
-      targets[3 * i + c] = (c0 + af * (c1 - c0)) / 255;
-    }
-  }
-}
-
-interface Result3d {
-  psnr: number;
-  stepsPerSecond: number;
-  inferenceBytes: number;
-  others: number | undefined;
-  collisions?: { before: LevelCollisions[]; after: LevelCollisions[]; moved: number };
-}
-
-async function train3d(vol: Volume, log2T: number, range: number, codebookSize: number | undefined, steps: number, o: Options, collisionX: Float32Array | undefined, log: (s: string) => void): Promise<Result3d> {
-  const cfg = parseTrainConfig({ backend: o.backend, encoding: { log2HashmapSize: log2T, probing: { range, ...(codebookSize ? { codebookSize } : {}) } }, ...(o.batch ? { batch: o.batch } : {}), ...(o.seed !== undefined ? { seed: o.seed } : {}) });
-  const load = { backend: o.backend };
-  // As createField in train/trainer.ts, with dims 3.
-  const { lr: encLr, probing: { lr: probingLr, ...probing }, ...encoding } = cfg.encoding;
-  const { lr: netLr, weightDecay, ...network } = cfg.network;
-  const grid = await HashGrid.create({ dims: 3, ...encoding, probing, seed: cfg.seed }, load);
-  const mlp = await Mlp.create({ inputs: grid.outputDim, outputs: 3, ...network, loss: cfg.loss, huberDelta: cfg.huberDelta, inputGrad: true, seed: cfg.seed + 1 } as never, load);
-  const opt = await Optimizer.create(
-    [
-      { name: "encoding", params: grid.params as DeviceBuffer<"f32">, grad: grid.grad, lr: encLr ?? cfg.optimizer.lr, weightDecay: 0 },
-      { name: "network", params: mlp.params, grad: mlp.grad, lr: netLr ?? cfg.optimizer.lr, weightDecay },
-      ...(grid.logitCount ? [probingGroup(grid, probingLr)] : []),
-    ],
-    cfg.optimizer,
-    load,
-  );
-  const ema = cfg.ema.enabled ? await Ema.create([{ name: "encoding", params: opt.master("encoding") }, { name: "network", params: opt.master("network") }], { decay: cfg.ema.decay }, load) : undefined;
-  try {
-    const before = collisionX && range > 1 ? grid.collisionStats(collisionX) : undefined;
-    const probesBefore = grid.probe.download().slice();
-    const n = cfg.batch;
-    const hostCoords = new Float32Array(3 * n);
-    const hostTargets = new Float32Array(3 * n);
-    const coords = grid.alloc(3 * n);
-    const targets = grid.alloc(3 * n);
-    const enc = grid.alloc(n * grid.outputDim);
-    const dEnc = grid.alloc(n * grid.outputDim);
-    // The step's time, without the host sampling (the 2D trainer samples with a kernel).
-    let stepMs = 0;
-    const c0 = cpuSnapshot();
-    let last = performance.now();
-    for (let step = 0; step < steps; step++) {
-      sampleVolume(vol, n, (cfg.seed ^ Math.imul(step + 1, 0x9e3779b1)) >>> 0, hostCoords, hostTargets);
-      coords.upload(hostCoords);
-      targets.upload(hostTargets);
-      const t0 = performance.now();
-      grid.forward(coords, enc);
-      const loss = mlp.trainStep(enc, targets, { scale: 1, inputGrad: dEnc });
-      if (!Number.isFinite(loss)) throw new Error(`3D: non-finite loss at step ${step + 1} (log2T ${log2T}, N_p ${range})`);
-      grid.backward(dEnc, { accumulate: true });
-      opt.update();
-      ema?.update();
-      stepMs += performance.now() - t0;
-      if (performance.now() - last > 15_000) {
-        last = performance.now();
-        log(`    step ${step + 1}/${steps}, ${((1000 * (step + 1)) / stepMs).toFixed(1)} steps/s, loss ${loss.toExponential(3)}`);
-      }
-    }
-    const others = othersShare(c0, cpuSnapshot());
-    const after = collisionX && range > 1 ? grid.collisionStats(collisionX) : undefined;
-    const movedShare = moved(probesBefore, grid.probe.download());
-    // PSNR over every voxel centre, on the averaged weights (as the trainer evaluates).
-    ema?.swap();
-    opt.sync();
-    let psnr: number;
-    try {
-      psnr = volumePsnr(vol, grid, mlp);
-    } finally {
-      ema?.swap();
-      opt.sync();
-    }
-    return {
-      psnr,
-      stepsPerSecond: (1000 * steps) / stepMs,
-      inferenceBytes: grid.memory(2).inferenceBytes + 4 * mlp.paramCount,
-      others,
-      ...(before && after ? { collisions: { before, after, moved: movedShare } } : {}),
-    };
-  } finally {
-    for (const m of [ema, opt, mlp, grid]) m?.close();
-  }
-}
-
-function volumePsnr(v: Volume, grid: HashGrid, mlp: Mlp): number {
-  const { width: W, height: H, frames: F, data } = v;
-  const total = W * H * F;
-  const chunk = 1 << 16;
-  const x = new Float32Array(3 * chunk);
-  const coords = grid.alloc(3 * chunk);
-  const enc = grid.alloc(chunk * grid.outputDim);
-  const out = grid.alloc(chunk * 3);
-  let sum = 0;
-  for (let first = 0; first < total; first += chunk) {
-    const n = Math.min(chunk, total - first);
-    for (let k = 0; k < chunk; k++) {
-      const i = first + Math.min(k, n - 1); // a last partial chunk repeats its last voxel (not counted)
-      const f = Math.floor(i / (W * H)), rest = i - f * W * H, y = Math.floor(rest / W), xx = rest - y * W;
-      x[3 * k] = (xx + 0.5) / W;
-      x[3 * k + 1] = (y + 0.5) / H;
-      x[3 * k + 2] = (f + 0.5) / F;
-    }
-    coords.upload(x);
-    const pred = mlp.forward(grid.forward(coords, enc), out).download();
-    for (let k = 0; k < n * 3; k++) {
-      const d = pred[k]! - data[3 * first + k]! / 255;
-      sum += d * d;
-    }
-  }
-  return 10 * Math.log10(1 / (sum / (total * 3)));
+  return { width, height, depth: imgs.length, channels: 3, data, names: imgs.map((i) => basename(i.path)) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -546,28 +421,10 @@ async function main(): Promise<number> {
     const progress = new Progress(images.length * VARIANTS.length * o.steps + (with3d ? VARIANTS.length * steps3d : 0), runs, log);
     for (const [k, image] of images.entries()) {
       const caseName = basename(image);
-      const caseRows: Row[] = [];
-      let probingCheckpoint = "";
-      for (const v of VARIANTS) {
-        const log2T = o.log2T + v.shift;
-        progress.begin(`2D ${caseName}: ${v.name} (log2T ${log2T}${v.range > 1 ? `, N_p ${v.range}` : ""})`, o.steps);
-        const out = variantDir(outRoot, k, v);
-        const { result: r, others } = await train2d(image, { log2T, range: v.range, codebookSize: codebookOf(v, log2T) }, o, out, log);
-        progress.end(o.steps);
-        log(`    ${r.psnr.toFixed(2)} dB, ${r.stepsPerSecond.toFixed(2)} steps/s, ${r.bytesInference} inference bytes${busyNote(others)}`);
-        caseRows.push({
-          dims: 2, case: caseName, name: v.name, log2T, probing_range: v.range, psnr: r.psnr, inference_bytes: r.bytesInference,
-          steps_per_s: r.stepsPerSecond, steps: r.steps, seconds: r.seconds, others_cpu_share: others ?? null,
-        });
-        if (v.range === 4 && !v.perEntry) probingCheckpoint = r.files.checkpoint;
-      }
-      rows.push(...caseRows);
-      allChecks.push(...checks(caseName, caseRows));
-      if (k === 0) {
-        log(`    collision statistics (${collisionPoints(o.log2T, 2)} random points) ...`);
-        collisions.push(await collisions2d(caseName, image, o.log2T - 2, probingCheckpoint, o));
-      }
-      for (const v of VARIANTS) rmSync(variantDir(outRoot, k, v), { recursive: true, force: true });
+      const c = await runCase({ caseName, label: `2D ${caseName}`, dims: 2, dir: join(outRoot, `2d-${k}`), collide: k === 0 }, image, o.steps, o, progress, log);
+      rows.push(...c.rows);
+      allChecks.push(...checks(caseName, c.rows));
+      if (c.collisions) collisions.push(c.collisions);
     }
     if (images.length > 1) {
       // The mean over the images, as one more case.
@@ -582,49 +439,26 @@ async function main(): Promise<number> {
     // 3D
     let volumeInfo: { frames: string[]; width: number; height: number } | undefined;
     if (with3d) {
-      let vol: Volume | undefined;
+      let vol: Frames | undefined;
       try {
         if (volumePaths) vol = await loadVolume(volumePaths, volumePaths.length, true);
         else if (existsSync(KODAK_DIR)) {
           const all = Array.from({ length: 24 }, (_, i) => join(KODAK_DIR, `kodim${String(i + 1).padStart(2, "0")}.png`)).filter((p) => existsSync(p));
           vol = await loadVolume(all, frames, false);
-          if (vol.frames < frames) log(`NOTE: only ${vol.frames} Kodak frames of ${vol.width}x${vol.height} found (asked for ${frames})`);
+          if (vol.depth < frames) log(`NOTE: only ${vol.depth} Kodak frames of ${vol.width}x${vol.height} found (asked for ${frames})`);
         } else log(`NOTE: no 3D case: the Kodak folder ${KODAK_DIR} is missing (give the frames with --volume)`);
       } catch (err) {
         console.error(`bench:probing: 3D volume: ${(err as Error).message}`);
         return 1;
       }
       if (vol) {
-        const caseName = `3D ${vol.frames} frames`;
+        const caseName = `3D ${vol.depth} frames`;
         volumeInfo = { frames: vol.names, width: vol.width, height: vol.height };
-        log(`3D volume: ${vol.frames} frames of ${vol.width}x${vol.height} (${vol.names.join(", ")}), ${vol.width * vol.height * vol.frames} voxels`);
-        const points3 = collisionPoints(o.log2T, 3);
-        const x3 = randomPoints(points3, 3, 0xc013);
-        const caseRows: Row[] = [];
-        let baselineStats: LevelCollisions[] | undefined;
-        for (const v of VARIANTS) {
-          const log2T = o.log2T + v.shift;
-          progress.begin(`3D: ${v.name} (log2T ${log2T}${v.range > 1 ? `, N_p ${v.range}` : ""})`, steps3d);
-          const r = await train3d(vol, log2T, v.range, codebookOf(v, log2T), steps3d, o, v.shift === -2 && !v.perEntry ? x3 : undefined, log);
-          progress.end(steps3d);
-          log(`    ${r.psnr.toFixed(2)} dB, ${r.stepsPerSecond.toFixed(2)} steps/s (sampling on the host not counted), ${r.inferenceBytes} inference bytes${busyNote(r.others)}`);
-          caseRows.push({
-            dims: 3, case: caseName, name: v.name, log2T, probing_range: v.range, psnr: r.psnr, inference_bytes: r.inferenceBytes,
-            steps_per_s: r.stepsPerSecond, steps: steps3d, seconds: steps3d / r.stepsPerSecond, others_cpu_share: r.others ?? null,
-          });
-          if (v.shift === -2 && v.range === 1) {
-            const g = await HashGrid.create({ dims: 3, ...gridSettings(log2T, o) }, { backend: o.backend });
-            try {
-              baselineStats = g.collisionStats(x3);
-            } finally {
-              g.close();
-            }
-          }
-          if (r.collisions && baselineStats)
-            collisions.push({ case: caseName, dims: 3, points: points3, levels: collisionRows(baselineStats, r.collisions.before, r.collisions.after), probes_moved: r.collisions.moved });
-        }
-        rows.push(...caseRows);
-        allChecks.push(...checks(caseName, caseRows));
+        log(`3D volume: ${vol.depth} frames of ${vol.width}x${vol.height} (${vol.names.join(", ")}), ${vol.width * vol.height * vol.depth} voxels`);
+        const c = await runCase({ caseName, label: "3D", dims: 3, dir: join(outRoot, "3d"), collide: true }, vol, steps3d, o, progress, log);
+        rows.push(...c.rows);
+        allChecks.push(...checks(caseName, c.rows));
+        if (c.collisions) collisions.push(c.collisions);
       }
     }
 
@@ -660,13 +494,6 @@ async function main(): Promise<number> {
   }
 }
 
-/** HashGrid settings of the trainer's defaults at table size 2^log2T (without probing). */
-function gridSettings(log2T: number, o: Options) {
-  const cfg = parseTrainConfig({ encoding: { log2HashmapSize: log2T }, ...(o.seed !== undefined ? { seed: o.seed } : {}) });
-  const { lr: _lr, probing: _p, ...encoding } = cfg.encoding;
-  return { ...encoding, seed: cfg.seed };
-}
-
 // ---------------------------------------------------------------------------------------------
 // --defaults: the codebook size and the probing learning rate
 
@@ -677,7 +504,7 @@ async function sweepDefaults(image: string, o: Options, outRoot: string, log: (s
   const progress = new Progress((combos.length + 1) * o.steps, combos.length + 1, log);
   log(`--defaults: N_p = 4 at T/4 = 2^${log2T} on ${caseName}, ${o.steps} steps each; codebook rows per table entry x probing lr`);
   progress.begin(`baseline T/4 (log2T ${log2T})`, o.steps);
-  const b = await train2d(image, { log2T, range: 1 }, o, join(outRoot, "base"), log);
+  const b = await trainRow(image, o.steps, { log2T, range: 1 }, o, join(outRoot, "base"), log);
   progress.end(o.steps);
   log(`    ${b.result.psnr.toFixed(2)} dB, ${b.result.stepsPerSecond.toFixed(2)} steps/s${busyNote(b.others)}`);
   const rows: (Row & { codebook_size: number | null; per_entry: number | null; probing_lr: number | null })[] = [
@@ -688,7 +515,7 @@ async function sweepDefaults(image: string, o: Options, outRoot: string, log: (s
   ];
   for (const [i, c] of combos.entries()) {
     progress.begin(`probing T/4 N_p=4, codebookSize 2^${Math.log2(c.codebookSize)}, lr ${c.lr}`, o.steps);
-    const r = await train2d(image, { log2T, range: 4, codebookSize: c.codebookSize, lr: c.lr }, o, join(outRoot, `p${i}`), log);
+    const r = await trainRow(image, o.steps, { log2T, range: 4, codebookSize: c.codebookSize, lr: c.lr }, o, join(outRoot, `p${i}`), log);
     progress.end(o.steps);
     log(`    ${r.result.psnr.toFixed(2)} dB, ${r.result.stepsPerSecond.toFixed(2)} steps/s${busyNote(r.others)}`);
     rows.push({

@@ -14,7 +14,7 @@ import { parseTrainConfig, type TrainConfig } from "../train/config.ts";
 import { quantize } from "../train/eval.ts";
 import { describeImage, imageFormat, writeImage } from "../train/image.ts";
 import { fileKind, imageOf, loadModelWeights, readModelFile } from "../train/model_file.ts";
-import { checkpointUses, createField, fieldOf, loadCheckpointWeights } from "../train/trainer.ts";
+import { checkpointUses, createField, fieldOf, loadCheckpointWeights } from "../train/field.ts";
 import { parseFlags } from "./flags.ts";
 import { runCommand } from "./run.ts";
 

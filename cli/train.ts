@@ -1,5 +1,5 @@
 // `bun run train [image] [flags]`: fit a neural field to a photograph (the bundled one by default),
-// or with --points FILE to scattered N-D points (binary points file or CSV; train/points.ts).
+// or with --points FILE to scattered N-D points (binary points file or CSV; train/data/points.ts).
 // Flags override a YAML --config, which overrides the defaults; everything is validated by the
 // trainer's schema (train/config.ts) and a bad value is reported by the flag the user typed.
 // Ctrl-C (or SIGTERM) stops at the next micro-batch and writes a checkpoint; a second one exits.
@@ -8,7 +8,7 @@ import { backendRequest, type BackendRequest } from "../runtime/backend.ts";
 import { UsageError } from "../dsl/errors.ts";
 import { ConfigError } from "../modules/options.ts";
 import { DEFAULT_IMAGE, MAX_STEPS, TrainConfigSchema, getPath, mergeConfig, namingFile, parseTrainConfig, readConfigFile } from "../train/config.ts";
-import { peakRss } from "../train/points.ts";
+import { peakRss } from "../train/data/points.ts";
 import { describeSpan, spansSteps, type ScheduleKind } from "../train/schedule.ts";
 import { train, type StepInfo, type TrainResult } from "../train/trainer.ts";
 import { FLAGS, GROWTH_TWICE, byFlag, flagConfig, optionsOf, parseFlags, type Options } from "./flags.ts";

@@ -15,7 +15,8 @@ import { findCxx } from "../runtime/toolchain.ts";
 import { type Checkpoint, readCheckpoint, writeCheckpoint } from "../train/checkpoint.ts";
 import { parseTrainConfig, type TrainConfigInput } from "../train/config.ts";
 import { exportModel, loadModelWeights, MODEL_MAGIC, packIndices, readModelFile, unpackIndices, writeModelFile } from "../train/model_file.ts";
-import { checkpointUses, createField, fieldOf, loadCheckpointWeights, train } from "../train/trainer.ts";
+import { checkpointUses, createField, fieldOf, loadCheckpointWeights } from "../train/field.ts";
+import { train } from "../train/trainer.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const CPU = findCxx().tool !== undefined;

@@ -35,12 +35,6 @@ const MAY_IMPORT: Record<string, string[]> = {
   "test/": ["*"],
 };
 
-/**
- * Known violations, each to be removed by the change named; nothing else may be added here.
- * The trainer and its points source import each other (points.ts: `await import("./trainer.ts")`):
- * issue 18's trainer part gives every data source its own file under train/data/.
- */
-const TEMPORARY_CIRCLES: string[][] = [["train/points.ts", "train/trainer.ts"]];
 
 const STATIC = /^[ \t]*(?:import|export)\b[^"'`;]*?\bfrom\s*["']([^"']+)["']|^[ \t]*import\s*["']([^"']+)["']/gm;
 const DYNAMIC = /\bimport\s*\(\s*["']([^"']+)["']\s*\)/g;
@@ -96,7 +90,7 @@ test("every file belongs to a layer, and imports only its own layer and those th
   expect(problems).toEqual([]);
 });
 
-test("no files import each other in a circle (but the named temporary ones)", () => {
+test("no files import each other in a circle", () => {
   // Tarjan's strongly connected components: every component of more than one file is a circle.
   const index = new Map<string, number>();
   const low = new Map<string, number>();
@@ -127,7 +121,7 @@ test("no files import each other in a circle (but the named temporary ones)", ()
     if (component.length > 1) circles.push(component.sort());
   };
   for (const v of graph.keys()) if (!index.has(v)) visit(v);
-  expect(circles.sort()).toEqual(TEMPORARY_CIRCLES);
+  expect(circles.sort()).toEqual([]);
 });
 
 test("bun run params loads neither the compiler nor the runtime (static imports that are not type-only)", () => {
@@ -144,6 +138,13 @@ test("bun run params loads neither the compiler nor the runtime (static imports 
   visit("cli/params.ts");
   // codegen/diagnostics.ts is the codes table (and `nearest`), which every command's error path uses.
   expect([...loaded].filter((f) => (f.startsWith("codegen/") && f !== "codegen/diagnostics.ts") || f.startsWith("runtime/") || f === "modules/load.ts")).toEqual([]);
+});
+
+test("the trainer knows no data source: of train/data/ it loads open.ts only (the configuration's source; the others' types at most), and tests no source's class", () => {
+  const text = readFileSync(join(ROOT, "train/trainer.ts"), "utf8");
+  const loaded = [...text.matchAll(/^[ \t]*import\s+(?!type\b)[^"'`;]*?\bfrom\s*["']([^"']+)["']/gm)].map((m) => target("train/trainer.ts", m[1]!));
+  expect(loaded.filter((f) => f?.startsWith("train/data/")).sort()).toEqual(["train/data/open.ts"]);
+  expect(text).not.toMatch(/instanceof \w*(Source|Image|Points?)\b/);
 });
 
 test("the seeded generator (mulberry32) is written once, in modules/random.ts", () => {

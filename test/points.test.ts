@@ -1,4 +1,4 @@
-// Fitting scattered N-D points (train/points.ts, `bun run train --points`): a synthetic 4D field
+// Fitting scattered N-D points (train/data/points.ts, `bun run train --points`): a synthetic 4D field
 // (x, y, z, t) from the binary format and from CSV (the same records give the same parameters, bit
 // for bit); the bad inputs (truncated, wrong dimension, NaN and Infinity, empty) as exit status 2
 // with the file named; the out-of-core path: a file 7.6x --max-memory trains, its peak memory
@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { findCxx } from "../runtime/toolchain.ts";
 import { readCheckpoint } from "../train/checkpoint.ts";
 import { parseTrainConfig, type TrainConfigInput } from "../train/config.ts";
-import { loadPointField, openPointSource, PointsWriter, writePointsFile, type PointsSummary } from "../train/points.ts";
+import { loadPointField, openPointSource, PointsWriter, writePointsFile, type PointsSummary } from "../train/data/points.ts";
 import { train, type EvalInfo } from "../train/trainer.ts";
 
 const ROOT = resolve(import.meta.dir, "..");

@@ -20,9 +20,11 @@ import { allocBuffer } from "../runtime/buffer.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { CheckpointError, readCheckpoint, type Checkpoint } from "../train/checkpoint.ts";
 import { MAX_STEPS, type TrainConfigInput } from "../train/config.ts";
+import { VolumeSource } from "../train/data/volume.ts";
 import { readMetrics } from "../train/outputs.ts";
 import { checkMemory, MemoryError } from "../runtime/memory.ts";
-import { checkpointUses, InterruptedError, TrainError, train, type TrainHooks, type TrainResult } from "../train/trainer.ts";
+import { checkpointUses } from "../train/field.ts";
+import { InterruptedError, TrainError, train, type TrainHooks, type TrainResult } from "../train/trainer.ts";
 import { ConfigError } from "../modules/options.ts";
 import { freshSeed, rng, uniformF32 } from "./util.ts";
 
@@ -562,6 +564,31 @@ describe("a non-finite loss", () => {
     expect(ck.step).toBe(at - 1);
     for (const [name, a] of Object.entries(ck.arrays)) if (!a.every(Number.isFinite)) throw new Error(`checkpoint array ${name} is not finite`);
     expect(readMetrics(join(cfg.out!, "metrics.csv")).map((r) => r.step)).toEqual(Array.from({ length: at - 1 }, (_, k) => k + 1));
+  });
+});
+
+describe("a source of the caller's", () => {
+  test("a 3D volume (train/data/volume.ts, as bench:probing trains on): through hooks.source; its summary and checkpoint describe it, no image file is written; another volume's resume is refused", async () => {
+    const [W, H, D, C] = [8, 6, 3, 3];
+    const r = rng(11);
+    const volume = { width: W, height: H, depth: D, channels: C, data: Uint8Array.from({ length: W * H * D * C }, () => Math.floor(256 * r())) };
+    const source = (v: typeof volume) => async (c: { seed: number }) => new VolumeSource(v, c.seed);
+    const cfg = base({ backend: "js", steps: 10, out: outDir("volume") });
+    const a = await run(cfg, { source: source(volume) });
+    const shape = { width: W, height: H, depth: D, channels: C };
+    expect(a.result.steps).toBe(10);
+    expect(Number.isFinite(a.result.psnr)).toBe(true);
+    expect(a.result.volume).toEqual(shape);
+    expect(a.ck.meta.volume).toEqual(shape);
+    expect(JSON.parse(readFileSync(a.result.files.summary, "utf8")).volume).toEqual(shape);
+    expect(Object.keys(a.result.files)).toEqual(["metrics", "plot", "summary", "checkpoint"]);
+    expect(readdirSync(cfg.out!).sort()).toEqual(["checkpoint.ngpk", "metrics.csv", "plot.png", "summary.json"]);
+    // The same seed draws the same batches: the same parameters, bit for bit.
+    expectSameArrays(a.ck, (await run({ ...cfg, out: outDir("volume") }, { source: source(volume) })).ck);
+    const other = { ...volume, depth: 2, data: volume.data.subarray(0, W * H * 2 * C) };
+    await expect(train({ ...cfg, steps: 20, out: outDir("volume") }, { resume: a.result.files.checkpoint, source: source(other) })).rejects.toThrow(
+      `the checkpoint was trained on a 8x6x3 volume with 3 channels, not on a 8x6x2 volume with 3 channels`,
+    );
   });
 });
 

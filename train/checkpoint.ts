@@ -356,6 +356,8 @@ export function trainedOn(meta: Record<string, unknown>): string {
   const points = meta.points as { file: string; dims: number; channels: number } | undefined;
   if (points) return `${points.dims}-D points with ${s(points.channels, "value")} (from ${points.file})`;
   if (image) return `a ${image.width}x${image.height} image with ${s(image.channels, "channel")}`;
+  const volume = meta.volume as { width: number; height: number; depth: number; channels: number } | undefined;
+  if (volume) return `a ${volume.width}x${volume.height}x${volume.depth} volume with ${s(volume.channels, "channel")}`;
   return "neither an image nor points (its metadata names neither)";
 }
 

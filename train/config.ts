@@ -110,7 +110,7 @@ export const TrainConfigSchema = z
     /** Where the outputs go. */
     out: z.string().min(1).default("out"),
     /**
-     * Fit scattered N-D points (train/points.ts) instead of the image: a binary points file
+     * Fit scattered N-D points (train/data/points.ts) instead of the image: a binary points file
      * (NGPKPNTS) or CSV, streamed from disk in shards that fit maxMemory.
      */
     points: z

@@ -28,7 +28,7 @@ import { argmaxRows, type HashGrid } from "../modules/hashgrid.ts";
 import type { Mlp } from "../modules/mlp.ts";
 import { type Checkpoint, CheckpointError, type CheckpointProblem, type ContainerFormat, MAGIC as CHECKPOINT_MAGIC, notJson, readContainer, trainedOn, writeContainer } from "./checkpoint.ts";
 import { parseTrainConfig } from "./config.ts";
-import { checkpointUses, checkpointWeights, createField } from "./trainer.ts";
+import { checkpointUses, checkpointWeights, createField } from "./field.ts";
 import { ExpectedError } from "../dsl/errors.ts";
 
 export const MODEL_MAGIC = "NGPKMODL";

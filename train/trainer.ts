@@ -1,9 +1,10 @@
-// The trainer: fits a neural field (hash grid -> MLP -> the data's channels) to a photograph, as
-// tiny-cuda-nn's image sample does, or to scattered N-D points (train/points.ts), with schedules, an
+// The trainer: fits a neural field (train/field.ts: hash grid -> MLP -> the data's channels) to a
+// photograph, as tiny-cuda-nn's image sample does, or to scattered N-D points, with schedules, an
 // EMA of the parameters, gradient accumulation, periodic evaluation, checkpoints and resume. A
 // library function first; the command (cli/train.ts) is a thin layer over it. It never knows which
-// backend runs the kernels, and its step loop never knows which data it trains on: a DataSource
-// (train/data/source.ts) hands out the micro-batches and evaluates the field.
+// backend runs the kernels, nor which data it trains on: a DataSource (train/data/: image.ts,
+// points.ts, volume.ts) hands out the micro-batches, evaluates the field, and owns the summary's
+// fields and the files about its data.
 //
 // Determinism: every micro-batch's samples come from a counter-based hash of (seed, micro-batch
 // number), the CPU kernels sum in fixed orders (owner schedule, slot reduction), and a checkpoint
@@ -15,21 +16,20 @@ import { join } from "node:path";
 import type { Backend, BackendRequest } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { removeStaleTemporaries } from "../runtime/cache.ts";
-import { checkMemory, MemoryError } from "../runtime/memory.ts";
 import { checkOutputFile } from "../runtime/files.ts";
 import { Ema } from "../modules/ema.ts";
-import { HashGrid, checkVariant, defaultCodebookSize } from "../modules/hashgrid.ts";
+import { HashGrid, defaultCodebookSize } from "../modules/hashgrid.ts";
 import { Loss } from "../modules/loss.ts";
 import { Mlp } from "../modules/mlp.ts";
 import { Optimizer, type OptimizerState } from "../modules/optimizer.ts";
-import { CheckpointError, checkCompatible, readCheckpoint, trainedOn, writeCheckpoint, type Checkpoint } from "./checkpoint.ts";
+import { CheckpointError, checkCompatible, readCheckpoint, writeCheckpoint, type Checkpoint } from "./checkpoint.ts";
 import { MAX_STEPS, MODEL_FIELDS, parseTrainConfig, type TrainConfig, type TrainConfigInput } from "./config.ts";
-import type { Batch, DataSource, EvaluateRequest, SourceContext, SourceEvaluation } from "./data/source.ts";
-import { evaluate, interruptible, type Field } from "./eval.ts";
-import { loadImage, writeImage, type ImageData } from "./image.ts";
+import type { DataSource, SourceEvaluation } from "./data/source.ts";
+import { interruptible } from "./eval.ts";
+import { createField, fieldOf, type Weights } from "./field.ts";
 import { MetricsLog, writeJsonAtomic, writePlot } from "./outputs.ts";
-import { openPointSource, PointSource, type PointsSummary } from "./points.ts";
-import { ImageSampler } from "./sampler.ts";
+import { dataInput, openSource, SOURCE_OUTPUTS } from "./data/open.ts";
+import type { PointsSummary } from "./data/points.ts";
 import { describeSpan, makeSchedule, spansSteps, Warmup, type Schedule, type ScheduleSpan } from "./schedule.ts";
 import { lockOutDir } from "./lock.ts";
 import { ExpectedError } from "../dsl/errors.ts";
@@ -61,12 +61,7 @@ export interface EvalInfo {
   weights: Weights;
 }
 
-/**
- * The weights evaluation and outputs use: the EMA's or the raw ones, whichever has the lower mean
- * squared error on the source's held-out batch (both given), so that the average never costs what
- * it lags early in a run (modules/ema.ts); "raw" without an EMA.
- */
-export type Weights = "ema" | "raw";
+/** The weights used (chooseWeights) and, when both were measured, their held-out errors. */
 export interface WeightsChoice {
   used: Weights;
   heldOutMse?: { ema: number; raw: number };
@@ -87,6 +82,11 @@ export interface TrainHooks {
   stepsPerSecond?: number;
   /** Continue from this checkpoint (same model; steps and schedule continue). */
   resume?: string;
+  /**
+   * The data to train on, instead of the configuration's image or points (train/data/open.ts):
+   * a source of the caller's (bench:probing's 3D volume, train/data/volume.ts). The trainer closes it.
+   */
+  source?: (cfg: TrainConfig, log: (message: string) => void) => Promise<DataSource>;
 }
 
 export type StopReason = "steps" | "seconds" | "interrupted" | "non-finite loss";
@@ -125,6 +125,8 @@ export interface TrainResult {
   image?: { path: string; width: number; height: number; channels: number; bits: number };
   /** The points, their bounding box and the validation figures (a points run). */
   points?: PointsSummary;
+  /** The volume's shape (a run on train/data/volume.ts's source: bench:probing's 3D case). */
+  volume?: { width: number; height: number; depth: number; channels: number };
   /** reconstruction: image runs (not an interrupted one, nor one too large for memory); validation: points runs. */
   files: { reconstruction?: string; metrics: string; plot: string; summary: string; checkpoint: string; validation?: string };
 }
@@ -145,15 +147,6 @@ export class TrainError extends ExpectedError {
   override readonly status = 1;
 }
 
-const HELD_OUT = 1 << 14;
-
-/** The sampling seed of micro-batch `k`: a counter-based mix, so any micro-batch can be redrawn. */
-export function microSeed(seed: number, k: number): number {
-  let h = (seed ^ Math.imul(k + 1, 0x9e3779b1)) >>> 0;
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
-  return (h ^ (h >>> 13)) >>> 0;
-}
-
 export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Promise<TrainResult> {
   const cfg = parseTrainConfig(input);
   // Learned probing's default codebook resolved for this run's table, so that the configuration
@@ -164,9 +157,9 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
   const out = prepareOutDir(cfg.out);
   // An output that is the input would replace it (o/reconstruction.png trained into o). The --resume
   // checkpoint may be the run's own: it is read whole first and then replaced atomically.
-  const data = cfg.points ? { flag: "--points", path: cfg.points.file } : { flag: "the image", path: cfg.image };
-  for (const f of OUTPUTS) checkOutputFile({ flag: "--out", path: join(out, f) }, [data]);
-  const source: DataSource = cfg.points ? await openPointSource(cfg, { log }) : new ImageSource(await loadImage(cfg.image), cfg);
+  const inputs = hooks.source ? [] : [dataInput(cfg)];
+  for (const f of OUTPUTS) checkOutputFile({ flag: "--out", path: join(out, f) }, inputs);
+  const source = await (hooks.source ?? openSource)(cfg, log);
   try {
     const ck = hooks.resume ? await readCheckpoint(hooks.resume) : undefined;
     if (ck) checkResume(ck, cfg, source, hooks.resume!);
@@ -194,117 +187,6 @@ interface Model {
   encLr: number;
   netLr: number;
   close(): void;
-}
-
-/** The photograph as a data source: random continuous coordinates and the bilinearly interpolated pixels there, or random pixel centres and their values (cfg.sampling). */
-class ImageSource implements DataSource {
-  readonly kind = "image";
-  readonly dims = 2;
-  #sampler: ImageSampler | undefined;
-  #ctx: SourceContext | undefined;
-  #heldOut: { coords: DeviceBuffer<"f32">; targets: DeviceBuffer<"f32">; values: Float32Array; n: number } | undefined;
-
-  constructor(
-    readonly image: ImageData,
-    private readonly cfg: TrainConfig,
-  ) {}
-
-  get channels(): number {
-    return this.image.channels;
-  }
-
-  async attach(ctx: SourceContext): Promise<void> {
-    this.#ctx = ctx;
-    this.#sampler = await ImageSampler.create(this.image, { backend: ctx.backend, colorspace: this.cfg.colorspace, sampling: this.cfg.sampling });
-  }
-
-  sample(n: number, micro: number): Batch {
-    return this.#sampler!.sample(n, microSeed(this.cfg.seed, micro));
-  }
-
-  // A fixed batch, drawn once when something first reads its loss (the plateau schedule) or its
-  // mean squared error (the choice of the EMA or the raw weights).
-  #heldOutBatch() {
-    const ctx = this.#ctx!;
-    if (!this.#heldOut) {
-      const n = Math.min(HELD_OUT, this.cfg.batch);
-      const h = this.#sampler!.sample(n, microSeed(this.cfg.seed ^ 0x5eed, 0xffffffff));
-      const values = h.targets.download();
-      this.#heldOut = { coords: ctx.alloc(2 * n), targets: ctx.alloc(n * this.image.channels), values, n };
-      this.#heldOut.coords.upload(h.coords.download());
-      this.#heldOut.targets.upload(values);
-    }
-    return this.#heldOut;
-  }
-
-  #heldOutLoss(): number {
-    const h = this.#heldOutBatch();
-    return this.#ctx!.loss.evaluate(this.#ctx!.field(h.coords, h.n), h.targets).loss;
-  }
-
-  heldOutMse(): number {
-    const h = this.#heldOutBatch();
-    const pred = this.#ctx!.field(h.coords, h.n);
-    let sum = 0;
-    for (let i = 0; i < pred.length; i++) sum += (pred[i]! - h.values[i]!) ** 2;
-    return sum / pred.length;
-  }
-
-  async evaluate(_step: number, opts: EvaluateRequest): Promise<SourceEvaluation | undefined> {
-    const ctx = this.#ctx!;
-    const render = opts.final && this.#reconstructionFits();
-    const r = await evaluate(this.image, this.#sampler!, ctx.field, { colorspace: this.cfg.colorspace, render, signal: opts.signal });
-    if (!r) return undefined;
-    if (opts.final) return { psnr: r.psnr, heldOutLoss: NaN, pixels: r.pixels };
-    return { psnr: r.psnr, heldOutLoss: opts.wantHeldOut ? this.#heldOutLoss() : NaN };
-  }
-
-  // The reconstruction is held whole for its PNG (the PSNR alone is computed tile by tile): when
-  // it, and as much again for the encoder, does not fit in memory, it is not rendered.
-  #reconstructionFits(): boolean {
-    const { width, height, channels, bits } = this.image;
-    const bytes = width * height * channels * (bits / 8);
-    try {
-      checkMemory(2 * bytes, `reconstruction.png (${width}x${height}, ${channels} channels)`, bytes);
-      return true;
-    } catch (e) {
-      if (!(e instanceof MemoryError)) throw e;
-      this.#ctx!.log(`${e.message}: not written (bun run render --checkpoint writes one at a smaller --width)`);
-      return false;
-    }
-  }
-
-  meta(): Record<string, unknown> {
-    const { width, height, channels, bits } = this.image;
-    return { image: { width, height, channels, bits } };
-  }
-
-  checkResume(ck: Checkpoint, path: string): void {
-    const image = this.image;
-    const was = ck.meta.image as { width: number; height: number; channels: number } | undefined;
-    if (!was || was.width !== image.width || was.height !== image.height || was.channels !== image.channels)
-      throw new CheckpointError(`${path}: the checkpoint was trained on ${trainedOn(ck.meta)}, not on a ${image.width}x${image.height} image with ${image.channels} channels`);
-  }
-
-  close(): void {
-    this.#sampler?.close();
-    this.#sampler = undefined;
-  }
-}
-
-/** The field a configuration describes: the hash grid and the MLP on top, freshly initialized. */
-export async function createField(cfg: TrainConfig, channels: number, load: { backend?: BackendRequest; log?: (m: string) => void }, dims = 2): Promise<{ grid: HashGrid; mlp: Mlp }> {
-  const { lr: _encLr, probing: { lr: _probingLr, ...probing }, perLevelScale, finestResolution, ...rest } = cfg.encoding;
-  // perLevelScale, when given, replaces finestResolution (the grid takes one or the other).
-  const encoding = perLevelScale === undefined ? { ...rest, finestResolution } : { ...rest, perLevelScale };
-  const { lr: _netLr, weightDecay: _wd, ...network } = cfg.network;
-  await checkVariant({ ...encoding, dims }, { dims: cfg.points ? "--dims" : "--points with --dims", levels: "--levels" });
-  const grid = await HashGrid.create({ dims, ...encoding, probing, seed: cfg.seed }, load);
-  const mlp = await Mlp.create(
-    { inputs: grid.outputDim, outputs: channels, ...network, loss: cfg.loss, huberDelta: cfg.huberDelta, inputGrad: true, seed: cfg.seed + 1 } as never,
-    load,
-  );
-  return { grid, mlp };
 }
 
 async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string) => void, signal?: AbortSignal): Promise<Model> {
@@ -364,8 +246,10 @@ async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string)
 /** The out directory cannot be used: bad input (the CLI's exit status 2), found before training. */
 export class OutDirError extends ExpectedError {}
 
-/** What a run writes in its out directory (image runs: reconstruction.png; points runs: validation.csv). */
-const OUTPUTS = ["checkpoint.ngpk", "metrics.csv", "summary.json", "plot.png", "reconstruction.png", "validation.csv"];
+/** What a run writes in its out directory: the trainer's files, and its source's (image runs: reconstruction.png; points runs: validation.csv). */
+const OUTPUTS = ["checkpoint.ngpk", "metrics.csv", "summary.json", "plot.png", ...SOURCE_OUTPUTS];
+/** The result's files in the order summary.json lists them: a source's reconstruction first, its validation last. */
+const FILES_ORDER: (keyof TrainResult["files"])[] = ["reconstruction", "metrics", "plot", "summary", "checkpoint", "validation"];
 /** The temporaries of those files (writeFileAtomic's, writeCheckpoint's, a run's metrics before its first checkpoint): `.<name>.<pid>.<random>.tmp`. */
 const OUTPUT_TEMPORARY = new RegExp(`^\\.(?:${OUTPUTS.map((n) => n.replace(".", "\\.")).join("|")})\\.(\\d+)\\.[0-9a-z]+\\.tmp$`);
 
@@ -416,15 +300,11 @@ function recordedSpan(ck: Checkpoint): ScheduleSpan | undefined {
 
 async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, resume: Checkpoint | undefined, hooks: TrainHooks): Promise<TrainResult> {
   const { grid, mlp, opt, ema } = m;
-  const image = source instanceof ImageSource ? source.image : undefined;
-  const points = source instanceof PointSource ? source : undefined;
   const files: TrainResult["files"] = {
-    ...(image ? { reconstruction: join(out, "reconstruction.png") } : {}),
     metrics: join(out, "metrics.csv"),
     plot: join(out, "plot.png"),
     summary: join(out, "summary.json"),
     checkpoint: join(out, "checkpoint.ngpk"),
-    ...(points ? { validation: join(out, "validation.csv") } : {}),
   };
   let step = 0;
   let micro = 0;
@@ -590,7 +470,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     throw new TrainError(
       `the training loss became non-finite at step ${step + 1}; stopped without applying it` +
         (switched ? ` (the last good checkpoint, ${files.checkpoint}, is kept)` : ` (${out} is left as it was)`) +
-        `: lower the learning rate, or check the ${image ? "image" : "points"} and the loss`,
+        `: lower the learning rate, or check the ${source.kind} and the loss`,
     );
   }
   if (warmup && !span) endWarmup(warmup); // stopped during the warm-up
@@ -613,10 +493,9 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   }
   if (pending) metrics.log({ ...pending, psnr: final ? psnr : pending.psnr });
   metrics.close();
-  if (image && final?.pixels) await writeImage(files.reconstruction!, image, final.pixels);
-  else delete files.reconstruction;
-  if (points) await points.writeOutputs(files.validation!, files.plot, metrics.rows);
-  else await writePlot(files.plot, metrics.rows);
+  const written: Record<string, string> = { ...files, ...(await source.writeOutputs(out, final)) };
+  await (source.writePlot ? source.writePlot(files.plot, metrics.rows) : writePlot(files.plot, metrics.rows));
+  const outputs = Object.fromEntries(FILES_ORDER.filter((k) => written[k] !== undefined).map((k) => [k, written[k]])) as TrainResult["files"];
   const paramsEncoding = grid.paramCount;
   const paramsNetwork = mlp.paramCount;
   const encodingBytes = cfg.encoding.precision === "f16" ? 2 : 4;
@@ -641,9 +520,8 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
       (encodingBytes === 2 ? 4 * paramsEncoding : 0) +
       (grid.logitCount ? 4 * grid.logitCount * (2 + (cfg.optimizer.kind === "adam" ? 2 : 0)) + 4 * grid.probing.rows : 0),
     bytesInference: grid.memory(2).inferenceBytes + 4 * paramsNetwork,
-    ...(image ? { image: { path: image.path, width: image.width, height: image.height, channels: image.channels, bits: image.bits } } : {}),
-    ...(points ? { points: points.summary() } : {}),
-    files,
+    ...(source.summaryFields() as Pick<TrainResult, "image" | "points" | "volume">),
+    files: outputs,
   };
   writeJsonAtomic(files.summary, { ...result, config: cfg });
   return result;
@@ -684,52 +562,6 @@ async function chooseWeights(m: Model, source: DataSource): Promise<WeightsChoic
 function describeWeights(w: WeightsChoice): string {
   const name = w.used === "ema" ? "EMA weights" : "raw weights";
   return w.heldOutMse ? `${name} (held-out MSE: EMA ${w.heldOutMse.ema.toExponential(3)}, raw ${w.heldOutMse.raw.toExponential(3)})` : name;
-}
-
-/** The model's prediction at coordinates: grid -> MLP, downloaded. */
-export function fieldOf(m: { grid: HashGrid; mlp: Mlp }): Field {
-  // Output buffers per tile size (a full tile and the last one), reused: evaluating a large image
-  // allocates nothing per tile but the downloaded values.
-  const buffers = new Map<number, { enc: DeviceBuffer<"f32">; out: DeviceBuffer<"f32"> }>();
-  return (coords, n) => {
-    let b = buffers.get(n);
-    if (!b) {
-      if (buffers.size >= 2) {
-        for (const old of buffers.values()) (old.enc.dispose(), old.out.dispose());
-        buffers.clear();
-      }
-      b = { enc: m.grid.alloc(n * m.grid.outputDim), out: m.grid.alloc(n * m.mlp.settings.outputs) };
-      buffers.set(n, b);
-    }
-    return m.mlp.forward(m.grid.forward(coords, b.enc), b.out).download() as Float32Array;
-  };
-}
-
-/**
- * The weights to render and export with: the average's when the checkpoint has one and chose it
- * (meta.weights, by the held-out loss; older checkpoints: always), unless raw.
- */
-export function checkpointUses(ck: Checkpoint, raw = false): Weights {
-  return !raw && ck.meta.weights !== "raw" && ck.arrays["ema.encoding"] && ck.arrays["ema.network"] ? "ema" : "raw";
-}
-
-/** A group's weights to render with (checkpointUses). */
-export function checkpointWeights(ck: Checkpoint, group: "encoding" | "network", raw = false): Float32Array {
-  const a = ck.arrays[checkpointUses(ck, raw) === "ema" ? `ema.${group}` : `${group}.params`];
-  if (!a) throw new CheckpointError(`${ck.path ?? "the checkpoint"} holds no ${group} parameters`);
-  return a;
-}
-
-/** A field's weights from a checkpoint (the averages unless `raw`), with learned probing's logits and probe table. */
-export function loadCheckpointWeights(f: { grid: HashGrid; mlp: Mlp }, ck: Checkpoint, raw = false): void {
-  f.grid.params.upload(checkpointWeights(ck, "encoding", raw));
-  f.mlp.params.upload(checkpointWeights(ck, "network", raw));
-  if (f.grid.logitCount) {
-    const logits = ck.arrays["probing.params"];
-    if (logits?.length !== f.grid.logitCount) throw new CheckpointError(`${ck.path ?? "the checkpoint"} holds ${logits?.length ?? 0} probing logits, the model needs ${f.grid.logitCount}`);
-    f.grid.logits.upload(logits);
-    f.grid.refreshProbes();
-  }
 }
 
 /** The model's state, as a checkpoint holds it (restore puts it back). */

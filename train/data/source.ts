@@ -1,12 +1,22 @@
 // What the trainer's step loop trains on: a data source hands out micro-batches of (coordinates,
-// targets) and evaluates the field it fits. The loop (train/trainer.ts) knows nothing else about
-// the data: the photograph's sampler (ImageSource in train/trainer.ts) is one source, the stream of
-// scattered N-D points read from disk in shards (train/points.ts) another.
+// targets), evaluates the field it fits, and owns what a run reports and writes about its data (the
+// summary's fields, the checkpoint's metadata, its own files in the out directory). The trainer
+// (train/trainer.ts) knows nothing else about the data: the photograph (image.ts), the stream of
+// scattered N-D points read from disk in shards (points.ts) and a 3D volume (volume.ts) are
+// sources; open.ts picks the configuration's.
 import type { BackendRequest } from "../../runtime/backend.ts";
 import type { DeviceBuffer } from "../../runtime/buffer.ts";
 import type { Loss } from "../../modules/loss.ts";
 import type { Checkpoint } from "../checkpoint.ts";
 import type { Field } from "../eval.ts";
+import type { MetricsRow } from "../outputs.ts";
+
+/** The sampling seed of micro-batch `k`: a counter-based mix, so any micro-batch can be redrawn. */
+export function microSeed(seed: number, k: number): number {
+  let h = (seed ^ Math.imul(k + 1, 0x9e3779b1)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
+  return (h ^ (h >>> 13)) >>> 0;
+}
 
 /** One micro-batch: [n][dims] coordinates in [0, 1] and [n][channels] targets, on the model's backend. */
 export interface Batch {
@@ -42,7 +52,8 @@ export interface EvaluateRequest {
 }
 
 export interface DataSource {
-  readonly kind: "image" | "points";
+  /** What the data is, in messages ("check the image and the loss"). */
+  readonly kind: "image" | "points" | "volume";
   /** Coordinate dimensions (the hash grid's dims). */
   readonly dims: number;
   /** Target values per sample (the network's outputs). */
@@ -67,6 +78,16 @@ export interface DataSource {
   heldOutMse?(): number;
   /** What the checkpoint's meta records about the data (checked on resume). */
   meta(): Record<string, unknown>;
+  /** The result's (and summary.json's) fields about the data: `image` or `points`. */
+  summaryFields(): Record<string, unknown>;
+  /**
+   * Writes the source's own files at the end of a run into the out directory (those of
+   * SOURCE_OUTPUTS, open.ts): reconstruction.png from the final evaluation's pixels (`final`
+   * undefined: interrupted), validation.csv. Gives them by their key in the result's files.
+   */
+  writeOutputs(out: string, final: SourceEvaluation | undefined): Promise<Record<string, string>>;
+  /** Writes the plot of the metrics (absent: the trainer's, train/outputs.ts writePlot). */
+  writePlot?(path: string, rows: MetricsRow[]): Promise<void>;
   /** Refuses a checkpoint trained on other data (a CheckpointError naming `path`). */
   checkResume(ck: Checkpoint, path: string): void;
   close(): void;

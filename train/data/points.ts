@@ -30,21 +30,25 @@
 // batches and the process itself come on top. CSV files are parsed into memory (4 bytes per
 // value); data larger than memory belongs in the binary format (writePointsFile, PointsWriter).
 import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync, writeSync } from "node:fs";
-import { extname, resolve } from "node:path";
+import { extname, join, resolve } from "node:path";
 import sharp from "sharp";
 import * as vega from "vega";
 import * as vl from "vega-lite";
-import type { DeviceBuffer } from "../runtime/buffer.ts";
-import type { BackendRequest } from "../runtime/backend.ts";
-import { seededUniform } from "../modules/random.ts";
-import { notRegularFile } from "../runtime/files.ts";
-import { CheckpointError, type Checkpoint } from "./checkpoint.ts";
-import type { TrainConfig } from "./config.ts";
-import type { Batch, DataSource, EvaluateRequest, SourceContext, SourceEvaluation } from "./data/source.ts";
-import { interruptible } from "./eval.ts";
-import { writeFileAtomic } from "./image.ts";
-import { plotSpec, type MetricsRow } from "./outputs.ts";
-import { ExpectedError } from "../dsl/errors.ts";
+import type { DeviceBuffer } from "../../runtime/buffer.ts";
+import type { BackendRequest } from "../../runtime/backend.ts";
+import { seededUniform } from "../../modules/random.ts";
+import { notRegularFile } from "../../runtime/files.ts";
+import { CheckpointError, readCheckpoint, type Checkpoint } from "../checkpoint.ts";
+import { parseTrainConfig, type TrainConfig } from "../config.ts";
+import type { Batch, DataSource, EvaluateRequest, SourceContext, SourceEvaluation } from "./source.ts";
+import { interruptible } from "../eval.ts";
+import { createField, fieldOf, loadCheckpointWeights } from "../field.ts";
+import { writeFileAtomic } from "../image.ts";
+import { plotSpec, type MetricsRow } from "../outputs.ts";
+import { ExpectedError } from "../../dsl/errors.ts";
+
+/** The file a points run writes beside the trainer's: the validation figures of every evaluation. */
+export const VALIDATION = "validation.csv";
 
 export const POINTS_MAGIC = "NGPKPNTS";
 export const POINTS_VERSION = 1;
@@ -741,10 +745,20 @@ export class PointSource implements DataSource {
     };
   }
 
-  /** validation.csv (step, loss, psnr of every evaluation) and the plot: training and validation loss, held-out PSNR. */
-  async writeOutputs(validationPath: string, plotPath: string, rows: MetricsRow[]): Promise<void> {
+  summaryFields(): Record<string, unknown> {
+    return { points: this.summary() };
+  }
+
+  /** validation.csv: step, loss, psnr of every evaluation. */
+  async writeOutputs(out: string): Promise<Record<string, string>> {
+    const validation = join(out, VALIDATION);
     const num = (x: number) => (Number.isFinite(x) ? String(x) : "nan");
-    writeFileAtomic(validationPath, ["step,loss,psnr", ...this.validation.map((v) => `${v.step},${num(v.loss)},${num(v.psnr)}`)].join("\n") + "\n");
+    writeFileAtomic(validation, ["step,loss,psnr", ...this.validation.map((v) => `${v.step},${num(v.loss)},${num(v.psnr)}`)].join("\n") + "\n");
+    return { validation };
+  }
+
+  /** The plot: training and validation loss, held-out PSNR. */
+  async writePlot(plotPath: string, rows: MetricsRow[]): Promise<void> {
     const spec = plotSpec(rows) as unknown as { vconcat: Record<string, unknown>[] };
     const [loss, psnr] = spec.vconcat as [Record<string, unknown>, Record<string, unknown>];
     const x = { field: "step", type: "quantitative", title: "step" };
@@ -788,9 +802,6 @@ export async function loadPointField(checkpoint: string, opts: { backend?: Backe
   predict(coords: Float32Array): Float32Array;
   close(): void;
 }> {
-  const { readCheckpoint } = await import("./checkpoint.ts");
-  const { parseTrainConfig } = await import("./config.ts");
-  const { createField, fieldOf, loadCheckpointWeights } = await import("./trainer.ts");
   const ck = await readCheckpoint(checkpoint);
   const meta = ck.meta.points as PointsMeta | undefined;
   if (!meta) throw new CheckpointError(`${checkpoint}: not a checkpoint of points (it was trained on an image)`, { file: checkpoint, problem: "incompatible" });
