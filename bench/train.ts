@@ -277,7 +277,7 @@ async function main(): Promise<number> {
   const e = cfg.encoding;
   const n = cfg.batch;
   log(`configuration: 2D, L=${e.levels}, F=${e.featuresPerLevel}, log2T=${e.log2HashmapSize}, N_min=${e.baseResolution}, finest ${e.finestResolution}, ` +
-    `MLP ${cfg.network.width}x${cfg.network.hiddenLayers} (${cfg.network.activation}, no biases), loss ${cfg.loss}, batch ${n}, Adam, EMA ${cfg.ema.decay}, CPU backend`);
+    `MLP ${cfg.network.width}x${cfg.network.hiddenLayers} (${cfg.network.activation}, no biases), loss ${cfg.loss}, batch ${n}, Adam, EMA ${cfg.ema.enabled ? cfg.ema.decay : "off"}, CPU backend`);
   log(`image: ${imagePath} (${image.width}x${image.height}, ${image.channels} channels, ${image.bits}-bit)`);
 
   // The phase split and the hand-written encoding.

@@ -198,15 +198,14 @@ describe("validation", () => {
 });
 
 describe("a time budget's span (Warmup): the steps the budget has left at the rate measured in a warm-up", () => {
-  test("the warm-up ends after 4 steps and 2% of the budget, or at 10%; the rate leaves out the first step", () => {
+  test("the warm-up ends after 10 steps and 4% of the budget, or at 10%; the rate is the later half's", () => {
     const w = new Warmup(100, 10); // a 100 s budget, 10 s already spent (a resumed run)
-    expect(w.step(10 + 1.0)).toBe(false); // the first step: 1 s (first use)
-    expect(w.step(10 + 1.1)).toBe(false);
-    expect(w.step(10 + 1.2)).toBe(false);
-    expect(w.step(10 + 1.3)).toBe(false); // 4 steps, 1.3 s: under 2%
-    expect(w.step(10 + 2.0)).toBe(true); // 2 s: 2% of the budget
-    close(w.rate, 4 / 1.0);
-    expect(w.span(80)).toEqual({ steps: 320, from: "seconds", budget: 100, warmupSteps: 5, warmupSeconds: 2, stepsPerSecond: 4 });
+    // The first step takes 1 s (first use), the others 0.1 s: step k ends at 1.0 + 0.1 (k - 1) s.
+    for (let k = 1; k < 31; k++) expect(w.step(10 + 1.0 + 0.1 * (k - 1))).toBe(false); // 10 steps at 1.9 s: under 4%
+    expect(w.step(10 + 4.0)).toBe(true); // step 31 at 4 s: 4% of the budget
+    close(w.rate, 16 / 1.6); // steps 16..31, from the end of step 15 (2.4 s)
+    expect(w.span(80)).toMatchObject({ steps: 800, from: "seconds", budget: 100, warmupSteps: 31, warmupSeconds: 4 });
+    close(w.span(80).stepsPerSecond, 10);
     expect(w.span(80.2, 0.5).steps).toBe(40); // floor; a rate given (tests)
     expect(w.span(-1).steps).toBe(0); // no room: the trainer refuses it
     const slow = new Warmup(60, 0);

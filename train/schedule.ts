@@ -101,7 +101,8 @@ export const spansSteps = (kind: ScheduleKind): boolean => kind === "cosine" || 
 /**
  * The steps a cosine or onecycle schedule spans, and how they were decided: the run's steps, or
  * (a time budget and no steps) the steps estimated to fit the `budget` seconds: `warmupSteps` steps
- * in `warmupSeconds` measured `stepsPerSecond` (the first step, which pays for first use, left out),
+ * in `warmupSeconds` measured `stepsPerSecond` (over the later half of its steps: the first ones pay
+ * for first use, the first touch of every buffer's pages, and ran 25% slower than the rest),
  * and the steps are what the rest of the budget holds at that rate. The warm-up is then undone and
  * the run starts over, as if given these steps: a rerun given them gives the same parameters.
  */
@@ -110,29 +111,33 @@ export type ScheduleSpan =
   | { steps: number; from: "seconds"; budget: number; warmupSteps: number; warmupSeconds: number; stepsPerSecond: number };
 
 /** The warm-up measuring the steps per second ends after this many steps and this share of the budget, or at the larger share. */
-const WARMUP = { steps: 4, share: 0.02, maxShare: 0.1 };
+const WARMUP = { steps: 10, share: 0.04, maxShare: 0.1 };
 
 /** A time budget's warm-up: step() after each step, until it says the warm-up is over; then span(). */
 export class Warmup {
   steps = 0;
-  #first = 0; // seconds into the warm-up at the end of its first step
-  #seconds = 0;
+  #ends: number[] = []; // seconds into the warm-up at the end of each step
 
   /** `budget`: the run's seconds; `start`: the seconds already spent (a resumed run's) when the warm-up starts. */
   constructor(readonly budget: number, readonly start: number) {}
 
   /** A warm-up step ended at `seconds` (of the run): whether the warm-up is over. */
   step(seconds: number): boolean {
-    this.#seconds = seconds - this.start;
-    if (++this.steps === 1) this.#first = this.#seconds;
+    this.#ends.push(seconds - this.start);
+    this.steps++;
     const share = this.#seconds / this.budget;
     return (this.steps >= WARMUP.steps && share >= WARMUP.share) || share >= WARMUP.maxShare;
   }
 
-  /** The measured steps per second (from the end of the first step on, when there are more). */
+  get #seconds(): number {
+    return this.#ends[this.#ends.length - 1] ?? 0;
+  }
+
+  /** The measured steps per second: over the later half of the steps (from the end of step floor(n / 2)), or the one step's. */
   get rate(): number {
-    const t = this.#seconds - this.#first;
-    return this.steps > 1 && t > 0 ? (this.steps - 1) / t : this.steps / Math.max(1e-9, this.#seconds);
+    const h = Math.floor(this.steps / 2);
+    const t = this.#seconds - (this.#ends[h - 1] ?? 0);
+    return h > 0 && t > 0 ? (this.steps - h) / t : this.steps / Math.max(1e-9, this.#seconds);
   }
 
   /** The span, for `left` seconds of the budget at `rate` steps per second (0 steps: nothing fits). */
