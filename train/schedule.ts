@@ -101,8 +101,9 @@ export const spansSteps = (kind: ScheduleKind): boolean => kind === "cosine" || 
 /**
  * The steps a cosine or onecycle schedule spans, and how they were decided: the run's steps, or
  * (a time budget and no steps) the steps estimated to fit the `budget` seconds: `warmupSteps` steps
- * in `warmupSeconds` measured `stepsPerSecond` (over the later half of its steps: the first ones pay
- * for first use, the first touch of every buffer's pages, and ran 25% slower than the rest),
+ * in `warmupSeconds` measured `stepsPerSecond` (the median step of the later half of its steps: the
+ * first ones pay for first use, the first touch of every buffer's pages, and ran 25% slower than
+ * the rest),
  * and the steps are what the rest of the budget holds at that rate. The warm-up is then undone and
  * the run starts over, as if given these steps: a rerun given them gives the same parameters.
  */
@@ -133,11 +134,17 @@ export class Warmup {
     return this.#ends[this.#ends.length - 1] ?? 0;
   }
 
-  /** The measured steps per second: over the later half of the steps (from the end of step floor(n / 2)), or the one step's. */
+  /**
+   * The measured steps per second: 1 / the median duration of the later half's steps (after step
+   * floor(n / 2); the median, so that one step slowed by another process does not set the span),
+   * or the one step's.
+   */
   get rate(): number {
     const h = Math.floor(this.steps / 2);
-    const t = this.#seconds - (this.#ends[h - 1] ?? 0);
-    return h > 0 && t > 0 ? (this.steps - h) / t : this.steps / Math.max(1e-9, this.#seconds);
+    if (h === 0) return this.steps / Math.max(1e-9, this.#seconds);
+    const d = this.#ends.slice(h).map((end, k) => end - this.#ends[h - 1 + k]!).sort((a, b) => a - b);
+    const m = d.length % 2 ? d[(d.length - 1) / 2]! : (d[d.length / 2 - 1]! + d[d.length / 2]!) / 2;
+    return 1 / Math.max(1e-9, m);
   }
 
   /** The span, for `left` seconds of the budget at `rate` steps per second (0 steps: nothing fits). */
