@@ -4,7 +4,7 @@
 // seed, on the CPU backend, all in one process run:
 //   - 2D: Kodak photographs (../shared/data/kodak/, else data/astronaut.png) trained with train()
 //     (evalEvery 0, the trainer's defaults otherwise: L=16, F=2, N_min 16, finest 2048, MLP 64x2,
-//     batch 2^16, Adam, EMA), four rows per image: the baseline at T, the baseline at T/4, learned
+//     batch 2^16, Adam, onecycle), four rows per image: the baseline at T, the baseline at T/4, learned
 //     probing at T/4 with N_p = 4, learned probing at T/16 with N_p = 16. T is chosen so that the
 //     table limits quality: the baseline at T/4 must be at least 2 dB below the baseline at T
 //     (measured and printed; a failure is reported loudly);
@@ -404,7 +404,7 @@ async function main(): Promise<number> {
   const e = parseTrainConfig({}).encoding;
   log(
     `configuration: the trainer's defaults (L=${e.levels}, F=${e.featuresPerLevel}, N_min=${e.baseResolution}, finest ${e.finestResolution}, MLP 64x2, ` +
-      `batch ${o.batch ?? parseTrainConfig({}).batch}, Adam, EMA), seed ${o.seed ?? parseTrainConfig({}).seed}; T = 2^${o.log2T}; ` +
+      `batch ${o.batch ?? parseTrainConfig({}).batch}, Adam, onecycle, no EMA), seed ${o.seed ?? parseTrainConfig({}).seed}; T = 2^${o.log2T}; ` +
       `probing codebook ${PROBING_DEFAULTS.codebookPerEntry} rows per table entry, lr ${PROBING_DEFAULTS.lr} (PROBING_DEFAULTS)`,
   );
   for (const n of notes) log(`NOTE: ${n}`);
@@ -465,7 +465,7 @@ async function main(): Promise<number> {
     // Report
     const others = othersShare(c0, cpuSnapshot());
     log("");
-    log(`results: ${o.steps} steps per 2D run${with3d ? `, ${steps3d} per 3D run` : ""}, same seed; PSNR on the EMA weights; inference bytes = features f16 + packed probe indices + network f32`);
+    log(`results: ${o.steps} steps per 2D run${with3d ? `, ${steps3d} per 3D run` : ""}, same seed; PSNR on the raw weights (the defaults keep no EMA); inference bytes = features f16 + packed probe indices + network f32`);
     printRows(rows, log);
     log("");
     for (const c of collisions) printCollisions(c, log);
