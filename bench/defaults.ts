@@ -9,7 +9,7 @@
 //   on this machine, e.g. `bun run train --seconds 60 --eval-every 0 --json` when it is idle) each
 //   budget becomes round(R x seconds) steps instead, the same for every setting: the figures then do
 //   not depend on what else the machine runs during a sweep of an hour. The settings' speeds differ
-//   little (an EMA costs about 5% of a step; the sampling and loss kernels cost the same), which a
+//   little (an EMA costs 4 to 5% of a step; the sampling and loss kernels cost the same), which a
 //   step budget leaves out.
 // - The largest budget runs the defaults and only the settings within `--keep` dB (default 1) of
 //   the best at the budget before, on that image, and not those that gave exactly the defaults'
@@ -115,7 +115,7 @@ async function runOne(setting: string, image: string, seconds: number, rate: num
 
 /** One table per budget: a row per image, a column per setting, the defaults' distance to the best. */
 function tables(results: RunResult[], names: string[], images: string[], budgets: number[]): { lines: string[]; failures: string[] } {
-  const lines: string[] = [];
+  const lines: string[] = ["", `settings: ${names.map((n) => `${n}, ${SETTINGS[n]!.what}`).join("; ")}`];
   const failures: string[] = [];
   for (const b of budgets) {
     const at = results.filter((r) => r.seconds === b);

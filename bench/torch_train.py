@@ -92,11 +92,9 @@ def main():
     betas, eps = (c["beta1"], c["beta2"]), c["eps"]
     opt = torch.optim.Adam([{"params": grid.parameters()}, {"params": mlp.parameters()}], lr=c["lr"], betas=betas, eps=eps)
     params = list(grid.parameters()) + list(mlp.parameters())
-    ema = [p.detach().clone() for p in params]
-
     pixel = c.get("sampling", "bilinear") == "pixel"
     relative = c.get("loss", "relative_l2") == "relative_l2"
-    keep_ema = bool(c.get("ema", True))
+    ema = [p.detach().clone() for p in params] if c.get("ema", True) else []  # empty: no EMA
 
     def sample(n):
         if pixel:  # uniform over the pixel centres, their stored values
@@ -115,10 +113,9 @@ def main():
     @torch.no_grad()
     def psnr():
         # The full image at its pixel centres, on the EMA's weights when one is kept.
-        saved = [p.detach().clone() for p in params]
-        if keep_ema:
-            for p, e in zip(params, ema):
-                p.copy_(e)
+        saved = [p.detach().clone() for p in params] if ema else []
+        for p, e in zip(params, ema):
+            p.copy_(e)
         se = 0.0
         xs = (torch.arange(W, dtype=torch.float32) + 0.5) / W
         for y0 in range(0, H, 64):
@@ -140,7 +137,7 @@ def main():
         opt.zero_grad(set_to_none=False)
         loss.backward()
         opt.step()
-        if keep_ema:
+        if ema:
             with torch.no_grad():
                 decay = min(c["ema_decay"], (2 + k) / (11 + k))
                 torch._foreach_mul_(ema, decay)
