@@ -38,7 +38,7 @@
 //
 // A block kernel is differentiated as a tile program (adjoint_tile.ts).
 import { piecewiseConstant, type DerivBuilder } from "../dsl/intrinsics.ts";
-import { fail } from "./diagnostics.ts";
+import { fail, NO_SPAN } from "./diagnostics.ts";
 import { addedElement, intrinsic, intrinsicOf, MADE, writtenBuffers } from "./forms.ts";
 import { childBodies, deadCodeElimination, namesIn, type Expr, type Param, type Scalar, type Span, type SpecializedKernel, type Stmt } from "./ir.ts";
 import { splitPasses } from "./schedule.ts";
@@ -166,7 +166,6 @@ function addTo(s: Sum): Stmt {
   return { k: "expr", e: call, span: s.span };
 }
 
-export const NO_SPAN: Span = { file: "", start: 0, end: 0, line: 0, col: 0 };
 /** The scalar type of an expression (undefined for buffers, tables and the like). */
 const tyOf = (e: Expr): Scalar | undefined => ("ty" in e ? e.ty : undefined);
 const isFloat = (e: Expr): boolean => tyOf(e) === "f32";

@@ -12,8 +12,8 @@
 // loadRows. A store to an output (storeRows, accumulate) reads the output's adjoint. The tiles
 // phase (codegen/tiles.ts) then lowers the result like any block kernel, sharing storage by liveness.
 import type { Shape, ShapeArgs, TileGradBuilder } from "../dsl/tiles.ts";
-import { adjointName, adjointParams, freshName, Linearizer, lit, NO_SPAN, reverseSweep, v, type AdjointSpec, type Ctx } from "./adjoint.ts";
-import { fail } from "./diagnostics.ts";
+import { adjointName, adjointParams, freshName, Linearizer, lit, reverseSweep, v, type AdjointSpec, type Ctx } from "./adjoint.ts";
+import { fail, NO_SPAN } from "./diagnostics.ts";
 import { containsTiles, intrinsic, MADE, tileOpOf, tileWrittenBuffers } from "./forms.ts";
 import { childBodies, deadCodeElimination, declaredNames, exprsOf, type Expr, type Span, type SpecializedKernel, type Stmt } from "./ir.ts";
 

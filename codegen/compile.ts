@@ -41,7 +41,7 @@ export interface CompileOptions {
   config?: ConfigValue;
   /** Source text to compile instead of reading the file. */
   text?: string;
-  /** A variant of the hash-grid encoding: its functions replace those of dsl/kernels/parts.ts. */
+  /** A variant of the hash-grid encoding: its functions replace the `@replaceable` ones (dsl/kernels/lookup.ts). */
   variant?: string;
   /** Loops with constant bounds and at most this many iterations are unrolled. */
   maxUnroll?: number;

@@ -14,6 +14,9 @@ export interface Span {
   col: number;
 }
 
+/** The span of code the compiler writes itself (no source position). */
+export const NO_SPAN: Span = { file: "", start: 0, end: 0, line: 0, col: 0 };
+
 /** The diagnostics table: one entry per code, with the default hint. */
 export const CODES = {
   NGP1000: { title: "syntax error", hint: "the file must be valid TypeScript" },

@@ -10,7 +10,7 @@ import { addedElement, intrinsicOf, MADE } from "./forms.ts";
 import { childBodies, deadCodeElimination, exprsOf, mapExpr, namesIn, rootName, type Expr, type SpecializedKernel, type Stmt } from "./ir.ts";
 
 /** Passes longer than this (statements) do not run in lane form. */
-export const MAX_LANE_STATEMENTS = 400;
+const MAX_LANE_STATEMENTS = 400;
 
 export function schedule(k: SpecializedKernel): SpecializedKernel {
   if (k.block || !k.schedule) return k;

@@ -7,7 +7,7 @@
 //
 // The result (a SpecializedKernel) has no helpers, no configuration and no `field` nodes; the
 // simplifier (simplify.ts) then makes it straight-line code.
-import { fail } from "./diagnostics.ts";
+import { fail, NO_SPAN } from "./diagnostics.ts";
 import { intrinsicOf, tileOpOf } from "./forms.ts";
 import { assignedNames, childBodies, declaredNames, mapBody, mapExpr, mapStmtExprs } from "./ir.ts";
 import type { ConfigType, Expr, Func, Program, Scalar, Span, SpecializedKernel, Stmt } from "./ir.ts";
@@ -15,7 +15,6 @@ import type { ConfigType, Expr, Func, Program, Scalar, Span, SpecializedKernel, 
 /** Configuration values as given by the user: numbers, booleans and lists of them. */
 export type ConfigValue = Record<string, number | boolean | (number | boolean)[]>;
 
-const NO_SPAN: Span = { file: "", start: 0, end: 0, line: 0, col: 0 };
 
 export function specialize(program: Program, kernel: Func, config: ConfigValue | undefined): SpecializedKernel {
   const [index, ...rest] = kernel.params;

@@ -2,7 +2,7 @@
 // encoder's own derivation, hashgrid_config.ts, and the network's layout), and the values of one free
 // parameter (log2T, levels, base or scale) whose count comes nearest to a budget from below and from
 // above (`bun run params --solve`).
-import { ConfigError, gridLevels, MAX_RESOLUTION, parseHashGridOptions, probingLayout, type HashGridOptionsInput, type HashGridSettings } from "./hashgrid_config.ts";
+import { ConfigError, gridLevels, gridParamCount, MAX_RESOLUTION, parseHashGridOptions, probingLayout, type HashGridOptionsInput, type HashGridSettings } from "./hashgrid_config.ts";
 import { mlpLayout, type MlpSettings } from "./mlp_config.ts";
 
 /** The free parameters: their HashGrid field. */
@@ -28,8 +28,7 @@ export interface Counts {
 function countsOf(input: HashGridOptionsInput, net: Network): Counts & { settings: HashGridSettings } {
   const settings = parseHashGridOptions(input);
   const levels = gridLevels(settings);
-  const last = levels[levels.length - 1]!;
-  const encoding = (last.offset + last.size) * settings.featuresPerLevel;
+  const encoding = gridParamCount(settings, levels);
   const network = mlpLayout({ ...net, inputs: settings.levels * settings.featuresPerLevel }).paramCount;
   const probe = probingLayout(settings, levels);
   return { settings, encoding, network, total: encoding + network, logits: probe.rows * probe.range };

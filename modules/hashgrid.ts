@@ -5,7 +5,7 @@ import { isAbsolute, relative, resolve } from "node:path";
 import type { Backend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { hostOrDevice, type LoadSettings } from "./common.ts";
-import { ConfigError, type HashGridOptionsInput, type HashGridSettings, type GridLevel, type GridConfigValue, parseHashGridOptions, gridLevels, gridConfig, gridKernels, type ProbingLayout, probingLayout, type GridMemory, gridMemory } from "./hashgrid_config.ts";
+import { ConfigError, type HashGridOptionsInput, type HashGridSettings, type GridLevel, type GridConfigValue, parseHashGridOptions, gridLevels, gridParamCount, gridConfig, gridKernels, type ProbingLayout, probingLayout, type GridMemory, gridMemory } from "./hashgrid_config.ts";
 import { loadKernels, type KernelModule } from "./load.ts";
 import { seededUniform } from "./random.ts";
 
@@ -93,8 +93,7 @@ export class HashGrid {
     readonly config: GridConfigValue,
     private readonly mod: KernelModule,
   ) {
-    const last = levels[levels.length - 1]!;
-    this.paramCount = (last.offset + last.size) * settings.featuresPerLevel;
+    this.paramCount = gridParamCount(settings, levels);
     this.outputDim = settings.levels * settings.featuresPerLevel;
     const init = new Float32Array(this.paramCount);
     initParams(init, settings.seed);

@@ -28,6 +28,9 @@ export function defaultCodebookSize(log2HashmapSize: number): number {
 /** A number, or one per axis (their count is checked against dims below). */
 const perAxis = (n: z.ZodNumber) => z.union([n, z.array(n).min(1).max(8)]);
 
+/** A per-axis setting's value on axis d (one number: every axis). */
+const axis = (v: number | number[], d: number): number => (Array.isArray(v) ? v[d]! : v);
+
 export const HashGridOptions = z
   .object({
     /** Input dimension, 1 to 8. */
@@ -82,8 +85,7 @@ export const HashGridOptions = z
       ctx.addIssue({ code: "custom", path: ["perLevelScale"], message: "give perLevelScale or finestResolution, not both" });
     // Resolutions going down are a growth below 1, refused as perLevelScale < 1 is.
     const finest = o.finestResolution;
-    const axis = (v: number | number[], d: number) => (Array.isArray(v) ? v[d] : v);
-    const below = finest === undefined ? -1 : Array.from({ length: o.dims }, (_, d) => d).findIndex((d) => axis(finest, d)! < axis(o.baseResolution, d)!);
+    const below = finest === undefined ? -1 : Array.from({ length: o.dims }, (_, d) => d).findIndex((d) => axis(finest, d) < axis(o.baseResolution, d));
     if (below >= 0)
       ctx.addIssue({ code: "custom", path: ["finestResolution"], message: `${axis(finest!, below)} is below the base resolution ${axis(o.baseResolution, below)}${Array.isArray(finest) || Array.isArray(o.baseResolution) ? ` on axis ${below}` : ""}: the resolutions would go down from level to level (allowed: at least the base resolution)` });
   });
@@ -164,7 +166,6 @@ function nextMultipleOf8(v: bigint): bigint {
 
 /** Per-level tables, exactly as tiny-cuda-nn derives them (vertex counts in 64-bit arithmetic). */
 export function gridLevels(s: HashGridSettings): GridLevel[] {
-  const axis = (v: number | number[], d: number) => (Array.isArray(v) ? v[d]! : v);
   const growth = (d: number): number => {
     if (s.perLevelScale !== undefined) return axis(s.perLevelScale, d);
     if (s.finestResolution === undefined || s.levels === 1) return 2; // tiny-cuda-nn's default
@@ -205,12 +206,15 @@ export function gridLevels(s: HashGridSettings): GridLevel[] {
   return levels;
 }
 
-/** Parameter count of a configuration: F * sum over levels of min(next8(res^D), 2^log2T). */
-export function hashGridParamCount(input: HashGridOptionsInput): number {
-  const s = parseHashGridOptions(input);
-  const levels = gridLevels(s);
+/** The encoding's parameters, given its levels: F * sum over levels of min(next8(res^D), 2^log2T). */
+export function gridParamCount(s: HashGridSettings, levels: GridLevel[] = gridLevels(s)): number {
   const last = levels[levels.length - 1]!;
   return (last.offset + last.size) * s.featuresPerLevel;
+}
+
+/** Parameter count of a configuration (gridParamCount of its parsed settings). */
+export function hashGridParamCount(input: HashGridOptionsInput): number {
+  return gridParamCount(parseHashGridOptions(input));
 }
 
 /** The compile-time configuration of the grid kernels. */
@@ -308,8 +312,7 @@ export interface GridMemory {
  * its N_c argmax indices packed at log2(N_p) bits (rounded up to whole bytes).
  */
 export function gridMemory(s: HashGridSettings, levels: GridLevel[] = gridLevels(s), featureBytes: 2 | 4 = s.precision === "f16" ? 2 : 4): GridMemory {
-  const last = levels[levels.length - 1]!;
-  const params = (last.offset + last.size) * s.featuresPerLevel;
+  const params = gridParamCount(s, levels);
   const p = probingLayout(s, levels);
   const logits = p.rows * p.range;
   const indexBytes = p.rows ? Math.ceil((p.rows * Math.log2(p.range)) / 8) : 0;

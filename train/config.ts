@@ -87,8 +87,11 @@ export const TrainConfigSchema = z
     huberDelta: z.number().positive().default(1),
     /** The Optimizer module's options (weight decay is per group: network.weightDecay). */
     optimizer: OptimizerOptions.omit({ weightDecay: true }).prefault({}),
-    schedule: ScheduleSpecSchema.default({ kind: "onecycle", pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4 }),
-    /** Exponential moving average of the parameters, used for evaluation and outputs. */
+    schedule: ScheduleSpecSchema.prefault({ kind: "onecycle" }),
+    /**
+     * An exponential moving average of the parameters (off by default): evaluation and outputs use
+     * it where its held-out error is the lower (train/trainer.ts chooseWeights).
+     */
     ema: z.object({ enabled: z.boolean().default(false), decay: z.number().min(0).lt(1).default(0.999) }).strict().prefault({}),
     /** Samples per micro-batch. */
     batch: positiveInt(1 << 24).default(1 << 16),

@@ -103,8 +103,7 @@ export const spansSteps = (kind: ScheduleKind): boolean => kind === "cosine" || 
  * (a time budget and no steps) the steps estimated to fit the `budget` seconds: `warmupSteps` steps
  * in `warmupSeconds` measured `stepsPerSecond` (the median step of the later half of its steps: the
  * first ones pay for first use, the first touch of every buffer's pages, and ran 25% slower than
- * the rest),
- * and the steps are what the rest of the budget holds at that rate. The warm-up is then undone and
+ * the rest), and the steps are what the rest of the budget holds at that rate. The warm-up is then undone and
  * the run starts over, as if given these steps: a rerun given them gives the same parameters.
  */
 export type ScheduleSpan =
@@ -116,7 +115,6 @@ const WARMUP = { steps: 10, share: 0.04, maxShare: 0.1 };
 
 /** A time budget's warm-up: step() after each step, until it says the warm-up is over; then span(). */
 export class Warmup {
-  steps = 0;
   #ends: number[] = []; // seconds into the warm-up at the end of each step
 
   /** `budget`: the run's seconds; `start`: the seconds already spent (a resumed run's) when the warm-up starts. */
@@ -125,9 +123,13 @@ export class Warmup {
   /** A warm-up step ended at `seconds` (of the run): whether the warm-up is over. */
   step(seconds: number): boolean {
     this.#ends.push(seconds - this.start);
-    this.steps++;
     const share = this.#seconds / this.budget;
     return (this.steps >= WARMUP.steps && share >= WARMUP.share) || share >= WARMUP.maxShare;
+  }
+
+  /** The warm-up's steps so far. */
+  get steps(): number {
+    return this.#ends.length;
   }
 
   get #seconds(): number {
@@ -153,7 +155,7 @@ export class Warmup {
   }
 }
 
-/** "cosine over 2077 steps, estimated after 20 steps at 34.6 steps/s for the 60 s budget". */
+/** "cosine over 2077 steps, estimated after 20 warm-up steps (0.85 s) at 34.6 steps/s for the 60 s budget". */
 export function describeSpan(kind: ScheduleKind, span: ScheduleSpan): string {
   const over = `${kind} over ${span.steps} steps`;
   if (span.from === "steps") return over;

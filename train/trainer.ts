@@ -30,7 +30,7 @@ import { createField, fieldOf, type Weights } from "./field.ts";
 import { MetricsLog, writeJsonAtomic, writePlot } from "./outputs.ts";
 import { dataInput, openSource, SOURCE_OUTPUTS } from "./data/open.ts";
 import type { PointsSummary } from "./data/points.ts";
-import { describeSpan, makeSchedule, spansSteps, Warmup, type Schedule, type ScheduleSpan } from "./schedule.ts";
+import { describeSpan, makeSchedule, spansSteps, Warmup, type Schedule, type ScheduleKind, type ScheduleSpan } from "./schedule.ts";
 import { lockOutDir } from "./lock.ts";
 import { ExpectedError } from "../dsl/errors.ts";
 import { ConfigError } from "../modules/options.ts";
@@ -293,7 +293,7 @@ const timeAlone = (cfg: TrainConfig) => cfg.seconds !== undefined && cfg.steps >
 /** The steps a checkpoint's cosine or onecycle schedule spans (one written before they were recorded: its steps). */
 function recordedSpan(ck: Checkpoint): ScheduleSpan | undefined {
   const kind = (ck.meta.schedule as { kind?: string } | undefined)?.kind;
-  if (kind !== "cosine" && kind !== "onecycle") return undefined;
+  if (kind === undefined || !spansSteps(kind as ScheduleKind)) return undefined;
   const steps = (ck.config as { steps?: unknown }).steps;
   return (ck.meta.scheduleSpan as ScheduleSpan | undefined) ?? (typeof steps === "number" && steps < MAX_STEPS ? { steps, from: "steps" } : undefined);
 }
@@ -476,7 +476,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   if (warmup && !span) endWarmup(warmup); // stopped during the warm-up
   // Interrupted before its first step: nothing to keep, and nothing written over the earlier outputs.
   if (stoppedBy === "interrupted" && step === stepsAtStart) throw new InterruptedError(out);
-  // The checkpoint first, then the final evaluation and outputs (on the EMA weights when enabled):
+  // The checkpoint first, then the final evaluation and outputs (on the chosen weights, chooseWeights):
   // the full-image evaluation can take long, and stopping it (Ctrl-C) keeps the checkpoint. An
   // interrupted run writes the cheap outputs only.
   await save();

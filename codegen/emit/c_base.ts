@@ -51,7 +51,7 @@ export interface CTarget {
  * Renders a body function `NGP_FN void <name>(index, params...) { stmts }`. With `lanes`, the
  * function instead runs `lanes` consecutive indices from `ngp_i0` at once (lane form: every
  * per-thread value an array over the lanes, every statement a loop over them, which the C++
- * compiler vectorizes; straight-line code only, see schedule.ts lanesSupported).
+ * compiler vectorizes; straight-line code only, see schedule.ts nonLaneStatement).
  */
 export type BodyRenderer = (name: string, stmts: Stmt[], opts?: { plainAtomics?: boolean; lanes?: number }) => string;
 

@@ -9,7 +9,7 @@ import { CUDA_TILES } from "./tile_prelude.ts";
 export const CUDA_BLOCK_SIZE = 128;
 const MAX_BLOCKS = 65535 * 32;
 
-/** Host entry points for memory and errors; every CUDA module carries them (see runtime/abi.ts). */
+/** Host entry points for memory and errors; every CUDA module carries them (see dsl/abi.ts). */
 const HOST_API = `extern "C" int32_t ngp_cuda_device_count(int32_t* out) { int n = 0; cudaError_t e = cudaGetDeviceCount(&n); *out = n; return (int32_t)e; }
 extern "C" int32_t ngp_cuda_malloc(uint64_t bytes, uint64_t* out) { void* p = nullptr; cudaError_t e = cudaMalloc(&p, bytes); *out = (uint64_t)p; return (int32_t)e; }
 extern "C" int32_t ngp_cuda_free(uint64_t ptr) { return (int32_t)cudaFree((void*)ptr); }

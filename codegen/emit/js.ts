@@ -5,8 +5,7 @@
 import { INTRINSICS, spell } from "../../dsl/intrinsics.ts";
 import { intrinsic } from "../forms.ts";
 import type { EmittedModule } from "../../dsl/abi.ts";
-import { typeOf, type Expr, type Scalar, type Stmt } from "../ir.ts";
-import type { SpecializedKernel } from "../ir.ts";
+import { typeOf, type Expr, type Scalar, type SpecializedKernel, type Stmt } from "../ir.ts";
 import { BATCH_VAR } from "../tiles.ts";
 import { JS_TILE_CHECKS, JS_TILES, SLOTS } from "./tile_prelude.ts";
 import type { EmitOptions } from "./c_base.ts";
