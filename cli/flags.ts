@@ -58,7 +58,7 @@ export const ALL_FLAGS: Flag[] = [
   { flag: "schedule", path: "schedule.kind", kind: "string", help: "none, cosine, onecycle or plateau" },
   { flag: "warmup", path: "schedule.warmupSteps", kind: "int", help: "cosine: linear warmup steps [0]" },
   { flag: "min-factor", path: "schedule.minFactor", kind: "number", help: "cosine/plateau: the lowest lr, as a factor of --lr [0.01 / 0.001]" },
-  { flag: "pct-start", path: "schedule.pctStart", kind: "number", help: "onecycle: share of the steps rising to the maximum [0.3]" },
+  { flag: "pct-start", path: "schedule.pctStart", kind: "number", help: "onecycle: share of the steps rising to the maximum" },
   { flag: "patience", path: "schedule.patience", kind: "int", help: "plateau: evaluations without improvement before reducing [3]" },
   { flag: "factor", path: "schedule.factor", kind: "number", help: "plateau: the reduction factor [0.5]" },
   { flag: "ema", path: "ema.decay", kind: "number", enables: "ema.enabled", help: "keep a moving average of the parameters with this decay, e.g. 0.999 (evaluation and outputs use it where its held-out error is the lower; off by default: the default schedule anneals, and the raw weights end better)" },

@@ -210,3 +210,10 @@ test("flags: the growth given twice, resolutions going down, points flags with a
   expect(summary.config.encoding.perLevelScale).toBeUndefined();
   expect(summary.config.encoding.finestResolution).toBe(256);
 });
+
+test("train --help states each flag's default once (from the schema, not also in the help text)", async () => {
+  const help = await run("cli/train.ts", ["--help"]);
+  expect(help.code).toBe(0);
+  const twice = help.out.split("\n").filter((l) => /\[[^\]]*\]\s*\[[^\]]*\]\s*$/.test(l));
+  expect(twice).toEqual([]);
+});
