@@ -214,6 +214,6 @@ test("flags: the growth given twice, resolutions going down, points flags with a
 test("train --help states each flag's default once (from the schema, not also in the help text)", async () => {
   const help = await run("cli/train.ts", ["--help"]);
   expect(help.code).toBe(0);
-  const twice = help.out.split("\n").filter((l) => /\[[^\]]*\]\s*\[[^\]]*\]\s*$/.test(l));
+  const twice = help.out.split("\n").filter((l) => /^\s+--/.test(l) && /\[[^\]]*\]\s*\[[^\]]*\]\s*$/.test(l));
   expect(twice).toEqual([]);
 });
