@@ -1,0 +1,146 @@
+// Ranks (runtime/mpi.ts): the launcher's detection, the one-rank stand-in, the errors without MPI,
+// and under mpirun (2 ranks on this machine) every collective, agree() and a rank that dies. The
+// ranks run test/runtime/fixtures/mpi_ranks.ts in child processes: MPI starts once per process.
+import { describe, expect, test } from "bun:test";
+import { detectLaunch, findMpi, openRanks } from "../../runtime/mpi.ts";
+import { fixturePath, tempDir } from "./helpers.ts";
+
+const MPI = findMpi();
+const MPIRUN = Bun.which("mpirun");
+const NO_MPI = MPI.mpi ? "" : ` (skipped: ${MPI.reason})`;
+const NO_MPIRUN = MPI.mpi && MPIRUN ? "" : ` (skipped: ${MPI.mpi ? "mpirun is not on PATH" : MPI.reason})`;
+if (NO_MPIRUN) console.log(`test/runtime/mpi.test.ts: multi-rank tests${NO_MPIRUN}`);
+
+const LAUNCHER_VARS = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS", "PMIX_RANK"];
+/** This environment without a launcher's variables (a test runner started by mpirun or srun). */
+const unlaunched = () => Object.fromEntries(Object.entries(process.env).filter(([name]) => !LAUNCHER_VARS.includes(name)));
+
+const cacheDir = tempDir("mpi");
+
+interface Result {
+  exitCode: number;
+  ms: number;
+  lines: Record<string, unknown>[];
+  stderr: string;
+}
+
+/** The fixture with `input`, alone or under mpirun with `ranks` ranks. */
+async function run(input: Record<string, unknown>, opts: { ranks?: number; env?: Record<string, string | undefined> } = {}): Promise<Result> {
+  const bun = [process.execPath, fixturePath("mpi_ranks.ts"), JSON.stringify({ cacheDir, ...input })];
+  // Root (CI) needs --allow-run-as-root; 2 cores need --oversubscribe beside another test; without
+  // --bind-to none each rank would be bound to one core; yield: waiting ranks do not spin.
+  const mpirun = [MPIRUN!, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1", "-np", String(opts.ranks)];
+  const start = performance.now();
+  const proc = Bun.spawn(opts.ranks ? [...mpirun, ...bun] : bun, { env: opts.env ?? unlaunched(), stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const lines = stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { exitCode, ms: performance.now() - start, lines, stderr };
+}
+
+const byRank = (lines: Record<string, unknown>[]) => [...lines].sort((a, b) => (a.rank as number) - (b.rank as number));
+const allPassed = (line: Record<string, unknown>) => Object.entries(line.checks as Record<string, boolean>).filter(([, ok]) => !ok).map(([name]) => name);
+
+describe("detectLaunch", () => {
+  test("reads mpirun's, PMI's, srun's and PMIx's variables; none is no launcher", () => {
+    expect(detectLaunch({})).toBeUndefined();
+    expect(detectLaunch({ OMPI_COMM_WORLD_SIZE: "4", OMPI_COMM_WORLD_RANK: "1" })).toEqual({ launcher: "Open MPI's mpirun", evidence: "OMPI_COMM_WORLD_SIZE=4", size: 4 });
+    expect(detectLaunch({ PMI_SIZE: "3", PMI_RANK: "0" })?.size).toBe(3);
+    expect(detectLaunch({ SLURM_STEP_NUM_TASKS: "8", SLURM_PROCID: "5", SLURM_NTASKS: "8" })).toEqual({ launcher: "srun", evidence: "SLURM_STEP_NUM_TASKS=8", size: 8 });
+    expect(detectLaunch({ PMIX_RANK: "2" })).toEqual({ launcher: "a PMIx launcher", evidence: "PMIX_RANK=2", size: undefined });
+  });
+
+  test("a Slurm batch script (SLURM_NTASKS, SLURM_PROCID, no step) is not a launch: it runs as one process", () => {
+    expect(detectLaunch({ SLURM_JOB_ID: "7", SLURM_NTASKS: "4", SLURM_PROCID: "0" })).toBeUndefined();
+  });
+});
+
+describe("one process", () => {
+  test("without a launcher: the stand-in (no MPI), rank 0 of 1, every collective returns its input", async () => {
+    const { exitCode, lines, stderr } = await run({ mode: "collectives", piece: 5 });
+    expect(stderr).toBe("");
+    expect(exitCode).toBe(0);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ rank: 0, size: 1, localRank: 0, localSize: 1, description: "one process (no launcher)" });
+    expect(allPassed(lines[0]!)).toEqual([]);
+  });
+
+  test("in this process: the stand-in needs no MPI; a piece size outside [1, 2^31) is refused; used after close() it throws", async () => {
+    const saved = LAUNCHER_VARS.map((name) => [name, process.env[name]] as const);
+    for (const name of LAUNCHER_VARS) delete process.env[name];
+    try {
+      const ranks = await openRanks();
+      expect([ranks.rank, ranks.size, ranks.pieceElements]).toEqual([0, 1, 2 ** 30]);
+      const data = new Float32Array([1.5, -0, Number.NaN]);
+      ranks.allReduceSum(data);
+      expect([...data]).toEqual([1.5, -0, Number.NaN]);
+      expect(ranks.any(true)).toBe(true);
+      ranks.close();
+      expect(() => ranks.barrier()).toThrow("Ranks.barrier called after close()");
+      await expect(openRanks({ pieceElements: 2 ** 31 })).rejects.toThrow("pieceElements must be an integer in [1, 2^31), got 2147483648");
+    } finally {
+      for (const [name, value] of saved) if (value !== undefined) process.env[name] = value;
+    }
+  });
+
+  test("started by a launcher without MPI: a clear error naming what to install, status 2", async () => {
+    const env = { ...unlaunched(), OMPI_COMM_WORLD_SIZE: "2", PATH: "/nonexistent", MPICC: undefined };
+    const { exitCode, lines } = await run({ mode: "collectives" }, { env });
+    expect(exitCode).toBe(2);
+    expect(lines[0]!.error).toBe(
+      "started by Open MPI's mpirun (OMPI_COMM_WORLD_SIZE=2), but no MPI found: mpicc is not on PATH; pkg-config is not on PATH: " +
+        "install Open MPI (apt-get install openmpi-bin libopenmpi-dev) or, on a cluster, load it (module load openmpi)",
+    );
+  });
+
+  test("MPICC naming no program is reported, not replaced by another MPI", async () => {
+    const { exitCode, lines } = await run({ mode: "collectives" }, { env: { ...unlaunched(), SLURM_STEP_NUM_TASKS: "2", MPICC: "/nonexistent/mpicc" } });
+    expect(exitCode).toBe(2);
+    expect(lines[0]!.error).toBe("started by srun (SLURM_STEP_NUM_TASKS=2), but no MPI found: MPICC=/nonexistent/mpicc is not an executable file or on PATH: install Open MPI (apt-get install openmpi-bin libopenmpi-dev) or, on a cluster, load it (module load openmpi)");
+  });
+
+  test.skipIf(!MPI.mpi)(`MPI without a launcher: one rank, every collective returns its input${NO_MPI}`, async () => {
+    const { exitCode, lines } = await run({ mode: "collectives", piece: 5, mpi: true });
+    expect(exitCode).toBe(0);
+    expect(lines[0]).toMatchObject({ rank: 0, size: 1, localRank: 0, localSize: 1 });
+    expect(lines[0]!.description).not.toBe("one process (no launcher)");
+    expect(allPassed(lines[0]!)).toEqual([]);
+  });
+
+  test.skipIf(!MPI.mpi)(`a launcher's rank count that MPI does not see: the MPI found is not the launcher's${NO_MPI}`, async () => {
+    const { exitCode, lines } = await run({ mode: "collectives" }, { env: { ...unlaunched(), SLURM_STEP_NUM_TASKS: "3" } });
+    expect(exitCode).toBe(2);
+    expect(lines[0]!.error).toMatch(/^started by srun \(SLURM_STEP_NUM_TASKS=3\), but MPI \(.+\) sees 1 rank: the MPI found is not the launcher's; launch with the mpirun of the MPI that mpicc belongs to/);
+  });
+});
+
+describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
+  test("rank, size, local rank; all-reduce sums bit for bit across piece boundaries (arrays, host and CUDA buffers), broadcasts, reductions, any()", async () => {
+    const { exitCode, lines, stderr } = await run({ mode: "collectives", piece: 7 }, { ranks: 2 });
+    expect(stderr).toBe("");
+    expect(exitCode).toBe(0);
+    const [first, second] = byRank(lines);
+    expect(first).toMatchObject({ rank: 0, size: 2, localRank: 0, localSize: 2 });
+    expect(second).toMatchObject({ rank: 1, size: 2, localRank: 1, localSize: 2 });
+    for (const line of [first!, second!]) expect(allPassed(line)).toEqual([]);
+    expect(Object.keys(first!.checks as object)).toContain("allReduceSum 23"); // 3 pieces of 7 and 2
+  });
+
+  test("agree() with a different configuration on rank 1: every rank names it, the job exits non-zero", async () => {
+    const { exitCode, lines } = await run({ mode: "agree" }, { ranks: 2 });
+    expect(exitCode).not.toBe(0);
+    const message = "rank 1 of 2 has a different configuration than rank 0: start every rank with the same flags and files";
+    expect(byRank(lines)).toEqual([{ rank: 0, error: message }, { rank: 1, error: message }]);
+  });
+
+  // mpirun ends the job when a rank exits non-zero or is killed (measured here: about 0.1 s after the
+  // death; the run with start-up about 3 s); the bound leaves room for a loaded machine.
+  for (const mode of ["exit", "kill"] as const) {
+    test(`a rank that ${mode === "exit" ? "exits with status 3" : "is killed (SIGKILL)"} before a collective: rank 0 does not wait forever`, async () => {
+      const { exitCode, ms, lines } = await run({ mode }, { ranks: 2 });
+      expect(exitCode).not.toBe(0);
+      expect(ms).toBeLessThan(30_000);
+      expect(lines.filter((l) => l.completed)).toEqual([]);
+      expect(lines.filter((l) => l.waiting).map((l) => l.rank)).toEqual([0]);
+    }, 60_000);
+  }
+});
