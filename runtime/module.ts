@@ -27,7 +27,8 @@ export interface ModuleOptions {
   log?: (message: string) => void;
 }
 
-const defaultLog = (message: string) => {
+/** Progress messages go to stderr when it is a terminal (not into a log file or a pipe). */
+export const progressLog = (message: string) => {
   if (process.stderr.isTTY) process.stderr.write(`${message}\n`);
 };
 
@@ -74,7 +75,7 @@ async function buildNative(emitted: EmittedModule, name: string, opts: ModuleOpt
     cacheDir: opts.cacheDir,
     name,
     log: opts.log,
-    onCompile: () => (opts.log ?? defaultLog)(`ngp-kernels: compiling ${name} for ${emitted.target} with ${lookup.tool!.path} (first use; cached afterwards)`),
+    onCompile: () => (opts.log ?? progressLog)(`ngp-kernels: compiling ${name} for ${emitted.target} with ${lookup.tool!.path} (first use; cached afterwards)`),
   });
 }
 

@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { ExpectedError } from "../dsl/errors.ts";
 import { CudaBuffer, HostBuffer, type DeviceBuffer } from "./buffer.ts";
 import { BuildError, buildCached } from "./cache.ts";
+import { progressLog } from "./module.ts";
 import { findCxx } from "./toolchain.ts";
 
 /** What to tell a user whose launcher started ranks but whose machine has no usable MPI. */
@@ -178,7 +179,7 @@ export interface RanksOptions {
   cacheDir?: string;
   /** Largest element count of one MPI call (default 2^30; tests pass a small one to cross pieces). */
   pieceElements?: number;
-  /** Progress and warnings (default: stderr; the first-use build is announced only on a terminal). */
+  /** Progress and warnings, as loadKernels' (default: stderr; progress only when it is a terminal). */
   log?: (message: string) => void;
 }
 
@@ -193,7 +194,10 @@ let finalized = false;
  */
 export async function openRanks(opts: RanksOptions = {}): Promise<Ranks> {
   const launch = detectLaunch();
-  if (!launch || launch.size === 1) return new Ranks(undefined, { rank: 0, size: 1, localRank: 0, localSize: 1 }, "one process (no launcher)", checkedPiece(opts.pieceElements));
+  if (!launch || launch.size === 1) {
+    const description = `one process (${launch ? launch.evidence : "no launcher"})`;
+    return new Ranks(undefined, { rank: 0, size: 1, localRank: 0, localSize: 1 }, description, checkedPiece(opts.pieceElements));
+  }
   const started = `started by ${launch.launcher} (${launch.evidence})`;
   let ranks: Ranks;
   try {
@@ -226,8 +230,8 @@ export async function openMpi(opts: RanksOptions = {}): Promise<Ranks> {
   const text = new Uint8Array(4096);
   shim.ngp_mpi_library_version(text, text.length);
   const version = firstLine(new TextDecoder().decode(text.subarray(0, text.indexOf(0))));
-  const [, rank, size, localRank, localSize] = info as unknown as number[];
-  world = new Ranks(shim, { rank: rank!, size: size!, localRank: localRank!, localSize: localSize! }, version, piece);
+  const [, rank, size, localRank, localSize] = Array.from(info) as [number, number, number, number, number];
+  world = new Ranks(shim, { rank, size, localRank, localSize }, version, piece);
   return world;
 }
 
@@ -249,9 +253,7 @@ async function loadShim(opts: RanksOptions): Promise<Shim> {
       cacheDir: opts.cacheDir,
       name: "mpi_shim",
       log: opts.log,
-      onCompile: () => {
-        if (process.stderr.isTTY) (opts.log ?? ((m: string) => process.stderr.write(`${m}\n`)))(`ngp-kernels: compiling the MPI shim against ${mpi.version} (first use; cached afterwards)`);
-      },
+      onCompile: () => (opts.log ?? progressLog)(`ngp-kernels: compiling the MPI shim against ${mpi.version} (first use; cached afterwards)`),
     }));
   } catch (error) {
     if (!(error instanceof BuildError)) throw error;
