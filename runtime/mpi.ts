@@ -390,7 +390,12 @@ export class Ranks {
     process.exit(code);
   }
 
-  /** MPI_Finalize (every rank must call it); later uses throw. Calling it again does nothing. */
+  /**
+   * MPI_Finalize; later uses throw, calling it again does nothing. Every rank must call it, and
+   * only where every rank gets to it: it waits for all of them, so a rank that finalizes while
+   * another waits in a collective waits forever. A rank that fails alone exits without close()
+   * (Open MPI's mpirun then ends the job).
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;

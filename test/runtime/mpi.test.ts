@@ -132,12 +132,22 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     expect(byRank(lines)).toEqual([{ rank: 0, error: message }, { rank: 1, error: message }]);
   });
 
-  // mpirun ends the job when a rank exits non-zero or is killed (measured here: about 0.1 s after the
-  // death; the run with start-up about 3 s); the bound leaves room for a loaded machine.
-  for (const mode of ["exit", "kill"] as const) {
-    test(`a rank that ${mode === "exit" ? "exits with status 3" : "is killed (SIGKILL)"} before a collective: rank 0 does not wait forever`, async () => {
+  test("an MPI error is returned, not fatal: an MpiError naming the call (a broadcast whose sizes differ)", async () => {
+    const { exitCode, lines } = await run({ mode: "truncate" }, { ranks: 2 });
+    expect(exitCode).not.toBe(0);
+    const failed = lines.find((l) => l.rank === 1)!;
+    expect(failed.call).toBe("MPI_Bcast");
+    expect(failed.error).toMatch(/^MPI_Bcast failed: .+ \(MPI error \d+\)$/);
+  });
+
+  // mpirun ends the job when a rank exits non-zero, is killed or calls MPI_Abort (measured here:
+  // about 1.1 s from the death to mpirun's exit under load); the bound leaves room for a loaded machine.
+  const deaths = { exit: "exits with status 3", kill: "is killed (SIGKILL)", abort: "calls abort(4)" };
+  for (const [mode, what] of Object.entries(deaths)) {
+    test(`a rank that ${what} before a collective: rank 0 does not wait forever`, async () => {
       const { exitCode, ms, lines } = await run({ mode }, { ranks: 2 });
       expect(exitCode).not.toBe(0);
+      if (mode === "abort") expect(exitCode).toBe(4);
       expect(ms).toBeLessThan(30_000);
       expect(lines.filter((l) => l.completed)).toEqual([]);
       expect(lines.filter((l) => l.waiting).map((l) => l.rank)).toEqual([0]);
