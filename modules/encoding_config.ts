@@ -74,8 +74,9 @@ const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
 
 /**
  * Refuses an encoding whose training memory exceeds the machine's (os.totalmem), before anything
- * is allocated: the figure, and the largest log2HashmapSize that would fit (or f16 storage, where
- * that alone fits). `field`: the field the message names (where the table size is set).
+ * is allocated: the figure, and the largest log2HashmapSize that would fit. (f16 storage is no
+ * such option: it trains through an f32 master copy, 18 bytes per parameter against f32's 16.)
+ * `field`: the field the message names (where the table size is set).
  */
 export function checkTrainingMemory(members: Member[], state: TrainingState, field = "encoding", available = totalmem()): void {
   const need = members.reduce((a, m) => a + memberTrainingBytes(m, state), 0);
@@ -89,7 +90,6 @@ export function checkTrainingMemory(members: Member[], state: TrainingState, fie
     }
   };
   const options: string[] = [];
-  if (members.some((m) => m.settings.precision === "f32") && fits((o) => ({ ...o, precision: "f16" }))) options.push("precision: f16");
   const largest = Math.max(...members.map((m) => m.settings.log2HashmapSize));
   for (let t = largest - 1; t >= 8; t--)
     if (fits((o) => ({ ...o, log2HashmapSize: Math.min(o.log2HashmapSize ?? 19, t) }))) {
@@ -98,7 +98,7 @@ export function checkTrainingMemory(members: Member[], state: TrainingState, fie
     }
   throw new ConfigError(
     `${field}: training needs ${gib(need)} (parameters, gradient${state.adam ? ", Adam moments" : ""}${state.ema ? ", EMA" : ""} and probing), more than this machine's ${gib(available)} of memory; ` +
-      (options.length ? `${options.join(" or ")} would fit` : "lower levels or featuresPerLevel"),
+      (options.length ? `${options[0]} would fit` : "lower levels or featuresPerLevel"),
   );
 }
 
