@@ -94,6 +94,32 @@ for (const backend of BACKENDS) {
   });
 }
 
+test("a member with a variant (its gradients derived by the compiler) equals the variant's grid alone (JS backend)", async () => {
+  const r = rng(freshSeed("encoding-variant"));
+  const variant = resolve(ROOT, "examples/variants/triangle_blend.ts");
+  const members: MemberOptions[] = [{ axes: [1], levels: 2, baseResolution: 8, seed: 4 }, { axes: [2, 0], levels: 3, baseResolution: 4, finestResolution: 32, variant, seed: 5 }];
+  const load = { backend: "js" as const, cacheDir };
+  const enc = await Encoding.create(3, members, load);
+  const alone = await HashGrid.create({ dims: 2, levels: 3, baseResolution: 4, finestResolution: 32, variant, seed: 5 }, load);
+  try {
+    const n = 64;
+    const x = Float32Array.from({ length: n * 3 }, () => r());
+    const y = enc.forward(x).download() as Float32Array;
+    const dy = Float32Array.from({ length: n * enc.outputDim }, () => r() * 2 - 1);
+    const dx = enc.backward(dy, { inputs: true }).inputs!.download();
+    const xi = Float32Array.from({ length: n * 2 }, (_, k) => x[Math.floor(k / 2) * 3 + [2, 0][k % 2]!]!);
+    expect(same(alone.forward(xi).download() as Float32Array, columns(y, enc.outputDim, 4, 6))).toBe(true);
+    const b = alone.backward(columns(dy, enc.outputDim, 4, 6), { inputs: true });
+    expect(same(enc.grids[1]!.grad.download(), b.params.download())).toBe(true);
+    // Axis 2 is the variant's only: its input gradient is the lone grid's axis 0.
+    const di = b.inputs!.download();
+    expect(same(Float32Array.from({ length: n }, (_, i) => dx[i * 3 + 2]!), Float32Array.from({ length: n }, (_, i) => di[i * 2]!))).toBe(true);
+  } finally {
+    enc.close();
+    alone.close();
+  }
+}, 300_000);
+
 test("the encoding's input gradient matches central finite differences of its forward (JS backend)", async () => {
   const r = rng(freshSeed("encoding-fd"));
   // f32 members with linear interpolation (f16 and probing's argmax are piecewise: checked above against the lone grids).
