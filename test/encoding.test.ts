@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { findCxx } from "../runtime/toolchain.ts";
-import { ConfigError, Encoding, ENCODING_PRESETS, checkTrainingMemory, encodingMembers, memberTrainingBytes, type MemberOptions } from "../modules/encoding.ts";
+import { Encoding, ENCODING_PRESETS, checkTrainingMemory, encodingMembers, memberTrainingBytes, type MemberOptions } from "../modules/encoding.ts";
 import { HashGrid, gridParamCount, parseHashGridOptions } from "../modules/hashgrid.ts";
 import { readCheckpoint } from "../train/checkpoint.ts";
 import { parseTrainConfig, type TrainConfigInput } from "../train/config.ts";
