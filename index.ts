@@ -1,6 +1,7 @@
 // The public entry point: `import { HashGrid, Mlp, train } from "ngp-kernels"`. The kernel language
 // itself is `ngp-kernels/dsl`.
 export { HashGrid, hashGridParamCount, type HashGridOptionsInput } from "./modules/hashgrid.ts";
+export { Encoding, ENCODING_PRESETS, type MemberOptions } from "./modules/encoding.ts";
 export { Mlp, mlpParamCount, type MlpOptionsInput } from "./modules/mlp.ts";
 export { Loss } from "./modules/loss.ts";
 export { Optimizer, type ParamGroup, type OptimizerOptionsInput } from "./modules/optimizer.ts";

@@ -235,20 +235,20 @@ async function collisionsOf(caseName: string, dims: 2 | 3, log2T: number, checkp
   const base = await createField(fieldConfig(log2T, 1, o), 3, load, dims);
   let baseline: LevelCollisions[];
   try {
-    baseline = base.grid.collisionStats(x);
+    baseline = base.encoding.grids[0]!.collisionStats(x);
   } finally {
-    base.grid.close();
+    base.encoding.close();
     base.mlp.close();
   }
   const f = await createField(fieldConfig(log2T, 4, o), 3, load, dims);
   try {
-    const before = f.grid.collisionStats(x);
-    const probesBefore = f.grid.probe.download().slice();
+    const before = f.encoding.grids[0]!.collisionStats(x);
+    const probesBefore = f.encoding.grids[0]!.probe.download().slice();
     loadCheckpointWeights(f, await readCheckpoint(checkpoint));
-    const after = f.grid.collisionStats(x);
-    return { case: caseName, dims, points, levels: collisionRows(baseline, before, after), probes_moved: moved(probesBefore, f.grid.probe.download()) };
+    const after = f.encoding.grids[0]!.collisionStats(x);
+    return { case: caseName, dims, points, levels: collisionRows(baseline, before, after), probes_moved: moved(probesBefore, f.encoding.grids[0]!.probe.download()) };
   } finally {
-    f.grid.close();
+    f.encoding.close();
     f.mlp.close();
   }
 }

@@ -90,7 +90,8 @@ interface Split {
 /** The trainer's step built from the modules, each phase timed on its own. */
 export async function measureSplit(cfg: TrainConfig, image: ImageData, reps: number, log: (s: string) => void): Promise<Split> {
   const load = { backend: "cpu" as const };
-  const { grid, mlp } = await createField(cfg, image.channels, load);
+  const { encoding, mlp } = await createField(cfg, image.channels, load);
+  const grid = encoding.grids[0]!; // (the hand-written kernels are of one grid)
   const gridParams = grid.params as DeviceBuffer<"f32">;
   const opt = await Optimizer.create(
     [

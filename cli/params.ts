@@ -11,10 +11,11 @@ import { UsageError } from "../dsl/errors.ts";
 import { sep, SOLVABLE, solve, type Network, type Solution, type Solvable } from "../modules/budget.ts";
 import { ConfigError, gridLevels, gridMemory, hashGridParamCount, parseHashGridOptions, probingLayout, type HashGridOptionsInput, type HashGridSettings } from "../modules/hashgrid_config.ts";
 import { mlpLayout, parseMlpOptions } from "../modules/mlp_config.ts";
+import { ENCODING_PRESETS, encodingMembers, memberParamCount, memberTrainingBytes, type MemberOptions } from "../modules/encoding_config.ts";
 import { flagsNamed, optionsOf, parseFlags, type Flag } from "./flags.ts";
 import { runCommand } from "./run.ts";
 
-const USAGE = `usage: bun run params [encoding flags] [network flags] [--solve P --budget N [--budget-of W]] [--json]
+const USAGE = `usage: bun run params [--encoding-preset NAME] [encoding flags] [network flags] [--solve P --budget N [--budget-of W]] [--json]
        (bun run grid is the same command)
 
 Prints the levels of a multiresolution hash grid (tiny-cuda-nn's tables: per level the resolution,
@@ -25,8 +26,10 @@ total comes nearest to --budget from below and from above, with their counts.
 
 Encoding (HashGrid's options, modules/hashgrid.ts); per-axis values are comma-separated,
 e.g. --dims 3 --base 16,16,4 --finest 2048,2048,64:
-  --dims D                 input dimensions, 1 to 8 (2)
-  --levels L               levels, 1 to 64 (16)
+  --encoding-preset NAME   a named encoding of several grids (earth4d); the flags below override
+                           its fields for every grid; prints each grid and their total
+  --dims D                 input dimensions, 1 to 8 (2; a preset: its axes')
+  --levels L               levels, >= 1: as many as the indices and the memory allow (16)
   --features F             features per level: 1, 2, 4, 8 (2)
   --log2-table T           log2 of the most table entries per level, 8 to 24 (19)
   --base N                 coarsest resolution N_min, or one per axis (16)
@@ -61,6 +64,7 @@ them; the solved value is one for every axis.`;
 const GRID_FLAGS = flagsNamed(["dims", "levels", "features", "log2-table", "base", "per-level-scale", "finest", "grid-type", "interpolation", "precision", "probing-range", "codebook-size"]);
 const NET_FLAGS = flagsNamed(["width", "layers", "biases", "outputs"]);
 const SOLVE_FLAGS = flagsNamed(["solve", "budget", "budget-of"]);
+const PRESET_FLAG = flagsNamed(["encoding-preset"]);
 /** A flag's option of its module: the last part of its path (encoding.probing.range is probing's range); errors name the flag again. */
 const option = (f: Flag) => f.path.split(".").at(-1)!;
 const byOption = (flags: Flag[]) => new Map(flags.map((f) => [option(f), `--${f.flag}`]));
@@ -91,12 +95,13 @@ const SOLVE_ALIASES: Record<string, Solvable> = { log2T: "log2T", log2t: "log2T"
 
 function main(argv: string[]): number {
   const options = {
-    ...optionsOf([...GRID_FLAGS, ...NET_FLAGS, ...SOLVE_FLAGS]),
+    ...optionsOf([...GRID_FLAGS, ...NET_FLAGS, ...SOLVE_FLAGS, ...PRESET_FLAG]),
     json: { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   } as const;
   const values = parseFlags(argv, options, { usage: `\n${USAGE}` }).values as { [flag: string]: string | undefined } & { biases?: boolean; json: boolean; help: boolean };
   if (values.help) return console.log(USAGE), 0;
+  const dimsGiven = values.dims !== undefined;
   values.dims ??= "2";
   // Fields not given take HashGrid's defaults.
   const given = (flags: Flag[]) =>
@@ -124,6 +129,13 @@ function main(argv: string[]): number {
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
       problems.push(e.message);
+    }
+    const preset = values["encoding-preset"];
+    if (preset !== undefined) {
+      if (!Object.hasOwn(ENCODING_PRESETS, preset)) throw new UsageError(`--encoding-preset: ${JSON.stringify(preset)} is not a known preset (known: ${Object.keys(ENCODING_PRESETS).join(", ")})`);
+      if (values.solve !== undefined) throw new UsageError("--solve: solves one grid; drop --encoding-preset");
+      if (problems.length) throw new ConfigError(problems.join("\n"));
+      return presetReport(preset as keyof typeof ENCODING_PRESETS, input, dimsGiven, net!, values.json);
     }
     const solving = values.solve !== undefined || values.budget !== undefined || values["budget-of"] !== undefined;
     if (solving) {
@@ -223,6 +235,58 @@ function report(settings: HashGridSettings, input: HashGridOptionsInput, net: Ne
   console.log(`total: ${total} parameters (${sep(params)} + ${sep(network)} = ${sep(total)})`);
   console.log(`training: ${mib(memory.trainingBytes)} (parameters, f32 gradient and Adam moments${probe.rows ? "; logits likewise, their softmax and the probe table" : ""}) + network ${mib(networkTraining)} = ${mib(memory.trainingBytes + networkTraining)}`);
   console.log(`inference: ${mib(inference.f16)} with f16 features, ${mib(inference.f32)} with f32${probe.rows ? " (features and packed indices)" : ""}; + network ${mib(networkInference)} (f32)`);
+  return 0;
+}
+
+/**
+ * The grids of a preset (its fields overridden by the flags given, for every grid), each counted
+ * as HashGrid counts it, and their total: parameters, training bytes (parameters, f32 gradient,
+ * Adam's moments, an f16 grid's master, probing's logits and probe table: memberTrainingBytes)
+ * and inference bytes (features in f16 and f32, packed probe indices).
+ */
+function presetReport(name: keyof typeof ENCODING_PRESETS, input: HashGridOptionsInput, dimsGiven: boolean, net: Network, json: boolean): number {
+  const { grids, probing, ...shared } = structuredClone(ENCODING_PRESETS[name]) as unknown as { grids: { axes: number[] }[]; probing: object } & HashGridOptionsInput;
+  const { dims, probing: given, ...flags } = input;
+  const inputDims = dimsGiven ? dims : Math.max(...grids.flatMap((g) => g.axes)) + 1;
+  const options = (g: { axes: number[] }): MemberOptions => {
+    const o = { ...shared, ...flags, probing: { ...probing, ...given }, axes: g.axes };
+    // A growth factor given replaces the preset's finest resolution.
+    if (flags.perLevelScale !== undefined) delete o.finestResolution;
+    return o;
+  };
+  const members = encodingMembers(inputDims, grids.map(options), "encoding");
+  const rows = members.map((m, i) => {
+    const inference = { f16: gridMemory(m.settings, m.levels, 2).inferenceBytes, f32: gridMemory(m.settings, m.levels, 4).inferenceBytes };
+    const p = probingLayout(m.settings, m.levels);
+    return {
+      grid: i, axes: m.place.axes, levels: m.settings.levels, featuresPerLevel: m.settings.featuresPerLevel, log2HashmapSize: m.settings.log2HashmapSize,
+      resolutions: [m.levels[0]!.resolution, m.levels.at(-1)!.resolution], denseLevels: m.levels.filter((lv) => !lv.hashed).length,
+      params: memberParamCount(m), logits: p.rows * p.range, trainingBytes: memberTrainingBytes(m), inferenceBytes: inference,
+    };
+  });
+  const width = members[0]!.place.outputStride;
+  const layout = mlpLayout({ ...net, inputs: width });
+  const sum = (f: (r: (typeof rows)[number]) => number) => rows.reduce((a, r) => a + f(r), 0);
+  const params = sum((r) => r.params);
+  const total = {
+    params, logits: sum((r) => r.logits), trainingBytes: sum((r) => r.trainingBytes), inferenceBytes: { f16: sum((r) => r.inferenceBytes.f16), f32: sum((r) => r.inferenceBytes.f32) },
+    network: layout.paramCount, encodingWidth: width,
+    totalTrainingBytes: sum((r) => r.trainingBytes) + 16 * layout.paramCount,
+    totalInferenceBytes: { f16: sum((r) => r.inferenceBytes.f16) + 4 * layout.paramCount, f32: sum((r) => r.inferenceBytes.f32) + 4 * layout.paramCount },
+  };
+  if (json) return console.log(JSON.stringify({ preset: name, inputDims, grids: rows, ...total })), 0;
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+  console.log(`preset ${name}: ${rows.length} grids over ${inputDims} input axes, concatenated (encoding width ${width})`);
+  console.log(`grid  axes       levels  F  log2T  resolutions            dense   parameters  training   inference (f16)`);
+  for (const r of rows)
+    console.log(
+      `${String(r.grid).padStart(4)}  ${r.axes.join(",").padEnd(9)}  ${String(r.levels).padStart(6)}  ${r.featuresPerLevel}  ${String(r.log2HashmapSize).padStart(5)}  ` +
+        `${`${r.resolutions[0]![0]} .. ${r.resolutions[1]![0]}`.padEnd(21)}  ${String(r.denseLevels).padStart(5)}  ${sep(r.params).padStart(11)}  ${gib(r.trainingBytes).padStart(9)}  ${gib(r.inferenceBytes.f16).padStart(9)}`,
+    );
+  console.log(`\nencoding: ${params} parameters (${sep(params)})${total.logits ? `; learned probing: ${sep(total.logits)} index logits (trained, not counted)` : ""}`);
+  console.log(`network: ${layout.paramCount} parameters; total ${params + layout.paramCount}`);
+  console.log(`training: ${gib(total.trainingBytes)} for the encoding (parameters, f32 gradient, Adam's m and v${members.some((m) => m.settings.precision === "f16") ? ", f32 master of f16 grids" : ""}${total.logits ? ", probing's logits and probe table" : ""}) + network = ${gib(total.totalTrainingBytes)}`);
+  console.log(`inference: ${gib(total.inferenceBytes.f16)} with f16 features, ${gib(total.inferenceBytes.f32)} with f32 (+ network ${sep(4 * layout.paramCount)} bytes)`);
   return 0;
 }
 

@@ -7,7 +7,7 @@ import { backendRequest } from "../runtime/backend.ts";
 import { UsageError } from "../dsl/errors.ts";
 import { checkOutputFile } from "../runtime/files.ts";
 import { checkMemory, MemoryError } from "../runtime/memory.ts";
-import type { HashGrid } from "../modules/hashgrid.ts";
+import type { Encoding } from "../modules/encoding.ts";
 import type { Mlp } from "../modules/mlp.ts";
 import { readCheckpoint } from "../train/checkpoint.ts";
 import { parseTrainConfig, type TrainConfig } from "../train/config.ts";
@@ -46,7 +46,7 @@ function size(values: Record<string, string | boolean | undefined>, trained: { w
 interface Source {
   cfg: TrainConfig;
   image: { width: number; height: number; channels: number; bits: 8 | 16 };
-  load(f: { grid: HashGrid; mlp: Mlp }): void;
+  load(f: { encoding: Encoding; mlp: Mlp }): void;
   /** For the closing line: "from FILE (...)". */
   describe: string;
 }
@@ -90,14 +90,14 @@ function checkRenderMemory(out: string, img: { width: number; height: number; ch
 }
 
 /** Evaluates the field at width x height pixel centres in tiles of rows; the quantized pixels. */
-function renderTiles(f: { grid: HashGrid; mlp: Mlp }, out: { width: number; height: number; channels: number; bits: 8 | 16 }, colorspace: TrainConfig["colorspace"]): Uint8Array | Uint16Array {
+function renderTiles(f: { encoding: Encoding; mlp: Mlp }, out: { width: number; height: number; channels: number; bits: 8 | 16 }, colorspace: TrainConfig["colorspace"]): Uint8Array | Uint16Array {
   const { width, height, channels: C, bits } = out;
-  const { grid } = f;
+  const { encoding } = f;
   const field = fieldOf(f);
   const pixels = bits === 16 ? new Uint16Array(width * height * C) : new Uint8Array(width * height * C);
   const rows = Math.max(1, Math.floor(TILE / width));
   const coords = new Float32Array(2 * width * rows);
-  let buf = grid.alloc(coords.length);
+  let buf = encoding.alloc(coords.length);
   for (let y0 = 0; y0 < height; y0 += rows) {
     const h = Math.min(rows, height - y0);
     for (let y = 0; y < h; y++)
@@ -105,7 +105,7 @@ function renderTiles(f: { grid: HashGrid; mlp: Mlp }, out: { width: number; heig
         coords[2 * (y * width + x)] = (x + 0.5) / width;
         coords[2 * (y * width + x) + 1] = (y0 + y + 0.5) / height;
       }
-    if (h < rows) buf = grid.alloc(2 * width * h); // the last, shorter tile
+    if (h < rows) buf = encoding.alloc(2 * width * h); // the last, shorter tile
     buf.upload(coords.subarray(0, 2 * width * h));
     quantize(field(buf, width * h), pixels, y0 * width * C, { channels: C, bits, colorspace });
   }
@@ -135,16 +135,16 @@ export async function main(argv: string[]): Promise<number> {
   imageFormat(values.out, trained); // a name whose format cannot hold the image is refused before rendering
   const backend = backendRequest(values.backend as string | undefined, cfg.backend);
   checkRenderMemory(values.out, { width, height, channels: trained.channels, bits: trained.bits }, cfg);
-  const { grid, mlp } = await createField(cfg, trained.channels, { backend });
+  const { encoding, mlp } = await createField(cfg, trained.channels, { backend });
   try {
-    src.load({ grid, mlp });
+    src.load({ encoding, mlp });
     const C = trained.channels;
-    const pixels = renderTiles({ grid, mlp }, { width, height, channels: C, bits: trained.bits }, cfg.colorspace);
+    const pixels = renderTiles({ encoding, mlp }, { width, height, channels: C, bits: trained.bits }, cfg.colorspace);
     await writeImage(values.out as string, { width, height, channels: C, bits: trained.bits }, pixels);
-    console.log(`${values.out}: ${width}x${height}, ${C} channel${C > 1 ? "s" : ""}, ${trained.bits}-bit, from ${src.describe}; backend ${grid.backend})`);
+    console.log(`${values.out}: ${width}x${height}, ${C} channel${C > 1 ? "s" : ""}, ${trained.bits}-bit, from ${src.describe}; backend ${encoding.backend})`);
     return 0;
   } finally {
-    grid.close();
+    encoding.close();
     mlp.close();
   }
 }

@@ -5,7 +5,7 @@ import { isAbsolute, relative, resolve } from "node:path";
 import type { Backend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { hostOrDevice, type LoadSettings } from "./common.ts";
-import { ConfigError, type HashGridOptionsInput, type HashGridSettings, type GridLevel, type GridConfigValue, parseHashGridOptions, gridLevels, gridParamCount, gridConfig, gridKernels, type ProbingLayout, probingLayout, type GridMemory, gridMemory } from "./hashgrid_config.ts";
+import { ConfigError, type HashGridOptionsInput, type HashGridSettings, type GridLevel, type GridConfigValue, type GridPlacement, parseHashGridOptions, gridLevels, gridParamCount, gridConfig, gridKernels, lonePlacement, type ProbingLayout, probingLayout, type GridMemory, gridMemory } from "./hashgrid_config.ts";
 import { loadKernels, type KernelModule } from "./load.ts";
 import { seededUniform } from "./random.ts";
 
@@ -92,6 +92,8 @@ export class HashGrid {
     readonly levels: GridLevel[],
     readonly config: GridConfigValue,
     private readonly mod: KernelModule,
+    /** Where it sits in its encoding (a lone grid: the whole input and output rows). */
+    readonly place: GridPlacement,
   ) {
     this.paramCount = gridParamCount(settings, levels);
     this.outputDim = settings.levels * settings.featuresPerLevel;
@@ -148,12 +150,17 @@ export class HashGrid {
     return gridMemory(this.settings, this.levels, featureBytes);
   }
 
-  /** Validate `options`, derive the levels, and compile (or load from cache) the kernels. */
-  static async create(options: HashGridOptionsInput, load: LoadSettings = {}): Promise<HashGrid> {
+  /**
+   * Validate `options`, derive the levels, and compile (or load from cache) the kernels. `place`:
+   * where the grid reads its axes and writes its features in an encoding of several (Encoding,
+   * modules/encoding.ts); by default a lone grid's (its dims in order, the whole output row).
+   */
+  static async create(options: HashGridOptionsInput, load: LoadSettings = {}, place?: GridPlacement): Promise<HashGrid> {
     const settings = parseHashGridOptions(options);
     await checkVariant(settings);
     const levels = gridLevels(settings);
-    const config = gridConfig(settings, levels);
+    place ??= lonePlacement(settings);
+    const config = gridConfig(settings, levels, place);
     // Compile only the kernels this precision uses (each costs C++ build time).
     const half = settings.precision === "f16";
     const { derived: _, ...names } = gridKernels(settings);
@@ -164,7 +171,7 @@ export class HashGrid {
     const mod = await loadKernels(GRID_KERNELS, {
       config, kernels, variant: settings.variant, backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: settings.variant !== undefined,
     });
-    return new HashGrid(settings, levels, config, mod);
+    return new HashGrid(settings, levels, config, mod, place);
   }
 
   get backend(): Backend {
@@ -176,6 +183,11 @@ export class HashGrid {
     return this.mod.alloc("f32", length);
   }
 
+  /** x on this module's backend (a host array copied, a buffer as it is). */
+  toDevice(x: Float32Array | DeviceBuffer<"f32">): DeviceBuffer<"f32"> {
+    return hostOrDevice(this.mod, x);
+  }
+
   close(): void {
     this.mod.close();
   }
@@ -185,16 +197,20 @@ export class HashGrid {
   }
 
   private points(x: Float32Array | DeviceBuffer<"f32">): { n: number; buf: DeviceBuffer<"f32"> } {
-    const d = this.settings.dims;
+    const d = this.place.inputDims;
     if (x.length % d !== 0) throw new RangeError(`HashGrid.forward: ${x.length} input values are not a whole number of ${d}-D points`);
-    return { n: x.length / d, buf: hostOrDevice(this.mod, x) };
+    return { n: x.length / d, buf: this.toDevice(x) };
   }
 
-  /** Encode points x ([n][dims], clamped to [0, 1], NaN as 0); returns [n][outputDim]. */
+  /**
+   * Encode points x ([n][inputDims], its axes clamped to [0, 1], NaN as 0) into its part of out
+   * ([n][outputStride]; a lone grid: [n][outputDim]), returned.
+   */
   forward(x: Float32Array | DeviceBuffer<"f32">, out?: DeviceBuffer<"f32">): DeviceBuffer<"f32"> {
     const { n, buf } = this.points(x);
-    out ??= this.mod.alloc("f32", n * this.outputDim);
-    if (out.length !== n * this.outputDim) throw new RangeError(`HashGrid.forward: out has ${out.length} values, expected ${n * this.outputDim}`);
+    const width = this.place.outputStride;
+    out ??= this.mod.alloc("f32", n * width);
+    if (out.length !== n * width) throw new RangeError(`HashGrid.forward: out has ${out.length} values, expected ${n * width}`);
     this.mod.kernels[this.kernels.forward]!(n, buf, this.params, this.probe, this.softmax, out);
     this.#lastX = buf;
     this.#lastN = n;
@@ -202,15 +218,17 @@ export class HashGrid {
   }
 
   /**
-   * Gradients for dLdy ([n][outputDim], for the points of the last forward): writes `grad` and,
-   * with probing, `logitGrad` (the gradient with respect to the rows' softmax, see there), both
-   * overwritten unless `accumulate`, and with `inputs` returns dL/dx ([n][dims]) too.
+   * Gradients for dLdy ([n][outputStride], for the points of the last forward; the grid reads its
+   * part): writes `grad` and, with probing, `logitGrad` (the gradient with respect to the rows'
+   * softmax, see there), both overwritten unless `accumulate`, and with `inputs` returns dL/dx
+   * ([n][inputDims]) too: added into `inputs` when it is a buffer (grids sharing axes sum there).
    */
-  backward(dLdy: Float32Array | DeviceBuffer<"f32">, opts: { inputs?: boolean; accumulate?: boolean } = {}): { params: DeviceBuffer<"f32">; inputs?: DeviceBuffer<"f32"> } {
+  backward(dLdy: Float32Array | DeviceBuffer<"f32">, opts: { inputs?: boolean | DeviceBuffer<"f32">; accumulate?: boolean } = {}): { params: DeviceBuffer<"f32">; inputs?: DeviceBuffer<"f32"> } {
     const x = this.#lastX;
     if (!x) throw new Error("HashGrid.backward: call forward first (backward uses its inputs)");
     const n = this.#lastN;
-    if (dLdy.length !== n * this.outputDim) throw new RangeError(`HashGrid.backward: dLdy has ${dLdy.length} values, expected ${n * this.outputDim} (n = ${n})`);
+    const width = this.place.outputStride;
+    if (dLdy.length !== n * width) throw new RangeError(`HashGrid.backward: dLdy has ${dLdy.length} values, expected ${n * width} (n = ${n})`);
     const dy = dLdy instanceof Float32Array ? this.mod.upload("f32", dLdy) : dLdy;
     if (!opts.accumulate) {
       this.grad.zero();
@@ -220,7 +238,9 @@ export class HashGrid {
     // Derived or hand-written: (x, params, probe, softmax, dy, grad, the logits' gradient w.r.t. the softmax).
     this.mod.kernels[k.paramGrad]!(n, x, this.params, this.probe, this.softmax, dy, this.grad, this.logitGrad);
     if (!opts.inputs) return { params: this.grad };
-    const dx = this.mod.alloc("f32", n * this.settings.dims); // zeroed: the derived gradient adds to it
+    // Zeroed, or the caller's: both kernels add to it.
+    const dx = opts.inputs === true ? this.mod.alloc("f32", n * this.place.inputDims) : opts.inputs;
+    if (dx.length !== n * this.place.inputDims) throw new RangeError(`HashGrid.backward: inputs has ${dx.length} values, expected ${n * this.place.inputDims} (n = ${n})`);
     if (k.derived) this.mod.kernels[k.inputGrad]!(n, x, this.params, this.probe, this.softmax, dy, dx);
     else this.mod.kernels[k.inputGrad]!(n, x, this.params, this.probe, dy, dx);
     return { params: this.grad, inputs: dx };

@@ -35,7 +35,8 @@ export const HashGridOptions = z
   .object({
     /** Input dimension, 1 to 8. */
     dims: z.number().int().min(1).max(8),
-    levels: z.number().int().min(1).max(64).default(16),
+    /** Levels: as many as the table's u32 indices (MAX_PARAMS) and the machine's memory allow. */
+    levels: z.number().int().min(1).default(16),
     featuresPerLevel: z.literal([1, 2, 4, 8]).default(2),
     log2HashmapSize: z.number().int().min(8).max(24).default(19),
     /** Coarsest resolution N_min, or one per axis. */
@@ -93,7 +94,7 @@ export const HashGridOptions = z
 /** What each option allows, as its error messages say (zod's own say only "Invalid input"). */
 const ALLOWED: Record<string, string> = {
   dims: "an integer from 1 to 8",
-  levels: "an integer from 1 to 64",
+  levels: "an integer >= 1 (as many as the indices and the memory allow)",
   featuresPerLevel: "1, 2, 4, 8",
   log2HashmapSize: "an integer from 8 to 24",
   baseResolution: "a number > 0, or one per axis",
@@ -140,6 +141,26 @@ export interface GridConfigValue {
   codebookSize: number;
   probed: boolean[];
   rowOffset: number[];
+  inputDims: number;
+  axes: number[];
+  outputStride: number;
+  outputOffset: number;
+}
+
+/**
+ * Where a grid sits in an encoding of several (modules/encoding.ts): values per input row, the
+ * input axis of each of the grid's axes, values per output row and the first of them it writes.
+ */
+export interface GridPlacement {
+  inputDims: number;
+  axes: number[];
+  outputStride: number;
+  outputOffset: number;
+}
+
+/** A lone grid's placement: every axis in order, the whole output row. */
+export function lonePlacement(s: HashGridSettings): GridPlacement {
+  return { inputDims: s.dims, axes: Array.from({ length: s.dims }, (_, d) => d), outputStride: s.levels * s.featuresPerLevel, outputOffset: 0 };
 }
 
 /** Validate user settings; every problem names its field, the value given and what is allowed. */
@@ -150,7 +171,11 @@ export function parseHashGridOptions(input: unknown, where = "hashGrid"): HashGr
   return s;
 }
 
-/** The most parameters a grid may have: u32 entry indices times features must not overflow. */
+/**
+ * The most parameters a grid may have: its u32 indices ((entry) * features + f) address them, and
+ * the optimizer's launches over them count items in i32 (runtime/ffi.ts), the tighter bound.
+ * Levels are limited by this and by memory, not by a count of their own.
+ */
 export const MAX_PARAMS = 2 ** 31 - 1;
 /**
  * Cells finer than f32 positions in [0, 1] can resolve (2^-24) cannot be told apart, and the
@@ -175,6 +200,9 @@ export function gridLevels(s: HashGridSettings): GridLevel[] {
   const baseVertices = Array.from({ length: s.dims }, (_, d) => BigInt(Math.ceil(axis(s.baseResolution, d)))).reduce((a, b) => a * b, 1n);
   const levels: GridLevel[] = [];
   let offset = 0n;
+  // Every level has at least 8 entries: a level count past the bound is refused before it is walked.
+  if (s.levels * 8 * s.featuresPerLevel > MAX_PARAMS)
+    throw new ConfigError(`hashGrid.levels: ${s.levels} levels of at least 8 entries would need more than ${MAX_PARAMS} (2^31 - 1) parameters; lower levels`);
   for (let l = 0; l < s.levels; l++) {
     // scale = 2^(l log2 b) * N_min - 1, in double, stored as f32; res = ceil(scale) + 1.
     const scale = Array.from({ length: s.dims }, (_, d) => Math.fround(2 ** (l * Math.log2(growth(d))) * axis(s.baseResolution, d) - 1));
@@ -218,7 +246,7 @@ export function hashGridParamCount(input: HashGridOptionsInput): number {
 }
 
 /** The compile-time configuration of the grid kernels. */
-export function gridConfig(s: HashGridSettings, levels: GridLevel[] = gridLevels(s)): GridConfigValue {
+export function gridConfig(s: HashGridSettings, levels: GridLevel[] = gridLevels(s), place: GridPlacement = lonePlacement(s)): GridConfigValue {
   const stride = levels.flatMap((lv) => {
     // tiny-cuda-nn adds an axis to the dense index only while its stride fits the table.
     let st = 1;
@@ -243,6 +271,7 @@ export function gridConfig(s: HashGridSettings, levels: GridLevel[] = gridLevels
     codebookSize,
     probed,
     rowOffset,
+    ...place,
   };
 }
 

@@ -67,7 +67,7 @@ test("bun run grid accounts learned probing's memory: training, and inference wi
 
 test("bun run grid names the flag of a bad setting, the value given and what is allowed", async () => {
   const cases: [string[], string][] = [
-    [["--levels", "100"], "error: --levels: 100 is out of range (allowed: an integer from 1 to 64)"],
+    [["--levels", "0"], "error: --levels: 0 is out of range (allowed: an integer >= 1 (as many as the indices and the memory allow))"],
     [["--log2-table", "30"], "error: --log2-table: 30 is out of range (allowed: an integer from 8 to 24)"],
     [["--features", "3"], "error: --features: 3 is not allowed (allowed: 1, 2, 4, 8)"],
     [["--base", "nan"], 'error: --base: "nan" is not a number (allowed: a number > 0, or one per axis)'],

@@ -161,7 +161,7 @@ describe("export", () => {
   });
 
   test("the file's size is its header plus HashGrid.memory's inference bytes plus the f32 network, as printed", async () => {
-    const { grid, mlp } = await createField(parseTrainConfig(ck.config), 3, { backend: "js" });
+    const { encoding: grid, mlp } = await createField(parseTrainConfig(ck.config), 3, { backend: "js" });
     try {
       for (const [file, bytes] of [[f16, 2], [f32, 4]] as const) {
         const buf = readFileSync(file);
@@ -277,11 +277,11 @@ describe("render from an export", () => {
         const f = await createField(cfg, 3, { backend: "js" });
         try {
           load(f);
-          const x = f.grid.alloc(coords.length);
+          const x = f.encoding.alloc(coords.length);
           x.upload(coords);
           return fieldOf(f)(x, 4096);
         } finally {
-          f.grid.close();
+          f.encoding.close();
           f.mlp.close();
         }
       }),

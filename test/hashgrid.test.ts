@@ -341,7 +341,9 @@ describe("large resolutions and refused configurations", () => {
   const refused: [string, unknown, RegExp][] = [
     ["a finest resolution of 2^38", { dims: 2, levels: 16, finestResolution: 2 ** 38 }, /finestResolution: level \d+ would have resolution \d+ .* above 8388608/],
     ["a dense 3-D grid at resolution 4096", { dims: 3, levels: 8, finestResolution: 4096, gridType: "dense" }, /parameters .* more than 2147483647 .*gridType/],
-    ["too many levels", { dims: 2, levels: 100 }, /hashGrid\.levels: .*64/],
+    // Levels are bounded by the indices (and memory), not a count: 96 (Earth4D as one 4D grid) is fine.
+    ["too many levels", { dims: 2, levels: 2 ** 28, perLevelScale: 1 }, /hashGrid\.levels: 268435456 levels of at least 8 entries would need more than 2147483647/],
+    ["no levels", { dims: 2, levels: 0 }, /hashGrid\.levels: 0 .*>= 1/],
     ["9 dimensions", { dims: 9 }, /hashGrid\.dims: .*8/],
     ["3 features per level", { dims: 2, featuresPerLevel: 3 }, /hashGrid\.featuresPerLevel/],
     ["a table of 2^30", { dims: 2, log2HashmapSize: 30 }, /hashGrid\.log2HashmapSize: .*24/],

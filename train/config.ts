@@ -9,10 +9,37 @@ import { ACTIVATIONS, LOSSES } from "../modules/common.ts";
 import { ConfigError } from "../modules/options.ts";
 import { OptimizerOptions } from "../modules/optimizer.ts";
 import { PROBING_DEFAULTS } from "../modules/hashgrid.ts";
+import { ENCODING_PRESETS } from "../modules/encoding_config.ts";
 import { ScheduleSpecSchema } from "./schedule.ts";
 
 /** The photograph `bun run train` fits when given none (NASA, public domain; see data/README.md). */
 export const DEFAULT_IMAGE = resolve(import.meta.dir, "../data/astronaut.png");
+
+/** A grid's fields (HashGrid's options, as the trainer takes them): the encoding's, and each member grid's. */
+const GRID_FIELDS = {
+  /** Levels: as many as the grid's u32 indices and the machine's memory allow (modules/hashgrid_config.ts). */
+  levels: z.number().int().min(1).optional(),
+  featuresPerLevel: z.literal([1, 2, 4, 8]).optional(),
+  log2HashmapSize: z.number().int().min(8).max(24).optional(),
+  baseResolution: z.number().positive().optional(),
+  finestResolution: z.number().positive().optional(),
+  /**
+   * Growth factor between levels; when given it replaces finestResolution (e.g. the
+   * space-time variant, whose levels are 4 x those of its 3D grids).
+   */
+  perLevelScale: z.number().min(1).optional(),
+  gridType: z.enum(["hash", "dense", "tiled"]).optional(),
+  interpolation: z.enum(["nearest", "linear", "smoothstep"]).optional(),
+  /** Storage of the encoding's parameters: f16 trains them through f32 master weights (mixed precision). */
+  precision: z.enum(["f32", "f16"]).optional(),
+  /** A variant of the encoding: a kernel file replacing parts of it (the functions tagged @replaceable in dsl/kernels/lookup.ts). */
+  variant: z.string().min(1).transform((p) => resolve(p)).optional(),
+};
+const PROBING_FIELDS = {
+  range: z.literal([1, 2, 4, 8, 16, 32, 64]).optional(),
+  /** Index codebook rows per hashed level (default: 4 per table entry, modules/hashgrid.ts defaultCodebookSize). */
+  codebookSize: z.number().int().min(1).max(2 ** 24).optional(),
+};
 
 const activation = z.enum(Object.keys(ACTIVATIONS) as [string, ...string[]]);
 const positiveInt = (max: number) => z.number().int().min(1).max(max);
@@ -34,38 +61,43 @@ export const TrainConfigSchema = z
     sampling: z.enum(["bilinear", "pixel"]).default("pixel"),
     encoding: z
       .object({
-        levels: z.number().int().min(1).max(64).default(16),
-        featuresPerLevel: z.literal([1, 2, 4, 8]).default(2),
-        log2HashmapSize: z.number().int().min(8).max(24).default(19),
-        baseResolution: z.number().positive().default(16),
-        finestResolution: z.number().positive().default(2048),
         /**
-         * Growth factor between levels; when given it replaces finestResolution (e.g. the
-         * space-time variant, whose levels are 4 x those of its 3D grids).
+         * A named layout (ENCODING_PRESETS, modules/encoding_config.ts: earth4d): its fields are
+         * the defaults of this section, which the fields given here (and flags) override.
          */
-        perLevelScale: z.number().min(1).optional(),
-        gridType: z.enum(["hash", "dense", "tiled"]).default("hash"),
-        interpolation: z.enum(["nearest", "linear", "smoothstep"]).default("linear"),
-        /** Storage of the encoding's parameters: f16 trains them through f32 master weights (mixed precision). */
-        precision: z.enum(["f32", "f16"]).default("f32"),
+        preset: z.enum(Object.keys(ENCODING_PRESETS) as [string, ...string[]]).optional(),
+        ...GRID_FIELDS,
+        levels: GRID_FIELDS.levels.default(16),
+        featuresPerLevel: GRID_FIELDS.featuresPerLevel.default(2),
+        log2HashmapSize: GRID_FIELDS.log2HashmapSize.default(19),
+        baseResolution: GRID_FIELDS.baseResolution.default(16),
+        finestResolution: GRID_FIELDS.finestResolution.default(2048),
+        gridType: GRID_FIELDS.gridType.default("hash"),
+        interpolation: GRID_FIELDS.interpolation.default("linear"),
+        precision: GRID_FIELDS.precision.default("f32"),
         /** Learning rate of the encoding (default: optimizer.lr). */
         lr: z.number().positive().optional(),
-        /** A variant of the encoding: a kernel file replacing parts of it (the functions tagged @replaceable in dsl/kernels/lookup.ts). */
-        variant: z.string().min(1).transform((p) => resolve(p)).optional(),
         /**
          * Learned hash probing (Compact NGP) on the hashed levels: N_p slots per bucket chosen by
          * an index codebook of N_c rows per level, whose logits train as their own group.
          */
         probing: z
           .object({
-            range: z.literal([1, 2, 4, 8, 16, 32, 64]).default(1),
-            /** Index codebook rows per hashed level (default: 4 per table entry, modules/hashgrid.ts defaultCodebookSize). */
-            codebookSize: z.number().int().min(1).max(2 ** 24).optional(),
+            range: PROBING_FIELDS.range.default(1),
+            codebookSize: PROBING_FIELDS.codebookSize,
             /** Learning rate of the index logits. */
             lr: z.number().positive().default(PROBING_DEFAULTS.lr),
           })
           .strict()
           .prefault({}),
+        /**
+         * Several grids as one encoding (modules/encoding.ts): each over `axes` (indices of the
+         * data's coordinates, e.g. [0, 1, 3]), with the fields above as its defaults; their
+         * features are concatenated in this order. Absent: one grid over every axis.
+         */
+        grids: z
+          .array(z.object({ axes: z.array(z.number()), ...GRID_FIELDS, probing: z.object(PROBING_FIELDS).strict().optional() }).strict())
+          .optional(),
       })
       .strict()
       .prefault({}),
@@ -165,7 +197,7 @@ export type TrainConfig = z.output<typeof TrainConfigSchema>;
 export const MODEL_FIELDS = [
   "encoding.levels", "encoding.featuresPerLevel", "encoding.log2HashmapSize", "encoding.baseResolution",
   "encoding.finestResolution", "encoding.perLevelScale", "encoding.gridType", "encoding.interpolation", "encoding.precision",
-  "encoding.probing.range", "encoding.probing.codebookSize", "encoding.variant",
+  "encoding.probing.range", "encoding.probing.codebookSize", "encoding.variant", "encoding.grids",
   "network.width", "network.hiddenLayers", "network.activation", "network.outputActivation", "network.biases",
   "optimizer.kind", "ema.enabled", "colorspace",
 ];
@@ -194,9 +226,16 @@ export function parseTrainConfig(input: unknown): TrainConfig {
   // seconds and no steps: the time budget alone stops the run (a cosine or onecycle schedule spans
   // the steps estimated to fit it: the trainer decides them after a warm-up).
   const timed = isPlainObject(input) && input.seconds !== undefined && input.steps === undefined;
-  const r = TrainConfigSchema.safeParse(timed ? { ...input, steps: MAX_STEPS } : input);
+  const r = TrainConfigSchema.safeParse(withPreset(timed ? { ...input, steps: MAX_STEPS } : input));
   if (!r.success) throw new ConfigError(r.error.issues.map((i) => describe(i, input)).join("\n"));
   return r.data;
+}
+
+/** The encoding's preset's fields under those given (an unknown preset is left to the schema to refuse). */
+function withPreset(input: unknown): unknown {
+  const enc = isPlainObject(input) ? input.encoding : undefined;
+  const preset = isPlainObject(enc) && typeof enc.preset === "string" && Object.hasOwn(ENCODING_PRESETS, enc.preset) ? ENCODING_PRESETS[enc.preset as keyof typeof ENCODING_PRESETS] : undefined;
+  return preset ? { ...(input as object), encoding: mergeConfig(structuredClone(preset) as Record<string, unknown>, enc as Record<string, unknown>) } : input;
 }
 
 /** A YAML file's configuration (an object), naming the file when it cannot be read or parsed. */

@@ -4,7 +4,8 @@
 // render, export, the points' field and the benches share it.
 import type { BackendRequest } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
-import { HashGrid, checkVariant } from "../modules/hashgrid.ts";
+import { Encoding, concat, encodingMembers, groupName, type Member, type MemberOptions } from "../modules/encoding.ts";
+import { checkVariant } from "../modules/hashgrid.ts";
 import { Mlp } from "../modules/mlp.ts";
 import { CheckpointError, type Checkpoint } from "./checkpoint.ts";
 import type { TrainConfig } from "./config.ts";
@@ -17,23 +18,40 @@ import type { Field } from "./eval.ts";
  */
 export type Weights = "ema" | "raw";
 
-/** The field a configuration describes: the hash grid and the MLP on top, freshly initialized. */
-export async function createField(cfg: TrainConfig, channels: number, load: { backend?: BackendRequest; log?: (m: string) => void }, dims = 2): Promise<{ grid: HashGrid; mlp: Mlp }> {
-  const { lr: _encLr, probing: { lr: _probingLr, ...probing }, perLevelScale, finestResolution, ...rest } = cfg.encoding;
-  // perLevelScale, when given, replaces finestResolution (the grid takes one or the other).
-  const encoding = perLevelScale === undefined ? { ...rest, finestResolution } : { ...rest, perLevelScale };
-  const { lr: _netLr, weightDecay: _wd, ...network } = cfg.network;
-  await checkVariant({ ...encoding, dims }, { dims: cfg.points ? "--dims" : "--points with --dims", levels: "--levels" });
-  const grid = await HashGrid.create({ dims, ...encoding, probing, seed: cfg.seed }, load);
-  const mlp = await Mlp.create(
-    { inputs: grid.outputDim, outputs: channels, ...network, loss: cfg.loss, huberDelta: cfg.huberDelta, inputGrad: true, seed: cfg.seed + 1 } as never,
-    load,
-  );
-  return { grid, mlp };
+/**
+ * The member grids of a configuration's encoding over `dims` axes (encodingMembers: axes checked,
+ * options validated, levels derived; nothing is built): `encoding.grids`, each with the section's
+ * other fields as its defaults, or one grid over every axis. Member i's seed is the run's + 65537 i (the network takes the run's + 1).
+ */
+export function fieldMembers(cfg: TrainConfig, dims: number): Member[] {
+  const { lr: _encLr, preset: _preset, grids, probing: { lr: _probingLr, ...probing }, ...shared } = cfg.encoding;
+  const member = (m: Omit<MemberOptions, "seed">, i: number): MemberOptions => {
+    const { perLevelScale, finestResolution, ...rest } = { ...shared, ...m, probing: { ...probing, ...m.probing } };
+    // perLevelScale, when given, replaces finestResolution (the grid takes one or the other).
+    return { ...rest, ...(perLevelScale === undefined ? { finestResolution } : { perLevelScale }), seed: cfg.seed + 65537 * i };
+  };
+  return encodingMembers(dims, (grids ?? [{}]).map(member));
 }
 
-/** The model's prediction at coordinates: grid -> MLP, downloaded. */
-export function fieldOf(m: { grid: HashGrid; mlp: Mlp }): Field {
+/** The field a configuration describes: the encoding and the MLP on top, freshly initialized. */
+export async function createField(cfg: TrainConfig, channels: number, load: { backend?: BackendRequest; log?: (m: string) => void }, dims = 2): Promise<{ encoding: Encoding; mlp: Mlp }> {
+  const members = fieldMembers(cfg, dims);
+  const flags = { dims: cfg.points ? "--dims" : "--points with --dims", levels: "--levels" };
+  for (const m of members) await checkVariant(m.settings, flags);
+  const encoding = await Encoding.fromMembers(members, load);
+  const { lr: _netLr, weightDecay: _wd, ...network } = cfg.network;
+  const mlp = await Mlp.create(
+    { inputs: encoding.outputDim, outputs: channels, ...network, loss: cfg.loss, huberDelta: cfg.huberDelta, inputGrad: true, seed: cfg.seed + 1 } as never,
+    load,
+  ).catch((e) => {
+    encoding.close();
+    throw e;
+  });
+  return { encoding, mlp };
+}
+
+/** The model's prediction at coordinates: encoding -> MLP, downloaded. */
+export function fieldOf(m: { encoding: Encoding; mlp: Mlp }): Field {
   // Output buffers per tile size (a full tile and the last one), reused: evaluating a large image
   // allocates nothing per tile but the downloaded values.
   const buffers = new Map<number, { enc: DeviceBuffer<"f32">; out: DeviceBuffer<"f32"> }>();
@@ -44,10 +62,10 @@ export function fieldOf(m: { grid: HashGrid; mlp: Mlp }): Field {
         for (const old of buffers.values()) (old.enc.dispose(), old.out.dispose());
         buffers.clear();
       }
-      b = { enc: m.grid.alloc(n * m.grid.outputDim), out: m.grid.alloc(n * m.mlp.settings.outputs) };
+      b = { enc: m.encoding.alloc(n * m.encoding.outputDim), out: m.encoding.alloc(n * m.mlp.settings.outputs) };
       buffers.set(n, b);
     }
-    return m.mlp.forward(m.grid.forward(coords, b.enc), b.out).download() as Float32Array;
+    return m.mlp.forward(m.encoding.forward(coords, b.enc), b.out).download() as Float32Array;
   };
 }
 
@@ -56,24 +74,32 @@ export function fieldOf(m: { grid: HashGrid; mlp: Mlp }): Field {
  * (meta.weights, by the held-out loss; older checkpoints: always), unless raw.
  */
 export function checkpointUses(ck: Checkpoint, raw = false): Weights {
-  return !raw && ck.meta.weights !== "raw" && ck.arrays["ema.encoding"] && ck.arrays["ema.network"] ? "ema" : "raw";
+  return !raw && ck.meta.weights !== "raw" && ck.arrays["ema.network"] ? "ema" : "raw";
 }
 
-/** A group's weights to render with (checkpointUses). */
-export function checkpointWeights(ck: Checkpoint, group: "encoding" | "network", raw = false): Float32Array {
+/** A group's weights to render with (checkpointUses): "network", or an encoding member's group (groupName). */
+export function checkpointWeights(ck: Checkpoint, group: string, raw = false): Float32Array {
   const a = ck.arrays[checkpointUses(ck, raw) === "ema" ? `ema.${group}` : `${group}.params`];
   if (!a) throw new CheckpointError(`${ck.path ?? "the checkpoint"} holds no ${group} parameters`);
   return a;
 }
 
+/** The encoding's weights to render with, its members' concatenated (`members`: how many). */
+export function checkpointEncoding(ck: Checkpoint, members: number, raw = false): Float32Array {
+  return concat(Array.from({ length: members }, (_, i) => checkpointWeights(ck, groupName("encoding", i, members), raw)));
+}
+
 /** A field's weights from a checkpoint (the averages unless `raw`), with learned probing's logits and probe table. */
-export function loadCheckpointWeights(f: { grid: HashGrid; mlp: Mlp }, ck: Checkpoint, raw = false): void {
-  f.grid.params.upload(checkpointWeights(ck, "encoding", raw));
+export function loadCheckpointWeights(f: { encoding: Encoding; mlp: Mlp }, ck: Checkpoint, raw = false): void {
+  const { grids } = f.encoding;
+  f.encoding.upload(checkpointEncoding(ck, grids.length, raw));
   f.mlp.params.upload(checkpointWeights(ck, "network", raw));
-  if (f.grid.logitCount) {
-    const logits = ck.arrays["probing.params"];
-    if (logits?.length !== f.grid.logitCount) throw new CheckpointError(`${ck.path ?? "the checkpoint"} holds ${logits?.length ?? 0} probing logits, the model needs ${f.grid.logitCount}`);
-    f.grid.logits.upload(logits);
-    f.grid.refreshProbes();
+  for (const [i, g] of grids.entries()) {
+    if (!g.logitCount) continue;
+    const name = f.encoding.name("probing", i);
+    const logits = ck.arrays[`${name}.params`];
+    if (logits?.length !== g.logitCount) throw new CheckpointError(`${ck.path ?? "the checkpoint"} holds ${logits?.length ?? 0} ${name} logits, the model needs ${g.logitCount}`);
+    g.logits.upload(logits);
+    g.refreshProbes();
   }
 }

@@ -24,11 +24,12 @@
 // HashGrid.memory(2 or 4).inferenceBytes + 4 * the network's parameters.
 import { open, stat } from "node:fs/promises";
 import { notRegularFile } from "../runtime/files.ts";
-import { argmaxRows, type HashGrid } from "../modules/hashgrid.ts";
+import { argmaxRows } from "../modules/hashgrid.ts";
+import type { Encoding } from "../modules/encoding.ts";
 import type { Mlp } from "../modules/mlp.ts";
 import { type Checkpoint, CheckpointError, type CheckpointProblem, type ContainerFormat, MAGIC as CHECKPOINT_MAGIC, notJson, readContainer, trainedOn, writeContainer } from "./checkpoint.ts";
 import { parseTrainConfig } from "./config.ts";
-import { checkpointUses, checkpointWeights, createField } from "./field.ts";
+import { checkpointEncoding, checkpointUses, checkpointWeights, createField } from "./field.ts";
 import { ExpectedError } from "../dsl/errors.ts";
 
 export const MODEL_MAGIC = "NGPKMODL";
@@ -209,22 +210,38 @@ export function imageOf(ck: Checkpoint, needs: string): ImageMeta {
  * (converted to the grid's precision: an f16 export into an f16 grid as is), the network, and the
  * probe table set directly from the packed argmax indices (an export has no logits).
  */
-export function loadModelWeights(f: { grid: HashGrid; mlp: Mlp }, m: ModelFile): void {
+export function loadModelWeights(f: { encoding: Encoding; mlp: Mlp }, m: ModelFile): void {
   const file = m.path ?? "(model file)";
   const misfit = (why: string) => new ModelFileError(`model file ${file}: does not fit its configuration: ${why}`, { file, problem: "incompatible" });
-  if (m.features.length !== f.grid.paramCount) throw misfit(`${m.features.length} features, the hash grid needs ${f.grid.paramCount}`);
+  if (m.features.length !== f.encoding.paramCount) throw misfit(`${m.features.length} features, the hash grid needs ${f.encoding.paramCount}`);
   if (m.network.length !== f.mlp.paramCount) throw misfit(`${m.network.length} network parameters, the network needs ${f.mlp.paramCount}`);
-  const { rows, range } = f.grid.probing;
+  const { rows, range } = probingOf(f.encoding);
   if (rows) {
     if (!m.probing || m.probing.rows !== rows || m.probing.range !== range)
       throw misfit(`probing of ${m.probing ? `${m.probing.rows} rows of range ${m.probing.range}` : "nothing"}, the hash grid probes ${rows} rows of range ${range}`);
   } else if (m.probing) throw misfit(`${m.probing.rows} probing indices, the hash grid has no learned probing`);
-  f.grid.params.upload(m.features);
+  f.encoding.upload(m.features);
   f.mlp.params.upload(m.network);
   if (rows) {
     const probe = unpackIndices(m.probing!.indices, rows, bitsOf(range));
-    f.grid.probe.upload(probe);
+    let at = 0;
+    for (const g of f.encoding.grids) {
+      g.probe.upload(probe.subarray(at, at + g.probing.rows));
+      at += g.probing.rows;
+    }
   }
+}
+
+/**
+ * The codebook rows of every member grid (concatenated, member after member) and their N_p: one
+ * for all, as the file's one packing holds them (members probing with different N_p cannot be
+ * exported: refused, naming them).
+ */
+function probingOf(e: Encoding): { rows: number; range: number } {
+  const probed = e.grids.filter((g) => g.probing.rows);
+  const ranges = [...new Set(probed.map((g) => g.probing.range))];
+  if (ranges.length > 1) throw new ModelFileError(`the encoding's grids probe with different N_p (${ranges.join(", ")}): a model file packs one index width; give them one probing.range`);
+  return { rows: probed.reduce((a, g) => a + g.probing.rows, 0), range: ranges[0] ?? 1 };
 }
 
 /** What an export holds, in bytes (the file is `header` more). */
@@ -257,9 +274,9 @@ export async function exportModel(ck: Checkpoint, opts: { precision?: "f16" | "f
   const raw = opts.raw === true;
   const cfg = parseTrainConfig(ck.config);
   const image = imageOf(ck, "export writes models of an image (for render --model), so it needs a checkpoint trained on one");
-  const { grid, mlp } = await createField(cfg, image.channels, { backend: "js" });
+  const { encoding: grid, mlp } = await createField(cfg, image.channels, { backend: "js" });
   try {
-    const encoding = checkpointWeights(ck, "encoding", raw);
+    const encoding = checkpointEncoding(ck, grid.grids.length, raw);
     const network = checkpointWeights(ck, "network", raw);
     if (encoding.length !== grid.paramCount) throw fail(`${encoding.length} encoding parameters, its configuration needs ${grid.paramCount}`);
     if (network.length !== mlp.paramCount) throw fail(`${network.length} network parameters, its configuration needs ${mlp.paramCount}`);
@@ -269,13 +286,18 @@ export async function exportModel(ck: Checkpoint, opts: { precision?: "f16" | "f
       const over = features.findIndex((v, k) => !Number.isFinite(v) && Number.isFinite(encoding[k]!));
       if (over >= 0) throw fail(`feature ${over} (${encoding[over]}) overflows f16 (largest 65504); export with --precision f32`);
     }
-    const { rows, range } = grid.probing;
+    const { rows, range } = probingOf(grid);
     const bits = rows ? Math.log2(range) : 0;
     let probing: ModelFile["probing"];
     if (rows) {
-      const logits = ck.arrays["probing.params"];
-      if (logits?.length !== grid.logitCount) throw fail(`${logits?.length ?? 0} probing logits, its configuration needs ${grid.logitCount}`);
-      probing = { range, rows, indices: packIndices(argmaxRows(logits, range), bits) };
+      const argmax = grid.grids.flatMap((g, i) => {
+        if (!g.logitCount) return [];
+        const name = grid.name("probing", i);
+        const logits = ck.arrays[`${name}.params`];
+        if (logits?.length !== g.logitCount) throw fail(`${logits?.length ?? 0} ${name} logits, its configuration needs ${g.logitCount}`);
+        return [...argmaxRows(logits, range)];
+      });
+      probing = { range, rows, indices: packIndices(Uint32Array.from(argmax), bits) };
     }
     const featureBytes = precision === "f16" ? 2 : 4;
     const mem = grid.memory(featureBytes);

@@ -18,7 +18,8 @@ import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { removeStaleTemporaries } from "../runtime/cache.ts";
 import { checkOutputFile } from "../runtime/files.ts";
 import { Ema } from "../modules/ema.ts";
-import { HashGrid, defaultCodebookSize } from "../modules/hashgrid.ts";
+import { type Encoding, checkTrainingMemory, memberTrainingBytes } from "../modules/encoding.ts";
+import { defaultCodebookSize } from "../modules/hashgrid.ts";
 import { Loss } from "../modules/loss.ts";
 import { Mlp } from "../modules/mlp.ts";
 import { Optimizer, type OptimizerState } from "../modules/optimizer.ts";
@@ -26,7 +27,7 @@ import { CheckpointError, checkCompatible, readCheckpoint, writeCheckpoint, type
 import { MAX_STEPS, MODEL_FIELDS, parseTrainConfig, type TrainConfig, type TrainConfigInput } from "./config.ts";
 import type { DataSource, SourceEvaluation } from "./data/source.ts";
 import { interruptible } from "./eval.ts";
-import { createField, fieldOf, type Weights } from "./field.ts";
+import { createField, fieldMembers, fieldOf, type Weights } from "./field.ts";
 import { MetricsLog, writeJsonAtomic, writePlot } from "./outputs.ts";
 import { dataInput, openSource, SOURCE_OUTPUTS } from "./data/open.ts";
 import type { PointsSummary } from "./data/points.ts";
@@ -152,6 +153,9 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
   // Learned probing's default codebook resolved for this run's table, so that the configuration
   // saved with its checkpoints, summary and exports keeps the size it trained with.
   const probing = cfg.encoding.probing;
+  // The encoding checked (axes, levels, memory) before the data is read, where its dimension is known.
+  const dims = cfg.points ? cfg.points.dims : 2;
+  if (dims !== undefined) checkTrainingMemory(fieldMembers(cfg, dims), trainingState(cfg));
   if (probing.range > 1 && probing.codebookSize === undefined) probing.codebookSize = defaultCodebookSize(cfg.encoding.log2HashmapSize);
   const log = hooks.log ?? (() => {});
   const out = prepareOutDir(cfg.out);
@@ -179,7 +183,7 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
 }
 
 interface Model {
-  grid: HashGrid;
+  encoding: Encoding;
   mlp: Mlp;
   opt: Optimizer;
   ema: Ema | undefined;
@@ -201,17 +205,18 @@ async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string)
     if (signal?.aborted) throw (made.forEach((y) => y.close()), new InterruptedError(cfg.out));
     return x;
   };
-  const { grid, mlp } = await createField(cfg, source.channels, load, source.dims);
-  made.push(grid);
+  checkTrainingMemory(fieldMembers(cfg, source.dims), trainingState(cfg));
+  const { encoding, mlp } = await createField(cfg, source.channels, load, source.dims);
+  made.push(encoding);
   built(mlp);
+  const grids = encoding.grids.map((g, i) => ({ g, name: encoding.name("encoding", i), probing: encoding.name("probing", i) }));
   const opt = built(await Optimizer.create(
     [
-      { name: "encoding", params: grid.params as DeviceBuffer<"f32"> | DeviceBuffer<"f16">, grad: grid.grad, lr: encLr, weightDecay: 0 },
+      // One group per member grid (a lone grid's: "encoding", "probing"), the network's between them.
+      ...grids.map(({ g, name }) => ({ name, params: g.params as DeviceBuffer<"f32"> | DeviceBuffer<"f16">, grad: g.grad, lr: encLr, weightDecay: 0 })),
       { name: "network", params: mlp.params, grad: mlp.grad, lr: netLr, weightDecay },
       // Learned probing's index logits; the step refreshes the probe table from them.
-      ...(grid.logitCount
-        ? [{ name: "probing", params: grid.logits, grad: grid.logitGrad, lr: cfg.encoding.probing.lr, weightDecay: 0, rows: grid.probeRows }]
-        : []),
+      ...grids.flatMap(({ g, probing }) => (g.logitCount ? [{ name: probing, params: g.logits, grad: g.logitGrad, lr: cfg.encoding.probing.lr, weightDecay: 0, rows: g.probeRows }] : [])),
     ],
     cfg.optimizer,
     load,
@@ -219,28 +224,29 @@ async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string)
   // The average is of the f32 weights (an f16 encoding's master copy); see withAverage. The probing
   // logits are not averaged: the features were trained under the current argmax slots, and an
   // average of the logits could pick other ones.
-  const groups = [{ name: "encoding", params: opt.master("encoding") }, { name: "network", params: opt.master("network") }];
+  const groups = [...grids.map(({ name }) => ({ name, params: opt.master(name) })), { name: "network", params: opt.master("network") }];
   const ema = built(cfg.ema.enabled ? await Ema.create(groups, { decay: cfg.ema.decay }, load) : undefined);
   const heldOutLoss = built(await Loss.create({ kind: cfg.loss as never, width: source.channels, huberDelta: cfg.huberDelta }, load));
   const close = () => made.forEach((x) => x.close());
   try {
-    await source.attach({ backend: load.backend, log, alloc: (n) => grid.alloc(n), field: fieldOf({ grid, mlp }), loss: heldOutLoss });
+    await source.attach({ backend: load.backend, log, alloc: (n) => encoding.alloc(n), field: fieldOf({ encoding, mlp }), loss: heldOutLoss });
   } catch (e) {
     close();
     throw e;
   }
-  log(`backend ${grid.backendReason}`);
-  if (grid.logitCount) {
+  log(`backend ${encoding.backendReason}`);
+  for (const { g, name } of grids) {
+    if (!g.logitCount) continue;
     // The codebook's cost up front: by default it grows with the table (4 rows per entry).
-    const p = grid.probing;
+    const p = g.probing;
     const levels = p.probed.filter(Boolean).length;
     log(
-      `learned probing: N_p ${p.range}, N_c ${p.codebookSize} codebook rows on each of ${levels} hashed levels ` +
-        `(${(p.codebookSize / 2 ** grid.settings.log2HashmapSize).toPrecision(2)} per table entry): ${grid.logitCount.toLocaleString("en")} index logits, ` +
-        `${(grid.memory(2).indexBytes / 2 ** 20).toFixed(2)} MiB of packed indices at inference`,
+      `learned probing${grids.length > 1 ? ` (${name})` : ""}: N_p ${p.range}, N_c ${p.codebookSize} codebook rows on each of ${levels} hashed levels ` +
+        `(${(p.codebookSize / 2 ** g.settings.log2HashmapSize).toPrecision(2)} per table entry): ${g.logitCount.toLocaleString("en")} index logits, ` +
+        `${(g.memory(2).indexBytes / 2 ** 20).toFixed(2)} MiB of packed indices at inference`,
     );
   }
-  return { grid, mlp, opt, ema, heldOutLoss, encLr, netLr, close };
+  return { encoding, mlp, opt, ema, heldOutLoss, encLr, netLr, close };
 }
 
 /** The out directory cannot be used: bad input (the CLI's exit status 2), found before training. */
@@ -299,7 +305,7 @@ function recordedSpan(ck: Checkpoint): ScheduleSpan | undefined {
 }
 
 async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, resume: Checkpoint | undefined, hooks: TrainHooks): Promise<TrainResult> {
-  const { grid, mlp, opt, ema } = m;
+  const { encoding, mlp, opt, ema } = m;
   const files: TrainResult["files"] = {
     metrics: join(out, "metrics.csv"),
     plot: join(out, "plot.png"),
@@ -338,8 +344,8 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   using _ = { [Symbol.dispose]: () => (metrics.close(), switched || rmSync(staged, { force: true })) };
 
   const K = cfg.accumulate;
-  const enc = grid.alloc(cfg.batch * grid.outputDim);
-  const dEnc = grid.alloc(cfg.batch * grid.outputDim);
+  const enc = encoding.alloc(cfg.batch * encoding.outputDim);
+  const dEnc = encoding.alloc(cfg.batch * encoding.outputDim);
   let lastPsnr: number | undefined = resume?.meta.psnr as number | undefined;
   let stoppedBy: StopReason = "steps";
   let pending: Parameters<MetricsLog["log"]>[0] | undefined;
@@ -405,9 +411,11 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   while (step < limit) {
     await pause();
     const factor = schedule.factor(step);
-    opt.setLearningRate("encoding", m.encLr * factor);
+    for (const [i, g] of encoding.grids.entries()) {
+      opt.setLearningRate(encoding.name("encoding", i), m.encLr * factor);
+      if (g.logitCount) opt.setLearningRate(encoding.name("probing", i), cfg.encoding.probing.lr * factor);
+    }
     opt.setLearningRate("network", m.netLr * factor);
-    if (grid.logitCount) opt.setLearningRate("probing", cfg.encoding.probing.lr * factor);
     let done = 0;
     let lossSum = 0;
     for (; done < K; done++) {
@@ -415,13 +423,13 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
       else if (cfg.seconds !== undefined && seconds() >= cfg.seconds) stoppedBy = "seconds";
       if (stoppedBy !== "steps") break;
       const { coords, targets } = source.sample(cfg.batch, micro);
-      grid.forward(coords, enc);
+      encoding.forward(coords, enc);
       const loss = mlp.trainStep(enc, targets, { scale: 1 / K, inputGrad: dEnc });
       if (!Number.isFinite(loss)) {
         stoppedBy = "non-finite loss";
         break;
       }
-      grid.backward(dEnc, { accumulate: true });
+      encoding.backward(dEnc, { accumulate: true });
       micro++;
       lossSum += loss;
     }
@@ -496,9 +504,9 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   const written: Record<string, string> = { ...files, ...(await source.writeOutputs(out, final)) };
   await (source.writePlot ? source.writePlot(files.plot, metrics.rows) : writePlot(files.plot, metrics.rows));
   const outputs = Object.fromEntries(FILES_ORDER.filter((k) => written[k] !== undefined).map((k) => [k, written[k]])) as TrainResult["files"];
-  const paramsEncoding = grid.paramCount;
+  const paramsEncoding = encoding.paramCount;
   const paramsNetwork = mlp.paramCount;
-  const encodingBytes = cfg.encoding.precision === "f16" ? 2 : 4;
+  const state = trainingState(cfg);
   const result: TrainResult = {
     psnr,
     steps: step,
@@ -507,19 +515,16 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     stoppedBy,
     weights: await weightsNow(),
     ...(span ? { scheduleSpan: span } : {}),
-    backend: grid.backend,
-    backendReason: grid.backendReason,
+    backend: encoding.backend,
+    backendReason: encoding.backendReason,
     paramsEncoding,
     paramsNetwork,
-    bytesParams: encodingBytes * paramsEncoding + 4 * paramsNetwork + 4 * grid.logitCount,
+    bytesParams: encoding.grids.reduce((a, g) => a + (g.settings.precision === "f16" ? 2 : 4) * g.paramCount, 0) + 4 * paramsNetwork + 4 * encoding.logitCount,
     // params, and per parameter in f32: gradient, Adam's m and v (SGD: none), EMA (not of the
-    // probing logits), an f16 encoding's master; the probe table
+    // probing logits), an f16 encoding's master; the probe table (memberTrainingBytes)
     bytesTraining:
-      encodingBytes * paramsEncoding + 4 * paramsNetwork +
-      4 * (paramsEncoding + paramsNetwork) * (1 + (cfg.optimizer.kind === "adam" ? 2 : 0) + (cfg.ema.enabled ? 1 : 0)) +
-      (encodingBytes === 2 ? 4 * paramsEncoding : 0) +
-      (grid.logitCount ? 4 * grid.logitCount * (2 + (cfg.optimizer.kind === "adam" ? 2 : 0)) + 4 * grid.probing.rows : 0),
-    bytesInference: grid.memory(2).inferenceBytes + 4 * paramsNetwork,
+      encoding.grids.reduce((a, g) => a + memberTrainingBytes(g, state), 0) + 4 * paramsNetwork * (2 + (state.adam ? 2 : 0) + (state.ema ? 1 : 0)),
+    bytesInference: encoding.memory(2).inferenceBytes + 4 * paramsNetwork,
     ...(source.summaryFields() as Pick<TrainResult, "image" | "points" | "volume">),
     files: outputs,
   };
@@ -528,6 +533,9 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
 }
 
 const finite = (v: number | undefined): number | undefined => (v !== undefined && Number.isFinite(v) ? v : undefined);
+
+/** What training holds besides the parameters (the encoding's memory check, bytesTraining). */
+const trainingState = (cfg: TrainConfig) => ({ adam: cfg.optimizer.kind === "adam", ema: cfg.ema.enabled });
 
 /** Exchanges the weights and their average; f16 parameters follow their master. */
 function swapAverage(m: Model): void {
@@ -578,12 +586,14 @@ function snapshot(m: Model): Pick<Checkpoint, "arrays" | "meta"> {
 
 /** Every array a checkpoint holds, by name (`optState`: the optimizer's state, downloaded once). */
 function stateArrays(m: Model, optState: OptimizerState): Record<string, Float32Array> {
-  // The f32 weights (an f16 encoding's master copy, not its rounded parameters).
-  const arrays: Record<string, Float32Array> = {
-    "encoding.params": m.opt.master("encoding").download(),
-    "network.params": m.mlp.params.download(),
-    ...(m.grid.logitCount ? { "probing.params": m.grid.logits.download() } : {}),
-  };
+  // The f32 weights (an f16 encoding's master copy, not its rounded parameters), per member grid.
+  const e = m.encoding;
+  const arrays: Record<string, Float32Array> = {};
+  for (const [i, g] of e.grids.entries()) {
+    arrays[`${e.name("encoding", i)}.params`] = m.opt.master(e.name("encoding", i)).download();
+    if (i === 0) arrays["network.params"] = m.mlp.params.download(); // (the order a lone grid's checkpoints have)
+    if (g.logitCount) arrays[`${e.name("probing", i)}.params`] = g.logits.download();
+  }
   for (const g of optState.groups) {
     if (g.m) arrays[`optimizer.${g.name}.m`] = g.m;
     if (g.v) arrays[`optimizer.${g.name}.v`] = g.v;
@@ -599,13 +609,18 @@ function restore(m: Model, ck: Pick<Checkpoint, "arrays" | "meta">): void {
     if (!v || v.length !== length) throw new CheckpointError(`the checkpoint's ${name} has ${v?.length ?? 0} values, the model needs ${length}`);
     return v;
   };
-  // (An f16 encoding's master is restored with the optimizer's state, below.)
-  if (m.opt.master("encoding") === m.grid.params) m.grid.params.upload(need("encoding.params", m.grid.paramCount));
-  else need("encoding.params", m.grid.paramCount);
+  const enc = m.encoding;
+  for (const [i, g] of enc.grids.entries()) {
+    const name = enc.name("encoding", i);
+    // (An f16 encoding's master is restored with the optimizer's state, below.)
+    if (m.opt.master(name) === g.params) g.params.upload(need(`${name}.params`, g.paramCount));
+    else need(`${name}.params`, g.paramCount);
+  }
   m.mlp.params.upload(need("network.params", m.mlp.paramCount));
-  if (m.grid.logitCount) {
-    m.grid.logits.upload(need("probing.params", m.grid.logitCount));
-    m.grid.refreshProbes();
+  for (const [i, g] of enc.grids.entries()) {
+    if (!g.logitCount) continue;
+    g.logits.upload(need(`${enc.name("probing", i)}.params`, g.logitCount));
+    g.refreshProbes();
   }
   const saved = ck.meta.optimizer as { step: number; groups: { name: string; lr: number }[] };
   const state: OptimizerState = {
@@ -617,6 +632,7 @@ function restore(m: Model, ck: Pick<Checkpoint, "arrays" | "meta">): void {
     const e = ck.meta.ema as { decay: number; steps: number } | undefined;
     if (!e) throw new CheckpointError("the checkpoint holds no EMA state (trained with ema.enabled: false)");
     // The decay is this run's (a changed --ema applies from here on); the averages are the checkpoint's.
-    m.ema.restore({ ...e, decay: m.ema.decay, groups: ["encoding", "network"].map((name) => ({ name, ema: a[`ema.${name}`]! })) });
+    const names = [...m.encoding.grids.map((_, i) => m.encoding.name("encoding", i)), "network"];
+    m.ema.restore({ ...e, decay: m.ema.decay, groups: names.map((name) => ({ name, ema: a[`ema.${name}`]! })) });
   }
 }

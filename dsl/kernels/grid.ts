@@ -18,7 +18,7 @@
 // every probing statement folds away: the plain grid.
 import { type Buf, type Const, type Float, type f16, type f32, type i32, atomicAdd, fma, localArray, select, u32 } from "../index.ts";
 import { NEAREST } from "./interpolate.ts";
-import { type GridConfig, bucket, codebookRow, cornerWeight, encodeLevel, entry, locate } from "./lookup.ts";
+import { type GridConfig, bucket, codebookRow, cornerWeight, encodeLevel, entry, inputIndex, locate, outputIndex } from "./lookup.ts";
 import { refreshRow } from "./probe.ts";
 
 /** out[i][l][f]: the encoding of point i, levels concatenated ([n][levels * features]). */
@@ -68,7 +68,7 @@ function backward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float
     const w1 = localArray<f32>(cfg.dims);
     const dw = localArray<f32>(cfg.dims);
     locate(cfg, l, x, i, cell, w0, w1, dw);
-    const o = (i * u32(cfg.levels) + u32(l)) * u32(cfg.features);
+    const o = outputIndex(cfg, i, l);
     if (cfg.interpolation === NEAREST) {
       cornerBackward(cfg, l, cell, 0, coords, 1.0, o, params, probe, dy, grad, slotGrad);
     } else {
@@ -79,7 +79,10 @@ function backward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float
   }
 }
 
-/** dx[i][d] = d loss / d x[i][d] (0 where x was clamped or NaN; 0 everywhere for NEAREST). */
+/**
+ * dx[i][axes[d]] += d loss / d x[i][axes[d]] (0 where x was clamped or NaN; 0 everywhere for
+ * NEAREST): added, as the derived gradient does, so that grids sharing an axis sum into it.
+ */
 function inputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, probe: Buf<u32>, dy: Buf<f32>, dx: Buf<f32>): void {
   const acc = localArray<f32>(cfg.dims);
   if (cfg.interpolation !== NEAREST) {
@@ -90,7 +93,7 @@ function inputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Floa
       const w1 = localArray<f32>(cfg.dims);
       const dw = localArray<f32>(cfg.dims);
       locate(cfg, l, x, i, cell, w0, w1, dw);
-      const o = (i * u32(cfg.levels) + u32(l)) * u32(cfg.features);
+      const o = outputIndex(cfg, i, l);
       for (let c = 0; c < 1 << cfg.dims; c++) {
         const base = entry(cfg, l, cell, c, coords, probe);
         // g = <dy, E[corner]>: how much the loss moves per unit of this corner's weight.
@@ -112,8 +115,8 @@ function inputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Floa
     }
   }
   for (let d = 0; d < cfg.dims; d++) {
-    const xd = x[i * u32(cfg.dims) + u32(d)];
-    dx[i * u32(cfg.dims) + u32(d)] = select(xd >= 0.0 && xd <= 1.0, acc[d], 0.0);
+    const xd = x[inputIndex(cfg, i, d)];
+    dx[inputIndex(cfg, i, d)] += select(xd >= 0.0 && xd <= 1.0, acc[d], 0.0);
   }
 }
 

@@ -39,6 +39,30 @@ export interface GridConfig {
   probed: bool[];
   /** [l]: first codebook row of level l (rows of probe[], of N_p logits each). */
   rowOffset: u32[];
+  /**
+   * Where the grid sits in an encoding of several (modules/encoding.ts): values per input row (the
+   * data's dimension), [d] the input axis of the grid's axis d, values per output row (the
+   * concatenated encoding's width) and the first of them the grid writes. A lone grid: dims, the
+   * axes in order, levels * features and 0.
+   */
+  inputDims: i32;
+  axes: i32[];
+  outputStride: i32;
+  outputOffset: i32;
+}
+
+/** Index in x of point i's coordinate on the grid's axis d (the input row holds every axis). */
+export function inputIndex(cfg: Const<GridConfig>, i: u32, d: i32): u32 {
+  return i * u32(cfg.inputDims) + u32(cfg.axes[d]);
+}
+
+/**
+ * Index in the output (and its gradient dy) of point i's first feature at level l: the grid's
+ * part of row i of the concatenated encoding ((i * levels + l) * features for a lone grid, the
+ * form it folds to there).
+ */
+export function outputIndex(cfg: Const<GridConfig>, i: u32, l: i32): u32 {
+  return select(cfg.outputStride === cfg.levels * cfg.features && cfg.outputOffset === 0, (i * u32(cfg.levels) + u32(l)) * u32(cfg.features), i * u32(cfg.outputStride) + u32(l * cfg.features + cfg.outputOffset));
 }
 
 /**
@@ -52,7 +76,7 @@ export interface GridConfig {
 export function locate(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, cell: u32[], w0: f32[], w1: f32[], dw: f32[]): void {
   for (let d = 0; d < cfg.dims; d++) {
     // max(a, b) returns a when either is NaN: max(0, NaN) is 0 at no extra cost (clamp(NaN) is NaN).
-    const xd = min(max(0.0, x[i * u32(cfg.dims) + u32(d)]), 1.0);
+    const xd = min(max(0.0, x[inputIndex(cfg, i, d)]), 1.0);
     const s = cfg.scale[l * cfg.dims + d];
     const rounded = floor(fma(xd, s, 0.5));
     const g = select(fma(xd, s, 0.5 - rounded) < 0.0, rounded - 1.0, rounded);
@@ -182,7 +206,7 @@ export function levelFeatures(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u3
 export function defaultEncodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, softmax: Buf<f32>, out: Buf<f32>): void {
   const acc = localArray<f32>(cfg.features);
   levelFeatures(cfg, l, x, i, params, probe, softmax, acc);
-  const o = (i * u32(cfg.levels) + u32(l)) * u32(cfg.features);
+  const o = outputIndex(cfg, i, l);
   for (let f = 0; f < cfg.features; f++) {
     out[o + u32(f)] = acc[f];
   }

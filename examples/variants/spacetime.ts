@@ -10,7 +10,7 @@
 //   bun run train --points field4d.bin --encoding examples/variants/spacetime.ts --levels 16 --per-level-scale 2
 import { type Buf, type Const, type Float, type f32, type i32, floor, fma, localArray, max, min, select, u32 } from "ngp-kernels/dsl";
 import { coherentHash } from "ngp-kernels/dsl/kernels/hash.ts";
-import { type GridConfig } from "ngp-kernels/dsl/kernels/lookup.ts";
+import { type GridConfig, inputIndex, outputIndex } from "ngp-kernels/dsl/kernels/lookup.ts";
 
 /** What it needs of the grid: (x, y, z, t), and levels in fours (one per 3D grid). */
 export const requires = { dims: 4, levelsMultipleOf: 4 };
@@ -28,7 +28,7 @@ export function encodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32,
   for (let a = 0; a < 3; a++) {
     const d = AXES[grid * 3 + a];
     // As the default lookup: clamped to [0, 1] (NaN counts as 0), cell = floor(x * scale + 0.5).
-    const xd = min(max(0.0, x[i * u32(cfg.dims) + u32(d)]), 1.0);
+    const xd = min(max(0.0, x[inputIndex(cfg, i, d)]), 1.0);
     const pos = fma(xd, cfg.scale[level * cfg.dims + d], 0.5);
     const c = floor(pos);
     cell[a] = u32(c);
@@ -48,7 +48,7 @@ export function encodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32,
       acc[f] = fma(w, params[base + u32(f)], acc[f]);
     }
   }
-  const o = (i * u32(cfg.levels) + u32(l)) * u32(cfg.features);
+  const o = outputIndex(cfg, i, l);
   for (let f = 0; f < cfg.features; f++) {
     out[o + u32(f)] = acc[f];
   }

@@ -8,7 +8,7 @@
 //
 // It works with any dims and levels, so it declares no `requires` (see spacetime.ts).
 import { type Buf, type Const, type Float, type f32, type i32, abs, floor, localArray, u32 } from "ngp-kernels/dsl";
-import { type GridConfig, levelFeatures } from "ngp-kernels/dsl/kernels/lookup.ts";
+import { type GridConfig, inputIndex, levelFeatures, outputIndex } from "ngp-kernels/dsl/kernels/lookup.ts";
 
 /** How much of the wave is added to each feature. */
 export const BLEND = 0.25;
@@ -22,10 +22,10 @@ export function tri(t: f32): f32 {
 export function encodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, softmax: Buf<f32>, out: Buf<f32>): void {
   const acc = localArray<f32>(cfg.features);
   levelFeatures(cfg, l, x, i, params, probe, softmax, acc);
-  const o = (i * u32(cfg.levels) + u32(l)) * u32(cfg.features);
+  const o = outputIndex(cfg, i, l);
   for (let f = 0; f < cfg.features; f++) {
     const d = f % cfg.dims;
-    const t = x[i * u32(cfg.dims) + u32(d)] * (cfg.scale[l * cfg.dims + d] * 0.5);
+    const t = x[inputIndex(cfg, i, d)] * (cfg.scale[l * cfg.dims + d] * 0.5);
     out[o + u32(f)] = acc[f] + BLEND * tri(t);
   }
 }

@@ -22452,15 +22452,15 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
   }
   {
     const float xd_43 = x[i * 3u];
-    dx[i * 3u] = ((xd_43 >= 0.0f && xd_43 <= 1.0f) ? (acc_1[0]) : 0.0f);
+    dx[i * 3u] += ((xd_43 >= 0.0f && xd_43 <= 1.0f) ? (acc_1[0]) : 0.0f);
   }
   {
     const float xd_43 = x[i * 3u + 1u];
-    dx[i * 3u + 1u] = ((xd_43 >= 0.0f && xd_43 <= 1.0f) ? (acc_1[1]) : 0.0f);
+    dx[i * 3u + 1u] += ((xd_43 >= 0.0f && xd_43 <= 1.0f) ? (acc_1[1]) : 0.0f);
   }
   {
     const float xd_43 = x[i * 3u + 2u];
-    dx[i * 3u + 2u] = ((xd_43 >= 0.0f && xd_43 <= 1.0f) ? (acc_1[2]) : 0.0f);
+    dx[i * 3u + 2u] += ((xd_43 >= 0.0f && xd_43 <= 1.0f) ? (acc_1[2]) : 0.0f);
   }
 }
 

@@ -1293,15 +1293,15 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
   }
   {
     const xd_43 = x[(Math.imul(i, 3) >>> 0)];
-    dx[(Math.imul(i, 3) >>> 0)] = ((xd_43 >= 0 && xd_43 <= 1) ? (acc_1[0]) : 0);
+    dx[(Math.imul(i, 3) >>> 0)] = Math.fround(dx[(Math.imul(i, 3) >>> 0)] + ((xd_43 >= 0 && xd_43 <= 1) ? (acc_1[0]) : 0));
   }
   {
     const xd_43 = x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)];
-    dx[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)] = ((xd_43 >= 0 && xd_43 <= 1) ? (acc_1[1]) : 0);
+    dx[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)] = Math.fround(dx[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)] + ((xd_43 >= 0 && xd_43 <= 1) ? (acc_1[1]) : 0));
   }
   {
     const xd_43 = x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)];
-    dx[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)] = ((xd_43 >= 0 && xd_43 <= 1) ? (acc_1[2]) : 0);
+    dx[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)] = Math.fround(dx[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)] + ((xd_43 >= 0 && xd_43 <= 1) ? (acc_1[2]) : 0));
   }
 }
 export function gridInputGrad(ngp_n, x, params, probe, dy, dx) {

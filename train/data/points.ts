@@ -821,7 +821,7 @@ export async function loadPointField(checkpoint: string, opts: { backend?: Backe
           const ext = box.max[d]! - box.min[d]!;
           x[i * dims + d] = ext > 0 ? (coords[i * dims + d]! - box.min[d]!) * (1 / ext) : 0.5;
         }
-      const buf = f.grid.alloc(x.length);
+      const buf = f.encoding.alloc(x.length);
       try {
         buf.upload(x);
         return field(buf, n);
@@ -829,6 +829,6 @@ export async function loadPointField(checkpoint: string, opts: { backend?: Backe
         buf.dispose();
       }
     },
-    close: () => (f.grid.close(), f.mlp.close()),
+    close: () => (f.encoding.close(), f.mlp.close()),
   };
 }
