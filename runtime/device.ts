@@ -7,6 +7,7 @@
 import { dlopen, type Library } from "bun:ffi";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { CudaError } from "./cuda.ts";
 import { validateSharedLibrary } from "./elf.ts";
 
 export interface CudaDevices {
@@ -24,6 +25,16 @@ const CUDART_SYMBOLS = {
 } as const;
 
 type Cudart = Library<typeof CUDART_SYMBOLS>["symbols"];
+
+/** What a rank needs beyond detection: pick its device, and a stream for collectives (runtime/nccl.ts). */
+const CUDART_CONTROL_SYMBOLS = {
+  cudaGetDeviceCount: { args: ["ptr"], returns: "i32" },
+  cudaGetErrorName: { args: ["i32"], returns: "cstring" },
+  cudaSetDevice: { args: ["i32"], returns: "i32" },
+  cudaStreamCreate: { args: ["ptr"], returns: "i32" },
+  cudaStreamSynchronize: { args: ["u64"], returns: "i32" },
+  cudaStreamDestroy: { args: ["u64"], returns: "i32" },
+} as const;
 
 const ATTR_COMPUTE_CAPABILITY_MAJOR = 75;
 const ATTR_COMPUTE_CAPABILITY_MINOR = 76;
@@ -75,10 +86,50 @@ function failed(cudart: Cudart, call: string, status: number): string {
   return `${call} returned ${status} (${cudart.cudaGetErrorName(status)})`;
 }
 
+/**
+ * The CUDA runtime calls a rank makes itself (the kernels' modules link the same shared libcudart,
+ * so the device set here is theirs): its device, and a stream. Each call throws a CudaError.
+ */
+export interface CudaControl {
+  deviceCount(): number;
+  /** cudaSetDevice: the device of this thread's later allocations, kernels and streams. */
+  setDevice(device: number): void;
+  createStream(): bigint;
+  synchronizeStream(stream: bigint): void;
+  destroyStream(stream: bigint): void;
+}
+
+/** libcudart's control calls (`path`: another library with the same symbols, e.g. a mock), or why it cannot be loaded. */
+export function openCudaControl(path?: string): CudaControl | string {
+  const cudart = openCudart(CUDART_CONTROL_SYMBOLS, path === undefined ? undefined : [path]);
+  if (typeof cudart === "string") return cudart;
+  const check = (status: number, call: string) => {
+    if (status !== 0) throw new CudaError(status, cudart.cudaGetErrorName(status) ?? `unknown CUDA error ${status}`, call);
+  };
+  return {
+    deviceCount() {
+      const out = new Int32Array(1);
+      check(cudart.cudaGetDeviceCount(out), "cudaGetDeviceCount");
+      return out[0]!;
+    },
+    setDevice: (device) => check(cudart.cudaSetDevice(device), `cudaSetDevice(${device})`),
+    createStream() {
+      const out = new BigUint64Array(1);
+      check(cudart.cudaStreamCreate(out), "cudaStreamCreate");
+      return out[0]!;
+    },
+    synchronizeStream: (stream) => check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize"),
+    destroyStream: (stream) => check(cudart.cudaStreamDestroy(stream), "cudaStreamDestroy"),
+  };
+}
+
 /** The CUDA runtime's symbols, or why it could not be loaded. */
-function openCudart(): Cudart | string {
+function openCudart<S extends typeof CUDART_SYMBOLS | typeof CUDART_CONTROL_SYMBOLS = typeof CUDART_SYMBOLS>(
+  symbols: S = CUDART_SYMBOLS as S,
+  candidates: string[] = [...installedCudarts(), ...LOADER_NAMES],
+): Library<S>["symbols"] | string {
   const errors: string[] = [];
-  for (const candidate of [...installedCudarts(), ...LOADER_NAMES]) {
+  for (const candidate of candidates) {
     // A path we found ourselves is checked first: a truncated file would crash dlopen.
     const problem = candidate.includes("/") ? validateSharedLibrary(candidate) : undefined;
     if (problem) {
@@ -86,7 +137,7 @@ function openCudart(): Cudart | string {
       continue;
     }
     try {
-      return dlopen(candidate, CUDART_SYMBOLS).symbols;
+      return dlopen(candidate, symbols).symbols;
     } catch (error) {
       errors.push((error as Error).message);
     }

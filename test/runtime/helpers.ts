@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BuildRequest } from "../../runtime/cache.ts";
+import { findMpi } from "../../runtime/mpi.ts";
 import { CPU_FLAGS, findCxx, type Tool } from "../../runtime/toolchain.ts";
 
 const FIXTURES = join(import.meta.dir, "fixtures");
@@ -96,3 +97,39 @@ export function sectionRange(bytes: Uint8Array, name: string): { start: number; 
   }
   throw new Error(`no section ${name}`);
 }
+
+/** The variables by which runtime/mpi.ts's detectLaunch knows a launcher. */
+export const LAUNCHER_VARS = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS", "PMIX_RANK"];
+/** This environment without a launcher's variables (a test runner started by mpirun or srun). */
+export const unlaunched = () => Object.fromEntries(Object.entries(process.env).filter(([name]) => !LAUNCHER_VARS.includes(name)));
+
+export const MPIRUN = Bun.which("mpirun");
+/** Empty where MPI and mpirun are here; else " (skipped: why)", for the names of multi-rank tests. */
+export const NO_MPIRUN = findMpi().mpi && MPIRUN ? "" : ` (skipped: ${findMpi().mpi ? "mpirun is not on PATH" : findMpi().reason})`;
+
+export interface RanksResult {
+  exitCode: number;
+  ms: number;
+  /** The JSON lines of stdout, every rank's. */
+  lines: Record<string, unknown>[];
+  stderr: string;
+}
+
+/**
+ * Root (CI) needs --allow-run-as-root; 2 cores need --oversubscribe beside another test; without
+ * --bind-to none each rank would be bound to one core; yield: waiting ranks do not spin.
+ */
+export const mpirunArgs = (ranks: number) => [MPIRUN!, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1", "-np", String(ranks)];
+
+/** `command` alone or under mpirun with `ranks` ranks (environment: `env`, else this one without a launcher's variables). */
+export async function runUnderMpirun(command: string[], opts: { ranks?: number; env?: Record<string, string | undefined>; cwd?: string } = {}): Promise<RanksResult & { stdout: string }> {
+  const start = performance.now();
+  const proc = Bun.spawn(opts.ranks ? [...mpirunArgs(opts.ranks), ...command] : command, { env: opts.env ?? unlaunched(), cwd: opts.cwd, stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const lines = stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { exitCode, ms: performance.now() - start, lines, stderr, stdout };
+}
+
+/** A fixture script with `input` (JSON, its argv[2]), alone or under mpirun. */
+export const runRanks = (script: string, input: Record<string, unknown>, opts: { ranks?: number; env?: Record<string, string | undefined> } = {}) =>
+  runUnderMpirun([process.execPath, fixturePath(script), JSON.stringify(input)], opts);

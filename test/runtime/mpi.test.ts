@@ -3,39 +3,17 @@
 // ranks run test/runtime/fixtures/mpi_ranks.ts in child processes: MPI starts once per process.
 import { describe, expect, test } from "bun:test";
 import { detectLaunch, findMpi, openRanks } from "../../runtime/mpi.ts";
-import { fixturePath, tempDir } from "./helpers.ts";
+import { LAUNCHER_VARS, NO_MPIRUN, runRanks, tempDir, unlaunched } from "./helpers.ts";
 
 const MPI = findMpi();
-const MPIRUN = Bun.which("mpirun");
 const NO_MPI = MPI.mpi ? "" : ` (skipped: ${MPI.reason})`;
-const NO_MPIRUN = MPI.mpi && MPIRUN ? "" : ` (skipped: ${MPI.mpi ? "mpirun is not on PATH" : MPI.reason})`;
 if (NO_MPIRUN) console.log(`test/runtime/mpi.test.ts: multi-rank tests${NO_MPIRUN}`);
-
-const LAUNCHER_VARS = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS", "PMIX_RANK"];
-/** This environment without a launcher's variables (a test runner started by mpirun or srun). */
-const unlaunched = () => Object.fromEntries(Object.entries(process.env).filter(([name]) => !LAUNCHER_VARS.includes(name)));
 
 const cacheDir = tempDir("mpi");
 
-interface Result {
-  exitCode: number;
-  ms: number;
-  lines: Record<string, unknown>[];
-  stderr: string;
-}
-
 /** The fixture with `input`, alone or under mpirun with `ranks` ranks. */
-async function run(input: Record<string, unknown>, opts: { ranks?: number; env?: Record<string, string | undefined> } = {}): Promise<Result> {
-  const bun = [process.execPath, fixturePath("mpi_ranks.ts"), JSON.stringify({ cacheDir, ...input })];
-  // Root (CI) needs --allow-run-as-root; 2 cores need --oversubscribe beside another test; without
-  // --bind-to none each rank would be bound to one core; yield: waiting ranks do not spin.
-  const mpirun = [MPIRUN!, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1", "-np", String(opts.ranks)];
-  const start = performance.now();
-  const proc = Bun.spawn(opts.ranks ? [...mpirun, ...bun] : bun, { env: opts.env ?? unlaunched(), stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  const lines = stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { exitCode, ms: performance.now() - start, lines, stderr };
-}
+const run = (input: Record<string, unknown>, opts: { ranks?: number; env?: Record<string, string | undefined> } = {}) =>
+  runRanks("mpi_ranks.ts", { cacheDir, ...input }, opts);
 
 const byRank = (lines: Record<string, unknown>[]) => [...lines].sort((a, b) => (a.rank as number) - (b.rank as number));
 const allPassed = (line: Record<string, unknown>) => Object.entries(line.checks as Record<string, boolean>).filter(([, ok]) => !ok).map(([name]) => name);
