@@ -26,7 +26,7 @@ const NCCL_SYMBOLS = {
   ncclGetVersion: { args: ["ptr"], returns: "i32" },
   ncclGetErrorString: { args: ["i32"], returns: "cstring" },
   ncclGetUniqueId: { args: ["ptr"], returns: "i32" },
-  ncclCommInitRank: { args: ["ptr", "i32", "ptr", "i32"], returns: "i32" }, // called through the shim
+  ncclCommInitRank: { args: [], returns: "void" }, // (checked here, called through the shim)
   ncclAllReduce: { args: ["u64", "u64", "u64", "i32", "i32", "u64", "u64"], returns: "i32" },
   ncclGroupStart: { args: [], returns: "i32" },
   ncclGroupEnd: { args: [], returns: "i32" },
@@ -166,7 +166,10 @@ export class NcclComm {
     ranks.broadcast(message, 0);
     check(result[0]!, "ncclGetUniqueId (on rank 0)");
     const comm = new BigUint64Array(1);
-    check(shim.ngp_nccl_comm_init_rank(nccl.symbols.ncclCommInitRank.ptr, comm, ranks.size, message.subarray(4), ranks.rank), `ncclCommInitRank(${ranks.size} ranks, rank ${ranks.rank}, GPU ${ranks.localRank})`);
+    const init = `ncclCommInitRank(${ranks.size} ranks, rank ${ranks.rank}, GPU ${ranks.localRank})`;
+    const code = shim.ngp_nccl_comm_init_rank(Buffer.from(`${lookup.library}\0`), comm, ranks.size, message.subarray(4), ranks.rank);
+    if (code === -1) throw new NcclUnavailableError(`${init}: ${lookup.library} is not loaded where the NCCL shim looks`);
+    check(code, init);
     const description = `NCCL ${versionOf(nccl)} (${lookup.library}), ${ranks.size} rank${ranks.size === 1 ? "" : "s"}, this one on GPU ${ranks.localRank}`;
     return new NcclComm(nccl, cuda, comm[0]!, cuda.createStream(), description, ranks.localRank);
   }

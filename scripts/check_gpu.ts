@@ -10,6 +10,10 @@
 //   grid bench    bench/hashgrid.ts --backend cuda: generated CUDA vs generated CPU kernels
 //   mlp bench     bench/mlp.ts --backend cuda when that script exists and takes the flag, else
 //                 Mlp.trainStep / forward and Adam timed directly (scripts/gpu_checks.ts mlp-bench)
+//   nccl          runtime/nccl.ts on the real libnccl ($NGPK_NCCL, the CUDA install, the loader's
+//                 path, else a Python package's nvidia/.../libnccl.so.2): bootstrap and exact sums,
+//                 one rank per GPU under mpirun when there are several GPUs and MPI, else one rank;
+//                 SKIP with the reason when there is no libnccl
 // then one summary: PASS/FAIL per step, the figures, a verdict. Each step is a child process with
 // its own timeout (a crash or hang in one cannot stop the others), and the whole run keeps within
 // a budget of a little under 5 minutes: a step that would start past it is reported NOT RUN.
@@ -27,6 +31,8 @@ import { cpus, tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { detectCudaDevices } from "../runtime/device.ts";
+import { findMpi } from "../runtime/mpi.ts";
+import { findNccl } from "../runtime/nccl.ts";
 import { findNvcc } from "../runtime/toolchain.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -35,7 +41,7 @@ let BUDGET_S = 285;
 const T0 = performance.now();
 const elapsed = () => (performance.now() - T0) / 1000;
 
-type Status = "PASS" | "FAIL" | "WARN" | "NOT RUN";
+type Status = "PASS" | "FAIL" | "WARN" | "SKIP" | "NOT RUN";
 interface StepResult {
   name: string;
   status: Status;
@@ -156,13 +162,13 @@ interface StepDef {
 }
 
 /** A scripts/gpu_checks.ts check: its JSON line says ok and lists failures and figures. */
-function checkStep(id: string, title: string, timeoutS: number): StepDef {
+function checkStep(id: string, title: string, timeoutS: number, launcher: () => string[] = () => []): StepDef {
   return {
     id,
     title: (ctx) => `${title} (${ctx.backend} vs cpu)`,
     timeoutS,
     async run(ctx, t) {
-      const r = await spawnStep(id, ["bun", "scripts/gpu_checks.ts", id, "--backend", ctx.backend, ...(ctx.standIn ? ["--quick"] : [])], t, true);
+      const r = await spawnStep(id, [...launcher(), "bun", "scripts/gpu_checks.ts", id, "--backend", ctx.backend, ...(ctx.standIn ? ["--quick"] : [])], t, true);
       const j = r.json as { ok?: boolean; failures?: string[]; figures?: Record<string, unknown> } | undefined;
       const notes: string[] = [];
       let status: Status;
@@ -192,6 +198,39 @@ function checkStep(id: string, title: string, timeoutS: number): StepDef {
     },
   };
 }
+
+/** The libnccl to check: findNccl's, else one that a Python package (PyTorch's nvidia-nccl) holds. */
+function ncclLibrary(): { library?: string; reason: string } {
+  const found = findNccl();
+  if (found.library || process.env.NGPK_NCCL) return found;
+  const python = "import glob, site; d = site.getsitepackages() + [site.getusersitepackages()]; p = [f for s in d for f in sorted(glob.glob(s + '/nvidia/**/libnccl.so*', recursive=True))]; print(p[0] if p else '')";
+  const r = spawnSync("python3", ["-c", python], { encoding: "utf8", timeout: 20_000 });
+  const path = r.status === 0 ? r.stdout.trim() : "";
+  return path ? { library: path, reason: `${path} (a Python package's)` } : { reason: `${found.reason}; no Python package holds one either` };
+}
+
+/** NCCL on the real library: SKIP without one; under mpirun with one rank per GPU when there are several. */
+const ncclStep: StepDef = {
+  id: "nccl",
+  title: () => "nccl all-reduce (runtime/nccl.ts on the real libnccl)",
+  timeoutS: 60,
+  async run(ctx, t) {
+    if (ctx.standIn) return { status: "SKIP", notes: [`skipped: NCCL needs a CUDA device, not the ${ctx.backend} stand-in`], figures: [] };
+    const nccl = ncclLibrary();
+    if (!nccl.library) return { status: "SKIP", notes: [`skipped: ${nccl.reason}`], figures: [] };
+    process.env.NGPK_NCCL = nccl.library; // for the child (and its ranks)
+    const gpus = detectCudaDevices().count;
+    const mpirun = Bun.which("mpirun");
+    const ranks = gpus >= 2 && mpirun && findMpi().mpi ? gpus : 1;
+    const launcher = () => (ranks > 1 ? [mpirun!, "--allow-run-as-root", "--bind-to", "none", "-np", String(ranks)] : []);
+    const r = await checkStep("nccl", "nccl", t, launcher).run(ctx, t);
+    const f = (r.json as { figures?: Record<string, unknown> } | undefined)?.figures;
+    const figures = f?.nccl ? [`nccl  ${f.nccl}: 64 MB all-reduce ${fmt(f.allReduce64MBms, 3)} ms${ranks > 1 ? `, bus ${fmt(f.busGBs)} GB/s` : " (one rank: no transfer)"}`] : [];
+    const sums = r.notes.filter((n) => !/comparisons/.test(n));
+    const notes = ranks > 1 ? sums : [...sums, `one rank (${gpus} GPU${gpus === 1 ? "" : "s"}${gpus >= 2 ? "; no mpirun or MPI" : ""}): the bootstrap and the identity, no exchange`];
+    return { ...r, notes, figures };
+  },
+};
 
 /** Test files with CUDA execution tests: those that ask device detection or a cuda backend. */
 function cudaTestFiles(): string[] {
@@ -339,6 +378,7 @@ async function main(): Promise<number> {
     testsStep,
     gridBenchStep,
     mlpBenchStep(),
+    ncclStep,
   ];
   if (values.help) {
     say(`usage: bun run check:gpu [--stand-in js|cpu] [--only ${steps.map((s) => s.id).join(",")}] [--budget S] [--json]`);
@@ -361,7 +401,7 @@ async function main(): Promise<number> {
   if (devices.count === 0 && !standIn) {
     say(`check:gpu: no CUDA device present: ${devices.reason}.`);
     say("Nothing was run. On a machine with an NVIDIA GPU this runs the CUDA-vs-CPU parity checks (grid, MLP, Adam),");
-    say("the CUDA execution tests and the GPU grid and MLP benchmarks; `bun run check:gpu --stand-in js` exercises it here.");
+    say("the CUDA execution tests, the GPU grid and MLP benchmarks and NCCL's all-reduce; `bun run check:gpu --stand-in js` exercises it here.");
     if (values.json) say(JSON.stringify({ device: false, reason: devices.reason, steps: [] }));
     return 0;
   }

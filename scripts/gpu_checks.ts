@@ -6,6 +6,9 @@
 //   bun scripts/gpu_checks.ts adam-parity [--backend cuda]   Optimizer (Adam) steps vs cpu
 //   bun scripts/gpu_checks.ts mlp-bench   [--backend cuda] [--quick]
 //                                                            Mlp.trainStep / forward and Adam timed
+//   [mpirun -np GPUS] bun scripts/gpu_checks.ts nccl         NCCL's bootstrap and all-reduce on the
+//                                                            real libnccl ($NGPK_NCCL), each rank on
+//                                                            its GPU; one rank alone: the identity
 //
 // The backend under test defaults to cuda; --backend js or cpu runs the same checks with that
 // backend in its place (how this script is exercised on machines without a GPU). Inputs are the
@@ -19,7 +22,7 @@ import { parseArgs } from "node:util";
 import { uniformValues } from "../modules/random.ts";
 import { DEFAULT_GRID_2D, DEFAULT_GRID_3D, DEFAULT_MLP } from "../modules/shipped.ts";
 import type { Backend } from "../runtime/backend.ts";
-import type { DeviceBuffer } from "../runtime/buffer.ts";
+import type { CudaBuffer, DeviceBuffer } from "../runtime/buffer.ts";
 import { HashGrid, type HashGridOptionsInput } from "../modules/hashgrid.ts";
 import type { KernelModule } from "../runtime/module.ts";
 
@@ -395,7 +398,52 @@ async function mlpBench(backend: Backend, quick: boolean): Promise<Outcome> {
 
 // ---------------------------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------------------------
+// NCCL (runtime/nccl.ts): run alone (one GPU) or under mpirun with one rank per GPU
+// ---------------------------------------------------------------------------------------------
+
+async function ncclCheck(backend: Backend): Promise<Outcome> {
+  if (backend !== "cuda") return { failures: [], figures: { skipped: `NCCL needs the cuda backend, not ${backend}` } };
+  const { openRanks } = await import("../runtime/mpi.ts");
+  const { NcclComm } = await import("../runtime/nccl.ts");
+  const { loadKernels } = await import("../modules/load.ts");
+  const { resolve } = await import("node:path");
+  const ranks = await openRanks();
+  const failures: string[] = [];
+  // The bootstrap sets this rank's device: before any CUDA buffer is made.
+  const comm = await NcclComm.open(ranks);
+  const mod = await loadKernels(resolve(import.meta.dir, "../dsl/examples/saxpy.ts"), { backend: "cuda" });
+  // Rank r's value at i: small halves, so every sum over the ranks is exact in f32.
+  const value = (r: number, i: number) => ((i * 7 + 3) % 1000) * (r + 1) + 0.5;
+  const filled = (n: number) => Float32Array.from({ length: n }, (_, i) => value(ranks.rank, i));
+  const sizes = [1, 1000, 3_000_017];
+  const buffers = sizes.map((n) => mod.upload("f32", filled(n)) as DeviceBuffer<"f32">);
+  comm.allReduceSum(buffers as CudaBuffer<"f32">[]); // one group of three
+  for (const [k, b] of buffers.entries()) {
+    const got = b.download();
+    const want = Float32Array.from({ length: got.length }, (_, i) => Array.from({ length: ranks.size }, (_, r) => value(r, i)).reduce((x, y) => x + y, 0));
+    judge(`all-reduce of ${sizes[k]} floats over ${ranks.size} rank${ranks.size === 1 ? "" : "s"} (rank ${ranks.rank})`, compare(got, want, () => 0), got, want, failures);
+  }
+  // 64 MB, the size of a large model's gradients: median of 5 after one warm-up.
+  const big = mod.alloc("f32", 16 << 20) as DeviceBuffer<"f32">;
+  const times: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    ranks.barrier();
+    const t = performance.now();
+    comm.allReduceSum([big as CudaBuffer<"f32">]);
+    if (i > 0) times.push(performance.now() - t);
+  }
+  const ms = median(times);
+  comm.close();
+  const anyFailed = ranks.any(failures.length > 0);
+  if (anyFailed && failures.length === 0) failures.push("another rank's sums were wrong (its log says which)");
+  ranks.close();
+  if (ranks.rank !== 0) process.exit(failures.length ? 1 : 0); // rank 0 alone prints the result line
+  return { failures, figures: { nccl: comm.description, ranks: ranks.size, allReduce64MBms: +ms.toFixed(3), busGBs: +(((2 * (ranks.size - 1)) / Math.max(ranks.size, 1)) * (64 * 2 ** 20) / (ms / 1000) / 1e9).toFixed(1) } };
+}
+
 const CHECKS: Record<string, (backend: Backend, quick: boolean) => Promise<Outcome>> = {
+  nccl: ncclCheck,
   "grid-parity": gridParity,
   "mlp-parity": mlpParity,
   "adam-parity": adamParity,

@@ -50,7 +50,7 @@ describe.skipIf(!CXX)(`NCCL against the mock${NO_CXX}`, () => {
       await Promise.all([buildCached({ ...cpuRequest(fixture("mock_nccl.cpp"), dir), name: "mock_nccl" }), buildCached({ ...cpuRequest(fixture("mock_cuda.cpp"), dir), name: "mock_cuda" })])
     ).map((r) => r.path) as [string, string];
     const lib = dlopen(mock, { mock_nccl_log: { args: [], returns: "cstring" }, mock_nccl_reset: { args: [], returns: "void" }, mock_set_devices: { args: ["i32"], returns: "void" } });
-    calls = () => lib.symbols.mock_nccl_log().toString().split("\n").filter(Boolean);
+    calls = () => lib.symbols.mock_nccl_log()!.toString().split("\n").filter(Boolean);
     reset = () => lib.symbols.mock_nccl_reset();
     setDevices = (n) => lib.symbols.mock_set_devices(n);
     ranks = await withEnv(Object.fromEntries(LAUNCHER_VARS.map((v) => [v, undefined])), () => openRanks());
