@@ -22,13 +22,19 @@ import {
   parseShard,
   readGridFile,
   runSweep,
+  sweepCsvPath,
   type AxisName,
+  type MergeResult,
   type RunProgress,
   type SweepGrid,
+  type SweepResult,
   type SweepRow,
 } from "../train/sweep.ts";
 import { FLAGS as TRAIN_FLAGS, GROWTH_TWICE, byFlag, flagConfig, flagsNamed, optionsOf, parseFlags, type Options } from "./flags.ts";
 import { runCommand } from "./run.ts";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { detachFromLauncher, openRanks, type Ranks } from "../runtime/mpi.ts";
 
 const USAGE = `usage: bun run sweep [--image FILE] [--budgets LIST] [--grid sweep.yaml] [grid flags] [--steps N] [--seed S]
                      [--config train.yaml] [trainer flags] [--out DIR] [--shard i/n] [--keep-checkpoints] [--json]
@@ -112,8 +118,8 @@ const resultLine = (r: SweepRow) =>
     : `${r.status}: ${r.reason}`;
 
 /** Progress: a bar on a terminal, else a line per run (and one every 10 s within a long run). */
-function progress(json: boolean) {
-  const stream = process.stderr;
+function progress(json: boolean, prefix = "") {
+  const stream = { isTTY: process.stderr.isTTY && !prefix, write: (s: string) => process.stderr.write(prefix + s) };
   const quiet = (m: string) => m.startsWith("checkpoint: ") || m.startsWith("backend ");
   let backendShown = false;
   const filter = (m: string) => {
@@ -126,7 +132,7 @@ function progress(json: boolean) {
   };
   if (stream.isTTY && !json) {
     const multi = new cliProgress.MultiBar(
-      { format: "{bar} {value}/{total} runs done | run {position}: {label} | step {step} | ETA {remaining}", hideCursor: true, stream, clearOnComplete: false },
+      { format: "{bar} {value}/{total} runs done | run {position}: {label} | step {step} | ETA {remaining}", hideCursor: true, stream: process.stderr, clearOnComplete: false },
       cliProgress.Presets.shades_classic,
     );
     let bar: cliProgress.SingleBar | undefined;
@@ -188,6 +194,48 @@ const rowJson = (r: SweepRow) => ({
   params: r.params ?? null, psnr: r.psnr ?? null, seconds: r.seconds ?? null, steps_per_s: r.stepsPerSecond ?? null, steps: r.steps, seed: r.seed, status: r.status, reason: r.reason,
 });
 
+function showMerged(m: MergeResult, json: boolean, headline: string, extra: Record<string, unknown> = {}): void {
+  for (const w of m.warnings) console.error(`warning: ${w}`);
+  if (json) console.log(JSON.stringify({ ...extra, csv: m.csv, plots: m.plots ?? null, rows: m.rows.length, duplicates: m.duplicates, best: bestPerBudget(m.rows).map(rowJson), warnings: m.warnings }));
+  else {
+    console.log(headline);
+    for (const l of summary(m.rows)) console.log(l);
+    console.log(`outputs: ${m.csv}${m.plots ? `, ${m.plots.allocation}, ${m.plots.best}` : " (no finished run to plot)"}`);
+  }
+}
+
+/** The shard CSVs in `out` (any count's). */
+function shardCsvs(out: string): string[] {
+  return existsSync(out) ? readdirSync(out).filter((name) => /^sweep-shard-\d+-of-\d+\.csv$/.test(name)).map((name) => join(out, name)) : [];
+}
+
+/**
+ * The end of a sweep over MPI ranks, on every rank: a barrier (asleep: a rank done early does not
+ * take a core from the others), the counts summed; rank 0 merges the ranks' CSVs into sweep.csv
+ * and the plots, as --merge, unless a rank was interrupted (a rerun continues every shard).
+ */
+async function gatherRanks(ranks: Ranks, result: SweepResult, out: string, json: boolean): Promise<number> {
+  await ranks.quietBarrier();
+  const rows = result.planRows;
+  const counts = new Int32Array([result.plan.length, result.alreadyDone, result.trained, rows.filter((r) => r.status === "refused").length, rows.filter((r) => r.status === "failed").length, result.plan.length - rows.length, result.interrupted ? 1 : 0]);
+  ranks.allReduce(counts, "sum");
+  const [runs, already, trained, refused, failed, left, interrupted] = counts as unknown as number[];
+  if (ranks.rank === 0) {
+    const line = `sweep over ${ranks.size} ranks: ${runs} runs; ${already} already done, ${trained} trained now, ${refused} refused, ${failed} failed${left ? `, ${left} left` : ""} (${duration(result.seconds)} on rank 0)`;
+    if (interrupted) {
+      if (json) console.log(JSON.stringify({ ranks: ranks.size, runs, already_done: already, trained, refused, failed, left, interrupted: true }));
+      else console.log(`${line}\ninterrupted on ${interrupted} rank${interrupted === 1 ? "" : "s"}: rerun the same command to continue (${left} runs left)`);
+    } else {
+      // (a rank with no run of its own, more ranks than runs, has no CSV)
+      const shards = Array.from({ length: ranks.size }, (_, r) => sweepCsvPath(out, { index: r, count: ranks.size })).filter((csv) => existsSync(csv));
+      showMerged(await mergeSweeps(shards, out), json, line, { ranks: ranks.size, runs, already_done: already, trained, refused, failed, left, interrupted: false });
+    }
+  }
+  // (MPI_Finalize waits for rank 0's merge; if that fails, rank 0 exits without it and the launcher ends the job.)
+  ranks.close();
+  return interrupted ? 130 : 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const options: Options = {
     image: { type: "string" }, grid: { type: "string" }, steps: { type: "string" }, seed: { type: "string" }, config: { type: "string" },
@@ -200,19 +248,13 @@ export async function main(argv: string[]): Promise<number> {
   const json = values.json === true;
   const set = new Set(Object.keys(values).filter((k) => values[k] !== undefined));
   const out = typeof values.out === "string" ? values.out : "out/sweep";
-  const bar = progress(json);
+  let bar = progress(json);
   try {
     if (values.merge) {
       const training = [...set].filter((k) => !["merge", "out", "json"].includes(k));
       if (training.length) throw new UsageError(`--merge takes only CSV files, --out and --json (not ${training.map((k) => `--${k}`).join(", ")})`);
       const m = await mergeSweeps(positionals, out);
-      for (const w of m.warnings) console.error(`warning: ${w}`);
-      if (json) console.log(JSON.stringify({ csv: m.csv, plots: m.plots ?? null, rows: m.rows.length, duplicates: m.duplicates, best: bestPerBudget(m.rows).map(rowJson), warnings: m.warnings }));
-      else {
-        console.log(`merged ${positionals.length} CSVs: ${m.rows.length} runs${m.duplicates ? ` (${m.duplicates} duplicates dropped)` : ""}`);
-        for (const l of summary(m.rows)) console.log(l);
-        console.log(`outputs: ${m.csv}${m.plots ? `, ${m.plots.allocation}, ${m.plots.best}` : " (no finished run to plot)"}`);
-      }
+      showMerged(m, json, `merged ${positionals.length} CSVs: ${m.rows.length} runs${m.duplicates ? ` (${m.duplicates} duplicates dropped)` : ""}`);
       return 0;
     }
     if (positionals.length) throw new UsageError(`unexpected argument${positionals.length > 1 ? "s" : ""} ${positionals.join(" ")} (the image is --image FILE; CSV files go with --merge)`);
@@ -245,7 +287,20 @@ export async function main(argv: string[]): Promise<number> {
     const seed = int("seed", 1337, 0, 2 ** 32 - 1);
     delete trainer.steps;
     delete trainer.seed;
-    const shard = typeof values.shard === "string" ? parseShard(values.shard) : undefined;
+    let shard = typeof values.shard === "string" ? parseShard(values.shard) : undefined;
+    const image = typeof values.image === "string" ? values.image : undefined;
+    // Under mpirun or srun, rank r of N is shard r/N; rank 0 merges once every rank is done.
+    const ranks = await openRanks();
+    let resumeFrom: string[] | undefined;
+    if (ranks.size > 1) {
+      if (shard) throw new UsageError(`--shard ${values.shard}: not with ${ranks.size} MPI ranks, which split the sweep themselves (rank r runs shard r/${ranks.size})`);
+      shard = { index: ranks.rank, count: ranks.size };
+      // Each run trains in one rank: its compilers and its own openRanks() see one process.
+      detachFromLauncher();
+      ranks.agree(JSON.stringify([image, budgets, grid, steps, seed, trainer, out]), "sweep (flags, --config or --grid)");
+      resumeFrom = [sweepCsvPath(out), ...shardCsvs(out)];
+      bar = progress(json, `rank ${ranks.rank}/${ranks.size}: `);
+    }
 
     const controller = new AbortController();
     let interrupts = 0;
@@ -260,7 +315,7 @@ export async function main(argv: string[]): Promise<number> {
     let result;
     try {
       result = await runSweep(
-        { image: typeof values.image === "string" ? values.image : undefined, budgets, grid, steps, seed, train: trainer, out, shard, keepCheckpoints: values["keep-checkpoints"] === true },
+        { image, budgets, grid, steps, seed, train: trainer, out, shard, resumeFrom, keepCheckpoints: values["keep-checkpoints"] === true },
         { signal: controller.signal, log: bar.log, onRunStart: bar.start, onStep: bar.step, onRunEnd: bar.end },
       );
     } catch (e) {
@@ -269,6 +324,7 @@ export async function main(argv: string[]): Promise<number> {
       throw e;
     }
     bar.stop();
+    if (ranks.size > 1) return await gatherRanks(ranks, result, out, json);
     const rows = result.planRows;
     if (json) {
       console.log(JSON.stringify({

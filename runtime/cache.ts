@@ -326,7 +326,8 @@ async function compile(req: BuildRequest, files: EntryFiles): Promise<void> {
 async function run(command: string[], cwd: string): Promise<{ status: number | null; output: string }> {
   let proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
   try {
-    proc = Bun.spawn(command, { cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    // env: process.env as it is now (Bun's default is the environment at start: runtime/mpi.ts detachFromLauncher).
+    proc = Bun.spawn(command, { cwd, env: process.env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   } catch (error) {
     return { status: null, output: `could not start ${command[0]}: ${(error as Error).message}` };
   }

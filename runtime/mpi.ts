@@ -38,6 +38,8 @@ const SYMBOLS = {
   ngp_mpi_bcast: { args: ["ptr", "i64", "i64", "i32"], returns: "i32" },
   ngp_mpi_allreduce_small: { args: ["ptr", "i32", "i32", "i32"], returns: "i32" },
   ngp_mpi_barrier: { args: [], returns: "i32" },
+  ngp_mpi_ibarrier: { args: [], returns: "i32" },
+  ngp_mpi_test_barrier: { args: ["ptr"], returns: "i32" },
   ngp_mpi_abort: { args: ["i32"], returns: "i32" },
   ngp_mpi_finalize: { args: [], returns: "i32" },
 } as const;
@@ -130,7 +132,7 @@ function found(words: string[], version: string, source: string): MpiLookup {
 /** stdout of `command` (trimmed) when it exits 0, else undefined. */
 function output(command: string[]): string | undefined {
   try {
-    const result = Bun.spawnSync(command, { stdout: "pipe", stderr: "pipe", timeout: 30_000 });
+    const result = Bun.spawnSync(command, { env: process.env, stdout: "pipe", stderr: "pipe", timeout: 30_000 });
     return result.success ? result.stdout.toString().trim() : undefined;
   } catch {
     return undefined;
@@ -169,6 +171,24 @@ export function detectLaunch(env: Record<string, string | undefined> = process.e
   }
   if (env.PMIX_RANK !== undefined) return { launcher: "a PMIx launcher", evidence: `PMIX_RANK=${env.PMIX_RANK}`, size: undefined };
   return undefined;
+}
+
+/** Names of the variables by which a launcher makes a process a rank (Open MPI, PMI, PMIx, srun's step). */
+const LAUNCHER_VARIABLE = /^(OMPI_|PMI|SLURM_STEP)/;
+
+/**
+ * Removes a launcher's variables (OMPI_*, PMI*, PMIX_*, SLURM_STEP*) from process.env, after MPI
+ * has started: the processes this one spawns then do not try to become ranks of its job, and
+ * openRanks() here answers one process (a sweep's training runs each in one rank). MPI itself
+ * read them at its start and keeps its own copy (the C environment is not changed). Bun.spawn's
+ * default environment is the one the process started with: the runtime's spawns (compilers, tool
+ * probes) pass process.env, and so must any other spawn that should not be a rank. Returns the
+ * names removed.
+ */
+export function detachFromLauncher(env: Record<string, string | undefined> = process.env): string[] {
+  const names = Object.keys(env).filter((name) => LAUNCHER_VARIABLE.test(name));
+  for (const name of names) delete env[name];
+  return names;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -381,6 +401,23 @@ export class Ranks {
   barrier(): void {
     const shim = this.#mpi("barrier");
     if (shim) check(shim, shim.ngp_mpi_barrier());
+  }
+
+  /**
+   * Waits until every rank has called it, as barrier(), but asleep: MPI is asked every `pollMs`
+   * and the event loop runs meanwhile (a rank done with its share waits for slower ones without
+   * taking a core from them, as MPI's own waiting would).
+   */
+  async quietBarrier(pollMs = 50): Promise<void> {
+    const shim = this.#mpi("quietBarrier");
+    if (!shim) return;
+    check(shim, shim.ngp_mpi_ibarrier());
+    const done = new Int32Array(1);
+    for (;;) {
+      check(shim, shim.ngp_mpi_test_barrier(done));
+      if (done[0]) return;
+      await Bun.sleep(pollMs);
+    }
   }
 
   /** Ends every rank of the job with exit status `code` (MPI_Abort); without MPI, this process. */

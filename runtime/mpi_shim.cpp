@@ -111,6 +111,22 @@ int32_t ngp_mpi_barrier(void) {
   return MPI_SUCCESS;
 }
 
+static MPI_Request barrier_request = MPI_REQUEST_NULL;
+
+/** Starts a barrier that ngp_mpi_test_barrier completes (one at a time): a rank waits without spinning. */
+int32_t ngp_mpi_ibarrier(void) {
+  CALL(MPI_Ibarrier(MPI_COMM_WORLD, &barrier_request));
+  return MPI_SUCCESS;
+}
+
+/** `*done` = 1 once every rank has entered the barrier that ngp_mpi_ibarrier started. */
+int32_t ngp_mpi_test_barrier(int32_t* done) {
+  int flag = 0;
+  CALL(MPI_Test(&barrier_request, &flag, MPI_STATUS_IGNORE));
+  *done = flag;
+  return MPI_SUCCESS;
+}
+
 /** Ends every rank of the job with `code` (does not return when it works). */
 int32_t ngp_mpi_abort(int32_t code) {
   CALL(MPI_Abort(MPI_COMM_WORLD, code));

@@ -86,7 +86,7 @@ function probeFirst(candidates: string[]): ToolLookup {
 
 function probeVersion(path: string): ToolLookup {
   try {
-    const result = Bun.spawnSync([path, "--version"], { stdout: "pipe", stderr: "pipe", timeout: 30_000 });
+    const result = Bun.spawnSync([path, "--version"], { env: process.env, stdout: "pipe", stderr: "pipe", timeout: 30_000 });
     const text = result.stdout.toString() + result.stderr.toString();
     if (!result.success) {
       return { tool: undefined, reason: `${path} --version failed (exit ${result.exitCode}): ${firstLine(text)}` };

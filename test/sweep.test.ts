@@ -4,7 +4,8 @@
 // is refused by the encoder (T = 2^6, 2^7 < 2^8). Tests: the allocation plan (T, the encoder's
 // counts, refusals with its messages); a sweep's CSV, plots and run directories; an interrupted
 // sweep (mid-run, then between runs) resumed to the same rows without redoing a finished run; the
-// command: shards merged to the same rows, SIGTERM then a rerun, bad flags, grid, image and settings.
+// command: shards merged to the same rows, SIGTERM then a rerun, bad flags, grid, image and settings;
+// under mpirun (when MPI is here), 2 ranks give the same rows and a rerun over 3 redoes nothing.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,6 +13,7 @@ import { join, resolve } from "node:path";
 import sharp from "sharp";
 import { hashGridParamCount } from "../modules/hashgrid.ts";
 import { findCxx } from "../runtime/toolchain.ts";
+import { NO_MPIRUN, runUnderMpirun } from "./runtime/helpers.ts";
 import { ImageError, loadImage } from "../train/image.ts";
 import {
   checkAxis,
@@ -249,4 +251,35 @@ describe("bun run sweep", () => {
     expect(img.code).toBe(2);
     expect(img.err.trim()).toBe(`error: ${expected}`);
   });
+});
+
+describe.skipIf(!!NO_MPIRUN)(`over MPI ranks${NO_MPIRUN}`, () => {
+  const ranks = async (n: number, args: string[]) => {
+    const r = await runUnderMpirun(["bun", "cli/sweep.ts", ...args], { ranks: n, env: ENV, cwd: ROOT });
+    return { code: r.exitCode, out: r.stdout, err: r.stderr };
+  };
+
+  test("mpirun -np 2: rank r runs shard r/2, rank 0 merges: the single process's rows; a rerun over 3 ranks redoes nothing", async () => {
+    const out = join(dir, "ranks");
+    const two = await ranks(2, [...CLI_TINY(), "--out", out, "--json"]);
+    expect(two.code, two.err).toBe(0);
+    // rank 0 alone writes to stdout: one JSON line, for the whole sweep
+    expect(two.out.trim().split("\n").filter((l) => l.startsWith("{"))).toHaveLength(1);
+    expect(lastJson(two)).toMatchObject({ ranks: 2, runs: 4, already_done: 0, trained: 2, refused: 2, failed: 0, left: 0, interrupted: false, csv: join(out, "sweep.csv"), rows: 4 });
+    for (const r of [0, 1]) expect(readSweepCsv(join(out, `sweep-shard-${r}-of-2.csv`))).toHaveLength(2);
+    expect(sorted(readSweepCsv(join(out, "sweep.csv")))).toEqual(sorted((await reference()).rows));
+    for (const png of ["psnr-by-allocation.png", "best-psnr-by-params.png"]) expect(isPng(join(out, png))).toBe(true);
+
+    // Another rank count: the shards of 3 start from the merged CSV (nothing trained again).
+    const three = await ranks(3, [...CLI_TINY(), "--out", out, "--json"]);
+    expect(three.code, three.err).toBe(0);
+    expect(lastJson(three)).toMatchObject({ ranks: 3, runs: 4, already_done: 4, trained: 0, rows: 4 });
+    expect(sorted(readSweepCsv(join(out, "sweep.csv")))).toEqual(sorted((await reference()).rows));
+  }, 240_000);
+
+  test("--shard with ranks: status 2, naming both", async () => {
+    const r = await ranks(2, [...CLI_TINY(), "--out", join(dir, "ranks-shard"), "--shard", "0/2"]);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toContain("error: --shard 0/2: not with 2 MPI ranks, which split the sweep themselves (rank r runs shard r/2)");
+  }, 120_000);
 });

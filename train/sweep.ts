@@ -438,6 +438,11 @@ export interface SweepOptions {
   out: string;
   /** Only the runs whose index % count == index. */
   shard?: { index: number; count: number };
+  /**
+   * Other CSVs of this sweep (the merged one, shards of another count): their rows of this plan's
+   * runs count as done and are copied into this CSV (a rerun over another number of ranks).
+   */
+  resumeFrom?: string[];
   /** Keep each finished run's checkpoint (by default deleted once its row is written). */
   keepCheckpoints?: boolean;
 }
@@ -589,6 +594,15 @@ export async function runSweep(opts: SweepOptions, hooks: SweepHooks = {}): Prom
   const rows = existsSync(csv) ? readSweepCsv(csv) : [];
   const done = new Set(rows.map(runKey));
   const key = (r: PlannedRun) => runKey({ ...r, steps: cfg.steps, seed: cfg.seed });
+  const keys = new Set(plan.map(key));
+  const before = rows.length;
+  for (const other of (opts.resumeFrom ?? []).filter((p) => p !== csv && existsSync(p)))
+    for (const row of readSweepCsv(other))
+      if (keys.has(runKey(row)) && !done.has(runKey(row))) {
+        rows.push(row);
+        done.add(runKey(row));
+      }
+  if (rows.length > before) writeSweepCsv(csv, rows);
   const todo = plan.filter((r) => !done.has(key(r)));
   const alreadyDone = plan.length - todo.length;
   log(
@@ -676,7 +690,6 @@ export async function runSweep(opts: SweepOptions, hooks: SweepHooks = {}): Prom
     hooks.onRunEnd?.(p, row);
   }
   const plots = opts.shard ? undefined : await writeSweepPlots(opts.out, rows);
-  const keys = new Set(plan.map(key));
   const planRows = rows.filter((r) => keys.has(runKey(r)));
   return { rows, planRows, plan, alreadyDone, trained, refused, failed, interrupted, csv, plots, seconds: (performance.now() - started) / 1000 };
 }

@@ -1,5 +1,6 @@
 // Ranks (runtime/mpi.ts): the launcher's detection, the one-rank stand-in, the errors without MPI,
-// and under mpirun (2 ranks on this machine) every collective, agree() and a rank that dies. The
+// and under mpirun (2 ranks on this machine) every collective, agree(), detachFromLauncher, the
+// quiet barrier and a rank that dies. The
 // ranks run test/runtime/fixtures/mpi_ranks.ts in child processes: MPI starts once per process.
 import { describe, expect, test } from "bun:test";
 import { detectLaunch, findMpi, openRanks } from "../../runtime/mpi.ts";
@@ -116,6 +117,20 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     const failed = lines.find((l) => l.rank === 1)!;
     expect(failed.call).toBe("MPI_Bcast");
     expect(failed.error).toMatch(/^MPI_Bcast failed: .+ \(MPI error \d+\)$/);
+  });
+
+  test("detachFromLauncher: the launcher's variables leave process.env (a child started with it has none), openRanks() answers one process, the world still sums", async () => {
+    const { exitCode, lines, stderr } = await run({ mode: "detach" }, { ranks: 2 });
+    expect({ exitCode, stderr }).toMatchObject({ exitCode: 0 });
+    expect(byRank(lines)).toEqual([0, 1].map((rank) => ({ rank, removed: true, child: [], againSize: 1, sum: 3 })));
+  });
+
+  test("quietBarrier: a rank waits for a slower one asleep (little CPU time), not spinning", async () => {
+    const { exitCode, lines, stderr } = await run({ mode: "quiet" }, { ranks: 2 });
+    expect({ exitCode, stderr }).toMatchObject({ exitCode: 0 });
+    const first = byRank(lines)[0]!;
+    expect(first.waitMs as number).toBeGreaterThan(500);
+    expect(first.cpuMs as number).toBeLessThan(0.5 * (first.waitMs as number));
   });
 
   // mpirun ends the job when a rank exits non-zero, is killed or calls MPI_Abort (measured here:
