@@ -306,11 +306,14 @@ export async function main(argv: string[]): Promise<number> {
     let interrupts = 0;
     const onSignal = (sig: string) => {
       if (++interrupts > 1) process.exit(130);
-      process.stderr.write(`\n${sig}: stopping the current run after this micro-batch and keeping its checkpoint (again to quit at once)\n`);
+      process.stderr.write(`\n${ranks.size > 1 ? `rank ${ranks.rank}/${ranks.size}: ` : ""}${sig}: stopping the current run after this micro-batch and keeping its checkpoint (again to quit at once)\n`);
       controller.abort();
     };
     process.on("SIGINT", () => onSignal("SIGINT"));
     process.on("SIGTERM", () => onSignal("SIGTERM"));
+    // Open MPI's mpirun passes SIGUSR1 on to every rank at once; its own SIGINT and SIGTERM end
+    // the ranks one after the other, each killed a second later (docs/distributed.md).
+    if (ranks.size > 1) process.on("SIGUSR1", () => onSignal("SIGUSR1"));
 
     let result;
     try {
