@@ -87,7 +87,8 @@ function help(): string {
   row("--config FILE", "the trainer's YAML settings shared by every run (network, optimizer, batch, ...)");
   row("--out DIR", "output directory [out/sweep]");
   row("--shard i/n", "only the runs whose index % n == i (e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT);");
-  row("", "its CSV is sweep-shard-i-of-n.csv, to merge with --merge");
+  row("", "its CSV is sweep-shard-i-of-n.csv, to merge with --merge; under mpirun -np N (or srun)");
+  row("", "rank r runs shard r/N and rank 0 merges (kill -USR1 mpirun's pid stops every rank's run)");
   row("--keep-checkpoints", "keep each finished run's checkpoint (deleted by default once recorded)");
   row("--merge CSV...", "merge shards' CSVs into DIR/sweep.csv and draw the plots (no training)");
   row("--json", "print one JSON object as the last line");
