@@ -26,7 +26,12 @@ async function withEnv<T>(vars: Record<string, string | undefined>, body: () => 
 }
 
 describe("findNccl", () => {
-  test("NGPK_NCCL: off, or a file that does not load, is the reason; nothing is thrown", async () => {
+  test("NGPK_NCCL: off, or a file that does not load, is the reason; none installed says so; nothing is thrown", async () => {
+    await withEnv({ NGPK_NCCL: undefined }, () => {
+      const { library, reason } = findNccl();
+      if (!library) expect(reason).toBe("libnccl.so.2 is not installed (neither in the CUDA install nor on the loader's path; NGPK_NCCL names the file)");
+      else expect(reason).toStartWith("NCCL 2.");
+    });
     await withEnv({ NGPK_NCCL: "off" }, () => expect(findNccl()).toEqual({ library: undefined, reason: "NGPK_NCCL=off" }));
     await withEnv({ NGPK_NCCL: "/nonexistent/libnccl.so.2" }, () => {
       const { library, reason } = findNccl();
