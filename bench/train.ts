@@ -28,6 +28,7 @@ import { HostBuffer, type DeviceBuffer } from "../runtime/buffer.ts";
 import { Optimizer } from "../modules/optimizer.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { DEFAULT_IMAGE, parseTrainConfig, type TrainConfig } from "../train/config.ts";
+import { FLAT_LR } from "../train/schedule.ts";
 import { loadImage, type ImageData } from "../train/image.ts";
 import { ImageSampler } from "../train/sampler.ts";
 import { createField } from "../train/field.ts";
@@ -95,8 +96,8 @@ export async function measureSplit(cfg: TrainConfig, image: ImageData, reps: num
   const gridParams = grid.params as DeviceBuffer<"f32">;
   const opt = await Optimizer.create(
     [
-      { name: "encoding", params: gridParams, grad: grid.grad, lr: cfg.encoding.lr ?? cfg.optimizer.lr, weightDecay: 0 },
-      { name: "network", params: mlp.params, grad: mlp.grad, lr: cfg.network.lr ?? cfg.optimizer.lr, weightDecay: cfg.network.weightDecay },
+      { name: "encoding", params: gridParams, grad: grid.grad, lr: cfg.encoding.lr ?? cfg.optimizer.lr ?? FLAT_LR, weightDecay: 0 },
+      { name: "network", params: mlp.params, grad: mlp.grad, lr: cfg.network.lr ?? cfg.optimizer.lr ?? FLAT_LR, weightDecay: cfg.network.weightDecay },
     ],
     cfg.optimizer,
     load,
@@ -223,7 +224,7 @@ async function runTorch(python: string, peer: Peer, cfg: TrainConfig, image: Ima
     dims: 2, levels: e.levels, features: e.featuresPerLevel,
     scale: [...tables.scale], stride: [...tables.stride], size: [...tables.size], offset: [...tables.offset], hashed: [...tables.hashed].map(Boolean),
     width_mlp: cfg.network.width, hidden_layers: cfg.network.hiddenLayers, batch: cfg.batch,
-    lr: cfg.optimizer.lr, beta1: cfg.optimizer.beta1, beta2: cfg.optimizer.beta2, eps: cfg.optimizer.eps,
+    lr: cfg.optimizer.lr ?? FLAT_LR, beta1: cfg.optimizer.beta1, beta2: cfg.optimizer.beta2, eps: cfg.optimizer.eps,
     ema_decay: cfg.ema.decay, threads, seed: cfg.seed, ...PEERS[peer], seconds: budgets,
   };
   const configPath = join(dir, "torch.json");

@@ -4,7 +4,7 @@
 // continuing identically; zod refusals naming the field.
 import { describe, expect, test } from "bun:test";
 import { ConfigError } from "../modules/options.ts";
-import { describeSpan, makeSchedule, parseScheduleSpec, ScheduleSpecSchema, spansSteps, Warmup, type ScheduleState } from "../train/schedule.ts";
+import { defaultLearningRate, describeSpan, makeSchedule, parseScheduleSpec, ScheduleSpecSchema, spansSteps, Warmup, type ScheduleState } from "../train/schedule.ts";
 
 const close = (got: number, want: number) => expect(Math.abs(got - want)).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(want)));
 
@@ -231,5 +231,17 @@ describe("a time budget's span (Warmup): the steps the budget has left at the ra
     expect(describeSpan("cosine", s)).toMatch(/^cosine over \d+ steps, estimated after 20 warm-up steps \(0\.85 s\) at 34\.6 steps\/s for the 60 s budget$/);
     expect(describeSpan("onecycle", { steps: 50, from: "steps" })).toBe("onecycle over 50 steps");
     expect([spansSteps("cosine"), spansSteps("onecycle"), spansSteps("plateau"), spansSteps("none")]).toEqual([true, true, false, false]);
+  });
+});
+
+describe("the default learning rate (defaultLearningRate)", () => {
+  test("1e-2 unless a cosine or onecycle schedule spans known steps on data the field can fit exactly; then 2e-2 * (400 / steps)^1.3, at most 2e-2", () => {
+    expect(defaultLearningRate("onecycle", 400, true)).toBe(2e-2);
+    expect(defaultLearningRate("onecycle", 50, true)).toBe(2e-2);
+    expect(defaultLearningRate("cosine", 2400, true)).toBeCloseTo(2e-2 * 6 ** -1.3, 15);
+    expect(defaultLearningRate("onecycle", 2400, true)).toBeLessThan(2.5e-3);
+    expect(defaultLearningRate("onecycle", 2400, true)).toBeGreaterThan(1.5e-3);
+    for (const [kind, steps, exact] of [["none", 400, true], ["plateau", 400, true], ["onecycle", undefined, true], ["onecycle", 400, false]] as const)
+      expect(defaultLearningRate(kind, steps, exact)).toBe(1e-2);
   });
 });

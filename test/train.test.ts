@@ -16,6 +16,7 @@ import sharp from "sharp";
 import { HashGrid } from "../modules/hashgrid.ts";
 import { Mlp } from "../modules/mlp.ts";
 import { Optimizer } from "../modules/optimizer.ts";
+import { defaultLearningRate } from "../train/schedule.ts";
 import { allocBuffer } from "../runtime/buffer.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { CheckpointError, readCheckpoint, type Checkpoint } from "../train/checkpoint.ts";
@@ -59,7 +60,7 @@ afterAll(() => {
 
 /**
  * The small configuration every test starts from (20 steps of 1024 samples), at a constant learning
- * rate so that a run can be continued to more steps (the default onecycle schedule, like cosine,
+ * rate of 1e-2 so that a run can be continued to more steps (the default onecycle schedule, like cosine,
  * refuses a changed span: its resume is tested with an interruption below), and with the EMA (off
  * by default), so that its state is in every determinism and resume check.
  */
@@ -67,6 +68,7 @@ function base(over: Partial<TrainConfigInput> = {}): TrainConfigInput {
   return {
     image,
     schedule: { kind: "none" },
+    optimizer: { lr: 1e-2 },
     ema: { enabled: true },
     encoding: { levels: 4, log2HashmapSize: 12, finestResolution: 256 },
     network: { width: 16 },
@@ -406,6 +408,24 @@ describe("a time budget and no steps: cosine and onecycle span the steps estimat
     expect(rows.map((r) => r.step)).toEqual(Array.from({ length: N }, (_, k) => k + 1));
     expect(rows.map((r) => r.lr)).toEqual(readMetrics(b.result.files.metrics).map((r) => r.lr));
     expect(rows.at(-1)!.lr).toBeCloseTo(1e-2 * (0.01 + 0.99 * 0.5 * (1 + Math.cos((Math.PI * (N - 1 - 2)) / (N - 2)))), 15);
+  });
+
+  test("without --lr the base rate follows the span (defaultLearningRate): decided with it, recorded, the same as given the steps", async () => {
+    const over: Partial<TrainConfigInput> = { schedule: { kind: "onecycle" }, optimizer: {} };
+    const [a, b] = [await run(timed(over), rate), await run(timed({ ...over, seconds: undefined, steps: N }))];
+    const im = a.result.image!;
+    const exact = a.result.paramsEncoding >= im.width * im.height * im.channels;
+    expect(exact).toBe(true);
+    expect(a.result.lr).toBe(defaultLearningRate("onecycle", N, true));
+    expect(b.result.lr).toBe(a.result.lr);
+    expect(JSON.parse(readFileSync(a.result.files.summary, "utf8")).lr).toBe(a.result.lr);
+    const lrs = readMetrics(a.result.files.metrics).map((r) => r.lr);
+    expect(lrs).toEqual(readMetrics(b.result.files.metrics).map((r) => r.lr));
+    expect(Math.max(...lrs)).toBeLessThanOrEqual(a.result.lr * (1 + 1e-6));
+    expect(Math.max(...lrs)).toBeGreaterThan(a.result.lr * 0.7); // onecycle's peak falls between steps
+    expectSameArrays(a.ck, b.ck);
+    // A constant rate spans nothing: 1e-2.
+    expect((await run(base({ optimizer: {} }))).result.lr).toBe(1e-2);
   });
 
   test("onecycle too, with an f16 encoding and learned probing (their master weights and logits undone too): the same parameters as given the steps", async () => {

@@ -117,8 +117,12 @@ export const TrainConfigSchema = z
       .prefault({}),
     loss: z.enum(Object.keys(LOSSES) as [string, ...string[]]).default("l2"),
     huberDelta: z.number().positive().default(1),
-    /** The Optimizer module's options (weight decay is per group: network.weightDecay). */
-    optimizer: OptimizerOptions.omit({ weightDecay: true }).prefault({}),
+    /**
+     * The Optimizer module's options (weight decay is per group: network.weightDecay). Without an
+     * `lr`, the run decides one from its schedule's span (train/schedule.ts defaultLearningRate) and
+     * records it (TrainResult.lr, the checkpoint).
+     */
+    optimizer: OptimizerOptions.omit({ weightDecay: true }).extend({ lr: OptimizerOptions.shape.lr.unwrap().optional() }).prefault({}),
     schedule: ScheduleSpecSchema.prefault({ kind: "onecycle" }),
     /**
      * An exponential moving average of the parameters (off by default): evaluation and outputs use

@@ -31,7 +31,7 @@ import { createField, fieldMembers, fieldOf, type Weights } from "./field.ts";
 import { MetricsLog, writeJsonAtomic, writePlot } from "./outputs.ts";
 import { dataInput, openSource, SOURCE_OUTPUTS } from "./data/open.ts";
 import type { PointsSummary } from "./data/points.ts";
-import { describeSpan, makeSchedule, spansSteps, Warmup, type Schedule, type ScheduleKind, type ScheduleSpan } from "./schedule.ts";
+import { defaultLearningRate, describeSpan, makeSchedule, spansSteps, Warmup, type Schedule, type ScheduleKind, type ScheduleSpan } from "./schedule.ts";
 import { lockOutDir } from "./lock.ts";
 import { ExpectedError } from "../dsl/errors.ts";
 import { ConfigError } from "../modules/options.ts";
@@ -102,6 +102,8 @@ export interface TrainResult {
   seconds: number;
   stepsPerSecond: number;
   stoppedBy: StopReason;
+  /** The base learning rate: optimizer.lr, or the default the run decided (train/schedule.ts defaultLearningRate). */
+  lr: number;
   /** The weights the final evaluation, reconstruction.png and the checkpoint's render and export use. */
   weights: WeightsChoice;
   /**
@@ -188,15 +190,16 @@ interface Model {
   opt: Optimizer;
   ema: Ema | undefined;
   heldOutLoss: Loss;
-  encLr: number;
-  netLr: number;
+  /** The base learning rates (each group's before the schedule's factor), decided with the schedule's span. */
+  rates: Rates;
   close(): void;
 }
 
 async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string) => void, signal?: AbortSignal): Promise<Model> {
   const load = { backend: cfg.backend as BackendRequest, log };
-  const encLr = cfg.encoding.lr ?? cfg.optimizer.lr;
-  const netLr = cfg.network.lr ?? cfg.optimizer.lr;
+  // The groups' rates until the schedule's span is known (run() sets them before the first step).
+  const rates = baseRates(cfg, undefined, false);
+  const { encoding: encLr, network: netLr } = rates;
   const weightDecay = cfg.network.weightDecay;
   // Aborted (Ctrl-C) while the kernels build, seconds each on first use: stop after this one.
   const made: { close(): void }[] = [];
@@ -246,7 +249,7 @@ async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string)
         `${(g.memory(2).indexBytes / 2 ** 20).toFixed(2)} MiB of packed indices at inference`,
     );
   }
-  return { encoding, mlp, opt, ema, heldOutLoss, encLr, netLr, close };
+  return { encoding, mlp, opt, ema, heldOutLoss, rates, close };
 }
 
 /** The out directory cannot be used: bad input (the CLI's exit status 2), found before training. */
@@ -330,6 +333,15 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   let limit = span?.steps ?? cfg.steps;
   let schedule: Schedule = makeSchedule(cfg.schedule, limit, resume?.meta.schedule as never);
   if (span) hooks.log?.(`${describeSpan(cfg.schedule.kind, span)}${span.from === "seconds" ? " (the checkpoint's)" : resume ? "" : " (--steps; --seconds alone spans the steps that fit)"}`);
+  // Without --lr the base rate follows the span (train/schedule.ts defaultLearningRate): decided
+  // with it, so that a resumed run and a rerun with the span's --steps get the same one.
+  const exact = source.values !== undefined && encoding.paramCount >= source.values;
+  const decideRates = () => {
+    m.rates = baseRates(cfg, span?.steps, exact);
+    if (cfg.optimizer.lr === undefined)
+      hooks.log?.(`learning rate ${m.rates.base.toExponential(2)} (the default${exact && span ? ` for ${cfg.schedule.kind} over ${span.steps} steps on data the encoding can fit exactly` : ""}; --lr sets one)`);
+  };
+  if (span || !warmup) decideRates();
   // The out directory's earlier outputs stay as they are until this run saves its first checkpoint:
   // until then its metrics go to a temporary beside them. That first checkpoint is the switch: it
   // replaces the earlier one (atomically), then the metrics move into place and the earlier run's
@@ -402,6 +414,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
       );
     limit = s.steps;
     schedule = makeSchedule(cfg.schedule, limit);
+    decideRates();
     stoppedBy = "steps";
     rateFrom = { step, seconds: seconds() };
     hooks.log?.(`${describeSpan(cfg.schedule.kind, s)} (redone from the start): stops at ${limit} steps or after ${cfg.seconds} s, whichever comes first`);
@@ -412,10 +425,10 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     await pause();
     const factor = schedule.factor(step);
     for (const [i, g] of encoding.grids.entries()) {
-      opt.setLearningRate(encoding.name("encoding", i), m.encLr * factor);
+      opt.setLearningRate(encoding.name("encoding", i), m.rates.encoding * factor);
       if (g.logitCount) opt.setLearningRate(encoding.name("probing", i), cfg.encoding.probing.lr * factor);
     }
-    opt.setLearningRate("network", m.netLr * factor);
+    opt.setLearningRate("network", m.rates.network * factor);
     let done = 0;
     let lossSum = 0;
     for (; done < K; done++) {
@@ -466,8 +479,8 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     }
     // A step's row is written when the next one ends, so that the last one gets the final PSNR.
     if (pending) metrics.log(pending);
-    pending = { step, loss, lr: m.netLr * factor, psnr, seconds: t };
-    hooks.onStep?.({ step, steps: limit, loss, lr: m.netLr * factor, psnr: lastPsnr, seconds: t, stepsPerSecond: rate });
+    pending = { step, loss, lr: m.rates.network * factor, psnr, seconds: t };
+    hooks.onStep?.({ step, steps: limit, loss, lr: m.rates.network * factor, psnr: lastPsnr, seconds: t, stepsPerSecond: rate });
     if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0) await save();
     if (done < K || stoppedBy === "interrupted") break;
   }
@@ -513,6 +526,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     seconds: trainedSeconds,
     stepsPerSecond: (step - rateFrom.step) / Math.max(1e-9, trainedSeconds - rateFrom.seconds),
     stoppedBy,
+    lr: m.rates.base,
     weights: await weightsNow(),
     ...(span ? { scheduleSpan: span } : {}),
     backend: encoding.backend,
@@ -533,6 +547,22 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
 }
 
 const finite = (v: number | undefined): number | undefined => (v !== undefined && Number.isFinite(v) ? v : undefined);
+
+/** The base learning rate (optimizer.lr, or the default decided) and the groups' (their own, else it). */
+export interface Rates {
+  base: number;
+  encoding: number;
+  network: number;
+}
+
+/**
+ * The base learning rates: each group's own, else optimizer.lr, else the default for a schedule
+ * spanning `steps` on data the field can fit exactly or not (train/schedule.ts defaultLearningRate).
+ */
+function baseRates(cfg: TrainConfig, steps: number | undefined, exact: boolean): Rates {
+  const base = cfg.optimizer.lr ?? defaultLearningRate(cfg.schedule.kind, steps, exact);
+  return { base, encoding: cfg.encoding.lr ?? base, network: cfg.network.lr ?? base };
+}
 
 /** What training holds besides the parameters (the encoding's memory check, bytesTraining). */
 const trainingState = (cfg: TrainConfig) => ({ adam: cfg.optimizer.kind === "adam", ema: cfg.ema.enabled });

@@ -33,6 +33,11 @@ export class ImageSource implements DataSource {
     return this.image.channels;
   }
 
+  /** The values the photograph holds: every pixel's every channel. */
+  get values(): number {
+    return this.image.width * this.image.height * this.image.channels;
+  }
+
   async attach(ctx: SourceContext): Promise<void> {
     this.#ctx = ctx;
     this.#sampler = await ImageSampler.create(this.image, { backend: ctx.backend, colorspace: this.cfg.colorspace, sampling: this.cfg.sampling });

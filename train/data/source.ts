@@ -58,6 +58,12 @@ export interface DataSource {
   readonly dims: number;
   /** Target values per sample (the network's outputs). */
   readonly channels: number;
+  /**
+   * The values the data holds, when it is a fixed set a field can fit exactly (a photograph's
+   * pixels x channels); absent for data sampled without end or streamed (points, a volume). The
+   * default learning rate depends on it (train/schedule.ts defaultLearningRate).
+   */
+  readonly values?: number;
   /** Called once, after the model is built and before the first batch. */
   attach(ctx: SourceContext): Promise<void>;
   /**
