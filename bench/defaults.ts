@@ -52,7 +52,8 @@ export const SETTINGS: Record<string, { what: string; config: TrainConfigInput }
   cosine: { what: "cosine schedule", config: { schedule: { kind: "cosine" } } },
   onecycle: { what: "onecycle schedule", config: { schedule: { kind: "onecycle" } } },
   bilinear: { what: "bilinear sampling", config: { sampling: "bilinear" } },
-  "lr-5e-3": { what: "half the learning rate (onecycle's peak)", config: { optimizer: { lr: 5e-3 } } },
+  "lr-1e-2": { what: "a learning rate of 1e-2 whatever the span (tiny-cuda-nn's)", config: { optimizer: { lr: 1e-2 } } },
+  "lr-5e-3": { what: "a learning rate of 5e-3 whatever the span", config: { optimizer: { lr: 5e-3 } } },
 };
 
 interface RunResult {
