@@ -14,7 +14,7 @@ import { findCxx } from "../runtime/toolchain.ts";
 import { colorChannels as evalColorChannels, evaluate, targetTables, type Field } from "../train/eval.ts";
 import type { ImageData } from "../train/image.ts";
 import { MetricsLog, METRICS_HEADER, plotSpec, readMetrics, writeJsonAtomic, writePlot } from "../train/outputs.ts";
-import { ImageSampler } from "../train/sampler.ts";
+import { imageConfig, ImageSampler } from "../train/sampler.ts";
 import { freshSeed, rng } from "./util.ts";
 
 const CPU = findCxx().tool !== undefined;
@@ -489,5 +489,79 @@ describe("outputs", () => {
     writeJsonAtomic(path, { psnr: 31.5, steps: 100, inf: Infinity });
     expect(readFileSync(path, "utf8")).toBe('{\n  "psnr": 31.5,\n  "steps": 100,\n  "inf": null\n}\n');
     expect(() => writeJsonAtomic(join(dir, "nope", "s.json"), {})).toThrow(`cannot write ${join(dir, "nope", "s.json")}: cannot create a file in directory ${join(dir, "nope")}`);
+  });
+});
+
+describe("64-bit sample indices", () => {
+  // Pixels far past 2^32 samples: the word and lane of (y * width + x) * channels + c, against BigInt
+  // (any image whose words fit u32).
+  const cases = [
+    { width: 56718, height: 21450, channels: 4, bits: 8 as const },
+    { width: 40000, height: 40000, channels: 4, bits: 16 as const },
+    { width: 2 ** 31 - 1, height: 7, channels: 1, bits: 8 as const },
+  ];
+  for (const backend of ["js", ...(CPU ? ["cpu" as const] : [])] as const) {
+    test(`sampleWord on ${backend}: word and lane of samples beyond 2^32 (BigInt reference)`, async () => {
+      const { loadKernels } = await import("../modules/load.ts");
+      for (const img of cases) {
+        const mod = await loadKernels(join(import.meta.dir, "fixtures/sample_word.ts"), {
+          config: { ...imageConfig(img, "srgb") },
+          backend,
+          cacheDir,
+        });
+        try {
+          const n = 512;
+          const xs = new Uint32Array(n), ys = new Uint32Array(n), cs = new Uint32Array(n);
+          for (let i = 0; i < n; i++) {
+            // Corners and random pixels, most of them in the rows past 2^32 samples.
+            xs[i] = i < 4 ? (i & 1 ? img.width - 1 : 0) : Math.floor(r() * img.width);
+            ys[i] = i < 4 ? (i & 2 ? img.height - 1 : 0) : img.height - 1 - Math.floor(r() * (i & 1 ? img.height : img.height / 10));
+            cs[i] = Math.floor(r() * img.channels);
+          }
+          const out = mod.alloc("u32", 2 * n);
+          mod.kernels.sampleWordAt!(n, mod.upload("u32", xs), mod.upload("u32", ys), mod.upload("u32", cs), out);
+          const got = out.download();
+          const per = BigInt(32 / img.bits);
+          let beyond = 0;
+          for (let i = 0; i < n; i++) {
+            const s = (BigInt(ys[i]!) * BigInt(img.width) + BigInt(xs[i]!)) * BigInt(img.channels) + BigInt(cs[i]!);
+            if (s >= 2n ** 32n) beyond++;
+            expect([got[2 * i], got[2 * i + 1]]).toEqual([Number(s / per), Number(s % per)]);
+          }
+          expect(beyond).toBeGreaterThan(n / 4);
+        } finally {
+          mod.close();
+        }
+      }
+    });
+  }
+
+  test("samples in two buffers: the kernel reads words past partWords from pixelsHi, as from one buffer", async () => {
+    const { loadKernels } = await import("../modules/load.ts");
+    const { SAMPLE_KERNELS } = await import("../train/sampler.ts");
+    for (const [channels, bits] of [[3, 8], [4, 16]] as const) {
+      const { image } = makeImage(13, 7, channels, bits);
+      const load = (partWords: number) => loadKernels(SAMPLE_KERNELS, { config: { ...imageConfig(image, "srgb"), partWords }, backend: "js", cacheDir, boundsChecks: true });
+      const [one, two] = [await load(2 ** 30), await load(17)];
+      const n = 4096;
+      const results = [one, two].map((mod, k) => {
+        const t = mod.alloc("f32", n * channels);
+        const lo = k === 0 ? image.packed : image.packed.slice(0, 17);
+        const hi = k === 0 ? new Uint32Array(1) : image.packed.slice(17);
+        for (const kernel of ["samplePixels", "sampleImage"] as const) mod.kernels[kernel]!(n, lo, hi, 99, mod.alloc("f32", 2 * n), t);
+        return t.download();
+      });
+      expect(Array.from(results[1]!)).toEqual(Array.from(results[0]!));
+      one.close();
+      two.close();
+    }
+  });
+
+  test("an image with more samples than the sampler addresses is refused, naming the file, before anything is allocated", async () => {
+    const { samplerLimitError } = await import("../train/image.ts");
+    expect(samplerLimitError("tokyo.png", { width: 56718, height: 21450, channels: 4, bits: 8 })).toBeUndefined();
+    expect(samplerLimitError("big.png", { width: 100000, height: 30000, channels: 3, bits: 8 })?.message).toBe(
+      "big.png: a 100000 x 30000 RGB 8-bit image has 9000000000 samples, more than the 8589934592 (2^33) the sampler addresses at 8 bits",
+    );
   });
 });

@@ -3,7 +3,7 @@
 // own samples, decoded from `packed` exactly as the sampler decodes them. Between tiles it lets
 // the event loop run, so that Ctrl-C (a signal handler) can stop it.
 import type { DeviceBuffer } from "../runtime/buffer.ts";
-import type { ImageData } from "./image.ts";
+import { sampleValue, type ImageData } from "./image.ts";
 import type { Colorspace, ImageSampler } from "./sampler.ts";
 
 /** The model's prediction at n points ([n][2] coordinates): n * channels values, in the trained colorspace. */
@@ -102,7 +102,7 @@ export function quantize(pred: Float32Array, out: Uint8Array | Uint16Array, offs
  * Undefined when `signal` was aborted before the last tile.
  */
 export async function evaluate(image: ImageData, sampler: ImageSampler, field: Field, opts: EvaluateOptions): Promise<Evaluation | undefined> {
-  const { width, height, channels, bits, packed } = image;
+  const { width, height, channels, bits } = image;
   if (opts.colorspace !== "srgb" && opts.colorspace !== "linear") throw new RangeError(`evaluate: colorspace ${JSON.stringify(opts.colorspace)} is not allowed (allowed: srgb, linear)`);
   const tileRows = opts.tileRows ?? Math.max(1, Math.floor(2 ** 16 / width));
   if (!Number.isSafeInteger(tileRows) || tileRows < 1) throw new RangeError(`evaluate: tileRows ${tileRows} is not a positive integer`);
@@ -111,9 +111,6 @@ export async function evaluate(image: ImageData, sampler: ImageSampler, field: F
   const max = bits === 16 ? 65535 : 255;
   const linear = opts.colorspace === "linear";
   const out = opts.render ? (bits === 16 ? new Uint16Array(width * height * channels) : new Uint8Array(width * height * channels)) : undefined;
-  const shift = bits === 16 ? 1 : 2;
-  const lane = bits === 16 ? 1 : 3;
-  const laneBits = bits;
 
   const stopped = interruptible(opts.signal);
   let sum = 0;
@@ -131,7 +128,7 @@ export async function evaluate(image: ImageData, sampler: ImageSampler, field: F
     for (let k = 0; k < n * channels; k++) {
       const s = first + k;
       const c = k % channels;
-      const stored = (packed[s >>> shift]! >>> ((s & lane) * laneBits)) & max;
+      const stored = sampleValue(image, s);
       const p = pred[k]!;
       const d = p - tables[c]![stored]!;
       tileSum += d * d;
