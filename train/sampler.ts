@@ -134,15 +134,18 @@ export class ImageSampler {
 
   /**
    * The centres ((x + 0.5) / width, (y + 0.5) / height) of the pixels of rows [row0, row0 + rows),
-   * row by row: [rows * width][2]. The buffer is reused by the next call of the same size.
+   * columns [x0, x0 + cols) (default: every column), row by row: [rows * cols][2]. The buffer is
+   * reused by the next call of the same size.
    */
-  pixelCenters(row0: number, rows: number): DeviceBuffer<"f32"> {
+  pixelCenters(row0: number, rows: number, x0 = 0, cols = this.image.width): DeviceBuffer<"f32"> {
     this.checkOpen("pixelCenters");
     const { width, height } = this.image;
     if (!Number.isSafeInteger(row0) || row0 < 0 || row0 >= height) throw new RangeError(`ImageSampler.pixelCenters: row ${row0} is outside the image's ${height} rows`);
+    if (!Number.isSafeInteger(x0) || x0 < 0 || x0 >= width) throw new RangeError(`ImageSampler.pixelCenters: column ${x0} is outside the image's ${width} columns`);
     checkCount("pixelCenters", rows, height - row0);
-    const n = rows * width;
-    checkCount("pixelCenters (rows * width)", n, MAX_POINTS);
+    checkCount("pixelCenters (cols)", cols, width - x0);
+    const n = rows * cols;
+    checkCount("pixelCenters (rows * cols)", n, MAX_POINTS);
     let out = this.#centers.get(n);
     if (!out) {
       if (this.#centers.size >= 2) {
@@ -152,7 +155,7 @@ export class ImageSampler {
       out = this.mod.alloc("f32", 2 * n);
       this.#centers.set(n, out);
     }
-    this.mod.kernels.pixelCenters!(n, row0, out);
+    this.mod.kernels.pixelCenters!(n, x0, row0, cols, out);
     return out;
   }
 

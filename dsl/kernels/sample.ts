@@ -187,12 +187,12 @@ export function samplePixels(i: u32, cfg: Const<ImageConfig>, pixels: Buf<u32>, 
 }
 
 /**
- * Thread i: the centre ((x + 0.5) / width, (y + 0.5) / height) of pixel i of the rows starting at
- * row0 (x = i % width, y = row0 + i / width), written to coords[2i], coords[2i + 1].
+ * Thread i: the centre ((x + 0.5) / width, (y + 0.5) / height) of pixel i of the block of `cols`
+ * columns from column x0 and rows from row0 (x = x0 + i % cols, y = row0 + i / cols), written to
+ * coords[2i], coords[2i + 1].
  * @kernel
  */
-export function pixelCenters(i: u32, cfg: Const<ImageConfig>, row0: u32, coords: Buf<f32>): void {
-  const w = u32(cfg.width);
-  coords[i * 2] = centre(i % w, cfg.width);
-  coords[i * 2 + 1] = centre(row0 + i / w, cfg.height);
+export function pixelCenters(i: u32, cfg: Const<ImageConfig>, x0: u32, row0: u32, cols: u32, coords: Buf<f32>): void {
+  coords[i * 2] = centre(x0 + i % cols, cfg.width);
+  coords[i * 2 + 1] = centre(row0 + i / cols, cfg.height);
 }

@@ -700,16 +700,16 @@ extern "C" int32_t samplePixels(int64_t ngp_n, const uint32_t* __restrict__ pixe
   return 0;
 }
 
-NGP_FN void pixelCenters_body(uint32_t i, uint32_t row0, float* __restrict__ coords) {
-  const uint32_t x_1 = i % 512u;
+NGP_FN void pixelCenters_body(uint32_t i, uint32_t x0, uint32_t row0, uint32_t cols, float* __restrict__ coords) {
+  const uint32_t x_1 = x0 + ngp_umod(i, cols);
   coords[i * 2u] = (((float)x_1) + 0.5f) / 512.0f;
-  const uint32_t x_3 = row0 + i / 512u;
+  const uint32_t x_3 = row0 + ngp_udiv(i, cols);
   coords[i * 2u + 1u] = (((float)x_3) + 0.5f) / 512.0f;
 }
 
-extern "C" int32_t pixelCenters(int64_t ngp_n, uint32_t row0, float* __restrict__ coords, int64_t ngp_len_coords) {
+extern "C" int32_t pixelCenters(int64_t ngp_n, uint32_t x0, uint32_t row0, uint32_t cols, float* __restrict__ coords, int64_t ngp_len_coords) {
   (void)ngp_len_coords;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) pixelCenters_body((uint32_t)ngp_i, row0, coords);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) pixelCenters_body((uint32_t)ngp_i, x0, row0, cols, coords);
   return 0;
 }

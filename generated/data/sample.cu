@@ -707,23 +707,23 @@ extern "C" int32_t samplePixels(int64_t ngp_n, const uint32_t* __restrict__ pixe
   return (int32_t)cudaGetLastError();
 }
 
-NGP_FN void pixelCenters_body(uint32_t i, uint32_t row0, float* __restrict__ coords) {
-  const uint32_t x_1 = i % 512u;
+NGP_FN void pixelCenters_body(uint32_t i, uint32_t x0, uint32_t row0, uint32_t cols, float* __restrict__ coords) {
+  const uint32_t x_1 = x0 + ngp_umod(i, cols);
   coords[i * 2u] = (((float)x_1) + 0.5f) / 512.0f;
-  const uint32_t x_3 = row0 + i / 512u;
+  const uint32_t x_3 = row0 + ngp_udiv(i, cols);
   coords[i * 2u + 1u] = (((float)x_3) + 0.5f) / 512.0f;
 }
 
-__global__ void pixelCenters_kernel(int64_t ngp_n, uint32_t row0, float* __restrict__ coords) {
+__global__ void pixelCenters_kernel(int64_t ngp_n, uint32_t x0, uint32_t row0, uint32_t cols, float* __restrict__ coords) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    pixelCenters_body((uint32_t)ngp_i, row0, coords);
+    pixelCenters_body((uint32_t)ngp_i, x0, row0, cols, coords);
 }
 
-extern "C" int32_t pixelCenters(int64_t ngp_n, uint32_t row0, float* __restrict__ coords, int64_t ngp_len_coords) {
+extern "C" int32_t pixelCenters(int64_t ngp_n, uint32_t x0, uint32_t row0, uint32_t cols, float* __restrict__ coords, int64_t ngp_len_coords) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  pixelCenters_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, row0, coords);
+  pixelCenters_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x0, row0, cols, coords);
   return (int32_t)cudaGetLastError();
 }
 

@@ -694,12 +694,12 @@ export function samplePixels(ngp_n, pixels, pixelsHi, seed, coords, targets) {
   for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) samplePixels_body(ngp_i, pixels, pixelsHi, seed, coords, targets);
 }
 
-function pixelCenters_body(i, row0, coords) {
-  const x_1 = __umod(i, 512);
+function pixelCenters_body(i, x0, row0, cols, coords) {
+  const x_1 = ((x0 + __umod(i, cols)) >>> 0);
   coords[(Math.imul(i, 2) >>> 0)] = Math.fround(Math.fround(Math.fround(x_1) + 0.5) / 512);
-  const x_3 = ((row0 + __udiv(i, 512)) >>> 0);
+  const x_3 = ((row0 + __udiv(i, cols)) >>> 0);
   coords[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)] = Math.fround(Math.fround(Math.fround(x_3) + 0.5) / 512);
 }
-export function pixelCenters(ngp_n, row0, coords) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) pixelCenters_body(ngp_i, row0, coords);
+export function pixelCenters(ngp_n, x0, row0, cols, coords) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) pixelCenters_body(ngp_i, x0, row0, cols, coords);
 }
