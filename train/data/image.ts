@@ -198,6 +198,13 @@ export class ImageSource implements DataSource {
       const raw = this.#raw;
       try {
         if (!final) return {};
+        // The samples are not needed any more: freed before the encoders map the raw render, so
+        // that the two are not held at once.
+        this.#sampler?.close();
+        this.#sampler = undefined;
+        this.image.packed = new Uint32Array(0);
+        delete this.image.packedHi;
+        Bun.gc(true);
         const written = await writeDeepZoom(out, raw, this.image, this.#ctx!.log);
         this.#times.encode = written.seconds;
         return written.files;
