@@ -11,7 +11,7 @@ import { join } from "node:path";
 import sharp from "sharp";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { findCxx } from "../runtime/toolchain.ts";
-import { colorChannels as evalColorChannels, evaluate, targetTables, type Field } from "../train/eval.ts";
+import { colorChannels as evalColorChannels, evaluate, evaluationTiles, targetTables, type Field } from "../train/eval.ts";
 import type { ImageData } from "../train/image.ts";
 import { MetricsLog, METRICS_HEADER, plotSpec, readMetrics, writeJsonAtomic, writePlot } from "../train/outputs.ts";
 import { imageConfig, ImageSampler } from "../train/sampler.ts";
@@ -343,6 +343,39 @@ describe("CPU native backend", () => {
 });
 
 describe("evaluate", () => {
+  test("tiles: a fixed, distinct set inside the image; covering the image, the PSNR equals the full one; onRows hands over the full render in bands", async () => {
+    const { image, samples } = makeImage(37, 23, 3, 8);
+    const s = await ImageSampler.create(image, { backend: "js", cacheDir });
+    try {
+      const t = evaluationTiles(37, 23, 5, 8);
+      expect(t).toEqual(evaluationTiles(37, 23, 5, 8));
+      expect(new Set(t.map((r) => `${r.x},${r.y}`)).size).toBe(5);
+      for (const r of t) expect(r.x + r.width <= 37 && r.y + r.height <= 23 && r.width > 0 && r.height > 0).toBe(true);
+      const all = evaluationTiles(37, 23, 1000, 8);
+      expect(all.length).toBe(5 * 3);
+      expect(all.reduce((n, r) => n + r.width * r.height, 0)).toBe(37 * 23);
+      // A field off by a position-dependent amount: every pixel counts differently.
+      const field: Field = (coords, n) => {
+        const c = host(coords);
+        return Float32Array.from({ length: n * 3 }, (_, k) => (c[2 * Math.floor(k / 3)]! * 0.7 + c[2 * Math.floor(k / 3) + 1]! * 0.2 + (k % 3) * 0.05) % 1);
+      };
+      const full = (await evaluate(image, s, field, { colorspace: "srgb", tileRows: 4, render: true }))!;
+      const tiled = (await evaluate(image, s, field, { colorspace: "srgb", tiles: all }))!;
+      expect(tiled.psnr).toBeCloseTo(full.psnr, 10);
+      const some = (await evaluate(image, s, field, { colorspace: "srgb", tiles: t }))!;
+      expect(some.psnr).not.toBeCloseTo(full.psnr, 6);
+      const bands: number[] = [];
+      const rendered = new Uint8Array(37 * 23 * 3);
+      const streamed = (await evaluate(image, s, field, { colorspace: "srgb", tileRows: 4, onRows: (row0, px) => (bands.push(row0), rendered.set(px, row0 * 37 * 3)) }))!;
+      expect(bands).toEqual([0, 4, 8, 12, 16, 20]);
+      expect(streamed.psnr).toBe(full.psnr);
+      expect(Array.from(rendered)).toEqual(Array.from(full.pixels!));
+      expect(samples.length).toBe(37 * 23 * 3);
+    } finally {
+      s.close();
+    }
+  });
+
   /** A field that knows the image: the value of the pixel under each coordinate, in float64 (then f32). */
   function exactField(img: ImageData, samples: number[], linear: boolean): Field {
     return (coords, n) => {

@@ -28,7 +28,7 @@ import type { DataSource, SourceEvaluation } from "./data/source.ts";
 import { interruptible } from "./eval.ts";
 import { createField, fieldOf, type Weights } from "./field.ts";
 import { MetricsLog, writeJsonAtomic, writePlot } from "./outputs.ts";
-import { dataInput, openSource, SOURCE_OUTPUTS } from "./data/open.ts";
+import { dataInput, openSource, SOURCE_OUTPUT_DIRS, SOURCE_OUTPUTS } from "./data/open.ts";
 import type { PointsSummary } from "./data/points.ts";
 import { describeSpan, makeSchedule, spansSteps, Warmup, type Schedule, type ScheduleKind, type ScheduleSpan } from "./schedule.ts";
 import { lockOutDir } from "./lock.ts";
@@ -368,7 +368,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     });
     if (!switched) {
       metrics.moveTo(files.metrics);
-      for (const name of OUTPUTS) if (name !== "checkpoint.ngpk" && name !== "metrics.csv") rmSync(join(out, name), { force: true, recursive: true });
+      for (const name of [...OUTPUTS, ...SOURCE_OUTPUT_DIRS]) if (name !== "checkpoint.ngpk" && name !== "metrics.csv") rmSync(join(out, name), { force: true, recursive: true });
       switched = true;
     }
     hooks.log?.(`checkpoint: ${files.checkpoint} (step ${step})`);

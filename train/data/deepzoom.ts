@@ -9,8 +9,9 @@ import { basename, dirname, join } from "node:path";
 import sharp from "sharp";
 import { ImageError, type ImageData } from "../image.ts";
 
-/** The names a DeepZoom run writes in its out directory (removed when a later run writes other outputs). */
-export const DEEPZOOM_OUTPUTS = ["reconstruction.dzi", "reconstruction_files", "original.dzi", "original_files", "viewer.html", "openseadragon"];
+/** The files a DeepZoom run writes in its out directory, and its directories (removed when a later run writes other outputs). */
+export const DEEPZOOM_OUTPUTS = ["reconstruction.dzi", "original.dzi", "viewer.html"];
+export const DEEPZOOM_DIRS = ["reconstruction_files", "original_files", "openseadragon"];
 
 /** Seconds each encoder took (they run together, sharing the cores). */
 export interface EncodeTimes {
@@ -38,7 +39,7 @@ const timed = async (run: () => Promise<unknown>): Promise<number> => {
  * reconstruction and of the original (image.path), viewer.html and the viewer's script.
  */
 export async function writeDeepZoom(out: string, raw: string, image: ImageData, log: (message: string) => void): Promise<{ files: { reconstruction: string; viewer: string }; seconds: EncodeTimes }> {
-  for (const name of DEEPZOOM_OUTPUTS) rmSync(join(out, name), { recursive: true, force: true });
+  for (const name of [...DEEPZOOM_OUTPUTS, ...DEEPZOOM_DIRS]) rmSync(join(out, name), { recursive: true, force: true });
   const reconstruction = join(out, "reconstruction.png");
   const tmp = join(out, `.reconstruction.png.${process.pid}.tmp`);
   log(`writing reconstruction.png and the DeepZoom pyramids of the reconstruction and the original (streamed by sharp)`);

@@ -1,0 +1,63 @@
+// A large photograph (the Kodak mosaic of scripts/mosaic.ts, small sizes): training with tiled
+// evaluation writes the DeepZoom outputs (pyramids of the reconstruction and the original, the
+// viewer page and its script, reconstruction.png streamed), says what the evaluation covered, and
+// keeps its peak memory within 8 bytes per pixel plus the model (measured in a child process).
+import { afterAll, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import sharp from "sharp";
+import { buildMosaic, KODAK_DIR } from "../scripts/mosaic.ts";
+import { findCxx } from "../runtime/toolchain.ts";
+import { train } from "../train/trainer.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "gigapixel-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const kodak = existsSync(KODAK_DIR);
+const CPU = findCxx().tool !== undefined;
+const backend = CPU ? ("cpu" as const) : ("js" as const);
+
+test.skipIf(!kodak)("--reconstruction deepzoom: the pyramids, viewer.html with OpenSeadragon beside it, reconstruction.png; summary.json says the evaluation was tiled; a png run afterwards removes them", async () => {
+  const image = await buildMosaic({ width: 600, height: 400, seed: 2, out: join(dir, "m.png") });
+  const out = join(dir, "dz");
+  const logs: string[] = [];
+  const r = await train({ image, out, steps: 4, evalEvery: 2, backend, batch: 4096, evaluation: "tiles", reconstruction: "deepzoom" }, { log: (m) => logs.push(m) });
+  expect(r.files.viewer).toBe(join(out, "viewer.html"));
+  const page = readFileSync(join(out, "viewer.html"), "utf8");
+  expect(page).toContain('<script src="openseadragon/openseadragon.min.js"></script>');
+  expect(page).toContain('"reconstruction.dzi"');
+  expect(page).toContain('"original.dzi"');
+  expect(page).not.toMatch(/https?:\/\//); // nothing from the network
+  for (const f of ["openseadragon/openseadragon.min.js", "openseadragon/images/zoomin_rest.png", "reconstruction.dzi", "reconstruction_files/0/0_0.jpeg", "original.dzi", "original_files/0/0_0.jpeg"]) {
+    expect(existsSync(join(out, f)), f).toBe(true);
+  }
+  const dzi = readFileSync(join(out, "reconstruction.dzi"), "utf8");
+  expect([dzi.match(/Width="(\d+)"/)?.[1], dzi.match(/Height="(\d+)"/)?.[1]]).toEqual(["600", "400"]);
+  const meta = await sharp(join(out, "reconstruction.png")).metadata();
+  expect([meta.width, meta.height, meta.channels]).toEqual([600, 400, 3]);
+  const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
+  expect(summary.image.evaluation).toEqual({ mode: "tiles", tiles: 6, tileSize: 256, pixels: 600 * 400, final: "full" });
+  expect(summary.image.seconds.render).toBeGreaterThan(0);
+  expect(summary.config.evaluation).toBe("tiles");
+  expect(logs.some((l) => l.startsWith("evaluation: tiles (12 fixed tiles") || l.startsWith("evaluation: tiles ("))).toBe(true);
+  expect(readdirSync(out).filter((f) => f.endsWith(".v") || f.endsWith(".tmp"))).toEqual([]);
+  // A later run with the PNG writes over the same directory: the DeepZoom outputs go.
+  await train({ image, out, steps: 2, evalEvery: 0, backend, batch: 4096, reconstruction: "png" });
+  expect(existsSync(join(out, "reconstruction.png"))).toBe(true);
+  for (const f of ["viewer.html", "openseadragon", "reconstruction.dzi", "reconstruction_files", "original_files"]) expect(existsSync(join(out, f)), f).toBe(false);
+  expect(JSON.parse(readFileSync(join(out, "summary.json"), "utf8")).image.evaluation).toEqual({ mode: "full", pixels: 600 * 400, final: "full" });
+});
+
+test.skipIf(!kodak || !CPU)("peak memory on a 4096 x 4096 mosaic: at most 8 bytes per pixel plus the model, over the RSS the run starts from (child process)", async () => {
+  const image = await buildMosaic({ width: 4096, height: 4096, seed: 5, out: join(dir, "big.png") });
+  const out = join(dir, "mem");
+  mkdirSync(out);
+  const child = Bun.spawnSync(["bun", join(import.meta.dir, "fixtures/gigapixel_memory.ts"), image, out], { stderr: "pipe", stdout: "pipe" });
+  const text = child.stdout.toString().trim().split("\n").at(-1)!;
+  if (child.exitCode !== 0) throw new Error(`child failed: ${child.stderr.toString().slice(-2000)}`);
+  const m = JSON.parse(text) as { peak: number; baseline: number; model: number; pixels: number };
+  const perPixel = (m.peak - m.baseline - m.model) / m.pixels;
+  console.log(`4096 x 4096: peak ${(m.peak / 1e6).toFixed(0)} MB, from ${(m.baseline / 1e6).toFixed(0)} MB, model ${(m.model / 1e6).toFixed(0)} MB: ${perPixel.toFixed(2)} B/px`);
+  expect(m.pixels).toBe(4096 * 4096);
+  expect(perPixel).toBeLessThanOrEqual(8);
+});
