@@ -5,7 +5,7 @@
 // (a signal handler) can stop it.
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { seededUniform } from "../modules/random.ts";
-import { sampleValue, type ImageData } from "./image.ts";
+import { sampleParts, sampleValue, type ImageData } from "./image.ts";
 import type { Colorspace, ImageSampler } from "./sampler.ts";
 
 /** The model's prediction at n points ([n][2] coordinates): n * channels values, in the trained colorspace. */
@@ -161,6 +161,8 @@ export async function evaluate(image: ImageData, sampler: ImageSampler, field: F
   const blocks: Rect[] = opts.tiles ?? [];
   if (!opts.tiles) for (let y = 0; y < height; y += tileRows) blocks.push({ x: 0, y, width, height: Math.min(tileRows, height - y) });
   const total = blocks.reduce((n, b) => n + b.width * b.height, 0);
+  const [lo, hi] = sampleParts(image) as [Uint8Array | Uint16Array, (Uint8Array | Uint16Array)?];
+  const colors = colorChannels(channels);
 
   const stopped = interruptible(opts.signal);
   let sum = 0;
@@ -178,14 +180,22 @@ export async function evaluate(image: ImageData, sampler: ImageSampler, field: F
     let tileSum = 0;
     for (let r = 0; r < b.height; r++) {
       const first = ((b.y + r) * width + b.x) * channels;
-      for (let k = 0, q = r * rowSamples; k < rowSamples; k++, q++) {
-        const s = first + k;
-        const c = k % channels;
+      // The row's samples in one part (a row may straddle the two only at 4 GiB: then sample by sample).
+      const inLo = first + rowSamples <= lo.length;
+      const part = inLo ? lo : hi;
+      const base = inLo ? first : first - lo.length;
+      const straddles = !inLo && base < 0;
+      for (let k = 0, q = r * rowSamples, c = 0; k < rowSamples; k++, q++, c = c + 1 === channels ? 0 : c + 1) {
         const p = pred[q]!;
-        const d = p - tables[c]![sampleValue(image, s)]!;
+        const stored = straddles ? sampleValue(image, first + k) : part![base + k]!;
+        const d = p - tables[c]![stored]!;
         tileSum += d * d;
-        if (out) out[s] = storedSample(p, linear && c < colorChannels(channels), max);
-        if (band) band[q] = storedSample(p, linear && c < colorChannels(channels), max);
+        if (out || band) {
+          // storedSample, with its plain case inline (NaN -> 0)
+          const v = linear && c < colors ? storedSample(p, true, max) : p > 0 ? (p < 1 ? Math.round(p * max) : max) : 0;
+          if (out) out[first + k] = v;
+          if (band) band[q] = v;
+        }
       }
     }
     if (band) opts.onRows!(b.y, band);

@@ -267,6 +267,16 @@ export function sampleValue(img: Pick<ImageData, "bits" | "packed" | "packedHi">
   return (word >>> ((s - w * per) * img.bits)) & (img.bits === 16 ? 65535 : 255);
 }
 
+/** The samples as views of packed and packedHi (no copy): the first holds samples [0, its length), the second the rest. */
+export function sampleParts(img: ImageData): (Uint8Array | Uint16Array)[] {
+  const View = img.bits === 16 ? Uint16Array : Uint8Array;
+  const n = img.width * img.height * img.channels;
+  const first = Math.min(n, (img.packed.byteLength / View.BYTES_PER_ELEMENT));
+  const parts = [new View(img.packed.buffer, img.packed.byteOffset, first)];
+  if (img.packedHi) parts.push(new View(img.packedHi.buffer, img.packedHi.byteOffset, n - first));
+  return parts;
+}
+
 /** The samples of an image as a Uint8Array (8-bit) or Uint16Array (16-bit) view of `packed` (no copy; not for an image with packedHi). */
 export function samplesView(img: ImageData): Uint8Array | Uint16Array {
   if (img.packedHi) throw new RangeError(`samplesView: ${img.path} has more than 4 GiB of samples (two buffers)`);
