@@ -139,7 +139,6 @@ export class ImageSource implements DataSource {
     try {
       r = await evaluate(this.image, this.#sampler!, this.#ctx!.field, {
         ...common,
-        tileRows: Math.max(1, Math.floor(2 ** 18 / width)),
         onRows: (_row0, samples) => writer.write(samples),
         progress: (done, total) => {
           const now = performance.now();
