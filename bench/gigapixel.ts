@@ -86,7 +86,7 @@ export async function gigapixelRun(image: string, seconds: number, opts: { out?:
       seconds: wall,
       steps: r.steps,
       times: { decode, train: r.seconds, step: r.seconds / Math.max(1, r.steps), render: s.render ?? NaN, encodePng: s.png ?? NaN, encodeDeepZoom: s.deepzoom ?? NaN, encodeOriginal: s.original ?? NaN },
-      cpu: cpuInfo(findCxx().tool).model,
+      cpu: cpuInfo(findCxx().tool?.path).model,
       othersShare: meter.share,
       out,
     };

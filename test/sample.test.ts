@@ -529,9 +529,9 @@ describe("64-bit sample indices", () => {
   // Pixels far past 2^32 samples: the word and lane of (y * width + x) * channels + c, against BigInt
   // (any image whose words fit u32).
   const cases = [
-    { width: 56718, height: 21450, channels: 4, bits: 8 as const },
-    { width: 40000, height: 40000, channels: 4, bits: 16 as const },
-    { width: 2 ** 31 - 1, height: 7, channels: 1, bits: 8 as const },
+    { width: 56718, height: 21450, channels: 4 as const, bits: 8 as const },
+    { width: 40000, height: 40000, channels: 4 as const, bits: 16 as const },
+    { width: 2 ** 31 - 1, height: 7, channels: 1 as const, bits: 8 as const },
   ];
   for (const backend of ["js", ...(CPU ? ["cpu" as const] : [])] as const) {
     test(`sampleWord on ${backend}: word and lane of samples beyond 2^32 (BigInt reference)`, async () => {

@@ -269,12 +269,11 @@ export function sampleValue(img: Pick<ImageData, "bits" | "packed" | "packedHi">
 
 /** The samples as views of packed and packedHi (no copy): the first holds samples [0, its length), the second the rest. */
 export function sampleParts(img: ImageData): (Uint8Array | Uint16Array)[] {
-  const View = img.bits === 16 ? Uint16Array : Uint8Array;
+  const view = (words: Uint32Array, length: number) =>
+    img.bits === 16 ? new Uint16Array(words.buffer as ArrayBuffer, words.byteOffset, length) : new Uint8Array(words.buffer as ArrayBuffer, words.byteOffset, length);
   const n = img.width * img.height * img.channels;
-  const first = Math.min(n, (img.packed.byteLength / View.BYTES_PER_ELEMENT));
-  const parts = [new View(img.packed.buffer, img.packed.byteOffset, first)];
-  if (img.packedHi) parts.push(new View(img.packedHi.buffer, img.packedHi.byteOffset, n - first));
-  return parts;
+  const first = Math.min(n, (img.packed.byteLength * 8) / img.bits);
+  return img.packedHi ? [view(img.packed, first), view(img.packedHi, n - first)] : [view(img.packed, first)];
 }
 
 /** The samples of an image as a Uint8Array (8-bit) or Uint16Array (16-bit) view of `packed` (no copy; not for an image with packedHi). */
