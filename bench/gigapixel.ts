@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { buildMosaic } from "../scripts/mosaic.ts";
+import { buildMosaic } from "../train/mosaic.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import type { TrainConfigInput } from "../train/config.ts";
 import { ImageSource } from "../train/data/image.ts";

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
-import { buildMosaic, KODAK_DIR } from "../scripts/mosaic.ts";
+import { buildMosaic, KODAK_DIR } from "../train/mosaic.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { train } from "../train/trainer.ts";
 

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
-import { buildMosaic, CELL, KODAK_DIR, mosaicLayout, orientedCell } from "../scripts/mosaic.ts";
+import { buildMosaic, CELL, KODAK_DIR, mosaicLayout, orientedCell } from "../train/mosaic.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "mosaic-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
