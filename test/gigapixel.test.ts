@@ -3,12 +3,14 @@
 // viewer page and its script, reconstruction.png streamed), says what the evaluation covered, and
 // keeps its peak memory within 8 bytes per pixel plus the model (measured in a child process).
 import { afterAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { deflateSync } from "node:zlib";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
 import { buildMosaic, KODAK_DIR } from "../train/mosaic.ts";
 import { findCxx } from "../runtime/toolchain.ts";
+import { ImageError, loadImage } from "../train/image.ts";
 import { train } from "../train/trainer.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "gigapixel-"));
@@ -64,4 +66,26 @@ test.skipIf(!kodak || !CPU)("peak memory on a 4096 x 4096 mosaic, decoding and t
   console.log(`4096 x 4096: decoding ${decode.toFixed(2)} B/px (peak ${mb(m.decodePeak)} from ${mb(m.baseline)}); training to the outputs ${run.toFixed(2)} B/px (peak ${mb(m.peak)}, built ${mb(m.built)} with the model's ${mb(m.model)} and the image's ${mb(m.imageBytes)})`);
   expect(decode).toBeLessThanOrEqual(8);
   expect(run).toBeLessThanOrEqual(8);
+});
+
+test("an image with more samples than the sampler addresses: refused by loadImage from its header, naming the file, before any sample is decoded", async () => {
+  // A PNG whose header says 100000 x 30000 RGB (9e9 samples; its data is a few bytes).
+  const chunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type, "latin1"), data]);
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(Bun.hash.crc32(body) >>> 0);
+    return Buffer.concat([head, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(100000, 0);
+  ihdr.writeUInt32BE(30000, 4);
+  ihdr[8] = 8; // bits
+  ihdr[9] = 2; // RGB
+  const path = join(dir, "huge.png");
+  writeFileSync(path, Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", ihdr), chunk("IDAT", deflateSync(Buffer.alloc(16))), chunk("IEND", Buffer.alloc(0))]));
+  await expect(loadImage(path)).rejects.toThrow(
+    new ImageError(`${path}: a 100000 x 30000 RGB 8-bit image has 9000000000 samples, more than the 8589934592 (2^33) the sampler addresses at 8 bits`),
+  );
 });
