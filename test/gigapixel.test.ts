@@ -42,7 +42,7 @@ test.skipIf(!kodak)("--reconstruction deepzoom: the pyramids, viewer.html with O
   expect(summary.image.seconds.render).toBeGreaterThan(0);
   expect(summary.config.evaluation).toBe("tiles");
   expect(logs.some((l) => l.startsWith("evaluation: tiles (12 fixed tiles") || l.startsWith("evaluation: tiles ("))).toBe(true);
-  expect(readdirSync(out).filter((f) => f.endsWith(".v") || f.endsWith(".tmp"))).toEqual([]);
+  expect(readdirSync(out).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   // A later run with the PNG writes over the same directory: the DeepZoom outputs go.
   await train({ image, out, steps: 2, evalEvery: 0, backend, batch: 4096, reconstruction: "png" });
   expect(existsSync(join(out, "reconstruction.png"))).toBe(true);

@@ -41,7 +41,7 @@ const timed = async (run: () => Promise<unknown>): Promise<number> => {
 export async function writeDeepZoom(out: string, raw: string, image: ImageData, log: (message: string) => void): Promise<{ files: { reconstruction: string; viewer: string }; seconds: EncodeTimes }> {
   for (const name of [...DEEPZOOM_OUTPUTS, ...DEEPZOOM_DIRS]) rmSync(join(out, name), { recursive: true, force: true });
   const reconstruction = join(out, "reconstruction.png");
-  const tmp = join(out, `.reconstruction.png.${process.pid}.tmp`);
+  const tmp = join(out, `.reconstruction.png.${process.pid}.encode.tmp`); // named as the trainer's temporaries (removed when stale)
   log(`writing reconstruction.png and the DeepZoom pyramids of the reconstruction and the original (streamed by sharp)`);
   let seconds: EncodeTimes;
   try {

@@ -130,7 +130,9 @@ export class ImageSource implements DataSource {
   // held whole), its PSNR over every pixel on the way; progress every PROGRESS_SECONDS.
   async #renderToDisk(common: { colorspace: TrainConfig["colorspace"]; signal?: AbortSignal }): Promise<SourceEvaluation | undefined> {
     const { width, height, channels, bits } = this.image;
-    const raw = join(this.cfg.out, `.reconstruction.${process.pid}.v`);
+    // A VIPS file (sharp knows it by its content) named as the trainer's temporaries are, so that a
+    // killed run's is removed by the next run into the directory.
+    const raw = join(this.cfg.out, `.${RECONSTRUCTION}.${process.pid}.render.tmp`);
     const writer = new VipsWriter(raw, { width, height, channels, bits });
     this.#raw = raw;
     const t0 = performance.now();
