@@ -249,6 +249,9 @@ export async function loadImage(path: string, opts: LoadImageOptions = {}): Prom
           data = data.subarray(0, data.length / 2);
         }
         put(data, top * width * p.channels * bytesPerSample);
+        // The strip is garbage now: collected before the next is decoded, so that one is held at a time.
+        data = new Uint8Array(0);
+        Bun.gc(true);
       }
     }
   } catch (e) {
