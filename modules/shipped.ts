@@ -55,5 +55,5 @@ export const SHIPPED: Shipped[] = [
   { name: "network/ema", file: "dsl/kernels/ema.ts" },
   { name: "network/loss", file: "dsl/kernels/loss.ts", config: { rows: 256, width: 3, kind: 1, huberDelta: 1 } },
   // Training data: the bundled photograph's configuration (8-bit RGB, trained as stored).
-  { name: "data/sample", file: "dsl/kernels/sample.ts", config: { width: 512, height: 512, channels: 3, bits16: false, linear: false } },
+  { name: "data/sample", file: "dsl/kernels/sample.ts", config: { width: 512, height: 512, channels: 3, bits16: false, linear: false, partWords: 2 ** 30 } },
 ];

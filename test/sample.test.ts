@@ -11,10 +11,10 @@ import { join } from "node:path";
 import sharp from "sharp";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { findCxx } from "../runtime/toolchain.ts";
-import { colorChannels as evalColorChannels, evaluate, targetTables, type Field } from "../train/eval.ts";
+import { colorChannels as evalColorChannels, evaluate, evaluationTiles, targetTables, type Field } from "../train/eval.ts";
 import type { ImageData } from "../train/image.ts";
 import { MetricsLog, METRICS_HEADER, plotSpec, readMetrics, writeJsonAtomic, writePlot } from "../train/outputs.ts";
-import { ImageSampler } from "../train/sampler.ts";
+import { imageConfig, ImageSampler } from "../train/sampler.ts";
 import { freshSeed, rng } from "./util.ts";
 
 const CPU = findCxx().tool !== undefined;
@@ -343,6 +343,39 @@ describe("CPU native backend", () => {
 });
 
 describe("evaluate", () => {
+  test("tiles: a fixed, distinct set inside the image; covering the image, the PSNR equals the full one; onRows hands over the full render in bands", async () => {
+    const { image, samples } = makeImage(37, 23, 3, 8);
+    const s = await ImageSampler.create(image, { backend: "js", cacheDir });
+    try {
+      const t = evaluationTiles(37, 23, 5, 8);
+      expect(t).toEqual(evaluationTiles(37, 23, 5, 8));
+      expect(new Set(t.map((r) => `${r.x},${r.y}`)).size).toBe(5);
+      for (const r of t) expect(r.x + r.width <= 37 && r.y + r.height <= 23 && r.width > 0 && r.height > 0).toBe(true);
+      const all = evaluationTiles(37, 23, 1000, 8);
+      expect(all.length).toBe(5 * 3);
+      expect(all.reduce((n, r) => n + r.width * r.height, 0)).toBe(37 * 23);
+      // A field off by a position-dependent amount: every pixel counts differently.
+      const field: Field = (coords, n) => {
+        const c = host(coords);
+        return Float32Array.from({ length: n * 3 }, (_, k) => (c[2 * Math.floor(k / 3)]! * 0.7 + c[2 * Math.floor(k / 3) + 1]! * 0.2 + (k % 3) * 0.05) % 1);
+      };
+      const full = (await evaluate(image, s, field, { colorspace: "srgb", tileRows: 4, render: true }))!;
+      const tiled = (await evaluate(image, s, field, { colorspace: "srgb", tiles: all }))!;
+      expect(tiled.psnr).toBeCloseTo(full.psnr, 10);
+      const some = (await evaluate(image, s, field, { colorspace: "srgb", tiles: t }))!;
+      expect(some.psnr).not.toBeCloseTo(full.psnr, 6);
+      const bands: number[] = [];
+      const rendered = new Uint8Array(37 * 23 * 3);
+      const streamed = (await evaluate(image, s, field, { colorspace: "srgb", tileRows: 4, onRows: (row0, px) => (bands.push(row0), rendered.set(px, row0 * 37 * 3)) }))!;
+      expect(bands).toEqual([0, 4, 8, 12, 16, 20]);
+      expect(streamed.psnr).toBe(full.psnr);
+      expect(Array.from(rendered)).toEqual(Array.from(full.pixels!));
+      expect(samples.length).toBe(37 * 23 * 3);
+    } finally {
+      s.close();
+    }
+  });
+
   /** A field that knows the image: the value of the pixel under each coordinate, in float64 (then f32). */
   function exactField(img: ImageData, samples: number[], linear: boolean): Field {
     return (coords, n) => {
@@ -489,5 +522,79 @@ describe("outputs", () => {
     writeJsonAtomic(path, { psnr: 31.5, steps: 100, inf: Infinity });
     expect(readFileSync(path, "utf8")).toBe('{\n  "psnr": 31.5,\n  "steps": 100,\n  "inf": null\n}\n');
     expect(() => writeJsonAtomic(join(dir, "nope", "s.json"), {})).toThrow(`cannot write ${join(dir, "nope", "s.json")}: cannot create a file in directory ${join(dir, "nope")}`);
+  });
+});
+
+describe("64-bit sample indices", () => {
+  // Pixels far past 2^32 samples: the word and lane of (y * width + x) * channels + c, against BigInt
+  // (any image whose words fit u32).
+  const cases = [
+    { width: 56718, height: 21450, channels: 4 as const, bits: 8 as const },
+    { width: 40000, height: 40000, channels: 4 as const, bits: 16 as const },
+    { width: 2 ** 31 - 1, height: 7, channels: 1 as const, bits: 8 as const },
+  ];
+  for (const backend of ["js", ...(CPU ? ["cpu" as const] : [])] as const) {
+    test(`sampleWord on ${backend}: word and lane of samples beyond 2^32 (BigInt reference)`, async () => {
+      const { loadKernels } = await import("../modules/load.ts");
+      for (const img of cases) {
+        const mod = await loadKernels(join(import.meta.dir, "fixtures/sample_word.ts"), {
+          config: { ...imageConfig(img, "srgb") },
+          backend,
+          cacheDir,
+        });
+        try {
+          const n = 512;
+          const xs = new Uint32Array(n), ys = new Uint32Array(n), cs = new Uint32Array(n);
+          for (let i = 0; i < n; i++) {
+            // Corners and random pixels, most of them in the rows past 2^32 samples.
+            xs[i] = i < 4 ? (i & 1 ? img.width - 1 : 0) : Math.floor(r() * img.width);
+            ys[i] = i < 4 ? (i & 2 ? img.height - 1 : 0) : img.height - 1 - Math.floor(r() * (i & 1 ? img.height : img.height / 10));
+            cs[i] = Math.floor(r() * img.channels);
+          }
+          const out = mod.alloc("u32", 2 * n);
+          mod.kernels.sampleWordAt!(n, mod.upload("u32", xs), mod.upload("u32", ys), mod.upload("u32", cs), out);
+          const got = out.download();
+          const per = BigInt(32 / img.bits);
+          let beyond = 0;
+          for (let i = 0; i < n; i++) {
+            const s = (BigInt(ys[i]!) * BigInt(img.width) + BigInt(xs[i]!)) * BigInt(img.channels) + BigInt(cs[i]!);
+            if (s >= 2n ** 32n) beyond++;
+            expect([got[2 * i], got[2 * i + 1]]).toEqual([Number(s / per), Number(s % per)]);
+          }
+          expect(beyond).toBeGreaterThan(n / 4);
+        } finally {
+          mod.close();
+        }
+      }
+    });
+  }
+
+  test("samples in two buffers: the kernel reads words past partWords from pixelsHi, as from one buffer", async () => {
+    const { loadKernels } = await import("../modules/load.ts");
+    const { SAMPLE_KERNELS } = await import("../train/sampler.ts");
+    for (const [channels, bits] of [[3, 8], [4, 16]] as const) {
+      const { image } = makeImage(13, 7, channels, bits);
+      const load = (partWords: number) => loadKernels(SAMPLE_KERNELS, { config: { ...imageConfig(image, "srgb"), partWords }, backend: "js", cacheDir, boundsChecks: true });
+      const [one, two] = [await load(2 ** 30), await load(17)];
+      const n = 4096;
+      const results = [one, two].map((mod, k) => {
+        const t = mod.alloc("f32", n * channels);
+        const lo = k === 0 ? image.packed : image.packed.slice(0, 17);
+        const hi = k === 0 ? new Uint32Array(1) : image.packed.slice(17);
+        for (const kernel of ["samplePixels", "sampleImage"] as const) mod.kernels[kernel]!(n, lo, hi, 99, mod.alloc("f32", 2 * n), t);
+        return t.download();
+      });
+      expect(Array.from(results[1]!)).toEqual(Array.from(results[0]!));
+      one.close();
+      two.close();
+    }
+  });
+
+  test("an image with more samples than the sampler addresses is refused, naming the file, before anything is allocated", async () => {
+    const { samplerLimitError } = await import("../train/image.ts");
+    expect(samplerLimitError("tokyo.png", { width: 56718, height: 21450, channels: 4, bits: 8 })).toBeUndefined();
+    expect(samplerLimitError("big.png", { width: 100000, height: 30000, channels: 3, bits: 8 })?.message).toBe(
+      "big.png: a 100000 x 30000 RGB 8-bit image has 9000000000 samples, more than the 8589934592 (2^33) the sampler addresses at 8 bits",
+    );
   });
 });

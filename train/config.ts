@@ -59,6 +59,17 @@ export const TrainConfigSchema = z
      * sizes); pixel, pixel centres with their stored values (where the full-image PSNR is measured).
      */
     sampling: z.enum(["bilinear", "pixel"]).default("pixel"),
+    /**
+     * What an image's evaluations cover: full, every pixel; tiles, a fixed set of 256 x 256 tiles
+     * (train/eval.ts evaluationTiles); auto, full up to LARGE_IMAGE pixels, tiles above.
+     */
+    evaluation: z.enum(["auto", "full", "tiles"]).default("auto"),
+    /**
+     * An image's reconstruction: png, reconstruction.png (held whole while encoded); deepzoom,
+     * rendered band by band to disk and written as a DeepZoom pyramid with a viewer page, and
+     * reconstruction.png, neither held whole; auto, png up to LARGE_IMAGE pixels, deepzoom above.
+     */
+    reconstruction: z.enum(["auto", "png", "deepzoom"]).default("auto"),
     encoding: z
       .object({
         /**

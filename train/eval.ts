@@ -1,9 +1,11 @@
-// Full-image evaluation of a trained field: the field is queried at every pixel centre, a tile of
-// rows at a time (memory stays bounded whatever the image's size), and compared with the image's
-// own samples, decoded from `packed` exactly as the sampler decodes them. Between tiles it lets
-// the event loop run, so that Ctrl-C (a signal handler) can stop it.
+// Evaluation of a trained field on an image: the field is queried at every pixel centre, a band of
+// rows at a time (memory stays bounded whatever the image's size), or at those of a fixed set of
+// tiles (a gigapixel image), and compared with the image's own samples, decoded from `packed`
+// exactly as the sampler decodes them. Between blocks it lets the event loop run, so that Ctrl-C
+// (a signal handler) can stop it.
 import type { DeviceBuffer } from "../runtime/buffer.ts";
-import type { ImageData } from "./image.ts";
+import { seededUniform } from "../modules/random.ts";
+import { sampleParts, sampleValue, type ImageData } from "./image.ts";
 import type { Colorspace, ImageSampler } from "./sampler.ts";
 
 /** The model's prediction at n points ([n][2] coordinates): n * channels values, in the trained colorspace. */
@@ -18,6 +20,12 @@ export interface EvaluateOptions {
   render?: boolean;
   /** When aborted, the evaluation stops at the next tile and returns undefined. */
   signal?: AbortSignal;
+  /** Evaluate these rectangles only (evaluationTiles) rather than the whole image; no render. */
+  tiles?: Rect[];
+  /** The whole image: each band of rendered rows (row-major samples from row row0), in order, instead of holding the reconstruction. */
+  onRows?: (row0: number, samples: Uint8Array | Uint16Array) => void;
+  /** Called after each block: pixels evaluated so far, of `total`. */
+  progress?: (done: number, total: number) => void;
 }
 
 /**
@@ -95,51 +103,107 @@ export function quantize(pred: Float32Array, out: Uint8Array | Uint16Array, offs
   for (let k = 0; k < pred.length; k++) out[offset + k] = storedSample(pred[k]!, k % opts.channels < colors, max);
 }
 
+/** A rectangle of pixels: columns [x, x + width), rows [y, y + height). */
+export interface Rect {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+/** Side of the tiles a tiled evaluation draws (DeepZoom's tile size). */
+export const EVAL_TILE = 256;
+
 /**
- * Renders the field over the whole image in tiles of rows and compares it with the image: MSE over
- * all samples and PSNR = 10 log10(1 / MSE) on [0, 1]. With `render`, the reconstruction clamped to
- * [0, 1], converted back to sRGB when trained linear (color channels), rounded to the image's depth.
- * Undefined when `signal` was aborted before the last tile.
+ * A fixed set of `count` distinct tiles of the image's grid of size x size tiles (those of the last
+ * column and row cropped), drawn by a seeded generator (partial Fisher-Yates), in raster order:
+ * every tile when the grid has at most `count`.
+ */
+export function evaluationTiles(width: number, height: number, count: number, size = EVAL_TILE, seed = 0x7e57): Rect[] {
+  const cols = Math.ceil(width / size);
+  const total = cols * Math.ceil(height / size);
+  const ids = Array.from({ length: total }, (_, k) => k);
+  const take = Math.min(count, total);
+  const next = seededUniform(seed);
+  for (let k = 0; k < take; k++) {
+    const j = k + Math.floor(next() * (total - k));
+    [ids[k], ids[j]] = [ids[j]!, ids[k]!];
+  }
+  return ids
+    .slice(0, take)
+    .sort((a, b) => a - b)
+    .map((k) => {
+      const x = (k % cols) * size;
+      const y = Math.floor(k / cols) * size;
+      return { x, y, width: Math.min(size, width - x), height: Math.min(size, height - y) };
+    });
+}
+
+/**
+ * Renders the field over the image, or over `tiles`, in blocks and compares it with the image: MSE
+ * over the samples evaluated and PSNR = 10 log10(1 / MSE) on [0, 1]. The whole image goes in bands
+ * of rows; with `render` (held whole) or `onRows` (each band handed over as it is rendered) the
+ * reconstruction clamped to [0, 1], converted back to sRGB when trained linear (color channels),
+ * rounded to the image's depth. Undefined when `signal` was aborted before the last block.
  */
 export async function evaluate(image: ImageData, sampler: ImageSampler, field: Field, opts: EvaluateOptions): Promise<Evaluation | undefined> {
-  const { width, height, channels, bits, packed } = image;
+  const { width, height, channels, bits } = image;
   if (opts.colorspace !== "srgb" && opts.colorspace !== "linear") throw new RangeError(`evaluate: colorspace ${JSON.stringify(opts.colorspace)} is not allowed (allowed: srgb, linear)`);
   const tileRows = opts.tileRows ?? Math.max(1, Math.floor(2 ** 16 / width));
   if (!Number.isSafeInteger(tileRows) || tileRows < 1) throw new RangeError(`evaluate: tileRows ${tileRows} is not a positive integer`);
+  if (opts.tiles && (opts.render || opts.onRows)) throw new RangeError("evaluate: a tiled evaluation renders no reconstruction");
   const [colorTable, alphaTable] = targetTables(bits, opts.colorspace);
   const tables = Array.from({ length: channels }, (_, c) => (c < colorChannels(channels) ? colorTable : alphaTable));
   const max = bits === 16 ? 65535 : 255;
   const linear = opts.colorspace === "linear";
-  const out = opts.render ? (bits === 16 ? new Uint16Array(width * height * channels) : new Uint8Array(width * height * channels)) : undefined;
-  const shift = bits === 16 ? 1 : 2;
-  const lane = bits === 16 ? 1 : 3;
-  const laneBits = bits;
+  const alloc = (n: number) => (bits === 16 ? new Uint16Array(n) : new Uint8Array(n));
+  const out = opts.render ? alloc(width * height * channels) : undefined;
+  const blocks: Rect[] = opts.tiles ?? [];
+  if (!opts.tiles) for (let y = 0; y < height; y += tileRows) blocks.push({ x: 0, y, width, height: Math.min(tileRows, height - y) });
+  const total = blocks.reduce((n, b) => n + b.width * b.height, 0);
+  const [lo, hi] = sampleParts(image) as [Uint8Array | Uint16Array, (Uint8Array | Uint16Array)?];
+  const colors = colorChannels(channels);
 
   const stopped = interruptible(opts.signal);
   let sum = 0;
-  for (let row0 = 0; row0 < height; row0 += tileRows) {
+  let done = 0;
+  for (const b of blocks) {
     if (await stopped()) return undefined;
-    const rows = Math.min(tileRows, height - row0);
-    const n = rows * width;
-    const coords = sampler.pixelCenters(row0, rows);
+    const n = b.width * b.height;
+    const coords = sampler.pixelCenters(b.y, b.height, b.x, b.width);
     const pred = field(coords, n);
     if (pred.length !== n * channels) {
       throw new RangeError(`evaluate: the field returned ${pred.length} values for ${n} points of ${channels} channels (${n * channels} expected)`);
     }
-    const first = row0 * width * channels;
+    const band = opts.onRows ? alloc(n * channels) : undefined;
+    const rowSamples = b.width * channels;
     let tileSum = 0;
-    for (let k = 0; k < n * channels; k++) {
-      const s = first + k;
-      const c = k % channels;
-      const stored = (packed[s >>> shift]! >>> ((s & lane) * laneBits)) & max;
-      const p = pred[k]!;
-      const d = p - tables[c]![stored]!;
-      tileSum += d * d;
-      if (out) out[s] = storedSample(p, linear && c < colorChannels(channels), max);
+    for (let r = 0; r < b.height; r++) {
+      const first = ((b.y + r) * width + b.x) * channels;
+      // The row's samples in one part (a row may straddle the two only at 4 GiB: then sample by sample).
+      const inLo = first + rowSamples <= lo.length;
+      const part = inLo ? lo : hi;
+      const base = inLo ? first : first - lo.length;
+      const straddles = !inLo && base < 0;
+      for (let k = 0, q = r * rowSamples, c = 0; k < rowSamples; k++, q++, c = c + 1 === channels ? 0 : c + 1) {
+        const p = pred[q]!;
+        const stored = straddles ? sampleValue(image, first + k) : part![base + k]!;
+        const d = p - tables[c]![stored]!;
+        tileSum += d * d;
+        if (out || band) {
+          // storedSample, with its plain case inline (NaN -> 0)
+          const v = linear && c < colors ? storedSample(p, true, max) : p > 0 ? (p < 1 ? Math.round(p * max) : max) : 0;
+          if (out) out[first + k] = v;
+          if (band) band[q] = v;
+        }
+      }
     }
+    if (band) opts.onRows!(b.y, band);
     sum += tileSum;
+    done += n;
+    opts.progress?.(done, total);
   }
-  const mse = sum / (width * height * channels);
+  const mse = sum / (total * channels);
   const psnr = 10 * Math.log10(1 / mse);
   return out ? { psnr, mse, pixels: out } : { psnr, mse };
 }

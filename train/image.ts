@@ -20,9 +20,25 @@ export interface ImageData {
   /**
    * The samples in row-major order (y, x, channel): 8-bit samples four per u32 (sample s in byte s
    * & 3 of word s >> 2, little endian), 16-bit samples two per u32 (halfword s & 1 of word s >> 1).
-   * Words past the last sample are 0.
+   * Words past the last sample are 0. At most PART_WORDS words (one 4 GiB buffer): the rest are in
+   * packedHi.
    */
   packed: Uint32Array;
+  /** Words from PART_WORDS on, for images of more than 4 GiB of samples (packed then holds exactly PART_WORDS). */
+  packedHi?: Uint32Array;
+}
+
+/** Words of packed samples per buffer: one buffer holds at most 4 GiB (MAX_BUFFER_BYTES). */
+export const PART_WORDS = MAX_BUFFER_BYTES / 4;
+/** Buffers the sampler reads the samples from (dsl/kernels/sample.ts: pixels and pixelsHi). */
+const PARTS = 2;
+
+/** The error for an image with more samples than the sampler addresses (two buffers of 4 GiB), naming the file; undefined if it fits. */
+export function samplerLimitError(path: string, img: { width: number; height: number; channels: number; bits: number }): ImageError | undefined {
+  const samples = img.width * img.height * img.channels;
+  const max = (PARTS * PART_WORDS * 32) / img.bits;
+  if (samples <= max) return undefined;
+  return new ImageError(`${path}: a ${describeImage(img)} image has ${samples} samples, more than the ${max} (2^${Math.log2(max)}) the sampler addresses at ${img.bits} bits`);
 }
 
 /** Rows are decoded in strips of at most this many bytes (libvips streams them; memory stays packed + one strip). */
@@ -187,9 +203,8 @@ export async function loadImage(path: string, opts: LoadImageOptions = {}): Prom
   const stripRows = Math.max(1, Math.min(height, Math.floor((opts.stripBytes ?? STRIP_BYTES) / rowBytes)));
   const stripBytes = stripRows * rowBytes;
   const what = `a ${describeImage({ width, height, channels: p.channels, bits: p.bits })} image`;
-  if (packedBytes > MAX_BUFFER_BYTES) {
-    throw new ImageError(`${path}: ${what} is too large: its samples need ${formatBytes(packedBytes)}, more than the ${formatBytes(MAX_BUFFER_BYTES)} one buffer can hold`);
-  }
+  const limit = samplerLimitError(path, { width, height, channels: p.channels, bits: p.bits });
+  if (limit) throw limit;
   const maxBytes = opts.maxBytes ?? defaultMaxBytes();
   const needed = packedBytes + stripBytes;
   if (needed > maxBytes) {
@@ -201,8 +216,9 @@ export async function loadImage(path: string, opts: LoadImageOptions = {}): Prom
   }
 
   let packed: Uint32Array;
+  let packedHi: Uint32Array | undefined;
   try {
-    if (stripRows === height && p.rawChannels === p.channels) {
+    if (stripRows === height && p.rawChannels === p.channels && packedBytes <= MAX_BUFFER_BYTES) {
       // One strip holding exactly the samples: keep the decoder's buffer when it can be viewed as u32.
       const data = await decodeStrip(path, p, width, height, 0, height);
       if (data.byteOffset % 4 === 0 && data.length % 4 === 0) {
@@ -212,21 +228,30 @@ export async function loadImage(path: string, opts: LoadImageOptions = {}): Prom
         new Uint8Array(packed.buffer).set(data);
       }
     } else {
-      packed = new Uint32Array(packedBytes / 4);
-      const bytes = new Uint8Array(packed.buffer);
+      packed = new Uint32Array(Math.min(packedBytes / 4, PART_WORDS));
+      if (packedBytes / 4 > PART_WORDS) packedHi = new Uint32Array(packedBytes / 4 - PART_WORDS);
+      const parts = [new Uint8Array(packed.buffer), ...(packedHi ? [new Uint8Array(packedHi.buffer)] : [])];
+      /** Writes bytes at a byte offset of the samples, across the two parts. */
+      const put = (data: Uint8Array, offset: number) => {
+        const first = Math.max(0, Math.min(data.length, MAX_BUFFER_BYTES - offset));
+        if (first > 0) parts[0]!.set(first === data.length ? data : data.subarray(0, first), offset);
+        if (first < data.length) parts[1]!.set(data.subarray(first), offset + first - MAX_BUFFER_BYTES);
+      };
       for (let top = 0; top < height; top += stripRows) {
         const rows = Math.min(stripRows, height - top);
-        const data = await decodeStrip(path, p, width, height, top, rows);
-        const offset = top * width * p.channels * bytesPerSample;
-        if (p.rawChannels === p.channels) {
-          bytes.set(data, offset);
-        } else {
-          // 8-bit grayscale+alpha delivered as RGBA: keep bands 0 and 3.
-          for (let k = 0, o = offset; k < data.length; k += 4, o += 2) {
-            bytes[o] = data[k]!;
-            bytes[o + 1] = data[k + 3]!;
+        let data: Uint8Array = await decodeStrip(path, p, width, height, top, rows);
+        if (p.rawChannels !== p.channels) {
+          // 8-bit grayscale+alpha delivered as RGBA: keep bands 0 and 3 (in place).
+          for (let k = 0, o = 0; k < data.length; k += 4, o += 2) {
+            data[o] = data[k]!;
+            data[o + 1] = data[k + 3]!;
           }
+          data = data.subarray(0, data.length / 2);
         }
+        put(data, top * width * p.channels * bytesPerSample);
+        // The strip is garbage now: collected before the next is decoded, so that one is held at a time.
+        data = new Uint8Array(0);
+        Bun.gc(true);
       }
     }
   } catch (e) {
@@ -234,16 +259,29 @@ export async function loadImage(path: string, opts: LoadImageOptions = {}): Prom
     if (e instanceof RangeError) throw new ImageError(`${path}: ${what} does not fit in memory (${e.message})`);
     throw decodeError(path, e);
   }
-  return { path, width, height, channels: p.channels, bits: p.bits, packed };
+  return { path, width, height, channels: p.channels, bits: p.bits, packed, ...(packedHi ? { packedHi } : {}) };
 }
 
-/** Sample s of a packed image (its stored integer value). */
-export function sampleValue(img: Pick<ImageData, "bits" | "packed">, s: number): number {
-  return img.bits === 16 ? (img.packed[s >>> 1]! >>> ((s & 1) * 16)) & 65535 : (img.packed[s >>> 2]! >>> ((s & 3) * 8)) & 255;
+/** Sample s (an integer up to 2^53) of a packed image: its stored integer value. */
+export function sampleValue(img: Pick<ImageData, "bits" | "packed" | "packedHi">, s: number): number {
+  const per = img.bits === 16 ? 2 : 4;
+  const w = Math.floor(s / per);
+  const word = w < PART_WORDS ? img.packed[w]! : img.packedHi![w - PART_WORDS]!;
+  return (word >>> ((s - w * per) * img.bits)) & (img.bits === 16 ? 65535 : 255);
 }
 
-/** The samples of an image as a Uint8Array (8-bit) or Uint16Array (16-bit) view of `packed` (no copy). */
+/** The samples as views of packed and packedHi (no copy): the first holds samples [0, its length), the second the rest. */
+export function sampleParts(img: ImageData): (Uint8Array | Uint16Array)[] {
+  const view = (words: Uint32Array, length: number) =>
+    img.bits === 16 ? new Uint16Array(words.buffer as ArrayBuffer, words.byteOffset, length) : new Uint8Array(words.buffer as ArrayBuffer, words.byteOffset, length);
+  const n = img.width * img.height * img.channels;
+  const first = Math.min(n, (img.packed.byteLength * 8) / img.bits);
+  return img.packedHi ? [view(img.packed, first), view(img.packedHi, n - first)] : [view(img.packed, first)];
+}
+
+/** The samples of an image as a Uint8Array (8-bit) or Uint16Array (16-bit) view of `packed` (no copy; not for an image with packedHi). */
 export function samplesView(img: ImageData): Uint8Array | Uint16Array {
+  if (img.packedHi) throw new RangeError(`samplesView: ${img.path} has more than 4 GiB of samples (two buffers)`);
   const n = img.width * img.height * img.channels;
   return img.bits === 16 ? new Uint16Array(img.packed.buffer, img.packed.byteOffset, n) : new Uint8Array(img.packed.buffer, img.packed.byteOffset, n);
 }

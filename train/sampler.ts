@@ -6,7 +6,7 @@ import { resolve } from "node:path";
 import type { BackendRequest } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { loadKernels, type KernelModule } from "../modules/load.ts";
-import { ImageError, describeImage, type ImageData } from "./image.ts";
+import { ImageError, PART_WORDS, describeImage, samplerLimitError, type ImageData } from "./image.ts";
 
 export const SAMPLE_KERNELS = resolve(import.meta.dir, "../dsl/kernels/sample.ts");
 
@@ -32,7 +32,7 @@ export interface SamplerOptions {
 
 /** The compile-time configuration of dsl/kernels/sample.ts for an image. */
 export function imageConfig(image: Pick<ImageData, "width" | "height" | "channels" | "bits">, colorspace: Colorspace) {
-  return { width: image.width, height: image.height, channels: image.channels, bits16: image.bits === 16, linear: colorspace === "linear" };
+  return { width: image.width, height: image.height, channels: image.channels, bits16: image.bits === 16, linear: colorspace === "linear", partWords: PART_WORDS };
 }
 
 function checkCount(what: string, n: number, max: number): void {
@@ -40,8 +40,9 @@ function checkCount(what: string, n: number, max: number): void {
 }
 
 export class ImageSampler {
-  /** The packed samples on the module's backend (on host backends, image.packed itself: no copy). */
+  /** The packed samples on the module's backend (on host backends, image.packed itself: no copy), and the words past PART_WORDS. */
   readonly #pixels: DeviceBuffer<"u32"> | Uint32Array;
+  readonly #pixelsHi: DeviceBuffer<"u32"> | Uint32Array;
   #coords: DeviceBuffer<"f32"> | undefined;
   #targets: DeviceBuffer<"f32"> | undefined;
   /** Pixel-centre buffers by length (evaluation uses a full tile's and the last tile's). */
@@ -56,7 +57,9 @@ export class ImageSampler {
   ) {
     // CUDA needs a copy on the device; host backends read the TypedArray in place, so a large
     // image is held once, not twice.
+    const hi = image.packedHi ?? new Uint32Array(1);
     this.#pixels = mod.backend === "cuda" ? mod.upload("u32", image.packed) : image.packed;
+    this.#pixelsHi = mod.backend === "cuda" ? mod.upload("u32", hi) : hi;
   }
 
   static async create(image: ImageData, opts: SamplerOptions = {}): Promise<ImageSampler> {
@@ -64,13 +67,11 @@ export class ImageSampler {
     if (colorspace !== "srgb" && colorspace !== "linear") throw new RangeError(`ImageSampler: colorspace ${JSON.stringify(colorspace)} is not allowed (allowed: srgb, linear)`);
     const sampling = opts.sampling ?? "bilinear";
     if (sampling !== "bilinear" && sampling !== "pixel") throw new RangeError(`ImageSampler: sampling ${JSON.stringify(sampling)} is not allowed (allowed: bilinear, pixel)`);
-    const samples = image.width * image.height * image.channels;
-    // Sample indices are u32 in the kernel.
-    if (samples > 2 ** 32 - 1) {
-      throw new ImageError(`${image.path}: a ${describeImage(image)} image has ${samples} samples, more than the 2^32 - 1 the sampler indexes`);
-    }
-    const words = Math.ceil((samples * image.bits) / 32);
-    if (image.packed.length < words) throw new RangeError(`ImageSampler: ${image.path} has ${image.packed.length} packed words, ${words} expected`);
+    const limit = samplerLimitError(image.path, image);
+    if (limit) throw limit;
+    const words = Math.ceil((image.width * image.height * image.channels * image.bits) / 32);
+    const held = image.packed.length + (image.packedHi?.length ?? 0);
+    if (held < words || (image.packedHi && image.packed.length !== PART_WORDS)) throw new RangeError(`ImageSampler: ${image.path} has ${held} packed words, ${words} expected (the first ${PART_WORDS} in packed)`);
     // Unchecked: every index is inside the image (clamped corners) or the launch's own points.
     const mod = await loadKernels(SAMPLE_KERNELS, {
       config: imageConfig(image, colorspace),
@@ -127,21 +128,24 @@ export class ImageSampler {
       this.#targets = this.mod.alloc("f32", n * this.image.channels);
     }
     const kernel = this.sampling === "pixel" ? this.mod.kernels.samplePixels! : this.mod.kernels.sampleImage!;
-    kernel(n, this.#pixels, ((seed % 2 ** 32) + 2 ** 32) % 2 ** 32, this.#coords, this.#targets!);
+    kernel(n, this.#pixels, this.#pixelsHi, ((seed % 2 ** 32) + 2 ** 32) % 2 ** 32, this.#coords, this.#targets!);
     return { coords: this.#coords, targets: this.#targets! };
   }
 
   /**
    * The centres ((x + 0.5) / width, (y + 0.5) / height) of the pixels of rows [row0, row0 + rows),
-   * row by row: [rows * width][2]. The buffer is reused by the next call of the same size.
+   * columns [x0, x0 + cols) (default: every column), row by row: [rows * cols][2]. The buffer is
+   * reused by the next call of the same size.
    */
-  pixelCenters(row0: number, rows: number): DeviceBuffer<"f32"> {
+  pixelCenters(row0: number, rows: number, x0 = 0, cols = this.image.width): DeviceBuffer<"f32"> {
     this.checkOpen("pixelCenters");
     const { width, height } = this.image;
     if (!Number.isSafeInteger(row0) || row0 < 0 || row0 >= height) throw new RangeError(`ImageSampler.pixelCenters: row ${row0} is outside the image's ${height} rows`);
+    if (!Number.isSafeInteger(x0) || x0 < 0 || x0 >= width) throw new RangeError(`ImageSampler.pixelCenters: column ${x0} is outside the image's ${width} columns`);
     checkCount("pixelCenters", rows, height - row0);
-    const n = rows * width;
-    checkCount("pixelCenters (rows * width)", n, MAX_POINTS);
+    checkCount("pixelCenters (cols)", cols, width - x0);
+    const n = rows * cols;
+    checkCount("pixelCenters (rows * cols)", n, MAX_POINTS);
     let out = this.#centers.get(n);
     if (!out) {
       if (this.#centers.size >= 2) {
@@ -151,7 +155,7 @@ export class ImageSampler {
       out = this.mod.alloc("f32", 2 * n);
       this.#centers.set(n, out);
     }
-    this.mod.kernels.pixelCenters!(n, row0, out);
+    this.mod.kernels.pixelCenters!(n, x0, row0, cols, out);
     return out;
   }
 
@@ -168,6 +172,7 @@ export class ImageSampler {
     for (const b of this.#centers.values()) b.dispose();
     this.#centers.clear();
     if (!(this.#pixels instanceof Uint32Array)) this.#pixels.dispose();
+    if (!(this.#pixelsHi instanceof Uint32Array)) this.#pixelsHi.dispose();
     this.mod.close();
   }
 }

@@ -29,7 +29,7 @@ import type { DataSource, SourceEvaluation } from "./data/source.ts";
 import { interruptible } from "./eval.ts";
 import { createField, fieldMembers, fieldOf, type Weights } from "./field.ts";
 import { MetricsLog, writeJsonAtomic, writePlot } from "./outputs.ts";
-import { dataInput, openSource, SOURCE_OUTPUTS } from "./data/open.ts";
+import { dataInput, openSource, SOURCE_OUTPUT_DIRS, SOURCE_OUTPUTS } from "./data/open.ts";
 import type { PointsSummary } from "./data/points.ts";
 import { defaultLearningRate, describeSpan, makeSchedule, spansSteps, Warmup, type Schedule, type ScheduleKind, type ScheduleSpan } from "./schedule.ts";
 import { lockOutDir } from "./lock.ts";
@@ -125,13 +125,13 @@ export interface TrainResult {
    */
   bytesInference: number;
   /** The photograph (an image run). */
-  image?: { path: string; width: number; height: number; channels: number; bits: number };
+  image?: { path: string; width: number; height: number; channels: number; bits: number; evaluation: { mode: string; pixels: number; final: string; tiles?: number; tileSize?: number }; seconds?: Record<string, number> };
   /** The points, their bounding box and the validation figures (a points run). */
   points?: PointsSummary;
   /** The volume's shape (a run on train/data/volume.ts's source: bench:probing's 3D case). */
   volume?: { width: number; height: number; depth: number; channels: number };
   /** reconstruction: image runs (not an interrupted one, nor one too large for memory); validation: points runs. */
-  files: { reconstruction?: string; metrics: string; plot: string; summary: string; checkpoint: string; validation?: string };
+  files: { reconstruction?: string; viewer?: string; metrics: string; plot: string; summary: string; checkpoint: string; validation?: string };
 }
 
 /** A run stopped (TrainHooks.signal) before its first step: it wrote nothing. */
@@ -258,7 +258,7 @@ export class OutDirError extends ExpectedError {}
 /** What a run writes in its out directory: the trainer's files, and its source's (image runs: reconstruction.png; points runs: validation.csv). */
 const OUTPUTS = ["checkpoint.ngpk", "metrics.csv", "summary.json", "plot.png", ...SOURCE_OUTPUTS];
 /** The result's files in the order summary.json lists them: a source's reconstruction first, its validation last. */
-const FILES_ORDER: (keyof TrainResult["files"])[] = ["reconstruction", "metrics", "plot", "summary", "checkpoint", "validation"];
+const FILES_ORDER: (keyof TrainResult["files"])[] = ["reconstruction", "viewer", "metrics", "plot", "summary", "checkpoint", "validation"];
 /** The temporaries of those files (writeFileAtomic's, writeCheckpoint's, a run's metrics before its first checkpoint): `.<name>.<pid>.<random>.tmp`. */
 const OUTPUT_TEMPORARY = new RegExp(`^\\.(?:${OUTPUTS.map((n) => n.replace(".", "\\.")).join("|")})\\.(\\d+)\\.[0-9a-z]+\\.tmp$`);
 
@@ -386,7 +386,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     });
     if (!switched) {
       metrics.moveTo(files.metrics);
-      for (const name of OUTPUTS) if (name !== "checkpoint.ngpk" && name !== "metrics.csv") rmSync(join(out, name), { force: true });
+      for (const name of [...OUTPUTS, ...SOURCE_OUTPUT_DIRS]) if (name !== "checkpoint.ngpk" && name !== "metrics.csv") rmSync(join(out, name), { force: true, recursive: true });
       switched = true;
     }
     hooks.log?.(`checkpoint: ${files.checkpoint} (step ${step})`);

@@ -3,12 +3,13 @@
 // pixels' stored values (what a full-image PSNR measures), and the pixel centres of rows of the
 // image for evaluation.
 //
-// The image stays at its native depth (train/image.ts): `pixels` holds samples in row-major order
-// (y, x, channel), 8-bit samples four to a u32 (sample s in byte s & 3 of word s >> 2, little
-// endian), 16-bit samples two to a u32 (halfword s & 1 of word s >> 1). Sample indices are u32:
-// an image may hold up to 2^32 - 1 samples (56718 x 21450 x 3 is 3.6e9), so every index is formed
-// in u32 and never passes through i32 or f32.
-import { type Buf, type Const, type bool, f32, i32, floor, fma, max, min, pow, select, u32 } from "../index.ts";
+// The image stays at its native depth (train/image.ts): its samples in row-major order (y, x,
+// channel), 8-bit samples four to a u32 (sample s in byte s & 3 of word s >> 2, little endian),
+// 16-bit samples two to a u32 (halfword s & 1 of word s >> 1), the words in two buffers: words
+// [0, partWords) in `pixels`, the rest in `pixelsHi` (one host buffer holds at most 4 GiB: an RGBA
+// image of 56718 x 21450 has 4.9e9 samples). Sample indices are 64-bit, formed as (hi, lo) pairs of
+// u32 (sampleWord), never passing through i32 or f32; the word index is u32 (up to 2^32 words).
+import { type Buf, type Const, type bool, f32, i32, floor, fma, localArray, max, min, pow, select, u32 } from "../index.ts";
 
 export interface ImageConfig {
   width: i32;
@@ -19,6 +20,8 @@ export interface ImageConfig {
   bits16: bool;
   /** Convert each color sample from sRGB to linear before interpolating (alpha stays as it is). */
   linear: bool;
+  /** Words in `pixels` (the rest are in `pixelsHi`): 2^30, one 4 GiB buffer. */
+  partWords: i32;
 }
 
 /** Channels holding color (1 of grayscale+alpha, 3 of RGBA): alpha is not an sRGB value. */
@@ -56,20 +59,6 @@ export function srgbToLinear(c: f32): f32 {
   return select(c <= 0.04045, c / 12.92, pow((c + 0.055) / 1.055, 2.4));
 }
 
-/** Sample s (of channel c) of the image, scaled to [0, 1] (and made linear with cfg.linear, unless alpha). */
-function sampleAt(cfg: Const<ImageConfig>, pixels: Buf<u32>, s: u32, c: i32): f32 {
-  let v: f32 = 0.0;
-  if (cfg.bits16) {
-    v = f32((pixels[s >> 1] >> ((s & 1) * 16)) & 65535) / 65535.0;
-  } else {
-    v = f32((pixels[s >> 2] >> ((s & 3) * 8)) & 255) / 255.0;
-  }
-  if (cfg.linear && c < colorChannels(cfg.channels)) {
-    v = srgbToLinear(v);
-  }
-  return v;
-}
-
 /**
  * The high 32 bits of the 64-bit product a * b, floor(a * b / 2^32), in u32 arithmetic on 16-bit
  * halves (every partial product and sum fits 32 bits): a uniform u32 a scaled to [0, b).
@@ -90,9 +79,55 @@ function centre(x: u32, size: i32): f32 {
   return (f32(x) + 0.5) / f32(size);
 }
 
-/** Index of the first sample of pixel (x, y); x and y inside the image. */
-function pixelIndex(cfg: Const<ImageConfig>, x: u32, y: u32): u32 {
-  return (y * u32(cfg.width) + x) * u32(cfg.channels);
+/**
+ * The word holding sample c of pixel (x, y) and the sample's lane in it, from the 64-bit sample
+ * index s = (y * width + x) * channels + c formed as (hi, lo) u32 halves: word = s >> 2 (8-bit) or
+ * s >> 1 (16-bit), written to word[0], lane = s & 3 or s & 1 to word[1]. Exact for any pixel of
+ * any image whose words fit u32 (2^34 8-bit samples).
+ */
+export function sampleWord(cfg: Const<ImageConfig>, x: u32, y: u32, c: u32, word: u32[]): void {
+  const w = u32(cfg.width);
+  const n = u32(cfg.channels);
+  // p = y * w + x
+  let lo: u32 = y * w;
+  let hi: u32 = mulHi(y, w);
+  lo = lo + x;
+  hi = hi + select(lo < x, 1, 0);
+  // s = p * n + c
+  hi = hi * n + mulHi(lo, n);
+  lo = lo * n;
+  lo = lo + c;
+  hi = hi + select(lo < c, 1, 0);
+  if (cfg.bits16) {
+    word[0] = (hi << 31) | (lo >> 1);
+    word[1] = lo & 1;
+  } else {
+    word[0] = (hi << 30) | (lo >> 2);
+    word[1] = lo & 3;
+  }
+}
+
+/** Sample c of pixel (x, y), scaled to [0, 1] (and made linear with cfg.linear, unless alpha). */
+function sampleAt(cfg: Const<ImageConfig>, pixels: Buf<u32>, pixelsHi: Buf<u32>, x: u32, y: u32, c: i32): f32 {
+  const at = localArray<u32>(2);
+  sampleWord(cfg, x, y, u32(c), at);
+  const part = u32(cfg.partWords);
+  let bits: u32 = 0;
+  if (at[0] < part) {
+    bits = pixels[at[0]];
+  } else {
+    bits = pixelsHi[at[0] - part];
+  }
+  let v: f32 = 0.0;
+  if (cfg.bits16) {
+    v = f32((bits >> (at[1] * 16)) & 65535) / 65535.0;
+  } else {
+    v = f32((bits >> (at[1] * 8)) & 255) / 255.0;
+  }
+  if (cfg.linear && c < colorChannels(cfg.channels)) {
+    v = srgbToLinear(v);
+  }
+  return v;
 }
 
 /**
@@ -103,7 +138,7 @@ function pixelIndex(cfg: Const<ImageConfig>, x: u32, y: u32): u32 {
  * before interpolating).
  * @kernel
  */
-export function sampleImage(i: u32, cfg: Const<ImageConfig>, pixels: Buf<u32>, seed: u32, coords: Buf<f32>, targets: Buf<f32>): void {
+export function sampleImage(i: u32, cfg: Const<ImageConfig>, pixels: Buf<u32>, pixelsHi: Buf<u32>, seed: u32, coords: Buf<f32>, targets: Buf<f32>): void {
   const key = fmix32(i);
   const u = unitFloat(hashKey(key, seed, 0x2545f491));
   const v = unitFloat(hashKey(key, seed, 0x9e3779b9));
@@ -121,15 +156,11 @@ export function sampleImage(i: u32, cfg: Const<ImageConfig>, pixels: Buf<u32>, s
   const x1 = u32(min(i32(fx0) + 1, cfg.width - 1));
   const y0 = u32(max(i32(fy0), 0));
   const y1 = u32(min(i32(fy0) + 1, cfg.height - 1));
-  const s00 = pixelIndex(cfg, x0, y0);
-  const s10 = pixelIndex(cfg, x1, y0);
-  const s01 = pixelIndex(cfg, x0, y1);
-  const s11 = pixelIndex(cfg, x1, y1);
   for (let c = 0; c < cfg.channels; c++) {
-    const a = sampleAt(cfg, pixels, s00 + u32(c), c);
-    const b = sampleAt(cfg, pixels, s10 + u32(c), c);
-    const d = sampleAt(cfg, pixels, s01 + u32(c), c);
-    const e = sampleAt(cfg, pixels, s11 + u32(c), c);
+    const a = sampleAt(cfg, pixels, pixelsHi, x0, y0, c);
+    const b = sampleAt(cfg, pixels, pixelsHi, x1, y0, c);
+    const d = sampleAt(cfg, pixels, pixelsHi, x0, y1, c);
+    const e = sampleAt(cfg, pixels, pixelsHi, x1, y1, c);
     const top = fma(fx, b - a, a);
     const bottom = fma(fx, e - d, d);
     targets[i * u32(cfg.channels) + u32(c)] = fma(fy, bottom - top, top);
@@ -144,25 +175,24 @@ export function sampleImage(i: u32, cfg: Const<ImageConfig>, pixels: Buf<u32>, s
  * targets[i * channels + c] = its stored sample c (decoded, and made linear with cfg.linear).
  * @kernel
  */
-export function samplePixels(i: u32, cfg: Const<ImageConfig>, pixels: Buf<u32>, seed: u32, coords: Buf<f32>, targets: Buf<f32>): void {
+export function samplePixels(i: u32, cfg: Const<ImageConfig>, pixels: Buf<u32>, pixelsHi: Buf<u32>, seed: u32, coords: Buf<f32>, targets: Buf<f32>): void {
   const key = fmix32(i);
   const x = mulHi(hashKey(key, seed, 0x2545f491), u32(cfg.width));
   const y = mulHi(hashKey(key, seed, 0x9e3779b9), u32(cfg.height));
   coords[i * 2] = centre(x, cfg.width);
   coords[i * 2 + 1] = centre(y, cfg.height);
-  const s = pixelIndex(cfg, x, y);
   for (let c = 0; c < cfg.channels; c++) {
-    targets[i * u32(cfg.channels) + u32(c)] = sampleAt(cfg, pixels, s + u32(c), c);
+    targets[i * u32(cfg.channels) + u32(c)] = sampleAt(cfg, pixels, pixelsHi, x, y, c);
   }
 }
 
 /**
- * Thread i: the centre ((x + 0.5) / width, (y + 0.5) / height) of pixel i of the rows starting at
- * row0 (x = i % width, y = row0 + i / width), written to coords[2i], coords[2i + 1].
+ * Thread i: the centre ((x + 0.5) / width, (y + 0.5) / height) of pixel i of the block of `cols`
+ * columns from column x0 and rows from row0 (x = x0 + i % cols, y = row0 + i / cols), written to
+ * coords[2i], coords[2i + 1].
  * @kernel
  */
-export function pixelCenters(i: u32, cfg: Const<ImageConfig>, row0: u32, coords: Buf<f32>): void {
-  const w = u32(cfg.width);
-  coords[i * 2] = centre(i % w, cfg.width);
-  coords[i * 2 + 1] = centre(row0 + i / w, cfg.height);
+export function pixelCenters(i: u32, cfg: Const<ImageConfig>, x0: u32, row0: u32, cols: u32, coords: Buf<f32>): void {
+  coords[i * 2] = centre(x0 + i % cols, cfg.width);
+  coords[i * 2 + 1] = centre(row0 + i / cols, cfg.height);
 }

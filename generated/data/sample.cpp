@@ -21,7 +21,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void sampleImage_body(uint32_t i, const uint32_t* __restrict__ pixels, uint32_t seed, float* __restrict__ coords, float* __restrict__ targets) {
+NGP_FN void sampleImage_body(uint32_t i, const uint32_t* __restrict__ pixels, const uint32_t* __restrict__ pixelsHi, uint32_t seed, float* __restrict__ coords, float* __restrict__ targets) {
   uint32_t x_1 = i;
   x_1 ^= x_1 >> 16;
   x_1 *= 2246822507u;
@@ -71,151 +71,463 @@ NGP_FN void sampleImage_body(uint32_t i, const uint32_t* __restrict__ pixels, ui
   const uint32_t x1 = ((uint32_t)ngp_min(ngp_f2int_rz(fx0) + 1, 511));
   const uint32_t y0 = ((uint32_t)ngp_max(ngp_f2int_rz(fy0), 0));
   const uint32_t y1 = ((uint32_t)ngp_min(ngp_f2int_rz(fy0) + 1, 511));
-  const uint32_t s00 = (y0 * 512u + x0) * 3u;
-  const uint32_t s10 = (y0 * 512u + x1) * 3u;
-  const uint32_t s01 = (y1 * 512u + x0) * 3u;
-  const uint32_t s11 = (y1 * 512u + x1) * 3u;
   {
-    float v_11 = ((float)(pixels[s00 >> 2] >> ((s00 & 3u) * 8u & 31) & 255u)) / 255.0f;
-    bool cond_12 = false;
-    if (cond_12) {
-      cond_12 = true;
+    uint32_t at_10[2] = {};
+    uint32_t lo_14 = y0 * 512u;
+    const uint32_t aL_15 = y0 & 65535u;
+    const uint32_t aH_16 = y0 >> 16;
+    const uint32_t lh_19 = aL_15 * 0u;
+    const uint32_t hl_20 = aH_16 * 512u;
+    const uint32_t mid_21 = (aL_15 * 512u >> 16) + (lh_19 & 65535u) + (hl_20 & 65535u);
+    uint32_t hi_22 = aH_16 * 0u + (lh_19 >> 16) + (hl_20 >> 16) + (mid_21 >> 16);
+    lo_14 = lo_14 + x0;
+    hi_22 = hi_22 + ((lo_14 < x0) ? 1u : 0u);
+    const uint32_t aL_23 = lo_14 & 65535u;
+    const uint32_t aH_24 = lo_14 >> 16;
+    const uint32_t lh_27 = aL_23 * 0u;
+    const uint32_t hl_28 = aH_24 * 3u;
+    const uint32_t mid_29 = (aL_23 * 3u >> 16) + (lh_27 & 65535u) + (hl_28 & 65535u);
+    hi_22 = hi_22 * 3u + (aH_24 * 0u + (lh_27 >> 16) + (hl_28 >> 16) + (mid_29 >> 16));
+    lo_14 = lo_14 * 3u;
+    lo_14 = lo_14;
+    hi_22 = hi_22 + ((lo_14 < 0u) ? 1u : 0u);
+    at_10[0] = hi_22 << 30 | lo_14 >> 2;
+    at_10[1] = lo_14 & 3u;
+    uint32_t bits_31 = 0u;
+    if (at_10[0] < 1073741824u) {
+      bits_31 = pixels[at_10[0]];
+    } else {
+      bits_31 = pixelsHi[at_10[0] - 1073741824u];
     }
-    if (cond_12) {
-      v_11 = ((v_11 <= 0.04045f) ? (v_11 / 12.92f) : powf((v_11 + 0.055f) / 1.055f, 2.4f));
+    float v_32 = ((float)(bits_31 >> (at_10[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_33 = false;
+    if (cond_33) {
+      cond_33 = true;
     }
-    const float a = v_11;
-    float v_15 = ((float)(pixels[s10 >> 2] >> ((s10 & 3u) * 8u & 31) & 255u)) / 255.0f;
-    bool cond_16 = false;
-    if (cond_16) {
-      cond_16 = true;
+    if (cond_33) {
+      v_32 = ((v_32 <= 0.04045f) ? (v_32 / 12.92f) : powf((v_32 + 0.055f) / 1.055f, 2.4f));
     }
-    if (cond_16) {
-      v_15 = ((v_15 <= 0.04045f) ? (v_15 / 12.92f) : powf((v_15 + 0.055f) / 1.055f, 2.4f));
+    const float a = v_32;
+    uint32_t at_35[2] = {};
+    uint32_t lo_39 = y0 * 512u;
+    const uint32_t aL_40 = y0 & 65535u;
+    const uint32_t aH_41 = y0 >> 16;
+    const uint32_t lh_44 = aL_40 * 0u;
+    const uint32_t hl_45 = aH_41 * 512u;
+    const uint32_t mid_46 = (aL_40 * 512u >> 16) + (lh_44 & 65535u) + (hl_45 & 65535u);
+    uint32_t hi_47 = aH_41 * 0u + (lh_44 >> 16) + (hl_45 >> 16) + (mid_46 >> 16);
+    lo_39 = lo_39 + x1;
+    hi_47 = hi_47 + ((lo_39 < x1) ? 1u : 0u);
+    const uint32_t aL_48 = lo_39 & 65535u;
+    const uint32_t aH_49 = lo_39 >> 16;
+    const uint32_t lh_52 = aL_48 * 0u;
+    const uint32_t hl_53 = aH_49 * 3u;
+    const uint32_t mid_54 = (aL_48 * 3u >> 16) + (lh_52 & 65535u) + (hl_53 & 65535u);
+    hi_47 = hi_47 * 3u + (aH_49 * 0u + (lh_52 >> 16) + (hl_53 >> 16) + (mid_54 >> 16));
+    lo_39 = lo_39 * 3u;
+    lo_39 = lo_39;
+    hi_47 = hi_47 + ((lo_39 < 0u) ? 1u : 0u);
+    at_35[0] = hi_47 << 30 | lo_39 >> 2;
+    at_35[1] = lo_39 & 3u;
+    uint32_t bits_56 = 0u;
+    if (at_35[0] < 1073741824u) {
+      bits_56 = pixels[at_35[0]];
+    } else {
+      bits_56 = pixelsHi[at_35[0] - 1073741824u];
     }
-    const float b = v_15;
-    float v_19 = ((float)(pixels[s01 >> 2] >> ((s01 & 3u) * 8u & 31) & 255u)) / 255.0f;
-    bool cond_20 = false;
-    if (cond_20) {
-      cond_20 = true;
+    float v_57 = ((float)(bits_56 >> (at_35[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_58 = false;
+    if (cond_58) {
+      cond_58 = true;
     }
-    if (cond_20) {
-      v_19 = ((v_19 <= 0.04045f) ? (v_19 / 12.92f) : powf((v_19 + 0.055f) / 1.055f, 2.4f));
+    if (cond_58) {
+      v_57 = ((v_57 <= 0.04045f) ? (v_57 / 12.92f) : powf((v_57 + 0.055f) / 1.055f, 2.4f));
     }
-    const float d = v_19;
-    float v_23 = ((float)(pixels[s11 >> 2] >> ((s11 & 3u) * 8u & 31) & 255u)) / 255.0f;
-    bool cond_24 = false;
-    if (cond_24) {
-      cond_24 = true;
+    const float b = v_57;
+    uint32_t at_60[2] = {};
+    uint32_t lo_64 = y1 * 512u;
+    const uint32_t aL_65 = y1 & 65535u;
+    const uint32_t aH_66 = y1 >> 16;
+    const uint32_t lh_69 = aL_65 * 0u;
+    const uint32_t hl_70 = aH_66 * 512u;
+    const uint32_t mid_71 = (aL_65 * 512u >> 16) + (lh_69 & 65535u) + (hl_70 & 65535u);
+    uint32_t hi_72 = aH_66 * 0u + (lh_69 >> 16) + (hl_70 >> 16) + (mid_71 >> 16);
+    lo_64 = lo_64 + x0;
+    hi_72 = hi_72 + ((lo_64 < x0) ? 1u : 0u);
+    const uint32_t aL_73 = lo_64 & 65535u;
+    const uint32_t aH_74 = lo_64 >> 16;
+    const uint32_t lh_77 = aL_73 * 0u;
+    const uint32_t hl_78 = aH_74 * 3u;
+    const uint32_t mid_79 = (aL_73 * 3u >> 16) + (lh_77 & 65535u) + (hl_78 & 65535u);
+    hi_72 = hi_72 * 3u + (aH_74 * 0u + (lh_77 >> 16) + (hl_78 >> 16) + (mid_79 >> 16));
+    lo_64 = lo_64 * 3u;
+    lo_64 = lo_64;
+    hi_72 = hi_72 + ((lo_64 < 0u) ? 1u : 0u);
+    at_60[0] = hi_72 << 30 | lo_64 >> 2;
+    at_60[1] = lo_64 & 3u;
+    uint32_t bits_81 = 0u;
+    if (at_60[0] < 1073741824u) {
+      bits_81 = pixels[at_60[0]];
+    } else {
+      bits_81 = pixelsHi[at_60[0] - 1073741824u];
     }
-    if (cond_24) {
-      v_23 = ((v_23 <= 0.04045f) ? (v_23 / 12.92f) : powf((v_23 + 0.055f) / 1.055f, 2.4f));
+    float v_82 = ((float)(bits_81 >> (at_60[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_83 = false;
+    if (cond_83) {
+      cond_83 = true;
     }
-    const float e = v_23;
+    if (cond_83) {
+      v_82 = ((v_82 <= 0.04045f) ? (v_82 / 12.92f) : powf((v_82 + 0.055f) / 1.055f, 2.4f));
+    }
+    const float d = v_82;
+    uint32_t at_85[2] = {};
+    uint32_t lo_89 = y1 * 512u;
+    const uint32_t aL_90 = y1 & 65535u;
+    const uint32_t aH_91 = y1 >> 16;
+    const uint32_t lh_94 = aL_90 * 0u;
+    const uint32_t hl_95 = aH_91 * 512u;
+    const uint32_t mid_96 = (aL_90 * 512u >> 16) + (lh_94 & 65535u) + (hl_95 & 65535u);
+    uint32_t hi_97 = aH_91 * 0u + (lh_94 >> 16) + (hl_95 >> 16) + (mid_96 >> 16);
+    lo_89 = lo_89 + x1;
+    hi_97 = hi_97 + ((lo_89 < x1) ? 1u : 0u);
+    const uint32_t aL_98 = lo_89 & 65535u;
+    const uint32_t aH_99 = lo_89 >> 16;
+    const uint32_t lh_102 = aL_98 * 0u;
+    const uint32_t hl_103 = aH_99 * 3u;
+    const uint32_t mid_104 = (aL_98 * 3u >> 16) + (lh_102 & 65535u) + (hl_103 & 65535u);
+    hi_97 = hi_97 * 3u + (aH_99 * 0u + (lh_102 >> 16) + (hl_103 >> 16) + (mid_104 >> 16));
+    lo_89 = lo_89 * 3u;
+    lo_89 = lo_89;
+    hi_97 = hi_97 + ((lo_89 < 0u) ? 1u : 0u);
+    at_85[0] = hi_97 << 30 | lo_89 >> 2;
+    at_85[1] = lo_89 & 3u;
+    uint32_t bits_106 = 0u;
+    if (at_85[0] < 1073741824u) {
+      bits_106 = pixels[at_85[0]];
+    } else {
+      bits_106 = pixelsHi[at_85[0] - 1073741824u];
+    }
+    float v_107 = ((float)(bits_106 >> (at_85[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_108 = false;
+    if (cond_108) {
+      cond_108 = true;
+    }
+    if (cond_108) {
+      v_107 = ((v_107 <= 0.04045f) ? (v_107 / 12.92f) : powf((v_107 + 0.055f) / 1.055f, 2.4f));
+    }
+    const float e = v_107;
     const float top = fmaf(fx, b - a, a);
     const float bottom = fmaf(fx, e - d, d);
     targets[i * 3u] = fmaf(fy, bottom - top, top);
   }
   {
-    const uint32_t s_10 = s00 + 1u;
-    float v_11 = ((float)(pixels[s_10 >> 2] >> ((s_10 & 3u) * 8u & 31) & 255u)) / 255.0f;
-    bool cond_12 = false;
-    if (cond_12) {
-      cond_12 = true;
+    uint32_t at_10[2] = {};
+    uint32_t lo_14 = y0 * 512u;
+    const uint32_t aL_15 = y0 & 65535u;
+    const uint32_t aH_16 = y0 >> 16;
+    const uint32_t lh_19 = aL_15 * 0u;
+    const uint32_t hl_20 = aH_16 * 512u;
+    const uint32_t mid_21 = (aL_15 * 512u >> 16) + (lh_19 & 65535u) + (hl_20 & 65535u);
+    uint32_t hi_22 = aH_16 * 0u + (lh_19 >> 16) + (hl_20 >> 16) + (mid_21 >> 16);
+    lo_14 = lo_14 + x0;
+    hi_22 = hi_22 + ((lo_14 < x0) ? 1u : 0u);
+    const uint32_t aL_23 = lo_14 & 65535u;
+    const uint32_t aH_24 = lo_14 >> 16;
+    const uint32_t lh_27 = aL_23 * 0u;
+    const uint32_t hl_28 = aH_24 * 3u;
+    const uint32_t mid_29 = (aL_23 * 3u >> 16) + (lh_27 & 65535u) + (hl_28 & 65535u);
+    hi_22 = hi_22 * 3u + (aH_24 * 0u + (lh_27 >> 16) + (hl_28 >> 16) + (mid_29 >> 16));
+    lo_14 = lo_14 * 3u;
+    lo_14 = lo_14 + 1u;
+    hi_22 = hi_22 + ((lo_14 < 1u) ? 1u : 0u);
+    at_10[0] = hi_22 << 30 | lo_14 >> 2;
+    at_10[1] = lo_14 & 3u;
+    uint32_t bits_31 = 0u;
+    if (at_10[0] < 1073741824u) {
+      bits_31 = pixels[at_10[0]];
+    } else {
+      bits_31 = pixelsHi[at_10[0] - 1073741824u];
     }
-    if (cond_12) {
-      v_11 = ((v_11 <= 0.04045f) ? (v_11 / 12.92f) : powf((v_11 + 0.055f) / 1.055f, 2.4f));
+    float v_32 = ((float)(bits_31 >> (at_10[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_33 = false;
+    if (cond_33) {
+      cond_33 = true;
     }
-    const float a = v_11;
-    const uint32_t s_14 = s10 + 1u;
-    float v_15 = ((float)(pixels[s_14 >> 2] >> ((s_14 & 3u) * 8u & 31) & 255u)) / 255.0f;
-    bool cond_16 = false;
-    if (cond_16) {
-      cond_16 = true;
+    if (cond_33) {
+      v_32 = ((v_32 <= 0.04045f) ? (v_32 / 12.92f) : powf((v_32 + 0.055f) / 1.055f, 2.4f));
     }
-    if (cond_16) {
-      v_15 = ((v_15 <= 0.04045f) ? (v_15 / 12.92f) : powf((v_15 + 0.055f) / 1.055f, 2.4f));
+    const float a = v_32;
+    uint32_t at_35[2] = {};
+    uint32_t lo_39 = y0 * 512u;
+    const uint32_t aL_40 = y0 & 65535u;
+    const uint32_t aH_41 = y0 >> 16;
+    const uint32_t lh_44 = aL_40 * 0u;
+    const uint32_t hl_45 = aH_41 * 512u;
+    const uint32_t mid_46 = (aL_40 * 512u >> 16) + (lh_44 & 65535u) + (hl_45 & 65535u);
+    uint32_t hi_47 = aH_41 * 0u + (lh_44 >> 16) + (hl_45 >> 16) + (mid_46 >> 16);
+    lo_39 = lo_39 + x1;
+    hi_47 = hi_47 + ((lo_39 < x1) ? 1u : 0u);
+    const uint32_t aL_48 = lo_39 & 65535u;
+    const uint32_t aH_49 = lo_39 >> 16;
+    const uint32_t lh_52 = aL_48 * 0u;
+    const uint32_t hl_53 = aH_49 * 3u;
+    const uint32_t mid_54 = (aL_48 * 3u >> 16) + (lh_52 & 65535u) + (hl_53 & 65535u);
+    hi_47 = hi_47 * 3u + (aH_49 * 0u + (lh_52 >> 16) + (hl_53 >> 16) + (mid_54 >> 16));
+    lo_39 = lo_39 * 3u;
+    lo_39 = lo_39 + 1u;
+    hi_47 = hi_47 + ((lo_39 < 1u) ? 1u : 0u);
+    at_35[0] = hi_47 << 30 | lo_39 >> 2;
+    at_35[1] = lo_39 & 3u;
+    uint32_t bits_56 = 0u;
+    if (at_35[0] < 1073741824u) {
+      bits_56 = pixels[at_35[0]];
+    } else {
+      bits_56 = pixelsHi[at_35[0] - 1073741824u];
     }
-    const float b = v_15;
-    const uint32_t s_18 = s01 + 1u;
-    float v_19 = ((float)(pixels[s_18 >> 2] >> ((s_18 & 3u) * 8u & 31) & 255u)) / 255.0f;
-    bool cond_20 = false;
-    if (cond_20) {
-      cond_20 = true;
+    float v_57 = ((float)(bits_56 >> (at_35[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_58 = false;
+    if (cond_58) {
+      cond_58 = true;
     }
-    if (cond_20) {
-      v_19 = ((v_19 <= 0.04045f) ? (v_19 / 12.92f) : powf((v_19 + 0.055f) / 1.055f, 2.4f));
+    if (cond_58) {
+      v_57 = ((v_57 <= 0.04045f) ? (v_57 / 12.92f) : powf((v_57 + 0.055f) / 1.055f, 2.4f));
     }
-    const float d = v_19;
-    const uint32_t s_22 = s11 + 1u;
-    float v_23 = ((float)(pixels[s_22 >> 2] >> ((s_22 & 3u) * 8u & 31) & 255u)) / 255.0f;
-    bool cond_24 = false;
-    if (cond_24) {
-      cond_24 = true;
+    const float b = v_57;
+    uint32_t at_60[2] = {};
+    uint32_t lo_64 = y1 * 512u;
+    const uint32_t aL_65 = y1 & 65535u;
+    const uint32_t aH_66 = y1 >> 16;
+    const uint32_t lh_69 = aL_65 * 0u;
+    const uint32_t hl_70 = aH_66 * 512u;
+    const uint32_t mid_71 = (aL_65 * 512u >> 16) + (lh_69 & 65535u) + (hl_70 & 65535u);
+    uint32_t hi_72 = aH_66 * 0u + (lh_69 >> 16) + (hl_70 >> 16) + (mid_71 >> 16);
+    lo_64 = lo_64 + x0;
+    hi_72 = hi_72 + ((lo_64 < x0) ? 1u : 0u);
+    const uint32_t aL_73 = lo_64 & 65535u;
+    const uint32_t aH_74 = lo_64 >> 16;
+    const uint32_t lh_77 = aL_73 * 0u;
+    const uint32_t hl_78 = aH_74 * 3u;
+    const uint32_t mid_79 = (aL_73 * 3u >> 16) + (lh_77 & 65535u) + (hl_78 & 65535u);
+    hi_72 = hi_72 * 3u + (aH_74 * 0u + (lh_77 >> 16) + (hl_78 >> 16) + (mid_79 >> 16));
+    lo_64 = lo_64 * 3u;
+    lo_64 = lo_64 + 1u;
+    hi_72 = hi_72 + ((lo_64 < 1u) ? 1u : 0u);
+    at_60[0] = hi_72 << 30 | lo_64 >> 2;
+    at_60[1] = lo_64 & 3u;
+    uint32_t bits_81 = 0u;
+    if (at_60[0] < 1073741824u) {
+      bits_81 = pixels[at_60[0]];
+    } else {
+      bits_81 = pixelsHi[at_60[0] - 1073741824u];
     }
-    if (cond_24) {
-      v_23 = ((v_23 <= 0.04045f) ? (v_23 / 12.92f) : powf((v_23 + 0.055f) / 1.055f, 2.4f));
+    float v_82 = ((float)(bits_81 >> (at_60[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_83 = false;
+    if (cond_83) {
+      cond_83 = true;
     }
-    const float e = v_23;
+    if (cond_83) {
+      v_82 = ((v_82 <= 0.04045f) ? (v_82 / 12.92f) : powf((v_82 + 0.055f) / 1.055f, 2.4f));
+    }
+    const float d = v_82;
+    uint32_t at_85[2] = {};
+    uint32_t lo_89 = y1 * 512u;
+    const uint32_t aL_90 = y1 & 65535u;
+    const uint32_t aH_91 = y1 >> 16;
+    const uint32_t lh_94 = aL_90 * 0u;
+    const uint32_t hl_95 = aH_91 * 512u;
+    const uint32_t mid_96 = (aL_90 * 512u >> 16) + (lh_94 & 65535u) + (hl_95 & 65535u);
+    uint32_t hi_97 = aH_91 * 0u + (lh_94 >> 16) + (hl_95 >> 16) + (mid_96 >> 16);
+    lo_89 = lo_89 + x1;
+    hi_97 = hi_97 + ((lo_89 < x1) ? 1u : 0u);
+    const uint32_t aL_98 = lo_89 & 65535u;
+    const uint32_t aH_99 = lo_89 >> 16;
+    const uint32_t lh_102 = aL_98 * 0u;
+    const uint32_t hl_103 = aH_99 * 3u;
+    const uint32_t mid_104 = (aL_98 * 3u >> 16) + (lh_102 & 65535u) + (hl_103 & 65535u);
+    hi_97 = hi_97 * 3u + (aH_99 * 0u + (lh_102 >> 16) + (hl_103 >> 16) + (mid_104 >> 16));
+    lo_89 = lo_89 * 3u;
+    lo_89 = lo_89 + 1u;
+    hi_97 = hi_97 + ((lo_89 < 1u) ? 1u : 0u);
+    at_85[0] = hi_97 << 30 | lo_89 >> 2;
+    at_85[1] = lo_89 & 3u;
+    uint32_t bits_106 = 0u;
+    if (at_85[0] < 1073741824u) {
+      bits_106 = pixels[at_85[0]];
+    } else {
+      bits_106 = pixelsHi[at_85[0] - 1073741824u];
+    }
+    float v_107 = ((float)(bits_106 >> (at_85[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_108 = false;
+    if (cond_108) {
+      cond_108 = true;
+    }
+    if (cond_108) {
+      v_107 = ((v_107 <= 0.04045f) ? (v_107 / 12.92f) : powf((v_107 + 0.055f) / 1.055f, 2.4f));
+    }
+    const float e = v_107;
     const float top = fmaf(fx, b - a, a);
     const float bottom = fmaf(fx, e - d, d);
     targets[i * 3u + 1u] = fmaf(fy, bottom - top, top);
   }
   {
-    const uint32_t s_10 = s00 + 2u;
-    float v_11 = ((float)(pixels[s_10 >> 2] >> ((s_10 & 3u) * 8u & 31) & 255u)) / 255.0f;
-    bool cond_12 = false;
-    if (cond_12) {
-      cond_12 = true;
+    uint32_t at_10[2] = {};
+    uint32_t lo_14 = y0 * 512u;
+    const uint32_t aL_15 = y0 & 65535u;
+    const uint32_t aH_16 = y0 >> 16;
+    const uint32_t lh_19 = aL_15 * 0u;
+    const uint32_t hl_20 = aH_16 * 512u;
+    const uint32_t mid_21 = (aL_15 * 512u >> 16) + (lh_19 & 65535u) + (hl_20 & 65535u);
+    uint32_t hi_22 = aH_16 * 0u + (lh_19 >> 16) + (hl_20 >> 16) + (mid_21 >> 16);
+    lo_14 = lo_14 + x0;
+    hi_22 = hi_22 + ((lo_14 < x0) ? 1u : 0u);
+    const uint32_t aL_23 = lo_14 & 65535u;
+    const uint32_t aH_24 = lo_14 >> 16;
+    const uint32_t lh_27 = aL_23 * 0u;
+    const uint32_t hl_28 = aH_24 * 3u;
+    const uint32_t mid_29 = (aL_23 * 3u >> 16) + (lh_27 & 65535u) + (hl_28 & 65535u);
+    hi_22 = hi_22 * 3u + (aH_24 * 0u + (lh_27 >> 16) + (hl_28 >> 16) + (mid_29 >> 16));
+    lo_14 = lo_14 * 3u;
+    lo_14 = lo_14 + 2u;
+    hi_22 = hi_22 + ((lo_14 < 2u) ? 1u : 0u);
+    at_10[0] = hi_22 << 30 | lo_14 >> 2;
+    at_10[1] = lo_14 & 3u;
+    uint32_t bits_31 = 0u;
+    if (at_10[0] < 1073741824u) {
+      bits_31 = pixels[at_10[0]];
+    } else {
+      bits_31 = pixelsHi[at_10[0] - 1073741824u];
     }
-    if (cond_12) {
-      v_11 = ((v_11 <= 0.04045f) ? (v_11 / 12.92f) : powf((v_11 + 0.055f) / 1.055f, 2.4f));
+    float v_32 = ((float)(bits_31 >> (at_10[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_33 = false;
+    if (cond_33) {
+      cond_33 = true;
     }
-    const float a = v_11;
-    const uint32_t s_14 = s10 + 2u;
-    float v_15 = ((float)(pixels[s_14 >> 2] >> ((s_14 & 3u) * 8u & 31) & 255u)) / 255.0f;
-    bool cond_16 = false;
-    if (cond_16) {
-      cond_16 = true;
+    if (cond_33) {
+      v_32 = ((v_32 <= 0.04045f) ? (v_32 / 12.92f) : powf((v_32 + 0.055f) / 1.055f, 2.4f));
     }
-    if (cond_16) {
-      v_15 = ((v_15 <= 0.04045f) ? (v_15 / 12.92f) : powf((v_15 + 0.055f) / 1.055f, 2.4f));
+    const float a = v_32;
+    uint32_t at_35[2] = {};
+    uint32_t lo_39 = y0 * 512u;
+    const uint32_t aL_40 = y0 & 65535u;
+    const uint32_t aH_41 = y0 >> 16;
+    const uint32_t lh_44 = aL_40 * 0u;
+    const uint32_t hl_45 = aH_41 * 512u;
+    const uint32_t mid_46 = (aL_40 * 512u >> 16) + (lh_44 & 65535u) + (hl_45 & 65535u);
+    uint32_t hi_47 = aH_41 * 0u + (lh_44 >> 16) + (hl_45 >> 16) + (mid_46 >> 16);
+    lo_39 = lo_39 + x1;
+    hi_47 = hi_47 + ((lo_39 < x1) ? 1u : 0u);
+    const uint32_t aL_48 = lo_39 & 65535u;
+    const uint32_t aH_49 = lo_39 >> 16;
+    const uint32_t lh_52 = aL_48 * 0u;
+    const uint32_t hl_53 = aH_49 * 3u;
+    const uint32_t mid_54 = (aL_48 * 3u >> 16) + (lh_52 & 65535u) + (hl_53 & 65535u);
+    hi_47 = hi_47 * 3u + (aH_49 * 0u + (lh_52 >> 16) + (hl_53 >> 16) + (mid_54 >> 16));
+    lo_39 = lo_39 * 3u;
+    lo_39 = lo_39 + 2u;
+    hi_47 = hi_47 + ((lo_39 < 2u) ? 1u : 0u);
+    at_35[0] = hi_47 << 30 | lo_39 >> 2;
+    at_35[1] = lo_39 & 3u;
+    uint32_t bits_56 = 0u;
+    if (at_35[0] < 1073741824u) {
+      bits_56 = pixels[at_35[0]];
+    } else {
+      bits_56 = pixelsHi[at_35[0] - 1073741824u];
     }
-    const float b = v_15;
-    const uint32_t s_18 = s01 + 2u;
-    float v_19 = ((float)(pixels[s_18 >> 2] >> ((s_18 & 3u) * 8u & 31) & 255u)) / 255.0f;
-    bool cond_20 = false;
-    if (cond_20) {
-      cond_20 = true;
+    float v_57 = ((float)(bits_56 >> (at_35[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_58 = false;
+    if (cond_58) {
+      cond_58 = true;
     }
-    if (cond_20) {
-      v_19 = ((v_19 <= 0.04045f) ? (v_19 / 12.92f) : powf((v_19 + 0.055f) / 1.055f, 2.4f));
+    if (cond_58) {
+      v_57 = ((v_57 <= 0.04045f) ? (v_57 / 12.92f) : powf((v_57 + 0.055f) / 1.055f, 2.4f));
     }
-    const float d = v_19;
-    const uint32_t s_22 = s11 + 2u;
-    float v_23 = ((float)(pixels[s_22 >> 2] >> ((s_22 & 3u) * 8u & 31) & 255u)) / 255.0f;
-    bool cond_24 = false;
-    if (cond_24) {
-      cond_24 = true;
+    const float b = v_57;
+    uint32_t at_60[2] = {};
+    uint32_t lo_64 = y1 * 512u;
+    const uint32_t aL_65 = y1 & 65535u;
+    const uint32_t aH_66 = y1 >> 16;
+    const uint32_t lh_69 = aL_65 * 0u;
+    const uint32_t hl_70 = aH_66 * 512u;
+    const uint32_t mid_71 = (aL_65 * 512u >> 16) + (lh_69 & 65535u) + (hl_70 & 65535u);
+    uint32_t hi_72 = aH_66 * 0u + (lh_69 >> 16) + (hl_70 >> 16) + (mid_71 >> 16);
+    lo_64 = lo_64 + x0;
+    hi_72 = hi_72 + ((lo_64 < x0) ? 1u : 0u);
+    const uint32_t aL_73 = lo_64 & 65535u;
+    const uint32_t aH_74 = lo_64 >> 16;
+    const uint32_t lh_77 = aL_73 * 0u;
+    const uint32_t hl_78 = aH_74 * 3u;
+    const uint32_t mid_79 = (aL_73 * 3u >> 16) + (lh_77 & 65535u) + (hl_78 & 65535u);
+    hi_72 = hi_72 * 3u + (aH_74 * 0u + (lh_77 >> 16) + (hl_78 >> 16) + (mid_79 >> 16));
+    lo_64 = lo_64 * 3u;
+    lo_64 = lo_64 + 2u;
+    hi_72 = hi_72 + ((lo_64 < 2u) ? 1u : 0u);
+    at_60[0] = hi_72 << 30 | lo_64 >> 2;
+    at_60[1] = lo_64 & 3u;
+    uint32_t bits_81 = 0u;
+    if (at_60[0] < 1073741824u) {
+      bits_81 = pixels[at_60[0]];
+    } else {
+      bits_81 = pixelsHi[at_60[0] - 1073741824u];
     }
-    if (cond_24) {
-      v_23 = ((v_23 <= 0.04045f) ? (v_23 / 12.92f) : powf((v_23 + 0.055f) / 1.055f, 2.4f));
+    float v_82 = ((float)(bits_81 >> (at_60[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_83 = false;
+    if (cond_83) {
+      cond_83 = true;
     }
-    const float e = v_23;
+    if (cond_83) {
+      v_82 = ((v_82 <= 0.04045f) ? (v_82 / 12.92f) : powf((v_82 + 0.055f) / 1.055f, 2.4f));
+    }
+    const float d = v_82;
+    uint32_t at_85[2] = {};
+    uint32_t lo_89 = y1 * 512u;
+    const uint32_t aL_90 = y1 & 65535u;
+    const uint32_t aH_91 = y1 >> 16;
+    const uint32_t lh_94 = aL_90 * 0u;
+    const uint32_t hl_95 = aH_91 * 512u;
+    const uint32_t mid_96 = (aL_90 * 512u >> 16) + (lh_94 & 65535u) + (hl_95 & 65535u);
+    uint32_t hi_97 = aH_91 * 0u + (lh_94 >> 16) + (hl_95 >> 16) + (mid_96 >> 16);
+    lo_89 = lo_89 + x1;
+    hi_97 = hi_97 + ((lo_89 < x1) ? 1u : 0u);
+    const uint32_t aL_98 = lo_89 & 65535u;
+    const uint32_t aH_99 = lo_89 >> 16;
+    const uint32_t lh_102 = aL_98 * 0u;
+    const uint32_t hl_103 = aH_99 * 3u;
+    const uint32_t mid_104 = (aL_98 * 3u >> 16) + (lh_102 & 65535u) + (hl_103 & 65535u);
+    hi_97 = hi_97 * 3u + (aH_99 * 0u + (lh_102 >> 16) + (hl_103 >> 16) + (mid_104 >> 16));
+    lo_89 = lo_89 * 3u;
+    lo_89 = lo_89 + 2u;
+    hi_97 = hi_97 + ((lo_89 < 2u) ? 1u : 0u);
+    at_85[0] = hi_97 << 30 | lo_89 >> 2;
+    at_85[1] = lo_89 & 3u;
+    uint32_t bits_106 = 0u;
+    if (at_85[0] < 1073741824u) {
+      bits_106 = pixels[at_85[0]];
+    } else {
+      bits_106 = pixelsHi[at_85[0] - 1073741824u];
+    }
+    float v_107 = ((float)(bits_106 >> (at_85[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_108 = false;
+    if (cond_108) {
+      cond_108 = true;
+    }
+    if (cond_108) {
+      v_107 = ((v_107 <= 0.04045f) ? (v_107 / 12.92f) : powf((v_107 + 0.055f) / 1.055f, 2.4f));
+    }
+    const float e = v_107;
     const float top = fmaf(fx, b - a, a);
     const float bottom = fmaf(fx, e - d, d);
     targets[i * 3u + 2u] = fmaf(fy, bottom - top, top);
   }
 }
 
-extern "C" int32_t sampleImage(int64_t ngp_n, const uint32_t* __restrict__ pixels, int64_t ngp_len_pixels, uint32_t seed, float* __restrict__ coords, int64_t ngp_len_coords, float* __restrict__ targets, int64_t ngp_len_targets) {
-  (void)ngp_len_pixels; (void)ngp_len_coords; (void)ngp_len_targets;
+extern "C" int32_t sampleImage(int64_t ngp_n, const uint32_t* __restrict__ pixels, int64_t ngp_len_pixels, const uint32_t* __restrict__ pixelsHi, int64_t ngp_len_pixelsHi, uint32_t seed, float* __restrict__ coords, int64_t ngp_len_coords, float* __restrict__ targets, int64_t ngp_len_targets) {
+  (void)ngp_len_pixels; (void)ngp_len_pixelsHi; (void)ngp_len_coords; (void)ngp_len_targets;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) sampleImage_body((uint32_t)ngp_i, pixels, seed, coords, targets);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) sampleImage_body((uint32_t)ngp_i, pixels, pixelsHi, seed, coords, targets);
   return 0;
 }
 
-NGP_FN void samplePixels_body(uint32_t i, const uint32_t* __restrict__ pixels, uint32_t seed, float* __restrict__ coords, float* __restrict__ targets) {
+NGP_FN void samplePixels_body(uint32_t i, const uint32_t* __restrict__ pixels, const uint32_t* __restrict__ pixelsHi, uint32_t seed, float* __restrict__ coords, float* __restrict__ targets) {
   uint32_t x_1 = i;
   x_1 ^= x_1 >> 16;
   x_1 *= 2246822507u;
@@ -265,61 +577,139 @@ NGP_FN void samplePixels_body(uint32_t i, const uint32_t* __restrict__ pixels, u
   const uint32_t y = aH_20 * 0u + (lh_23 >> 16) + (hl_24 >> 16) + (mid_25 >> 16);
   coords[i * 2u] = (((float)x) + 0.5f) / 512.0f;
   coords[i * 2u + 1u] = (((float)y) + 0.5f) / 512.0f;
-  const uint32_t s = (y * 512u + x) * 3u;
   {
-    float v_29 = ((float)(pixels[s >> 2] >> ((s & 3u) * 8u & 31) & 255u)) / 255.0f;
-    bool cond_30 = false;
-    if (cond_30) {
-      cond_30 = true;
+    uint32_t at_28[2] = {};
+    uint32_t lo_32 = y * 512u;
+    const uint32_t aL_33 = y & 65535u;
+    const uint32_t aH_34 = y >> 16;
+    const uint32_t lh_37 = aL_33 * 0u;
+    const uint32_t hl_38 = aH_34 * 512u;
+    const uint32_t mid_39 = (aL_33 * 512u >> 16) + (lh_37 & 65535u) + (hl_38 & 65535u);
+    uint32_t hi_40 = aH_34 * 0u + (lh_37 >> 16) + (hl_38 >> 16) + (mid_39 >> 16);
+    lo_32 = lo_32 + x;
+    hi_40 = hi_40 + ((lo_32 < x) ? 1u : 0u);
+    const uint32_t aL_41 = lo_32 & 65535u;
+    const uint32_t aH_42 = lo_32 >> 16;
+    const uint32_t lh_45 = aL_41 * 0u;
+    const uint32_t hl_46 = aH_42 * 3u;
+    const uint32_t mid_47 = (aL_41 * 3u >> 16) + (lh_45 & 65535u) + (hl_46 & 65535u);
+    hi_40 = hi_40 * 3u + (aH_42 * 0u + (lh_45 >> 16) + (hl_46 >> 16) + (mid_47 >> 16));
+    lo_32 = lo_32 * 3u;
+    lo_32 = lo_32;
+    hi_40 = hi_40 + ((lo_32 < 0u) ? 1u : 0u);
+    at_28[0] = hi_40 << 30 | lo_32 >> 2;
+    at_28[1] = lo_32 & 3u;
+    uint32_t bits_49 = 0u;
+    if (at_28[0] < 1073741824u) {
+      bits_49 = pixels[at_28[0]];
+    } else {
+      bits_49 = pixelsHi[at_28[0] - 1073741824u];
     }
-    if (cond_30) {
-      v_29 = ((v_29 <= 0.04045f) ? (v_29 / 12.92f) : powf((v_29 + 0.055f) / 1.055f, 2.4f));
+    float v_50 = ((float)(bits_49 >> (at_28[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_51 = false;
+    if (cond_51) {
+      cond_51 = true;
     }
-    targets[i * 3u] = v_29;
+    if (cond_51) {
+      v_50 = ((v_50 <= 0.04045f) ? (v_50 / 12.92f) : powf((v_50 + 0.055f) / 1.055f, 2.4f));
+    }
+    targets[i * 3u] = v_50;
   }
   {
-    const uint32_t s_28 = s + 1u;
-    float v_29 = ((float)(pixels[s_28 >> 2] >> ((s_28 & 3u) * 8u & 31) & 255u)) / 255.0f;
-    bool cond_30 = false;
-    if (cond_30) {
-      cond_30 = true;
+    uint32_t at_28[2] = {};
+    uint32_t lo_32 = y * 512u;
+    const uint32_t aL_33 = y & 65535u;
+    const uint32_t aH_34 = y >> 16;
+    const uint32_t lh_37 = aL_33 * 0u;
+    const uint32_t hl_38 = aH_34 * 512u;
+    const uint32_t mid_39 = (aL_33 * 512u >> 16) + (lh_37 & 65535u) + (hl_38 & 65535u);
+    uint32_t hi_40 = aH_34 * 0u + (lh_37 >> 16) + (hl_38 >> 16) + (mid_39 >> 16);
+    lo_32 = lo_32 + x;
+    hi_40 = hi_40 + ((lo_32 < x) ? 1u : 0u);
+    const uint32_t aL_41 = lo_32 & 65535u;
+    const uint32_t aH_42 = lo_32 >> 16;
+    const uint32_t lh_45 = aL_41 * 0u;
+    const uint32_t hl_46 = aH_42 * 3u;
+    const uint32_t mid_47 = (aL_41 * 3u >> 16) + (lh_45 & 65535u) + (hl_46 & 65535u);
+    hi_40 = hi_40 * 3u + (aH_42 * 0u + (lh_45 >> 16) + (hl_46 >> 16) + (mid_47 >> 16));
+    lo_32 = lo_32 * 3u;
+    lo_32 = lo_32 + 1u;
+    hi_40 = hi_40 + ((lo_32 < 1u) ? 1u : 0u);
+    at_28[0] = hi_40 << 30 | lo_32 >> 2;
+    at_28[1] = lo_32 & 3u;
+    uint32_t bits_49 = 0u;
+    if (at_28[0] < 1073741824u) {
+      bits_49 = pixels[at_28[0]];
+    } else {
+      bits_49 = pixelsHi[at_28[0] - 1073741824u];
     }
-    if (cond_30) {
-      v_29 = ((v_29 <= 0.04045f) ? (v_29 / 12.92f) : powf((v_29 + 0.055f) / 1.055f, 2.4f));
+    float v_50 = ((float)(bits_49 >> (at_28[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_51 = false;
+    if (cond_51) {
+      cond_51 = true;
     }
-    targets[i * 3u + 1u] = v_29;
+    if (cond_51) {
+      v_50 = ((v_50 <= 0.04045f) ? (v_50 / 12.92f) : powf((v_50 + 0.055f) / 1.055f, 2.4f));
+    }
+    targets[i * 3u + 1u] = v_50;
   }
   {
-    const uint32_t s_28 = s + 2u;
-    float v_29 = ((float)(pixels[s_28 >> 2] >> ((s_28 & 3u) * 8u & 31) & 255u)) / 255.0f;
-    bool cond_30 = false;
-    if (cond_30) {
-      cond_30 = true;
+    uint32_t at_28[2] = {};
+    uint32_t lo_32 = y * 512u;
+    const uint32_t aL_33 = y & 65535u;
+    const uint32_t aH_34 = y >> 16;
+    const uint32_t lh_37 = aL_33 * 0u;
+    const uint32_t hl_38 = aH_34 * 512u;
+    const uint32_t mid_39 = (aL_33 * 512u >> 16) + (lh_37 & 65535u) + (hl_38 & 65535u);
+    uint32_t hi_40 = aH_34 * 0u + (lh_37 >> 16) + (hl_38 >> 16) + (mid_39 >> 16);
+    lo_32 = lo_32 + x;
+    hi_40 = hi_40 + ((lo_32 < x) ? 1u : 0u);
+    const uint32_t aL_41 = lo_32 & 65535u;
+    const uint32_t aH_42 = lo_32 >> 16;
+    const uint32_t lh_45 = aL_41 * 0u;
+    const uint32_t hl_46 = aH_42 * 3u;
+    const uint32_t mid_47 = (aL_41 * 3u >> 16) + (lh_45 & 65535u) + (hl_46 & 65535u);
+    hi_40 = hi_40 * 3u + (aH_42 * 0u + (lh_45 >> 16) + (hl_46 >> 16) + (mid_47 >> 16));
+    lo_32 = lo_32 * 3u;
+    lo_32 = lo_32 + 2u;
+    hi_40 = hi_40 + ((lo_32 < 2u) ? 1u : 0u);
+    at_28[0] = hi_40 << 30 | lo_32 >> 2;
+    at_28[1] = lo_32 & 3u;
+    uint32_t bits_49 = 0u;
+    if (at_28[0] < 1073741824u) {
+      bits_49 = pixels[at_28[0]];
+    } else {
+      bits_49 = pixelsHi[at_28[0] - 1073741824u];
     }
-    if (cond_30) {
-      v_29 = ((v_29 <= 0.04045f) ? (v_29 / 12.92f) : powf((v_29 + 0.055f) / 1.055f, 2.4f));
+    float v_50 = ((float)(bits_49 >> (at_28[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_51 = false;
+    if (cond_51) {
+      cond_51 = true;
     }
-    targets[i * 3u + 2u] = v_29;
+    if (cond_51) {
+      v_50 = ((v_50 <= 0.04045f) ? (v_50 / 12.92f) : powf((v_50 + 0.055f) / 1.055f, 2.4f));
+    }
+    targets[i * 3u + 2u] = v_50;
   }
 }
 
-extern "C" int32_t samplePixels(int64_t ngp_n, const uint32_t* __restrict__ pixels, int64_t ngp_len_pixels, uint32_t seed, float* __restrict__ coords, int64_t ngp_len_coords, float* __restrict__ targets, int64_t ngp_len_targets) {
-  (void)ngp_len_pixels; (void)ngp_len_coords; (void)ngp_len_targets;
+extern "C" int32_t samplePixels(int64_t ngp_n, const uint32_t* __restrict__ pixels, int64_t ngp_len_pixels, const uint32_t* __restrict__ pixelsHi, int64_t ngp_len_pixelsHi, uint32_t seed, float* __restrict__ coords, int64_t ngp_len_coords, float* __restrict__ targets, int64_t ngp_len_targets) {
+  (void)ngp_len_pixels; (void)ngp_len_pixelsHi; (void)ngp_len_coords; (void)ngp_len_targets;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) samplePixels_body((uint32_t)ngp_i, pixels, seed, coords, targets);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) samplePixels_body((uint32_t)ngp_i, pixels, pixelsHi, seed, coords, targets);
   return 0;
 }
 
-NGP_FN void pixelCenters_body(uint32_t i, uint32_t row0, float* __restrict__ coords) {
-  const uint32_t x_1 = i % 512u;
+NGP_FN void pixelCenters_body(uint32_t i, uint32_t x0, uint32_t row0, uint32_t cols, float* __restrict__ coords) {
+  const uint32_t x_1 = x0 + ngp_umod(i, cols);
   coords[i * 2u] = (((float)x_1) + 0.5f) / 512.0f;
-  const uint32_t x_3 = row0 + i / 512u;
+  const uint32_t x_3 = row0 + ngp_udiv(i, cols);
   coords[i * 2u + 1u] = (((float)x_3) + 0.5f) / 512.0f;
 }
 
-extern "C" int32_t pixelCenters(int64_t ngp_n, uint32_t row0, float* __restrict__ coords, int64_t ngp_len_coords) {
+extern "C" int32_t pixelCenters(int64_t ngp_n, uint32_t x0, uint32_t row0, uint32_t cols, float* __restrict__ coords, int64_t ngp_len_coords) {
   (void)ngp_len_coords;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) pixelCenters_body((uint32_t)ngp_i, row0, coords);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) pixelCenters_body((uint32_t)ngp_i, x0, row0, cols, coords);
   return 0;
 }

@@ -23,7 +23,7 @@ const __f2i32 = (x) => (x !== x ? 0 : x >= 2147483648 ? 2147483647 : x <= -21474
 const __f2u32 = (x) => (x !== x || x <= 0 ? 0 : x >= 4294967296 ? 4294967295 : Math.trunc(x));
 
 
-function sampleImage_body(i, pixels, seed, coords, targets) {
+function sampleImage_body(i, pixels, pixelsHi, seed, coords, targets) {
   let x_1 = i;
   x_1 = ((x_1 ^ (x_1 >>> 16)) >>> 0);
   x_1 = (Math.imul(x_1, 2246822507) >>> 0);
@@ -73,147 +73,459 @@ function sampleImage_body(i, pixels, seed, coords, targets) {
   const x1 = (__min(((__f2i32(fx0) + 1) | 0), 511) >>> 0);
   const y0 = (__max(__f2i32(fy0), 0) >>> 0);
   const y1 = (__min(((__f2i32(fy0) + 1) | 0), 511) >>> 0);
-  const s00 = ((Math.imul((((Math.imul(y0, 512) >>> 0) + x0) >>> 0), 3)) >>> 0);
-  const s10 = ((Math.imul((((Math.imul(y0, 512) >>> 0) + x1) >>> 0), 3)) >>> 0);
-  const s01 = ((Math.imul((((Math.imul(y1, 512) >>> 0) + x0) >>> 0), 3)) >>> 0);
-  const s11 = ((Math.imul((((Math.imul(y1, 512) >>> 0) + x1) >>> 0), 3)) >>> 0);
   {
-    let v_11 = Math.fround(Math.fround((((pixels[(s00 >>> 2)] >>> ((Math.imul(((s00 & 3) >>> 0), 8)) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_12 = false;
-    if (cond_12) {
-      cond_12 = true;
+    const at_10 = new Uint32Array(2);
+    let lo_14 = (Math.imul(y0, 512) >>> 0);
+    const aL_15 = ((y0 & 65535) >>> 0);
+    const aH_16 = (y0 >>> 16);
+    const lh_19 = (Math.imul(aL_15, 0) >>> 0);
+    const hl_20 = (Math.imul(aH_16, 512) >>> 0);
+    const mid_21 = ((((((Math.imul(aL_15, 512) >>> 0) >>> 16) + ((lh_19 & 65535) >>> 0)) >>> 0) + ((hl_20 & 65535) >>> 0)) >>> 0);
+    let hi_22 = (((((((Math.imul(aH_16, 0) >>> 0) + (lh_19 >>> 16)) >>> 0) + (hl_20 >>> 16)) >>> 0) + (mid_21 >>> 16)) >>> 0);
+    lo_14 = ((lo_14 + x0) >>> 0);
+    hi_22 = ((hi_22 + ((lo_14 < x0) ? 1 : 0)) >>> 0);
+    const aL_23 = ((lo_14 & 65535) >>> 0);
+    const aH_24 = (lo_14 >>> 16);
+    const lh_27 = (Math.imul(aL_23, 0) >>> 0);
+    const hl_28 = (Math.imul(aH_24, 3) >>> 0);
+    const mid_29 = ((((((Math.imul(aL_23, 3) >>> 0) >>> 16) + ((lh_27 & 65535) >>> 0)) >>> 0) + ((hl_28 & 65535) >>> 0)) >>> 0);
+    hi_22 = (((Math.imul(hi_22, 3) >>> 0) + (((((((Math.imul(aH_24, 0) >>> 0) + (lh_27 >>> 16)) >>> 0) + (hl_28 >>> 16)) >>> 0) + (mid_29 >>> 16)) >>> 0)) >>> 0);
+    lo_14 = (Math.imul(lo_14, 3) >>> 0);
+    lo_14 = lo_14;
+    hi_22 = ((hi_22 + ((lo_14 < 0) ? 1 : 0)) >>> 0);
+    at_10[0] = ((((hi_22 << 30) >>> 0) | (lo_14 >>> 2)) >>> 0);
+    at_10[1] = ((lo_14 & 3) >>> 0);
+    let bits_31 = 0;
+    if (at_10[0] < 1073741824) {
+      bits_31 = pixels[at_10[0]];
+    } else {
+      bits_31 = pixelsHi[((at_10[0] - 1073741824) >>> 0)];
     }
-    if (cond_12) {
-      v_11 = ((v_11 <= 0.040449999272823334) ? Math.fround(v_11 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_11 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    let v_32 = Math.fround(Math.fround((((bits_31 >>> (Math.imul(at_10[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_33 = false;
+    if (cond_33) {
+      cond_33 = true;
     }
-    const a = v_11;
-    let v_15 = Math.fround(Math.fround((((pixels[(s10 >>> 2)] >>> ((Math.imul(((s10 & 3) >>> 0), 8)) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_16 = false;
-    if (cond_16) {
-      cond_16 = true;
+    if (cond_33) {
+      v_32 = ((v_32 <= 0.040449999272823334) ? Math.fround(v_32 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_32 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
     }
-    if (cond_16) {
-      v_15 = ((v_15 <= 0.040449999272823334) ? Math.fround(v_15 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_15 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    const a = v_32;
+    const at_35 = new Uint32Array(2);
+    let lo_39 = (Math.imul(y0, 512) >>> 0);
+    const aL_40 = ((y0 & 65535) >>> 0);
+    const aH_41 = (y0 >>> 16);
+    const lh_44 = (Math.imul(aL_40, 0) >>> 0);
+    const hl_45 = (Math.imul(aH_41, 512) >>> 0);
+    const mid_46 = ((((((Math.imul(aL_40, 512) >>> 0) >>> 16) + ((lh_44 & 65535) >>> 0)) >>> 0) + ((hl_45 & 65535) >>> 0)) >>> 0);
+    let hi_47 = (((((((Math.imul(aH_41, 0) >>> 0) + (lh_44 >>> 16)) >>> 0) + (hl_45 >>> 16)) >>> 0) + (mid_46 >>> 16)) >>> 0);
+    lo_39 = ((lo_39 + x1) >>> 0);
+    hi_47 = ((hi_47 + ((lo_39 < x1) ? 1 : 0)) >>> 0);
+    const aL_48 = ((lo_39 & 65535) >>> 0);
+    const aH_49 = (lo_39 >>> 16);
+    const lh_52 = (Math.imul(aL_48, 0) >>> 0);
+    const hl_53 = (Math.imul(aH_49, 3) >>> 0);
+    const mid_54 = ((((((Math.imul(aL_48, 3) >>> 0) >>> 16) + ((lh_52 & 65535) >>> 0)) >>> 0) + ((hl_53 & 65535) >>> 0)) >>> 0);
+    hi_47 = (((Math.imul(hi_47, 3) >>> 0) + (((((((Math.imul(aH_49, 0) >>> 0) + (lh_52 >>> 16)) >>> 0) + (hl_53 >>> 16)) >>> 0) + (mid_54 >>> 16)) >>> 0)) >>> 0);
+    lo_39 = (Math.imul(lo_39, 3) >>> 0);
+    lo_39 = lo_39;
+    hi_47 = ((hi_47 + ((lo_39 < 0) ? 1 : 0)) >>> 0);
+    at_35[0] = ((((hi_47 << 30) >>> 0) | (lo_39 >>> 2)) >>> 0);
+    at_35[1] = ((lo_39 & 3) >>> 0);
+    let bits_56 = 0;
+    if (at_35[0] < 1073741824) {
+      bits_56 = pixels[at_35[0]];
+    } else {
+      bits_56 = pixelsHi[((at_35[0] - 1073741824) >>> 0)];
     }
-    const b = v_15;
-    let v_19 = Math.fround(Math.fround((((pixels[(s01 >>> 2)] >>> ((Math.imul(((s01 & 3) >>> 0), 8)) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_20 = false;
-    if (cond_20) {
-      cond_20 = true;
+    let v_57 = Math.fround(Math.fround((((bits_56 >>> (Math.imul(at_35[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_58 = false;
+    if (cond_58) {
+      cond_58 = true;
     }
-    if (cond_20) {
-      v_19 = ((v_19 <= 0.040449999272823334) ? Math.fround(v_19 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_19 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    if (cond_58) {
+      v_57 = ((v_57 <= 0.040449999272823334) ? Math.fround(v_57 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_57 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
     }
-    const d = v_19;
-    let v_23 = Math.fround(Math.fround((((pixels[(s11 >>> 2)] >>> ((Math.imul(((s11 & 3) >>> 0), 8)) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_24 = false;
-    if (cond_24) {
-      cond_24 = true;
+    const b = v_57;
+    const at_60 = new Uint32Array(2);
+    let lo_64 = (Math.imul(y1, 512) >>> 0);
+    const aL_65 = ((y1 & 65535) >>> 0);
+    const aH_66 = (y1 >>> 16);
+    const lh_69 = (Math.imul(aL_65, 0) >>> 0);
+    const hl_70 = (Math.imul(aH_66, 512) >>> 0);
+    const mid_71 = ((((((Math.imul(aL_65, 512) >>> 0) >>> 16) + ((lh_69 & 65535) >>> 0)) >>> 0) + ((hl_70 & 65535) >>> 0)) >>> 0);
+    let hi_72 = (((((((Math.imul(aH_66, 0) >>> 0) + (lh_69 >>> 16)) >>> 0) + (hl_70 >>> 16)) >>> 0) + (mid_71 >>> 16)) >>> 0);
+    lo_64 = ((lo_64 + x0) >>> 0);
+    hi_72 = ((hi_72 + ((lo_64 < x0) ? 1 : 0)) >>> 0);
+    const aL_73 = ((lo_64 & 65535) >>> 0);
+    const aH_74 = (lo_64 >>> 16);
+    const lh_77 = (Math.imul(aL_73, 0) >>> 0);
+    const hl_78 = (Math.imul(aH_74, 3) >>> 0);
+    const mid_79 = ((((((Math.imul(aL_73, 3) >>> 0) >>> 16) + ((lh_77 & 65535) >>> 0)) >>> 0) + ((hl_78 & 65535) >>> 0)) >>> 0);
+    hi_72 = (((Math.imul(hi_72, 3) >>> 0) + (((((((Math.imul(aH_74, 0) >>> 0) + (lh_77 >>> 16)) >>> 0) + (hl_78 >>> 16)) >>> 0) + (mid_79 >>> 16)) >>> 0)) >>> 0);
+    lo_64 = (Math.imul(lo_64, 3) >>> 0);
+    lo_64 = lo_64;
+    hi_72 = ((hi_72 + ((lo_64 < 0) ? 1 : 0)) >>> 0);
+    at_60[0] = ((((hi_72 << 30) >>> 0) | (lo_64 >>> 2)) >>> 0);
+    at_60[1] = ((lo_64 & 3) >>> 0);
+    let bits_81 = 0;
+    if (at_60[0] < 1073741824) {
+      bits_81 = pixels[at_60[0]];
+    } else {
+      bits_81 = pixelsHi[((at_60[0] - 1073741824) >>> 0)];
     }
-    if (cond_24) {
-      v_23 = ((v_23 <= 0.040449999272823334) ? Math.fround(v_23 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_23 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    let v_82 = Math.fround(Math.fround((((bits_81 >>> (Math.imul(at_60[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_83 = false;
+    if (cond_83) {
+      cond_83 = true;
     }
-    const e = v_23;
+    if (cond_83) {
+      v_82 = ((v_82 <= 0.040449999272823334) ? Math.fround(v_82 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_82 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    }
+    const d = v_82;
+    const at_85 = new Uint32Array(2);
+    let lo_89 = (Math.imul(y1, 512) >>> 0);
+    const aL_90 = ((y1 & 65535) >>> 0);
+    const aH_91 = (y1 >>> 16);
+    const lh_94 = (Math.imul(aL_90, 0) >>> 0);
+    const hl_95 = (Math.imul(aH_91, 512) >>> 0);
+    const mid_96 = ((((((Math.imul(aL_90, 512) >>> 0) >>> 16) + ((lh_94 & 65535) >>> 0)) >>> 0) + ((hl_95 & 65535) >>> 0)) >>> 0);
+    let hi_97 = (((((((Math.imul(aH_91, 0) >>> 0) + (lh_94 >>> 16)) >>> 0) + (hl_95 >>> 16)) >>> 0) + (mid_96 >>> 16)) >>> 0);
+    lo_89 = ((lo_89 + x1) >>> 0);
+    hi_97 = ((hi_97 + ((lo_89 < x1) ? 1 : 0)) >>> 0);
+    const aL_98 = ((lo_89 & 65535) >>> 0);
+    const aH_99 = (lo_89 >>> 16);
+    const lh_102 = (Math.imul(aL_98, 0) >>> 0);
+    const hl_103 = (Math.imul(aH_99, 3) >>> 0);
+    const mid_104 = ((((((Math.imul(aL_98, 3) >>> 0) >>> 16) + ((lh_102 & 65535) >>> 0)) >>> 0) + ((hl_103 & 65535) >>> 0)) >>> 0);
+    hi_97 = (((Math.imul(hi_97, 3) >>> 0) + (((((((Math.imul(aH_99, 0) >>> 0) + (lh_102 >>> 16)) >>> 0) + (hl_103 >>> 16)) >>> 0) + (mid_104 >>> 16)) >>> 0)) >>> 0);
+    lo_89 = (Math.imul(lo_89, 3) >>> 0);
+    lo_89 = lo_89;
+    hi_97 = ((hi_97 + ((lo_89 < 0) ? 1 : 0)) >>> 0);
+    at_85[0] = ((((hi_97 << 30) >>> 0) | (lo_89 >>> 2)) >>> 0);
+    at_85[1] = ((lo_89 & 3) >>> 0);
+    let bits_106 = 0;
+    if (at_85[0] < 1073741824) {
+      bits_106 = pixels[at_85[0]];
+    } else {
+      bits_106 = pixelsHi[((at_85[0] - 1073741824) >>> 0)];
+    }
+    let v_107 = Math.fround(Math.fround((((bits_106 >>> (Math.imul(at_85[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_108 = false;
+    if (cond_108) {
+      cond_108 = true;
+    }
+    if (cond_108) {
+      v_107 = ((v_107 <= 0.040449999272823334) ? Math.fround(v_107 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_107 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    }
+    const e = v_107;
     const top = __fma(fx, Math.fround(b - a), a);
     const bottom = __fma(fx, Math.fround(e - d), d);
     targets[(Math.imul(i, 3) >>> 0)] = __fma(fy, Math.fround(bottom - top), top);
   }
   {
-    const s_10 = ((s00 + 1) >>> 0);
-    let v_11 = Math.fround(Math.fround((((pixels[(s_10 >>> 2)] >>> ((Math.imul(((s_10 & 3) >>> 0), 8)) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_12 = false;
-    if (cond_12) {
-      cond_12 = true;
+    const at_10 = new Uint32Array(2);
+    let lo_14 = (Math.imul(y0, 512) >>> 0);
+    const aL_15 = ((y0 & 65535) >>> 0);
+    const aH_16 = (y0 >>> 16);
+    const lh_19 = (Math.imul(aL_15, 0) >>> 0);
+    const hl_20 = (Math.imul(aH_16, 512) >>> 0);
+    const mid_21 = ((((((Math.imul(aL_15, 512) >>> 0) >>> 16) + ((lh_19 & 65535) >>> 0)) >>> 0) + ((hl_20 & 65535) >>> 0)) >>> 0);
+    let hi_22 = (((((((Math.imul(aH_16, 0) >>> 0) + (lh_19 >>> 16)) >>> 0) + (hl_20 >>> 16)) >>> 0) + (mid_21 >>> 16)) >>> 0);
+    lo_14 = ((lo_14 + x0) >>> 0);
+    hi_22 = ((hi_22 + ((lo_14 < x0) ? 1 : 0)) >>> 0);
+    const aL_23 = ((lo_14 & 65535) >>> 0);
+    const aH_24 = (lo_14 >>> 16);
+    const lh_27 = (Math.imul(aL_23, 0) >>> 0);
+    const hl_28 = (Math.imul(aH_24, 3) >>> 0);
+    const mid_29 = ((((((Math.imul(aL_23, 3) >>> 0) >>> 16) + ((lh_27 & 65535) >>> 0)) >>> 0) + ((hl_28 & 65535) >>> 0)) >>> 0);
+    hi_22 = (((Math.imul(hi_22, 3) >>> 0) + (((((((Math.imul(aH_24, 0) >>> 0) + (lh_27 >>> 16)) >>> 0) + (hl_28 >>> 16)) >>> 0) + (mid_29 >>> 16)) >>> 0)) >>> 0);
+    lo_14 = (Math.imul(lo_14, 3) >>> 0);
+    lo_14 = ((lo_14 + 1) >>> 0);
+    hi_22 = ((hi_22 + ((lo_14 < 1) ? 1 : 0)) >>> 0);
+    at_10[0] = ((((hi_22 << 30) >>> 0) | (lo_14 >>> 2)) >>> 0);
+    at_10[1] = ((lo_14 & 3) >>> 0);
+    let bits_31 = 0;
+    if (at_10[0] < 1073741824) {
+      bits_31 = pixels[at_10[0]];
+    } else {
+      bits_31 = pixelsHi[((at_10[0] - 1073741824) >>> 0)];
     }
-    if (cond_12) {
-      v_11 = ((v_11 <= 0.040449999272823334) ? Math.fround(v_11 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_11 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    let v_32 = Math.fround(Math.fround((((bits_31 >>> (Math.imul(at_10[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_33 = false;
+    if (cond_33) {
+      cond_33 = true;
     }
-    const a = v_11;
-    const s_14 = ((s10 + 1) >>> 0);
-    let v_15 = Math.fround(Math.fround((((pixels[(s_14 >>> 2)] >>> ((Math.imul(((s_14 & 3) >>> 0), 8)) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_16 = false;
-    if (cond_16) {
-      cond_16 = true;
+    if (cond_33) {
+      v_32 = ((v_32 <= 0.040449999272823334) ? Math.fround(v_32 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_32 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
     }
-    if (cond_16) {
-      v_15 = ((v_15 <= 0.040449999272823334) ? Math.fround(v_15 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_15 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    const a = v_32;
+    const at_35 = new Uint32Array(2);
+    let lo_39 = (Math.imul(y0, 512) >>> 0);
+    const aL_40 = ((y0 & 65535) >>> 0);
+    const aH_41 = (y0 >>> 16);
+    const lh_44 = (Math.imul(aL_40, 0) >>> 0);
+    const hl_45 = (Math.imul(aH_41, 512) >>> 0);
+    const mid_46 = ((((((Math.imul(aL_40, 512) >>> 0) >>> 16) + ((lh_44 & 65535) >>> 0)) >>> 0) + ((hl_45 & 65535) >>> 0)) >>> 0);
+    let hi_47 = (((((((Math.imul(aH_41, 0) >>> 0) + (lh_44 >>> 16)) >>> 0) + (hl_45 >>> 16)) >>> 0) + (mid_46 >>> 16)) >>> 0);
+    lo_39 = ((lo_39 + x1) >>> 0);
+    hi_47 = ((hi_47 + ((lo_39 < x1) ? 1 : 0)) >>> 0);
+    const aL_48 = ((lo_39 & 65535) >>> 0);
+    const aH_49 = (lo_39 >>> 16);
+    const lh_52 = (Math.imul(aL_48, 0) >>> 0);
+    const hl_53 = (Math.imul(aH_49, 3) >>> 0);
+    const mid_54 = ((((((Math.imul(aL_48, 3) >>> 0) >>> 16) + ((lh_52 & 65535) >>> 0)) >>> 0) + ((hl_53 & 65535) >>> 0)) >>> 0);
+    hi_47 = (((Math.imul(hi_47, 3) >>> 0) + (((((((Math.imul(aH_49, 0) >>> 0) + (lh_52 >>> 16)) >>> 0) + (hl_53 >>> 16)) >>> 0) + (mid_54 >>> 16)) >>> 0)) >>> 0);
+    lo_39 = (Math.imul(lo_39, 3) >>> 0);
+    lo_39 = ((lo_39 + 1) >>> 0);
+    hi_47 = ((hi_47 + ((lo_39 < 1) ? 1 : 0)) >>> 0);
+    at_35[0] = ((((hi_47 << 30) >>> 0) | (lo_39 >>> 2)) >>> 0);
+    at_35[1] = ((lo_39 & 3) >>> 0);
+    let bits_56 = 0;
+    if (at_35[0] < 1073741824) {
+      bits_56 = pixels[at_35[0]];
+    } else {
+      bits_56 = pixelsHi[((at_35[0] - 1073741824) >>> 0)];
     }
-    const b = v_15;
-    const s_18 = ((s01 + 1) >>> 0);
-    let v_19 = Math.fround(Math.fround((((pixels[(s_18 >>> 2)] >>> ((Math.imul(((s_18 & 3) >>> 0), 8)) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_20 = false;
-    if (cond_20) {
-      cond_20 = true;
+    let v_57 = Math.fround(Math.fround((((bits_56 >>> (Math.imul(at_35[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_58 = false;
+    if (cond_58) {
+      cond_58 = true;
     }
-    if (cond_20) {
-      v_19 = ((v_19 <= 0.040449999272823334) ? Math.fround(v_19 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_19 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    if (cond_58) {
+      v_57 = ((v_57 <= 0.040449999272823334) ? Math.fround(v_57 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_57 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
     }
-    const d = v_19;
-    const s_22 = ((s11 + 1) >>> 0);
-    let v_23 = Math.fround(Math.fround((((pixels[(s_22 >>> 2)] >>> ((Math.imul(((s_22 & 3) >>> 0), 8)) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_24 = false;
-    if (cond_24) {
-      cond_24 = true;
+    const b = v_57;
+    const at_60 = new Uint32Array(2);
+    let lo_64 = (Math.imul(y1, 512) >>> 0);
+    const aL_65 = ((y1 & 65535) >>> 0);
+    const aH_66 = (y1 >>> 16);
+    const lh_69 = (Math.imul(aL_65, 0) >>> 0);
+    const hl_70 = (Math.imul(aH_66, 512) >>> 0);
+    const mid_71 = ((((((Math.imul(aL_65, 512) >>> 0) >>> 16) + ((lh_69 & 65535) >>> 0)) >>> 0) + ((hl_70 & 65535) >>> 0)) >>> 0);
+    let hi_72 = (((((((Math.imul(aH_66, 0) >>> 0) + (lh_69 >>> 16)) >>> 0) + (hl_70 >>> 16)) >>> 0) + (mid_71 >>> 16)) >>> 0);
+    lo_64 = ((lo_64 + x0) >>> 0);
+    hi_72 = ((hi_72 + ((lo_64 < x0) ? 1 : 0)) >>> 0);
+    const aL_73 = ((lo_64 & 65535) >>> 0);
+    const aH_74 = (lo_64 >>> 16);
+    const lh_77 = (Math.imul(aL_73, 0) >>> 0);
+    const hl_78 = (Math.imul(aH_74, 3) >>> 0);
+    const mid_79 = ((((((Math.imul(aL_73, 3) >>> 0) >>> 16) + ((lh_77 & 65535) >>> 0)) >>> 0) + ((hl_78 & 65535) >>> 0)) >>> 0);
+    hi_72 = (((Math.imul(hi_72, 3) >>> 0) + (((((((Math.imul(aH_74, 0) >>> 0) + (lh_77 >>> 16)) >>> 0) + (hl_78 >>> 16)) >>> 0) + (mid_79 >>> 16)) >>> 0)) >>> 0);
+    lo_64 = (Math.imul(lo_64, 3) >>> 0);
+    lo_64 = ((lo_64 + 1) >>> 0);
+    hi_72 = ((hi_72 + ((lo_64 < 1) ? 1 : 0)) >>> 0);
+    at_60[0] = ((((hi_72 << 30) >>> 0) | (lo_64 >>> 2)) >>> 0);
+    at_60[1] = ((lo_64 & 3) >>> 0);
+    let bits_81 = 0;
+    if (at_60[0] < 1073741824) {
+      bits_81 = pixels[at_60[0]];
+    } else {
+      bits_81 = pixelsHi[((at_60[0] - 1073741824) >>> 0)];
     }
-    if (cond_24) {
-      v_23 = ((v_23 <= 0.040449999272823334) ? Math.fround(v_23 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_23 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    let v_82 = Math.fround(Math.fround((((bits_81 >>> (Math.imul(at_60[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_83 = false;
+    if (cond_83) {
+      cond_83 = true;
     }
-    const e = v_23;
+    if (cond_83) {
+      v_82 = ((v_82 <= 0.040449999272823334) ? Math.fround(v_82 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_82 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    }
+    const d = v_82;
+    const at_85 = new Uint32Array(2);
+    let lo_89 = (Math.imul(y1, 512) >>> 0);
+    const aL_90 = ((y1 & 65535) >>> 0);
+    const aH_91 = (y1 >>> 16);
+    const lh_94 = (Math.imul(aL_90, 0) >>> 0);
+    const hl_95 = (Math.imul(aH_91, 512) >>> 0);
+    const mid_96 = ((((((Math.imul(aL_90, 512) >>> 0) >>> 16) + ((lh_94 & 65535) >>> 0)) >>> 0) + ((hl_95 & 65535) >>> 0)) >>> 0);
+    let hi_97 = (((((((Math.imul(aH_91, 0) >>> 0) + (lh_94 >>> 16)) >>> 0) + (hl_95 >>> 16)) >>> 0) + (mid_96 >>> 16)) >>> 0);
+    lo_89 = ((lo_89 + x1) >>> 0);
+    hi_97 = ((hi_97 + ((lo_89 < x1) ? 1 : 0)) >>> 0);
+    const aL_98 = ((lo_89 & 65535) >>> 0);
+    const aH_99 = (lo_89 >>> 16);
+    const lh_102 = (Math.imul(aL_98, 0) >>> 0);
+    const hl_103 = (Math.imul(aH_99, 3) >>> 0);
+    const mid_104 = ((((((Math.imul(aL_98, 3) >>> 0) >>> 16) + ((lh_102 & 65535) >>> 0)) >>> 0) + ((hl_103 & 65535) >>> 0)) >>> 0);
+    hi_97 = (((Math.imul(hi_97, 3) >>> 0) + (((((((Math.imul(aH_99, 0) >>> 0) + (lh_102 >>> 16)) >>> 0) + (hl_103 >>> 16)) >>> 0) + (mid_104 >>> 16)) >>> 0)) >>> 0);
+    lo_89 = (Math.imul(lo_89, 3) >>> 0);
+    lo_89 = ((lo_89 + 1) >>> 0);
+    hi_97 = ((hi_97 + ((lo_89 < 1) ? 1 : 0)) >>> 0);
+    at_85[0] = ((((hi_97 << 30) >>> 0) | (lo_89 >>> 2)) >>> 0);
+    at_85[1] = ((lo_89 & 3) >>> 0);
+    let bits_106 = 0;
+    if (at_85[0] < 1073741824) {
+      bits_106 = pixels[at_85[0]];
+    } else {
+      bits_106 = pixelsHi[((at_85[0] - 1073741824) >>> 0)];
+    }
+    let v_107 = Math.fround(Math.fround((((bits_106 >>> (Math.imul(at_85[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_108 = false;
+    if (cond_108) {
+      cond_108 = true;
+    }
+    if (cond_108) {
+      v_107 = ((v_107 <= 0.040449999272823334) ? Math.fround(v_107 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_107 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    }
+    const e = v_107;
     const top = __fma(fx, Math.fround(b - a), a);
     const bottom = __fma(fx, Math.fround(e - d), d);
     targets[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)] = __fma(fy, Math.fround(bottom - top), top);
   }
   {
-    const s_10 = ((s00 + 2) >>> 0);
-    let v_11 = Math.fround(Math.fround((((pixels[(s_10 >>> 2)] >>> ((Math.imul(((s_10 & 3) >>> 0), 8)) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_12 = false;
-    if (cond_12) {
-      cond_12 = true;
+    const at_10 = new Uint32Array(2);
+    let lo_14 = (Math.imul(y0, 512) >>> 0);
+    const aL_15 = ((y0 & 65535) >>> 0);
+    const aH_16 = (y0 >>> 16);
+    const lh_19 = (Math.imul(aL_15, 0) >>> 0);
+    const hl_20 = (Math.imul(aH_16, 512) >>> 0);
+    const mid_21 = ((((((Math.imul(aL_15, 512) >>> 0) >>> 16) + ((lh_19 & 65535) >>> 0)) >>> 0) + ((hl_20 & 65535) >>> 0)) >>> 0);
+    let hi_22 = (((((((Math.imul(aH_16, 0) >>> 0) + (lh_19 >>> 16)) >>> 0) + (hl_20 >>> 16)) >>> 0) + (mid_21 >>> 16)) >>> 0);
+    lo_14 = ((lo_14 + x0) >>> 0);
+    hi_22 = ((hi_22 + ((lo_14 < x0) ? 1 : 0)) >>> 0);
+    const aL_23 = ((lo_14 & 65535) >>> 0);
+    const aH_24 = (lo_14 >>> 16);
+    const lh_27 = (Math.imul(aL_23, 0) >>> 0);
+    const hl_28 = (Math.imul(aH_24, 3) >>> 0);
+    const mid_29 = ((((((Math.imul(aL_23, 3) >>> 0) >>> 16) + ((lh_27 & 65535) >>> 0)) >>> 0) + ((hl_28 & 65535) >>> 0)) >>> 0);
+    hi_22 = (((Math.imul(hi_22, 3) >>> 0) + (((((((Math.imul(aH_24, 0) >>> 0) + (lh_27 >>> 16)) >>> 0) + (hl_28 >>> 16)) >>> 0) + (mid_29 >>> 16)) >>> 0)) >>> 0);
+    lo_14 = (Math.imul(lo_14, 3) >>> 0);
+    lo_14 = ((lo_14 + 2) >>> 0);
+    hi_22 = ((hi_22 + ((lo_14 < 2) ? 1 : 0)) >>> 0);
+    at_10[0] = ((((hi_22 << 30) >>> 0) | (lo_14 >>> 2)) >>> 0);
+    at_10[1] = ((lo_14 & 3) >>> 0);
+    let bits_31 = 0;
+    if (at_10[0] < 1073741824) {
+      bits_31 = pixels[at_10[0]];
+    } else {
+      bits_31 = pixelsHi[((at_10[0] - 1073741824) >>> 0)];
     }
-    if (cond_12) {
-      v_11 = ((v_11 <= 0.040449999272823334) ? Math.fround(v_11 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_11 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    let v_32 = Math.fround(Math.fround((((bits_31 >>> (Math.imul(at_10[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_33 = false;
+    if (cond_33) {
+      cond_33 = true;
     }
-    const a = v_11;
-    const s_14 = ((s10 + 2) >>> 0);
-    let v_15 = Math.fround(Math.fround((((pixels[(s_14 >>> 2)] >>> ((Math.imul(((s_14 & 3) >>> 0), 8)) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_16 = false;
-    if (cond_16) {
-      cond_16 = true;
+    if (cond_33) {
+      v_32 = ((v_32 <= 0.040449999272823334) ? Math.fround(v_32 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_32 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
     }
-    if (cond_16) {
-      v_15 = ((v_15 <= 0.040449999272823334) ? Math.fround(v_15 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_15 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    const a = v_32;
+    const at_35 = new Uint32Array(2);
+    let lo_39 = (Math.imul(y0, 512) >>> 0);
+    const aL_40 = ((y0 & 65535) >>> 0);
+    const aH_41 = (y0 >>> 16);
+    const lh_44 = (Math.imul(aL_40, 0) >>> 0);
+    const hl_45 = (Math.imul(aH_41, 512) >>> 0);
+    const mid_46 = ((((((Math.imul(aL_40, 512) >>> 0) >>> 16) + ((lh_44 & 65535) >>> 0)) >>> 0) + ((hl_45 & 65535) >>> 0)) >>> 0);
+    let hi_47 = (((((((Math.imul(aH_41, 0) >>> 0) + (lh_44 >>> 16)) >>> 0) + (hl_45 >>> 16)) >>> 0) + (mid_46 >>> 16)) >>> 0);
+    lo_39 = ((lo_39 + x1) >>> 0);
+    hi_47 = ((hi_47 + ((lo_39 < x1) ? 1 : 0)) >>> 0);
+    const aL_48 = ((lo_39 & 65535) >>> 0);
+    const aH_49 = (lo_39 >>> 16);
+    const lh_52 = (Math.imul(aL_48, 0) >>> 0);
+    const hl_53 = (Math.imul(aH_49, 3) >>> 0);
+    const mid_54 = ((((((Math.imul(aL_48, 3) >>> 0) >>> 16) + ((lh_52 & 65535) >>> 0)) >>> 0) + ((hl_53 & 65535) >>> 0)) >>> 0);
+    hi_47 = (((Math.imul(hi_47, 3) >>> 0) + (((((((Math.imul(aH_49, 0) >>> 0) + (lh_52 >>> 16)) >>> 0) + (hl_53 >>> 16)) >>> 0) + (mid_54 >>> 16)) >>> 0)) >>> 0);
+    lo_39 = (Math.imul(lo_39, 3) >>> 0);
+    lo_39 = ((lo_39 + 2) >>> 0);
+    hi_47 = ((hi_47 + ((lo_39 < 2) ? 1 : 0)) >>> 0);
+    at_35[0] = ((((hi_47 << 30) >>> 0) | (lo_39 >>> 2)) >>> 0);
+    at_35[1] = ((lo_39 & 3) >>> 0);
+    let bits_56 = 0;
+    if (at_35[0] < 1073741824) {
+      bits_56 = pixels[at_35[0]];
+    } else {
+      bits_56 = pixelsHi[((at_35[0] - 1073741824) >>> 0)];
     }
-    const b = v_15;
-    const s_18 = ((s01 + 2) >>> 0);
-    let v_19 = Math.fround(Math.fround((((pixels[(s_18 >>> 2)] >>> ((Math.imul(((s_18 & 3) >>> 0), 8)) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_20 = false;
-    if (cond_20) {
-      cond_20 = true;
+    let v_57 = Math.fround(Math.fround((((bits_56 >>> (Math.imul(at_35[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_58 = false;
+    if (cond_58) {
+      cond_58 = true;
     }
-    if (cond_20) {
-      v_19 = ((v_19 <= 0.040449999272823334) ? Math.fround(v_19 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_19 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    if (cond_58) {
+      v_57 = ((v_57 <= 0.040449999272823334) ? Math.fround(v_57 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_57 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
     }
-    const d = v_19;
-    const s_22 = ((s11 + 2) >>> 0);
-    let v_23 = Math.fround(Math.fround((((pixels[(s_22 >>> 2)] >>> ((Math.imul(((s_22 & 3) >>> 0), 8)) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_24 = false;
-    if (cond_24) {
-      cond_24 = true;
+    const b = v_57;
+    const at_60 = new Uint32Array(2);
+    let lo_64 = (Math.imul(y1, 512) >>> 0);
+    const aL_65 = ((y1 & 65535) >>> 0);
+    const aH_66 = (y1 >>> 16);
+    const lh_69 = (Math.imul(aL_65, 0) >>> 0);
+    const hl_70 = (Math.imul(aH_66, 512) >>> 0);
+    const mid_71 = ((((((Math.imul(aL_65, 512) >>> 0) >>> 16) + ((lh_69 & 65535) >>> 0)) >>> 0) + ((hl_70 & 65535) >>> 0)) >>> 0);
+    let hi_72 = (((((((Math.imul(aH_66, 0) >>> 0) + (lh_69 >>> 16)) >>> 0) + (hl_70 >>> 16)) >>> 0) + (mid_71 >>> 16)) >>> 0);
+    lo_64 = ((lo_64 + x0) >>> 0);
+    hi_72 = ((hi_72 + ((lo_64 < x0) ? 1 : 0)) >>> 0);
+    const aL_73 = ((lo_64 & 65535) >>> 0);
+    const aH_74 = (lo_64 >>> 16);
+    const lh_77 = (Math.imul(aL_73, 0) >>> 0);
+    const hl_78 = (Math.imul(aH_74, 3) >>> 0);
+    const mid_79 = ((((((Math.imul(aL_73, 3) >>> 0) >>> 16) + ((lh_77 & 65535) >>> 0)) >>> 0) + ((hl_78 & 65535) >>> 0)) >>> 0);
+    hi_72 = (((Math.imul(hi_72, 3) >>> 0) + (((((((Math.imul(aH_74, 0) >>> 0) + (lh_77 >>> 16)) >>> 0) + (hl_78 >>> 16)) >>> 0) + (mid_79 >>> 16)) >>> 0)) >>> 0);
+    lo_64 = (Math.imul(lo_64, 3) >>> 0);
+    lo_64 = ((lo_64 + 2) >>> 0);
+    hi_72 = ((hi_72 + ((lo_64 < 2) ? 1 : 0)) >>> 0);
+    at_60[0] = ((((hi_72 << 30) >>> 0) | (lo_64 >>> 2)) >>> 0);
+    at_60[1] = ((lo_64 & 3) >>> 0);
+    let bits_81 = 0;
+    if (at_60[0] < 1073741824) {
+      bits_81 = pixels[at_60[0]];
+    } else {
+      bits_81 = pixelsHi[((at_60[0] - 1073741824) >>> 0)];
     }
-    if (cond_24) {
-      v_23 = ((v_23 <= 0.040449999272823334) ? Math.fround(v_23 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_23 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    let v_82 = Math.fround(Math.fround((((bits_81 >>> (Math.imul(at_60[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_83 = false;
+    if (cond_83) {
+      cond_83 = true;
     }
-    const e = v_23;
+    if (cond_83) {
+      v_82 = ((v_82 <= 0.040449999272823334) ? Math.fround(v_82 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_82 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    }
+    const d = v_82;
+    const at_85 = new Uint32Array(2);
+    let lo_89 = (Math.imul(y1, 512) >>> 0);
+    const aL_90 = ((y1 & 65535) >>> 0);
+    const aH_91 = (y1 >>> 16);
+    const lh_94 = (Math.imul(aL_90, 0) >>> 0);
+    const hl_95 = (Math.imul(aH_91, 512) >>> 0);
+    const mid_96 = ((((((Math.imul(aL_90, 512) >>> 0) >>> 16) + ((lh_94 & 65535) >>> 0)) >>> 0) + ((hl_95 & 65535) >>> 0)) >>> 0);
+    let hi_97 = (((((((Math.imul(aH_91, 0) >>> 0) + (lh_94 >>> 16)) >>> 0) + (hl_95 >>> 16)) >>> 0) + (mid_96 >>> 16)) >>> 0);
+    lo_89 = ((lo_89 + x1) >>> 0);
+    hi_97 = ((hi_97 + ((lo_89 < x1) ? 1 : 0)) >>> 0);
+    const aL_98 = ((lo_89 & 65535) >>> 0);
+    const aH_99 = (lo_89 >>> 16);
+    const lh_102 = (Math.imul(aL_98, 0) >>> 0);
+    const hl_103 = (Math.imul(aH_99, 3) >>> 0);
+    const mid_104 = ((((((Math.imul(aL_98, 3) >>> 0) >>> 16) + ((lh_102 & 65535) >>> 0)) >>> 0) + ((hl_103 & 65535) >>> 0)) >>> 0);
+    hi_97 = (((Math.imul(hi_97, 3) >>> 0) + (((((((Math.imul(aH_99, 0) >>> 0) + (lh_102 >>> 16)) >>> 0) + (hl_103 >>> 16)) >>> 0) + (mid_104 >>> 16)) >>> 0)) >>> 0);
+    lo_89 = (Math.imul(lo_89, 3) >>> 0);
+    lo_89 = ((lo_89 + 2) >>> 0);
+    hi_97 = ((hi_97 + ((lo_89 < 2) ? 1 : 0)) >>> 0);
+    at_85[0] = ((((hi_97 << 30) >>> 0) | (lo_89 >>> 2)) >>> 0);
+    at_85[1] = ((lo_89 & 3) >>> 0);
+    let bits_106 = 0;
+    if (at_85[0] < 1073741824) {
+      bits_106 = pixels[at_85[0]];
+    } else {
+      bits_106 = pixelsHi[((at_85[0] - 1073741824) >>> 0)];
+    }
+    let v_107 = Math.fround(Math.fround((((bits_106 >>> (Math.imul(at_85[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_108 = false;
+    if (cond_108) {
+      cond_108 = true;
+    }
+    if (cond_108) {
+      v_107 = ((v_107 <= 0.040449999272823334) ? Math.fround(v_107 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_107 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    }
+    const e = v_107;
     const top = __fma(fx, Math.fround(b - a), a);
     const bottom = __fma(fx, Math.fround(e - d), d);
     targets[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)] = __fma(fy, Math.fround(bottom - top), top);
   }
 }
-export function sampleImage(ngp_n, pixels, seed, coords, targets) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sampleImage_body(ngp_i, pixels, seed, coords, targets);
+export function sampleImage(ngp_n, pixels, pixelsHi, seed, coords, targets) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sampleImage_body(ngp_i, pixels, pixelsHi, seed, coords, targets);
 }
 
-function samplePixels_body(i, pixels, seed, coords, targets) {
+function samplePixels_body(i, pixels, pixelsHi, seed, coords, targets) {
   let x_1 = i;
   x_1 = ((x_1 ^ (x_1 >>> 16)) >>> 0);
   x_1 = (Math.imul(x_1, 2246822507) >>> 0);
@@ -263,53 +575,131 @@ function samplePixels_body(i, pixels, seed, coords, targets) {
   const y = (((((((Math.imul(aH_20, 0) >>> 0) + (lh_23 >>> 16)) >>> 0) + (hl_24 >>> 16)) >>> 0) + (mid_25 >>> 16)) >>> 0);
   coords[(Math.imul(i, 2) >>> 0)] = Math.fround(Math.fround(Math.fround(x) + 0.5) / 512);
   coords[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)] = Math.fround(Math.fround(Math.fround(y) + 0.5) / 512);
-  const s = ((Math.imul((((Math.imul(y, 512) >>> 0) + x) >>> 0), 3)) >>> 0);
   {
-    let v_29 = Math.fround(Math.fround((((pixels[(s >>> 2)] >>> ((Math.imul(((s & 3) >>> 0), 8)) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_30 = false;
-    if (cond_30) {
-      cond_30 = true;
+    const at_28 = new Uint32Array(2);
+    let lo_32 = (Math.imul(y, 512) >>> 0);
+    const aL_33 = ((y & 65535) >>> 0);
+    const aH_34 = (y >>> 16);
+    const lh_37 = (Math.imul(aL_33, 0) >>> 0);
+    const hl_38 = (Math.imul(aH_34, 512) >>> 0);
+    const mid_39 = ((((((Math.imul(aL_33, 512) >>> 0) >>> 16) + ((lh_37 & 65535) >>> 0)) >>> 0) + ((hl_38 & 65535) >>> 0)) >>> 0);
+    let hi_40 = (((((((Math.imul(aH_34, 0) >>> 0) + (lh_37 >>> 16)) >>> 0) + (hl_38 >>> 16)) >>> 0) + (mid_39 >>> 16)) >>> 0);
+    lo_32 = ((lo_32 + x) >>> 0);
+    hi_40 = ((hi_40 + ((lo_32 < x) ? 1 : 0)) >>> 0);
+    const aL_41 = ((lo_32 & 65535) >>> 0);
+    const aH_42 = (lo_32 >>> 16);
+    const lh_45 = (Math.imul(aL_41, 0) >>> 0);
+    const hl_46 = (Math.imul(aH_42, 3) >>> 0);
+    const mid_47 = ((((((Math.imul(aL_41, 3) >>> 0) >>> 16) + ((lh_45 & 65535) >>> 0)) >>> 0) + ((hl_46 & 65535) >>> 0)) >>> 0);
+    hi_40 = (((Math.imul(hi_40, 3) >>> 0) + (((((((Math.imul(aH_42, 0) >>> 0) + (lh_45 >>> 16)) >>> 0) + (hl_46 >>> 16)) >>> 0) + (mid_47 >>> 16)) >>> 0)) >>> 0);
+    lo_32 = (Math.imul(lo_32, 3) >>> 0);
+    lo_32 = lo_32;
+    hi_40 = ((hi_40 + ((lo_32 < 0) ? 1 : 0)) >>> 0);
+    at_28[0] = ((((hi_40 << 30) >>> 0) | (lo_32 >>> 2)) >>> 0);
+    at_28[1] = ((lo_32 & 3) >>> 0);
+    let bits_49 = 0;
+    if (at_28[0] < 1073741824) {
+      bits_49 = pixels[at_28[0]];
+    } else {
+      bits_49 = pixelsHi[((at_28[0] - 1073741824) >>> 0)];
     }
-    if (cond_30) {
-      v_29 = ((v_29 <= 0.040449999272823334) ? Math.fround(v_29 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_29 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    let v_50 = Math.fround(Math.fround((((bits_49 >>> (Math.imul(at_28[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_51 = false;
+    if (cond_51) {
+      cond_51 = true;
     }
-    targets[(Math.imul(i, 3) >>> 0)] = v_29;
+    if (cond_51) {
+      v_50 = ((v_50 <= 0.040449999272823334) ? Math.fround(v_50 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_50 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    }
+    targets[(Math.imul(i, 3) >>> 0)] = v_50;
   }
   {
-    const s_28 = ((s + 1) >>> 0);
-    let v_29 = Math.fround(Math.fround((((pixels[(s_28 >>> 2)] >>> ((Math.imul(((s_28 & 3) >>> 0), 8)) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_30 = false;
-    if (cond_30) {
-      cond_30 = true;
+    const at_28 = new Uint32Array(2);
+    let lo_32 = (Math.imul(y, 512) >>> 0);
+    const aL_33 = ((y & 65535) >>> 0);
+    const aH_34 = (y >>> 16);
+    const lh_37 = (Math.imul(aL_33, 0) >>> 0);
+    const hl_38 = (Math.imul(aH_34, 512) >>> 0);
+    const mid_39 = ((((((Math.imul(aL_33, 512) >>> 0) >>> 16) + ((lh_37 & 65535) >>> 0)) >>> 0) + ((hl_38 & 65535) >>> 0)) >>> 0);
+    let hi_40 = (((((((Math.imul(aH_34, 0) >>> 0) + (lh_37 >>> 16)) >>> 0) + (hl_38 >>> 16)) >>> 0) + (mid_39 >>> 16)) >>> 0);
+    lo_32 = ((lo_32 + x) >>> 0);
+    hi_40 = ((hi_40 + ((lo_32 < x) ? 1 : 0)) >>> 0);
+    const aL_41 = ((lo_32 & 65535) >>> 0);
+    const aH_42 = (lo_32 >>> 16);
+    const lh_45 = (Math.imul(aL_41, 0) >>> 0);
+    const hl_46 = (Math.imul(aH_42, 3) >>> 0);
+    const mid_47 = ((((((Math.imul(aL_41, 3) >>> 0) >>> 16) + ((lh_45 & 65535) >>> 0)) >>> 0) + ((hl_46 & 65535) >>> 0)) >>> 0);
+    hi_40 = (((Math.imul(hi_40, 3) >>> 0) + (((((((Math.imul(aH_42, 0) >>> 0) + (lh_45 >>> 16)) >>> 0) + (hl_46 >>> 16)) >>> 0) + (mid_47 >>> 16)) >>> 0)) >>> 0);
+    lo_32 = (Math.imul(lo_32, 3) >>> 0);
+    lo_32 = ((lo_32 + 1) >>> 0);
+    hi_40 = ((hi_40 + ((lo_32 < 1) ? 1 : 0)) >>> 0);
+    at_28[0] = ((((hi_40 << 30) >>> 0) | (lo_32 >>> 2)) >>> 0);
+    at_28[1] = ((lo_32 & 3) >>> 0);
+    let bits_49 = 0;
+    if (at_28[0] < 1073741824) {
+      bits_49 = pixels[at_28[0]];
+    } else {
+      bits_49 = pixelsHi[((at_28[0] - 1073741824) >>> 0)];
     }
-    if (cond_30) {
-      v_29 = ((v_29 <= 0.040449999272823334) ? Math.fround(v_29 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_29 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    let v_50 = Math.fround(Math.fround((((bits_49 >>> (Math.imul(at_28[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_51 = false;
+    if (cond_51) {
+      cond_51 = true;
     }
-    targets[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)] = v_29;
+    if (cond_51) {
+      v_50 = ((v_50 <= 0.040449999272823334) ? Math.fround(v_50 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_50 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    }
+    targets[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)] = v_50;
   }
   {
-    const s_28 = ((s + 2) >>> 0);
-    let v_29 = Math.fround(Math.fround((((pixels[(s_28 >>> 2)] >>> ((Math.imul(((s_28 & 3) >>> 0), 8)) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_30 = false;
-    if (cond_30) {
-      cond_30 = true;
+    const at_28 = new Uint32Array(2);
+    let lo_32 = (Math.imul(y, 512) >>> 0);
+    const aL_33 = ((y & 65535) >>> 0);
+    const aH_34 = (y >>> 16);
+    const lh_37 = (Math.imul(aL_33, 0) >>> 0);
+    const hl_38 = (Math.imul(aH_34, 512) >>> 0);
+    const mid_39 = ((((((Math.imul(aL_33, 512) >>> 0) >>> 16) + ((lh_37 & 65535) >>> 0)) >>> 0) + ((hl_38 & 65535) >>> 0)) >>> 0);
+    let hi_40 = (((((((Math.imul(aH_34, 0) >>> 0) + (lh_37 >>> 16)) >>> 0) + (hl_38 >>> 16)) >>> 0) + (mid_39 >>> 16)) >>> 0);
+    lo_32 = ((lo_32 + x) >>> 0);
+    hi_40 = ((hi_40 + ((lo_32 < x) ? 1 : 0)) >>> 0);
+    const aL_41 = ((lo_32 & 65535) >>> 0);
+    const aH_42 = (lo_32 >>> 16);
+    const lh_45 = (Math.imul(aL_41, 0) >>> 0);
+    const hl_46 = (Math.imul(aH_42, 3) >>> 0);
+    const mid_47 = ((((((Math.imul(aL_41, 3) >>> 0) >>> 16) + ((lh_45 & 65535) >>> 0)) >>> 0) + ((hl_46 & 65535) >>> 0)) >>> 0);
+    hi_40 = (((Math.imul(hi_40, 3) >>> 0) + (((((((Math.imul(aH_42, 0) >>> 0) + (lh_45 >>> 16)) >>> 0) + (hl_46 >>> 16)) >>> 0) + (mid_47 >>> 16)) >>> 0)) >>> 0);
+    lo_32 = (Math.imul(lo_32, 3) >>> 0);
+    lo_32 = ((lo_32 + 2) >>> 0);
+    hi_40 = ((hi_40 + ((lo_32 < 2) ? 1 : 0)) >>> 0);
+    at_28[0] = ((((hi_40 << 30) >>> 0) | (lo_32 >>> 2)) >>> 0);
+    at_28[1] = ((lo_32 & 3) >>> 0);
+    let bits_49 = 0;
+    if (at_28[0] < 1073741824) {
+      bits_49 = pixels[at_28[0]];
+    } else {
+      bits_49 = pixelsHi[((at_28[0] - 1073741824) >>> 0)];
     }
-    if (cond_30) {
-      v_29 = ((v_29 <= 0.040449999272823334) ? Math.fround(v_29 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_29 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    let v_50 = Math.fround(Math.fround((((bits_49 >>> (Math.imul(at_28[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_51 = false;
+    if (cond_51) {
+      cond_51 = true;
     }
-    targets[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)] = v_29;
+    if (cond_51) {
+      v_50 = ((v_50 <= 0.040449999272823334) ? Math.fround(v_50 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_50 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    }
+    targets[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)] = v_50;
   }
 }
-export function samplePixels(ngp_n, pixels, seed, coords, targets) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) samplePixels_body(ngp_i, pixels, seed, coords, targets);
+export function samplePixels(ngp_n, pixels, pixelsHi, seed, coords, targets) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) samplePixels_body(ngp_i, pixels, pixelsHi, seed, coords, targets);
 }
 
-function pixelCenters_body(i, row0, coords) {
-  const x_1 = __umod(i, 512);
+function pixelCenters_body(i, x0, row0, cols, coords) {
+  const x_1 = ((x0 + __umod(i, cols)) >>> 0);
   coords[(Math.imul(i, 2) >>> 0)] = Math.fround(Math.fround(Math.fround(x_1) + 0.5) / 512);
-  const x_3 = ((row0 + __udiv(i, 512)) >>> 0);
+  const x_3 = ((row0 + __udiv(i, cols)) >>> 0);
   coords[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)] = Math.fround(Math.fround(Math.fround(x_3) + 0.5) / 512);
 }
-export function pixelCenters(ngp_n, row0, coords) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) pixelCenters_body(ngp_i, row0, coords);
+export function pixelCenters(ngp_n, x0, row0, cols, coords) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) pixelCenters_body(ngp_i, x0, row0, cols, coords);
 }

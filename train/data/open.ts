@@ -3,12 +3,14 @@
 // of bench:probing's 3D case).
 import type { TrainConfig } from "../config.ts";
 import { loadImage } from "../image.ts";
-import { ImageSource, RECONSTRUCTION } from "./image.ts";
+import { IMAGE_OUTPUTS, ImageSource } from "./image.ts";
 import { openPointSource, VALIDATION } from "./points.ts";
 import type { DataSource } from "./source.ts";
 
 /** Every source's own files in the out directory (DataSource.writeOutputs): a run removes those an earlier run on other data left. */
-export const SOURCE_OUTPUTS = [RECONSTRUCTION, VALIDATION];
+export const SOURCE_OUTPUTS = [...IMAGE_OUTPUTS, VALIDATION];
+/** Directories a source writes (the DeepZoom pyramids' tiles, the viewer's script): removed with the files. */
+export { DEEPZOOM_DIRS as SOURCE_OUTPUT_DIRS } from "./deepzoom.ts";
 
 /** The input file the configuration trains on, which no output may replace. */
 export function dataInput(cfg: TrainConfig): { flag: string; path: string } {
