@@ -19,6 +19,8 @@ export interface Flag {
   only?: "params";
   /** A boolean field the flag also sets to true (--ema N turns the average on). */
   enables?: string;
+  /** A bool flag's value (default: false for a no- flag, else true). */
+  value?: boolean;
 }
 
 /** Every flag, the configuration field it sets, and what it means. */
@@ -56,6 +58,8 @@ export const ALL_FLAGS: Flag[] = [
   { flag: "beta1", path: "optimizer.beta1", kind: "number", help: "Adam's beta1" },
   { flag: "beta2", path: "optimizer.beta2", kind: "number", help: "Adam's beta2" },
   { flag: "eps", path: "optimizer.eps", kind: "number", help: "Adam's epsilon" },
+  { flag: "sparse-updates", path: "optimizer.sparse", kind: "bool", help: "update the encoding (Adam or SGD, the EMA, probing's logits) only where the step's batch touched it: lazy Adam, a step's cost follows the batch, not the table (see docs/training.md)" },
+  { flag: "dense-updates", path: "optimizer.sparse", kind: "bool", value: false, help: "update every parameter each step (the default; PyTorch's Adam), e.g. over a --config with sparse updates" },
   { flag: "schedule", path: "schedule.kind", kind: "string", help: "none, cosine, onecycle or plateau" },
   { flag: "warmup", path: "schedule.warmupSteps", kind: "int", help: "cosine: linear warmup steps [0]" },
   { flag: "min-factor", path: "schedule.minFactor", kind: "number", help: "cosine/plateau: the lowest lr, as a factor of --lr [0.01 / 0.001]" },
@@ -101,7 +105,7 @@ export function flagConfig(values: Parsed["values"], flags: Flag[] = FLAGS): Rec
     const v = values[f.flag];
     if (v === undefined) continue;
     if (f.enables) setPath(cfg, f.enables, true);
-    if (f.kind === "bool") setPath(cfg, f.path, f.flag.startsWith("no-") ? false : true);
+    if (f.kind === "bool") setPath(cfg, f.path, f.value ?? !f.flag.startsWith("no-"));
     else if (f.kind === "string") setPath(cfg, f.path, v);
     else {
       const n = Number(v);

@@ -24,3 +24,20 @@ export interface LoadSettings {
   cacheDir?: string;
   log?: (message: string) => void;
 }
+
+/**
+ * Sparse updates: the rows of `width` values (a grid's table entries, or its codebook rows) that a
+ * step touched, listed in `list` at ranges (one per level) that the Optimizer and the Ema run one
+ * launch each (HashGrid.touched()).
+ */
+export interface TouchedRows {
+  width: number;
+  list: DeviceBuffer<"u32">;
+  ranges: { first: number; count: number }[];
+}
+
+/** Where a group's touched rows come from (of `width` values each): `get`, asked once per step. */
+export interface TouchedSource {
+  width: number;
+  get: () => TouchedRows;
+}

@@ -2,12 +2,14 @@
 // evaluation and outputs: after each optimizer step, ema = decay * ema + (1 - decay) * param
 // (dsl/kernels/ema.ts, one launch per group). swap() exchanges the parameters and the averages in
 // place on the device, so evaluation runs on the averaged weights with no copy to the host; a
-// second swap() puts the trained weights back.
+// second swap() puts the trained weights back. A group with `touched` (sparse updates) is averaged
+// on the rows its step touched only: an untouched row's average stays as it is (the dense update
+// would move it toward its parameters, which did not change).
 import { resolve } from "node:path";
 import { z } from "zod";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { loadKernels, type KernelModule } from "./load.ts";
-import type { LoadSettings } from "./common.ts";
+import type { LoadSettings, TouchedSource } from "./common.ts";
 import { ConfigError, parseOptions } from "./options.ts";
 
 export const EMA_KERNELS = resolve(import.meta.dir, "../dsl/kernels/ema.ts");
@@ -28,6 +30,8 @@ export type EmaSettings = z.output<typeof EmaOptions>;
 export interface EmaGroup {
   name: string;
   params: DeviceBuffer<"f32">;
+  /** Sparse updates: the rows the step touched (asked once per update). */
+  touched?: TouchedSource;
 }
 
 /** Everything a checkpoint needs to continue the average exactly. */
@@ -51,6 +55,8 @@ export class Ema {
     settings: EmaSettings,
     private readonly groups: Group[],
     private readonly mod: KernelModule,
+    /** Per row width of the sparse groups, emaUpdateSparse specialized for it. */
+    private readonly rowMods: Map<number, KernelModule>,
   ) {
     this.#decay = settings.decay;
   }
@@ -71,12 +77,15 @@ export class Ema {
     const backend = load.backend ?? groups[0]?.params.backend;
     // Unchecked: every launch covers exactly the group's elements, and the EMA has the same length.
     const mod = await loadKernels(EMA_KERNELS, { kernels: ["emaUpdate", "swapBuffers", "copyBuffer"], backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false });
+    const rowMods = new Map<number, KernelModule>();
+    for (const width of new Set(groups.flatMap((g) => (g.touched ? [g.touched.width] : []))))
+      rowMods.set(width, await loadKernels(EMA_KERNELS, { config: { width }, kernels: ["emaUpdateSparse"], backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false }));
     const full = groups.map((g): Group => {
       const ema = mod.alloc("f32", g.params.length);
       if (g.params.length > 0) mod.kernels.copyBuffer!(g.params.length, g.params, ema);
       return { ...g, ema };
     });
-    return new Ema(s, full, mod);
+    return new Ema(s, full, mod, rowMods);
   }
 
   get decay(): number {
@@ -103,7 +112,13 @@ export class Ema {
     if (this.#swapped) throw new Error("ema: update() while the averages are swapped in (call swap() again first)");
     this.#steps++;
     const decay = this.effectiveDecay(this.#steps);
-    for (const g of this.groups) if (g.params.length > 0) this.mod.kernels.emaUpdate!(g.params.length, g.params, g.ema, decay);
+    for (const g of this.groups) {
+      if (g.touched) {
+        const t = g.touched.get();
+        const k = this.rowMods.get(t.width)!.kernels;
+        for (const { first, count } of t.ranges) if (count > 0) k.emaUpdateSparse!(count, t.list, first, g.params, g.ema, decay);
+      } else if (g.params.length > 0) this.mod.kernels.emaUpdate!(g.params.length, g.params, g.ema, decay);
+    }
   }
 
   /**
@@ -154,5 +169,6 @@ export class Ema {
   close(): void {
     for (const g of this.groups) g.ema.dispose();
     this.mod.close();
+    for (const m of this.rowMods.values()) m.close();
   }
 }

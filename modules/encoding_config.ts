@@ -52,6 +52,8 @@ export const memberParamCount = (m: Member): number => gridParamCount(m.settings
 export interface TrainingState {
   adam: boolean;
   ema: boolean;
+  /** Sparse updates: a u32 stamp and list slot per table entry and codebook row (HashGrid.trackTouched). */
+  sparse?: boolean;
 }
 
 /**
@@ -66,7 +68,8 @@ export function memberTrainingBytes(m: Member, state: TrainingState = { adam: tr
   const logits = probing.rows * probing.range;
   return (
     (half ? 2 : 4) * p + 4 * p * (1 + (state.adam ? 2 : 0) + (state.ema ? 1 : 0)) + (half ? 4 * p : 0) +
-    (logits ? 4 * logits * (2 + (state.adam ? 2 : 0)) + 4 * probing.rows : 0)
+    (logits ? 4 * logits * (2 + (state.adam ? 2 : 0)) + 4 * probing.rows : 0) +
+    (state.sparse ? 8 * (p / m.settings.featuresPerLevel + probing.rows) : 0)
   );
 }
 

@@ -4,7 +4,7 @@
 import { isAbsolute, relative, resolve } from "node:path";
 import type { Backend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
-import { hostOrDevice, type LoadSettings } from "./common.ts";
+import { hostOrDevice, type LoadSettings, type TouchedRows, type TouchedSource } from "./common.ts";
 import { ConfigError, type HashGridOptionsInput, type HashGridSettings, type GridLevel, type GridConfigValue, type GridPlacement, parseHashGridOptions, gridLevels, gridParamCount, gridConfig, gridKernels, lonePlacement, type ProbingLayout, probingLayout, type GridMemory, gridMemory } from "./hashgrid_config.ts";
 import { loadKernels, type KernelModule } from "./load.ts";
 import { seededUniform } from "./random.ts";
@@ -86,6 +86,8 @@ export class HashGrid {
   readonly kernels: ReturnType<typeof gridKernels>;
   #lastX: DeviceBuffer<"f32"> | undefined;
   #lastN = 0;
+  /** Sparse updates (trackTouched): the per-level lists of touched entries and codebook rows. */
+  #touch: { stamp: DeviceBuffer<"u32">; list: DeviceBuffer<"u32">; rowStamp: DeviceBuffer<"u32">; rowList: DeviceBuffer<"u32">; counts: DeviceBuffer<"u32">; epoch: number; taken: boolean } | undefined;
 
   private constructor(
     readonly settings: HashGridSettings,
@@ -234,6 +236,7 @@ export class HashGrid {
       this.grad.zero();
       this.logitGrad.zero();
     }
+    this.#listTouched(n, x, !opts.accumulate);
     const k = this.kernels;
     // Derived or hand-written: (x, params, probe, softmax, dy, grad, the logits' gradient w.r.t. the softmax).
     this.mod.kernels[k.paramGrad]!(n, x, this.params, this.probe, this.softmax, dy, this.grad, this.logitGrad);
@@ -244,6 +247,70 @@ export class HashGrid {
     if (k.derived) this.mod.kernels[k.inputGrad]!(n, x, this.params, this.probe, this.softmax, dy, dx);
     else this.mod.kernels[k.inputGrad]!(n, x, this.params, this.probe, dy, dx);
     return { params: this.grad, inputs: dx };
+  }
+
+  /**
+   * Sparse updates: from now on every backward also lists the table entries (and, with learned
+   * probing, the codebook rows) whose gradient it writes (dsl/kernels/grid.ts gridTouched: per
+   * level, in the order of the points, with a per-entry stamp so that each is listed once; its
+   * cost follows the batch, not the table), for touched(). Allocates a stamp and a list slot per
+   * table entry and per codebook row (u32 each). Variants that replace encodeLevel may read other
+   * entries than entry(): refused.
+   */
+  async trackTouched(): Promise<void> {
+    if (this.#touch) return;
+    if (this.settings.variant !== undefined) {
+      const { readVariant } = await import("../codegen/parse.ts");
+      if (readVariant(this.settings.variant, GRID_KERNELS).parts.includes("encodeLevel"))
+        throw new ConfigError(`sparse updates: ${this.settings.variant} replaces encodeLevel, so the entries a step touches are not known (use dense updates)`);
+    }
+    const entries = this.paramCount / this.settings.featuresPerLevel;
+    const rows = Math.max(1, this.probing.rows);
+    const u32 = (n: number) => this.mod.alloc("u32", n);
+    this.#touch = { stamp: u32(entries), list: u32(entries), rowStamp: u32(rows), rowList: u32(rows), counts: u32(2 * this.settings.levels), epoch: 0, taken: true };
+  }
+
+  /**
+   * The rows the backward passes since the last optimizer step wrote (their gradient; see
+   * trackTouched): `entries`, table entries of featuresPerLevel values, and `rows`, codebook rows
+   * of N_p logits (none without probing), one range per level. The set stays the same (for the
+   * optimizer and then the EMA) until the next backward, which starts a new one.
+   */
+  touched(): { entries: TouchedRows; rows: TouchedRows } {
+    const t = this.#touch;
+    if (!t) throw new Error("HashGrid.touched: call trackTouched() first");
+    t.taken = true;
+    const counts = t.counts.download();
+    const L = this.settings.levels;
+    const entries = this.levels.map((lv, l) => ({ first: lv.offset, count: counts[l]! }));
+    const rows = this.probing.probed.flatMap((p, l) => (p ? [{ first: this.probing.rowOffset[l]!, count: counts[L + l]! }] : []));
+    return { entries: { width: this.settings.featuresPerLevel, list: t.list, ranges: entries }, rows: { width: this.probing.range, list: t.rowList, ranges: rows } };
+  }
+
+  /** The touched table entries as an Optimizer or Ema group's `touched` (after trackTouched). */
+  get touchedEntries(): TouchedSource {
+    return { width: this.settings.featuresPerLevel, get: () => this.touched().entries };
+  }
+
+  /** The touched codebook rows as the probing logits' Optimizer group's `touched` (after trackTouched). */
+  get touchedCodebookRows(): TouchedSource {
+    return { width: this.probing.range, get: () => this.touched().rows };
+  }
+
+  /** Appends the entries and rows the points of the last forward touch to the current set (a new set after touched()). */
+  #listTouched(n: number, x: DeviceBuffer<"f32">, fresh: boolean): void {
+    const t = this.#touch;
+    if (!t) return;
+    if (fresh || t.taken) {
+      // A new set: a new stamp (on wrap-around, after 2^32 - 1 sets, the stamps start over).
+      if (t.epoch === 0xffffffff) (t.stamp.zero(), t.rowStamp.zero(), (t.epoch = 0));
+      t.epoch++;
+      t.counts.zero();
+      t.taken = false;
+    }
+    const args = [t.epoch, t.stamp, t.list, t.rowStamp, t.rowList, t.counts] as const;
+    if (this.mod.backend === "cuda") this.mod.kernels[this.kernels.touchedLevels]!(this.settings.levels, x, n, this.probe, ...args);
+    else this.mod.kernels[this.kernels.touched]!(n, x, this.probe, ...args);
   }
 
   /** Per level, the fraction of distinct vertices touched by x that share a table slot. */

@@ -1,11 +1,14 @@
 // Optimizers over parameter groups (the encoding, the network, later the probing logits), each
 // with its own learning rate and L2 weight decay. One launch per group per step; the gradient is
 // zeroed in the same pass (dsl/kernels/optimizer.ts), ready for the next step's backward passes.
+// With `sparse`, a group that lists the rows its step touched (`touched`: the encoding's table
+// entries, the probing logits' codebook rows) is updated on those rows only, one launch per range:
+// lazy Adam (see dsl/kernels/optimizer.ts and docs/training.md, "Sparse updates").
 import { resolve } from "node:path";
 import { z } from "zod";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { loadKernels, type KernelModule } from "./load.ts";
-import type { LoadSettings } from "./common.ts";
+import type { LoadSettings, TouchedRows, TouchedSource } from "./common.ts";
 import { ConfigError, parseOptions } from "./options.ts";
 
 export const OPTIMIZER_KERNELS = resolve(import.meta.dir, "../dsl/kernels/optimizer.ts");
@@ -19,6 +22,8 @@ export const OptimizerOptions = z
     beta2: z.number().min(0).lt(1).default(0.99),
     eps: z.number().positive().max(1).default(1e-15),
     weightDecay: z.number().min(0).max(1e6).default(0),
+    /** Sparse (lazy) updates of the groups that list their touched rows; dense (PyTorch's semantics) otherwise. */
+    sparse: z.boolean().default(false),
   })
   .strict();
 
@@ -29,6 +34,7 @@ const ALLOWED: Record<string, string> = {
   beta2: "a number in [0, 1)",
   eps: "a number in (0, 1]",
   weightDecay: "a number >= 0",
+  sparse: "true, false",
 };
 
 export type OptimizerOptionsInput = z.input<typeof OptimizerOptions>;
@@ -51,6 +57,12 @@ export interface ParamGroup {
    * with respect to each row's softmax; the step applies the softmax's Jacobian per row. f32 groups only.
    */
   rows?: { width: number; argmax: DeviceBuffer<"u32">; softmax: DeviceBuffer<"f32"> };
+  /**
+   * Sparse updates (settings.sparse): the rows of the group whose gradient the step's backward
+   * passes wrote, asked once per step; only they are updated and their gradient cleared (the rest
+   * of the gradient must be zero). Without it, or with sparse false, the whole group is updated.
+   */
+  touched?: TouchedSource;
 }
 
 /** Everything a checkpoint needs to continue the optimizer exactly (`master`: of f16 groups). */
@@ -59,7 +71,7 @@ export interface OptimizerState {
   groups: { name: string; lr: number; m?: Float32Array; v?: Float32Array; master?: Float32Array }[];
 }
 
-interface Group extends Required<Omit<ParamGroup, "rows">>, Pick<ParamGroup, "rows"> {
+interface Group extends Required<Omit<ParamGroup, "rows" | "touched">>, Pick<ParamGroup, "rows" | "touched"> {
   /** The f32 weights the step updates: the parameters themselves, or an f16 group's master copy. */
   master: DeviceBuffer<"f32">;
   m?: DeviceBuffer<"f32">;
@@ -74,7 +86,7 @@ export class Optimizer {
     readonly settings: OptimizerSettings,
     private readonly groups: Group[],
     private readonly mod: KernelModule,
-    /** Per row width of `rows` groups, the kernels specialized for it. */
+    /** Per row width of `rows` and sparse groups, the kernels specialized for it. */
     private readonly rowMods: Map<number, KernelModule>,
   ) {}
 
@@ -93,13 +105,20 @@ export class Optimizer {
     }
     const kernels = [s.kind === "adam" ? "adamStep" : "sgdStep", ...(groups.some(isHalf) ? ["storeHalf"] : [])];
     const mod = await loadKernels(OPTIMIZER_KERNELS, { kernels, backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false });
-    const rowMods = new Map<number, KernelModule>();
-    for (const width of new Set(groups.flatMap((g) => (g.rows ? [g.rows.width] : [])))) {
-      const rowKernels = [s.kind === "adam" ? "adamStepRows" : "sgdStepRows"];
-      rowMods.set(width, await loadKernels(OPTIMIZER_KERNELS, { config: { width }, kernels: rowKernels, backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false }));
+    // Per width, the row kernels the groups need: rows (probing's logits), sparse (touched rows), sparse f16.
+    const perWidth = new Map<number, Set<string>>();
+    const need = (width: number, kernel: string) => perWidth.set(width, (perWidth.get(width) ?? new Set()).add(kernel));
+    for (const g of groups) {
+      const sparse = s.sparse && g.touched !== undefined;
+      const width = g.rows?.width ?? (sparse ? g.touched!.width : 0);
+      if (g.rows || sparse) need(width, `${s.kind}Step${g.rows ? "Rows" : ""}${sparse ? "Sparse" : ""}`);
+      if (sparse && isHalf(g)) need(width, "storeHalfSparse");
     }
+    const rowMods = new Map<number, KernelModule>();
+    for (const [width, rowKernels] of perWidth)
+      rowMods.set(width, await loadKernels(OPTIMIZER_KERNELS, { config: { width }, kernels: [...rowKernels], backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false }));
     const full = groups.map((g): Group => ({
-      ...g, lr: g.lr ?? s.lr, weightDecay: g.weightDecay ?? s.weightDecay,
+      ...g, lr: g.lr ?? s.lr, weightDecay: g.weightDecay ?? s.weightDecay, touched: s.sparse ? g.touched : undefined,
       master: isHalf(g) ? mod.upload("f32", g.params.download()) : (g.params as DeviceBuffer<"f32">),
       ...(s.kind === "adam" ? { m: mod.alloc("f32", g.params.length), v: mod.alloc("f32", g.params.length) } : {}),
     }));
@@ -140,6 +159,10 @@ export class Optimizer {
     const correction = Math.sqrt(1 - beta2 ** this.#step) / (1 - beta1 ** this.#step);
     const adam = this.settings.kind === "adam";
     for (const g of this.groups) {
+      if (g.touched) {
+        this.sparseStep(g, g.touched.get(), adam ? g.lr * correction : g.lr, gradScale);
+        continue;
+      }
       if (g.rows) {
         const k = this.rowMods.get(g.rows.width)!.kernels;
         const { argmax, softmax } = g.rows;
@@ -148,7 +171,24 @@ export class Optimizer {
       } else if (adam) this.mod.kernels.adamStep!(g.master.length, g.master, g.grad, g.m!, g.v!, g.lr * correction, beta1, beta2, eps, g.weightDecay, gradScale);
       else this.mod.kernels.sgdStep!(g.master.length, g.master, g.grad, g.lr, g.weightDecay, gradScale);
     }
-    this.sync();
+    this.sync(true);
+  }
+
+  /** One sparse step of group g on the rows `t` lists (see the kernels' semantics, dsl/kernels/optimizer.ts). */
+  private sparseStep(g: Group, t: TouchedRows, rate: number, gradScale: number): void {
+    const k = this.rowMods.get(t.width)!.kernels;
+    const { beta1, beta2, eps } = this.settings;
+    const adam = this.settings.kind === "adam";
+    for (const { first, count } of t.ranges) {
+      if (count === 0) continue;
+      if (g.rows) {
+        const { argmax, softmax } = g.rows;
+        if (adam) k.adamStepRowsSparse!(count, t.list, first, g.master, g.grad, g.m!, g.v!, argmax, softmax, rate, beta1, beta2, eps, g.weightDecay, gradScale);
+        else k.sgdStepRowsSparse!(count, t.list, first, g.master, g.grad, argmax, softmax, rate, g.weightDecay, gradScale);
+      } else if (adam) k.adamStepSparse!(count, t.list, first, first + count, g.master, g.grad, g.m!, g.v!, rate, beta1, beta2, eps, g.weightDecay, gradScale);
+      else k.sgdStepSparse!(count, t.list, first, g.master, g.grad, rate, g.weightDecay, gradScale);
+      if (g.master !== g.params) k.storeHalfSparse!(count, t.list, first, g.master, g.params);
+    }
   }
 
   /** The f32 weights of a group: its parameters, or an f16 group's master copy. */
@@ -156,9 +196,12 @@ export class Optimizer {
     return this.group(group).master;
   }
 
-  /** Rounds f16 groups' master weights into their parameters (after the master changed, e.g. an EMA swap). */
-  sync(): void {
-    for (const g of this.groups) if (g.master !== g.params) this.mod.kernels.storeHalf!(g.master.length, g.master, g.params);
+  /**
+   * Rounds f16 groups' master weights into their parameters (after the master changed, e.g. an EMA
+   * swap); `stepped`: after a step, which rounded the sparse groups' touched rows itself.
+   */
+  sync(stepped = false): void {
+    for (const g of this.groups) if (g.master !== g.params && !(stepped && g.touched)) this.mod.kernels.storeHalf!(g.master.length, g.master, g.params);
   }
 
   state(): OptimizerState {

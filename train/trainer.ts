@@ -213,13 +213,16 @@ async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string)
   made.push(encoding);
   built(mlp);
   const grids = encoding.grids.map((g, i) => ({ g, name: encoding.name("encoding", i), probing: encoding.name("probing", i) }));
+  // Sparse updates: each grid's step (and its average) runs over the entries the batch touched.
+  const sparse = cfg.optimizer.sparse;
+  if (sparse) for (const { g } of grids) await g.trackTouched();
   const opt = built(await Optimizer.create(
     [
       // One group per member grid (a lone grid's: "encoding", "probing"), the network's between them.
-      ...grids.map(({ g, name }) => ({ name, params: g.params as DeviceBuffer<"f32"> | DeviceBuffer<"f16">, grad: g.grad, lr: encLr, weightDecay: 0 })),
+      ...grids.map(({ g, name }) => ({ name, params: g.params as DeviceBuffer<"f32"> | DeviceBuffer<"f16">, grad: g.grad, lr: encLr, weightDecay: 0, touched: g.touchedEntries })),
       { name: "network", params: mlp.params, grad: mlp.grad, lr: netLr, weightDecay },
       // Learned probing's index logits; the step refreshes the probe table from them.
-      ...grids.flatMap(({ g, probing }) => (g.logitCount ? [{ name: probing, params: g.logits, grad: g.logitGrad, lr: cfg.encoding.probing.lr, weightDecay: 0, rows: g.probeRows }] : [])),
+      ...grids.flatMap(({ g, probing }) => (g.logitCount ? [{ name: probing, params: g.logits, grad: g.logitGrad, lr: cfg.encoding.probing.lr, weightDecay: 0, rows: g.probeRows, touched: g.touchedCodebookRows }] : [])),
     ],
     cfg.optimizer,
     load,
@@ -227,7 +230,7 @@ async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string)
   // The average is of the f32 weights (an f16 encoding's master copy); see withAverage. The probing
   // logits are not averaged: the features were trained under the current argmax slots, and an
   // average of the logits could pick other ones.
-  const groups = [...grids.map(({ name }) => ({ name, params: opt.master(name) })), { name: "network", params: opt.master("network") }];
+  const groups = [...grids.map(({ g, name }) => ({ name, params: opt.master(name), ...(sparse ? { touched: g.touchedEntries } : {}) })), { name: "network", params: opt.master("network") }];
   const ema = built(cfg.ema.enabled ? await Ema.create(groups, { decay: cfg.ema.decay }, load) : undefined);
   const heldOutLoss = built(await Loss.create({ kind: cfg.loss as never, width: source.channels, huberDelta: cfg.huberDelta }, load));
   const close = () => made.forEach((x) => x.close());
@@ -535,7 +538,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     paramsNetwork,
     bytesParams: encoding.grids.reduce((a, g) => a + (g.settings.precision === "f16" ? 2 : 4) * g.paramCount, 0) + 4 * paramsNetwork + 4 * encoding.logitCount,
     // params, and per parameter in f32: gradient, Adam's m and v (SGD: none), EMA (not of the
-    // probing logits), an f16 encoding's master; the probe table (memberTrainingBytes)
+    // probing logits), an f16 encoding's master; the probe table; sparse updates' stamp and list (memberTrainingBytes)
     bytesTraining:
       encoding.grids.reduce((a, g) => a + memberTrainingBytes(g, state), 0) + 4 * paramsNetwork * (2 + (state.adam ? 2 : 0) + (state.ema ? 1 : 0)),
     bytesInference: encoding.memory(2).inferenceBytes + 4 * paramsNetwork,
@@ -565,7 +568,7 @@ function baseRates(cfg: TrainConfig, steps: number | undefined, exact: boolean):
 }
 
 /** What training holds besides the parameters (the encoding's memory check, bytesTraining). */
-const trainingState = (cfg: TrainConfig) => ({ adam: cfg.optimizer.kind === "adam", ema: cfg.ema.enabled });
+const trainingState = (cfg: TrainConfig) => ({ adam: cfg.optimizer.kind === "adam", ema: cfg.ema.enabled, sparse: cfg.optimizer.sparse });
 
 /** Exchanges the weights and their average; f16 parameters follow their master. */
 function swapAverage(m: Model): void {

@@ -16,7 +16,7 @@
 // lookup over the row (straight-through), with respect to the slot's weight: the optimizer step
 // takes it through the softmax to the logits, once per row. With N_p = 1 no level is probed and
 // every probing statement folds away: the plain grid.
-import { type Buf, type Const, type Float, type f16, type f32, type i32, atomicAdd, fma, localArray, select, u32 } from "../index.ts";
+import { type Buf, type Const, type Float, type f16, type f32, i32, atomicAdd, fma, localArray, select, u32 } from "../index.ts";
 import { NEAREST } from "./interpolate.ts";
 import { type GridConfig, bucket, codebookRow, cornerWeight, encodeLevel, entry, inputIndex, locate, outputIndex } from "./lookup.ts";
 import { refreshRow } from "./probe.ts";
@@ -188,6 +188,70 @@ export function gridInputGradHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, p
  */
 export function gridRefreshProbes(i: u32, cfg: Const<GridConfig>, logits: Buf<f32>, probe: Buf<u32>, softmax: Buf<f32>): void {
   refreshRow(cfg.probeRange, i, logits, probe, softmax);
+}
+
+/**
+ * Sparse updates: appends the table entry (offset[l] + slot) of each corner of point i at level l,
+ * and at a probed level its codebook row, to the level's list unless already listed in this
+ * `epoch`: entry e is appended at list[offset[l] + counts[l]] when stamp[e] is not `epoch` (then
+ * stamp[e] = epoch), rows likewise at rowList[rowOffset[l] + counts[levels + l]] with rowStamp. A
+ * level's list has room for its whole table, so it never overflows. The cost is a few operations
+ * per point and corner, whatever the table's size.
+ */
+function touchLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, probe: Buf<u32>, epoch: u32, stamp: Buf<u32>, list: Buf<u32>, rowStamp: Buf<u32>, rowList: Buf<u32>, counts: Buf<u32>): void {
+  const cell = localArray<u32>(cfg.dims);
+  const coords = localArray<u32>(cfg.dims);
+  const w0 = localArray<f32>(cfg.dims);
+  const w1 = localArray<f32>(cfg.dims);
+  const dw = localArray<f32>(cfg.dims);
+  locate(cfg, l, x, i, cell, w0, w1, dw);
+  const corners = select(cfg.interpolation === NEAREST, 1, 1 << cfg.dims);
+  for (let c = 0; c < corners; c++) {
+    const e = entry(cfg, l, cell, c, coords, probe) / u32(cfg.features);
+    if (stamp[e] !== epoch) {
+      stamp[e] = epoch;
+      list[cfg.offset[l] + counts[l]] = e;
+      counts[l] += 1;
+    }
+    if (cfg.probed[l]) {
+      const row = codebookRow(cfg, l, coords);
+      if (rowStamp[row] !== epoch) {
+        rowStamp[row] = epoch;
+        rowList[cfg.rowOffset[l] + counts[cfg.levels + l]] = row;
+        counts[cfg.levels + l] += 1;
+      }
+    }
+  }
+}
+
+/**
+ * Sparse updates (modules/hashgrid.ts trackTouched): the table entries and codebook rows the
+ * points read, per level, in the order of the points and their corners, each once per `epoch`
+ * (see touchLevel); called again with the same epoch for more points (accumulated micro-batches),
+ * it appends only what is not listed yet. On the CPU each level is one pass over the points on one
+ * thread (a level writes only its own part of every buffer), so the lists are the same on every
+ * run and equal to the JS backend's. CUDA runs gridTouchedLevels instead (this body, one thread per
+ * point, would race).
+ * @kernel
+ * @schedule owner
+ */
+export function gridTouched(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, probe: Buf<u32>, epoch: u32, stamp: Buf<u32>, list: Buf<u32>, rowStamp: Buf<u32>, rowList: Buf<u32>, counts: Buf<u32>): void {
+  for (let l = 0; l < cfg.levels; l++) {
+    touchLevel(cfg, l, x, i, probe, epoch, stamp, list, rowStamp, rowList, counts);
+  }
+}
+
+/**
+ * gridTouched for CUDA: thread l walks points [0, n) of level l in order (the same lists). Correct
+ * but serial within a level: the language has no atomic that returns the old value, with which
+ * the threads of a level could claim list slots in parallel (the order would then vary from run
+ * to run).
+ * @kernel
+ */
+export function gridTouchedLevels(l: u32, cfg: Const<GridConfig>, x: Buf<f32>, n: u32, probe: Buf<u32>, epoch: u32, stamp: Buf<u32>, list: Buf<u32>, rowStamp: Buf<u32>, rowList: Buf<u32>, counts: Buf<u32>): void {
+  for (let i: u32 = 0; i < n; i++) {
+    touchLevel(cfg, i32(l), x, i, probe, epoch, stamp, list, rowStamp, rowList, counts);
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 // Optimizers, one parameter group per launch (index i runs over the group's elements). The
 // gradient is read, used and zeroed in the same pass, so that the next step's backward passes can
 // accumulate into it without a separate clearing pass.
-import { type Buf, type Const, type f16, type f32, type i32, sqrt, u32 } from "../index.ts";
+import { type Buf, type Const, type f16, type f32, type i32, prefetch, sqrt, u32 } from "../index.ts";
 import { logitGradRow, refreshRow } from "./probe.ts";
 
 /**
@@ -41,6 +41,24 @@ export interface RowsConfig {
   width: i32;
 }
 
+/** Adam over row `row` of a rows group (see adamStepRows). */
+function adamRow(width: i32, row: u32, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, argmax: Buf<u32>, softmax: Buf<f32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, gradScale: f32): void {
+  logitGradRow(width, row, grads, softmax);
+  for (let p = 0; p < width; p++) {
+    adam(row * u32(width) + u32(p), params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+  }
+  refreshRow(width, row, params, argmax, softmax);
+}
+
+/** Gradient descent over row `row` of a rows group (see adamStepRows). */
+function sgdRow(width: i32, row: u32, params: Buf<f32>, grads: Buf<f32>, argmax: Buf<u32>, softmax: Buf<f32>, lr: f32, weightDecay: f32, gradScale: f32): void {
+  logitGradRow(width, row, grads, softmax);
+  for (let p = 0; p < width; p++) {
+    sgd(row * u32(width) + u32(p), params, grads, lr, weightDecay, gradScale);
+  }
+  refreshRow(width, row, params, argmax, softmax);
+}
+
 /**
  * Adam over a group of rows (thread i: row i) whose gradient is given with respect to each row's
  * softmax (what the grid's backward accumulates for learned probing's logits): the step maps it to
@@ -51,11 +69,7 @@ export interface RowsConfig {
  * @schedule lanes
  */
 export function adamStepRows(i: u32, cfg: Const<RowsConfig>, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, argmax: Buf<u32>, softmax: Buf<f32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, gradScale: f32): void {
-  logitGradRow(cfg.width, i, grads, softmax);
-  for (let p = 0; p < cfg.width; p++) {
-    adam(i * u32(cfg.width) + u32(p), params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
-  }
-  refreshRow(cfg.width, i, params, argmax, softmax);
+  adamRow(cfg.width, i, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
 }
 
 /**
@@ -64,11 +78,67 @@ export function adamStepRows(i: u32, cfg: Const<RowsConfig>, params: Buf<f32>, g
  * @schedule lanes
  */
 export function sgdStepRows(i: u32, cfg: Const<RowsConfig>, params: Buf<f32>, grads: Buf<f32>, argmax: Buf<u32>, softmax: Buf<f32>, lr: f32, weightDecay: f32, gradScale: f32): void {
-  logitGradRow(cfg.width, i, grads, softmax);
-  for (let p = 0; p < cfg.width; p++) {
-    sgd(i * u32(cfg.width) + u32(p), params, grads, lr, weightDecay, gradScale);
+  sgdRow(cfg.width, i, params, grads, argmax, softmax, lr, weightDecay, gradScale);
+}
+
+// Sparse updates (modules/optimizer.ts, a group with `touched`): thread j updates the row
+// list[first + j] of `width` values (a table entry's features, or a codebook row's logits) and
+// clears its gradient; rows not listed are not read or written. Lazy Adam: a listed row's m and v
+// take its gradient, an unlisted row's m, v and parameters stay as they are (dense Adam would decay
+// its moments and move it by them); the bias correction folded into stepSize is the global step's,
+// as PyTorch's SparseAdam. A row listed in every step gets exactly the dense step (the same
+// operations in the same order).
+
+/** How far ahead in its list a sparse step prefetches (scattered rows: each is a cache miss otherwise). */
+export const PREFETCH_ROWS = 16;
+
+/** @kernel */
+export function adamStepSparse(j: u32, cfg: Const<RowsConfig>, list: Buf<u32>, first: u32, end: u32, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, gradScale: f32): void {
+  if (first + j + PREFETCH_ROWS < end) {
+    const next = list[first + j + PREFETCH_ROWS] * u32(cfg.width);
+    prefetch(params, next);
+    prefetch(grads, next);
+    prefetch(m, next);
+    prefetch(v, next);
   }
-  refreshRow(cfg.width, i, params, argmax, softmax);
+  const row = list[first + j];
+  for (let p = 0; p < cfg.width; p++) {
+    adam(row * u32(cfg.width) + u32(p), params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+  }
+}
+
+/** @kernel */
+export function sgdStepSparse(j: u32, cfg: Const<RowsConfig>, list: Buf<u32>, first: u32, params: Buf<f32>, grads: Buf<f32>, lr: f32, weightDecay: f32, gradScale: f32): void {
+  const row = list[first + j];
+  for (let p = 0; p < cfg.width; p++) {
+    sgd(row * u32(cfg.width) + u32(p), params, grads, lr, weightDecay, gradScale);
+  }
+}
+
+/**
+ * adamStepRows over the listed rows only (in lane form too: 16 listed rows per call).
+ * @kernel
+ * @schedule lanes
+ */
+export function adamStepRowsSparse(j: u32, cfg: Const<RowsConfig>, list: Buf<u32>, first: u32, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, argmax: Buf<u32>, softmax: Buf<f32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, gradScale: f32): void {
+  adamRow(cfg.width, list[first + j], params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+}
+
+/**
+ * sgdStepRows over the listed rows only.
+ * @kernel
+ * @schedule lanes
+ */
+export function sgdStepRowsSparse(j: u32, cfg: Const<RowsConfig>, list: Buf<u32>, first: u32, params: Buf<f32>, grads: Buf<f32>, argmax: Buf<u32>, softmax: Buf<f32>, lr: f32, weightDecay: f32, gradScale: f32): void {
+  sgdRow(cfg.width, list[first + j], params, grads, argmax, softmax, lr, weightDecay, gradScale);
+}
+
+/** storeHalf over the listed rows only. @kernel */
+export function storeHalfSparse(j: u32, cfg: Const<RowsConfig>, list: Buf<u32>, first: u32, master: Buf<f32>, params: Buf<f16>): void {
+  const row = list[first + j];
+  for (let p = 0; p < cfg.width; p++) {
+    params[row * u32(cfg.width) + u32(p)] = master[row * u32(cfg.width) + u32(p)];
+  }
 }
 
 /**

@@ -1,0 +1,113 @@
+// `bun bench/sparse.ts [--json] [--log2t 16,19,22] [--steps N] [--batch N]`
+//
+// Sparse updates against dense ones: the time of one training step (grid forward, MLP forward and
+// backward, grid backward, Adam over the encoding and the network) for the same batch at several
+// table sizes T = 2^log2T, on the CPU backend, all in one process run: 2D image-like points (uniform
+// in [0, 1]^2, a new batch each step from a fixed set), L = 16, F = 2, N_min 16, finest 2048, the
+// default MLP (64 x 2, 3 outputs), batch 2^16. Dense Adam reads and writes every parameter each
+// step (its cost follows T); sparse Adam the entries the batch touched (HashGrid.trackTouched; its
+// cost follows the batch). The target: the sparse step at 2^22 within 1.2x of the sparse step at 2^16.
+// measureStep() is the building block (bench:scale builds on it). With --json the last line
+// printed is one JSON object with every figure.
+import { HashGrid } from "../modules/hashgrid.ts";
+import { Mlp } from "../modules/mlp.ts";
+import { Optimizer } from "../modules/optimizer.ts";
+import { seededUniform } from "../modules/random.ts";
+import type { DeviceBuffer } from "../runtime/buffer.ts";
+import { findCxx } from "../runtime/toolchain.ts";
+import { benchArgs } from "./args.ts";
+import { cpuInfo, median } from "./machine.ts";
+
+export interface StepTiming {
+  log2T: number;
+  sparse: boolean;
+  batch: number;
+  /** Median milliseconds of one step, and of its parts (the touched list is part of backward). */
+  stepMs: number;
+  forwardMs: number;
+  mlpMs: number;
+  backwardMs: number;
+  updateMs: number;
+  /** Mean touched table entries per step (sparse), over all levels. */
+  touched?: number;
+}
+
+/** One training step's time (median of `steps` after `warmup`) for a 2D grid of 2^log2T entries per level. */
+export async function measureStep(opts: { log2T: number; sparse: boolean; batch?: number; steps?: number; warmup?: number; levels?: number }): Promise<StepTiming> {
+  const { log2T, sparse, batch = 1 << 16, steps = 10, warmup = 3, levels = 16 } = opts;
+  const grid = await HashGrid.create({ dims: 2, levels, featuresPerLevel: 2, log2HashmapSize: log2T, baseResolution: 16, finestResolution: 2048 }, { backend: "cpu" });
+  const mlp = await Mlp.create({ inputs: grid.outputDim, outputs: 3, width: 64, hiddenLayers: 2, inputGrad: true }, { backend: "cpu" });
+  if (sparse) await grid.trackTouched();
+  const opt = await Optimizer.create(
+    [
+      { name: "encoding", params: grid.params as DeviceBuffer<"f32">, grad: grid.grad, touched: grid.touchedEntries },
+      { name: "network", params: mlp.params, grad: mlp.grad },
+    ],
+    { sparse },
+    { backend: "cpu" },
+  );
+  const rand = seededUniform(1234);
+  const batches = Array.from({ length: 4 }, () => {
+    const x = new Float32Array(batch * 2).map(() => rand());
+    const t = new Float32Array(batch * 3).map(() => rand());
+    return { x: grid.alloc(x.length), t: grid.alloc(t.length), hx: x, ht: t };
+  });
+  for (const b of batches) (b.x.upload(b.hx), b.t.upload(b.ht));
+  const enc = grid.alloc(batch * grid.outputDim);
+  const dEnc = grid.alloc(batch * grid.outputDim);
+  const parts: number[][] = [[], [], [], [], []];
+  let touched = 0;
+  try {
+    for (let s = 0; s < warmup + steps; s++) {
+      const b = batches[s % batches.length]!;
+      const t0 = performance.now();
+      grid.forward(b.x, enc);
+      const t1 = performance.now();
+      mlp.trainStep(enc, b.t, { inputGrad: dEnc });
+      const t2 = performance.now();
+      grid.backward(dEnc, { accumulate: true });
+      const t3 = performance.now();
+      opt.update();
+      const t4 = performance.now();
+      if (s < warmup) continue;
+      [t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3].forEach((v, k) => parts[k]!.push(v));
+      if (sparse) touched += grid.touched().entries.ranges.reduce((a, r) => a + r.count, 0) / steps;
+    }
+  } finally {
+    opt.close();
+    mlp.close();
+    grid.close();
+  }
+  const [stepMs, forwardMs, mlpMs, backwardMs, updateMs] = parts.map(median) as [number, number, number, number, number];
+  return { log2T, sparse, batch, stepMs, forwardMs, mlpMs, backwardMs, updateMs, ...(sparse ? { touched: Math.round(touched) } : {}) };
+}
+
+async function main(): Promise<number> {
+  const usage = "usage: bun bench/sparse.ts [--json] [--log2t 16,19,22] [--steps N] [--batch N]";
+  const a = benchArgs(usage, { json: { type: "boolean" }, log2t: { type: "string" }, steps: { type: "string" }, batch: { type: "string" } });
+  if (typeof a === "number") return a;
+  const sizes = (a.log2t ?? "16,19,22").split(",").map(Number);
+  const steps = Number(a.steps ?? 10);
+  const batch = Number(a.batch ?? 65536);
+  if (sizes.some((t) => !Number.isInteger(t) || t < 10 || t > 24) || !(steps >= 1) || !(batch >= 1)) return console.error(usage), 2;
+  const cpu = cpuInfo(findCxx().tool?.path);
+  console.log(`CPU: ${cpu.model} (${cpu.cpus} CPUs); 2D, L=16, F=2, batch ${batch}, MLP 64x2; median of ${steps} steps after 3 of warm-up`);
+  const rows: StepTiming[] = [];
+  for (const log2T of sizes)
+    for (const sparse of [false, true]) {
+      const r = await measureStep({ log2T, sparse, batch, steps });
+      rows.push(r);
+      console.log(
+        `T=2^${log2T} ${sparse ? "sparse" : "dense "}: step ${r.stepMs.toFixed(1)} ms (forward ${r.forwardMs.toFixed(1)}, mlp ${r.mlpMs.toFixed(1)}, backward ${r.backwardMs.toFixed(1)}, update ${r.updateMs.toFixed(1)})` +
+          (r.touched !== undefined ? `, ${r.touched.toLocaleString("en")} entries touched` : ""),
+      );
+    }
+  const step = (t: number, s: boolean) => rows.find((r) => r.log2T === t && r.sparse === s)?.stepMs;
+  const [lo, hi] = [Math.min(...sizes), Math.max(...sizes)];
+  const ratio = (s: boolean) => step(hi, s)! / step(lo, s)!;
+  console.log(`step at 2^${hi} / step at 2^${lo}: sparse ${ratio(true).toFixed(2)}x (target <= 1.2), dense ${ratio(false).toFixed(2)}x`);
+  if (a.json) console.log(JSON.stringify({ cpu: cpu.model, sparse_step_ratio: ratio(true), dense_step_ratio: ratio(false), rows }));
+  return 0;
+}
+
+if (import.meta.main) process.exitCode = await main();
