@@ -46,13 +46,15 @@ export const SHIPPED: Shipped[] = [
   // A derived backward (codegen/adjoint.ts): the forward's parameter gradient, beside the hand-written one.
   { name: "grid/hashgrid_2d_adjoint", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(DEFAULT_GRID_2D)), kernels: ["gridForwardParamGrad", "gridForwardInputGrad"] },
   { name: "grid/hashgrid_2d_probed", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(PROBED_GRID_2D)), kernels: ["gridForward", "gridBackward"] },
+  // Sparse updates: the touched lists (the CPU's and JS's form, and CUDA's one thread per level).
+  { name: "grid/hashgrid_2d_touched", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(PROBED_GRID_2D)), kernels: ["gridTouched", "gridTouchedLevels"] },
   { name: "grid/hashgrid_3d", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(DEFAULT_GRID_3D)), kernels: GRID_KERNELS },
   // The forward as written, and the backward passes the compiler derives from it (the training step
   // from mlpLoss, the backward from a given output gradient from mlpForward).
   { name: "network/mlp", file: "dsl/kernels/mlp.ts", config: mlpShipped(64), kernels: MLP_KERNELS_SHIPPED, targets: ["cpu", "js"] },
   { name: "network/mlp_cuda", file: "dsl/kernels/mlp.ts", config: mlpShipped(16), kernels: MLP_KERNELS_SHIPPED, targets: ["cuda"] },
   { name: "network/optimizer", file: "dsl/kernels/optimizer.ts", config: { width: 4 } },
-  { name: "network/ema", file: "dsl/kernels/ema.ts" },
+  { name: "network/ema", file: "dsl/kernels/ema.ts", config: { width: 2 } },
   { name: "network/loss", file: "dsl/kernels/loss.ts", config: { rows: 256, width: 3, kind: 1, huberDelta: 1 } },
   // Training data: the bundled photograph's configuration (8-bit RGB, trained as stored).
   { name: "data/sample", file: "dsl/kernels/sample.ts", config: { width: 512, height: 512, channels: 3, bits16: false, linear: false, partWords: 2 ** 30 } },

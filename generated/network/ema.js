@@ -30,6 +30,21 @@ export function emaUpdate(ngp_n, params, ema, decay) {
   for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) emaUpdate_body(ngp_i, params, ema, decay);
 }
 
+function emaUpdateSparse_body(j, list, first, params, ema, decay) {
+  const row = list[((first + j) >>> 0)];
+  {
+    const k = (Math.imul(row, 2) >>> 0);
+    ema[k] = Math.fround(Math.fround(decay * ema[k]) + Math.fround(Math.fround(1 - decay) * params[k]));
+  }
+  {
+    const k = (((Math.imul(row, 2) >>> 0) + 1) >>> 0);
+    ema[k] = Math.fround(Math.fround(decay * ema[k]) + Math.fround(Math.fround(1 - decay) * params[k]));
+  }
+}
+export function emaUpdateSparse(ngp_n, list, first, params, ema, decay) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) emaUpdateSparse_body(ngp_i, list, first, params, ema, decay);
+}
+
 function swapBuffers_body(i, a, b) {
   const t = a[i];
   a[i] = b[i];

@@ -85,44 +85,44 @@ NGP_FN void adamStepRows_body(uint32_t i, float* __restrict__ params, float* __r
     grads[first_2 + 3u] = softmax[first_2 + 3u] * (grads[first_2 + 3u] - mean_3);
   }
   {
-    const uint32_t i_6 = i * 4u;
-    const float g_7 = gradScale * grads[i_6] + weightDecay * params[i_6];
-    const float mi_8 = beta1 * m[i_6] + (1.0f - beta1) * g_7;
-    const float vi_9 = beta2 * v[i_6] + (1.0f - beta2) * g_7 * g_7;
-    m[i_6] = mi_8;
-    v[i_6] = vi_9;
-    params[i_6] = params[i_6] - stepSize * mi_8 / (sqrtf(vi_9) + eps);
-    grads[i_6] = 0.0f;
+    const uint32_t i_7 = i * 4u;
+    const float g_8 = gradScale * grads[i_7] + weightDecay * params[i_7];
+    const float mi_9 = beta1 * m[i_7] + (1.0f - beta1) * g_8;
+    const float vi_10 = beta2 * v[i_7] + (1.0f - beta2) * g_8 * g_8;
+    m[i_7] = mi_9;
+    v[i_7] = vi_10;
+    params[i_7] = params[i_7] - stepSize * mi_9 / (sqrtf(vi_10) + eps);
+    grads[i_7] = 0.0f;
   }
   {
-    const uint32_t i_6 = i * 4u + 1u;
-    const float g_7 = gradScale * grads[i_6] + weightDecay * params[i_6];
-    const float mi_8 = beta1 * m[i_6] + (1.0f - beta1) * g_7;
-    const float vi_9 = beta2 * v[i_6] + (1.0f - beta2) * g_7 * g_7;
-    m[i_6] = mi_8;
-    v[i_6] = vi_9;
-    params[i_6] = params[i_6] - stepSize * mi_8 / (sqrtf(vi_9) + eps);
-    grads[i_6] = 0.0f;
+    const uint32_t i_7 = i * 4u + 1u;
+    const float g_8 = gradScale * grads[i_7] + weightDecay * params[i_7];
+    const float mi_9 = beta1 * m[i_7] + (1.0f - beta1) * g_8;
+    const float vi_10 = beta2 * v[i_7] + (1.0f - beta2) * g_8 * g_8;
+    m[i_7] = mi_9;
+    v[i_7] = vi_10;
+    params[i_7] = params[i_7] - stepSize * mi_9 / (sqrtf(vi_10) + eps);
+    grads[i_7] = 0.0f;
   }
   {
-    const uint32_t i_6 = i * 4u + 2u;
-    const float g_7 = gradScale * grads[i_6] + weightDecay * params[i_6];
-    const float mi_8 = beta1 * m[i_6] + (1.0f - beta1) * g_7;
-    const float vi_9 = beta2 * v[i_6] + (1.0f - beta2) * g_7 * g_7;
-    m[i_6] = mi_8;
-    v[i_6] = vi_9;
-    params[i_6] = params[i_6] - stepSize * mi_8 / (sqrtf(vi_9) + eps);
-    grads[i_6] = 0.0f;
+    const uint32_t i_7 = i * 4u + 2u;
+    const float g_8 = gradScale * grads[i_7] + weightDecay * params[i_7];
+    const float mi_9 = beta1 * m[i_7] + (1.0f - beta1) * g_8;
+    const float vi_10 = beta2 * v[i_7] + (1.0f - beta2) * g_8 * g_8;
+    m[i_7] = mi_9;
+    v[i_7] = vi_10;
+    params[i_7] = params[i_7] - stepSize * mi_9 / (sqrtf(vi_10) + eps);
+    grads[i_7] = 0.0f;
   }
   {
-    const uint32_t i_6 = i * 4u + 3u;
-    const float g_7 = gradScale * grads[i_6] + weightDecay * params[i_6];
-    const float mi_8 = beta1 * m[i_6] + (1.0f - beta1) * g_7;
-    const float vi_9 = beta2 * v[i_6] + (1.0f - beta2) * g_7 * g_7;
-    m[i_6] = mi_8;
-    v[i_6] = vi_9;
-    params[i_6] = params[i_6] - stepSize * mi_8 / (sqrtf(vi_9) + eps);
-    grads[i_6] = 0.0f;
+    const uint32_t i_7 = i * 4u + 3u;
+    const float g_8 = gradScale * grads[i_7] + weightDecay * params[i_7];
+    const float mi_9 = beta1 * m[i_7] + (1.0f - beta1) * g_8;
+    const float vi_10 = beta2 * v[i_7] + (1.0f - beta2) * g_8 * g_8;
+    m[i_7] = mi_9;
+    v[i_7] = vi_10;
+    params[i_7] = params[i_7] - stepSize * mi_9 / (sqrtf(vi_10) + eps);
+    grads[i_7] = 0.0f;
   }
   const uint32_t first_11 = i * 4u;
   float e_12[4] = {};
@@ -213,24 +213,24 @@ NGP_FN void sgdStepRows_body(uint32_t i, float* __restrict__ params, float* __re
     grads[first_2 + 3u] = softmax[first_2 + 3u] * (grads[first_2 + 3u] - mean_3);
   }
   {
-    const uint32_t i_6 = i * 4u;
-    params[i_6] = params[i_6] - lr * (gradScale * grads[i_6] + weightDecay * params[i_6]);
-    grads[i_6] = 0.0f;
+    const uint32_t i_7 = i * 4u;
+    params[i_7] = params[i_7] - lr * (gradScale * grads[i_7] + weightDecay * params[i_7]);
+    grads[i_7] = 0.0f;
   }
   {
-    const uint32_t i_6 = i * 4u + 1u;
-    params[i_6] = params[i_6] - lr * (gradScale * grads[i_6] + weightDecay * params[i_6]);
-    grads[i_6] = 0.0f;
+    const uint32_t i_7 = i * 4u + 1u;
+    params[i_7] = params[i_7] - lr * (gradScale * grads[i_7] + weightDecay * params[i_7]);
+    grads[i_7] = 0.0f;
   }
   {
-    const uint32_t i_6 = i * 4u + 2u;
-    params[i_6] = params[i_6] - lr * (gradScale * grads[i_6] + weightDecay * params[i_6]);
-    grads[i_6] = 0.0f;
+    const uint32_t i_7 = i * 4u + 2u;
+    params[i_7] = params[i_7] - lr * (gradScale * grads[i_7] + weightDecay * params[i_7]);
+    grads[i_7] = 0.0f;
   }
   {
-    const uint32_t i_6 = i * 4u + 3u;
-    params[i_6] = params[i_6] - lr * (gradScale * grads[i_6] + weightDecay * params[i_6]);
-    grads[i_6] = 0.0f;
+    const uint32_t i_7 = i * 4u + 3u;
+    params[i_7] = params[i_7] - lr * (gradScale * grads[i_7] + weightDecay * params[i_7]);
+    grads[i_7] = 0.0f;
   }
   const uint32_t first_8 = i * 4u;
   float e_9[4] = {};
@@ -290,6 +290,374 @@ extern "C" int32_t sgdStepRows(int64_t ngp_n, float* __restrict__ params, int64_
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
   sgdStepRows_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, params, grads, argmax, softmax, lr, weightDecay, gradScale);
+  return (int32_t)cudaGetLastError();
+}
+
+NGP_FN void adamStepSparse_body(uint32_t j, const uint32_t* __restrict__ list, uint32_t first, uint32_t end, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  if (first + j + 16u < end) {
+    const uint32_t next = list[first + j + 16u] * 4u;
+    ((void)0);
+    ((void)0);
+    ((void)0);
+    ((void)0);
+  }
+  const uint32_t row = list[first + j];
+  {
+    const uint32_t i_1 = row * 4u;
+    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+    grads[i_1] = 0.0f;
+  }
+  {
+    const uint32_t i_1 = row * 4u + 1u;
+    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+    grads[i_1] = 0.0f;
+  }
+  {
+    const uint32_t i_1 = row * 4u + 2u;
+    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+    grads[i_1] = 0.0f;
+  }
+  {
+    const uint32_t i_1 = row * 4u + 3u;
+    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+    grads[i_1] = 0.0f;
+  }
+}
+
+__global__ void adamStepSparse_kernel(int64_t ngp_n, const uint32_t* __restrict__ list, uint32_t first, uint32_t end, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
+  for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
+    adamStepSparse_body((uint32_t)ngp_i, list, first, end, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+}
+
+extern "C" int32_t adamStepSparse(int64_t ngp_n, const uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t first, uint32_t end, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float* __restrict__ m, int64_t ngp_len_m, float* __restrict__ v, int64_t ngp_len_v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
+  adamStepSparse_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, list, first, end, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+  return (int32_t)cudaGetLastError();
+}
+
+NGP_FN void sgdStepSparse_body(uint32_t j, const uint32_t* __restrict__ list, uint32_t first, float* __restrict__ params, float* __restrict__ grads, float lr, float weightDecay, float gradScale) {
+  const uint32_t row = list[first + j];
+  {
+    const uint32_t i_1 = row * 4u;
+    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+    grads[i_1] = 0.0f;
+  }
+  {
+    const uint32_t i_1 = row * 4u + 1u;
+    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+    grads[i_1] = 0.0f;
+  }
+  {
+    const uint32_t i_1 = row * 4u + 2u;
+    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+    grads[i_1] = 0.0f;
+  }
+  {
+    const uint32_t i_1 = row * 4u + 3u;
+    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+    grads[i_1] = 0.0f;
+  }
+}
+
+__global__ void sgdStepSparse_kernel(int64_t ngp_n, const uint32_t* __restrict__ list, uint32_t first, float* __restrict__ params, float* __restrict__ grads, float lr, float weightDecay, float gradScale) {
+  const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
+  for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
+    sgdStepSparse_body((uint32_t)ngp_i, list, first, params, grads, lr, weightDecay, gradScale);
+}
+
+extern "C" int32_t sgdStepSparse(int64_t ngp_n, const uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t first, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float lr, float weightDecay, float gradScale) {
+  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
+  sgdStepSparse_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, list, first, params, grads, lr, weightDecay, gradScale);
+  return (int32_t)cudaGetLastError();
+}
+
+NGP_FN void adamStepRowsSparse_body(uint32_t j, const uint32_t* __restrict__ list, uint32_t first, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, uint32_t* __restrict__ argmax, float* __restrict__ softmax, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  const uint32_t row_2 = list[first + j];
+  const uint32_t first_3 = row_2 * 4u;
+  float mean_4 = 0.0f;
+  {
+    mean_4 = fmaf(softmax[first_3], grads[first_3], mean_4);
+  }
+  {
+    mean_4 = fmaf(softmax[first_3 + 1u], grads[first_3 + 1u], mean_4);
+  }
+  {
+    mean_4 = fmaf(softmax[first_3 + 2u], grads[first_3 + 2u], mean_4);
+  }
+  {
+    mean_4 = fmaf(softmax[first_3 + 3u], grads[first_3 + 3u], mean_4);
+  }
+  {
+    grads[first_3] = softmax[first_3] * (grads[first_3] - mean_4);
+  }
+  {
+    grads[first_3 + 1u] = softmax[first_3 + 1u] * (grads[first_3 + 1u] - mean_4);
+  }
+  {
+    grads[first_3 + 2u] = softmax[first_3 + 2u] * (grads[first_3 + 2u] - mean_4);
+  }
+  {
+    grads[first_3 + 3u] = softmax[first_3 + 3u] * (grads[first_3 + 3u] - mean_4);
+  }
+  {
+    const uint32_t i_8 = row_2 * 4u;
+    const float g_9 = gradScale * grads[i_8] + weightDecay * params[i_8];
+    const float mi_10 = beta1 * m[i_8] + (1.0f - beta1) * g_9;
+    const float vi_11 = beta2 * v[i_8] + (1.0f - beta2) * g_9 * g_9;
+    m[i_8] = mi_10;
+    v[i_8] = vi_11;
+    params[i_8] = params[i_8] - stepSize * mi_10 / (sqrtf(vi_11) + eps);
+    grads[i_8] = 0.0f;
+  }
+  {
+    const uint32_t i_8 = row_2 * 4u + 1u;
+    const float g_9 = gradScale * grads[i_8] + weightDecay * params[i_8];
+    const float mi_10 = beta1 * m[i_8] + (1.0f - beta1) * g_9;
+    const float vi_11 = beta2 * v[i_8] + (1.0f - beta2) * g_9 * g_9;
+    m[i_8] = mi_10;
+    v[i_8] = vi_11;
+    params[i_8] = params[i_8] - stepSize * mi_10 / (sqrtf(vi_11) + eps);
+    grads[i_8] = 0.0f;
+  }
+  {
+    const uint32_t i_8 = row_2 * 4u + 2u;
+    const float g_9 = gradScale * grads[i_8] + weightDecay * params[i_8];
+    const float mi_10 = beta1 * m[i_8] + (1.0f - beta1) * g_9;
+    const float vi_11 = beta2 * v[i_8] + (1.0f - beta2) * g_9 * g_9;
+    m[i_8] = mi_10;
+    v[i_8] = vi_11;
+    params[i_8] = params[i_8] - stepSize * mi_10 / (sqrtf(vi_11) + eps);
+    grads[i_8] = 0.0f;
+  }
+  {
+    const uint32_t i_8 = row_2 * 4u + 3u;
+    const float g_9 = gradScale * grads[i_8] + weightDecay * params[i_8];
+    const float mi_10 = beta1 * m[i_8] + (1.0f - beta1) * g_9;
+    const float vi_11 = beta2 * v[i_8] + (1.0f - beta2) * g_9 * g_9;
+    m[i_8] = mi_10;
+    v[i_8] = vi_11;
+    params[i_8] = params[i_8] - stepSize * mi_10 / (sqrtf(vi_11) + eps);
+    grads[i_8] = 0.0f;
+  }
+  const uint32_t first_12 = row_2 * 4u;
+  float e_13[4] = {};
+  uint32_t best_14 = 0u;
+  float top_15 = params[first_12];
+  {
+    best_14 = ((params[first_12 + 1u] > top_15) ? 1u : best_14);
+    top_15 = ngp_max(top_15, params[first_12 + 1u]);
+  }
+  {
+    best_14 = ((params[first_12 + 2u] > top_15) ? 2u : best_14);
+    top_15 = ngp_max(top_15, params[first_12 + 2u]);
+  }
+  {
+    best_14 = ((params[first_12 + 3u] > top_15) ? 3u : best_14);
+    top_15 = ngp_max(top_15, params[first_12 + 3u]);
+  }
+  float total_17 = 0.0f;
+  {
+    e_13[0] = expf(params[first_12] - top_15);
+    total_17 += e_13[0];
+  }
+  {
+    e_13[1] = expf(params[first_12 + 1u] - top_15);
+    total_17 += e_13[1];
+  }
+  {
+    e_13[2] = expf(params[first_12 + 2u] - top_15);
+    total_17 += e_13[2];
+  }
+  {
+    e_13[3] = expf(params[first_12 + 3u] - top_15);
+    total_17 += e_13[3];
+  }
+  {
+    softmax[first_12] = e_13[0] / total_17;
+  }
+  {
+    softmax[first_12 + 1u] = e_13[1] / total_17;
+  }
+  {
+    softmax[first_12 + 2u] = e_13[2] / total_17;
+  }
+  {
+    softmax[first_12 + 3u] = e_13[3] / total_17;
+  }
+  argmax[row_2] = best_14;
+}
+
+__global__ void adamStepRowsSparse_kernel(int64_t ngp_n, const uint32_t* __restrict__ list, uint32_t first, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, uint32_t* __restrict__ argmax, float* __restrict__ softmax, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
+  for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
+    adamStepRowsSparse_body((uint32_t)ngp_i, list, first, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+}
+
+extern "C" int32_t adamStepRowsSparse(int64_t ngp_n, const uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t first, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float* __restrict__ m, int64_t ngp_len_m, float* __restrict__ v, int64_t ngp_len_v, uint32_t* __restrict__ argmax, int64_t ngp_len_argmax, float* __restrict__ softmax, int64_t ngp_len_softmax, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
+  adamStepRowsSparse_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, list, first, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+  return (int32_t)cudaGetLastError();
+}
+
+NGP_FN void sgdStepRowsSparse_body(uint32_t j, const uint32_t* __restrict__ list, uint32_t first, float* __restrict__ params, float* __restrict__ grads, uint32_t* __restrict__ argmax, float* __restrict__ softmax, float lr, float weightDecay, float gradScale) {
+  const uint32_t row_2 = list[first + j];
+  const uint32_t first_3 = row_2 * 4u;
+  float mean_4 = 0.0f;
+  {
+    mean_4 = fmaf(softmax[first_3], grads[first_3], mean_4);
+  }
+  {
+    mean_4 = fmaf(softmax[first_3 + 1u], grads[first_3 + 1u], mean_4);
+  }
+  {
+    mean_4 = fmaf(softmax[first_3 + 2u], grads[first_3 + 2u], mean_4);
+  }
+  {
+    mean_4 = fmaf(softmax[first_3 + 3u], grads[first_3 + 3u], mean_4);
+  }
+  {
+    grads[first_3] = softmax[first_3] * (grads[first_3] - mean_4);
+  }
+  {
+    grads[first_3 + 1u] = softmax[first_3 + 1u] * (grads[first_3 + 1u] - mean_4);
+  }
+  {
+    grads[first_3 + 2u] = softmax[first_3 + 2u] * (grads[first_3 + 2u] - mean_4);
+  }
+  {
+    grads[first_3 + 3u] = softmax[first_3 + 3u] * (grads[first_3 + 3u] - mean_4);
+  }
+  {
+    const uint32_t i_8 = row_2 * 4u;
+    params[i_8] = params[i_8] - lr * (gradScale * grads[i_8] + weightDecay * params[i_8]);
+    grads[i_8] = 0.0f;
+  }
+  {
+    const uint32_t i_8 = row_2 * 4u + 1u;
+    params[i_8] = params[i_8] - lr * (gradScale * grads[i_8] + weightDecay * params[i_8]);
+    grads[i_8] = 0.0f;
+  }
+  {
+    const uint32_t i_8 = row_2 * 4u + 2u;
+    params[i_8] = params[i_8] - lr * (gradScale * grads[i_8] + weightDecay * params[i_8]);
+    grads[i_8] = 0.0f;
+  }
+  {
+    const uint32_t i_8 = row_2 * 4u + 3u;
+    params[i_8] = params[i_8] - lr * (gradScale * grads[i_8] + weightDecay * params[i_8]);
+    grads[i_8] = 0.0f;
+  }
+  const uint32_t first_9 = row_2 * 4u;
+  float e_10[4] = {};
+  uint32_t best_11 = 0u;
+  float top_12 = params[first_9];
+  {
+    best_11 = ((params[first_9 + 1u] > top_12) ? 1u : best_11);
+    top_12 = ngp_max(top_12, params[first_9 + 1u]);
+  }
+  {
+    best_11 = ((params[first_9 + 2u] > top_12) ? 2u : best_11);
+    top_12 = ngp_max(top_12, params[first_9 + 2u]);
+  }
+  {
+    best_11 = ((params[first_9 + 3u] > top_12) ? 3u : best_11);
+    top_12 = ngp_max(top_12, params[first_9 + 3u]);
+  }
+  float total_14 = 0.0f;
+  {
+    e_10[0] = expf(params[first_9] - top_12);
+    total_14 += e_10[0];
+  }
+  {
+    e_10[1] = expf(params[first_9 + 1u] - top_12);
+    total_14 += e_10[1];
+  }
+  {
+    e_10[2] = expf(params[first_9 + 2u] - top_12);
+    total_14 += e_10[2];
+  }
+  {
+    e_10[3] = expf(params[first_9 + 3u] - top_12);
+    total_14 += e_10[3];
+  }
+  {
+    softmax[first_9] = e_10[0] / total_14;
+  }
+  {
+    softmax[first_9 + 1u] = e_10[1] / total_14;
+  }
+  {
+    softmax[first_9 + 2u] = e_10[2] / total_14;
+  }
+  {
+    softmax[first_9 + 3u] = e_10[3] / total_14;
+  }
+  argmax[row_2] = best_11;
+}
+
+__global__ void sgdStepRowsSparse_kernel(int64_t ngp_n, const uint32_t* __restrict__ list, uint32_t first, float* __restrict__ params, float* __restrict__ grads, uint32_t* __restrict__ argmax, float* __restrict__ softmax, float lr, float weightDecay, float gradScale) {
+  const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
+  for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
+    sgdStepRowsSparse_body((uint32_t)ngp_i, list, first, params, grads, argmax, softmax, lr, weightDecay, gradScale);
+}
+
+extern "C" int32_t sgdStepRowsSparse(int64_t ngp_n, const uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t first, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, uint32_t* __restrict__ argmax, int64_t ngp_len_argmax, float* __restrict__ softmax, int64_t ngp_len_softmax, float lr, float weightDecay, float gradScale) {
+  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
+  sgdStepRowsSparse_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, list, first, params, grads, argmax, softmax, lr, weightDecay, gradScale);
+  return (int32_t)cudaGetLastError();
+}
+
+NGP_FN void storeHalfSparse_body(uint32_t j, const uint32_t* __restrict__ list, uint32_t first, const float* __restrict__ master, __half* __restrict__ params) {
+  const uint32_t row = list[first + j];
+  {
+    params[row * 4u] = __float2half_rn(master[row * 4u]);
+  }
+  {
+    params[row * 4u + 1u] = __float2half_rn(master[row * 4u + 1u]);
+  }
+  {
+    params[row * 4u + 2u] = __float2half_rn(master[row * 4u + 2u]);
+  }
+  {
+    params[row * 4u + 3u] = __float2half_rn(master[row * 4u + 3u]);
+  }
+}
+
+__global__ void storeHalfSparse_kernel(int64_t ngp_n, const uint32_t* __restrict__ list, uint32_t first, const float* __restrict__ master, __half* __restrict__ params) {
+  const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
+  for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
+    storeHalfSparse_body((uint32_t)ngp_i, list, first, master, params);
+}
+
+extern "C" int32_t storeHalfSparse(int64_t ngp_n, const uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t first, const float* __restrict__ master, int64_t ngp_len_master, __half* __restrict__ params, int64_t ngp_len_params) {
+  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
+  storeHalfSparse_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, list, first, master, params);
   return (int32_t)cudaGetLastError();
 }
 

@@ -72,44 +72,44 @@ function adamStepRows_body(i, params, grads, m, v, argmax, softmax, stepSize, be
     grads[((first_2 + 3) >>> 0)] = Math.fround(softmax[((first_2 + 3) >>> 0)] * Math.fround(grads[((first_2 + 3) >>> 0)] - mean_3));
   }
   {
-    const i_6 = (Math.imul(i, 4) >>> 0);
-    const g_7 = Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]));
-    const mi_8 = Math.fround(Math.fround(beta1 * m[i_6]) + Math.fround(Math.fround(1 - beta1) * g_7));
-    const vi_9 = Math.fround(Math.fround(beta2 * v[i_6]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_7) * g_7));
-    m[i_6] = mi_8;
-    v[i_6] = vi_9;
-    params[i_6] = Math.fround(params[i_6] - Math.fround(Math.fround(stepSize * mi_8) / Math.fround(Math.fround(Math.sqrt(vi_9)) + eps)));
-    grads[i_6] = 0;
+    const i_7 = (Math.imul(i, 4) >>> 0);
+    const g_8 = Math.fround(Math.fround(gradScale * grads[i_7]) + Math.fround(weightDecay * params[i_7]));
+    const mi_9 = Math.fround(Math.fround(beta1 * m[i_7]) + Math.fround(Math.fround(1 - beta1) * g_8));
+    const vi_10 = Math.fround(Math.fround(beta2 * v[i_7]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_8) * g_8));
+    m[i_7] = mi_9;
+    v[i_7] = vi_10;
+    params[i_7] = Math.fround(params[i_7] - Math.fround(Math.fround(stepSize * mi_9) / Math.fround(Math.fround(Math.sqrt(vi_10)) + eps)));
+    grads[i_7] = 0;
   }
   {
-    const i_6 = (((Math.imul(i, 4) >>> 0) + 1) >>> 0);
-    const g_7 = Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]));
-    const mi_8 = Math.fround(Math.fround(beta1 * m[i_6]) + Math.fround(Math.fround(1 - beta1) * g_7));
-    const vi_9 = Math.fround(Math.fround(beta2 * v[i_6]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_7) * g_7));
-    m[i_6] = mi_8;
-    v[i_6] = vi_9;
-    params[i_6] = Math.fround(params[i_6] - Math.fround(Math.fround(stepSize * mi_8) / Math.fround(Math.fround(Math.sqrt(vi_9)) + eps)));
-    grads[i_6] = 0;
+    const i_7 = (((Math.imul(i, 4) >>> 0) + 1) >>> 0);
+    const g_8 = Math.fround(Math.fround(gradScale * grads[i_7]) + Math.fround(weightDecay * params[i_7]));
+    const mi_9 = Math.fround(Math.fround(beta1 * m[i_7]) + Math.fround(Math.fround(1 - beta1) * g_8));
+    const vi_10 = Math.fround(Math.fround(beta2 * v[i_7]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_8) * g_8));
+    m[i_7] = mi_9;
+    v[i_7] = vi_10;
+    params[i_7] = Math.fround(params[i_7] - Math.fround(Math.fround(stepSize * mi_9) / Math.fround(Math.fround(Math.sqrt(vi_10)) + eps)));
+    grads[i_7] = 0;
   }
   {
-    const i_6 = (((Math.imul(i, 4) >>> 0) + 2) >>> 0);
-    const g_7 = Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]));
-    const mi_8 = Math.fround(Math.fround(beta1 * m[i_6]) + Math.fround(Math.fround(1 - beta1) * g_7));
-    const vi_9 = Math.fround(Math.fround(beta2 * v[i_6]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_7) * g_7));
-    m[i_6] = mi_8;
-    v[i_6] = vi_9;
-    params[i_6] = Math.fround(params[i_6] - Math.fround(Math.fround(stepSize * mi_8) / Math.fround(Math.fround(Math.sqrt(vi_9)) + eps)));
-    grads[i_6] = 0;
+    const i_7 = (((Math.imul(i, 4) >>> 0) + 2) >>> 0);
+    const g_8 = Math.fround(Math.fround(gradScale * grads[i_7]) + Math.fround(weightDecay * params[i_7]));
+    const mi_9 = Math.fround(Math.fround(beta1 * m[i_7]) + Math.fround(Math.fround(1 - beta1) * g_8));
+    const vi_10 = Math.fround(Math.fround(beta2 * v[i_7]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_8) * g_8));
+    m[i_7] = mi_9;
+    v[i_7] = vi_10;
+    params[i_7] = Math.fround(params[i_7] - Math.fround(Math.fround(stepSize * mi_9) / Math.fround(Math.fround(Math.sqrt(vi_10)) + eps)));
+    grads[i_7] = 0;
   }
   {
-    const i_6 = (((Math.imul(i, 4) >>> 0) + 3) >>> 0);
-    const g_7 = Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]));
-    const mi_8 = Math.fround(Math.fround(beta1 * m[i_6]) + Math.fround(Math.fround(1 - beta1) * g_7));
-    const vi_9 = Math.fround(Math.fround(beta2 * v[i_6]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_7) * g_7));
-    m[i_6] = mi_8;
-    v[i_6] = vi_9;
-    params[i_6] = Math.fround(params[i_6] - Math.fround(Math.fround(stepSize * mi_8) / Math.fround(Math.fround(Math.sqrt(vi_9)) + eps)));
-    grads[i_6] = 0;
+    const i_7 = (((Math.imul(i, 4) >>> 0) + 3) >>> 0);
+    const g_8 = Math.fround(Math.fround(gradScale * grads[i_7]) + Math.fround(weightDecay * params[i_7]));
+    const mi_9 = Math.fround(Math.fround(beta1 * m[i_7]) + Math.fround(Math.fround(1 - beta1) * g_8));
+    const vi_10 = Math.fround(Math.fround(beta2 * v[i_7]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_8) * g_8));
+    m[i_7] = mi_9;
+    v[i_7] = vi_10;
+    params[i_7] = Math.fround(params[i_7] - Math.fround(Math.fround(stepSize * mi_9) / Math.fround(Math.fround(Math.sqrt(vi_10)) + eps)));
+    grads[i_7] = 0;
   }
   const first_11 = (Math.imul(i, 4) >>> 0);
   const e_12 = new Float32Array(4);
@@ -190,24 +190,24 @@ function sgdStepRows_body(i, params, grads, argmax, softmax, lr, weightDecay, gr
     grads[((first_2 + 3) >>> 0)] = Math.fround(softmax[((first_2 + 3) >>> 0)] * Math.fround(grads[((first_2 + 3) >>> 0)] - mean_3));
   }
   {
-    const i_6 = (Math.imul(i, 4) >>> 0);
-    params[i_6] = Math.fround(params[i_6] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]))));
-    grads[i_6] = 0;
+    const i_7 = (Math.imul(i, 4) >>> 0);
+    params[i_7] = Math.fround(params[i_7] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_7]) + Math.fround(weightDecay * params[i_7]))));
+    grads[i_7] = 0;
   }
   {
-    const i_6 = (((Math.imul(i, 4) >>> 0) + 1) >>> 0);
-    params[i_6] = Math.fround(params[i_6] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]))));
-    grads[i_6] = 0;
+    const i_7 = (((Math.imul(i, 4) >>> 0) + 1) >>> 0);
+    params[i_7] = Math.fround(params[i_7] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_7]) + Math.fround(weightDecay * params[i_7]))));
+    grads[i_7] = 0;
   }
   {
-    const i_6 = (((Math.imul(i, 4) >>> 0) + 2) >>> 0);
-    params[i_6] = Math.fround(params[i_6] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]))));
-    grads[i_6] = 0;
+    const i_7 = (((Math.imul(i, 4) >>> 0) + 2) >>> 0);
+    params[i_7] = Math.fround(params[i_7] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_7]) + Math.fround(weightDecay * params[i_7]))));
+    grads[i_7] = 0;
   }
   {
-    const i_6 = (((Math.imul(i, 4) >>> 0) + 3) >>> 0);
-    params[i_6] = Math.fround(params[i_6] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_6]) + Math.fround(weightDecay * params[i_6]))));
-    grads[i_6] = 0;
+    const i_7 = (((Math.imul(i, 4) >>> 0) + 3) >>> 0);
+    params[i_7] = Math.fround(params[i_7] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_7]) + Math.fround(weightDecay * params[i_7]))));
+    grads[i_7] = 0;
   }
   const first_8 = (Math.imul(i, 4) >>> 0);
   const e_9 = new Float32Array(4);
@@ -258,6 +258,324 @@ function sgdStepRows_body(i, params, grads, argmax, softmax, lr, weightDecay, gr
 }
 export function sgdStepRows(ngp_n, params, grads, argmax, softmax, lr, weightDecay, gradScale) {
   for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStepRows_body(ngp_i, params, grads, argmax, softmax, lr, weightDecay, gradScale);
+}
+
+function adamStepSparse_body(j, list, first, end, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
+  if (((((first + j) >>> 0) + 16) >>> 0) < end) {
+    const next = ((Math.imul(list[((((first + j) >>> 0) + 16) >>> 0)], 4)) >>> 0);
+    void 0;
+    void 0;
+    void 0;
+    void 0;
+  }
+  const row = list[((first + j) >>> 0)];
+  {
+    const i_1 = (Math.imul(row, 4) >>> 0);
+    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
+    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
+    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
+    grads[i_1] = 0;
+  }
+  {
+    const i_1 = (((Math.imul(row, 4) >>> 0) + 1) >>> 0);
+    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
+    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
+    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
+    grads[i_1] = 0;
+  }
+  {
+    const i_1 = (((Math.imul(row, 4) >>> 0) + 2) >>> 0);
+    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
+    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
+    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
+    grads[i_1] = 0;
+  }
+  {
+    const i_1 = (((Math.imul(row, 4) >>> 0) + 3) >>> 0);
+    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
+    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
+    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
+    grads[i_1] = 0;
+  }
+}
+export function adamStepSparse(ngp_n, list, first, end, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) adamStepSparse_body(ngp_i, list, first, end, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+}
+
+function sgdStepSparse_body(j, list, first, params, grads, lr, weightDecay, gradScale) {
+  const row = list[((first + j) >>> 0)];
+  {
+    const i_1 = (Math.imul(row, 4) >>> 0);
+    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
+    grads[i_1] = 0;
+  }
+  {
+    const i_1 = (((Math.imul(row, 4) >>> 0) + 1) >>> 0);
+    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
+    grads[i_1] = 0;
+  }
+  {
+    const i_1 = (((Math.imul(row, 4) >>> 0) + 2) >>> 0);
+    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
+    grads[i_1] = 0;
+  }
+  {
+    const i_1 = (((Math.imul(row, 4) >>> 0) + 3) >>> 0);
+    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
+    grads[i_1] = 0;
+  }
+}
+export function sgdStepSparse(ngp_n, list, first, params, grads, lr, weightDecay, gradScale) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStepSparse_body(ngp_i, list, first, params, grads, lr, weightDecay, gradScale);
+}
+
+function adamStepRowsSparse_body(j, list, first, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
+  const row_2 = list[((first + j) >>> 0)];
+  const first_3 = (Math.imul(row_2, 4) >>> 0);
+  let mean_4 = 0;
+  {
+    mean_4 = __fma(softmax[first_3], grads[first_3], mean_4);
+  }
+  {
+    mean_4 = __fma(softmax[((first_3 + 1) >>> 0)], grads[((first_3 + 1) >>> 0)], mean_4);
+  }
+  {
+    mean_4 = __fma(softmax[((first_3 + 2) >>> 0)], grads[((first_3 + 2) >>> 0)], mean_4);
+  }
+  {
+    mean_4 = __fma(softmax[((first_3 + 3) >>> 0)], grads[((first_3 + 3) >>> 0)], mean_4);
+  }
+  {
+    grads[first_3] = Math.fround(softmax[first_3] * Math.fround(grads[first_3] - mean_4));
+  }
+  {
+    grads[((first_3 + 1) >>> 0)] = Math.fround(softmax[((first_3 + 1) >>> 0)] * Math.fround(grads[((first_3 + 1) >>> 0)] - mean_4));
+  }
+  {
+    grads[((first_3 + 2) >>> 0)] = Math.fround(softmax[((first_3 + 2) >>> 0)] * Math.fround(grads[((first_3 + 2) >>> 0)] - mean_4));
+  }
+  {
+    grads[((first_3 + 3) >>> 0)] = Math.fround(softmax[((first_3 + 3) >>> 0)] * Math.fround(grads[((first_3 + 3) >>> 0)] - mean_4));
+  }
+  {
+    const i_8 = (Math.imul(row_2, 4) >>> 0);
+    const g_9 = Math.fround(Math.fround(gradScale * grads[i_8]) + Math.fround(weightDecay * params[i_8]));
+    const mi_10 = Math.fround(Math.fround(beta1 * m[i_8]) + Math.fround(Math.fround(1 - beta1) * g_9));
+    const vi_11 = Math.fround(Math.fround(beta2 * v[i_8]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_9) * g_9));
+    m[i_8] = mi_10;
+    v[i_8] = vi_11;
+    params[i_8] = Math.fround(params[i_8] - Math.fround(Math.fround(stepSize * mi_10) / Math.fround(Math.fround(Math.sqrt(vi_11)) + eps)));
+    grads[i_8] = 0;
+  }
+  {
+    const i_8 = (((Math.imul(row_2, 4) >>> 0) + 1) >>> 0);
+    const g_9 = Math.fround(Math.fround(gradScale * grads[i_8]) + Math.fround(weightDecay * params[i_8]));
+    const mi_10 = Math.fround(Math.fround(beta1 * m[i_8]) + Math.fround(Math.fround(1 - beta1) * g_9));
+    const vi_11 = Math.fround(Math.fround(beta2 * v[i_8]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_9) * g_9));
+    m[i_8] = mi_10;
+    v[i_8] = vi_11;
+    params[i_8] = Math.fround(params[i_8] - Math.fround(Math.fround(stepSize * mi_10) / Math.fround(Math.fround(Math.sqrt(vi_11)) + eps)));
+    grads[i_8] = 0;
+  }
+  {
+    const i_8 = (((Math.imul(row_2, 4) >>> 0) + 2) >>> 0);
+    const g_9 = Math.fround(Math.fround(gradScale * grads[i_8]) + Math.fround(weightDecay * params[i_8]));
+    const mi_10 = Math.fround(Math.fround(beta1 * m[i_8]) + Math.fround(Math.fround(1 - beta1) * g_9));
+    const vi_11 = Math.fround(Math.fround(beta2 * v[i_8]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_9) * g_9));
+    m[i_8] = mi_10;
+    v[i_8] = vi_11;
+    params[i_8] = Math.fround(params[i_8] - Math.fround(Math.fround(stepSize * mi_10) / Math.fround(Math.fround(Math.sqrt(vi_11)) + eps)));
+    grads[i_8] = 0;
+  }
+  {
+    const i_8 = (((Math.imul(row_2, 4) >>> 0) + 3) >>> 0);
+    const g_9 = Math.fround(Math.fround(gradScale * grads[i_8]) + Math.fround(weightDecay * params[i_8]));
+    const mi_10 = Math.fround(Math.fround(beta1 * m[i_8]) + Math.fround(Math.fround(1 - beta1) * g_9));
+    const vi_11 = Math.fround(Math.fround(beta2 * v[i_8]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_9) * g_9));
+    m[i_8] = mi_10;
+    v[i_8] = vi_11;
+    params[i_8] = Math.fround(params[i_8] - Math.fround(Math.fround(stepSize * mi_10) / Math.fround(Math.fround(Math.sqrt(vi_11)) + eps)));
+    grads[i_8] = 0;
+  }
+  const first_12 = (Math.imul(row_2, 4) >>> 0);
+  const e_13 = new Float32Array(4);
+  let best_14 = 0;
+  let top_15 = params[first_12];
+  {
+    best_14 = ((params[((first_12 + 1) >>> 0)] > top_15) ? 1 : best_14);
+    top_15 = __max(top_15, params[((first_12 + 1) >>> 0)]);
+  }
+  {
+    best_14 = ((params[((first_12 + 2) >>> 0)] > top_15) ? 2 : best_14);
+    top_15 = __max(top_15, params[((first_12 + 2) >>> 0)]);
+  }
+  {
+    best_14 = ((params[((first_12 + 3) >>> 0)] > top_15) ? 3 : best_14);
+    top_15 = __max(top_15, params[((first_12 + 3) >>> 0)]);
+  }
+  let total_17 = 0;
+  {
+    e_13[0] = Math.fround(Math.exp(Math.fround(params[first_12] - top_15)));
+    total_17 = Math.fround(total_17 + e_13[0]);
+  }
+  {
+    e_13[1] = Math.fround(Math.exp(Math.fround(params[((first_12 + 1) >>> 0)] - top_15)));
+    total_17 = Math.fround(total_17 + e_13[1]);
+  }
+  {
+    e_13[2] = Math.fround(Math.exp(Math.fround(params[((first_12 + 2) >>> 0)] - top_15)));
+    total_17 = Math.fround(total_17 + e_13[2]);
+  }
+  {
+    e_13[3] = Math.fround(Math.exp(Math.fround(params[((first_12 + 3) >>> 0)] - top_15)));
+    total_17 = Math.fround(total_17 + e_13[3]);
+  }
+  {
+    softmax[first_12] = Math.fround(e_13[0] / total_17);
+  }
+  {
+    softmax[((first_12 + 1) >>> 0)] = Math.fround(e_13[1] / total_17);
+  }
+  {
+    softmax[((first_12 + 2) >>> 0)] = Math.fround(e_13[2] / total_17);
+  }
+  {
+    softmax[((first_12 + 3) >>> 0)] = Math.fround(e_13[3] / total_17);
+  }
+  argmax[row_2] = best_14;
+}
+export function adamStepRowsSparse(ngp_n, list, first, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) adamStepRowsSparse_body(ngp_i, list, first, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+}
+
+function sgdStepRowsSparse_body(j, list, first, params, grads, argmax, softmax, lr, weightDecay, gradScale) {
+  const row_2 = list[((first + j) >>> 0)];
+  const first_3 = (Math.imul(row_2, 4) >>> 0);
+  let mean_4 = 0;
+  {
+    mean_4 = __fma(softmax[first_3], grads[first_3], mean_4);
+  }
+  {
+    mean_4 = __fma(softmax[((first_3 + 1) >>> 0)], grads[((first_3 + 1) >>> 0)], mean_4);
+  }
+  {
+    mean_4 = __fma(softmax[((first_3 + 2) >>> 0)], grads[((first_3 + 2) >>> 0)], mean_4);
+  }
+  {
+    mean_4 = __fma(softmax[((first_3 + 3) >>> 0)], grads[((first_3 + 3) >>> 0)], mean_4);
+  }
+  {
+    grads[first_3] = Math.fround(softmax[first_3] * Math.fround(grads[first_3] - mean_4));
+  }
+  {
+    grads[((first_3 + 1) >>> 0)] = Math.fround(softmax[((first_3 + 1) >>> 0)] * Math.fround(grads[((first_3 + 1) >>> 0)] - mean_4));
+  }
+  {
+    grads[((first_3 + 2) >>> 0)] = Math.fround(softmax[((first_3 + 2) >>> 0)] * Math.fround(grads[((first_3 + 2) >>> 0)] - mean_4));
+  }
+  {
+    grads[((first_3 + 3) >>> 0)] = Math.fround(softmax[((first_3 + 3) >>> 0)] * Math.fround(grads[((first_3 + 3) >>> 0)] - mean_4));
+  }
+  {
+    const i_8 = (Math.imul(row_2, 4) >>> 0);
+    params[i_8] = Math.fround(params[i_8] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_8]) + Math.fround(weightDecay * params[i_8]))));
+    grads[i_8] = 0;
+  }
+  {
+    const i_8 = (((Math.imul(row_2, 4) >>> 0) + 1) >>> 0);
+    params[i_8] = Math.fround(params[i_8] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_8]) + Math.fround(weightDecay * params[i_8]))));
+    grads[i_8] = 0;
+  }
+  {
+    const i_8 = (((Math.imul(row_2, 4) >>> 0) + 2) >>> 0);
+    params[i_8] = Math.fround(params[i_8] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_8]) + Math.fround(weightDecay * params[i_8]))));
+    grads[i_8] = 0;
+  }
+  {
+    const i_8 = (((Math.imul(row_2, 4) >>> 0) + 3) >>> 0);
+    params[i_8] = Math.fround(params[i_8] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_8]) + Math.fround(weightDecay * params[i_8]))));
+    grads[i_8] = 0;
+  }
+  const first_9 = (Math.imul(row_2, 4) >>> 0);
+  const e_10 = new Float32Array(4);
+  let best_11 = 0;
+  let top_12 = params[first_9];
+  {
+    best_11 = ((params[((first_9 + 1) >>> 0)] > top_12) ? 1 : best_11);
+    top_12 = __max(top_12, params[((first_9 + 1) >>> 0)]);
+  }
+  {
+    best_11 = ((params[((first_9 + 2) >>> 0)] > top_12) ? 2 : best_11);
+    top_12 = __max(top_12, params[((first_9 + 2) >>> 0)]);
+  }
+  {
+    best_11 = ((params[((first_9 + 3) >>> 0)] > top_12) ? 3 : best_11);
+    top_12 = __max(top_12, params[((first_9 + 3) >>> 0)]);
+  }
+  let total_14 = 0;
+  {
+    e_10[0] = Math.fround(Math.exp(Math.fround(params[first_9] - top_12)));
+    total_14 = Math.fround(total_14 + e_10[0]);
+  }
+  {
+    e_10[1] = Math.fround(Math.exp(Math.fround(params[((first_9 + 1) >>> 0)] - top_12)));
+    total_14 = Math.fround(total_14 + e_10[1]);
+  }
+  {
+    e_10[2] = Math.fround(Math.exp(Math.fround(params[((first_9 + 2) >>> 0)] - top_12)));
+    total_14 = Math.fround(total_14 + e_10[2]);
+  }
+  {
+    e_10[3] = Math.fround(Math.exp(Math.fround(params[((first_9 + 3) >>> 0)] - top_12)));
+    total_14 = Math.fround(total_14 + e_10[3]);
+  }
+  {
+    softmax[first_9] = Math.fround(e_10[0] / total_14);
+  }
+  {
+    softmax[((first_9 + 1) >>> 0)] = Math.fround(e_10[1] / total_14);
+  }
+  {
+    softmax[((first_9 + 2) >>> 0)] = Math.fround(e_10[2] / total_14);
+  }
+  {
+    softmax[((first_9 + 3) >>> 0)] = Math.fround(e_10[3] / total_14);
+  }
+  argmax[row_2] = best_11;
+}
+export function sgdStepRowsSparse(ngp_n, list, first, params, grads, argmax, softmax, lr, weightDecay, gradScale) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStepRowsSparse_body(ngp_i, list, first, params, grads, argmax, softmax, lr, weightDecay, gradScale);
+}
+
+function storeHalfSparse_body(j, list, first, master, params) {
+  const row = list[((first + j) >>> 0)];
+  {
+    params[(Math.imul(row, 4) >>> 0)] = master[(Math.imul(row, 4) >>> 0)];
+  }
+  {
+    params[(((Math.imul(row, 4) >>> 0) + 1) >>> 0)] = master[(((Math.imul(row, 4) >>> 0) + 1) >>> 0)];
+  }
+  {
+    params[(((Math.imul(row, 4) >>> 0) + 2) >>> 0)] = master[(((Math.imul(row, 4) >>> 0) + 2) >>> 0)];
+  }
+  {
+    params[(((Math.imul(row, 4) >>> 0) + 3) >>> 0)] = master[(((Math.imul(row, 4) >>> 0) + 3) >>> 0)];
+  }
+}
+export function storeHalfSparse(ngp_n, list, first, master, params) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) storeHalfSparse_body(ngp_i, list, first, master, params);
 }
 
 function storeHalf_body(i, master, params) {
