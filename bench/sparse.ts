@@ -16,7 +16,7 @@ import { seededUniform } from "../modules/random.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { benchArgs } from "./args.ts";
-import { cpuInfo, median } from "./machine.ts";
+import { cpuInfo, cpuSnapshot, median, othersShare } from "./machine.ts";
 
 export interface StepTiming {
   log2T: number;
@@ -32,9 +32,9 @@ export interface StepTiming {
   touched?: number;
 }
 
-/** One training step's time (median of `steps` after `warmup`) for a 2D grid of 2^log2T entries per level. */
-export async function measureStep(opts: { log2T: number; sparse: boolean; batch?: number; steps?: number; warmup?: number; levels?: number }): Promise<StepTiming> {
-  const { log2T, sparse, batch = 1 << 16, steps = 10, warmup = 3, levels = 16 } = opts;
+/** A model ready to step: step() runs one training step and returns the times of its parts (ms). */
+export async function prepareStep(opts: { log2T: number; sparse: boolean; batch?: number; levels?: number }): Promise<{ step(): number[]; touched(): number; close(): void }> {
+  const { log2T, sparse, batch = 1 << 16, levels = 16 } = opts;
   const grid = await HashGrid.create({ dims: 2, levels, featuresPerLevel: 2, log2HashmapSize: log2T, baseResolution: 16, finestResolution: 2048 }, { backend: "cpu" });
   const mlp = await Mlp.create({ inputs: grid.outputDim, outputs: 3, width: 64, hiddenLayers: 2, inputGrad: true }, { backend: "cpu" });
   if (sparse) await grid.trackTouched();
@@ -48,18 +48,17 @@ export async function measureStep(opts: { log2T: number; sparse: boolean; batch?
   );
   const rand = seededUniform(1234);
   const batches = Array.from({ length: 4 }, () => {
-    const x = new Float32Array(batch * 2).map(() => rand());
-    const t = new Float32Array(batch * 3).map(() => rand());
-    return { x: grid.alloc(x.length), t: grid.alloc(t.length), hx: x, ht: t };
+    const [x, t] = [grid.alloc(batch * 2), grid.alloc(batch * 3)];
+    x.upload(new Float32Array(batch * 2).map(() => rand()));
+    t.upload(new Float32Array(batch * 3).map(() => rand()));
+    return { x, t };
   });
-  for (const b of batches) (b.x.upload(b.hx), b.t.upload(b.ht));
   const enc = grid.alloc(batch * grid.outputDim);
   const dEnc = grid.alloc(batch * grid.outputDim);
-  const parts: number[][] = [[], [], [], [], []];
-  let touched = 0;
-  try {
-    for (let s = 0; s < warmup + steps; s++) {
-      const b = batches[s % batches.length]!;
+  let s = 0;
+  return {
+    step() {
+      const b = batches[s++ % batches.length]!;
       const t0 = performance.now();
       grid.forward(b.x, enc);
       const t1 = performance.now();
@@ -69,17 +68,47 @@ export async function measureStep(opts: { log2T: number; sparse: boolean; batch?
       const t3 = performance.now();
       opt.update();
       const t4 = performance.now();
-      if (s < warmup) continue;
-      [t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3].forEach((v, k) => parts[k]!.push(v));
-      if (sparse) touched += grid.touched().entries.ranges.reduce((a, r) => a + r.count, 0) / steps;
-    }
+      return [t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3];
+    },
+    touched: () => (sparse ? grid.touched().entries.ranges.reduce((a, r) => a + r.count, 0) : 0),
+    close() {
+      opt.close();
+      mlp.close();
+      grid.close();
+    },
+  };
+}
+
+/**
+ * Step times (medians of `steps` after `warmup`) of several configurations, their steps taken in
+ * turn (one step of each, then again), so that a load that comes and goes weighs on all alike.
+ */
+export async function measureSteps(configs: { log2T: number; sparse: boolean }[], opts: { batch?: number; steps?: number; warmup?: number } = {}): Promise<StepTiming[]> {
+  const { batch = 1 << 16, steps = 10, warmup = 3 } = opts;
+  const models = [];
+  try {
+    for (const c of configs) models.push(await prepareStep({ ...c, batch }));
+    const parts = configs.map(() => [[], [], [], [], []] as number[][]);
+    const touched = configs.map(() => 0);
+    for (let s = 0; s < warmup + steps; s++)
+      models.forEach((m, k) => {
+        const t = m.step();
+        if (s < warmup) return;
+        t.forEach((v, j) => parts[k]![j]!.push(v));
+        touched[k]! += m.touched() / steps;
+      });
+    return configs.map((c, k) => {
+      const [stepMs, forwardMs, mlpMs, backwardMs, updateMs] = parts[k]!.map(median) as [number, number, number, number, number];
+      return { ...c, batch, stepMs, forwardMs, mlpMs, backwardMs, updateMs, ...(c.sparse ? { touched: Math.round(touched[k]!) } : {}) };
+    });
   } finally {
-    opt.close();
-    mlp.close();
-    grid.close();
+    for (const m of models) m.close();
   }
-  const [stepMs, forwardMs, mlpMs, backwardMs, updateMs] = parts.map(median) as [number, number, number, number, number];
-  return { log2T, sparse, batch, stepMs, forwardMs, mlpMs, backwardMs, updateMs, ...(sparse ? { touched: Math.round(touched) } : {}) };
+}
+
+/** One training step's time (median of `steps` after `warmup`) for a 2D grid of 2^log2T entries per level, dense or sparse. */
+export async function measureStep(opts: { log2T: number; sparse: boolean; batch?: number; steps?: number; warmup?: number }): Promise<StepTiming> {
+  return (await measureSteps([opts], opts))[0]!;
 }
 
 async function main(): Promise<number> {
@@ -91,22 +120,21 @@ async function main(): Promise<number> {
   const batch = Number(a.batch ?? 65536);
   if (sizes.some((t) => !Number.isInteger(t) || t < 10 || t > 24) || !(steps >= 1) || !(batch >= 1)) return console.error(usage), 2;
   const cpu = cpuInfo(findCxx().tool?.path);
-  console.log(`CPU: ${cpu.model} (${cpu.cpus} CPUs); 2D, L=16, F=2, batch ${batch}, MLP 64x2; median of ${steps} steps after 3 of warm-up`);
-  const rows: StepTiming[] = [];
-  for (const log2T of sizes)
-    for (const sparse of [false, true]) {
-      const r = await measureStep({ log2T, sparse, batch, steps });
-      rows.push(r);
-      console.log(
-        `T=2^${log2T} ${sparse ? "sparse" : "dense "}: step ${r.stepMs.toFixed(1)} ms (forward ${r.forwardMs.toFixed(1)}, mlp ${r.mlpMs.toFixed(1)}, backward ${r.backwardMs.toFixed(1)}, update ${r.updateMs.toFixed(1)})` +
-          (r.touched !== undefined ? `, ${r.touched.toLocaleString("en")} entries touched` : ""),
-      );
-    }
+  console.log(`CPU: ${cpu.model} (${cpu.cpus} CPUs); 2D, L=16, F=2, batch ${batch}, MLP 64x2; median of ${steps} steps after 3 of warm-up, the configurations' steps in turn`);
+  const before = cpuSnapshot();
+  const rows = await measureSteps(sizes.flatMap((log2T) => [{ log2T, sparse: false }, { log2T, sparse: true }]), { batch, steps });
+  for (const r of rows)
+    console.log(
+      `T=2^${r.log2T} ${r.sparse ? "sparse" : "dense "}: step ${r.stepMs.toFixed(1)} ms (forward ${r.forwardMs.toFixed(1)}, mlp ${r.mlpMs.toFixed(1)}, backward ${r.backwardMs.toFixed(1)}, update ${r.updateMs.toFixed(1)})` +
+        (r.touched !== undefined ? `, ${r.touched.toLocaleString("en")} entries touched` : ""),
+    );
+  const others = othersShare(before, cpuSnapshot());
+  if (others !== undefined) console.log(`other processes used ${(100 * others).toFixed(0)}% of the machine's CPU time during the run${others > 0.1 ? " (figures measured under load: compare the ratios)" : ""}`);
   const step = (t: number, s: boolean) => rows.find((r) => r.log2T === t && r.sparse === s)?.stepMs;
   const [lo, hi] = [Math.min(...sizes), Math.max(...sizes)];
   const ratio = (s: boolean) => step(hi, s)! / step(lo, s)!;
   console.log(`step at 2^${hi} / step at 2^${lo}: sparse ${ratio(true).toFixed(2)}x (target <= 1.2), dense ${ratio(false).toFixed(2)}x`);
-  if (a.json) console.log(JSON.stringify({ cpu: cpu.model, sparse_step_ratio: ratio(true), dense_step_ratio: ratio(false), rows }));
+  if (a.json) console.log(JSON.stringify({ cpu: cpu.model, others_cpu_share: others, sparse_step_ratio: ratio(true), dense_step_ratio: ratio(false), rows }));
   return 0;
 }
 

@@ -36,6 +36,18 @@ export interface TouchedRows {
   ranges: { first: number; count: number }[];
 }
 
+/** The ranges of `t` with adjacent ones joined: what one launch each covers. */
+export function touchedRuns(t: TouchedRows): { first: number; count: number }[] {
+  const runs: { first: number; count: number }[] = [];
+  for (const r of t.ranges) {
+    if (r.count === 0) continue;
+    const last = runs.at(-1);
+    if (last && last.first + last.count === r.first) last.count += r.count;
+    else runs.push({ ...r });
+  }
+  return runs;
+}
+
 /** Where a group's touched rows come from (of `width` values each): `get`, asked once per step. */
 export interface TouchedSource {
   width: number;

@@ -273,17 +273,21 @@ export class HashGrid {
   /**
    * The rows the backward passes since the last optimizer step wrote (their gradient; see
    * trackTouched): `entries`, table entries of featuresPerLevel values, and `rows`, codebook rows
-   * of N_p logits (none without probing), one range per level. The set stays the same (for the
-   * optimizer and then the EMA) until the next backward, which starts a new one.
+   * of N_p logits (none without probing), one range per level (probed level), the ranges one after
+   * another from the start of the list. The set stays the same (for the optimizer and then the
+   * EMA) until the next backward, which starts a new one.
    */
   touched(): { entries: TouchedRows; rows: TouchedRows } {
     const t = this.#touch;
     if (!t) throw new Error("HashGrid.touched: call trackTouched() first");
+    // The levels' lists, moved to the front of the buffers once per set (one launch for the optimizer).
+    if (!t.taken) this.mod.kernels[this.kernels.packTouched]!(1, t.list, t.rowList, t.counts);
     t.taken = true;
     const counts = t.counts.download();
     const L = this.settings.levels;
-    const entries = this.levels.map((lv, l) => ({ first: lv.offset, count: counts[l]! }));
-    const rows = this.probing.probed.flatMap((p, l) => (p ? [{ first: this.probing.rowOffset[l]!, count: counts[L + l]! }] : []));
+    const ranges = (n: number[]) => n.map((count, k) => ({ first: n.slice(0, k).reduce((a, b) => a + b, 0), count }));
+    const entries = ranges(this.levels.map((_, l) => counts[l]!));
+    const rows = ranges(this.probing.probed.flatMap((p, l) => (p ? [counts[L + l]!] : [])));
     return { entries: { width: this.settings.featuresPerLevel, list: t.list, ranges: entries }, rows: { width: this.probing.range, list: t.rowList, ranges: rows } };
   }
 

@@ -285,7 +285,7 @@ export function gridConfig(s: HashGridSettings, levels: GridLevel[] = gridLevels
  *   - more than 6 dimensions: the derived kernels unroll all 2^D corners of a cell, and from 128
  *     corners on their C++ takes minutes to build, where the hand-written ones keep a loop.
  */
-export function gridKernels(s: HashGridSettings): { forward: string; paramGrad: string; inputGrad: string; slots: string; refresh: string; touched: string; touchedLevels: string; derived: boolean } {
+export function gridKernels(s: HashGridSettings): { forward: string; paramGrad: string; inputGrad: string; slots: string; refresh: string; touched: string; touchedLevels: string; packTouched: string; derived: boolean } {
   const half = s.precision === "f16" ? "Half" : "";
   const derived = s.variant !== undefined || (s.dims <= MAX_DERIVED_DIMS && (s.probing?.range ?? 1) === 1);
   return {
@@ -296,6 +296,7 @@ export function gridKernels(s: HashGridSettings): { forward: string; paramGrad: 
     refresh: "gridRefreshProbes",
     touched: "gridTouched",
     touchedLevels: "gridTouchedLevels",
+    packTouched: "gridPackTouched",
     derived,
   };
 }

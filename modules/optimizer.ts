@@ -8,7 +8,7 @@ import { resolve } from "node:path";
 import { z } from "zod";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { loadKernels, type KernelModule } from "./load.ts";
-import type { LoadSettings, TouchedRows, TouchedSource } from "./common.ts";
+import { touchedRuns, type LoadSettings, type TouchedRows, type TouchedSource } from "./common.ts";
 import { ConfigError, parseOptions } from "./options.ts";
 
 export const OPTIMIZER_KERNELS = resolve(import.meta.dir, "../dsl/kernels/optimizer.ts");
@@ -179,8 +179,7 @@ export class Optimizer {
     const k = this.rowMods.get(t.width)!.kernels;
     const { beta1, beta2, eps } = this.settings;
     const adam = this.settings.kind === "adam";
-    for (const { first, count } of t.ranges) {
-      if (count === 0) continue;
+    for (const { first, count } of touchedRuns(t)) {
       if (g.rows) {
         const { argmax, softmax } = g.rows;
         if (adam) k.adamStepRowsSparse!(count, t.list, first, g.master, g.grad, g.m!, g.v!, argmax, softmax, rate, beta1, beta2, eps, g.weightDecay, gradScale);

@@ -47,7 +47,7 @@ export const SHIPPED: Shipped[] = [
   { name: "grid/hashgrid_2d_adjoint", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(DEFAULT_GRID_2D)), kernels: ["gridForwardParamGrad", "gridForwardInputGrad"] },
   { name: "grid/hashgrid_2d_probed", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(PROBED_GRID_2D)), kernels: ["gridForward", "gridBackward"] },
   // Sparse updates: the touched lists (the CPU's and JS's form, and CUDA's one thread per level).
-  { name: "grid/hashgrid_2d_touched", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(PROBED_GRID_2D)), kernels: ["gridTouched", "gridTouchedLevels"] },
+  { name: "grid/hashgrid_2d_touched", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(PROBED_GRID_2D)), kernels: ["gridTouched", "gridTouchedLevels", "gridPackTouched"] },
   { name: "grid/hashgrid_3d", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(DEFAULT_GRID_3D)), kernels: GRID_KERNELS },
   // The forward as written, and the backward passes the compiler derives from it (the training step
   // from mlpLoss, the backward from a given output gradient from mlpForward).

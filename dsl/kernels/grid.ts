@@ -255,6 +255,32 @@ export function gridTouchedLevels(l: u32, cfg: Const<GridConfig>, x: Buf<f32>, n
 }
 
 /**
+ * Sparse updates: moves the levels' lists (gridTouched: level l's at offset[l], counts[l] entries;
+ * rows at rowOffset[l], counts[levels + l]) to the front of `list` and `rowList`, level after
+ * level, so that the optimizer and the EMA run them in one launch. In place: level l moves to the
+ * sum of the earlier levels' counts, which is at most offset[l] (rowOffset[l]), so copying in
+ * ascending order never overwrites what is still to move. One thread (launch 1): serial on every
+ * backend, a copy of the touched entries' indices.
+ * @kernel
+ */
+export function gridPackTouched(i: u32, cfg: Const<GridConfig>, list: Buf<u32>, rowList: Buf<u32>, counts: Buf<u32>): void {
+  let at = i;
+  let rowAt = i;
+  for (let l = 0; l < cfg.levels; l++) {
+    for (let k: u32 = 0; k < counts[l]; k++) {
+      list[at + k] = list[cfg.offset[l] + k];
+    }
+    at += counts[l];
+    if (cfg.probed[l]) {
+      for (let k: u32 = 0; k < counts[cfg.levels + l]; k++) {
+        rowList[rowAt + k] = rowList[cfg.rowOffset[l] + k];
+      }
+      rowAt += counts[cfg.levels + l];
+    }
+  }
+}
+
+/**
  * For collision statistics: cells[i][l][d] (the lower corner of the cell) and slots[i][l][c], the
  * table slot (within the level) of every corner.
  * @kernel

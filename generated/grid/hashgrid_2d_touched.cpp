@@ -1876,3 +1876,135 @@ extern "C" int32_t gridTouchedLevels(int64_t ngp_n, const float* __restrict__ x,
   for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) gridTouchedLevels_body((uint32_t)ngp_i, x, n, probe, epoch, stamp, list, rowStamp, rowList, counts);
   return 0;
 }
+
+NGP_FN void gridPackTouched_body(uint32_t i, uint32_t* __restrict__ list, uint32_t* __restrict__ rowList, const uint32_t* __restrict__ counts) {
+  uint32_t at = i;
+  uint32_t rowAt = i;
+  {
+    for (uint32_t k = 0u; k < counts[0]; ++k) {
+      list[at + k] = list[k];
+    }
+    at += counts[0];
+  }
+  {
+    for (uint32_t k = 0u; k < counts[1]; ++k) {
+      list[at + k] = list[256u + k];
+    }
+    at += counts[1];
+  }
+  {
+    for (uint32_t k = 0u; k < counts[2]; ++k) {
+      list[at + k] = list[792u + k];
+    }
+    at += counts[2];
+  }
+  {
+    for (uint32_t k = 0u; k < counts[3]; ++k) {
+      list[at + k] = list[1760u + k];
+    }
+    at += counts[3];
+  }
+  {
+    for (uint32_t k = 0u; k < counts[4]; ++k) {
+      list[at + k] = list[3616u + k];
+    }
+    at += counts[4];
+  }
+  {
+    for (uint32_t k = 0u; k < counts[5]; ++k) {
+      list[at + k] = list[7104u + k];
+    }
+    at += counts[5];
+  }
+  {
+    for (uint32_t k = 0u; k < counts[6]; ++k) {
+      list[at + k] = list[13672u + k];
+    }
+    at += counts[6];
+  }
+  {
+    for (uint32_t k = 0u; k < counts[7]; ++k) {
+      list[at + k] = list[26216u + k];
+    }
+    at += counts[7];
+  }
+  {
+    for (uint32_t k = 0u; k < counts[8]; ++k) {
+      list[at + k] = list[49936u + k];
+    }
+    at += counts[8];
+  }
+  {
+    for (uint32_t k = 0u; k < counts[9]; ++k) {
+      list[at + k] = list[95312u + k];
+    }
+    at += counts[9];
+  }
+  {
+    for (uint32_t k = 0u; k < counts[10]; ++k) {
+      list[at + k] = list[182344u + k];
+    }
+    at += counts[10];
+    for (uint32_t k = 0u; k < counts[26]; ++k) {
+      rowList[rowAt + k] = rowList[k];
+    }
+    rowAt += counts[26];
+  }
+  {
+    for (uint32_t k = 0u; k < counts[11]; ++k) {
+      list[at + k] = list[313416u + k];
+    }
+    at += counts[11];
+    for (uint32_t k = 0u; k < counts[27]; ++k) {
+      rowList[rowAt + k] = rowList[4096u + k];
+    }
+    rowAt += counts[27];
+  }
+  {
+    for (uint32_t k = 0u; k < counts[12]; ++k) {
+      list[at + k] = list[444488u + k];
+    }
+    at += counts[12];
+    for (uint32_t k = 0u; k < counts[28]; ++k) {
+      rowList[rowAt + k] = rowList[8192u + k];
+    }
+    rowAt += counts[28];
+  }
+  {
+    for (uint32_t k = 0u; k < counts[13]; ++k) {
+      list[at + k] = list[575560u + k];
+    }
+    at += counts[13];
+    for (uint32_t k = 0u; k < counts[29]; ++k) {
+      rowList[rowAt + k] = rowList[12288u + k];
+    }
+    rowAt += counts[29];
+  }
+  {
+    for (uint32_t k = 0u; k < counts[14]; ++k) {
+      list[at + k] = list[706632u + k];
+    }
+    at += counts[14];
+    for (uint32_t k = 0u; k < counts[30]; ++k) {
+      rowList[rowAt + k] = rowList[16384u + k];
+    }
+    rowAt += counts[30];
+  }
+  {
+    for (uint32_t k = 0u; k < counts[15]; ++k) {
+      list[at + k] = list[837704u + k];
+    }
+    at += counts[15];
+    for (uint32_t k = 0u; k < counts[31]; ++k) {
+      rowList[rowAt + k] = rowList[20480u + k];
+    }
+    rowAt += counts[31];
+  }
+}
+
+extern "C" int32_t gridPackTouched(int64_t ngp_n, uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t* __restrict__ rowList, int64_t ngp_len_rowList, const uint32_t* __restrict__ counts, int64_t ngp_len_counts) {
+  (void)ngp_len_list; (void)ngp_len_rowList; (void)ngp_len_counts;
+  #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) gridPackTouched_body((uint32_t)ngp_i, list, rowList, counts);
+  return 0;
+}

@@ -416,3 +416,23 @@ function gridTouchedLevels_body(l, x, n, probe, epoch, stamp, list, rowStamp, ro
 export function gridTouchedLevels(ngp_n, x, n, probe, epoch, stamp, list, rowStamp, rowList, counts) {
   for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridTouchedLevels_body(ngp_i, x, n, probe, epoch, stamp, list, rowStamp, rowList, counts);
 }
+
+function gridPackTouched_body(i, list, rowList, counts) {
+  let at = i;
+  let rowAt = i;
+  for (let l = 0; l < 16; l = ((l + 1) | 0)) {
+    for (let k = 0; k < counts[l]; k = ((k + 1) >>> 0)) {
+      list[((at + k) >>> 0)] = list[((tbl_cfg_offset[l] + k) >>> 0)];
+    }
+    at = ((at + counts[l]) >>> 0);
+    if (tbl_cfg_probed[l]) {
+      for (let k = 0; k < counts[((16 + l) | 0)]; k = ((k + 1) >>> 0)) {
+        rowList[((rowAt + k) >>> 0)] = rowList[((tbl_cfg_rowOffset[l] + k) >>> 0)];
+      }
+      rowAt = ((rowAt + counts[((16 + l) | 0)]) >>> 0);
+    }
+  }
+}
+export function gridPackTouched(ngp_n, list, rowList, counts) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridPackTouched_body(ngp_i, list, rowList, counts);
+}
