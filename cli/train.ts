@@ -160,7 +160,7 @@ export async function main(argv: string[]): Promise<number> {
     if (result.stoppedBy === "interrupted" && !json) console.log(`interrupted: continue with --resume ${result.files.checkpoint}`);
     if (json) {
       console.log(JSON.stringify({
-        psnr: result.psnr, steps: result.steps, seconds: result.seconds, steps_per_s: result.stepsPerSecond, stopped_by: result.stoppedBy,
+        psnr: result.psnr, steps: result.steps, seconds: result.seconds, steps_per_s: result.stepsPerSecond, stopped_by: result.stoppedBy, lr: result.lr,
         backend: result.backend, backend_reason: result.backendReason, params_encoding: result.paramsEncoding, params_network: result.paramsNetwork,
         bytes_params: result.bytesParams, bytes_training: result.bytesTraining, bytes_inference: result.bytesInference, out: cfg.out,
         ...(result.points ? { validation_loss: result.points.validationLoss, points: result.points } : {}),
