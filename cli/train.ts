@@ -3,14 +3,18 @@
 // Flags override a YAML --config, which overrides the defaults; everything is validated by the
 // trainer's schema (train/config.ts) and a bad value is reported by the flag the user typed.
 // Ctrl-C (or SIGTERM) stops at the next micro-batch and writes a checkpoint; a second one exits.
+// Under mpirun or srun the ranks train one model data-parallel (docs/distributed.md "Training
+// across ranks"): rank 0 alone prints and writes; SIGUSR1 (which mpirun passes to every rank at
+// once) stops every rank after the same step.
 import cliProgress from "cli-progress";
 import { backendRequest, type BackendRequest } from "../runtime/backend.ts";
-import { UsageError } from "../dsl/errors.ts";
+import { openRanks } from "../runtime/mpi.ts";
+import { ExpectedError, UsageError } from "../dsl/errors.ts";
 import { ConfigError } from "../modules/options.ts";
 import { DEFAULT_IMAGE, MAX_STEPS, TrainConfigSchema, getPath, mergeConfig, namingFile, parseTrainConfig, readConfigFile } from "../train/config.ts";
 import { peakRss } from "../train/data/points.ts";
 import { describeSpan, spansSteps, type ScheduleKind } from "../train/schedule.ts";
-import { train, type StepInfo, type TrainResult } from "../train/trainer.ts";
+import { reportedByRankZero, train, type StepInfo, type TrainResult } from "../train/trainer.ts";
 import { FLAGS, GROWTH_TWICE, byFlag, flagConfig, optionsOf, parseFlags, type Options } from "./flags.ts";
 import { runCommand } from "./run.ts";
 
@@ -99,19 +103,27 @@ export async function main(argv: string[]): Promise<number> {
   const options: Options = { config: { type: "string" }, resume: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean" }, ...optionsOf(FLAGS) };
   const { values, positionals } = parseFlags(argv, options, { positionals: true, usage: `${USAGE} (--help lists the options)` });
   if (values.help) return console.log(help()), 0;
+  // One process without a launcher (MPI not loaded); under mpirun or srun, this rank of the job.
+  const ranks = await openRanks();
+  const many = ranks.size > 1;
+  const lead = ranks.rank === 0;
   const json = values.json === true;
+  const quiet = json || !lead; // ranks other than 0 print their errors only
   const set = new Set(Object.keys(values).filter((k) => values[k] !== undefined));
   const controller = new AbortController();
   let interrupts = 0;
   const onSignal = (sig: string) => {
     if (++interrupts > 1) process.exit(130);
-    process.stderr.write(`\n${sig}: stopping after this micro-batch and writing a checkpoint (again to quit at once)\n`);
+    if (lead) process.stderr.write(`\n${sig}: stopping after this ${many ? `step on every rank` : "micro-batch"} and writing a checkpoint (again to quit at once)\n`);
     controller.abort();
   };
   process.on("SIGINT", () => onSignal("SIGINT"));
   process.on("SIGTERM", () => onSignal("SIGTERM"));
+  // Open MPI's mpirun passes SIGUSR1 on to every rank at once; its own SIGINT and SIGTERM end the
+  // ranks one after the other, each killed a second later (docs/distributed.md).
+  if (many) process.on("SIGUSR1", () => onSignal("SIGUSR1"));
   let seconds: number | undefined; // the time limit, once the configuration is read
-  const bar = progress(json, () => seconds);
+  const bar = lead ? progress(json, () => seconds) : { step() {}, stop() {} };
   try {
     if (positionals.length > 1) throw new UsageError(`one image at most, got ${positionals.length}: ${positionals.join(" ")}`);
     const file = typeof values.config === "string" ? readConfigFile(values.config) : {};
@@ -145,26 +157,30 @@ export async function main(argv: string[]): Promise<number> {
     seconds = cfg.seconds;
     const kind = cfg.schedule.kind;
     const timed = cfg.seconds !== undefined && cfg.steps >= MAX_STEPS;
-    if (!json && cfg.seconds !== undefined)
+    if (!quiet && cfg.seconds !== undefined)
       process.stderr.write(
         `${!timed ? `stops at ${cfg.steps} steps or after ${cfg.seconds} s, whichever comes first` : !spansSteps(kind) ? `stops after ${cfg.seconds} s (--seconds; no step limit)` : `stops after ${cfg.seconds} s (--seconds): the ${kind} schedule spans the steps ${values.resume ? "the checkpoint's run decided" : "estimated to fit, after a warm-up measuring the steps per second"}`}\n`,
       );
     const result = await train(cfg, {
       signal: controller.signal,
       resume: typeof values.resume === "string" ? values.resume : undefined,
-      log: (m) => (json ? undefined : process.stderr.write(`${m}\n`)),
+      log: (m) => (quiet ? undefined : process.stderr.write(`${m}\n`)),
       onStep: (i) => bar.step(i),
+      ranks,
     }).catch((e) => Promise.reject(named(e)));
     bar.stop();
-    if (!json) console.log(report(result, kind, cfg.ema.enabled));
-    if (result.stoppedBy === "interrupted" && !json) console.log(`interrupted: continue with --resume ${result.files.checkpoint}`);
-    if (json) {
+    // Every rank gets here (the run's end is agreed): MPI_Finalize.
+    ranks.close();
+    if (!quiet) console.log(report(result, kind, cfg.ema.enabled));
+    if (result.stoppedBy === "interrupted" && !quiet) console.log(`interrupted${many ? ` on ${ranks.size} ranks` : ""}: continue with --resume ${result.files.checkpoint}${many ? ` (with ${ranks.size} ranks)` : ""}`);
+    if (json && lead) {
       console.log(JSON.stringify({
         psnr: result.psnr, steps: result.steps, seconds: result.seconds, steps_per_s: result.stepsPerSecond, stopped_by: result.stoppedBy, lr: result.lr,
         backend: result.backend, backend_reason: result.backendReason, params_encoding: result.paramsEncoding, params_network: result.paramsNetwork,
         bytes_params: result.bytesParams, bytes_training: result.bytesTraining, bytes_inference: result.bytesInference, out: cfg.out,
         ...(result.points ? { validation_loss: result.points.validationLoss, points: result.points } : {}),
         ...(result.scheduleSpan ? { schedule_span: result.scheduleSpan } : {}),
+        ...(result.ranks ? { ranks: result.ranks } : {}),
         weights: result.weights,
         max_rss_bytes: peakRss(),
       }));
@@ -172,6 +188,13 @@ export async function main(argv: string[]): Promise<number> {
     return result.stoppedBy === "interrupted" ? 130 : 0;
   } catch (e) {
     bar.stop();
+    // Another rank than 0: silent where rank 0 reports the same error (an error every rank met,
+    // or this rank's, which rank 0 repeats), else its error named by its rank. No MPI_Finalize:
+    // a rank that fails alone leaves while others may wait in a collective, and the launcher ends them.
+    if (!lead && e instanceof ExpectedError) {
+      if (!reportedByRankZero(e)) console.error(`rank ${ranks.rank}/${ranks.size}: ${e.report()}`);
+      return e.status;
+    }
     throw e;
   }
 }

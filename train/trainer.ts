@@ -10,11 +10,12 @@
 // number), the CPU kernels sum in fixed orders (owner schedule, slot reduction), and a checkpoint
 // holds every piece of state, so the same configuration gives the same parameters, bit for bit,
 // run straight through or interrupted and resumed (CPU and JS backends).
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Backend, BackendRequest } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
+import { RanksDisagreeError, type Ranks } from "../runtime/mpi.ts";
 import { removeStaleTemporaries } from "../runtime/cache.ts";
 import { checkOutputFile } from "../runtime/files.ts";
 import { Ema } from "../modules/ema.ts";
@@ -88,6 +89,13 @@ export interface TrainHooks {
    * a source of the caller's (bench:probing's 3D volume, train/data/volume.ts). The trainer closes it.
    */
   source?: (cfg: TrainConfig, log: (message: string) => void) => Promise<DataSource>;
+  /**
+   * Data-parallel training over the ranks of an MPI job (runtime/mpi.ts openRanks; absent or one
+   * rank: one process, as always): every rank holds the model and draws its own samples, the
+   * gradients are summed over the ranks and divided by their count each step, and rank 0 alone
+   * evaluates and writes (docs/distributed.md "Training across ranks").
+   */
+  ranks?: Ranks;
 }
 
 export type StopReason = "steps" | "seconds" | "interrupted" | "non-finite loss";
@@ -124,6 +132,8 @@ export interface TrainResult {
    * network in f32.
    */
   bytesInference: number;
+  /** Data-parallel over MPI ranks (absent: one process): the ranks, each rank's --batch, and the samples of one optimizer step over all of them. */
+  ranks?: { count: number; batch: number; globalBatch: number };
   /** The photograph (an image run). */
   image?: { path: string; width: number; height: number; channels: number; bits: number; evaluation: { mode: string; pixels: number; final: string; tiles?: number; tileSize?: number }; seconds?: Record<string, number> };
   /** The points, their bounding box and the validation figures (a points run). */
@@ -160,27 +170,94 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
   if (dims !== undefined) checkTrainingMemory(fieldMembers(cfg, dims), trainingState(cfg));
   if (probing.range > 1 && probing.codebookSize === undefined) probing.codebookSize = defaultCodebookSize(cfg.encoding.log2HashmapSize);
   const log = hooks.log ?? (() => {});
-  const out = prepareOutDir(cfg.out);
+  // Ranks: every one starts from the same configuration (checked before anything is read or
+  // written), and only rank 0 writes in the out directory.
+  const ranks = hooks.ranks && hooks.ranks.size > 1 ? hooks.ranks : undefined;
+  ranks?.agree(JSON.stringify({ cfg, resume: hooks.resume ?? null, source: hooks.source !== undefined }), "configuration (flags, --config, --resume)");
+  const out = ranks && ranks.rank !== 0 ? cfg.out : prepareOutDir(cfg.out);
   // An output that is the input would replace it (o/reconstruction.png trained into o). The --resume
   // checkpoint may be the run's own: it is read whole first and then replaced atomically.
   const inputs = hooks.source ? [] : [dataInput(cfg)];
   for (const f of OUTPUTS) checkOutputFile({ flag: "--out", path: join(out, f) }, inputs);
-  const source = await (hooks.source ?? openSource)(cfg, log);
+  const source = await together(ranks, "open the data", () => (hooks.source ?? openSource)(cfg, log), (s) => s.close());
   try {
-    const ck = hooks.resume ? await readCheckpoint(hooks.resume) : undefined;
-    if (ck) checkResume(ck, cfg, source, hooks.resume!);
-    using _lock = lockOutDir(out, { log }); // after the inputs are checked, before anything is built or written
+    if (ranks) {
+      source.split?.(ranks.rank, ranks.size);
+      ranks.agree(JSON.stringify([source.meta(), source.fingerprint?.() ?? null]), "data");
+    }
+    const ck = await together(ranks, "read the checkpoint", async () => {
+      const ck = hooks.resume ? await readCheckpoint(hooks.resume) : undefined;
+      if (ck) checkResume(ck, cfg, source, hooks.resume!);
+      return ck;
+    });
+    // After the inputs are checked, before anything is built or written.
+    using _lock = await together(ranks, "lock the out directory", async () => (ranks && ranks.rank !== 0 ? undefined : lockOutDir(out, { log })), (l) => l?.[Symbol.dispose]());
     // Ctrl-C in a terminal also stops the compiler of a kernel being built: then the build fails.
-    const m = await buildModel(cfg, source, log, hooks.signal).catch((e) => {
+    const build = () => buildModel(cfg, source, log, hooks.signal).catch((e) => {
       throw hooks.signal?.aborted ? new InterruptedError(out) : e;
     });
+    const m = await together(ranks, "build the model", build, (m) => m.close());
     try {
-      return await run(cfg, source, m, out, ck, hooks);
+      return await run(cfg, source, m, out, ck, hooks, ranks);
     } finally {
       m.close();
     }
   } finally {
     source.close();
+  }
+}
+
+/**
+ * `f` run on every rank (without ranks: `f`). When it fails on any rank, every rank throws: the
+ * failed one its own error, the others the first failed rank's message prefixed by its rank, with
+ * its exit status (rank 0 reports what went wrong where); what `f` made on the others is undone
+ * with `undo`. No collective may run inside `f`.
+ */
+async function together<T>(ranks: Ranks | undefined, what: string, f: () => Promise<T>, undo?: (made: T) => void): Promise<T> {
+  if (!ranks) return await f();
+  let made: { value: T } | undefined;
+  let error: unknown;
+  try {
+    made = { value: await f() };
+  } catch (e) {
+    error = e;
+  }
+  const failed = new Int32Array(ranks.size);
+  failed[ranks.rank] = made ? 0 : 1;
+  ranks.allReduce(failed, "sum");
+  const first = failed.findIndex((x) => x !== 0);
+  if (first < 0) return made!.value;
+  // The first failed rank's status and message, to every rank.
+  const text = new Uint8Array(2048);
+  if (ranks.rank === first) {
+    const status = error instanceof ExpectedError ? error.status : 1;
+    new TextEncoder().encodeInto(`${status}\t${error instanceof Error ? error.message : String(error)}`, text.subarray(0, text.length - 1));
+  }
+  ranks.broadcast(text, first);
+  if (made) undo?.(made.value);
+  if (!made) throw typeof error === "object" && error !== null ? share(error) : error;
+  const [status, message] = new TextDecoder().decode(text.subarray(0, text.indexOf(0) < 0 ? text.length : text.indexOf(0))).split(/\t(.*)/s) as [string, string];
+  const others = [...failed.keys()].filter((r) => failed[r] && r !== first);
+  throw new RankFailedError(`rank ${first} of ${ranks.size} could not ${what}: ${message}${others.length ? ` (also ranks ${others.join(", ")})` : ""}`, Number(status) || 1);
+}
+
+/** Errors every rank met alike, or a rank's own that rank 0 repeats (together): rank 0 reports them. */
+const shared = new WeakSet<object>();
+
+const share = <E extends object>(e: E): E => (shared.add(e), e);
+
+/** Whether rank 0 reports this error (another rank, failing with it, need not print it). */
+export function reportedByRankZero(e: unknown): boolean {
+  return e instanceof RanksDisagreeError || e instanceof RankFailedError || (typeof e === "object" && e !== null && shared.has(e));
+}
+
+/** Another rank failed (together): its message, with its exit status. */
+export class RankFailedError extends ExpectedError {
+  constructor(
+    message: string,
+    override readonly status: number,
+  ) {
+    super(message);
   }
 }
 
@@ -310,8 +387,12 @@ function recordedSpan(ck: Checkpoint): ScheduleSpan | undefined {
   return (ck.meta.scheduleSpan as ScheduleSpan | undefined) ?? (typeof steps === "number" && steps < MAX_STEPS ? { steps, from: "steps" } : undefined);
 }
 
-async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, resume: Checkpoint | undefined, hooks: TrainHooks): Promise<TrainResult> {
+async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, resume: Checkpoint | undefined, hooks: TrainHooks, ranks: Ranks | undefined): Promise<TrainResult> {
   const { encoding, mlp, opt, ema } = m;
+  // With ranks, rank 0 alone evaluates and writes; N: the ranks whose gradients each step averages.
+  const lead = !ranks || ranks.rank === 0;
+  const N = ranks?.size ?? 1;
+  const log = (message: string) => lead && hooks.log?.(message);
   const files: TrainResult["files"] = {
     metrics: join(out, "metrics.csv"),
     plot: join(out, "plot.png"),
@@ -324,7 +405,9 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   if (resume) {
     restore(m, resume);
     step = resume.step;
-    micro = (resume.rng as { micro: number }).micro;
+    // The checkpoint holds the position in the whole stream (each rank's micro-batches times the
+    // ranks): with another rank count each rank continues from the next multiple of the new count.
+    micro = Math.ceil((resume.rng as { micro: number }).micro / N);
     elapsedBefore = (resume.meta.seconds as number | undefined) ?? 0;
   }
   // A cosine or onecycle schedule spans the run's steps, or the checkpoint's; given a time budget
@@ -335,14 +418,14 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   const warmup = spansSteps(cfg.schedule.kind) && !span ? { measure: new Warmup(cfg.seconds!, elapsedBefore), from: { state: snapshot(m), step, micro } } : undefined;
   let limit = span?.steps ?? cfg.steps;
   let schedule: Schedule = makeSchedule(cfg.schedule, limit, resume?.meta.schedule as never);
-  if (span) hooks.log?.(`${describeSpan(cfg.schedule.kind, span)}${span.from === "seconds" ? " (the checkpoint's)" : resume ? "" : " (--steps; --seconds alone spans the steps that fit)"}`);
+  if (span) log(`${describeSpan(cfg.schedule.kind, span)}${span.from === "seconds" ? " (the checkpoint's)" : resume ? "" : " (--steps; --seconds alone spans the steps that fit)"}`);
   // Without --lr the base rate follows the span (train/schedule.ts defaultLearningRate): decided
   // with it, so that a resumed run and a rerun with the span's --steps get the same one.
   const exact = source.values !== undefined && encoding.paramCount >= source.values;
   const decideRates = () => {
     m.rates = baseRates(cfg, span?.steps, exact);
     if (cfg.optimizer.lr === undefined)
-      hooks.log?.(`learning rate ${m.rates.base.toExponential(2)} (the default${exact && span ? ` for ${cfg.schedule.kind} over ${span.steps} steps on data the encoding can fit exactly` : ""}; --lr sets one)`);
+      log(`learning rate ${m.rates.base.toExponential(2)} (the default${exact && span ? ` for ${cfg.schedule.kind} over ${span.steps} steps on data the encoding can fit exactly` : ""}; --lr sets one)`);
   };
   if (span || !warmup) decideRates();
   // The out directory's earlier outputs stay as they are until this run saves its first checkpoint:
@@ -353,10 +436,14 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   // the directory as it was and removes its temporary; a killed run's is removed by the next run.
   // Every step's row is kept by the log (a resumed run reads the earlier ones back from the CSV).
   const staged = join(out, `.metrics.csv.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
-  if (resume && existsSync(files.metrics)) copyFileSync(files.metrics, staged);
-  const metrics = new MetricsLog(staged, resume ? { append: true, resumeStep: resume.step } : {});
+  if (lead && resume && existsSync(files.metrics)) copyFileSync(files.metrics, staged);
+  const metrics = lead ? new MetricsLog(staged, resume ? { append: true, resumeStep: resume.step } : {}) : undefined;
   let switched = false;
-  using _ = { [Symbol.dispose]: () => (metrics.close(), switched || rmSync(staged, { force: true })) };
+  using _ = { [Symbol.dispose]: () => (metrics?.close(), switched || !lead || rmSync(staged, { force: true })) };
+  // Every gradient the optimizer reads, summed over the ranks each step (in place).
+  const gradients = ranks ? [...encoding.grids.flatMap((g) => (g.logitCount ? [g.grad, g.logitGrad] : [g.grad])), mlp.grad] : [];
+  if (ranks)
+    log(`data parallel over ${N} ranks (${ranks.description}): batch ${cfg.batch} per rank${cfg.accumulate > 1 ? ` x ${cfg.accumulate} accumulated` : ""}, ${cfg.batch * cfg.accumulate * N} samples per step`);
 
   const K = cfg.accumulate;
   const enc = encoding.alloc(cfg.batch * encoding.outputDim);
@@ -365,7 +452,10 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   let stoppedBy: StopReason = "steps";
   let pending: Parameters<MetricsLog["log"]>[0] | undefined;
   const started = performance.now();
-  const seconds = () => elapsedBefore + (performance.now() - started) / 1000;
+  const clock = () => elapsedBefore + (performance.now() - started) / 1000;
+  // With ranks the time is rank 0's, agreed each step, so that every rank decides alike.
+  let agreedSeconds = elapsedBefore;
+  const seconds = () => (ranks ? agreedSeconds : clock());
   const stepsAtStart = step;
   let rateFrom = { step, seconds: elapsedBefore }; // the steps per second are counted from here
   // The EMA or the raw weights, chosen once per step (two passes over the held-out batch) for the
@@ -375,24 +465,28 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
 
   const save = async () => {
     const state = snapshot(m);
+    // Every rank's state the same, bit for bit (else the ranks have diverged: a bug).
+    ranks?.agree(stateHash(state.arrays), "training state (parameters, optimizer, EMA) at step " + step);
+    if (!lead) return;
     await writeCheckpoint(files.checkpoint, {
       config: cfg,
       step,
-      rng: { micro },
+      rng: { micro: micro * N },
       meta: {
         // JSON holds no Infinity or NaN: a non-finite figure is stored as absent.
         schedule: schedule.state(), scheduleSpan: span, seconds: seconds(), psnr: finite(lastPsnr), weights: (await weightsNow()).used,
+        ...(ranks ? { ranks: N } : {}),
         ...source.meta(),
         ...state.meta,
       },
       arrays: state.arrays,
     });
     if (!switched) {
-      metrics.moveTo(files.metrics);
+      metrics!.moveTo(files.metrics);
       for (const name of [...OUTPUTS, ...SOURCE_OUTPUT_DIRS]) if (name !== "checkpoint.ngpk" && name !== "metrics.csv") rmSync(join(out, name), { force: true, recursive: true });
       switched = true;
     }
-    hooks.log?.(`checkpoint: ${files.checkpoint} (step ${step})`);
+    log(`checkpoint: ${files.checkpoint} (step ${step})`);
   };
 
   // The held-out loss is what the plateau schedule watches; the image computes it only when
@@ -400,7 +494,12 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   const wantHeldOut = cfg.schedule.kind === "plateau" || hooks.onEval !== undefined;
   const evaluation = async (final: boolean): Promise<SourceEvaluation | undefined> => {
     const run = () => source.evaluate(step, { final, wantHeldOut, signal: hooks.signal });
-    return await ((await weightsNow()).used === "ema" ? withAverage(m, run) : run());
+    const e = lead ? await ((await weightsNow()).used === "ema" ? withAverage(m, run) : run()) : undefined;
+    if (!ranks) return e;
+    // Rank 0's figures to every rank (the plateau schedule watches them); undefined: interrupted.
+    const v = new Float64Array([e ? 1 : 0, e?.psnr ?? NaN, e?.heldOutLoss ?? NaN]);
+    ranks.broadcast(v, 0);
+    return lead ? e : v[0] ? { psnr: v[1]!, heldOutLoss: v[2]! } : undefined;
   };
 
   // Let the event loop run now and then: signal handlers (Ctrl-C) and timers are JS callbacks.
@@ -420,7 +519,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     decideRates();
     stoppedBy = "steps";
     rateFrom = { step, seconds: seconds() };
-    hooks.log?.(`${describeSpan(cfg.schedule.kind, s)} (redone from the start): stops at ${limit} steps or after ${cfg.seconds} s, whichever comes first`);
+    log(`${describeSpan(cfg.schedule.kind, s)} (redone from the start): stops at ${limit} steps or after ${cfg.seconds} s, whichever comes first`);
   };
 
   const pause = interruptible(hooks.signal);
@@ -435,10 +534,13 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     let done = 0;
     let lossSum = 0;
     for (; done < K; done++) {
-      if (hooks.signal?.aborted) stoppedBy = "interrupted";
-      else if (cfg.seconds !== undefined && seconds() >= cfg.seconds) stoppedBy = "seconds";
+      // (With ranks, a stop is agreed after the step, below.)
+      if (!ranks && hooks.signal?.aborted) stoppedBy = "interrupted";
+      else if (!ranks && cfg.seconds !== undefined && seconds() >= cfg.seconds) stoppedBy = "seconds";
       if (stoppedBy !== "steps") break;
-      const { coords, targets } = source.sample(cfg.batch, micro);
+      // Rank r's micro-batch k is micro-batch k N + r of the one stream (a source that splits its
+      // data between the ranks, points: its own stream's k).
+      const { coords, targets } = source.sample(cfg.batch, ranks && !source.split ? micro * N + ranks.rank : micro);
       encoding.forward(coords, enc);
       const loss = mlp.trainStep(enc, targets, { scale: 1 / K, inputGrad: dEnc });
       if (!Number.isFinite(loss)) {
@@ -449,6 +551,17 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
       micro++;
       lossSum += loss;
     }
+    // With ranks, one small reduction a step: a non-finite loss on any rank, the losses, a stop
+    // asked of any (a signal), and rank 0's clock (the time budget); every rank then does the same.
+    let stopAfter: StopReason | undefined;
+    let count = done;
+    if (ranks) {
+      const v: Float64Array = new Float64Array([stoppedBy === "non-finite loss" ? 1 : 0, lossSum, hooks.signal?.aborted ? 1 : 0, ranks.rank === 0 ? clock() : 0]);
+      ranks.allReduce(v, "sum");
+      if (v[0]) stoppedBy = "non-finite loss";
+      [lossSum, count, agreedSeconds] = [v[1]!, done * N, v[3]!];
+      stopAfter = v[2] ? "interrupted" : cfg.seconds !== undefined && agreedSeconds >= cfg.seconds ? "seconds" : undefined;
+    }
     if (stoppedBy === "non-finite loss") break; // no update: the parameters stay the last good ones
     if (stoppedBy === "interrupted") {
       // The group is redone on resume (its gradient is not kept), so that a resumed run equals
@@ -457,15 +570,19 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
       break;
     }
     if (done === 0) break;
+    // The ranks' gradients summed (each a mean over its batch: the step's mean is the sum over N).
+    for (const g of gradients) ranks!.allReduceSum(g);
     // A last partial group (the time budget ran out) counts as the mean of what it holds.
-    opt.update({ gradScale: K / done });
+    opt.update({ gradScale: K / count });
     ema?.update();
     step++;
-    const loss = lossSum / done;
+    if (stopAfter) stoppedBy = stopAfter;
+    const partial = done < K || stopAfter !== undefined;
+    const loss = lossSum / count;
     const t = seconds();
     if (warmup && !span) {
       // A warm-up step: no evaluation, metrics row, progress or checkpoint (it is undone).
-      if (!warmup.measure.step(t) && done === K) continue;
+      if (!warmup.measure.step(t) && !partial) continue;
       endWarmup(warmup);
       continue;
     }
@@ -477,25 +594,25 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
       else {
         psnr = lastPsnr = e.psnr;
         schedule.observe(e.heldOutLoss);
-        hooks.onEval?.({ step, psnr: e.psnr, heldOutLoss: e.heldOutLoss, weights: (await weightsNow()).used });
+        if (lead) hooks.onEval?.({ step, psnr: e.psnr, heldOutLoss: e.heldOutLoss, weights: (await weightsNow()).used });
       }
     }
     // A step's row is written when the next one ends, so that the last one gets the final PSNR.
-    if (pending) metrics.log(pending);
+    if (pending) metrics?.log(pending);
     pending = { step, loss, lr: m.rates.network * factor, psnr, seconds: t };
     hooks.onStep?.({ step, steps: limit, loss, lr: m.rates.network * factor, psnr: lastPsnr, seconds: t, stepsPerSecond: rate });
     if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0) await save();
-    if (done < K || stoppedBy === "interrupted") break;
+    if (partial || stoppedBy === "interrupted") break;
   }
 
   const trainedSeconds = seconds();
   if (stoppedBy === "non-finite loss") {
-    if (pending) metrics.log(pending);
-    throw new TrainError(
+    if (pending) metrics?.log(pending);
+    throw share(new TrainError(
       `the training loss became non-finite at step ${step + 1}; stopped without applying it` +
         (switched ? ` (the last good checkpoint, ${files.checkpoint}, is kept)` : ` (${out} is left as it was)`) +
         `: lower the learning rate, or check the ${source.kind} and the loss`,
-    );
+    ));
   }
   if (warmup && !span) endWarmup(warmup); // stopped during the warm-up
   // Interrupted before its first step: nothing to keep, and nothing written over the earlier outputs.
@@ -511,14 +628,14 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     if (!final) stoppedBy = "interrupted";
     else {
       psnr = lastPsnr = final.psnr;
-      hooks.onEval?.({ step, psnr, heldOutLoss: final.heldOutLoss, weights: (await weightsNow()).used });
-      if (m.ema) hooks.log?.(`evaluated on the ${describeWeights(await weightsNow())}`);
+      if (lead) hooks.onEval?.({ step, psnr, heldOutLoss: final.heldOutLoss, weights: (await weightsNow()).used });
+      if (m.ema) log(`evaluated on the ${describeWeights(await weightsNow())}`);
     }
   }
-  if (pending) metrics.log({ ...pending, psnr: final ? psnr : pending.psnr });
-  metrics.close();
-  const written: Record<string, string> = { ...files, ...(await source.writeOutputs(out, final)) };
-  await (source.writePlot ? source.writePlot(files.plot, metrics.rows) : writePlot(files.plot, metrics.rows));
+  if (pending) metrics?.log({ ...pending, psnr: final ? psnr : pending.psnr });
+  metrics?.close();
+  const written: Record<string, string> = { ...files, ...(lead ? await source.writeOutputs(out, final) : {}) };
+  if (metrics) await (source.writePlot ? source.writePlot(files.plot, metrics.rows) : writePlot(files.plot, metrics.rows));
   const outputs = Object.fromEntries(FILES_ORDER.filter((k) => written[k] !== undefined).map((k) => [k, written[k]])) as TrainResult["files"];
   const paramsEncoding = encoding.paramCount;
   const paramsNetwork = mlp.paramCount;
@@ -542,10 +659,11 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     bytesTraining:
       encoding.grids.reduce((a, g) => a + memberTrainingBytes(g, state), 0) + 4 * paramsNetwork * (2 + (state.adam ? 2 : 0) + (state.ema ? 1 : 0)),
     bytesInference: encoding.memory(2).inferenceBytes + 4 * paramsNetwork,
+    ...(ranks ? { ranks: { count: N, batch: cfg.batch, globalBatch: cfg.batch * K * N } } : {}),
     ...(source.summaryFields() as Pick<TrainResult, "image" | "points" | "volume">),
     files: outputs,
   };
-  writeJsonAtomic(files.summary, { ...result, config: cfg });
+  if (lead) writeJsonAtomic(files.summary, { ...result, config: cfg });
   return result;
 }
 
@@ -603,6 +721,13 @@ async function chooseWeights(m: Model, source: DataSource): Promise<WeightsChoic
 function describeWeights(w: WeightsChoice): string {
   const name = w.used === "ema" ? "EMA weights" : "raw weights";
   return w.heldOutMse ? `${name} (held-out MSE: EMA ${w.heldOutMse.ema.toExponential(3)}, raw ${w.heldOutMse.raw.toExponential(3)})` : name;
+}
+
+/** A digest of a state's arrays (the ranks compare theirs). */
+function stateHash(arrays: Record<string, Float32Array>): string {
+  const h = createHash("sha256");
+  for (const [name, a] of Object.entries(arrays)) h.update(name).update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+  return h.digest("hex");
 }
 
 /** The model's state, as a checkpoint holds it (restore puts it back). */

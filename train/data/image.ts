@@ -2,6 +2,7 @@
 // (train/sampler.ts), the PSNR over the whole image or over a fixed set of tiles (a large image),
 // and reconstruction.png at the end, held whole, or for a large image rendered band by band to
 // disk and written as a DeepZoom pyramid beside the original's, with a page to view them.
+import { createHash } from "node:crypto";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { DeviceBuffer } from "../../runtime/buffer.ts";
@@ -86,6 +87,13 @@ export class ImageSource implements DataSource {
 
   sample(n: number, micro: number): Batch {
     return this.#sampler!.sample(n, microSeed(this.cfg.seed, micro));
+  }
+
+  /** The pixels' digest (the ranks check they train on the same photograph). */
+  fingerprint(): string {
+    const h = createHash("sha256");
+    for (const p of [this.image.packed, this.image.packedHi]) if (p) h.update(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
+    return h.digest("hex");
   }
 
   // A fixed batch, drawn once when something first reads its loss (the plateau schedule) or its

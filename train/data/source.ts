@@ -94,6 +94,14 @@ export interface DataSource {
   writeOutputs(out: string, final: SourceEvaluation | undefined): Promise<Record<string, string>>;
   /** Writes the plot of the metrics (absent: the trainer's, train/outputs.ts writePlot). */
   writePlot?(path: string, rows: MetricsRow[]): Promise<void>;
+  /**
+   * Data-parallel training: this process is rank `rank` of `size` and draws from its own part of
+   * the data (points: every size-th training block), read once per epoch over all the ranks.
+   * Absent: rank r draws micro-batches k size + r of the one stream (the image).
+   */
+  split?(rank: number, size: number): void;
+  /** A digest of the data itself (the ranks check they train on the same), where meta() does not tell. */
+  fingerprint?(): string;
   /** Refuses a checkpoint trained on other data (a CheckpointError naming `path`). */
   checkResume(ck: Checkpoint, path: string): void;
   close(): void;
