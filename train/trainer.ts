@@ -179,12 +179,18 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
   // checkpoint may be the run's own: it is read whole first and then replaced atomically.
   const inputs = hooks.source ? [] : [dataInput(cfg)];
   for (const f of OUTPUTS) checkOutputFile({ flag: "--out", path: join(out, f) }, inputs);
-  const source = await together(ranks, "open the data", () => (hooks.source ?? openSource)(cfg, log), (s) => s.close());
-  try {
-    if (ranks) {
-      source.split?.(ranks.rank, ranks.size);
-      ranks.agree(JSON.stringify([source.meta(), source.fingerprint?.() ?? null]), "data");
+  const open = async () => {
+    const source = await (hooks.source ?? openSource)(cfg, log);
+    try {
+      if (ranks) source.split?.(ranks.rank, ranks.size);
+    } catch (e) {
+      throw (source.close(), e);
     }
+    return source;
+  };
+  const source = await together(ranks, "open the data", open, (s) => s.close());
+  try {
+    ranks?.agree(JSON.stringify([source.meta(), source.fingerprint?.() ?? null]), "data");
     const ck = await together(ranks, "read the checkpoint", async () => {
       const ck = hooks.resume ? await readCheckpoint(hooks.resume) : undefined;
       if (ck) checkResume(ck, cfg, source, hooks.resume!);

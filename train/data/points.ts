@@ -347,7 +347,7 @@ export interface PointsSummary {
   /** Records per block (blockRecords, or fewer for a small file) and the file's blocks. */
   blockRecords: number;
   blocks: number;
-  /** Records of one shard (what the memory cap holds) and the number of shards per epoch. */
+  /** Records of one shard (what the memory cap holds) and the number of shards per epoch (over ranks: rank 0's share). */
   shardRecords: number;
   shardsPerEpoch: number;
   /** The memory cap and the bytes the data's buffers hold (the shard and the evaluation chunk). */
@@ -424,7 +424,10 @@ export class PointSource implements DataSource {
   readonly #heldOut: number[] = [];
   readonly #trainRecords: number;
   readonly #heldOutRecords: number;
-  readonly #shardBlocks: number;
+  #shardBlocks: number;
+  /** The training blocks this process draws (split: a rank's share) and their records. */
+  #stream: number[];
+  #streamRecords: number;
   readonly #evalChunk: number;
   readonly #maxMemory: number;
   #box: BoundingBox;
@@ -484,6 +487,7 @@ export class PointSource implements DataSource {
     if (shardBlocks < 1)
       throw new PointsError(`--max-memory (points.maxMemory) ${p.maxMemory} bytes cannot hold one block of ${this.#blockRecords} records of ${recordBytes} bytes beside the evaluation chunk (${showBytes(evalRecords * recordBytes)}): allow more, or give a smaller points.blockRecords`, this.path);
     this.#shardBlocks = Math.min(shardBlocks, this.#train.length);
+    [this.#stream, this.#streamRecords] = [this.#train, this.#trainRecords];
     this.#evalChunk = evalRecords;
     // The shard buffer also serves the first pass.
     this.#shard = new Float32Array(Math.min(this.#shardBlocks * this.#blockRecords, R) * this.#floats);
@@ -510,7 +514,7 @@ export class PointSource implements DataSource {
   }
 
   #shardsPerEpoch(): number {
-    return Math.ceil(this.#train.length / this.#shardBlocks);
+    return Math.ceil(this.#stream.length / this.#shardBlocks);
   }
 
   /** The first pass: NaN and Infinity refused (naming the record), the box and the values' range measured. */
@@ -583,7 +587,7 @@ export class PointSource implements DataSource {
   /** The epoch's order of training blocks and where each shard starts in the epoch's stream. */
   #epochPlan(epoch: number): { order: number[]; starts: number[] } {
     if (this.#epoch?.epoch === epoch) return this.#epoch;
-    const order = [...this.#train];
+    const order = [...this.#stream];
     const next = generator(mix(this.cfg.seed, 0x0b10c, epoch));
     for (let i = order.length - 1; i > 0; i--) {
       const j = next(i + 1);
@@ -624,6 +628,20 @@ export class PointSource implements DataSource {
     return n;
   }
 
+  /**
+   * Rank `rank` of `size` draws training blocks i with i % size == rank (of the file's training
+   * blocks in order), shuffled and sharded by epoch as one process's: the ranks read the file
+   * once per epoch between them. Before the first sample().
+   */
+  split(rank: number, size: number): void {
+    const mine = this.#train.filter((_, i) => i % size === rank);
+    if (mine.length === 0)
+      throw new PointsError(`${this.path}: ${plural(this.#train.length, "training block")} cannot be shared by ${size} ranks: give a smaller --block-records (points.blockRecords), or fewer ranks`, this.path);
+    [this.#stream, this.#streamRecords] = [mine, mine.reduce((s, b) => s + this.#blockLength(b), 0)];
+    this.#shardBlocks = Math.min(this.#shardBlocks, mine.length);
+    [this.#epoch, this.#loaded] = [undefined, undefined];
+  }
+
   async attach(ctx: SourceContext): Promise<void> {
     this.#ctx = ctx;
     // The model is built: collect what loading its kernels left behind, so that training starts
@@ -641,8 +659,8 @@ export class PointSource implements DataSource {
     }
     let p = micro * n; // the stream position of the batch's first record
     for (let i = 0; i < n; ) {
-      const epoch = Math.floor(p / this.#trainRecords);
-      const q = p - epoch * this.#trainRecords;
+      const epoch = Math.floor(p / this.#streamRecords);
+      const q = p - epoch * this.#streamRecords;
       const { starts } = this.#epochPlan(epoch);
       let s = this.#loaded?.epoch === epoch && q >= starts[this.#loaded.shard]! && q < starts[this.#loaded.shard + 1]! ? this.#loaded.shard : 0;
       while (q >= starts[s + 1]!) s++;
