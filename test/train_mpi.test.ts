@@ -73,8 +73,11 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     const [a, b] = [await readCheckpoint(join(one, "checkpoint.ngpk")), await readCheckpoint(join(two, "checkpoint.ngpk"))];
     expect([b.step, b.rng]).toEqual([a.step, a.rng]);
     // Up to f32 summation order: the grid's backward adds each point into the accumulated
-    // gradient, where the ranks sum two micro-batch totals (the network's gradient: the same order).
-    for (const [name, rel] of Object.entries(await relative(join(one, "checkpoint.ngpk"), join(two, "checkpoint.ngpk")))) expect({ name, rel: rel < 1e-6 }).toEqual({ name, rel: true });
+    // gradient, where the ranks sum two micro-batch totals (the network's gradient: the same
+    // order). Learned probing's logits: 1e-5 (measured 3.6e-6): Adam divides each logit's small
+    // gradient by its own root mean square, which scales its rounding up; their moments: 1e-6.
+    for (const [name, rel] of Object.entries(await relative(join(one, "checkpoint.ngpk"), join(two, "checkpoint.ngpk"))))
+      expect({ name, rel: rel < (name === "probing.params" ? 1e-5 : 1e-6) }).toEqual({ name, rel: true });
   }, 120_000);
 
   test("a different configuration on rank 1: rank 0 names it, every rank exits non-zero, nothing written", async () => {
@@ -89,37 +92,43 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     expect(existsSync(out)).toBe(false);
   }, 60_000);
 
-  test("a non-finite loss stops every rank without applying it: rank 0 says so once", async () => {
+  test("a non-finite loss stops every rank without applying it: rank 0 says so once, the last good checkpoint kept", async () => {
     const out = join(dir, "nan");
-    const r = await train([...TINY(), "--steps", "5", "--lr", "1e30", "--out", out], 2);
+    // test/train_cli.test.ts's diverging run: l2, a linear network, SGD at lr 10.
+    const r = await train([...TINY(), "--steps", "50", "--loss", "l2", "--activation", "none", "--optimizer", "sgd", "--lr", "10", "--checkpoint-every", "1", "--out", out], 2);
     expect(r.exitCode).not.toBe(0);
     const errors = r.stderr.split("\n").filter((l) => l.includes("error:"));
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatch(/^error: the training loss became non-finite at step \d+; stopped without applying it/);
+    expect(errors[0]).toMatch(/^error: the training loss became non-finite at step \d+; stopped without applying it \(the last good checkpoint, .+checkpoint\.ngpk, is kept\)/);
+    const step = Number(/non-finite at step (\d+)/.exec(errors[0]!)![1]);
+    expect((await readCheckpoint(join(out, "checkpoint.ngpk"))).step).toBe(step - 1);
   }, 60_000);
 
   test("SIGUSR1 to mpirun: every rank stops after the same step, rank 0 writes one checkpoint; --resume with 2 ranks ends where an uninterrupted run does", async () => {
     const [stopped, straight] = [join(dir, "usr1"), join(dir, "straight")];
-    const args = [...TINY(), "--steps", "400", "--batch", "256"];
+    const args = [...TINY(), "--steps", "120", "--batch", "256"];
     const proc = Bun.spawn([...mpirunArgs(2), ...cli([...args, "--out", stopped])], { env: ENV, cwd: ROOT, stdout: "pipe", stderr: "pipe" });
     let stderr = "";
     const decoder = new TextDecoder();
-    for await (const chunk of proc.stderr) {
-      stderr += decoder.decode(chunk);
-      if (stderr.includes("step 1/400")) break; // the first step's progress line
+    const reader = proc.stderr.getReader();
+    let signalled = false;
+    const stdoutText = new Response(proc.stdout).text();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      stderr += decoder.decode(value);
+      // The first step's progress line: mpirun passes SIGUSR1 on to every rank.
+      if (!signalled && stderr.includes("step 1/120")) (proc.kill("SIGUSR1"), (signalled = true));
     }
-    proc.kill("SIGUSR1");
-    const rest = new Response(proc.stderr).text();
-    const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
-    stderr += await rest;
+    const [stdout, code] = await Promise.all([stdoutText, proc.exited]);
     expect(code, stderr).not.toBe(0); // 130 on every rank
     expect(stdout).toMatch(/^interrupted on 2 ranks: continue with --resume .+checkpoint\.ngpk \(with 2 ranks\)$/m);
     expect(stderr.match(/SIGUSR1: stopping after this step on every rank/g)).toHaveLength(1);
     const ck = await readCheckpoint(join(stopped, "checkpoint.ngpk"));
     expect(ck.step).toBeGreaterThan(0);
-    expect(ck.step).toBeLessThan(400);
+    expect(ck.step).toBeLessThan(120);
     expect(readdirSync(stopped).filter((f) => f.endsWith(".tmp"))).toEqual([]);
-    // Resumed with the same count, to 400 steps: the uninterrupted run's state, bit for bit.
+    // Resumed with the same count, to 120 steps: the uninterrupted run's state, bit for bit.
     const resumed = await train([...args, "--out", stopped, "--resume", join(stopped, "checkpoint.ngpk")], 2);
     expect(resumed.exitCode, resumed.stderr).toBe(0);
     const whole = await train([...args, "--out", straight], 2);
