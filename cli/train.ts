@@ -14,7 +14,7 @@ import { ConfigError } from "../modules/options.ts";
 import { DEFAULT_IMAGE, MAX_STEPS, TrainConfigSchema, getPath, mergeConfig, namingFile, parseTrainConfig, readConfigFile } from "../train/config.ts";
 import { peakRss } from "../train/data/points.ts";
 import { describeSpan, spansSteps, type ScheduleKind } from "../train/schedule.ts";
-import { reportedByRankZero, train, type StepInfo, type TrainResult } from "../train/trainer.ts";
+import { likeRankZero, reportedByRankZero, train, type StepInfo, type TrainResult } from "../train/trainer.ts";
 import { FLAGS, GROWTH_TWICE, byFlag, flagConfig, optionsOf, parseFlags, type Options } from "./flags.ts";
 import { runCommand } from "./run.ts";
 
@@ -167,7 +167,7 @@ export async function main(argv: string[]): Promise<number> {
       log: (m) => (quiet ? undefined : process.stderr.write(`${m}\n`)),
       onStep: (i) => bar.step(i),
       ranks,
-    }).catch((e) => Promise.reject(named(e)));
+    }).catch((e) => Promise.reject(likeRankZero(e, named(e))));
     bar.stop();
     // Every rank gets here (the run's end is agreed): MPI_Finalize.
     ranks.close();

@@ -92,6 +92,16 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     expect(existsSync(out)).toBe(false);
   }, 60_000);
 
+  test("sparse updates over ranks: refused, named by the flag, rank 0 says so once, nothing written", async () => {
+    const out = join(dir, "sparse");
+    const r = await train([...TINY(), "--steps", "2", "--sparse-updates", "--out", out], 2);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.split("\n").filter((l) => l.includes("error:"))).toEqual([
+      "error: --sparse-updates: sparse updates are not yet supported over 2 MPI ranks (each rank touches other entries): train dense over ranks, or sparse in one process",
+    ]);
+    expect(existsSync(out)).toBe(false);
+  }, 60_000);
+
   test("a non-finite loss stops every rank without applying it: rank 0 says so once, the last good checkpoint kept", async () => {
     const out = join(dir, "nan");
     // test/train_cli.test.ts's diverging run: l2, a linear network, SGD at lr 10.

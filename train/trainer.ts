@@ -174,6 +174,10 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
   // written), and only rank 0 writes in the out directory.
   const ranks = hooks.ranks && hooks.ranks.size > 1 ? hooks.ranks : undefined;
   ranks?.agree(JSON.stringify({ cfg, resume: hooks.resume ?? null, source: hooks.source !== undefined }), "configuration (flags, --config, --resume)");
+  // Each rank's sparse step would update the entries its own batch touched: the union over the
+  // ranks is not computed yet, so sparse updates train in one process.
+  if (ranks && cfg.optimizer.sparse)
+    throw share(new ConfigError(`optimizer.sparse: sparse updates are not yet supported over ${ranks.size} MPI ranks (each rank touches other entries): train dense over ranks, or sparse in one process`));
   const out = ranks && ranks.rank !== 0 ? cfg.out : prepareOutDir(cfg.out);
   // An output that is the input would replace it (o/reconstruction.png trained into o). The --resume
   // checkpoint may be the run's own: it is read whole first and then replaced atomically.
@@ -251,6 +255,11 @@ async function together<T>(ranks: Ranks | undefined, what: string, f: () => Prom
 const shared = new WeakSet<object>();
 
 const share = <E extends object>(e: E): E => (shared.add(e), e);
+
+/** `to` (an error rewritten from `from`, e.g. named by its flag) is reported by rank 0 where `from` is. */
+export function likeRankZero(from: unknown, to: unknown): unknown {
+  return reportedByRankZero(from) && typeof to === "object" && to !== null ? share(to) : to;
+}
 
 /** Whether rank 0 reports this error (another rank, failing with it, need not print it). */
 export function reportedByRankZero(e: unknown): boolean {
