@@ -146,6 +146,39 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     for (const rel of Object.values(await relative(join(straight, "checkpoint.ngpk"), join(stopped, "checkpoint.ngpk")))) expect(rel).toBe(0);
   }, 180_000);
 
+  test("--seconds with a cosine schedule: the warm-up and the stop follow rank 0's clock, so the ranks stay alike (compared at every checkpoint)", async () => {
+    const out = join(dir, "seconds");
+    const r = await train([...TINY(), "--schedule", "cosine", "--seconds", "3", "--checkpoint-every", "1", "--out", out, "--json"], 2);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.lines[0]).toMatchObject({ stopped_by: expect.stringMatching(/^(steps|seconds)$/), schedule_span: { from: "seconds" } });
+  }, 60_000);
+
+  test("a rank killed mid-run: mpirun ends the other and exits non-zero (no rank waits in a collective)", async () => {
+    const out = join(dir, "killed");
+    const proc = Bun.spawn([...mpirunArgs(2), ...cli([...TINY(), "--steps", "100000", "--batch", "256", "--out", out])], { env: ENV, cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    const reader = proc.stderr.getReader();
+    let stderr = "";
+    let killed = 0;
+    const stdoutText = new Response(proc.stdout).text();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      stderr += new TextDecoder().decode(value);
+      if (!killed && stderr.includes("step 1/")) {
+        // One of mpirun's two children (a rank), with SIGKILL.
+        const children = Bun.spawnSync(["pgrep", "-P", String(proc.pid)], { env: process.env }).stdout.toString().trim().split("\n").map(Number);
+        expect(children).toHaveLength(2);
+        process.kill(children[1]!, "SIGKILL");
+        killed = performance.now();
+      }
+    }
+    const code = await proc.exited;
+    await stdoutText;
+    expect(killed).toBeGreaterThan(0);
+    expect(code).not.toBe(0);
+    expect(performance.now() - killed).toBeLessThan(30_000);
+  }, 60_000);
+
   test("--resume with another rank count continues the sample stream from the next multiple of the new count", async () => {
     const out = join(dir, "recount");
     const two = await train([...TINY(), "--steps", "3", "--out", out], 2);
