@@ -458,7 +458,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   // Every gradient the optimizer reads, summed over the ranks each step (in place).
   const gradients = ranks ? [...encoding.grids.flatMap((g) => (g.logitCount ? [g.grad, g.logitGrad] : [g.grad])), mlp.grad] : [];
   if (ranks)
-    log(`data parallel over ${N} ranks (${ranks.description}): batch ${cfg.batch} per rank${cfg.accumulate > 1 ? ` x ${cfg.accumulate} accumulated` : ""}, ${cfg.batch * cfg.accumulate * N} samples per step`);
+    log(`data parallel over ${N} ranks (${ranks.description.split(",")[0]}): batch ${cfg.batch} per rank${cfg.accumulate > 1 ? ` x ${cfg.accumulate} accumulated` : ""}, ${cfg.batch * cfg.accumulate * N} samples per step`);
 
   const K = cfg.accumulate;
   const enc = encoding.alloc(cfg.batch * encoding.outputDim);
@@ -511,7 +511,9 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     const run = () => source.evaluate(step, { final, wantHeldOut, signal: hooks.signal });
     const e = lead ? await ((await weightsNow()).used === "ema" ? withAverage(m, run) : run()) : undefined;
     if (!ranks) return e;
-    // Rank 0's figures to every rank (the plateau schedule watches them); undefined: interrupted.
+    // The others wait asleep (MPI's own wait spins, taking cores from rank 0 on a shared machine),
+    // then get rank 0's figures (the plateau schedule watches them); undefined: interrupted.
+    await ranks.quietBarrier();
     const v = new Float64Array([e ? 1 : 0, e?.psnr ?? NaN, e?.heldOutLoss ?? NaN]);
     ranks.broadcast(v, 0);
     return lead ? e : v[0] ? { psnr: v[1]!, heldOutLoss: v[2]! } : undefined;
@@ -679,6 +681,8 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     files: outputs,
   };
   if (lead) writeJsonAtomic(files.summary, { ...result, config: cfg });
+  // The others wait asleep while rank 0 writes the outputs (MPI_Finalize would spin).
+  await ranks?.quietBarrier();
   return result;
 }
 
