@@ -1,4 +1,4 @@
-// `bun bench/gigapixel.ts [IMAGE] [--seconds 300] [--out DIR] [--json]`: a time-limited training run
+// `bun bench/gigapixel.ts [--image PATH] [--seconds 300] [--out DIR] [--json]`: a time-limited training run
 // on a gigapixel photograph (by default the 56718 x 21450 Kodak mosaic of scripts/mosaic.ts, built
 // into the cache on first use) with its peak memory (VmHWM) against the budget of 8 bytes per
 // pixel plus the model's training bytes, the PSNR over every pixel, and the time of each phase:
@@ -7,7 +7,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { buildMosaic } from "../train/mosaic.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import type { TrainConfigInput } from "../train/config.ts";
@@ -15,6 +14,7 @@ import { ImageSource } from "../train/data/image.ts";
 import { peakRss } from "../train/data/points.ts";
 import { loadImage } from "../train/image.ts";
 import { train } from "../train/trainer.ts";
+import { benchArgs } from "./args.ts";
 import { BusyMeter, busyText, cpuInfo } from "./machine.ts";
 
 export interface GigapixelResult {
@@ -96,21 +96,13 @@ export async function gigapixelRun(image: string, seconds: number, opts: { out?:
 }
 
 async function main(): Promise<number> {
-  const usage = "usage: bun bench/gigapixel.ts [IMAGE (default: the 56718 x 21450 Kodak mosaic, built on first use)] [--seconds 300] [--out DIR] [--json]";
-  let args, positional;
-  try {
-    ({ values: args, positionals: positional } = parseArgs({
-      options: { seconds: { type: "string", default: "300" }, out: { type: "string" }, json: { type: "boolean", default: false }, help: { type: "boolean", short: "h" } },
-      allowPositionals: true,
-    }));
-  } catch (e) {
-    return console.error(`${(e as Error).message}\n${usage}`), 2;
-  }
-  if (args.help) return console.log(usage), 0;
+  const usage = "usage: bun bench/gigapixel.ts [--image PATH (default: the 56718 x 21450 Kodak mosaic, built on first use)] [--seconds 300] [--out DIR] [--json]";
+  const args = benchArgs(usage, { image: { type: "string" }, seconds: { type: "string", default: "300" }, out: { type: "string" }, json: { type: "boolean", default: false } });
+  if (typeof args === "number") return args;
   const seconds = Number(args.seconds);
   if (!(seconds > 0)) return console.error(`--seconds: ${JSON.stringify(args.seconds)} is not a positive number\n${usage}`), 2;
   const log = (m: string) => console.error(m);
-  const image = positional[0] ?? (await buildMosaic({ log }));
+  const image = args.image ?? (await buildMosaic({ log }));
   const r = await gigapixelRun(image, seconds, { out: args.out, log });
   const gb = (b: number) => `${(b / 1e9).toFixed(2)} GB`;
   console.log(`${r.image}: ${r.pixels} pixels (${(r.pixels / 1e9).toFixed(2)} Gpx) on ${r.cpu}; other processes took ${busyText(r.othersShare)} of the CPU time`);

@@ -57,8 +57,8 @@ async function runPart(part: Part, o: Options): Promise<Record<string, unknown>>
   }
 }
 
-async function main(argv: string[]): Promise<number> {
-  const a = benchArgs(USAGE, { parts: { type: "string" }, seconds: { type: "string" }, json: { type: "boolean" } }, { argv });
+async function main(): Promise<number> {
+  const a = benchArgs(USAGE, { parts: { type: "string" }, seconds: { type: "string" }, json: { type: "boolean" } });
   if (typeof a === "number") return a;
   const parts = (a.parts ?? "sparse,earth4d,gigapixel").split(",").map((p) => p.trim()) as Part[];
   const unknown = parts.filter((p) => !Object.hasOwn(PARTS, p));
@@ -92,4 +92,4 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) process.exit(await main(process.argv.slice(2)));
+if (import.meta.main) process.exit(await main());
