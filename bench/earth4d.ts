@@ -99,7 +99,7 @@ export async function benchEarth4d(o: Earth4dOptions = {}): Promise<Earth4dResul
     );
     return {
       params: r.paramsEncoding, peakRssBytes: peakRss(), stepsPerSecond: r.stepsPerSecond, validationLosses,
-      buildSeconds: ((ready ?? start) - start) / 1000, builds, steps: r.steps, batch, othersShare: othersShare(before, cpuSnapshot()), cpu: cpuInfo(findCxx()?.path),
+      buildSeconds: ((ready ?? start) - start) / 1000, builds, steps: r.steps, batch, othersShare: othersShare(before, cpuSnapshot()), cpu: cpuInfo(findCxx().tool?.path),
     };
   } finally {
     rmSync(out, { recursive: true, force: true });
