@@ -15,7 +15,6 @@ import { join, resolve } from "node:path";
 import { findCxx } from "../runtime/toolchain.ts";
 import { peakRss } from "../train/data/points.ts";
 import { train } from "../train/trainer.ts";
-import { writeEarth4dPoints } from "../scripts/earth4d_points.ts";
 import { benchArgs } from "./args.ts";
 import { busyNote, cpuInfo, cpuSnapshot, othersShare, type CpuInfo } from "./machine.ts";
 
@@ -54,14 +53,17 @@ export interface Earth4dResult {
   cpu: CpuInfo;
 }
 
-/** The generated points file of `records` records (seed 4) in `dir`, written on first use. */
+const GENERATOR = resolve(import.meta.dir, "../scripts/earth4d_points.ts");
+
+/** The generated points file of `records` records (seed 4) in `dir`, written on first use (by the generator script). */
 export function earth4dPoints(records: number, dir = EARTH4D_CACHE): string {
   const path = join(dir, `points-${records}-s4.bin`);
   if (existsSync(path)) return path;
   mkdirSync(dir, { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
   try {
-    writeEarth4dPoints(tmp, records, 4);
+    const r = Bun.spawnSync([process.execPath, GENERATOR, tmp, "--records", String(records), "--seed", "4"], { stdout: "inherit", stderr: "inherit" });
+    if (r.exitCode !== 0) throw new Error(`${GENERATOR} failed (exit status ${r.exitCode})`);
     renameSync(tmp, path);
   } finally {
     rmSync(tmp, { force: true });
