@@ -33,9 +33,8 @@ export async function checkVariant(s: { variant?: string; dims: number; levels: 
 }
 
 /**
- * Which kernels a grid builds: "all", or "training": the forward, the parameter gradient and the
- * probe refresh only (no input gradient, no collision statistics: a trainer never launches them,
- * and each costs C++ build time).
+ * Which kernels a grid builds: "all", or "training": all but the input gradient and the collision
+ * statistics (a trainer never launches them, and each costs C++ build time).
  */
 export type GridUse = "all" | "training";
 
@@ -172,7 +171,7 @@ export class HashGrid {
     const config = gridConfig(settings, levels, place);
     // Compile only the kernels this precision (and, for training, the trainer) uses: each costs C++ build time.
     const { derived: _, ...names } = gridKernels(settings);
-    const kernels = use === "training" ? [names.forward, names.paramGrad, names.refresh] : Object.values(names);
+    const kernels = Object.values(names).filter((k) => use === "all" || (k !== names.inputGrad && k !== names.slots));
     // Unchecked: every index is in range by construction (table offsets and sizes come from the
     // levels; forward and backward check the lengths of x, dy and out before each launch). A
     // variant's indices are the variant author's: checked.
