@@ -323,6 +323,8 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   let elapsedBefore = 0;
   if (resume) {
     restore(m, resume);
+    // The model holds them now: drop the checkpoint's copies (an Earth4D checkpoint is 8 GiB).
+    resume.arrays = {};
     step = resume.step;
     micro = (resume.rng as { micro: number }).micro;
     elapsedBefore = (resume.meta.seconds as number | undefined) ?? 0;
