@@ -3,7 +3,7 @@
 // Earth4D on this machine: the `earth4d` encoding preset (four 3D grids of 24 levels, 2^22
 // entries, learned probing N_p = 32, N_c = 512: 713,169,152 parameters) trained with train() on a
 // synthetic space-time points file (scripts/earth4d_points.ts, written on first use into the cache
-// directory, not committed), on the CPU backend, without an EMA (its copy of the parameters would
+// directory, not committed), on the CPU backend, with sparse updates (--dense: dense Adam), without an EMA (its copy of the parameters would
 // add 4 bytes each). Prints the parameters, the process's peak resident memory (VmHWM: the model,
 // the optimizer state, the data and the kernels' loading), steps/s, the validation loss at every
 // evaluation, the seconds until the model was ready (kernels built on first use, or loaded from
@@ -31,6 +31,8 @@ export interface Earth4dOptions {
   records?: number;
   /** The finest resolution (default: the preset's, 2^23). */
   finest?: number;
+  /** Sparse updates (default: true; false: dense Adam over all 713M parameters each step). */
+  sparse?: boolean;
   /** Evaluations over the run (default 3, the last at the end). */
   evaluations?: number;
   /** Where the points file is kept (default .cache/earth4d). */
@@ -49,6 +51,7 @@ export interface Earth4dResult {
   builds: number;
   steps: number;
   batch: number;
+  sparse: boolean;
   /** The share of the CPU time other processes used meanwhile. */
   othersShare: number | undefined;
   cpu: CpuInfo;
@@ -89,7 +92,7 @@ export async function benchEarth4d(o: Earth4dOptions = {}): Promise<Earth4dResul
         encoding: { preset: "earth4d", ...(o.finest ? { finestResolution: o.finest } : {}) },
         batch, steps, ...(o.seconds ? { seconds: o.seconds } : {}),
         evalEvery: Math.max(1, Math.floor(steps / evaluations)),
-        schedule: { kind: "none" }, ema: { enabled: false }, backend: "cpu", out,
+        schedule: { kind: "none" }, ema: { enabled: false }, optimizer: { sparse: o.sparse ?? true }, backend: "cpu", out,
       },
       {
         onEval: (e) => validationLosses.push(e.heldOutLoss),
@@ -102,7 +105,7 @@ export async function benchEarth4d(o: Earth4dOptions = {}): Promise<Earth4dResul
     );
     return {
       params: r.paramsEncoding, peakRssBytes: peakRss(), stepsPerSecond: r.stepsPerSecond, validationLosses,
-      buildSeconds: ((ready ?? start) - start) / 1000, builds, steps: r.steps, batch, othersShare: othersShare(before, cpuSnapshot()), cpu: cpuInfo(findCxx().tool?.path),
+      buildSeconds: ((ready ?? start) - start) / 1000, builds, steps: r.steps, batch, sparse: o.sparse ?? true, othersShare: othersShare(before, cpuSnapshot()), cpu: cpuInfo(findCxx().tool?.path),
     };
   } finally {
     rmSync(out, { recursive: true, force: true });
@@ -115,13 +118,14 @@ const USAGE = `usage: bun bench/earth4d.ts [--json] [--steps N] [--seconds S] [-
   --batch N     points per step (default 16384)
   --records N   records of the generated points file (default 4194304, 28 bytes each)
   --finest N    the finest resolution (default the preset's, 8388608)
+  --dense       dense Adam over every parameter (default: sparse updates, the touched rows only)
   --cache DIR   where the points file is kept (default .cache/earth4d)
   --json        the last line: one JSON object of the figures`;
 
 async function main(): Promise<number> {
   const a = benchArgs(USAGE, {
     json: { type: "boolean" }, steps: { type: "string" }, seconds: { type: "string" }, batch: { type: "string" },
-    records: { type: "string" }, finest: { type: "string" }, cache: { type: "string" },
+    records: { type: "string" }, finest: { type: "string" }, cache: { type: "string" }, dense: { type: "boolean" },
   });
   if (typeof a === "number") return a;
   const num = (flag: string, v: string | undefined, min: number): number | undefined => {
@@ -132,19 +136,19 @@ async function main(): Promise<number> {
   };
   let o: Earth4dOptions;
   try {
-    o = { steps: num("steps", a.steps, 1), seconds: num("seconds", a.seconds, 1), batch: num("batch", a.batch, 1), records: num("records", a.records, 1024), finest: num("finest", a.finest, 2), cacheDir: a.cache };
+    o = { steps: num("steps", a.steps, 1), seconds: num("seconds", a.seconds, 1), batch: num("batch", a.batch, 1), records: num("records", a.records, 1024), finest: num("finest", a.finest, 2), cacheDir: a.cache, sparse: !a.dense };
   } catch (e) {
     return console.error(`${(e as Error).message}\n${USAGE}`), 2;
   }
   const r = await benchEarth4d({ ...o, log: (m) => console.error(m) });
   const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
   console.log(`CPU: ${r.cpu.model} (${r.cpu.cpus} CPUs, ${r.cpu.march}, vector width ${r.cpu.preferVectorWidth}; ${r.cpu.flags.join(" ")})`);
-  console.log(`earth4d: ${r.params.toLocaleString("en")} parameters, batch ${r.batch}, ${r.steps} steps`);
+  console.log(`earth4d: ${r.params.toLocaleString("en")} parameters, batch ${r.batch}, ${r.steps} steps, ${r.sparse ? "sparse updates" : "dense Adam"}`);
   console.log(`  peak memory ${gib(r.peakRssBytes)}; ${r.stepsPerSecond.toFixed(3)} steps/s${busyNote(r.othersShare)}`);
   console.log(`  validation loss: ${r.validationLosses.map((l) => l.toPrecision(4)).join(", ")}`);
   console.log(`  model ready after ${r.buildSeconds.toFixed(1)} s (${r.builds} kernel librar${r.builds === 1 ? "y" : "ies"} built)`);
   // bench:scale's fields (bench/scale.ts merges the last line's object), then the rest.
-  if (a.json) console.log(JSON.stringify({ earth4d_params: r.params, earth4d_peak_rss_bytes: r.peakRssBytes, earth4d_steps_per_s: r.stepsPerSecond, earth4d_validation_losses: r.validationLosses, earth4d_build_seconds: r.buildSeconds, earth4d_builds: r.builds, earth4d_steps: r.steps, earth4d_batch: r.batch, earth4d_others_share: r.othersShare, cpu: r.cpu }));
+  if (a.json) console.log(JSON.stringify({ earth4d_params: r.params, earth4d_peak_rss_bytes: r.peakRssBytes, earth4d_steps_per_s: r.stepsPerSecond, earth4d_validation_losses: r.validationLosses, earth4d_build_seconds: r.buildSeconds, earth4d_builds: r.builds, earth4d_steps: r.steps, earth4d_batch: r.batch, earth4d_sparse: r.sparse, earth4d_others_share: r.othersShare, cpu: r.cpu }));
   return 0;
 }
 
