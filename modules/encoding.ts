@@ -10,7 +10,7 @@ import type { Backend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import type { LoadSettings } from "./common.ts";
 import { type Member, encodingMembers, type MemberOptions } from "./encoding_config.ts";
-import { HashGrid, checkVariant, type GridMemory } from "./hashgrid.ts";
+import { HashGrid, checkVariant, type GridMemory, type GridUse } from "./hashgrid.ts";
 
 export * from "./encoding_config.ts";
 
@@ -47,17 +47,19 @@ export class Encoding {
     return Encoding.fromMembers(encodingMembers(inputDims, members, where), load);
   }
 
-  /** The grids of validated members (encodingMembers), built in order. */
-  static async fromMembers(members: Member[], load: LoadSettings = {}): Promise<Encoding> {
+  /**
+   * The grids of validated members (encodingMembers), their kernels built side by side (each
+   * member's C++ build is a compiler process of its own); `use`: which kernels (GridUse).
+   */
+  static async fromMembers(members: Member[], load: LoadSettings = {}, use: GridUse = "all"): Promise<Encoding> {
     for (const m of members) await checkVariant(m.settings);
-    const grids: HashGrid[] = [];
-    try {
-      for (const m of members) grids.push(await HashGrid.create(m.settings, load, m.place));
-    } catch (e) {
-      for (const g of grids) g.close();
-      throw e;
+    const built = await Promise.allSettled(members.map((m) => HashGrid.create(m.settings, load, m.place, use)));
+    const failed = built.find((b) => b.status === "rejected");
+    if (failed) {
+      for (const b of built) if (b.status === "fulfilled") b.value.close();
+      throw failed.reason;
     }
-    return new Encoding(grids);
+    return new Encoding(built.map((b) => (b as PromiseFulfilledResult<HashGrid>).value));
   }
 
   /** Member i's group names (groupName). */

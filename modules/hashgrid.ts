@@ -32,6 +32,12 @@ export async function checkVariant(s: { variant?: string; dims: number; levels: 
   if (m !== undefined && s.levels % m !== 0) throw new ConfigError(`${file} needs ${flags.levels} a multiple of ${m} (got ${s.levels})`);
 }
 
+/**
+ * Which kernels a grid builds: "all", or "training": all but the input gradient and the collision
+ * statistics (a trainer never launches them, and each costs C++ build time).
+ */
+export type GridUse = "all" | "training";
+
 /** Per level: distinct grid vertices touched and the fraction of them sharing a slot with another. */
 export interface LevelCollisions {
   level: number;
@@ -157,16 +163,15 @@ export class HashGrid {
    * where the grid reads its axes and writes its features in an encoding of several (Encoding,
    * modules/encoding.ts); by default a lone grid's (its dims in order, the whole output row).
    */
-  static async create(options: HashGridOptionsInput, load: LoadSettings = {}, place?: GridPlacement): Promise<HashGrid> {
+  static async create(options: HashGridOptionsInput, load: LoadSettings = {}, place?: GridPlacement, use: GridUse = "all"): Promise<HashGrid> {
     const settings = parseHashGridOptions(options);
     await checkVariant(settings);
     const levels = gridLevels(settings);
     place ??= lonePlacement(settings);
     const config = gridConfig(settings, levels, place);
-    // Compile only the kernels this precision uses (each costs C++ build time).
-    const half = settings.precision === "f16";
+    // Compile only the kernels this precision (and, for training, the trainer) uses: each costs C++ build time.
     const { derived: _, ...names } = gridKernels(settings);
-    const kernels = Object.values(names);
+    const kernels = Object.values(names).filter((k) => use === "all" || (k !== names.inputGrad && k !== names.slots));
     // Unchecked: every index is in range by construction (table offsets and sizes come from the
     // levels; forward and backward check the lengths of x, dy and out before each launch). A
     // variant's indices are the variant author's: checked.
@@ -196,6 +201,11 @@ export class HashGrid {
   /** Why this backend was chosen. */
   get backendReason(): string {
     return this.mod.reason;
+  }
+
+  /** Refuses a kernel this grid did not build (created for "training", see GridUse). */
+  private built(kernel: string): void {
+    if (!this.mod.kernels[kernel]) throw new Error(`HashGrid: ${kernel} was not built (the grid was created for training only: HashGrid.create's use "all" builds it)`);
   }
 
   private points(x: Float32Array | DeviceBuffer<"f32">): { n: number; buf: DeviceBuffer<"f32"> } {
@@ -238,6 +248,7 @@ export class HashGrid {
     }
     this.#listTouched(n, x, !opts.accumulate);
     const k = this.kernels;
+    if (opts.inputs) this.built(k.inputGrad);
     // Derived or hand-written: (x, params, probe, softmax, dy, grad, the logits' gradient w.r.t. the softmax).
     this.mod.kernels[k.paramGrad]!(n, x, this.params, this.probe, this.softmax, dy, this.grad, this.logitGrad);
     if (!opts.inputs) return { params: this.grad };
@@ -322,6 +333,7 @@ export class HashGrid {
     const { n, buf } = this.points(x);
     const { dims, levels } = this.settings;
     const corners = 1 << dims;
+    this.built(this.kernels.slots);
     const cells = this.mod.alloc("u32", n * levels * dims);
     const slots = this.mod.alloc("u32", n * levels * corners);
     this.mod.kernels.gridSlots!(n, buf, this.probe, cells, slots);

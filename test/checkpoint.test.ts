@@ -56,7 +56,7 @@ async function refusal(path: string, problem: CheckpointError["problem"], messag
 }
 
 describe("round trip", () => {
-  test("exact: configuration, step, RNG, meta, and every array bit for bit (a ~1e6-float one), as aligned views", async () => {
+  test("exact: configuration, step, RNG, meta, and every array bit for bit (a ~1e6-float one), each in a buffer of its own", async () => {
     const ck = sample();
     const path = fresh();
     await writeCheckpoint(path, ck);
@@ -74,8 +74,8 @@ describe("round trip", () => {
       expect(b.length).toBe(a.length);
       expect(Buffer.from(bits(b).buffer, b.byteOffset, b.byteLength).equals(Buffer.from(a.buffer, a.byteOffset, a.byteLength))).toBe(true);
       expect(b.byteOffset % 64).toBe(0);
-      // No copies: all arrays view the one buffer the file was read into.
-      expect(b.buffer).toBe(back.arrays["params/encoding"]!.buffer);
+      // Each array read straight into a buffer of its own (a file past the runtime's largest ArrayBuffer is read too).
+      expect(b.buffer.byteLength).toBe(b.byteLength);
     }
     expect(Object.is(back.arrays["params/encoding"]![1], -0)).toBe(true);
     // The file: magic, version, header, then the data (about 4 MB for 1e6 floats).

@@ -120,6 +120,27 @@ test("a member with a variant (its gradients derived by the compiler) equals the
   }
 }, 300_000);
 
+test("an encoding built for training (the trainer's) builds no input gradient or collision kernels, equals the full one, and names the fix when asked for them (JS backend)", async () => {
+  const r = rng(freshSeed("encoding-training-use"));
+  const load = { backend: "js" as const, cacheDir };
+  const full = await Encoding.create(4, MEMBERS, load);
+  const lean = await Encoding.fromMembers(encodingMembers(4, MEMBERS), load, "training");
+  try {
+    const n = 32;
+    const x = Float32Array.from({ length: n * 4 }, () => r());
+    const dy = Float32Array.from({ length: n * full.outputDim }, () => r() * 2 - 1);
+    expect(same(full.forward(x).download(), lean.forward(x).download())).toBe(true);
+    full.backward(dy);
+    lean.backward(dy);
+    for (const [k, g] of lean.grids.entries()) expect(same(g.grad.download(), full.grids[k]!.grad.download())).toBe(true);
+    expect(() => lean.backward(dy, { inputs: true })).toThrow(/was not built \(the grid was created for training only/);
+    expect(() => lean.grids[0]!.collisionStats(x.subarray(0, 12))).toThrow(/gridSlots was not built/);
+  } finally {
+    full.close();
+    lean.close();
+  }
+}, 300_000);
+
 test("the encoding's input gradient matches central finite differences of its forward (JS backend)", async () => {
   const r = rng(freshSeed("encoding-fd"));
   // f32 members with linear interpolation (f16 and probing's argmax are piecewise: checked above against the lone grids).

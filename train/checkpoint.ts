@@ -257,7 +257,7 @@ export async function writeContainer(path: string, format: ContainerFormat, fiel
   } catch {}
 }
 
-/** Reads and checks a checkpoint; the arrays are Float32Array views of the file's one buffer. */
+/** Reads and checks a checkpoint; each array in a buffer of its own. */
 export async function readCheckpoint(path: string): Promise<Checkpoint> {
   const { version, header, arrays } = await readContainer(path, CHECKPOINT);
   return { version, config: header.config, step: header.step as number, rng: header.rng, meta: header.meta as Record<string, unknown>, arrays: arrays as Record<string, Float32Array>, path };
@@ -265,7 +265,7 @@ export async function readCheckpoint(path: string): Promise<Checkpoint> {
 
 /**
  * Reads and checks a container file of `format`: its version, its header (checksummed JSON, with
- * the format's fields) and its arrays, typed views of the file's one buffer (no copies).
+ * the format's fields) and its arrays, each read into a buffer of its own.
  */
 export async function readContainer(path: string, format: ContainerFormat): Promise<{ version: number; header: Record<string, unknown>; arrays: Record<string, ContainerArray>; bytes: number }> {
   const { what } = format;
@@ -282,57 +282,111 @@ export async function readContainer(path: string, format: ContainerFormat): Prom
   const special = notRegularFile(st); // a FIFO or a device: reading it would block or never end
   if (special) throw fail("foreign", `${special}, not a ${what}`);
   if (st.size === 0) throw fail("empty", `is empty (0 bytes): not a ${what}, or its writing was interrupted`);
-  let buf: ArrayBuffer;
+  // Read in parts: the start and the header, then each array into a buffer of its own, the payload
+  // checksummed as it is read (one buffer of the whole file fails past the runtime's largest
+  // ArrayBuffer: an Earth4D checkpoint is 8 GiB).
+  let fh: FileHandle;
   try {
-    buf = await Bun.file(path).arrayBuffer();
+    fh = await open(path, "r");
   } catch (e) {
     throw fail("missing", `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
-  const u8 = new Uint8Array(buf);
-  const magic = new TextEncoder().encode(format.magic);
-  const n = Math.min(u8.length, magic.length);
-  if (!magic.subarray(0, n).every((b, k) => u8[k] === b)) {
-    throw fail("foreign", `is not a ${what} (it starts with ${describeStart(u8)}, a ${what} with "${format.magic}")`);
-  }
-  if (u8.length < PREFIX) throw fail("truncated", `is truncated: ${u8.length} bytes, shorter than the ${PREFIX}-byte start of a ${what}`);
-  const view = new DataView(buf);
-  const version = view.getUint32(8, true);
-  if (version > format.version) throw fail("version", `has format version ${version}, newer than this program reads (up to ${format.version}): update ngp-kernels to read it`);
-  if (version < 1) throw fail("version", `has an unknown format version ${version} (this program reads 1 to ${format.version})`);
-  const headerLength = view.getBigUint64(12, true);
-  if (headerLength > BigInt(u8.length - PREFIX)) throw fail("truncated", `is truncated: ${u8.length} bytes, but its header alone needs ${PREFIX + Number(headerLength)}`);
-  const headerBytes = u8.subarray(PREFIX, PREFIX + Number(headerLength));
-  let text: string;
-  let header: Record<string, unknown>;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
-    header = JSON.parse(text);
-  } catch {
-    throw fail("corrupt", "is corrupt: its header is not valid JSON");
+    const size = st.size;
+    const readAt = async (into: Uint8Array, position: number): Promise<void> => {
+      for (let done = 0; done < into.length; ) {
+        const { bytesRead } = await fh.read(into, done, Math.min(into.length - done, 1 << 30), position + done);
+        if (bytesRead === 0) throw fail("truncated", `is truncated: ${size} bytes`);
+        done += bytesRead;
+      }
+    };
+    const u8 = new Uint8Array(Math.min(size, PREFIX));
+    await readAt(u8, 0);
+    const magic = new TextEncoder().encode(format.magic);
+    const n = Math.min(u8.length, magic.length);
+    if (!magic.subarray(0, n).every((b, k) => u8[k] === b)) {
+      throw fail("foreign", `is not a ${what} (it starts with ${describeStart(u8)}, a ${what} with "${format.magic}")`);
+    }
+    if (size < PREFIX) throw fail("truncated", `is truncated: ${size} bytes, shorter than the ${PREFIX}-byte start of a ${what}`);
+    const view = new DataView(u8.buffer);
+    const version = view.getUint32(8, true);
+    if (version > format.version) throw fail("version", `has format version ${version}, newer than this program reads (up to ${format.version}): update ngp-kernels to read it`);
+    if (version < 1) throw fail("version", `has an unknown format version ${version} (this program reads 1 to ${format.version})`);
+    const headerLength = view.getBigUint64(12, true);
+    if (headerLength > BigInt(size - PREFIX)) throw fail("truncated", `is truncated: ${size} bytes, but its header alone needs ${PREFIX + Number(headerLength)}`);
+    const start = align(PREFIX + Number(headerLength));
+    const headPart = new Uint8Array(Math.min(start, size) - PREFIX);
+    await readAt(headPart, PREFIX);
+    const headerBytes = headPart.subarray(0, Number(headerLength));
+    let text: string;
+    let header: Record<string, unknown>;
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
+      header = JSON.parse(text);
+    } catch {
+      throw fail("corrupt", "is corrupt: its header is not valid JSON");
+    }
+    const digest = text.startsWith(DIGEST_FIELD) ? text.slice(DIGEST_FIELD.length, DIGEST_FIELD.length + 64) : undefined;
+    if (!digest || digest !== header?.headerSha256 || sha256(new TextEncoder().encode(DIGEST_FIELD + ZERO_DIGEST + text.slice(DIGEST_FIELD.length + 64))) !== digest)
+      throw fail("corrupt", "is corrupt: its header does not match its checksum");
+    const arrays = header.arrays as { name: string; type?: string; offset: number; length: number }[];
+    const payload = header.payload as { bytes: number; sha256: string };
+    const int = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+    if (!Array.isArray(arrays) || !payload || !int(payload.bytes) || typeof payload.sha256 !== "string" || !format.valid(header))
+      throw fail("corrupt", `is corrupt: its header lacks the fields of a ${what}`);
+    if (!headPart.subarray(Number(headerLength)).every((b) => b === 0)) throw fail("corrupt", "is corrupt: the padding after its header is not zeros");
+    const end = start + payload.bytes;
+    if (end > size) throw fail("truncated", `is truncated: ${size} bytes, its header says ${end}`);
+    if (end < size) throw fail("corrupt", `is corrupt: ${size} bytes, ${size - end} more than its header says (${end})`);
+    const entries: { name: string; Type: (typeof ARRAY_TYPES)[ArrayType]; offset: number; length: number }[] = [];
+    const names = new Set<string>();
+    for (const a of arrays) {
+      const type: ArrayType | undefined = format.typed ? (Object.hasOwn(ARRAY_TYPES, a?.type ?? "") ? (a.type as ArrayType) : undefined) : "f32";
+      const Type = type && ARRAY_TYPES[type];
+      if (!Type || typeof a?.name !== "string" || !int(a.offset) || a.offset % arrayAlign(format, type!) !== 0 || !int(a.length) || a.offset + Type.BYTES_PER_ELEMENT * a.length > payload.bytes || names.has(a.name))
+        throw fail("corrupt", `is corrupt: array entry ${JSON.stringify(a)} is not within its data`);
+      names.add(a.name);
+      entries.push({ name: a.name, Type, offset: a.offset, length: a.length });
+    }
+    // The payload in order: each array into its own buffer, what lies between them (padding) through
+    // a scratch buffer; every byte into the checksum once.
+    const hash = createHash("sha256");
+    const out: Record<string, ContainerArray> = {};
+    const between = async (from: number, to: number) => {
+      for (let at = from; at < to; ) {
+        const part = new Uint8Array(Math.min(to - at, 1 << 26));
+        await readAt(part, start + at);
+        hash.update(part);
+        at += part.length;
+      }
+    };
+    let at = 0;
+    for (const e of [...entries].sort((a, b) => a.offset - b.offset)) {
+      const bytes = e.Type.BYTES_PER_ELEMENT * e.length;
+      if (e.offset < at) {
+        // Arrays that overlap (not written by this program): their bytes are checksummed once.
+        const data = new e.Type(e.length);
+        await readAt(new Uint8Array(data.buffer), start + e.offset);
+        out[e.name] = data;
+        continue;
+      }
+      await between(at, e.offset);
+      const data = new e.Type(e.length);
+      const raw = new Uint8Array(data.buffer);
+      await readAt(raw, start + e.offset);
+      hash.update(raw);
+      out[e.name] = data;
+      at = e.offset + bytes;
+    }
+    await between(at, payload.bytes);
+    if (hash.digest("hex") !== payload.sha256) throw fail("corrupt", "is corrupt: its data does not match its checksum (sha256)");
+    // In the header's order, as before.
+    const ordered: Record<string, ContainerArray> = {};
+    for (const e of entries) ordered[e.name] = out[e.name]!;
+    return { version, header, arrays: ordered, bytes: size };
+  } finally {
+    await fh.close();
   }
-  const digest = text.startsWith(DIGEST_FIELD) ? text.slice(DIGEST_FIELD.length, DIGEST_FIELD.length + 64) : undefined;
-  if (!digest || digest !== header?.headerSha256 || sha256(new TextEncoder().encode(DIGEST_FIELD + ZERO_DIGEST + text.slice(DIGEST_FIELD.length + 64))) !== digest)
-    throw fail("corrupt", "is corrupt: its header does not match its checksum");
-  const arrays = header.arrays as { name: string; type?: string; offset: number; length: number }[];
-  const payload = header.payload as { bytes: number; sha256: string };
-  const int = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
-  if (!Array.isArray(arrays) || !payload || !int(payload.bytes) || typeof payload.sha256 !== "string" || !format.valid(header))
-    throw fail("corrupt", `is corrupt: its header lacks the fields of a ${what}`);
-  const start = align(PREFIX + Number(headerLength));
-  if (!u8.subarray(PREFIX + Number(headerLength), Math.min(start, u8.length)).every((b) => b === 0)) throw fail("corrupt", "is corrupt: the padding after its header is not zeros");
-  const end = start + payload.bytes;
-  if (end > u8.length) throw fail("truncated", `is truncated: ${u8.length} bytes, its header says ${end}`);
-  if (end < u8.length) throw fail("corrupt", `is corrupt: ${u8.length} bytes, ${u8.length - end} more than its header says (${end})`);
-  if (sha256(u8.subarray(start, end)) !== payload.sha256) throw fail("corrupt", "is corrupt: its data does not match its checksum (sha256)");
-  const out: Record<string, ContainerArray> = {};
-  for (const a of arrays) {
-    const type: ArrayType | undefined = format.typed ? (Object.hasOwn(ARRAY_TYPES, a?.type ?? "") ? (a.type as ArrayType) : undefined) : "f32";
-    const Type = type && ARRAY_TYPES[type];
-    if (!Type || typeof a?.name !== "string" || !int(a.offset) || a.offset % arrayAlign(format, type!) !== 0 || !int(a.length) || a.offset + Type.BYTES_PER_ELEMENT * a.length > payload.bytes || Object.hasOwn(out, a.name))
-      throw fail("corrupt", `is corrupt: array entry ${JSON.stringify(a)} is not within its data`);
-    out[a.name] = new Type(buf, start + a.offset, a.length);
-  }
-  return { version, header, arrays: out, bytes: u8.length };
 }
 
 /** The first bytes of a foreign file, for the message: its type when known, else printable text or hex. */

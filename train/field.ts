@@ -38,16 +38,18 @@ export async function createField(cfg: TrainConfig, channels: number, load: { ba
   const members = fieldMembers(cfg, dims);
   const flags = { dims: cfg.points ? "--dims" : "--points with --dims", levels: "--levels" };
   for (const m of members) await checkVariant(m.settings, flags);
-  const encoding = await Encoding.fromMembers(members, load);
   const { lr: _netLr, weightDecay: _wd, ...network } = cfg.network;
-  const mlp = await Mlp.create(
-    { inputs: encoding.outputDim, outputs: channels, ...network, loss: cfg.loss, huberDelta: cfg.huberDelta, inputGrad: true, seed: cfg.seed + 1 } as never,
-    load,
-  ).catch((e) => {
-    encoding.close();
-    throw e;
-  });
-  return { encoding, mlp };
+  const inputs = members[0]!.place.outputStride; // the encoding's width
+  // Built side by side (each a compiler process of its own); the trainer needs no input gradient of the encoding.
+  const [encoding, mlp] = await Promise.allSettled([
+    Encoding.fromMembers(members, load, "training"),
+    Mlp.create({ inputs, outputs: channels, ...network, loss: cfg.loss, huberDelta: cfg.huberDelta, inputGrad: true, seed: cfg.seed + 1 } as never, load),
+  ]);
+  if (encoding.status === "rejected" || mlp.status === "rejected") {
+    for (const m of [encoding, mlp]) if (m.status === "fulfilled") m.value.close();
+    throw encoding.status === "rejected" ? encoding.reason : (mlp as PromiseRejectedResult).reason;
+  }
+  return { encoding: encoding.value, mlp: mlp.value };
 }
 
 /** The model's prediction at coordinates: encoding -> MLP, downloaded. */

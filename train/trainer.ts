@@ -419,6 +419,8 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   let elapsedBefore = 0;
   if (resume) {
     restore(m, resume);
+    // The model holds them now: drop the checkpoint's copies (an Earth4D checkpoint is 8 GiB).
+    resume.arrays = {};
     step = resume.step;
     // The checkpoint holds the position in the whole stream (each rank's micro-batches times the
     // ranks): with another rank count each rank continues from the next multiple of the new count.

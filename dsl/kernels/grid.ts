@@ -46,12 +46,14 @@ function cornerBackward(cfg: Const<GridConfig>, l: i32, cell: u32[], corner: i32
   if (cfg.probed[l]) {
     const first = bucket(cfg, l, coords);
     const row = codebookRow(cfg, l, coords) * u32(cfg.probeRange);
-    for (let p = 0; p < cfg.probeRange; p++) {
+    // Over the bucket's slots: a loop at run time (its bound is the bucket's end), not unrolled N_p
+    // times per corner and level, which made the C++ of N_p = 32 (Earth4D) take minutes to build.
+    for (let slot = first; slot < first + u32(cfg.probeRange); slot++) {
       let gp: f32 = 0.0;
       for (let f = 0; f < cfg.features; f++) {
-        gp = fma(dy[o + u32(f)], params[(first + u32(p)) * u32(cfg.features) + u32(f)], gp);
+        gp = fma(dy[o + u32(f)], params[slot * u32(cfg.features) + u32(f)], gp);
       }
-      atomicAdd(slotGrad, row + u32(p), w * gp);
+      atomicAdd(slotGrad, row + (slot - first), w * gp);
     }
   }
 }

@@ -6105,29 +6105,11 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = h_70 % 4096u * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -6148,29 +6130,11 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = h_70 % 4096u * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -6191,29 +6155,11 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = h_70 % 4096u * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -6234,29 +6180,11 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = h_70 % 4096u * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
 }
@@ -6308,29 +6236,11 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -6351,29 +6261,11 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -6394,29 +6286,11 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -6437,29 +6311,11 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
 }
@@ -6511,29 +6367,11 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -6554,29 +6392,11 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -6597,29 +6417,11 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -6640,29 +6442,11 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
 }
@@ -6714,29 +6498,11 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -6757,29 +6523,11 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -6800,29 +6548,11 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -6843,29 +6573,11 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
 }
@@ -6917,29 +6629,11 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -6960,29 +6654,11 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -7003,29 +6679,11 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -7046,29 +6704,11 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
 }
@@ -7120,29 +6760,11 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -7163,29 +6785,11 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -7206,29 +6810,11 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
   {
@@ -7249,29 +6835,11 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
     uint32_t h_70 = coords_3[0] * 3538334777u;
     h_70 ^= coords_3[1] * 2767054501u;
     const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
-    {
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
       float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-      logitGrad[row_72] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 1u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 2u] += w_48 * gp_74;
-    }
-    {
-      float gp_74 = 0.0f;
-      gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-      gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-      logitGrad[row_72 + 3u] += w_48 * gp_74;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
     }
   }
 }

@@ -2548,29 +2548,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = h_70 % 4096u * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -2591,29 +2573,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = h_70 % 4096u * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -2634,29 +2598,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = h_70 % 4096u * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -2677,29 +2623,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = h_70 % 4096u * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
   }
@@ -2750,29 +2678,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -2793,29 +2703,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -2836,29 +2728,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -2879,29 +2753,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
   }
@@ -2952,29 +2808,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -2995,29 +2833,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -3038,29 +2858,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -3081,29 +2883,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
   }
@@ -3154,29 +2938,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -3197,29 +2963,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -3240,29 +2988,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -3283,29 +3013,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
   }
@@ -3356,29 +3068,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -3399,29 +3093,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -3442,29 +3118,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -3485,29 +3143,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
   }
@@ -3558,29 +3198,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -3601,29 +3223,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -3644,29 +3248,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
     {
@@ -3687,29 +3273,11 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       uint32_t h_70 = coords_3[0] * 3538334777u;
       h_70 ^= coords_3[1] * 2767054501u;
       const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
-      {
+      for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
         float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[first_68 * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[first_68 * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 1u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 1u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 1u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 2u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 2u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 2u], w_48 * gp_74);
-      }
-      {
-        float gp_74 = 0.0f;
-        gp_74 = fmaf(dy[o_20], params[(first_68 + 3u) * 2u], gp_74);
-        gp_74 = fmaf(dy[o_20 + 1u], params[(first_68 + 3u) * 2u + 1u], gp_74);
-        atomicAdd(&logitGrad[row_72 + 3u], w_48 * gp_74);
+        gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+        gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+        atomicAdd(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
       }
     }
   }

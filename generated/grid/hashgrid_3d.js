@@ -497,10 +497,12 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
         const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
-        let gp_74 = 0;
-        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
-        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
-        logitGrad[row_72] += Math.fround(w_48 * gp_74);
+        for (let slot_73 = first_68; slot_73 < ((first_68 + 1) >>> 0); slot_73 = ((slot_73 + 1) >>> 0)) {
+          let gp_74 = 0;
+          gp_74 = __fma(dy[o_20], params[(Math.imul(slot_73, 2) >>> 0)], gp_74);
+          gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(slot_73, 2) >>> 0) + 1) >>> 0)], gp_74);
+          logitGrad[((row_72 + ((slot_73 - first_68) >>> 0)) >>> 0)] += Math.fround(w_48 * gp_74);
+        }
       }
     }
     {
@@ -545,10 +547,12 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
         const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
-        let gp_74 = 0;
-        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
-        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
-        logitGrad[row_72] += Math.fround(w_48 * gp_74);
+        for (let slot_73 = first_68; slot_73 < ((first_68 + 1) >>> 0); slot_73 = ((slot_73 + 1) >>> 0)) {
+          let gp_74 = 0;
+          gp_74 = __fma(dy[o_20], params[(Math.imul(slot_73, 2) >>> 0)], gp_74);
+          gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(slot_73, 2) >>> 0) + 1) >>> 0)], gp_74);
+          logitGrad[((row_72 + ((slot_73 - first_68) >>> 0)) >>> 0)] += Math.fround(w_48 * gp_74);
+        }
       }
     }
     {
@@ -593,10 +597,12 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
         const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
-        let gp_74 = 0;
-        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
-        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
-        logitGrad[row_72] += Math.fround(w_48 * gp_74);
+        for (let slot_73 = first_68; slot_73 < ((first_68 + 1) >>> 0); slot_73 = ((slot_73 + 1) >>> 0)) {
+          let gp_74 = 0;
+          gp_74 = __fma(dy[o_20], params[(Math.imul(slot_73, 2) >>> 0)], gp_74);
+          gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(slot_73, 2) >>> 0) + 1) >>> 0)], gp_74);
+          logitGrad[((row_72 + ((slot_73 - first_68) >>> 0)) >>> 0)] += Math.fround(w_48 * gp_74);
+        }
       }
     }
     {
@@ -641,10 +647,12 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
         const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
-        let gp_74 = 0;
-        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
-        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
-        logitGrad[row_72] += Math.fround(w_48 * gp_74);
+        for (let slot_73 = first_68; slot_73 < ((first_68 + 1) >>> 0); slot_73 = ((slot_73 + 1) >>> 0)) {
+          let gp_74 = 0;
+          gp_74 = __fma(dy[o_20], params[(Math.imul(slot_73, 2) >>> 0)], gp_74);
+          gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(slot_73, 2) >>> 0) + 1) >>> 0)], gp_74);
+          logitGrad[((row_72 + ((slot_73 - first_68) >>> 0)) >>> 0)] += Math.fround(w_48 * gp_74);
+        }
       }
     }
     {
@@ -689,10 +697,12 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
         const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
-        let gp_74 = 0;
-        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
-        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
-        logitGrad[row_72] += Math.fround(w_48 * gp_74);
+        for (let slot_73 = first_68; slot_73 < ((first_68 + 1) >>> 0); slot_73 = ((slot_73 + 1) >>> 0)) {
+          let gp_74 = 0;
+          gp_74 = __fma(dy[o_20], params[(Math.imul(slot_73, 2) >>> 0)], gp_74);
+          gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(slot_73, 2) >>> 0) + 1) >>> 0)], gp_74);
+          logitGrad[((row_72 + ((slot_73 - first_68) >>> 0)) >>> 0)] += Math.fround(w_48 * gp_74);
+        }
       }
     }
     {
@@ -737,10 +747,12 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
         const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
-        let gp_74 = 0;
-        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
-        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
-        logitGrad[row_72] += Math.fround(w_48 * gp_74);
+        for (let slot_73 = first_68; slot_73 < ((first_68 + 1) >>> 0); slot_73 = ((slot_73 + 1) >>> 0)) {
+          let gp_74 = 0;
+          gp_74 = __fma(dy[o_20], params[(Math.imul(slot_73, 2) >>> 0)], gp_74);
+          gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(slot_73, 2) >>> 0) + 1) >>> 0)], gp_74);
+          logitGrad[((row_72 + ((slot_73 - first_68) >>> 0)) >>> 0)] += Math.fround(w_48 * gp_74);
+        }
       }
     }
     {
@@ -785,10 +797,12 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
         const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
-        let gp_74 = 0;
-        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
-        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
-        logitGrad[row_72] += Math.fround(w_48 * gp_74);
+        for (let slot_73 = first_68; slot_73 < ((first_68 + 1) >>> 0); slot_73 = ((slot_73 + 1) >>> 0)) {
+          let gp_74 = 0;
+          gp_74 = __fma(dy[o_20], params[(Math.imul(slot_73, 2) >>> 0)], gp_74);
+          gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(slot_73, 2) >>> 0) + 1) >>> 0)], gp_74);
+          logitGrad[((row_72 + ((slot_73 - first_68) >>> 0)) >>> 0)] += Math.fround(w_48 * gp_74);
+        }
       }
     }
     {
@@ -833,10 +847,12 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_70 = ((h_70 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_70 = ((h_70 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
         const row_72 = ((tbl_cfg_rowOffset[l_1] + __umod(h_70, 2097152)) >>> 0);
-        let gp_74 = 0;
-        gp_74 = __fma(dy[o_20], params[(Math.imul(first_68, 2) >>> 0)], gp_74);
-        gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_68, 2) >>> 0) + 1) >>> 0)], gp_74);
-        logitGrad[row_72] += Math.fround(w_48 * gp_74);
+        for (let slot_73 = first_68; slot_73 < ((first_68 + 1) >>> 0); slot_73 = ((slot_73 + 1) >>> 0)) {
+          let gp_74 = 0;
+          gp_74 = __fma(dy[o_20], params[(Math.imul(slot_73, 2) >>> 0)], gp_74);
+          gp_74 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(slot_73, 2) >>> 0) + 1) >>> 0)], gp_74);
+          logitGrad[((row_72 + ((slot_73 - first_68) >>> 0)) >>> 0)] += Math.fround(w_48 * gp_74);
+        }
       }
     }
   }
