@@ -232,7 +232,7 @@ async function collisionsOf(caseName: string, dims: 2 | 3, log2T: number, checkp
   const points = collisionPoints(log2T + 2, dims);
   const x = randomPoints(points, dims, dims === 2 ? 0xc011 : 0xc013);
   const load = { backend: o.backend };
-  const base = await createField(fieldConfig(log2T, 1, o), 3, load, dims);
+  const base = await createField(fieldConfig(log2T, 1, o), 3, load, dims, "all");
   let baseline: LevelCollisions[];
   try {
     baseline = base.encoding.grids[0]!.collisionStats(x);
@@ -240,7 +240,7 @@ async function collisionsOf(caseName: string, dims: 2 | 3, log2T: number, checkp
     base.encoding.close();
     base.mlp.close();
   }
-  const f = await createField(fieldConfig(log2T, 4, o), 3, load, dims);
+  const f = await createField(fieldConfig(log2T, 4, o), 3, load, dims, "all");
   try {
     const before = f.encoding.grids[0]!.collisionStats(x);
     const probesBefore = f.encoding.grids[0]!.probe.download().slice();

@@ -5,7 +5,7 @@
 import type { BackendRequest } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { Encoding, concat, encodingMembers, groupName, type Member, type MemberOptions } from "../modules/encoding.ts";
-import { checkVariant } from "../modules/hashgrid.ts";
+import { checkVariant, type GridUse } from "../modules/hashgrid.ts";
 import { Mlp } from "../modules/mlp.ts";
 import { CheckpointError, type Checkpoint } from "./checkpoint.ts";
 import type { TrainConfig } from "./config.ts";
@@ -33,8 +33,12 @@ export function fieldMembers(cfg: TrainConfig, dims: number): Member[] {
   return encodingMembers(dims, (grids ?? [{}]).map(member));
 }
 
-/** The field a configuration describes: the encoding and the MLP on top, freshly initialized. */
-export async function createField(cfg: TrainConfig, channels: number, load: { backend?: BackendRequest; log?: (m: string) => void }, dims = 2): Promise<{ encoding: Encoding; mlp: Mlp }> {
+/**
+ * The field a configuration describes: the encoding and the MLP on top, freshly initialized. `use`:
+ * "training" builds no kernel that training and rendering never launch (the encoding's input
+ * gradient, its collision statistics); "all" builds them too.
+ */
+export async function createField(cfg: TrainConfig, channels: number, load: { backend?: BackendRequest; log?: (m: string) => void }, dims = 2, use: GridUse = "training"): Promise<{ encoding: Encoding; mlp: Mlp }> {
   const members = fieldMembers(cfg, dims);
   const flags = { dims: cfg.points ? "--dims" : "--points with --dims", levels: "--levels" };
   for (const m of members) await checkVariant(m.settings, flags);
@@ -42,7 +46,7 @@ export async function createField(cfg: TrainConfig, channels: number, load: { ba
   const inputs = members[0]!.place.outputStride; // the encoding's width
   // Built side by side (each a compiler process of its own); the trainer needs no input gradient of the encoding.
   const [encoding, mlp] = await Promise.allSettled([
-    Encoding.fromMembers(members, load, "training"),
+    Encoding.fromMembers(members, load, use),
     Mlp.create({ inputs, outputs: channels, ...network, loss: cfg.loss, huberDelta: cfg.huberDelta, inputGrad: true, seed: cfg.seed + 1 } as never, load),
   ]);
   if (encoding.status === "rejected" || mlp.status === "rejected") {
