@@ -143,7 +143,12 @@ export class Ema {
 
   /** The averages (wherever they are: swapped in or not). */
   state(): EmaState {
-    return { decay: this.#decay, steps: this.#steps, groups: this.groups.map((g) => ({ name: g.name, ema: (this.#swapped ? g.params : g.ema).download() })) };
+    return { decay: this.#decay, steps: this.#steps, groups: this.averages().map((g) => ({ name: g.name, ema: g.ema.download() })) };
+  }
+
+  /** The buffers that hold the averages now (swapped in or not), for a checkpoint to download one at a time. */
+  averages(): { name: string; ema: DeviceBuffer<"f32"> }[] {
+    return this.groups.map((g) => ({ name: g.name, ema: this.#swapped ? g.params : g.ema }));
   }
 
   /** Continue from a saved state: every group, same sizes (the decay and the step count too). */

@@ -204,10 +204,13 @@ export class Optimizer {
   }
 
   state(): OptimizerState {
-    return {
-      step: this.#step,
-      groups: this.groups.map((g) => ({ name: g.name, lr: g.lr, m: g.m?.download(), v: g.v?.download(), ...(g.master !== g.params ? { master: g.master.download() } : {}) })),
-    };
+    const { step, groups } = this.stateBuffers();
+    return { step, groups: groups.map((g) => ({ name: g.name, lr: g.lr, m: g.m?.download(), v: g.v?.download(), ...(g.master ? { master: g.master.download() } : {}) })) };
+  }
+
+  /** What state() copies, as the buffers themselves (a checkpoint downloads them one at a time). */
+  stateBuffers(): { step: number; groups: { name: string; lr: number; m?: DeviceBuffer<"f32">; v?: DeviceBuffer<"f32">; master?: DeviceBuffer<"f32"> }[] } {
+    return { step: this.#step, groups: this.groups.map((g) => ({ name: g.name, lr: g.lr, m: g.m, v: g.v, ...(g.master !== g.params ? { master: g.master } : {}) })) };
   }
 
   /** Continue from a saved state (same groups, same sizes). */

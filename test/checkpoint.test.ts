@@ -6,9 +6,9 @@
 // failed write, including one that fails midway in a child process, leaves an existing checkpoint
 // intact).
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { type Checkpoint, CheckpointError, checkCompatible, FORMAT_VERSION, readCheckpoint, writeCheckpoint } from "../train/checkpoint.ts";
 import { freshSeed, rng } from "./util.ts";
 
@@ -83,6 +83,32 @@ describe("round trip", () => {
     expect(file.subarray(0, 8).toString()).toBe("NGPKCKPT");
     expect(file.readUInt32LE(8)).toBe(FORMAT_VERSION);
     expect(file.length).toBeLessThan(4 * 1_010_000 + 4096);
+  });
+
+  test("lazy arrays: read one at a time, in order, each once; the same bytes as the arrays themselves; a lazy array that gives another length is refused, nothing written", async () => {
+    const ck = sample(100_003);
+    const eager = fresh();
+    await writeCheckpoint(eager, ck);
+    const order: string[] = [];
+    const path = fresh();
+    // When an array is read, the ones before it are in the file already (the writer holds one at a time).
+    let before = 0;
+    const written = () => readdirSync(dir).filter((f) => f.startsWith(`.${basename(path)}.`)).map((f) => statSync(join(dir, f)).size)[0] ?? -1;
+    const lazy = Object.fromEntries(
+      Object.entries(ck.arrays).map(([name, a]) => [name, { type: "f32" as const, length: a.length, read: () => {
+        order.push(name);
+        expect(written()).toBeGreaterThanOrEqual(before);
+        before += a.byteLength;
+        return a.slice();
+      } }]),
+    );
+    await writeCheckpoint(path, { ...ck, arrays: lazy });
+    expect(order).toEqual(Object.keys(ck.arrays));
+    expect(readFileSync(path).equals(readFileSync(eager))).toBe(true);
+    const liar = fresh();
+    const bad = { ...ck.arrays, x: { type: "f32" as const, length: 5, read: () => new Float32Array(4) } };
+    await expect(writeCheckpoint(liar, { ...ck, arrays: bad })).rejects.toThrow(`checkpoint ${liar}: cannot write it: array "x" gave 4 values of f32, not the 5 of f32 it announced`);
+    expect(readdirSync(dir).filter((f) => f.includes(liar.split("/").pop()!))).toEqual([]);
   });
 
   test("overwriting a checkpoint replaces it; nothing else is left in the directory", async () => {

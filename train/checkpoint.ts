@@ -43,7 +43,7 @@ export interface Checkpoint {
   rng: unknown;
   /** Free JSON: schedule state, optimizer step, metrics... */
   meta: Record<string, unknown>;
-  /** Parameters, optimizer moments, EMA... (read back as views of one buffer: no copies). */
+  /** Parameters, optimizer moments, EMA... (each read back into a buffer of its own). */
   arrays: Record<string, Float32Array>;
   /** The file it was read from (set by readCheckpoint; not written). */
   path?: string;
@@ -107,10 +107,10 @@ export function notJson(value: unknown, at: string): string | undefined {
   }
 }
 
-async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
+async function writeAll(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
   let done = 0;
   while (done < data.length) {
-    const { bytesWritten } = await fh.write(data, done, data.length - done);
+    const { bytesWritten } = await fh.write(data, done, Math.min(data.length - done, 1 << 30), position + done);
     if (bytesWritten <= 0) throw new Error("write made no progress");
     done += bytesWritten;
   }
@@ -120,6 +120,17 @@ async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
 export const ARRAY_TYPES = { f32: Float32Array, f16: Float16Array, u8: Uint8Array } as const;
 export type ArrayType = keyof typeof ARRAY_TYPES;
 export type ContainerArray = Float32Array | Float16Array | Uint8Array;
+/**
+ * An array the writer asks for when it writes it, one at a time (a device buffer's download): a
+ * state of many large arrays never needs a second copy of itself in memory. `read` must give
+ * `length` values of `type`; the writer calls it once and drops the result before the next.
+ */
+export interface LazyArray {
+  type: ArrayType;
+  length: number;
+  read(): ContainerArray;
+}
+export type ArraySource = ContainerArray | LazyArray;
 
 /** A file format built on the container: its magic, version, name in messages and arrays' layout. */
 export interface ContainerFormat {
@@ -156,9 +167,9 @@ const alignTo = (n: number, a: number) => Math.ceil(n / a) * a;
 /**
  * Writes `ck` to `path` atomically: a temporary file in the same directory, fsync, rename (and an
  * fsync of the directory). Nothing is left behind and an existing file is untouched on failure.
- * The arrays are written from their own memory (no copies).
+ * The arrays are written from their own memory (no copies), lazy ones read one at a time.
  */
-export async function writeCheckpoint(path: string, ck: Omit<Checkpoint, "version">): Promise<void> {
+export async function writeCheckpoint(path: string, ck: Omit<Checkpoint, "version" | "arrays"> & { arrays: Record<string, Float32Array | LazyArray> }): Promise<void> {
   const invalid = (why: string) => new CheckpointError(`checkpoint ${path}: cannot write it: ${why}`, { file: path, problem: "invalid" });
   if (!Number.isSafeInteger(ck.step) || ck.step < 0) throw invalid(`step ${ck.step} is not an integer >= 0`);
   for (const [k, v] of [["config", ck.config], ["rng", ck.rng], ["meta", ck.meta]] as const) {
@@ -173,49 +184,49 @@ export async function writeCheckpoint(path: string, ck: Omit<Checkpoint, "versio
  * Writes a container file atomically: the header {headerSha256, ...fields, arrays, payload} and the
  * arrays in their order (at offsets aligned as the format says). `fields` must be JSON already
  * (check it with notJson's callers' rules); the arrays' types must be the format's.
+ *
+ * One pass over the arrays: the header's length does not depend on the digests (64 hex digits
+ * each), so the payload is written after a placeholder, checksummed as it goes, and the header
+ * written over the placeholder last. A lazy array is read when its turn comes and dropped after.
  */
-export async function writeContainer(path: string, format: ContainerFormat, fields: Record<string, unknown>, arrays: Record<string, ContainerArray>): Promise<void> {
+export async function writeContainer(path: string, format: ContainerFormat, fields: Record<string, unknown>, arrays: Record<string, ArraySource>): Promise<void> {
   const invalid = (why: string) => format.error(`${format.what} ${path}: cannot write it: ${why}`, path, "invalid");
   const bad = notJson(fields, "header");
   if (bad) throw invalid(bad);
 
   // The layout: each array at an aligned offset of the payload.
-  const entries: { name: string; type: ArrayType; offset: number; length: number; data: ContainerArray }[] = [];
+  const entries: { name: string; type: ArrayType; offset: number; length: number; source: ArraySource }[] = [];
   let bytes = 0;
-  for (const [name, data] of Object.entries(arrays)) {
-    const type = typeOf(data);
+  for (const [name, source] of Object.entries(arrays)) {
+    const type = ArrayBuffer.isView(source) ? typeOf(source) : source.type in ARRAY_TYPES ? source.type : undefined;
     if (!format.typed && type !== "f32") throw invalid(`array ${JSON.stringify(name)} is not a Float32Array`);
     if (!type) throw invalid(`array ${JSON.stringify(name)} is not a Float32Array, Float16Array or Uint8Array`);
+    if (!Number.isSafeInteger(source.length) || source.length < 0) throw invalid(`array ${JSON.stringify(name)} has length ${source.length}`);
     bytes = alignTo(bytes, arrayAlign(format, type));
-    entries.push({ name, type, offset: bytes, length: data.length, data });
-    bytes += data.byteLength;
+    entries.push({ name, type, offset: bytes, length: source.length, source });
+    bytes += source.length * ARRAY_TYPES[type].BYTES_PER_ELEMENT;
   }
   if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw invalid("this machine is big-endian; the format is little-endian");
 
-  const digest = createHash("sha256");
-  const padding = new Uint8Array(ALIGN);
-  let at = 0;
-  for (const e of entries) {
-    if (e.offset > at) digest.update(padding.subarray(0, e.offset - at));
-    digest.update(bytesOf(e.data));
-    at = e.offset + e.data.byteLength;
-  }
-  const header = {
-    headerSha256: ZERO_DIGEST,
-    ...fields,
-    arrays: entries.map(({ name, type, offset, length }) => (format.typed ? { name, type, offset, length } : { name, offset, length })),
-    payload: { bytes, sha256: digest.digest("hex") },
+  const headerFor = (payloadSha256: string) => {
+    const header = {
+      headerSha256: ZERO_DIGEST,
+      ...fields,
+      arrays: entries.map(({ name, type, offset, length }) => (format.typed ? { name, type, offset, length } : { name, offset, length })),
+      payload: { bytes, sha256: payloadSha256 },
+    };
+    const text = JSON.stringify(header);
+    const unsigned = new TextEncoder().encode(text);
+    const signed = new TextEncoder().encode(DIGEST_FIELD + sha256(unsigned) + text.slice(DIGEST_FIELD.length + 64));
+    const head = new Uint8Array(align(PREFIX + signed.length));
+    head.set(new TextEncoder().encode(format.magic), 0);
+    const view = new DataView(head.buffer);
+    view.setUint32(8, format.version, true);
+    view.setBigUint64(12, BigInt(signed.length), true);
+    head.set(signed, PREFIX);
+    return head;
   };
-  const text = JSON.stringify(header);
-  const unsigned = new TextEncoder().encode(text);
-  const signed = new TextEncoder().encode(DIGEST_FIELD + sha256(unsigned) + text.slice(DIGEST_FIELD.length + 64));
-  const start = align(PREFIX + signed.length);
-  const head = new Uint8Array(start);
-  head.set(new TextEncoder().encode(format.magic), 0);
-  const view = new DataView(head.buffer);
-  view.setUint32(8, format.version, true);
-  view.setBigUint64(12, BigInt(signed.length), true);
-  head.set(signed, PREFIX);
+  const start = headerFor(ZERO_DIGEST).length; // the same for every digest
 
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
@@ -227,15 +238,27 @@ export async function writeContainer(path: string, format: ContainerFormat, fiel
     const why = code === "ENOENT" ? "does not exist" : code === "ENOTDIR" ? "is not a directory" : code === "EACCES" || code === "EPERM" || code === "EROFS" ? "is not writable" : `cannot be written (${(e as Error).message})`;
     throw format.error(`${format.what} ${path}: cannot write it: directory ${dir} ${why}${code ? ` (${code})` : ""}`, path, "unwritable");
   }
+  let wrong: Error | undefined; // a lazy array that gave something else than it promised
   try {
     try {
-      await writeAll(fh, head);
-      at = 0;
+      const digest = createHash("sha256");
+      const padding = new Uint8Array(ALIGN);
+      let at = 0;
+      const put = async (data: Uint8Array) => {
+        digest.update(data);
+        await writeAll(fh, data, start + at);
+        at += data.length;
+      };
       for (const e of entries) {
-        if (e.offset > at) await writeAll(fh, padding.subarray(0, e.offset - at));
-        await writeAll(fh, bytesOf(e.data));
-        at = e.offset + e.data.byteLength;
+        if (e.offset > at) await put(padding.subarray(0, e.offset - at));
+        const data = ArrayBuffer.isView(e.source) ? e.source : e.source.read();
+        if (typeOf(data) !== e.type || data.length !== e.length) {
+          wrong = invalid(`array ${JSON.stringify(e.name)} gave ${data.length} values of ${typeOf(data) ?? "another type"}, not the ${e.length} of ${e.type} it announced`);
+          throw wrong;
+        }
+        await put(bytesOf(data));
       }
+      await writeAll(fh, headerFor(digest.digest("hex")), 0);
       await fh.sync();
     } finally {
       await fh.close();
@@ -243,6 +266,7 @@ export async function writeContainer(path: string, format: ContainerFormat, fiel
     await rename(tmp, path);
   } catch (e) {
     await unlink(tmp).catch(() => {});
+    if (e === wrong) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     throw format.error(`${format.what} ${path}: writing it failed (${code ?? (e as Error).message}${code === "ENOSPC" ? ": no space left" : ""}); ${dir} is unchanged`, path, "unwritable");
   }

@@ -24,7 +24,7 @@ import { defaultCodebookSize } from "../modules/hashgrid.ts";
 import { Loss } from "../modules/loss.ts";
 import { Mlp } from "../modules/mlp.ts";
 import { Optimizer, type OptimizerState } from "../modules/optimizer.ts";
-import { CheckpointError, checkCompatible, readCheckpoint, writeCheckpoint, type Checkpoint } from "./checkpoint.ts";
+import { CheckpointError, checkCompatible, readCheckpoint, writeCheckpoint, type Checkpoint, type LazyArray } from "./checkpoint.ts";
 import { MAX_STEPS, MODEL_FIELDS, parseTrainConfig, type TrainConfig, type TrainConfigInput } from "./config.ts";
 import type { DataSource, SourceEvaluation } from "./data/source.ts";
 import { interruptible } from "./eval.ts";
@@ -481,7 +481,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   const weightsNow = async (): Promise<WeightsChoice> => (chosen?.step === step ? chosen : (chosen = { step, weights: await chooseWeights(m, source) })).weights;
 
   const save = async () => {
-    const state = snapshot(m);
+    const state = stateOf(m);
     // Every rank's state the same, bit for bit (else the ranks have diverged: a bug).
     ranks?.agree(stateHash(state.arrays), "training state (parameters, optimizer, EMA) at step " + step);
     if (!lead) return;
@@ -744,41 +744,49 @@ function describeWeights(w: WeightsChoice): string {
   return w.heldOutMse ? `${name} (held-out MSE: EMA ${w.heldOutMse.ema.toExponential(3)}, raw ${w.heldOutMse.raw.toExponential(3)})` : name;
 }
 
-/** A digest of a state's arrays (the ranks compare theirs). */
-function stateHash(arrays: Record<string, Float32Array>): string {
+/** A digest of a state's arrays (the ranks compare theirs), read one at a time. */
+function stateHash(arrays: Record<string, LazyArray>): string {
   const h = createHash("sha256");
-  for (const [name, a] of Object.entries(arrays)) h.update(name).update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+  for (const [name, source] of Object.entries(arrays)) {
+    const a = source.read();
+    h.update(name).update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+  }
   return h.digest("hex");
 }
 
-/** The model's state, as a checkpoint holds it (restore puts it back). */
+/** The model's state, as a checkpoint holds it (restore puts it back): a copy of every array. */
 function snapshot(m: Model): Pick<Checkpoint, "arrays" | "meta"> {
-  const optState = m.opt.state();
+  const { arrays, meta } = stateOf(m);
+  return { arrays: Object.fromEntries(Object.entries(arrays).map(([name, a]) => [name, a.read() as Float32Array])), meta };
+}
+
+/**
+ * The model's state with each array read when asked (a device buffer's download, or a host
+ * buffer's own memory): a checkpoint writes them one at a time, never a second copy of the state.
+ */
+function stateOf(m: Model): { arrays: Record<string, LazyArray>; meta: Record<string, unknown> } {
+  const opt = m.opt.stateBuffers();
+  const lazy = (b: DeviceBuffer<"f32">): LazyArray => ({ type: "f32", length: b.length, read: () => b.download() });
+  // The f32 weights (an f16 encoding's master copy, not its rounded parameters), per member grid.
+  const e = m.encoding;
+  const arrays: Record<string, LazyArray> = {};
+  for (const [i, g] of e.grids.entries()) {
+    arrays[`${e.name("encoding", i)}.params`] = lazy(m.opt.master(e.name("encoding", i)));
+    if (i === 0) arrays["network.params"] = lazy(m.mlp.params); // (the order a lone grid's checkpoints have)
+    if (g.logitCount) arrays[`${e.name("probing", i)}.params`] = lazy(g.logits);
+  }
+  for (const g of opt.groups) {
+    if (g.m) arrays[`optimizer.${g.name}.m`] = lazy(g.m);
+    if (g.v) arrays[`optimizer.${g.name}.v`] = lazy(g.v);
+  }
+  for (const g of m.ema?.averages() ?? []) arrays[`ema.${g.name}`] = lazy(g.ema);
   return {
-    arrays: stateArrays(m, optState),
+    arrays,
     meta: {
-      optimizer: { step: optState.step, groups: optState.groups.map((g) => ({ name: g.name, lr: g.lr })) },
+      optimizer: { step: opt.step, groups: opt.groups.map((g) => ({ name: g.name, lr: g.lr })) },
       ema: m.ema ? { decay: m.ema.decay, steps: m.ema.steps } : undefined,
     },
   };
-}
-
-/** Every array a checkpoint holds, by name (`optState`: the optimizer's state, downloaded once). */
-function stateArrays(m: Model, optState: OptimizerState): Record<string, Float32Array> {
-  // The f32 weights (an f16 encoding's master copy, not its rounded parameters), per member grid.
-  const e = m.encoding;
-  const arrays: Record<string, Float32Array> = {};
-  for (const [i, g] of e.grids.entries()) {
-    arrays[`${e.name("encoding", i)}.params`] = m.opt.master(e.name("encoding", i)).download();
-    if (i === 0) arrays["network.params"] = m.mlp.params.download(); // (the order a lone grid's checkpoints have)
-    if (g.logitCount) arrays[`${e.name("probing", i)}.params`] = g.logits.download();
-  }
-  for (const g of optState.groups) {
-    if (g.m) arrays[`optimizer.${g.name}.m`] = g.m;
-    if (g.v) arrays[`optimizer.${g.name}.v`] = g.v;
-  }
-  for (const g of m.ema?.state().groups ?? []) arrays[`ema.${g.name}`] = g.ema;
-  return arrays;
 }
 
 function restore(m: Model, ck: Pick<Checkpoint, "arrays" | "meta">): void {
