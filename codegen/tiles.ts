@@ -16,7 +16,7 @@
 // `accumulate` on the CPU) is theirs.
 import type { Shape, ShapeArgs } from "../dsl/tiles.ts";
 import { fail } from "./diagnostics.ts";
-import { intrinsic, intrinsicOf, tileOpOf, tileWrittenBuffers } from "./forms.ts";
+import { intrinsic, intrinsicOf, tileOpOf, writtenBuffers } from "./forms.ts";
 import { childBodies, exprsOf, type Expr, type Span, type SpecializedKernel, type Stmt } from "./ir.ts";
 
 interface TileKernel {
@@ -99,9 +99,9 @@ class Lowerer {
   private readonly scopes: Map<string, number | "list">[] = [new Map()];
   private readonly accumulates = new Map<string, number>();
   /** Buffers the kernel writes (through tile operations: the only way a block kernel may). */
-  private readonly written: Set<string>;
+  private readonly written: Map<string, Span>;
   constructor(private readonly k: TileKernel) {
-    this.written = tileWrittenBuffers(k.body);
+    this.written = writtenBuffers(k.body, true);
   }
 
   run(): LoweredTiles {
