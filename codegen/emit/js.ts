@@ -3,7 +3,7 @@
 // `>>> 0`, shifts modulo 32, trap-free integer division. Buffers are TypedArrays (f16 buffers are
 // Float16Array, which rounds on store like a C conversion).
 import { INTRINSICS, spell } from "../../dsl/intrinsics.ts";
-import { intrinsic } from "../forms.ts";
+import { addedElement, intrinsic } from "../forms.ts";
 import type { EmittedModule } from "../../dsl/abi.ts";
 import { typeOf, type Expr, type Scalar, type SpecializedKernel, type Stmt } from "../ir.ts";
 import { BATCH_VAR } from "../tiles.ts";
@@ -117,8 +117,13 @@ class JsPrinter extends StatementPrinter {
 
   /** `base[index]`, with the index checked for a checked buffer. */
   private element(base: Expr, index: Expr): string {
+    return `${this.expr(base)}[${this.index(base, index)}]`;
+  }
+
+  /** An index into `base`: checked for a checked buffer. */
+  private index(base: Expr, index: Expr): string {
     const i = this.expr(index);
-    return base.k === "var" && this.checked.has(base.name) ? `${base.name}[__chk(${i}, ${base.name}, "${base.name}")]` : `${this.expr(base)}[${i}]`;
+    return base.k === "var" && this.checked.has(base.name) ? `__chk(${i}, ${base.name}, "${base.name}")` : i;
   }
 
   protected declare(s: Extract<Stmt, { k: "let" }>): string {
@@ -163,12 +168,10 @@ class JsPrinter extends StatementPrinter {
         return wrapped || BIN_PRECEDENCE[e.op]! < parentPrec ? s : `(${s})`;
       }
       case "call": {
-        const args = e.args.map((a) => this.expr(a));
         const intr = intrinsic(e.fn)!;
         // An element added to in a checked buffer: its index is checked.
-        const effect = intr.effect?.k === "add" ? intr.effect : undefined;
-        const buf = effect && e.args[effect.buf];
-        if (effect && buf?.k === "var" && this.checked.has(buf.name)) args[effect.index] = `__chk(${args[effect.index]}, ${buf.name}, "${buf.name}")`;
+        const added = addedElement(e);
+        const args = e.args.map((a) => (a === added?.index ? this.index(added.buf, a) : this.expr(a)));
         const check = intr.tile?.check;
         if (check && this.checked.size) {
           const [b, R, C, ...rest] = check.args.map((i) => args[i]!);
