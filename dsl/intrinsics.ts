@@ -26,13 +26,12 @@ export type ParamSpec = Scalar | "T" | "Buf<T>" | "Buf<f32>" | "int" | "num" | "
 export type Spelling = string | Partial<Record<Scalar, string>>;
 
 /**
- * What a call does to buffer memory, as positions among its arguments:
- *   add   buf[index] += value (atomically across threads): a scatter the bounds checks, the CPU
- *         schedule and the adjoint follow;
- *   hint  buf[index] is about to be read: no effect on any result (the adjoint drops it, the
- *         bounds checks let it be).
+ * What a call does to buffer memory:
+ *   add   buf[index] += value (atomically across threads), as positions among its arguments: a
+ *         scatter the bounds checks, the CPU schedule and the adjoint follow;
+ *   hint  no effect on any result (a prefetch: the adjoint drops it, the bounds checks let it be).
  */
-export type Effect = { k: "add"; buf: number; index: number; value: number } | { k: "hint"; buf: number; index: number };
+export type Effect = { k: "add"; buf: number; index: number; value: number } | { k: "hint" };
 
 export interface Intrinsic {
   doc: string;
@@ -235,7 +234,7 @@ export const INTRINSICS = {
   },
   prefetch: {
     doc: "hint that buf[index] will be read soon (no effect on results; a no-op on CUDA and JS)", params: ["Buf<T>", "int"], ret: "void", T: ["f32", "i32", "u32"],
-    c: "__builtin_prefetch(&$0[$1])", cuda: "((void)0)", js: "void 0", pure: false, exact: true, effect: { k: "hint", buf: 0, index: 1 },
+    c: "__builtin_prefetch(&$0[$1])", cuda: "((void)0)", js: "void 0", pure: false, exact: true, effect: { k: "hint" },
     impl: <T extends number>(_buf: Buf<T>, _index: number): void => {},
   },
   ...TILE_INTRINSICS,
