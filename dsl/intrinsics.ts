@@ -45,7 +45,9 @@ export interface Intrinsic {
   js: Spelling;
   /**
    * The JS spelling's value is already an f32 (a rounding helper, or an f32 argument passed
-   * through); without it, the JS emitter rounds an f32 result once with Math.fround, like C.
+   * through: every f32 value of the JS code is one, literals, scalar arguments as the runtime
+   * passes them, buffer elements and rounded results); without it, the JS emitter rounds an f32
+   * result once with Math.fround, like C.
    */
   jsF32?: boolean;
   /** The C spelling when the caller guarantees a single writer (the CPU's owner schedule): no atomics. */
@@ -180,7 +182,7 @@ export const INTRINSICS = {
   },
   detach: {
     doc: "x, as a constant for automatic differentiation: its derivative is 0 (a stop-gradient, for losses whose gradient holds a factor fixed)",
-    params: ["f32"], ret: "f32", c: "($0)", js: "($0)", pure: true, exact: true, impl: (x: f32): f32 => x, grad: piecewiseConstant,
+    params: ["f32"], ret: "f32", c: "($0)", js: "($0)", jsF32: true, pure: true, exact: true, impl: (x: f32): f32 => x, grad: piecewiseConstant,
   },
   select: {
     doc: "c ? a : b, evaluated without branching on the condition's side effects", params: ["bool", "T", "T"], ret: "T", T: ["f32", "i32", "u32", "bool"],

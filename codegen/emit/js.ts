@@ -100,19 +100,9 @@ function checkedLoop(call: string): string[] {
 }
 
 class JsPrinter extends StatementPrinter {
-  /** The renderings this printer rounded to f32 (Math.fround(...)). */
-  private readonly rounded = new Set<string>();
-
   /** `checked`: the buffer parameters whose indices are checked. */
   constructor(private readonly checked: Set<string>) {
     super();
-  }
-
-  /** `s` rounded once to f32, as C rounds each f32 operation. */
-  private round(s: string): string {
-    const out = `Math.fround(${s})`;
-    this.rounded.add(out);
-    return out;
   }
 
   /** `base[index]`, with the index checked for a checked buffer. */
@@ -179,8 +169,7 @@ class JsPrinter extends StatementPrinter {
         }
         const text = fillSpelling(spell(intr, "js", e.T), args);
         // Intrinsics that compute in double round once to f32, like their C counterparts.
-        // (A value rounded already, an f32 operation passed through detach, is not rounded again.)
-        return e.ty === "f32" && !intr.jsF32 && !this.rounded.has(text) ? this.round(text) : text;
+        return e.ty === "f32" && !intr.jsF32 ? wrap(text, "f32") : text;
       }
       case "field":
         throw new Error("internal: unbound configuration field reached the emitter");
@@ -195,7 +184,7 @@ class JsPrinter extends StatementPrinter {
     const x = this.expr(a, prec + 1);
     const y = this.expr(b, prec);
     if (ty === "bool" || ["<", "<=", ">", ">=", "===", "!==", "&&", "||"].includes(op)) return `${x} ${op} ${y}`;
-    if (ty === "f32") return this.round(`${x} ${op} ${y}`);
+    if (ty === "f32") return wrap(`${x} ${op} ${y}`, ty);
     const xs = this.expr(a, 99);
     const ys = this.expr(b, 99);
     if (op === "*") return wrap(`Math.imul(${xs}, ${ys})`, ty);
