@@ -40,7 +40,7 @@
 import { piecewiseConstant, type DerivBuilder } from "../dsl/intrinsics.ts";
 import { fail, NO_SPAN } from "./diagnostics.ts";
 import { addedElement, intrinsic, intrinsicOf, MADE, writtenBuffers } from "./forms.ts";
-import { childBodies, deadCodeElimination, namesIn, type Expr, type Param, type Scalar, type Span, type SpecializedKernel, type Stmt } from "./ir.ts";
+import { deadCodeElimination, namesIn, type Expr, type Param, type Scalar, type Span, type SpecializedKernel, type Stmt } from "./ir.ts";
 import { splitPasses } from "./schedule.ts";
 
 export interface AdjointSpec {
@@ -70,16 +70,7 @@ type Tape =
 
 export function deriveAdjoint(k: SpecializedKernel, spec: AdjointSpec): SpecializedKernel {
   if (spec.outputs) fail("NGP1051", spec.span, `@adjoint ${spec.name}: 'outputs' (also writing the outputs) is for block kernels`, "derive the adjoint alone, and run the kernel itself for its outputs");
-  const buffers = new Map(k.params.filter((p) => p.ty.k === "buf").map((p) => [p.name, p]));
-  const outputs = new Set([...writtenBuffers(k.body)].filter((b) => buffers.has(b)));
-  for (const w of spec.wrt) {
-    const p = buffers.get(w);
-    if (!p) fail("NGP1051", spec.span, `'${w}' is not a buffer parameter of '${k.name}' (buffers: ${[...buffers.keys()].join(", ")})`);
-    const elem = (p.ty as { elem: string }).elem;
-    if (elem !== "f32" && elem !== "f16") fail("NGP1051", spec.span, `'${w}' holds ${elem}: only f32 (or f16) buffers have a gradient`);
-    if (outputs.has(w)) fail("NGP1052", writeOf(k.body, w) ?? spec.span, `'${k.name}' writes '${w}', which is differentiated: a value read from it may be overwritten`, "give the output a buffer of its own");
-  }
-  const floatOutputs = [...outputs].filter((o) => (buffers.get(o)!.ty as { elem: string }).elem === "f32");
+  const { outputs, floatOutputs } = kernelOutputs(k, spec);
   const ctx: Ctx = { wrt: new Set(spec.wrt), outputs: new Set(floatOutputs), names: new Set(), kernel: k.name };
   let body: Stmt[];
   if (spec.owner || k.schedule === "split" || k.schedule === "owner") {
@@ -104,6 +95,25 @@ export function deriveAdjoint(k: SpecializedKernel, spec: AdjointSpec): Speciali
   }
   const params = adjointParams(k.params, outputs, floatOutputs, spec);
   return { ...k, name: spec.name, schedule: spec.owner ? "owner" : undefined, params, body: deadCodeElimination(body, new Set()), span: spec.span };
+}
+
+/**
+ * The buffers a kernel (a block kernel: before the tiles phase) writes, and the f32 ones among
+ * them, once the differentiated buffers are checked: buffer parameters of the kernel (NGP1051)
+ * holding f32, or f16 outside a block kernel (NGP1051), that the kernel does not write (NGP1052).
+ */
+export function kernelOutputs(k: SpecializedKernel, spec: AdjointSpec): { outputs: Set<string>; floatOutputs: string[] } {
+  const written = writtenBuffers(k.body, k.block !== undefined);
+  const buffers = new Map(k.params.flatMap((p) => (p.ty.k === "buf" ? [[p.name, p.ty.elem] as const] : [])));
+  const outputs = new Set([...written.keys()].filter((b) => buffers.has(b)));
+  for (const w of spec.wrt) {
+    const elem = buffers.get(w) ?? fail("NGP1051", spec.span, `'${w}' is not a buffer parameter of '${k.name}' (buffers: ${[...buffers.keys()].join(", ")})`);
+    if (elem !== "f32" && (elem !== "f16" || k.block))
+      fail("NGP1051", spec.span, `'${w}' holds ${elem}: ${k.block ? "a block kernel's differentiated buffers are f32" : "only f32 (or f16) buffers have a gradient"}`);
+    const at = written.get(w);
+    if (at) fail("NGP1052", at, `'${k.name}' writes '${w}', which is differentiated: a value read from it may be overwritten`, "give the output a buffer of its own");
+  }
+  return { outputs, floatOutputs: [...outputs].filter((o) => buffers.get(o) === "f32") };
 }
 
 /**
@@ -553,18 +563,4 @@ export function reverseSweep(tape: Tape[], ctx: Ctx, shared?: Shared, elementwis
   }
   for (const s of sums.values()) out.push(addTo(s));
   return { stmts: out, adjointOf: (name) => adj.get(name) };
-}
-
-/** The span of the first statement that writes buffer `name` (a store or an atomicAdd). */
-function writeOf(body: Stmt[], name: string): Span | undefined {
-  for (const s of body) {
-    if (s.k === "assign" && s.target.k === "index" && s.target.base.k === "var" && s.target.base.name === name) return s.span;
-    const buf = s.k === "expr" ? addedElement(s.e)?.buf : undefined;
-    if (buf?.k === "var" && buf.name === name) return s.span;
-    for (const b of childBodies(s)) {
-      const at = writeOf(b, name);
-      if (at) return at;
-    }
-  }
-  return undefined;
 }

@@ -12,9 +12,9 @@
 // loadRows. A store to an output (storeRows, accumulate) reads the output's adjoint. The tiles
 // phase (codegen/tiles.ts) then lowers the result like any block kernel, sharing storage by liveness.
 import type { Shape, ShapeArgs, TileGradBuilder } from "../dsl/tiles.ts";
-import { adjointName, adjointParams, freshName, Linearizer, lit, reverseSweep, v, type AdjointSpec, type Ctx } from "./adjoint.ts";
+import { adjointName, adjointParams, freshName, kernelOutputs, Linearizer, lit, reverseSweep, v, type AdjointSpec, type Ctx } from "./adjoint.ts";
 import { fail, NO_SPAN } from "./diagnostics.ts";
-import { containsTiles, intrinsic, MADE, tileOpOf, tileWrittenBuffers } from "./forms.ts";
+import { containsTiles, intrinsic, MADE, tileOpOf } from "./forms.ts";
 import { childBodies, deadCodeElimination, declaredNames, exprsOf, type Expr, type Span, type SpecializedKernel, type Stmt } from "./ir.ts";
 
 interface TileNode {
@@ -28,15 +28,7 @@ type TileEntry = { k: "node"; node: number } | { k: "effect"; fn: string; args: 
 
 /** The adjoint of a specialized block kernel (before the tiles phase lowers it, as it then lowers the result). */
 export function deriveTileAdjoint(k: SpecializedKernel, spec: AdjointSpec): SpecializedKernel {
-  const buffers = new Map(k.params.filter((p) => p.ty.k === "buf").map((p) => [p.name, p]));
-  const outputs = new Set([...tileWrittenBuffers(k.body)].filter((b) => buffers.has(b)));
-  for (const w of spec.wrt) {
-    const p = buffers.get(w);
-    if (!p) fail("NGP1051", spec.span, `'${w}' is not a buffer parameter of '${k.name}' (buffers: ${[...buffers.keys()].join(", ")})`);
-    if ((p.ty as { elem: string }).elem !== "f32") fail("NGP1051", spec.span, `'${w}' holds ${(p.ty as { elem: string }).elem}: a block kernel's differentiated buffers are f32`);
-    if (outputs.has(w)) fail("NGP1052", spec.span, `'${k.name}' writes '${w}', which is differentiated`, "give the output a buffer of its own");
-  }
-  const floatOutputs = [...outputs].filter((o) => (buffers.get(o)!.ty as { elem: string }).elem === "f32");
+  const { outputs, floatOutputs } = kernelOutputs(k, spec);
   const ctx: Ctx = { wrt: new Set(spec.wrt), outputs: new Set(floatOutputs), names: declaredNames(k.body, new Set(k.params.map((p) => p.name))), kernel: k.name };
   const tape = new TileLinearizer(k.block!.rows, ctx);
   tape.stmts(k.body);

@@ -12,7 +12,8 @@
 //   tidy          tidy.ts          the code made to read as a person would write it
 //   adjoint       adjoint.ts       a kernel's adjoint (@adjoint), of its straight-line code; tidied again
 //   schedule      schedule.ts      (CPU) @schedule split/owner cut into passes, each in lane form or
-//                                  not and with its prefetch variant; @schedule lanes checked
+//                                  not and with its prefetch variant; @schedule lanes checked;
+//                                  a bounds-checked build (any target) runs unscheduled
 //   emit          emit/cpu.ts, emit/cuda.ts, emit/js.ts
 //
 // From specialize to schedule each phase takes a kernel and returns one (ir.ts SpecializedKernel);
@@ -72,8 +73,10 @@ export function compileFile(file: string, target: Target, opts: CompileOptions =
     const d = derived.find((x) => x.name === name) ?? fail("NGP1026", top, `'${name}' (kernels in this file: ${available})`);
     return compileKernel(program, d.from, d, target, opts);
   });
-  // The CPU runs scheduled kernels as passes; checked kernels run unscheduled (see emit/c_base.ts).
-  const scheduled = target === "cpu" && !opts.boundsChecks ? kernels.map(schedule) : kernels;
+  // The CPU runs scheduled kernels as passes. Checked kernels run unscheduled, one body per thread
+  // as on CUDA: the owner schedule runs one point's passes concurrently and prefetch variants run a
+  // pass's loads early, so a point's first bad access would not be the one recorded.
+  const scheduled = opts.boundsChecks ? kernels.map((k) => ({ ...k, schedule: undefined })) : target === "cpu" ? kernels.map(schedule) : kernels;
   return EMITTERS[target](scheduled, { boundsChecks: opts.boundsChecks });
 }
 

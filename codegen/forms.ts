@@ -4,7 +4,7 @@
 // the compiler knows about a call it reads from the call's entry (its fields), never from its name.
 import { lookupIntrinsic, type Intrinsic, type IntrinsicName } from "../dsl/intrinsics.ts";
 import type { TileOp } from "../dsl/tiles.ts";
-import { childBodies, exprsOf, type Expr, type Stmt } from "./ir.ts";
+import { childBodies, exprsOf, type Expr, type Span, type Stmt } from "./ir.ts";
 
 const unsupported = (): never => {
   throw new Error("internal: a tile operation of the compiler has no JS twin");
@@ -82,33 +82,25 @@ export function addedElement(e: Expr): { buf: Expr; index: Expr; value: Expr } |
   return { buf: args[effect.buf]!, index: args[effect.index]!, value: args[effect.value]! };
 }
 
-/** Names of buffer parameters the kernel writes (stores or atomics); the others are read-only. */
-export function writtenBuffers(body: Stmt[]): Set<string> {
-  const out = new Set<string>();
+/**
+ * The buffers a body writes (stores, and the buffer of each call with `writes`), each with the
+ * span of the first statement that writes it. `tileProgram`: a block kernel's body before the tiles
+ * phase, which writes only through its tile operations (any other write is refused there, NGP1046)
+ * and whose calls lack the output tile that `writes` counts.
+ */
+export function writtenBuffers(body: Stmt[], tileProgram = false): Map<string, Span> {
+  const out = new Map<string, Span>();
+  const write = (buf: Expr | undefined, at: Span) => buf?.k === "var" && !out.has(buf.name) && out.set(buf.name, at);
   const visit = (b: Stmt[]) => b.forEach((s) => {
-    if (s.k === "assign" && s.target.k === "index" && s.target.base.k === "var") out.add(s.target.base.name);
-    for (const e of exprsOf(s)) {
+    if (!tileProgram && s.k === "assign" && s.target.k === "index") write(s.target.base, s.span);
+    for (const e of exprsOf(s, false)) {
       const w = intrinsicOf(e)?.writes;
-      const buf = w === undefined ? undefined : (e as Extract<Expr, { k: "call" }>).args[w];
-      if (buf?.k === "var") out.add(buf.name);
+      if (w === undefined || (tileProgram && tileOpOf(e) === undefined)) continue;
+      write((e as Extract<Expr, { k: "call" }>).args[tileProgram ? w - 1 : w], s.span);
     }
     childBodies(s).forEach(visit);
   });
   visit(body);
-  return out;
-}
-
-/**
- * The buffers a tile program writes through its tile operations (storeRows, accumulate), before
- * the tiles phase: a call as written lacks the output tile, which `writes` counts.
- */
-export function tileWrittenBuffers(body: Stmt[]): Set<string> {
-  const out = new Set<string>();
-  for (const e of body.flatMap((s) => [...exprsOf(s)])) {
-    const w = tileOpOf(e) !== undefined ? intrinsicOf(e)!.writes : undefined;
-    const buf = w === undefined ? undefined : (e as Extract<Expr, { k: "call" }>).args[w - 1];
-    if (buf?.k === "var") out.add(buf.name);
-  }
   return out;
 }
 

@@ -227,8 +227,8 @@ export function mapStmtExprs(s: Stmt, f: (e: Expr) => Expr): Stmt {
   }
 }
 
-/** Every expression node within `s`, including nested statements. */
-export function* exprsOf(s: Stmt): Generator<Expr> {
+/** Every expression node within `s`, including nested statements' (`nested` false: only its own). */
+export function* exprsOf(s: Stmt, nested = true): Generator<Expr> {
   const walk = function* (e: Expr): Generator<Expr> {
     yield e;
     switch (e.k) {
@@ -252,7 +252,7 @@ export function* exprsOf(s: Stmt): Generator<Expr> {
   const direct: Expr[] = [];
   mapStmtExprs(s, (e) => (direct.push(e), e));
   for (const e of direct) yield* walk(e);
-  for (const child of childBodies(s)) for (const c of child) yield* exprsOf(c);
+  if (nested) for (const child of childBodies(s)) for (const c of child) yield* exprsOf(c);
 }
 
 /** The nested statement lists of `s`. */

@@ -16,22 +16,8 @@
 // `accumulate` on the CPU) is theirs.
 import type { Shape, ShapeArgs } from "../dsl/tiles.ts";
 import { fail } from "./diagnostics.ts";
-import { intrinsic, intrinsicOf, tileOpOf, tileWrittenBuffers } from "./forms.ts";
+import { intrinsic, intrinsicOf, tileOpOf, writtenBuffers } from "./forms.ts";
 import { childBodies, exprsOf, type Expr, type Span, type SpecializedKernel, type Stmt } from "./ir.ts";
-
-interface TileKernel {
-  name: string;
-  /** The block index parameter. */
-  index: string;
-  /** Rows per block (undefined: not a block kernel). */
-  rows: number | undefined;
-  body: Stmt[];
-  /** Buffer parameter names. */
-  buffers: Set<string>;
-  /** Bounds-checked mode: loadTile copies (its range is checked) instead of reading in place. */
-  checked?: boolean;
-  span: Span;
-}
 
 interface LoweredTiles {
   body: Stmt[];
@@ -76,8 +62,7 @@ export function lowerTiles(k: SpecializedKernel, checked = false): SpecializedKe
     if (first) fail("NGP1040", first.span, `'${k.name}' is not a block kernel`);
     return k;
   }
-  const buffers = new Set(k.params.filter((p) => p.ty.k === "buf").map((p) => p.name));
-  const { body, accumulates } = new Lowerer({ name: k.name, index: k.index.name, rows: k.block.rows, body: k.body, buffers, checked, span: k.span }).run();
+  const { body, accumulates } = new Lowerer(k, k.block.rows, checked).run();
   return { ...k, block: { ...k.block, accumulates }, body };
 }
 
@@ -99,9 +84,18 @@ class Lowerer {
   private readonly scopes: Map<string, number | "list">[] = [new Map()];
   private readonly accumulates = new Map<string, number>();
   /** Buffers the kernel writes (through tile operations: the only way a block kernel may). */
-  private readonly written: Set<string>;
-  constructor(private readonly k: TileKernel) {
-    this.written = tileWrittenBuffers(k.body);
+  private readonly written: Map<string, Span>;
+  /** Buffer parameter names. */
+  private readonly buffers: Set<string>;
+  constructor(
+    private readonly k: SpecializedKernel,
+    /** Rows per block. */
+    private readonly rows: number,
+    /** Bounds-checked mode: loadTile copies (its range is checked) instead of reading in place. */
+    private readonly checked: boolean,
+  ) {
+    this.written = writtenBuffers(k.body, true);
+    this.buffers = new Set(k.params.filter((p) => p.ty.k === "buf").map((p) => p.name));
   }
 
   run(): LoweredTiles {
@@ -217,7 +211,7 @@ class Lowerer {
     const args: ShapeArgs = {
       tiles: operands.map((o) => (o.tile !== undefined ? this.versions[o.tile]!.shape : undefined)),
       consts: e.args.map((a) => (a.k === "lit" && typeof a.v === "number" ? a.v : undefined)),
-      rows: this.k.rows!,
+      rows: this.rows,
     };
     for (const i of op.constArgs ?? [])
       if (args.consts[i] === undefined) fail("NGP1011", e.args[i]!.span, `argument ${i + 1} of ${e.fn}() sets a shape or axis`);
@@ -230,7 +224,7 @@ class Lowerer {
     }
     const out = intr.ret === "Tile" ? this.define(shape) : undefined;
     const [buf, offset] = e.args;
-    if (op.view && buf?.k === "var" && !this.written.has(buf.name) && !this.k.checked) {
+    if (op.view && buf?.k === "var" && !this.written.has(buf.name) && !this.checked) {
       // A read-only matrix needs no copy: its consumers read the buffer (on CUDA: global memory,
       // cached, instead of shared memory that large weight matrices would not fit).
       this.versions[out!]!.view = { k: "call", fn: op.view, kind: "intrinsic", args: [buf, offset!], span: e.span };
@@ -243,7 +237,7 @@ class Lowerer {
       build: (slot) => {
         const outArg = out === undefined ? lit(0, e.span) : slot(out);
         const opArgs = operands.map((o) => (o.tile !== undefined ? slot(o.tile) : o.expr));
-        const call: Expr = { k: "call", fn: e.fn, kind: "intrinsic", args: [outArg, ...opArgs, ...extra, v32(this.k.index, e.span), v32(BATCH_VAR, e.span)], span: e.span };
+        const call: Expr = { k: "call", fn: e.fn, kind: "intrinsic", args: [outArg, ...opArgs, ...extra, v32(this.k.index.name, e.span), v32(BATCH_VAR, e.span)], span: e.span };
         return [{ k: "expr", e: call, span: e.span }];
       },
     });
@@ -350,7 +344,7 @@ class Lowerer {
       op.ins = [...mm.ins];
       op.call = undefined;
       op.build = (slot) => {
-        const args = [lit(0, span), buf!, offset!, ...operands.map((o) => (o.tile !== undefined ? slot(o.tile) : o.expr)), ...extra, v32(this.k.index, span), v32(BATCH_VAR, span)];
+        const args = [lit(0, span), buf!, offset!, ...operands.map((o) => (o.tile !== undefined ? slot(o.tile) : o.expr)), ...extra, v32(this.k.index.name, span), v32(BATCH_VAR, span)];
         return [{ k: "expr", e: { k: "call", fn: fused, kind: "intrinsic", args, span }, span }];
       };
       mm.pure = true; // its product is now unread: dropped
@@ -367,12 +361,12 @@ class Lowerer {
     const mentions = new Map<string, number>();
     for (const s of this.k.body) {
       for (const e of exprsOf(s)) {
-        if (e.k === "var" && this.k.buffers.has(e.name)) mentions.set(e.name, (mentions.get(e.name) ?? 0) + 1);
+        if (e.k === "var" && this.buffers.has(e.name)) mentions.set(e.name, (mentions.get(e.name) ?? 0) + 1);
         if (e.k === "call" && intrinsicOf(e)?.writes !== undefined && !isTileOp(e))
           fail("NGP1046", e.span, `${e.fn}() in a block kernel`);
       }
       for (const t of assignTargets(s))
-        if (t.k === "index" && t.base.k === "var" && this.k.buffers.has(t.base.name))
+        if (t.k === "index" && t.base.k === "var" && this.buffers.has(t.base.name))
           fail("NGP1046", t.span, `'${t.base.name}' is written element by element in a block kernel`);
     }
     for (const [name, calls] of this.accumulates)

@@ -26,13 +26,12 @@ export type ParamSpec = Scalar | "T" | "Buf<T>" | "Buf<f32>" | "int" | "num" | "
 export type Spelling = string | Partial<Record<Scalar, string>>;
 
 /**
- * What a call does to buffer memory, as positions among its arguments:
- *   add   buf[index] += value (atomically across threads): a scatter the bounds checks, the CPU
- *         schedule and the adjoint follow;
- *   hint  buf[index] is about to be read: no effect on any result (the adjoint drops it, the
- *         bounds checks let it be).
+ * What a call does to buffer memory:
+ *   add   buf[index] += value (atomically across threads), as positions among its arguments: a
+ *         scatter the bounds checks, the CPU schedule and the adjoint follow;
+ *   hint  no effect on any result (a prefetch: the adjoint drops it, the bounds checks let it be).
  */
-export type Effect = { k: "add"; buf: number; index: number; value: number } | { k: "hint"; buf: number; index: number };
+export type Effect = { k: "add"; buf: number; index: number; value: number } | { k: "hint" };
 
 export interface Intrinsic {
   doc: string;
@@ -46,7 +45,9 @@ export interface Intrinsic {
   js: Spelling;
   /**
    * The JS spelling's value is already an f32 (a rounding helper, or an f32 argument passed
-   * through); without it, the JS emitter rounds an f32 result once with Math.fround, like C.
+   * through: every f32 value of the JS code is one, literals, scalar arguments as the runtime
+   * passes them, buffer elements and rounded results); without it, the JS emitter rounds an f32
+   * result once with Math.fround, like C.
    */
   jsF32?: boolean;
   /** The C spelling when the caller guarantees a single writer (the CPU's owner schedule): no atomics. */
@@ -181,7 +182,7 @@ export const INTRINSICS = {
   },
   detach: {
     doc: "x, as a constant for automatic differentiation: its derivative is 0 (a stop-gradient, for losses whose gradient holds a factor fixed)",
-    params: ["f32"], ret: "f32", c: "($0)", js: "($0)", pure: true, exact: true, impl: (x: f32): f32 => x, grad: piecewiseConstant,
+    params: ["f32"], ret: "f32", c: "($0)", js: "($0)", jsF32: true, pure: true, exact: true, impl: (x: f32): f32 => x, grad: piecewiseConstant,
   },
   select: {
     doc: "c ? a : b, evaluated without branching on the condition's side effects", params: ["bool", "T", "T"], ret: "T", T: ["f32", "i32", "u32", "bool"],
@@ -235,7 +236,7 @@ export const INTRINSICS = {
   },
   prefetch: {
     doc: "hint that buf[index] will be read soon (no effect on results; a no-op on CUDA and JS)", params: ["Buf<T>", "int"], ret: "void", T: ["f32", "i32", "u32"],
-    c: "__builtin_prefetch(&$0[$1])", cuda: "((void)0)", js: "void 0", pure: false, exact: true, effect: { k: "hint", buf: 0, index: 1 },
+    c: "__builtin_prefetch(&$0[$1])", cuda: "((void)0)", js: "void 0", pure: false, exact: true, effect: { k: "hint" },
     impl: <T extends number>(_buf: Buf<T>, _index: number): void => {},
   },
   ...TILE_INTRINSICS,

@@ -7,7 +7,11 @@ import { join, resolve } from "node:path";
 import { deriveAdjoint } from "../codegen/adjoint.ts";
 import { deriveTileAdjoint } from "../codegen/adjoint_tile.ts";
 import { checkProgram } from "../codegen/check.ts";
+import { compileFile } from "../codegen/compile.ts";
 import { DiagnosticError, DiagnosticSink, type Span } from "../codegen/diagnostics.ts";
+import { emitCpu } from "../codegen/emit/cpu.ts";
+import { emitCuda } from "../codegen/emit/cuda.ts";
+import { emitJs } from "../codegen/emit/js.ts";
 import { fold } from "../codegen/fold.ts";
 import { FORMS, INTERNAL_TILE_OPS, MADE, writtenBuffers } from "../codegen/forms.ts";
 import { deadCodeElimination, exprsOf, type Expr, type Program, type Scalar, type SpecializedKernel, type Stmt } from "../codegen/ir.ts";
@@ -52,15 +56,20 @@ const calls = (body: Stmt[]): string[] => exprs(body).flatMap((e) => (e.k === "c
 /** Every statement of a body (nested ones included), depth first. */
 const stmts = (body: Stmt[]): Stmt[] => body.flatMap((s) => [s, ...("body" in s ? stmts(s.body) : s.k === "if" ? [...stmts(s.then), ...stmts(s.else)] : [])]);
 const lit = (v: number | boolean, ty: Scalar): Expr => ({ k: "lit", v, ty, span: NO_SPAN });
-const code = (f: () => unknown): string | undefined => {
+/** The first diagnostic `f` reports, as `code at line:col` (line 1: the first line of the source after HEAD). */
+const reported = (f: () => unknown): string | undefined => {
   try {
     f();
   } catch (e) {
-    if (e instanceof DiagnosticError) return e.diagnostics[0]!.code;
+    if (e instanceof DiagnosticError) {
+      const d = e.diagnostics[0]!;
+      return `${d.code} at ${d.span.line - HEAD.split("\n").length + 1}:${d.span.col}`;
+    }
     throw e;
   }
   return undefined;
 };
+const code = (f: () => unknown): string | undefined => reported(f)?.split(" ")[0];
 
 const SAXPY2 = `
 interface Cfg { scale: f32; weights: f32[]; n: i32 }
@@ -178,6 +187,12 @@ export function k(b: u32, x: Buf<f32>, w: Buf<f32>, out: Buf<f32>): void {
   storeRows(out, 2, 0, matmulNT(loadRows(x, 3, 0, 3), loadTile(w, 0, 2, 3)));
 }`;
 
+  test("the buffers a tile program writes, as written and as lowered", () => {
+    const program = simplify(specialized(FORWARD), 64);
+    expect([...writtenBuffers(program.body, true).keys()]).toEqual(["out"]);
+    expect([...writtenBuffers(lowerTiles(program).body).keys()]).toEqual(["out"]);
+  });
+
   test("tile operations become prelude calls on tile storage; a read-only matrix is read in place", () => {
     const k = lowerTiles(simplify(specialized(FORWARD), 64));
     expect(calls(k.body)).toEqual(["loadRows", "matmulNT", "tileView", "storeRows"]); // (the view is an argument of the product)
@@ -240,7 +255,7 @@ export function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {
     const adds = exprs(k.body).filter((e) => e.k === "call" && e.fn === MADE.gradientAdd) as Extract<Expr, { k: "call" }>[];
     expect(adds.map((e) => (e.args[0] as { name: string }).name)).toEqual(["d_x"]);
     expect(exprs(k.body).some((e) => e.k === "index" && e.base.k === "var" && e.base.name === "d_out")).toBe(true);
-    expect(writtenBuffers(k.body)).toEqual(new Set(["d_x"]));
+    expect([...writtenBuffers(k.body).keys()]).toEqual(["d_x"]);
   });
 
   test("differentiating a buffer the kernel writes is refused", () => {
@@ -259,6 +274,16 @@ export function k(b: u32, x: Buf<f32>, w: Buf<f32>, out: Buf<f32>): void {
     expect(reads.map((e) => `${e.fn}(${(e.args[0] as { name: string }).name})`)).toEqual(["loadRows(d_out)", "accumulate(d_w)"]);
     // The tiles phase lowers it like any block kernel.
     expect(lowerTiles(k).block!.accumulates).toEqual(["d_w"]);
+  });
+
+  test("differentiating a buffer a block kernel writes is refused at the write, as for any kernel", () => {
+    const src = `
+/** @kernel @block 4 */
+export function k(b: u32, x: Buf<f32>, out: Buf<f32>): void {
+  const t = loadRows(x, 2, 0, 2);
+  storeRows(x, 2, 0, t);
+}`;
+    expect(reported(() => deriveTileAdjoint(simplify(specialized(src), 64), { name: "kGrad", wrt: ["x"], span: NO_SPAN }))).toBe("NGP1052 at 5:3");
   });
 });
 
@@ -296,6 +321,63 @@ export function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {
   out[i] = x[i];
 }`);
     expect(schedule(plain)).toBe(plain);
+  });
+});
+
+describe("emit", () => {
+  const at = (name: string, ty?: Scalar): Expr => ({ k: "var", name, ...(ty ? { ty } : {}), span: NO_SPAN } as Expr);
+  /** out[i] += a * x[i], atomically: a hand-written kernel, as the phases before the emitters leave one. */
+  const AXPY: SpecializedKernel = {
+    name: "axpy",
+    index: { name: "i", ty: "u32" },
+    params: [
+      { name: "a", ty: { k: "scalar", s: "f32" }, span: NO_SPAN },
+      { name: "x", ty: { k: "buf", elem: "f32" }, span: NO_SPAN },
+      { name: "out", ty: { k: "buf", elem: "f32" }, span: NO_SPAN },
+    ],
+    body: [{
+      k: "expr", span: NO_SPAN,
+      e: { k: "call", fn: MADE.gradientAdd, kind: "intrinsic", T: "f32", span: NO_SPAN, args: [
+        at("out"), at("i", "u32"),
+        { k: "bin", op: "*", a: at("a", "f32"), b: { k: "index", base: at("x"), index: at("i", "u32"), ty: "f32", span: NO_SPAN }, ty: "f32", span: NO_SPAN },
+      ] },
+    }],
+    span: NO_SPAN,
+  };
+
+  test("JS: the kernel runs over [0, n) with C's f32 rounding, and says which buffers it writes", () => {
+    const m = emitJs([AXPY]);
+    expect(m.kernels[0]!.params.map((p) => `${p.name}${"writes" in p && p.writes ? " (written)" : ""}`)).toEqual(["a", "x", "out (written)"]);
+    const run = new Function(`${m.source.replace(/^export /gm, "")}\nreturn axpy;`)() as (n: number, a: number, x: Float32Array, out: Float32Array) => void;
+    const x = Float32Array.of(0.1, 0.2, 0.3);
+    const out = Float32Array.of(1, 1, 1, 7);
+    run(3, Math.fround(0.7), x, out);
+    expect([...out]).toEqual([...x].map((v) => Math.fround(1 + Math.fround(Math.fround(0.7) * v))).concat(7));
+  });
+
+  test("C: a read-only buffer is const, the atomic is the target's, and a checked one is addressed through ngp_at", () => {
+    const cpu = emitCpu([AXPY]).source;
+    expect(cpu).toContain("const float* __restrict__ x");
+    expect(cpu).toContain("float* __restrict__ out");
+    expect(cpu).not.toContain("const float* __restrict__ out");
+    expect(cpu).toContain("ngp_atomic_add(&out[i], a * x[i]);");
+    expect(emitCuda([AXPY]).source).toContain("atomicAdd(&out[i], a * x[i]);");
+    expect(emitCpu([AXPY], { boundsChecks: true }).source).toMatch(/ngp_atomic_add\(&ngp_at\(out, \(int64_t\)\(i\), ngp_len_out, 2u, ngp_thread\)\[0\], a \* \(\*ngp_at\(x, /);
+    expect(emitJs([AXPY], { boundsChecks: true }).source).toContain('out[__chk(i, out, "out")] += Math.fround(a * x[__chk(i, x, "x")]);');
+  });
+
+  test("a bounds-checked build runs unscheduled: the pipeline drops the schedule, on every target", () => {
+    const src = `
+/** @kernel @schedule split */
+export function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {
+  for (let l = 0; l < 2; l++) {
+    out[i * 2 + u32(l)] = exp(x[i * 2 + u32(l)]);
+  }
+}`;
+    expect(compileFile(FILE, "cpu", { text: HEAD + src }).source).toContain("k_pass1(");
+    expect(compileFile(FILE, "cpu", { text: HEAD + src, boundsChecks: true }).source).not.toContain("k_pass");
+    // The CPU emitter runs a scheduled kernel only as the schedule phase's passes.
+    expect(() => emitCpu([{ ...tidied(src), schedule: "split" }])).toThrow(/unscheduled/);
   });
 });
 

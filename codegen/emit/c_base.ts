@@ -3,7 +3,7 @@
 // only its small delta: includes, qualifiers, the f16 type, atomics (via the intrinsic table)
 // and the launch wrapper. What runs on the CPU here is therefore what nvcc compiles.
 import { spell } from "../../dsl/intrinsics.ts";
-import { intrinsic, intrinsicOf, writtenBuffers } from "../forms.ts";
+import { addedElement, intrinsic, intrinsicOf, writtenBuffers } from "../forms.ts";
 import { typeOf, type Expr, type ParamElem, type Scalar, type SpecializedKernel, type Stmt } from "../ir.ts";
 import { BATCH_VAR } from "../tiles.ts";
 import { C_TILE_CHECKS } from "./tile_prelude.ts";
@@ -142,10 +142,7 @@ export function emitC(kernels: SpecializedKernel[], target: CTarget, opts: EmitO
       const thread = checked ? [`  const int64_t ngp_thread = (int64_t)${k.index.name};`] : [];
       return [`NGP_FN void ${name}(${sig}) {`, ...thread, ...printer.block(stmts, 1), "}"].join("\n");
     };
-    // Checked kernels run unscheduled, one body per thread as on CUDA: the owner schedule runs one
-    // point's passes concurrently and prefetch variants run a pass's loads early, so a point's
-    // first bad access would not be the one recorded.
-    const { code, launch, status } = target.kernel(checked ? { ...k, schedule: undefined } : k, params, body);
+    const { code, launch, status } = target.kernel(k, params, body);
     const launchStatus = status === "0" ? "" : `  const int32_t ngp_status = ${status};\n  if (ngp_status != 0) return ngp_status;\n`;
     const finish = checked
       ? `${launchStatus}  ${target.checkedLaunch.after}\n  return ngp_fault_host[0] == ~(uint64_t)0 ? 0 : ${NGP_ERR_OUT_OF_BOUNDS};`
@@ -291,13 +288,12 @@ class CPrinter extends StatementPrinter {
         return isCall || BIN_PRECEDENCE[e.op]! < parentPrec ? s : `(${s})`;
       }
       case "call": {
-        const args = e.args.map((a) => this.expr(a));
         const intr = intrinsic(e.fn)!;
         const spelling = spell(intr, this.target.name, e.T, this.plainAtomics);
         // An element added to in a checked buffer is addressed through ngp_at (`$0[$1]` becomes `ngp_at(...)[0]`).
-        const effect = intr.effect?.k === "add" ? intr.effect : undefined;
-        const buf = effect && e.args[effect.buf];
-        if (effect && this.isCheckedBuffer(buf!)) [args[effect.buf], args[effect.index]] = [this.checkedPointer(buf, e.args[effect.index]!), "0"];
+        const added = addedElement(e);
+        const through = added && this.isCheckedBuffer(added.buf) ? new Map<Expr, string>([[added.buf, this.checkedPointer(added.buf, added.index)], [added.index, "0"]]) : undefined;
+        const args = e.args.map((a) => through?.get(a) ?? this.expr(a));
         const check = this.checked ? intr.tile?.check : undefined;
         if (check) {
           // The operation runs only when its whole range is inside the buffer (every thread of a

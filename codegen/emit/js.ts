@@ -3,7 +3,7 @@
 // `>>> 0`, shifts modulo 32, trap-free integer division. Buffers are TypedArrays (f16 buffers are
 // Float16Array, which rounds on store like a C conversion).
 import { INTRINSICS, spell } from "../../dsl/intrinsics.ts";
-import { intrinsic } from "../forms.ts";
+import { addedElement, intrinsic } from "../forms.ts";
 import type { EmittedModule } from "../../dsl/abi.ts";
 import { typeOf, type Expr, type Scalar, type SpecializedKernel, type Stmt } from "../ir.ts";
 import { BATCH_VAR } from "../tiles.ts";
@@ -100,25 +100,20 @@ function checkedLoop(call: string): string[] {
 }
 
 class JsPrinter extends StatementPrinter {
-  /** The renderings this printer rounded to f32 (Math.fround(...)). */
-  private readonly rounded = new Set<string>();
-
   /** `checked`: the buffer parameters whose indices are checked. */
   constructor(private readonly checked: Set<string>) {
     super();
   }
 
-  /** `s` rounded once to f32, as C rounds each f32 operation. */
-  private round(s: string): string {
-    const out = `Math.fround(${s})`;
-    this.rounded.add(out);
-    return out;
-  }
-
   /** `base[index]`, with the index checked for a checked buffer. */
   private element(base: Expr, index: Expr): string {
+    return `${this.expr(base)}[${this.index(base, index)}]`;
+  }
+
+  /** An index into `base`: checked for a checked buffer. */
+  private index(base: Expr, index: Expr): string {
     const i = this.expr(index);
-    return base.k === "var" && this.checked.has(base.name) ? `${base.name}[__chk(${i}, ${base.name}, "${base.name}")]` : `${this.expr(base)}[${i}]`;
+    return base.k === "var" && this.checked.has(base.name) ? `__chk(${i}, ${base.name}, "${base.name}")` : i;
   }
 
   protected declare(s: Extract<Stmt, { k: "let" }>): string {
@@ -163,12 +158,10 @@ class JsPrinter extends StatementPrinter {
         return wrapped || BIN_PRECEDENCE[e.op]! < parentPrec ? s : `(${s})`;
       }
       case "call": {
-        const args = e.args.map((a) => this.expr(a));
         const intr = intrinsic(e.fn)!;
         // An element added to in a checked buffer: its index is checked.
-        const effect = intr.effect?.k === "add" ? intr.effect : undefined;
-        const buf = effect && e.args[effect.buf];
-        if (effect && buf?.k === "var" && this.checked.has(buf.name)) args[effect.index] = `__chk(${args[effect.index]}, ${buf.name}, "${buf.name}")`;
+        const added = addedElement(e);
+        const args = e.args.map((a) => (a === added?.index ? this.index(added.buf, a) : this.expr(a)));
         const check = intr.tile?.check;
         if (check && this.checked.size) {
           const [b, R, C, ...rest] = check.args.map((i) => args[i]!);
@@ -176,8 +169,7 @@ class JsPrinter extends StatementPrinter {
         }
         const text = fillSpelling(spell(intr, "js", e.T), args);
         // Intrinsics that compute in double round once to f32, like their C counterparts.
-        // (A value rounded already, an f32 operation passed through detach, is not rounded again.)
-        return e.ty === "f32" && !intr.jsF32 && !this.rounded.has(text) ? this.round(text) : text;
+        return e.ty === "f32" && !intr.jsF32 ? wrap(text, "f32") : text;
       }
       case "field":
         throw new Error("internal: unbound configuration field reached the emitter");
@@ -192,7 +184,7 @@ class JsPrinter extends StatementPrinter {
     const x = this.expr(a, prec + 1);
     const y = this.expr(b, prec);
     if (ty === "bool" || ["<", "<=", ">", ">=", "===", "!==", "&&", "||"].includes(op)) return `${x} ${op} ${y}`;
-    if (ty === "f32") return this.round(`${x} ${op} ${y}`);
+    if (ty === "f32") return wrap(`${x} ${op} ${y}`, ty);
     const xs = this.expr(a, 99);
     const ys = this.expr(b, 99);
     if (op === "*") return wrap(`Math.imul(${xs}, ${ys})`, ty);

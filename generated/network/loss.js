@@ -162,7 +162,7 @@ function lossAndGrad_body(block, ngp_n, pred, target, loss, scale, d_loss, d_pre
     const t_1 = Math.fround(el_1 - el_2);
     const t_4 = Math.fround(el_1 * el_1);
     const t_5 = Math.fround(t_4 + 0.009999999776482582);
-    const detach_1 = Math.fround(t_5);
+    const detach_1 = t_5;
     const d_t_7_1 = ((el_3 > 0) ? adj_1 : 0);
     const d_t_6_1 = Math.fround(d_t_7_1 * scale);
     const d_t_3_1 = Math.fround(d_t_6_1 / detach_1);
