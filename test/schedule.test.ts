@@ -235,9 +235,10 @@ describe("a time budget's span (Warmup): the steps the budget has left at the ra
 });
 
 describe("the default learning rate (defaultLearningRate)", () => {
-  test("1e-2 unless a cosine or onecycle schedule spans known steps on data the field can fit exactly; then 2e-2 * (400 / steps)^1.3, at most 2e-2", () => {
-    expect(defaultLearningRate("onecycle", 400, true)).toBe(2e-2);
-    expect(defaultLearningRate("onecycle", 50, true)).toBe(2e-2);
+  test("1e-2 unless a cosine or onecycle schedule spans known steps on data the field can fit exactly; then 2e-2 * (400 / steps)^1.3, at most 1.6e-2", () => {
+    expect(defaultLearningRate("onecycle", 400, true)).toBe(1.6e-2);
+    expect(defaultLearningRate("onecycle", 50, true)).toBe(1.6e-2);
+    expect(defaultLearningRate("onecycle", 500, true)).toBeCloseTo(2e-2 * 0.8 ** 1.3, 15);
     expect(defaultLearningRate("cosine", 2400, true)).toBeCloseTo(2e-2 * 6 ** -1.3, 15);
     expect(defaultLearningRate("onecycle", 2400, true)).toBeLessThan(2.5e-3);
     expect(defaultLearningRate("onecycle", 2400, true)).toBeGreaterThan(1.5e-3);
