@@ -134,7 +134,17 @@ async function main(): Promise<number> {
   const [lo, hi] = [Math.min(...sizes), Math.max(...sizes)];
   const ratio = (s: boolean) => step(hi, s)! / step(lo, s)!;
   console.log(`step at 2^${hi} / step at 2^${lo}: sparse ${ratio(true).toFixed(2)}x (target <= 1.2), dense ${ratio(false).toFixed(2)}x`);
-  if (a.json) console.log(JSON.stringify({ cpu: cpu.model, others_cpu_share: others, sparse_step_ratio: ratio(true), dense_step_ratio: ratio(false), rows }));
+  // What the sparse step's cost follows: the entries touched, which grow with T for the same batch
+  // (a small table merges the batch's corners into fewer entries). Per touched entry: the update,
+  // and the list (the sparse backward's time over the dense one's).
+  const perEntry = sizes.map((log2T) => {
+    const [d, sp] = [false, true].map((sparse) => rows.find((r) => r.log2T === log2T && r.sparse === sparse)!);
+    return { log2T, touched: sp!.touched!, updateNs: (1e6 * sp!.updateMs) / sp!.touched!, listNs: (1e6 * (sp!.backwardMs - d!.backwardMs)) / sp!.touched! };
+  });
+  for (const e of perEntry) console.log(`T=2^${e.log2T}: per touched entry, update ${e.updateNs.toFixed(0)} ns, list ${e.listNs.toFixed(0)} ns`);
+  const touchedRatio = perEntry.at(-1)!.touched / perEntry[0]!.touched;
+  console.log(`entries touched at 2^${hi} / at 2^${lo}: ${touchedRatio.toFixed(2)}x (the same batch; the smaller table merges its corners)`);
+  if (a.json) console.log(JSON.stringify({ cpu: cpu.model, others_cpu_share: others, sparse_step_ratio: ratio(true), dense_step_ratio: ratio(false), touched_ratio: touchedRatio, per_entry: perEntry, rows }));
   return 0;
 }
 
