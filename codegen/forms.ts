@@ -25,7 +25,7 @@ export const INTERNAL_TILE_OPS = {
       accumulates: true,
       check: { kind: "span", args: [1, 5, 7, 2] },
     } satisfies TileOp,
-    c: "ngp_tile_mm_accumulate<$5, $6, $7, $8, $9>($1, $2, $3, $4)", js: "__tile_mm_accumulate($5, $6, $7, $8, $9, $1, $2, $3, $4)",
+    c: "ngp_tile_mm_accumulate<$5, $6, $7, $8, $9>($1, $2, $3, $4)", js: "__tile_mm_accumulate($5, $6, $7, $8, $9, $1, $2, $3, $4)", helpers: ["tileMmAccumulate"],
     pure: false, exact: false, impl: unsupported,
   },
   tileView: {

@@ -23,9 +23,10 @@
 // tiles phase (codegen/tiles.ts), its derivative rules for the adjoint (codegen/adjoint_tile.ts),
 // and its spellings, whose arguments are the output tile `$0` (empty for operations without a
 // result), the operands, the shapes and constants the tiles phase computes (`extra`), then the
-// block's number and the batch size. The C spellings name templates of the tile preludes
-// (codegen/emit/tile_prelude.ts), the JS spellings their exact-semantics twins. The operations only
-// the compiler writes (a fused product, a tile read in place) are in codegen/forms.ts.
+// block's number and the batch size. The C spellings name templates, the JS spellings their
+// exact-semantics twins, both defined by the operations' helpers (dsl/tile_helpers.ts). The
+// operations only the compiler writes (a fused product, a tile read in place) are in
+// codegen/forms.ts.
 import type { Buf, f32, i32 } from "./types.ts";
 
 /** A block-level 2-D f32 value of compile-time shape (opaque: use the tile operations). */
@@ -136,7 +137,7 @@ function matmulOp(ta: boolean, tb: boolean, doc: string) {
   };
   return {
     doc, params: ["Tile", "Tile"], ret: "Tile", tile,
-    c: "ngp_tile_mm<$3, $4, $5, $6, $7>($0, $1, $2)", js: "__tile_mm($3, $4, $5, $6, $7, $0, $1, $2)",
+    c: "ngp_tile_mm<$3, $4, $5, $6, $7>($0, $1, $2)", js: "__tile_mm($3, $4, $5, $6, $7, $0, $1, $2)", helpers: ["tileMm"],
     pure: true, exact: false, impl: unsupported,
   } as const;
 }
@@ -153,7 +154,7 @@ export const TILE_INTRINSICS = {
       // This block's rows of the gradient are its own: added to in place.
       loadGrad: (m, d, g, [, stride, col, cols]) => m.effect("storeRows", [g, stride!, col!, m.add(m.op("loadRows", [g, stride!, col!, cols!]), d)]),
     } satisfies TileOp,
-    c: "ngp_tile_load_rows<$5, $6>($0, $1, $2, $3, $7, $8)", js: "__tile_load_rows($5, $6, $0, $1, $2, $3, $7, $8)",
+    c: "ngp_tile_load_rows<$5, $6>($0, $1, $2, $3, $7, $8)", js: "__tile_load_rows($5, $6, $0, $1, $2, $3, $7, $8)", helpers: ["tileLoadRows"],
     pure: true, exact: false, impl: unsupported,
   },
   storeRows: {
@@ -165,7 +166,7 @@ export const TILE_INTRINSICS = {
       check: { kind: "rows", args: [1, 5, 6, 2, 3, 7, 8] },
       storeGrad: (m, g, [, stride, col], [, cols]) => m.op("loadRows", [g, stride!, col!, m.int(cols)]),
     } satisfies TileOp,
-    c: "ngp_tile_store_rows<$5, $6>($1, $2, $3, $4, $7, $8)", js: "__tile_store_rows($5, $6, $1, $2, $3, $4, $7, $8)",
+    c: "ngp_tile_store_rows<$5, $6>($1, $2, $3, $4, $7, $8)", js: "__tile_store_rows($5, $6, $1, $2, $3, $4, $7, $8)", helpers: ["tileStoreRows"],
     pure: false, exact: false, impl: unsupported,
   },
   loadTile: {
@@ -180,7 +181,7 @@ export const TILE_INTRINSICS = {
       // Summed over every block, like a hand-written weight gradient.
       loadGrad: (m, d, g, [, offset]) => m.effect("accumulate", [g, offset!, d]),
     } satisfies TileOp,
-    c: "ngp_tile_load<$5, $6>($0, $1, $2)", js: "__tile_load($5, $6, $0, $1, $2)",
+    c: "ngp_tile_load<$5, $6>($0, $1, $2)", js: "__tile_load($5, $6, $0, $1, $2)", helpers: ["tileLoad"],
     pure: true, exact: false, impl: unsupported,
   },
   matmul: matmulOp(false, false, "a · b"),
@@ -201,7 +202,7 @@ export const TILE_INTRINSICS = {
       extra: ({ tiles: [t], consts: [, axis] }) => [t![0], t![1], axis!],
       grad: (m, d, [t]) => [m.broadcast(d, t!)],
     } satisfies TileOp,
-    c: "ngp_tile_sum<$3, $4, $5>($0, $1)", js: "__tile_sum($3, $4, $5, $0, $1)",
+    c: "ngp_tile_sum<$3, $4, $5>($0, $1)", js: "__tile_sum($3, $4, $5, $0, $1)", helpers: ["tileSum"],
     pure: true, exact: false, impl: unsupported,
   },
   accumulate: {
@@ -215,14 +216,14 @@ export const TILE_INTRINSICS = {
       fusedProduct: "accumulateMatmul",
       storeGrad: (m, g, [, offset], [rows, cols]) => m.op("loadTile", [g, offset!, m.int(rows), m.int(cols)]),
     } satisfies TileOp,
-    c: "ngp_tile_accumulate<$4, $5>($1, $2, $3)", js: "__tile_accumulate($4, $5, $1, $2, $3)",
+    c: "ngp_tile_accumulate<$4, $5>($1, $2, $3)", js: "__tile_accumulate($4, $5, $1, $2, $3)", helpers: ["tileAccumulate"],
     pure: false, exact: false, impl: unsupported,
   },
   rowMask: {
     doc: "an R×1 tile: 1 for the block's rows inside the batch, 0 for rows past its end",
     params: [], ret: "Tile",
     tile: { shape: ({ rows }) => [rows, 1], extra: (_, out) => [out[0]] } satisfies TileOp,
-    c: "ngp_tile_row_mask<$1>($0, $2, $3)", js: "__tile_row_mask($1, $0, $2, $3)",
+    c: "ngp_tile_row_mask<$1>($0, $2, $3)", js: "__tile_row_mask($1, $0, $2, $3)", helpers: ["tileRowMask"],
     pure: true, exact: false, impl: unsupported,
   },
   tiles: {

@@ -21,7 +21,8 @@ import { simplify } from "../codegen/simplify.ts";
 import { specialize, withoutDerivatives, type ConfigValue } from "../codegen/specialize.ts";
 import { tidy } from "../codegen/tidy.ts";
 import { lowerTiles } from "../codegen/tiles.ts";
-import { INTRINSICS, type Intrinsic } from "../dsl/intrinsics.ts";
+import { HELPERS, INTRINSICS, helperDefinitions, spell, type Helper, type Intrinsic } from "../dsl/intrinsics.ts";
+import { CPU_TILES } from "../codegen/emit/tile_prelude.ts";
 
 const FILE = resolve(import.meta.dir, "fixtures/phases_inline.ts");
 const HEAD = `import { type Buf, type Const, type f32, type i32, type u32, atomicAdd, exp, localArray, min, u32 } from "../../dsl/index.ts";
@@ -415,6 +416,58 @@ describe("intrinsic properties", () => {
       return names.filter((n) => text.includes(`"${n}"`)).map((n) => `${f}: "${n}"`);
     });
     expect(found).toEqual([]);
+  });
+
+  // The table cannot take an entry from a test (it is the module's constant), so this checks the
+  // promise the other way: whatever an entry's spellings call is defined by its helpers' entries,
+  // and no emitter defines any of it.
+  test("every helper a spelling calls is defined by the entry's helpers (and theirs by those they need), not by an emitter", () => {
+    const TARGETS = ["cpu", "cuda", "js"] as const;
+    // Generated helpers are `ngp_*` in C (a call or a template's), `__*` in JS.
+    const called = (code: string, js: boolean) => new Set([...code.matchAll(js ? /\b(__\w+)\(/g : /\b(ngp_\w+)(?:<[^<>;()]*>)?\(/g)].map((m) => m[1]!));
+    const defines = (code: string, name: string, js: boolean) =>
+      (js ? new RegExp(`^const ${name} = `, "m") : new RegExp(`^(template <[^>]*>\\s*)?NGP_FN [^;=\\n]*\\b${name}\\(`, "m")).test(code);
+    const undefinedCalls: string[] = [];
+    const entries = Object.entries({ ...INTRINSICS, ...INTERNAL_TILE_OPS }) as [string, Intrinsic][];
+    for (const t of TARGETS)
+      for (const [name, e] of entries) {
+        const spellings = [...(e.T ?? [undefined]).map((T) => spell(e, t, T)), ...(e.serial ? [spell(e, t, undefined, true)] : [])];
+        const code = helperDefinitions([e], t).join("\n");
+        for (const fn of called(spellings.join(" "), t === "js")) if (!defines(code, fn, t === "js")) undefinedCalls.push(`${name} (${t}): ${fn}`);
+      }
+    for (const t of TARGETS)
+      for (const [name, h] of Object.entries(HELPERS) as [string, Helper][]) {
+        const own = t === "js" ? h.js : (h[t] ?? h.c);
+        const code = helperDefinitions([{ helpers: [name] } as unknown as Intrinsic], t).join("\n");
+        // The CPU helpers use the vector macros of the CPU's tile prelude.
+        for (const fn of called(own ?? "", t === "js")) if (!defines(code, fn, t === "js") && !CPU_TILES.includes(`#define ${fn} `)) undefinedCalls.push(`helper ${name} (${t}): ${fn}`);
+      }
+    expect(undefinedCalls).toEqual([]);
+    // Each helper needs only helpers before it (so that a module defines them first).
+    const order = Object.keys(HELPERS);
+    for (const [name, h] of Object.entries(HELPERS) as [string, Helper][])
+      for (const need of h.needs ?? []) expect(`${name} needs ${need} at ${order.indexOf(need)}`).toBe(`${name} needs ${need} at ${order.indexOf(need) >= 0 && order.indexOf(need) < order.indexOf(name) ? order.indexOf(need) : "an earlier entry"}`);
+    // The emitters define none of the helpers.
+    const dir = resolve(import.meta.dir, "../codegen/emit");
+    const names = Object.values(HELPERS as Record<string, Helper>).flatMap((h) => [h.c, h.cpu, h.cuda, h.js].flatMap((c) => [...(c ?? "").matchAll(/^(?:template <[^>]*>\s*)?(?:NGP_FN [^;=\n(]*\b|const )((?:ngp|_)_?\w+)[ (]/gm)].map((m) => m[1]!)));
+    expect(names).toContain("ngp_tile_mm");
+    expect(names).toContain("__f2i32");
+    const emitted = readdirSync(dir).flatMap((f) => names.filter((n) => defines(readFileSync(join(dir, f), "utf8"), n, false) || defines(readFileSync(join(dir, f), "utf8"), n, true)).map((n) => `${f}: ${n}`));
+    expect(emitted).toEqual([]);
+  });
+
+  test("a module defines the helpers of the intrinsics it calls, and no others", () => {
+    const src = `
+/** @kernel */
+export function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {
+  out[i] = min(x[i], 1.0);
+}`;
+    const cpu = compileFile(FILE, "cpu", { text: HEAD + src }).source;
+    expect(cpu).toContain("NGP_FN T ngp_min(T a, T b)");
+    for (const other of ["ngp_atomic_add", "ngp_clz", "ngp_f2int_rz", "ngp_tile_mm"]) expect(cpu).not.toContain(other);
+    const js = compileFile(FILE, "js", { text: HEAD + src }).source;
+    expect(js).toContain("const __min = ");
+    for (const other of ["__fma", "__popc", "__f2i32", "__tile_mm"]) expect(js).not.toContain(other);
   });
 
   test("an intrinsic that adds to an element writes that buffer", () => {

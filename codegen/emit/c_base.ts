@@ -7,7 +7,7 @@ import { addedElement, intrinsic, intrinsicOf, writtenBuffers } from "../forms.t
 import { typeOf, type Expr, type ParamElem, type Scalar, type SpecializedKernel, type Stmt } from "../ir.ts";
 import { BATCH_VAR } from "../tiles.ts";
 import { C_TILE_CHECKS } from "./tile_prelude.ts";
-import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, f32Literal, fillSpelling, kernelSignature } from "./common.ts";
+import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, f32Literal, fillSpelling, intrinsicHelpers, kernelSignature } from "./common.ts";
 import { NGP_ERR_OUT_OF_BOUNDS, type EmittedModule, type Target } from "../../dsl/abi.ts";
 
 export interface CTarget {
@@ -67,18 +67,15 @@ export interface CParam {
   args: string[];
 }
 
-/** Helpers every C target needs; NGP_FN is `static inline` (CPU) or `__device__` inline (CUDA). */
-const PRELUDE = `template <class T> NGP_FN T ngp_min(T a, T b) { return b < a ? b : a; }
-template <class T> NGP_FN T ngp_max(T a, T b) { return a < b ? b : a; }
-NGP_FN int32_t ngp_abs(int32_t x) { return x < 0 ? (int32_t)(0u - (uint32_t)x) : x; }
-// Integer division and remainder never trap: x / 0 == 0 and INT_MIN / -1 == INT_MIN, as in JS.
+/**
+ * The operators' helpers every C target needs (the intrinsics' own come from their table entries);
+ * NGP_FN is `static inline` (CPU) or `__device__` inline (CUDA).
+ */
+const PRELUDE = `// Integer division and remainder never trap: x / 0 == 0 and INT_MIN / -1 == INT_MIN, as in JS.
 NGP_FN int32_t ngp_div(int32_t a, int32_t b) { return b == 0 ? 0 : b == -1 ? (int32_t)(0u - (uint32_t)a) : a / b; }
 NGP_FN int32_t ngp_mod(int32_t a, int32_t b) { return (b == 0 || b == -1) ? 0 : a % b; }
 NGP_FN uint32_t ngp_udiv(uint32_t a, uint32_t b) { return b == 0 ? 0u : a / b; }
-NGP_FN uint32_t ngp_umod(uint32_t a, uint32_t b) { return b == 0 ? 0u : a % b; }
-// f32 -> integer conversions saturate, NaN -> 0 (CUDA's __float2int_rz semantics; C is undefined).
-NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 2147483647 : x <= -2147483648.0f ? (-2147483647 - 1) : (int32_t)x; }
-NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }`;
+NGP_FN uint32_t ngp_umod(uint32_t a, uint32_t b) { return b == 0 ? 0u : a % b; }`;
 
 const C_SCALAR: Record<Scalar, string> = { f32: "float", i32: "int32_t", u32: "uint32_t", bool: "bool" };
 const C_OPS: Record<string, string> = { "===": "==", "!==": "!=", ">>>": ">>" };
@@ -116,7 +113,7 @@ export function emitC(kernels: SpecializedKernel[], target: CTarget, opts: EmitO
   const checked = opts.boundsChecks ?? false;
   const tiles = kernels.some((k) => k.block) ? [target.tiles] : [];
   const checks = checked ? [target.checkedState, CHECKED_PRELUDE, ...(tiles.length ? [C_TILE_CHECKS] : [])] : [];
-  const out: string[] = [banner("//", target.name), target.head, PRELUDE, ...tiles, ...checks, ""];
+  const out: string[] = [banner("//", target.name), target.head, PRELUDE, ...tiles, ...intrinsicHelpers(kernels, target.name), ...checks, ""];
   for (const t of collectTables(kernels)) {
     const vals = t.values.map((v) => literal(v, t.elem)).join(", ");
     out.push(`${target.tableQualifier} ${C_SCALAR[t.elem]} tbl_${t.id}[${t.values.length}] = {${vals}};`);

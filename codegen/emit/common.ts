@@ -1,7 +1,8 @@
-// Pieces every emitter shares: the banner, operator precedence, constant tables, f32 literals,
-// and the kernel signature handed to the runtime.
+// Pieces every emitter shares: the banner, operator precedence, constant tables, the intrinsics'
+// helpers, f32 literals, and the kernel signature handed to the runtime.
 import type { ElemType, KernelSignature } from "../../dsl/abi.ts";
-import { writtenBuffers } from "../forms.ts";
+import { helperDefinitions, type Intrinsic } from "../../dsl/intrinsics.ts";
+import { intrinsic, writtenBuffers } from "../forms.ts";
 import { mapExpr, exprsOf, childBodies, type Expr, type Scalar, type SpecializedKernel, type Stmt } from "../ir.ts";
 
 export const COMPILER_VERSION = "ngp-kernels codegen 1";
@@ -31,6 +32,23 @@ export function collectTables(kernels: SpecializedKernel[]): Table[] {
   });
   kernels.forEach((k) => visit(k.body));
   return [...tables.values()];
+}
+
+/**
+ * The definitions of the helpers that the kernels' intrinsic calls need on `target` (each entry's
+ * `helpers`, dsl/intrinsics.ts): once each, in the table's order, after a blank line (and each
+ * with a body of several lines after another).
+ */
+export function intrinsicHelpers(kernels: SpecializedKernel[], target: "cpu" | "cuda" | "js"): string[] {
+  const called = new Set<Intrinsic>();
+  const visit = (body: Stmt[]) => body.forEach((s) => {
+    for (const e of exprsOf(s)) {
+      const entry = e.k === "call" ? intrinsic(e.fn) : undefined;
+      if (entry) called.add(entry);
+    }
+  });
+  for (const k of kernels) [k.body, ...(k.passes ?? []).flatMap((p) => [p.stmts, p.prefetch ?? []])].forEach(visit);
+  return helperDefinitions(called, target).map((d, n) => (n === 0 || d.includes("{\n") ? `\n${d}` : d));
 }
 
 /** The shortest decimal that reads back as exactly the f32 value `v`, with a decimal point. */

@@ -30,11 +30,7 @@ const cpu: CTarget = {
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#define NGP_FN static inline __attribute__((always_inline))
-template <class T> NGP_FN void ngp_atomic_add(T* p, T v) { std::atomic_ref<T>(*p).fetch_add(v, std::memory_order_relaxed); }
-NGP_FN uint32_t ngp_f32_bits(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
-NGP_FN float ngp_bits_f32(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
-NGP_FN uint32_t ngp_clz(uint32_t x) { return x == 0 ? 32u : (uint32_t)__builtin_clz(x); }`,
+#define NGP_FN static inline __attribute__((always_inline))`,
   checkedState: `static uint64_t ngp_fault_rec[2];
 alignas(16) static char ngp_dummy[16];
 #define NGP_COLD static __attribute__((noinline, cold))

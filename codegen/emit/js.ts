@@ -2,36 +2,27 @@
 // semantics: f32 results through Math.fround, i32 through `| 0` and Math.imul, u32 through
 // `>>> 0`, shifts modulo 32, trap-free integer division. Buffers are TypedArrays (f16 buffers are
 // Float16Array, which rounds on store like a C conversion).
-import { INTRINSICS, spell } from "../../dsl/intrinsics.ts";
+import { spell } from "../../dsl/intrinsics.ts";
 import { addedElement, intrinsic } from "../forms.ts";
 import type { EmittedModule } from "../../dsl/abi.ts";
 import { typeOf, type Expr, type Scalar, type SpecializedKernel, type Stmt } from "../ir.ts";
 import { BATCH_VAR } from "../tiles.ts";
 import { JS_TILE_CHECKS, JS_TILES, SLOTS } from "./tile_prelude.ts";
 import type { EmitOptions } from "./c_base.ts";
-import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, fillSpelling, kernelSignature } from "./common.ts";
+import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, fillSpelling, intrinsicHelpers, kernelSignature } from "./common.ts";
 
-const PRELUDE = `const __fma = ${INTRINSICS.fma.impl.toString().replace(/\bF\(/g, "Math.fround(")};
-const __f32buf = new Float32Array(1);
-const __u32buf = new Uint32Array(__f32buf.buffer);
-const __min = (a, b) => (b < a ? b : a);
-const __max = (a, b) => (a < b ? b : a);
-const __f32bits = (x) => ((__f32buf[0] = x), __u32buf[0]);
-const __bitsf32 = (u) => ((__u32buf[0] = u), __f32buf[0]);
-const __popc = (x) => { let n = 0; for (let v = x >>> 0; v !== 0; v >>>= 1) n += v & 1; return n; };
-const __idiv = (a, b) => (b === 0 ? 0 : (a / b) | 0);
+/** The operators' helpers (the intrinsics' own come from their table entries). */
+const PRELUDE = `const __idiv = (a, b) => (b === 0 ? 0 : (a / b) | 0);
 const __imod = (a, b) => (b === 0 ? 0 : (a % b) | 0);
 const __udiv = (a, b) => (b === 0 ? 0 : (a / b) >>> 0);
-const __umod = (a, b) => (b === 0 ? 0 : (a % b) >>> 0);
-const __f2i32 = (x) => (x !== x ? 0 : x >= 2147483648 ? 2147483647 : x <= -2147483648 ? -2147483648 : Math.trunc(x));
-const __f2u32 = (x) => (x !== x || x <= 0 ? 0 : x >= 4294967296 ? 4294967295 : Math.trunc(x));`;
+const __umod = (a, b) => (b === 0 ? 0 : (a % b) >>> 0);`;
 
 const ARRAY_CTOR: Record<Scalar, string> = { f32: "Float32Array", i32: "Int32Array", u32: "Uint32Array", bool: "Array" };
 
 export function emitJs(kernels: SpecializedKernel[], opts: EmitOptions = {}): EmittedModule {
   const tiles = kernels.some((k) => k.block) ? [JS_TILES] : [];
   const checks = opts.boundsChecks ? [CHECKED_PRELUDE, ...(tiles.length ? [JS_TILE_CHECKS] : [])] : [];
-  const out: string[] = [banner("//", "js"), PRELUDE, ...tiles, ...checks, ""];
+  const out: string[] = [banner("//", "js"), PRELUDE, ...tiles, ...intrinsicHelpers(kernels, "js"), ...checks, ""];
   for (const t of collectTables(kernels)) out.push(`const tbl_${t.id} = ${t.elem === "bool" ? "" : `new ${ARRAY_CTOR[t.elem]}`}([${t.values.join(", ")}]);`);
   for (const k of kernels) {
     const p = new JsPrinter(opts.boundsChecks ? new Set(k.params.filter((x) => x.ty.k === "buf").map((x) => x.name)) : new Set());

@@ -4,18 +4,14 @@
 #include <cstdint>
 #include <cstring>
 #define NGP_FN static inline __attribute__((always_inline))
-template <class T> NGP_FN void ngp_atomic_add(T* p, T v) { std::atomic_ref<T>(*p).fetch_add(v, std::memory_order_relaxed); }
-NGP_FN uint32_t ngp_f32_bits(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
-NGP_FN float ngp_bits_f32(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
-NGP_FN uint32_t ngp_clz(uint32_t x) { return x == 0 ? 32u : (uint32_t)__builtin_clz(x); }
-template <class T> NGP_FN T ngp_min(T a, T b) { return b < a ? b : a; }
-template <class T> NGP_FN T ngp_max(T a, T b) { return a < b ? b : a; }
-NGP_FN int32_t ngp_abs(int32_t x) { return x < 0 ? (int32_t)(0u - (uint32_t)x) : x; }
 // Integer division and remainder never trap: x / 0 == 0 and INT_MIN / -1 == INT_MIN, as in JS.
 NGP_FN int32_t ngp_div(int32_t a, int32_t b) { return b == 0 ? 0 : b == -1 ? (int32_t)(0u - (uint32_t)a) : a / b; }
 NGP_FN int32_t ngp_mod(int32_t a, int32_t b) { return (b == 0 || b == -1) ? 0 : a % b; }
 NGP_FN uint32_t ngp_udiv(uint32_t a, uint32_t b) { return b == 0 ? 0u : a / b; }
 NGP_FN uint32_t ngp_umod(uint32_t a, uint32_t b) { return b == 0 ? 0u : a % b; }
+
+template <class T> NGP_FN T ngp_min(T a, T b) { return b < a ? b : a; }
+template <class T> NGP_FN T ngp_max(T a, T b) { return a < b ? b : a; }
 // f32 -> integer conversions saturate, NaN -> 0 (CUDA's __float2int_rz semantics; C is undefined).
 NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 2147483647 : x <= -2147483648.0f ? (-2147483647 - 1) : (int32_t)x; }
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }

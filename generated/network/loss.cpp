@@ -4,21 +4,11 @@
 #include <cstdint>
 #include <cstring>
 #define NGP_FN static inline __attribute__((always_inline))
-template <class T> NGP_FN void ngp_atomic_add(T* p, T v) { std::atomic_ref<T>(*p).fetch_add(v, std::memory_order_relaxed); }
-NGP_FN uint32_t ngp_f32_bits(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
-NGP_FN float ngp_bits_f32(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
-NGP_FN uint32_t ngp_clz(uint32_t x) { return x == 0 ? 32u : (uint32_t)__builtin_clz(x); }
-template <class T> NGP_FN T ngp_min(T a, T b) { return b < a ? b : a; }
-template <class T> NGP_FN T ngp_max(T a, T b) { return a < b ? b : a; }
-NGP_FN int32_t ngp_abs(int32_t x) { return x < 0 ? (int32_t)(0u - (uint32_t)x) : x; }
 // Integer division and remainder never trap: x / 0 == 0 and INT_MIN / -1 == INT_MIN, as in JS.
 NGP_FN int32_t ngp_div(int32_t a, int32_t b) { return b == 0 ? 0 : b == -1 ? (int32_t)(0u - (uint32_t)a) : a / b; }
 NGP_FN int32_t ngp_mod(int32_t a, int32_t b) { return (b == 0 || b == -1) ? 0 : a % b; }
 NGP_FN uint32_t ngp_udiv(uint32_t a, uint32_t b) { return b == 0 ? 0u : a / b; }
 NGP_FN uint32_t ngp_umod(uint32_t a, uint32_t b) { return b == 0 ? 0u : a % b; }
-// f32 -> integer conversions saturate, NaN -> 0 (CUDA's __float2int_rz semantics; C is undefined).
-NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 2147483647 : x <= -2147483648.0f ? (-2147483647 - 1) : (int32_t)x; }
-NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 #include <cstdlib>
 // One thread runs a block: its tiles are aligned local arrays and it needs no barrier.
 #define NGP_TILE alignas(64)
@@ -53,88 +43,26 @@ typedef __m256 ngp_v;
 #define ngp_vzero _mm256_setzero_ps
 #endif
 
-// out[r][c] = sum_k a(r, k) * B[k][c] over rows [r0, r0 + RB) and columns [c0, c1), one fma per term.
-template <int RB, int K, int C, int SR, int SK>
-NGP_FN void ngp_mm_scalar(float* __restrict__ out, const float* __restrict__ A, const float* __restrict__ B, int r0, int c0, int c1) {
-  for (int i = 0; i < RB; ++i)
-    for (int c = c0; c < c1; ++c) {
-      float acc = 0.0f;
-      for (int k = 0; k < K; ++k) acc = fmaf(A[(r0 + i) * SR + k * SK], B[k * C + c], acc);
-      out[(r0 + i) * C + c] = acc;
-    }
-}
-
-#ifdef NGP_VL
-// The micro-kernel: RB rows x NV vectors of accumulators, kept in registers across the k loop.
-template <int RB, int NV, int K, int C, int SR, int SK>
-NGP_FN void ngp_mm_micro(float* __restrict__ out, const float* __restrict__ A, const float* __restrict__ B, int r0, int c0) {
-  ngp_v acc[RB][NV];
-  for (int i = 0; i < RB; ++i)
-    for (int j = 0; j < NV; ++j) acc[i][j] = ngp_vzero();
-  for (int k = 0; k < K; ++k) {
-    ngp_v b[NV];
-    for (int j = 0; j < NV; ++j) b[j] = ngp_vload(B + k * C + c0 + j * NGP_VL);
-    for (int i = 0; i < RB; ++i) {
-      const ngp_v a = ngp_vset1(A[(r0 + i) * SR + k * SK]);
-      for (int j = 0; j < NV; ++j) acc[i][j] = ngp_vfma(a, b[j], acc[i][j]);
-    }
+// A launch's zeroed partial sums (n floats), in storage that grows as needed and is kept.
+static float* ngp_partials(float** store, size_t* cap, size_t n) {
+  if (n > *cap) {
+    free(*store);
+    *store = (float*)malloc(n * sizeof(float));
+    *cap = *store ? n : 0;
+    if (!*store) return nullptr;
   }
-  for (int i = 0; i < RB; ++i)
-    for (int j = 0; j < NV; ++j) ngp_vstore(out + (r0 + i) * C + c0 + j * NGP_VL, acc[i][j]);
-}
-#endif
-
-// One band of RB rows: full micro-tiles, then the remaining whole vectors, then scalar columns.
-template <int RB, int K, int C, int SR, int SK>
-NGP_FN void ngp_mm_rows(float* __restrict__ out, const float* __restrict__ A, const float* __restrict__ B, int r0) {
-#ifdef NGP_VL
-  constexpr int W = NGP_NV * NGP_VL, FULL = C / W * W, REST = (C - FULL) / NGP_VL;
-  for (int c0 = 0; c0 < FULL; c0 += W) ngp_mm_micro<RB, NGP_NV, K, C, SR, SK>(out, A, B, r0, c0);
-  if constexpr (REST > 0) ngp_mm_micro<RB, REST, K, C, SR, SK>(out, A, B, r0, FULL);
-  if constexpr (C % NGP_VL != 0) ngp_mm_scalar<RB, K, C, SR, SK>(out, A, B, r0, C - C % NGP_VL, C);
-#else
-  ngp_mm_scalar<RB, K, C, SR, SK>(out, A, B, r0, 0, C);
-#endif
+  memset(*store, 0, n * sizeof(float));
+  return *store;
 }
 
-// Rows in bands of RB (the rest in one smaller band): out (R x C) = a · B, a(r, k) = A[r * SR + k * SK].
-// The band height fills the accumulators: narrow outputs (few vectors) get more rows per band.
-template <int R, int K, int C, int SR, int SK>
-NGP_FN void ngp_mm_bands(float* __restrict__ out, const float* __restrict__ A, const float* __restrict__ B) {
-#ifdef NGP_VL
-  constexpr int VECS = C / NGP_VL < NGP_NV ? C / NGP_VL : NGP_NV;
-  constexpr int RB = VECS > 0 ? NGP_ACC / VECS : 1;
-#else
-  constexpr int RB = 1;
-#endif
-  constexpr int FULL = R / RB * RB;
-  for (int r0 = 0; r0 < FULL; r0 += RB) ngp_mm_rows<RB, K, C, SR, SK>(out, A, B, r0);
-  if constexpr (R % RB != 0) ngp_mm_rows<R % RB, K, C, SR, SK>(out, A, B, FULL);
-}
-
-// out (R x C) = op(A) op(B): A is R x K (TA: K x R), B is K x C (TB: C x K).
-template <int R, int K, int C, bool TA, bool TB>
-NGP_FN void ngp_tile_mm(float* __restrict__ out, const float* __restrict__ A, const float* __restrict__ B) {
-  constexpr int SR = TA ? 1 : K, SK = TA ? R : 1;
-  if constexpr (TB) {
-    // B^T once per call (K x C floats): the k loop then reads contiguous rows of B.
-    alignas(64) float Bt[K * C];
-    for (int c = 0; c < C; ++c)
-      for (int k = 0; k < K; ++k) Bt[k * C + c] = B[c * K + k];
-    ngp_tile_mm<R, K, C, TA, false>(out, A, Bt);
-#ifdef NGP_VL
-  } else if constexpr (C < NGP_VL && R >= NGP_VL) {
-    // Fewer columns than lanes (an output layer): vectorize along the rows of out^T = B^T a^T.
-    alignas(64) float At[K * R];
-    for (int r = 0; r < R; ++r)
-      for (int k = 0; k < K; ++k) At[k * R + r] = A[r * SR + k * SK];
-    alignas(64) float outT[C * R];
-    ngp_mm_bands<C, K, R, 1, C>(outT, B, At); // B^T(c, k) = B[k * C + c]
-    for (int c = 0; c < C; ++c)
-      for (int r = 0; r < R; ++r) out[r * C + c] = outT[c * R + r];
-#endif
-  } else {
-    ngp_mm_bands<R, K, C, SR, SK>(out, A, B);
+// After a launch: buf[i] += the slots' partial sums, added in slot order (the result does not
+// depend on the number of threads).
+static void ngp_reduce_slots(float* __restrict__ buf, const float* __restrict__ parts, int64_t slots, int64_t len) {
+  #pragma omp parallel for schedule(static) if (len >= 65536)
+  for (int64_t i = 0; i < len; ++i) {
+    float acc = parts[i];
+    for (int64_t s = 1; s < slots; ++s) acc += parts[s * len + i];
+    buf[i] += acc;
   }
 }
 
@@ -150,11 +78,6 @@ NGP_FN void ngp_tile_store_rows(float* __restrict__ buf, int64_t stride, int64_t
   const int64_t row0 = block * R, valid = n - row0 < R ? n - row0 : R;
   for (int r = 0; r < valid; ++r)
     for (int c = 0; c < C; ++c) buf[(row0 + r) * stride + col + c] = t[r * C + c];
-}
-
-template <int R, int C>
-NGP_FN void ngp_tile_load(float* __restrict__ out, const float* __restrict__ buf, int64_t offset) {
-  for (int e = 0; e < R * C; ++e) out[e] = buf[offset + e];
 }
 
 template <int R, int C, int AXIS>
@@ -178,40 +101,9 @@ NGP_FN void ngp_tile_accumulate(float* __restrict__ buf, int64_t offset, const f
   for (int e = 0; e < R * C; ++e) buf[offset + e] += t[e];
 }
 
-// accumulate(buf, offset, op(A) op(B)): the product in a stack array, then added (as the two operations).
-template <int R, int K, int C, bool TA, bool TB>
-NGP_FN void ngp_tile_mm_accumulate(float* __restrict__ buf, int64_t offset, const float* __restrict__ A, const float* __restrict__ B) {
-  alignas(64) float t[R * C];
-  ngp_tile_mm<R, K, C, TA, TB>(t, A, B);
-  ngp_tile_accumulate<R, C>(buf, offset, t);
-}
-
 template <int R>
 NGP_FN void ngp_tile_row_mask(float* __restrict__ out, int64_t block, int64_t n) {
   for (int r = 0; r < R; ++r) out[r] = block * R + r < n ? 1.0f : 0.0f;
-}
-
-// A launch's zeroed partial sums (n floats), in storage that grows as needed and is kept.
-static float* ngp_partials(float** store, size_t* cap, size_t n) {
-  if (n > *cap) {
-    free(*store);
-    *store = (float*)malloc(n * sizeof(float));
-    *cap = *store ? n : 0;
-    if (!*store) return nullptr;
-  }
-  memset(*store, 0, n * sizeof(float));
-  return *store;
-}
-
-// After a launch: buf[i] += the slots' partial sums, added in slot order (the result does not
-// depend on the number of threads).
-static void ngp_reduce_slots(float* __restrict__ buf, const float* __restrict__ parts, int64_t slots, int64_t len) {
-  #pragma omp parallel for schedule(static) if (len >= 65536)
-  for (int64_t i = 0; i < len; ++i) {
-    float acc = parts[i];
-    for (int64_t s = 1; s < slots; ++s) acc += parts[s * len + i];
-    buf[i] += acc;
-  }
 }
 
 

@@ -3,36 +3,16 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #define NGP_FN static __device__ __forceinline__
-template <class T> NGP_FN T ngp_min(T a, T b) { return b < a ? b : a; }
-template <class T> NGP_FN T ngp_max(T a, T b) { return a < b ? b : a; }
-NGP_FN int32_t ngp_abs(int32_t x) { return x < 0 ? (int32_t)(0u - (uint32_t)x) : x; }
 // Integer division and remainder never trap: x / 0 == 0 and INT_MIN / -1 == INT_MIN, as in JS.
 NGP_FN int32_t ngp_div(int32_t a, int32_t b) { return b == 0 ? 0 : b == -1 ? (int32_t)(0u - (uint32_t)a) : a / b; }
 NGP_FN int32_t ngp_mod(int32_t a, int32_t b) { return (b == 0 || b == -1) ? 0 : a % b; }
 NGP_FN uint32_t ngp_udiv(uint32_t a, uint32_t b) { return b == 0 ? 0u : a / b; }
 NGP_FN uint32_t ngp_umod(uint32_t a, uint32_t b) { return b == 0 ? 0u : a % b; }
-// f32 -> integer conversions saturate, NaN -> 0 (CUDA's __float2int_rz semantics; C is undefined).
-NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 2147483647 : x <= -2147483648.0f ? (-2147483647 - 1) : (int32_t)x; }
-NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 // The block's threads share every operation; tiles live in shared memory.
 #define NGP_TILE __shared__
 #define NGP_TID ((int32_t)threadIdx.x)
 #define NGP_NTHREADS ((int32_t)blockDim.x)
 #define NGP_SYNC() __syncthreads()
-// Element e = r * C + c of op(A) op(B): the sum over k in order, one fma per term.
-template <int R, int K, int C, bool TA, bool TB>
-NGP_FN float ngp_mm_element(const float* __restrict__ A, const float* __restrict__ B, int e) {
-  const int r = e / C, c = e % C;
-  float acc = 0.0f;
-  for (int k = 0; k < K; ++k) acc = fmaf(TA ? A[k * R + r] : A[r * K + k], TB ? B[c * K + k] : B[k * C + c], acc);
-  return acc;
-}
-
-template <int R, int K, int C, bool TA, bool TB>
-NGP_FN void ngp_tile_mm(float* __restrict__ out, const float* __restrict__ A, const float* __restrict__ B) {
-  for (int e = NGP_TID; e < R * C; e += NGP_NTHREADS) out[e] = ngp_mm_element<R, K, C, TA, TB>(A, B, e);
-  __syncthreads();
-}
 
 template <int R, int C>
 NGP_FN void ngp_tile_load_rows(float* __restrict__ out, const float* __restrict__ buf, int64_t stride, int64_t col, int64_t block, int64_t n) {
@@ -54,12 +34,6 @@ NGP_FN void ngp_tile_store_rows(float* __restrict__ buf, int64_t stride, int64_t
   __syncthreads();
 }
 
-template <int R, int C>
-NGP_FN void ngp_tile_load(float* __restrict__ out, const float* __restrict__ buf, int64_t offset) {
-  for (int e = NGP_TID; e < R * C; e += NGP_NTHREADS) out[e] = buf[offset + e];
-  __syncthreads();
-}
-
 template <int R, int C, int AXIS>
 NGP_FN void ngp_tile_sum(float* __restrict__ out, const float* __restrict__ t) {
   for (int o = NGP_TID; o < (AXIS == 0 ? C : R); o += NGP_NTHREADS) {
@@ -74,14 +48,6 @@ NGP_FN void ngp_tile_sum(float* __restrict__ out, const float* __restrict__ t) {
 template <int R, int C>
 NGP_FN void ngp_tile_accumulate(float* buf, int64_t offset, const float* __restrict__ t) {
   for (int e = NGP_TID; e < R * C; e += NGP_NTHREADS) atomicAdd(&buf[offset + e], t[e]);
-  __syncthreads();
-}
-
-// accumulate(buf, offset, op(A) op(B)): each element of the product added as it is computed, so
-// the product takes no shared memory (a weight gradient can be larger than a block's).
-template <int R, int K, int C, bool TA, bool TB>
-NGP_FN void ngp_tile_mm_accumulate(float* buf, int64_t offset, const float* __restrict__ A, const float* __restrict__ B) {
-  for (int e = NGP_TID; e < R * C; e += NGP_NTHREADS) atomicAdd(&buf[offset + e], ngp_mm_element<R, K, C, TA, TB>(A, B, e));
   __syncthreads();
 }
 

@@ -4,21 +4,11 @@
 #include <cstdint>
 #include <cstring>
 #define NGP_FN static inline __attribute__((always_inline))
-template <class T> NGP_FN void ngp_atomic_add(T* p, T v) { std::atomic_ref<T>(*p).fetch_add(v, std::memory_order_relaxed); }
-NGP_FN uint32_t ngp_f32_bits(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
-NGP_FN float ngp_bits_f32(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
-NGP_FN uint32_t ngp_clz(uint32_t x) { return x == 0 ? 32u : (uint32_t)__builtin_clz(x); }
-template <class T> NGP_FN T ngp_min(T a, T b) { return b < a ? b : a; }
-template <class T> NGP_FN T ngp_max(T a, T b) { return a < b ? b : a; }
-NGP_FN int32_t ngp_abs(int32_t x) { return x < 0 ? (int32_t)(0u - (uint32_t)x) : x; }
 // Integer division and remainder never trap: x / 0 == 0 and INT_MIN / -1 == INT_MIN, as in JS.
 NGP_FN int32_t ngp_div(int32_t a, int32_t b) { return b == 0 ? 0 : b == -1 ? (int32_t)(0u - (uint32_t)a) : a / b; }
 NGP_FN int32_t ngp_mod(int32_t a, int32_t b) { return (b == 0 || b == -1) ? 0 : a % b; }
 NGP_FN uint32_t ngp_udiv(uint32_t a, uint32_t b) { return b == 0 ? 0u : a / b; }
 NGP_FN uint32_t ngp_umod(uint32_t a, uint32_t b) { return b == 0 ? 0u : a % b; }
-// f32 -> integer conversions saturate, NaN -> 0 (CUDA's __float2int_rz semantics; C is undefined).
-NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 2147483647 : x <= -2147483648.0f ? (-2147483647 - 1) : (int32_t)x; }
-NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 #include <cstdlib>
 // One thread runs a block: its tiles are aligned local arrays and it needs no barrier.
 #define NGP_TILE alignas(64)
@@ -52,6 +42,32 @@ typedef __m256 ngp_v;
 #define ngp_vfma _mm256_fmadd_ps
 #define ngp_vzero _mm256_setzero_ps
 #endif
+
+// A launch's zeroed partial sums (n floats), in storage that grows as needed and is kept.
+static float* ngp_partials(float** store, size_t* cap, size_t n) {
+  if (n > *cap) {
+    free(*store);
+    *store = (float*)malloc(n * sizeof(float));
+    *cap = *store ? n : 0;
+    if (!*store) return nullptr;
+  }
+  memset(*store, 0, n * sizeof(float));
+  return *store;
+}
+
+// After a launch: buf[i] += the slots' partial sums, added in slot order (the result does not
+// depend on the number of threads).
+static void ngp_reduce_slots(float* __restrict__ buf, const float* __restrict__ parts, int64_t slots, int64_t len) {
+  #pragma omp parallel for schedule(static) if (len >= 65536)
+  for (int64_t i = 0; i < len; ++i) {
+    float acc = parts[i];
+    for (int64_t s = 1; s < slots; ++s) acc += parts[s * len + i];
+    buf[i] += acc;
+  }
+}
+
+template <class T> NGP_FN T ngp_min(T a, T b) { return b < a ? b : a; }
+template <class T> NGP_FN T ngp_max(T a, T b) { return a < b ? b : a; }
 
 // out[r][c] = sum_k a(r, k) * B[k][c] over rows [r0, r0 + RB) and columns [c0, c1), one fma per term.
 template <int RB, int K, int C, int SR, int SK>
@@ -152,11 +168,6 @@ NGP_FN void ngp_tile_store_rows(float* __restrict__ buf, int64_t stride, int64_t
     for (int c = 0; c < C; ++c) buf[(row0 + r) * stride + col + c] = t[r * C + c];
 }
 
-template <int R, int C>
-NGP_FN void ngp_tile_load(float* __restrict__ out, const float* __restrict__ buf, int64_t offset) {
-  for (int e = 0; e < R * C; ++e) out[e] = buf[offset + e];
-}
-
 template <int R, int C, int AXIS>
 NGP_FN void ngp_tile_sum(float* __restrict__ out, const float* __restrict__ t) {
   if constexpr (AXIS == 0) {
@@ -189,29 +200,6 @@ NGP_FN void ngp_tile_mm_accumulate(float* __restrict__ buf, int64_t offset, cons
 template <int R>
 NGP_FN void ngp_tile_row_mask(float* __restrict__ out, int64_t block, int64_t n) {
   for (int r = 0; r < R; ++r) out[r] = block * R + r < n ? 1.0f : 0.0f;
-}
-
-// A launch's zeroed partial sums (n floats), in storage that grows as needed and is kept.
-static float* ngp_partials(float** store, size_t* cap, size_t n) {
-  if (n > *cap) {
-    free(*store);
-    *store = (float*)malloc(n * sizeof(float));
-    *cap = *store ? n : 0;
-    if (!*store) return nullptr;
-  }
-  memset(*store, 0, n * sizeof(float));
-  return *store;
-}
-
-// After a launch: buf[i] += the slots' partial sums, added in slot order (the result does not
-// depend on the number of threads).
-static void ngp_reduce_slots(float* __restrict__ buf, const float* __restrict__ parts, int64_t slots, int64_t len) {
-  #pragma omp parallel for schedule(static) if (len >= 65536)
-  for (int64_t i = 0; i < len; ++i) {
-    float acc = parts[i];
-    for (int64_t s = 1; s < slots; ++s) acc += parts[s * len + i];
-    buf[i] += acc;
-  }
 }
 
 
