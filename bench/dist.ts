@@ -1,4 +1,4 @@
-// `bun run bench:dist [--json] [--image path] [--steps N] [--batch B] [--rounds R] [--log2-table T] [--earth4d-step-s S]`
+// `bun run bench:dist [--json] [--image path] [--steps N] [--batch B] [--rounds R] [--log2-table T] [--sparse-updates] [--earth4d-step-s S]`
 //
 // Data-parallel training on MPI (docs/distributed.md), measured on this machine and modelled on many.
 //
@@ -32,12 +32,13 @@ import { benchArgs } from "./args.ts";
 import { BusyMeter, cpuInfo, loadReport, median } from "./machine.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const USAGE = `usage: bun run bench:dist [--json] [--image path] [--steps N] [--batch B] [--rounds R] [--log2-table T] [--earth4d-step-s S]
+const USAGE = `usage: bun run bench:dist [--json] [--image path] [--steps N] [--batch B] [--rounds R] [--log2-table T] [--sparse-updates] [--earth4d-step-s S]
   --image path        the photograph trained (default data/astronaut.png)
   --steps N           measured steps per run, after 2 of warm-up (default 10)
   --batch B           samples per micro-batch and rank (default: the trainer's, 65536)
   --rounds R          runs of each layout, alternating (default 2)
   --log2-table T      the grid's table size (default: the trainer's, 19)
+  --sparse-updates    train with sparse updates (the ranks all-gather their touched sets each step: timed)
   --earth4d-step-s S  Earth4D's step time on one node for the model (default: bench/earth4d.ts's measurement, below)
   --json              print every figure as one JSON object, the last line`;
 
@@ -111,6 +112,9 @@ interface WorkerResult {
   stepMs: number[];
   reduceMs: number[];
   waitMs: number[];
+  /** Sparse updates: the touched sets' all-gather per step, and the bytes this rank sent. */
+  gatherMs: number[];
+  gatherBytes: number[];
   /** Bytes all-reduced per step (0: one process). */
   reduceBytes: number;
   params: number;
@@ -123,23 +127,26 @@ interface WorkerResult {
 async function worker(spec: string): Promise<number> {
   const { config } = JSON.parse(spec) as { config: TrainConfigInput & { out: string } };
   const ranks = await openRanks();
-  const t = { reduce: 0, wait: 0, bytes: 0 };
-  const timedCall = <A extends unknown[]>(f: (...a: A) => void, into: "reduce" | "wait", bytes?: (...a: A) => number) => (...a: A) => {
+  const t = { reduce: 0, wait: 0, gather: 0, bytes: 0, gatherBytes: 0 };
+  const timedCall = <A extends unknown[], R>(f: (...a: A) => R, into: "reduce" | "wait" | "gather", bytes?: (...a: A) => number) => (...a: A) => {
     const s = performance.now();
-    f(...a);
+    const r = f(...a);
     t[into] += performance.now() - s;
-    if (bytes) t.bytes += bytes(...a);
+    if (bytes) t[into === "gather" ? "gatherBytes" : "bytes"] += bytes(...a);
+    return r;
   };
   // The trainer's all-reduce calls timed; every other member the Ranks' own (bound: its fields are private).
   const timed = new Proxy(ranks, {
     get(target, p) {
       if (p === "allReduceSum") return timedCall(target.allReduceSum.bind(target), "reduce", (d) => 4 * d.length);
       if (p === "allReduce") return timedCall(target.allReduce.bind(target), "wait");
+      // Sparse updates: the touched sets' all-gather (the bytes this rank sends).
+      if (p === "allGather") return timedCall(target.allGather.bind(target), "gather", (d) => 4 * d.length);
       const v = Reflect.get(target, p, target);
       return typeof v === "function" ? v.bind(target) : v;
     },
   }) as Ranks;
-  const out: Omit<WorkerResult, "params" | "checkpoint" | "metrics" | "encoding"> = { ranks: ranks.size, stepMs: [], reduceMs: [], waitMs: [], reduceBytes: 0 };
+  const out: Omit<WorkerResult, "params" | "checkpoint" | "metrics" | "encoding"> = { ranks: ranks.size, stepMs: [], reduceMs: [], waitMs: [], gatherMs: [], reduceBytes: 0, gatherBytes: [] };
   let last: number | undefined;
   let steps = 0;
   const result = await train(config, {
@@ -150,10 +157,12 @@ async function worker(spec: string): Promise<number> {
         out.stepMs.push(now - last);
         out.reduceMs.push(t.reduce);
         out.waitMs.push(t.wait);
+        out.gatherMs.push(t.gather);
+        out.gatherBytes.push(t.gatherBytes);
         out.reduceBytes = t.bytes;
       }
       last = now;
-      [t.reduce, t.wait, t.bytes] = [0, 0, 0];
+      [t.reduce, t.wait, t.gather, t.bytes, t.gatherBytes] = [0, 0, 0, 0, 0];
     },
   });
   ranks.close();
@@ -213,6 +222,8 @@ interface Layout {
   reduceMs?: number;
   waitMs?: number;
   reduceShare?: number;
+  gatherMs?: number;
+  gatherBytes?: number;
 }
 
 function summarize(name: string, runs: WorkerResult[], samplesPerStep: number): Layout {
@@ -220,7 +231,8 @@ function summarize(name: string, runs: WorkerResult[], samplesPerStep: number): 
   const base = { name, stepMs, samplesPerSecond: (1000 * samplesPerStep) / stepMs };
   if (runs[0]!.ranks === 1) return base;
   const reduceMs = median(runs.flatMap((r) => r.reduceMs));
-  return { ...base, reduceMs, waitMs: median(runs.flatMap((r) => r.waitMs)), reduceShare: median(runs.flatMap((r) => r.reduceMs.map((m, i) => m / r.stepMs[i]!))) };
+  const gather = runs[0]!.gatherBytes.some((b) => b > 0) ? { gatherMs: median(runs.flatMap((r) => r.gatherMs)), gatherBytes: median(runs.flatMap((r) => r.gatherBytes)) } : {};
+  return { ...base, reduceMs, waitMs: median(runs.flatMap((r) => r.waitMs)), reduceShare: median(runs.flatMap((r) => r.reduceMs.map((m, i) => m / r.stepMs[i]!))), ...gather };
 }
 
 /** The flags' values, checked: an error names the flag. */
@@ -244,7 +256,7 @@ function parse(a: { steps?: string; batch?: string; rounds?: string; "log2-table
 async function main(): Promise<number> {
   const options = {
     json: { type: "boolean" }, image: { type: "string" }, steps: { type: "string" }, batch: { type: "string" }, rounds: { type: "string" },
-    "log2-table": { type: "string" }, "earth4d-step-s": { type: "string" }, worker: { type: "string" },
+    "log2-table": { type: "string" }, "earth4d-step-s": { type: "string" }, "sparse-updates": { type: "boolean" }, worker: { type: "string" },
   } as const;
   const a = benchArgs(USAGE, options, { prefix: "bench:dist: " });
   if (typeof a === "number") return a;
@@ -274,9 +286,9 @@ async function main(): Promise<number> {
   try {
     const config = (accumulate: number, out: string): TrainConfigInput => ({
       image, backend: "cpu", steps: steps + WARMUP, evalEvery: 0, seed: 1, accumulate, out,
-      ...(batch ? { batch } : {}), ...(log2Table ? { encoding: { log2HashmapSize: log2Table } } : {}),
+      ...(batch ? { batch } : {}), ...(log2Table ? { encoding: { log2HashmapSize: log2Table } } : {}), ...(a["sparse-updates"] ? { optimizer: { sparse: true } } : {}),
     });
-    log(`training ${image} (train()'s defaults${batch ? `, batch ${batch}` : ""}${log2Table ? `, 2^${log2Table} table` : ""}), ${steps} steps after ${WARMUP} of warm-up, ${rounds} round${rounds === 1 ? "" : "s"}:`);
+    log(`training ${image} (train()'s defaults${batch ? `, batch ${batch}` : ""}${log2Table ? `, 2^${log2Table} table` : ""}${a["sparse-updates"] ? ", sparse updates" : ""}), ${steps} steps after ${WARMUP} of warm-up, ${rounds} round${rounds === 1 ? "" : "s"}:`);
     const one: WorkerResult[] = [];
     const two: WorkerResult[] = [];
     for (let r = 0; r < rounds; r++) {
@@ -291,7 +303,8 @@ async function main(): Promise<number> {
     for (const l of [a1, ...(a2 ? [a2] : [])])
       log(
         `  ${`${l.name}:`.padEnd(38)} step ${l.stepMs.toFixed(0)} ms, ${Math.round(l.samplesPerSecond).toLocaleString("en")} samples/s` +
-          (l.reduceMs !== undefined ? `; gradient all-reduce ${l.reduceMs.toFixed(1)} ms (${(100 * l.reduceShare!).toFixed(0)}% of the step), waiting for the other rank ${l.waitMs!.toFixed(1)} ms` : ""),
+          (l.reduceMs !== undefined ? `; gradient all-reduce ${l.reduceMs.toFixed(1)} ms (${(100 * l.reduceShare!).toFixed(0)}% of the step), waiting for the other rank ${l.waitMs!.toFixed(1)} ms` : "") +
+          (l.gatherMs !== undefined ? `; touched sets all-gathered ${l.gatherMs.toFixed(1)} ms (${(l.gatherBytes! / 1e6).toFixed(2)} MB sent per rank)` : ""),
       );
     const bytes = two[0]?.reduceBytes ?? 4 * one[0]!.params;
     let equal: { lossRelative: number; stateRelative: number; array: string } | undefined;

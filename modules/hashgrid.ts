@@ -3,7 +3,7 @@
 // from them, re-exported here) and owns the parameters and their gradient.
 import { isAbsolute, relative, resolve } from "node:path";
 import type { Backend } from "../runtime/backend.ts";
-import type { DeviceBuffer } from "../runtime/buffer.ts";
+import { HostBuffer, type DeviceBuffer } from "../runtime/buffer.ts";
 import { hostOrDevice, type LoadSettings, type TouchedRows, type TouchedSource } from "./common.ts";
 import { ConfigError, type HashGridOptionsInput, type HashGridSettings, type GridLevel, type GridConfigValue, type GridPlacement, parseHashGridOptions, gridLevels, gridParamCount, gridConfig, gridKernels, lonePlacement, type ProbingLayout, probingLayout, type GridMemory, gridMemory } from "./hashgrid_config.ts";
 import { loadKernels, type KernelModule } from "./load.ts";
@@ -93,7 +93,7 @@ export class HashGrid {
   #lastX: DeviceBuffer<"f32"> | undefined;
   #lastN = 0;
   /** Sparse updates (trackTouched): the per-level lists of touched entries and codebook rows. */
-  #touch: { stamp: DeviceBuffer<"u32">; list: DeviceBuffer<"u32">; rowStamp: DeviceBuffer<"u32">; rowList: DeviceBuffer<"u32">; counts: DeviceBuffer<"u32">; epoch: number; taken: boolean } | undefined;
+  #touch: TouchState | undefined;
 
   private constructor(
     readonly settings: HashGridSettings,
@@ -302,6 +302,79 @@ export class HashGrid {
     return { entries: { width: this.settings.featuresPerLevel, list: t.list, ranges: entries }, rows: { width: this.probing.range, list: t.rowList, ranges: rows } };
   }
 
+  /**
+   * Sparse updates over MPI ranks: the current set's table entries and codebook rows (what the
+   * backward passes since the last step listed, before touched() takes it), level after level,
+   * for the other ranks' addTouched().
+   */
+  touchedSet(): { entries: Uint32Array; rows: Uint32Array } {
+    const { t, counts } = this.#openSet("touchedSet");
+    const L = this.settings.levels;
+    const levels = (list: DeviceBuffer<"u32">, at: (l: number) => number, count: (l: number) => number) => {
+      const all = onHost(list).data;
+      const out = new Uint32Array(this.levels.reduce((a, _, l) => a + count(l), 0));
+      let k = 0;
+      for (let l = 0; l < L; l++) (out.set(all.subarray(at(l), at(l) + count(l)), k), (k += count(l)));
+      return out;
+    };
+    return {
+      entries: levels(t.list, (l) => this.levels[l]!.offset, (l) => counts[l]!),
+      rows: levels(t.rowList, (l) => this.probing.rowOffset[l]!, (l) => (this.probing.probed[l] ? counts[L + l]! : 0)),
+    };
+  }
+
+  /**
+   * Makes the current set the union of `sets` (every rank's touchedSet(), by rank): a new set,
+   * filled in their order, each level's entries (and rows) each listed where they first appear.
+   * Every rank then lists the same entries in the same order, which the steps' results depend on
+   * (a row's place decides whether it runs in a vector lane or the scalar remainder), and the
+   * order one process with --accumulate N lists: its micro-batch r is rank r's.
+   */
+  unionTouched(sets: { entries: Uint32Array; rows: Uint32Array }[]): void {
+    const { t } = this.#openSet("unionTouched");
+    this.#newSet(t);
+    const L = this.settings.levels;
+    const counts = new Uint32Array(2 * L);
+    const add = (stampBuf: DeviceBuffer<"u32">, listBuf: DeviceBuffer<"u32">, key: "entries" | "rows", starts: number[], countAt: (k: number) => number) => {
+      const [stamp, list] = [onHost(stampBuf), onHost(listBuf)];
+      const [s, out, epoch, last] = [stamp.data, list.data, t.epoch, starts.length - 1];
+      for (const set of sets) {
+        // A set lists its levels in order: the level of its next value is this one or a later one.
+        let k = 0;
+        for (const e of set[key]) {
+          if (s[e] === epoch) continue;
+          while (k < last && starts[k + 1]! <= e) k++;
+          s[e] = epoch;
+          const c = countAt(k);
+          out[starts[k]! + counts[c]!] = e;
+          counts[c]! += 1;
+        }
+      }
+      stamp.done();
+      list.done();
+    };
+    add(t.stamp, t.list, "entries", this.levels.map((lv) => lv.offset), (l) => l);
+    const probed = this.probing.probed.flatMap((p, l) => (p ? [l] : []));
+    if (probed.length) add(t.rowStamp, t.rowList, "rows", probed.map((l) => this.probing.rowOffset[l]!), (k) => L + probed[k]!);
+    t.counts.upload(counts);
+  }
+
+  /** A new, empty set: a new stamp (on wrap-around, after 2^32 - 1 sets, the stamps start over). */
+  #newSet(t: TouchState): void {
+    if (t.epoch === 0xffffffff) (t.stamp.zero(), t.rowStamp.zero(), (t.epoch = 0));
+    t.epoch++;
+    t.counts.zero();
+    t.taken = false;
+  }
+
+  /** The current touched set, not yet taken by touched(), and its counts. */
+  #openSet(method: string) {
+    const t = this.#touch;
+    if (!t) throw new Error(`HashGrid.${method}: call trackTouched() first`);
+    if (t.taken) throw new Error(`HashGrid.${method}: no backward since the last touched() (the set is taken)`);
+    return { t, counts: t.counts.download() };
+  }
+
   /** The touched table entries as an Optimizer or Ema group's `touched` (after trackTouched). */
   get touchedEntries(): TouchedSource {
     return { width: this.settings.featuresPerLevel, get: () => this.touched().entries };
@@ -316,13 +389,7 @@ export class HashGrid {
   #listTouched(n: number, x: DeviceBuffer<"f32">, fresh: boolean): void {
     const t = this.#touch;
     if (!t) return;
-    if (fresh || t.taken) {
-      // A new set: a new stamp (on wrap-around, after 2^32 - 1 sets, the stamps start over).
-      if (t.epoch === 0xffffffff) (t.stamp.zero(), t.rowStamp.zero(), (t.epoch = 0));
-      t.epoch++;
-      t.counts.zero();
-      t.taken = false;
-    }
+    if (fresh || t.taken) this.#newSet(t);
     const args = [t.epoch, t.stamp, t.list, t.rowStamp, t.rowList, t.counts] as const;
     if (this.mod.backend === "cuda") this.mod.kernels[this.kernels.touchedLevels]!(this.settings.levels, x, n, this.probe, ...args);
     else this.mod.kernels[this.kernels.touched]!(n, x, this.probe, ...args);
@@ -354,4 +421,25 @@ export class HashGrid {
       return { level: l, hashed: lv.hashed, vertices: slotOf.size, collidingFraction: slotOf.size ? colliding / slotOf.size : 0 };
     });
   }
+}
+
+/** Sparse updates' lists (HashGrid.trackTouched): stamps and lists of entries and rows, counts per level, the current set's stamp. */
+interface TouchState {
+  stamp: DeviceBuffer<"u32">;
+  list: DeviceBuffer<"u32">;
+  rowStamp: DeviceBuffer<"u32">;
+  rowList: DeviceBuffer<"u32">;
+  counts: DeviceBuffer<"u32">;
+  epoch: number;
+  taken: boolean;
+}
+
+/**
+ * A u32 buffer's values on the host: a cpu or js buffer's own array (done() does nothing), else a
+ * copy that done() writes back (a CUDA buffer: the whole buffer crosses, twice).
+ */
+function onHost(b: DeviceBuffer<"u32">): { data: Uint32Array; done(): void } {
+  if (b instanceof HostBuffer) return { data: b.data, done() {} };
+  const data = b.download();
+  return { data, done: () => b.upload(data) };
 }

@@ -37,6 +37,7 @@ const SYMBOLS = {
   ngp_mpi_allreduce_f32: { args: ["ptr", "i64", "i64"], returns: "i32" },
   ngp_mpi_bcast: { args: ["ptr", "i64", "i64", "i32"], returns: "i32" },
   ngp_mpi_allreduce_small: { args: ["ptr", "i32", "i32", "i32"], returns: "i32" },
+  ngp_mpi_allgather_u32: { args: ["ptr", "i32", "ptr", "ptr", "i32"], returns: "i32" },
   ngp_mpi_barrier: { args: [], returns: "i32" },
   ngp_mpi_ibarrier: { args: [], returns: "i32" },
   ngp_mpi_test_barrier: { args: ["ptr"], returns: "i32" },
@@ -371,6 +372,26 @@ export class Ranks {
     if (!(op in OPS)) throw new TypeError(`allReduce: op must be sum, max or min, got ${op}`);
     if (values.length >= 2 ** 31) throw new RangeError(`allReduce is for small arrays: ${values.length} elements`);
     if (shim && values.length > 0) check(shim, shim.ngp_mpi_allreduce_small(values, values.length, values instanceof Int32Array ? 0 : 1, OPS[op]));
+  }
+
+  /**
+   * Every rank's `data` (its own length on each rank), as one array per rank, by rank: an
+   * all-gather (MPI_Allgatherv). Their total must be below 2^31 values. Without MPI: [data].
+   */
+  allGather(data: Uint32Array): Uint32Array[] {
+    const shim = this.#mpi("allGather");
+    if (!shim) return [data];
+    const counts = new Int32Array(this.size);
+    if (data.length >= 2 ** 31) throw new RangeError(`allGather: ${data.length} values on rank ${this.rank}: at most 2^31 - 1`);
+    counts[this.rank] = data.length;
+    this.allReduce(counts, "sum");
+    const total = counts.reduce((a, c) => a + c, 0);
+    if (total >= 2 ** 31) throw new RangeError(`allGather: ${total} values over ${this.size} ranks: at most 2^31 - 1 in all`);
+    const out = new Uint32Array(Math.max(1, total));
+    // bun:ffi passes an empty array as a null pointer: MPI reads no value from it.
+    check(shim, shim.ngp_mpi_allgather_u32(data.length ? data : new Uint32Array(1), data.length, out, counts, this.size));
+    let at = 0;
+    return Array.from(counts, (c) => out.subarray(at, (at += c)));
   }
 
   /** True on every rank when `flag` is true on any (a non-finite loss, a stop request). */

@@ -91,6 +91,20 @@ int32_t ngp_mpi_allreduce_f32(float* data, int64_t n, int64_t piece) {
   return MPI_SUCCESS;
 }
 
+/**
+ * Every rank's `count` u32 values into `out`, rank after rank (`counts[r]` from rank r, which every
+ * rank passes alike; their sum below 2^31): MPI_Allgatherv.
+ */
+int32_t ngp_mpi_allgather_u32(const uint32_t* data, int32_t count, uint32_t* out, const int32_t* counts, int32_t size) {
+  int* displs = new int[size];
+  int at = 0;
+  for (int r = 0; r < size; r++) displs[r] = at, at += counts[r];
+  int rc = MPI_Allgatherv(data, count, MPI_UINT32_T, out, counts, displs, MPI_UINT32_T, MPI_COMM_WORLD);
+  delete[] displs;
+  if (rc != MPI_SUCCESS) failed_call = "MPI_Allgatherv(...)";
+  return rc;
+}
+
 /** `n` bytes from rank `root` to every rank, in pieces of at most `piece` (< 2^31) bytes. */
 int32_t ngp_mpi_bcast(uint8_t* data, int64_t n, int64_t piece, int32_t root) {
   for (int64_t start = 0; start < n; start += piece) {

@@ -137,6 +137,36 @@ describe("the touched lists", () => {
     }
   });
 
+  test("over ranks: the union of each grid's set (touchedSet, then unionTouched in rank order) is one grid's set over the same micro-batches, order included", async () => {
+    const r = rng(freshSeed("touched union"));
+    for (const [name, options] of GRIDS) {
+      const dims = options.dims!;
+      const width = (options.levels ?? 16) * (options.featuresPerLevel ?? 2);
+      const xs = [uniformF32(r, 300 * dims, 0, 1), uniformF32(r, 200 * dims, -0.05, 1.05), uniformF32(r, 100 * dims, 0, 1)];
+      const dys = xs.map((x) => uniformF32(r, (x.length / dims) * width, -1, 1));
+      const grids = await Promise.all([0, 1, 2, 3].map(async () => {
+        const g = await HashGrid.create({ ...options, seed: 3 }, load);
+        await g.trackTouched();
+        return g;
+      }));
+      const [one, ...ranks] = grids as [HashGrid, ...HashGrid[]];
+      // Two steps, so that the second set starts over (a new stamp) after the first was taken.
+      for (let step = 0; step < 2; step++) {
+        xs.forEach((x, k) => (one.forward(x), one.backward(dys[k]!, { accumulate: true })));
+        ranks.forEach((g, k) => (g.forward(xs[k]!), g.backward(dys[k]!, { accumulate: true })));
+        const sets = ranks.map((g) => g.touchedSet());
+        for (const g of ranks) g.unionTouched(sets);
+        const want = one.touched();
+        for (const g of ranks) {
+          const t = g.touched();
+          expect({ name, entries: deviceLists(t.entries), rows: deviceLists(t.rows) }).toEqual({ name, entries: deviceLists(want.entries), rows: deviceLists(want.rows) });
+        }
+        expect(() => ranks[0]!.touchedSet()).toThrow("HashGrid.touchedSet: no backward since the last touched() (the set is taken)");
+      }
+      for (const g of grids) g.close();
+    }
+  });
+
   test("a variant that replaces encodeLevel is refused (its entries are not known)", async () => {
     const grid = await HashGrid.create({ dims: 4, levels: 4, log2HashmapSize: 10, variant: join(import.meta.dir, "../examples/variants/spacetime.ts") }, load);
     await expect(grid.trackTouched()).rejects.toThrow(/sparse updates: .*spacetime\.ts replaces encodeLevel/);

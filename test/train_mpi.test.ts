@@ -1,6 +1,6 @@
 // `bun run train` under mpirun (docs/distributed.md "Training across ranks"): 2 ranks with batch B
-// against one process with --accumulate 2, every rank's state the same, rank 0 the one writer,
-// configurations that differ, a non-finite loss, SIGUSR1 and --resume; and the points source's
+// against one process with --accumulate 2 (dense, and sparse updates), every rank's state the same,
+// rank 0 the one writer, configurations that differ, a non-finite loss, SIGUSR1 and --resume; and the points source's
 // split between ranks (in this process, no MPI needed). The multi-rank tests skip, saying why,
 // where MPI or mpirun is missing.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -92,15 +92,19 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     expect(existsSync(out)).toBe(false);
   }, 60_000);
 
-  test("sparse updates over ranks: refused, named by the flag, rank 0 says so once, nothing written", async () => {
-    const out = join(dir, "sparse");
-    const r = await train([...TINY(), "--steps", "2", "--sparse-updates", "--out", out], 2);
-    expect(r.exitCode).toBe(2);
-    expect(r.stderr.split("\n").filter((l) => l.includes("error:"))).toEqual([
-      "error: --sparse-updates: sparse updates are not yet supported over 2 MPI ranks (each rank touches other entries): train dense over ranks, or sparse in one process",
-    ]);
-    expect(existsSync(out)).toBe(false);
-  }, 60_000);
+  test("sparse updates over 2 ranks: every rank steps the union of the rows touched (probing's too) = one process with --accumulate 2; ranks agree bit for bit every step", async () => {
+    const [one, two] = [join(dir, "sparse-acc2"), join(dir, "sparse-ranks2")];
+    const args = [...TINY(), "--steps", "4", "--probing-range", "4", "--checkpoint-every", "1", "--sparse-updates"];
+    const single = await train([...args, "--accumulate", "2", "--out", one]);
+    expect(single.exitCode, single.stderr).toBe(0);
+    // --checkpoint-every 1: the ranks compare their whole state's digest at every step.
+    const ranks = await train([...args, "--out", two], 2);
+    expect(ranks.exitCode, ranks.stderr).toBe(0);
+    expect(metricsLosses(two)).toEqual(metricsLosses(one));
+    // Each rank alone would step only its own rows: the state would be far from one process's.
+    for (const [name, rel] of Object.entries(await relative(join(one, "checkpoint.ngpk"), join(two, "checkpoint.ngpk"))))
+      expect({ name, rel: rel < (name === "probing.params" ? 1e-5 : 1e-6) }).toEqual({ name, rel: true });
+  }, 120_000);
 
   test("a non-finite loss stops every rank without applying it: rank 0 says so once, the last good checkpoint kept", async () => {
     const out = join(dir, "nan");

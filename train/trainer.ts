@@ -20,7 +20,7 @@ import { removeStaleTemporaries } from "../runtime/cache.ts";
 import { checkOutputFile } from "../runtime/files.ts";
 import { Ema } from "../modules/ema.ts";
 import { type Encoding, checkTrainingMemory, memberTrainingBytes } from "../modules/encoding.ts";
-import { defaultCodebookSize } from "../modules/hashgrid.ts";
+import { defaultCodebookSize, type HashGrid } from "../modules/hashgrid.ts";
 import { Loss } from "../modules/loss.ts";
 import { Mlp } from "../modules/mlp.ts";
 import { Optimizer, type OptimizerState } from "../modules/optimizer.ts";
@@ -174,10 +174,6 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
   // written), and only rank 0 writes in the out directory.
   const ranks = hooks.ranks && hooks.ranks.size > 1 ? hooks.ranks : undefined;
   ranks?.agree(JSON.stringify({ cfg, resume: hooks.resume ?? null, source: hooks.source !== undefined }), "configuration (flags, --config, --resume)");
-  // Each rank's sparse step would update the entries its own batch touched: the union over the
-  // ranks is not computed yet, so sparse updates train in one process.
-  if (ranks && cfg.optimizer.sparse)
-    throw share(new ConfigError(`optimizer.sparse: sparse updates are not yet supported over ${ranks.size} MPI ranks (each rank touches other entries): train dense over ranks, or sparse in one process`));
   const out = ranks && ranks.rank !== 0 ? cfg.out : prepareOutDir(cfg.out);
   // An output that is the input would replace it (o/reconstruction.png trained into o). The --resume
   // checkpoint may be the run's own: it is read whole first and then replaced atomically.
@@ -591,6 +587,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     if (done === 0) break;
     // The ranks' gradients summed (each a mean over its batch: the step's mean is the sum over N).
     for (const g of gradients) ranks!.allReduceSum(g);
+    if (ranks && cfg.optimizer.sparse) unionTouched(encoding.grids, ranks);
     // A last partial group (the time budget ran out) counts as the mean of what it holds.
     opt.update({ gradScale: K / count });
     ema?.update();
@@ -686,6 +683,21 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
   // The others wait asleep while rank 0 writes the outputs (MPI_Finalize would spin).
   await ranks?.quietBarrier();
   return result;
+}
+
+/**
+ * Sparse updates over ranks: each grid's touched set (entries, and codebook rows with learned
+ * probing) becomes the union of every rank's, all-gathered, so that every rank steps the same rows
+ * with the same summed gradient (a row touched on any rank is updated on every rank), as one
+ * process with --accumulate N steps the union of its micro-batches'.
+ */
+function unionTouched(grids: readonly HashGrid[], ranks: Ranks): void {
+  for (const g of grids) {
+    const own = g.touchedSet();
+    const entries = ranks.allGather(own.entries);
+    const rows = g.logitCount ? ranks.allGather(own.rows) : [];
+    g.unionTouched(entries.map((e, r) => ({ entries: e, rows: rows[r] ?? new Uint32Array(0) })));
+  }
 }
 
 const finite = (v: number | undefined): number | undefined => (v !== undefined && Number.isFinite(v) ? v : undefined);
