@@ -119,8 +119,8 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.on("SIGINT", () => onSignal("SIGINT"));
   process.on("SIGTERM", () => onSignal("SIGTERM"));
-  // Open MPI's mpirun passes SIGUSR1 on to every rank at once; its own SIGINT and SIGTERM end the
-  // ranks one after the other, each killed a second later (docs/distributed.md).
+  // Open MPI's mpirun passes SIGUSR1 on to every rank at once; on SIGINT or SIGTERM it sends
+  // SIGTERM to every rank odls_base_sigkill_timeout seconds later and SIGKILL as long after (docs/distributed.md).
   if (many) process.on("SIGUSR1", () => onSignal("SIGUSR1"));
   let seconds: number | undefined; // the time limit, once the configuration is read
   const bar = lead ? progress(json, () => seconds) : { step() {}, stop() {} };

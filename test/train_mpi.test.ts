@@ -50,6 +50,25 @@ async function relative(a: string, b: string): Promise<Record<string, number>> {
   );
 }
 
+/** `command` under mpirun (2 ranks; `mpirun` options first), sent `signal` at its first step's progress line. */
+async function signalAfterFirstStep(command: string[], signal: NodeJS.Signals, mpirun: string[] = []): Promise<{ stdout: string; stderr: string; code: number }> {
+  const [launcher, ...options] = mpirunArgs(2);
+  const proc = Bun.spawn([launcher!, ...mpirun, ...options, ...command], { env: ENV, cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+  let stderr = "";
+  const decoder = new TextDecoder();
+  const reader = proc.stderr.getReader();
+  let signalled = false;
+  const stdoutText = new Response(proc.stdout).text();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    stderr += decoder.decode(value);
+    if (!signalled && /step 1\//.test(stderr)) (proc.kill(signal), (signalled = true));
+  }
+  const [stdout, code] = await Promise.all([stdoutText, proc.exited]);
+  return { stdout, stderr, code };
+}
+
 const metricsLosses = (out: string) => readFileSync(join(out, "metrics.csv"), "utf8").trim().split("\n").slice(1).map((l) => l.split(",")[1]);
 
 describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
@@ -121,20 +140,8 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
   test("SIGUSR1 to mpirun: every rank stops after the same step, rank 0 writes one checkpoint; --resume with 2 ranks ends where an uninterrupted run does", async () => {
     const [stopped, straight] = [join(dir, "usr1"), join(dir, "straight")];
     const args = [...TINY(), "--steps", "120", "--batch", "256"];
-    const proc = Bun.spawn([...mpirunArgs(2), ...cli([...args, "--out", stopped])], { env: ENV, cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-    let stderr = "";
-    const decoder = new TextDecoder();
-    const reader = proc.stderr.getReader();
-    let signalled = false;
-    const stdoutText = new Response(proc.stdout).text();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      stderr += decoder.decode(value);
-      // The first step's progress line: mpirun passes SIGUSR1 on to every rank.
-      if (!signalled && stderr.includes("step 1/120")) (proc.kill("SIGUSR1"), (signalled = true));
-    }
-    const [stdout, code] = await Promise.all([stdoutText, proc.exited]);
+    // mpirun passes SIGUSR1 on to every rank.
+    const { stdout, stderr, code } = await signalAfterFirstStep(cli([...args, "--out", stopped]), "SIGUSR1");
     expect(code, stderr).not.toBe(0); // 130 on every rank
     expect(stdout).toMatch(/^interrupted on 2 ranks: continue with --resume .+checkpoint\.ngpk \(with 2 ranks\)$/m);
     expect(stderr.match(/SIGUSR1: stopping after this step on every rank/g)).toHaveLength(1);
@@ -149,6 +156,19 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     expect(whole.exitCode, whole.stderr).toBe(0);
     for (const rel of Object.values(await relative(join(straight, "checkpoint.ngpk"), join(stopped, "checkpoint.ngpk")))) expect(rel).toBe(0);
   }, 180_000);
+
+  test("SIGTERM to mpirun with --mca odls_base_sigkill_timeout 3: the ranks get SIGTERM together 3 s later, stop after the same step, rank 0 writes one checkpoint and the outputs before the SIGKILL", async () => {
+    const out = join(dir, "term");
+    // Open MPI 4.1's mpirun on SIGTERM: SIGCONT to every rank, the timeout, SIGTERM to every rank, the timeout, SIGKILL.
+    const { stderr, code } = await signalAfterFirstStep(cli([...TINY(), "--steps", "100000", "--batch", "256", "--out", out]), "SIGTERM", ["--mca", "odls_base_sigkill_timeout", "3"]);
+    expect(code, stderr).not.toBe(0);
+    expect(stderr.match(/SIGTERM: stopping after this step on every rank/g)).toHaveLength(1);
+    // The checkpoint's save compared the ranks' state digests (equal), and rank 0 got to the end.
+    const ck = await readCheckpoint(join(out, "checkpoint.ngpk"));
+    expect(ck.step).toBeGreaterThan(0);
+    expect(JSON.parse(readFileSync(join(out, "summary.json"), "utf8"))).toMatchObject({ steps: ck.step, stoppedBy: "interrupted", ranks: { count: 2 } });
+    expect(readdirSync(out).sort()).toEqual(["checkpoint.ngpk", "metrics.csv", "plot.png", "summary.json"]);
+  }, 60_000);
 
   test("--seconds with a cosine schedule: the warm-up and the stop follow rank 0's clock, so the ranks stay alike (compared at every checkpoint)", async () => {
     const out = join(dir, "seconds");
