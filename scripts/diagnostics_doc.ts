@@ -1,5 +1,5 @@
 // `bun scripts/diagnostics_doc.ts`: writes docs/diagnostics.md, the list of diagnostic codes, from the
-// codes table (CODES in codegen/diagnostics.ts). test/diagnostics_doc.test.ts fails when the file
+// codes table (CODES in codegen/diagnostics.ts). test/project/diagnostics_doc.test.ts fails when the file
 // and the table differ.
 import { writeFileSync } from "node:fs";
 import { CODES } from "../codegen/diagnostics.ts";

@@ -1,5 +1,5 @@
 // The error fixtures (test/fixtures/errors/*.ts) and how they are checked, shared by
-// errors.test.ts (every fixture) and tile_errors.test.ts (the tile codes' coverage and variations).
+// test/codegen/diagnostics.test.ts (every fixture) and test/codegen/tile_diagnostics.test.ts (the tile codes' coverage and variations).
 //
 // Every file in test/fixtures/errors/ is a small kernel that is valid except for one mistake (or,
 // for the multi-diagnostic fixtures, a few independent ones). Its first

@@ -1,5 +1,5 @@
 // The MLP's and the losses' hand-written backward passes, kept as the oracles of the derived ones
-// (test/adjoint.test.ts): the product runs the compiler's adjoints of dsl/kernels/mlp.ts
+// (test/codegen/adjoint.test.ts): the product runs the compiler's adjoints of dsl/kernels/mlp.ts
 // (mlpTrainStep, mlpForwardGrad) and dsl/kernels/loss.ts (lossAndGrad), which match these and run
 // as fast on the CPU (docs/autodiff.md).
 import { type Buf, type Const, type f32, type i32, type u32, abs, select } from "../../dsl/index.ts";

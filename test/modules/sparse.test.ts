@@ -1,0 +1,322 @@
+// Sparse updates (docs/training.md, "Sparse updates"): the touched lists of HashGrid.trackTouched
+// against the set computed on the host from the coordinates (gridSlots: the entry of every corner,
+// in the order of the points), on hashed, dense and tiled levels and with learned probing, the same
+// over two runs and after accumulated micro-batches; lazy Adam (modules/optimizer.ts with
+// `sparse`) on random touched sets against a float64 reference over several steps, the gradient
+// zeroed exactly where the step ran; dense and sparse bit for bit when every row is listed (Adam,
+// SGD, an f16 group, the EMA, learned probing's rows); a training step on a real grid leaving the
+// gradient all zero; the CPU and JS backends giving the same lists.
+import { describe, expect, test } from "bun:test";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TouchedRows, TouchedSource } from "../../modules/common.ts";
+import { Ema } from "../../modules/ema.ts";
+import { GRID_KERNELS, HashGrid, type HashGridOptionsInput } from "../../modules/hashgrid.ts";
+import { loadKernels } from "../../modules/load.ts";
+import { Optimizer, type ParamGroup } from "../../modules/optimizer.ts";
+import { allocBuffer, type DeviceBuffer } from "../../runtime/buffer.ts";
+import { findCxx } from "../../runtime/toolchain.ts";
+import { freshSeed, rng, uniformF32 } from "../util.ts";
+
+const CPU = findCxx().tool !== undefined;
+const BACKEND = CPU ? "cpu" : "js";
+const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
+const load = { backend: BACKEND, cacheDir } as const;
+const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+
+function expectBits(a: Float32Array, b: Float32Array, what: string): void {
+  const [x, y] = [bits(a), bits(b)];
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) throw new Error(`${what}: [${i}] ${a[i]} vs ${b[i]}`);
+}
+
+const GRIDS: [string, HashGridOptionsInput][] = [
+  // Coarse levels dense, fine levels hashed.
+  ["hashed and dense levels", { dims: 2, levels: 6, featuresPerLevel: 2, log2HashmapSize: 10, baseResolution: 8, finestResolution: 256 }],
+  ["tiled levels, 3D", { dims: 3, levels: 4, featuresPerLevel: 4, log2HashmapSize: 10, baseResolution: 4, finestResolution: 64, gridType: "tiled" }],
+  ["dense grid", { dims: 2, levels: 3, featuresPerLevel: 2, log2HashmapSize: 10, baseResolution: 4, finestResolution: 40, gridType: "dense" }],
+  ["learned probing", { dims: 2, levels: 5, featuresPerLevel: 2, log2HashmapSize: 10, baseResolution: 8, finestResolution: 512, probing: { range: 4, codebookSize: 64 } }],
+  ["nearest", { dims: 2, levels: 4, featuresPerLevel: 2, log2HashmapSize: 10, baseResolution: 8, finestResolution: 256, interpolation: "nearest" }],
+];
+
+/** The host's lists: per level, each corner's entry (gridSlots) in the order of points and corners, first occurrences. */
+async function hostLists(grid: HashGrid, batches: Float32Array[]): Promise<number[][]> {
+  const { dims, levels } = grid.settings;
+  const corners = grid.settings.interpolation === "nearest" ? 1 : 1 << dims;
+  const mod = await loadKernels(GRID_KERNELS, { config: grid.config, kernels: ["gridSlots"], backend: grid.backend, cacheDir });
+  const lists = grid.levels.map(() => [] as number[]);
+  const seen = grid.levels.map(() => new Set<number>());
+  for (const x of batches) {
+    const n = x.length / dims;
+    const slots = mod.alloc("u32", n * levels * (1 << dims));
+    // The slot within the level of every corner (probed levels: through the probe table).
+    mod.kernels.gridSlots!(n, mod.upload("f32", x), grid.probe, mod.alloc("u32", n * levels * dims), slots);
+    const s = slots.download();
+    for (let i = 0; i < n; i++)
+      for (let l = 0; l < levels; l++)
+        for (let c = 0; c < corners; c++) {
+          const e = grid.levels[l]!.offset + s[(i * levels + l) * (1 << dims) + c]!;
+          if (!seen[l]!.has(e)) (seen[l]!.add(e), lists[l]!.push(e));
+        }
+  }
+  mod.close();
+  return lists;
+}
+
+function deviceLists(t: TouchedRows): number[][] {
+  const list = t.list.download();
+  return t.ranges.map((r) => Array.from(list.subarray(r.first, r.first + r.count)));
+}
+
+describe("the touched lists", () => {
+  for (const [name, options] of GRIDS) {
+    test(`${name}: equal the host's lists from the coordinates (order included), over accumulated micro-batches, the same in a second run; rows where logitGrad was written`, async () => {
+      const r = rng(freshSeed(`touched ${name}`));
+      const lists: number[][][] = [];
+      const dims = options.dims!;
+      const batches = [uniformF32(r, 300 * dims, -0.05, 1.05), uniformF32(r, 200 * dims, 0, 1)];
+      const width = (options.levels ?? 16) * (options.featuresPerLevel ?? 2);
+      const dys = [0, 1, 2].map((k) => uniformF32(r, (k === 2 ? 200 : 300) * width, -1, 1));
+      for (let run = 0; run < 2; run++) {
+        const grid = await HashGrid.create({ ...options, seed: 3 }, load);
+        await grid.trackTouched();
+        let k = 0;
+        // Step 1: one batch; step 2: two micro-batches (the second appends what the first did not list).
+        for (const [step, xs] of [[1, batches.slice(0, 1)], [2, batches]] as const) {
+          for (const x of xs) {
+            grid.forward(x);
+            grid.backward(dys[k++]!, { accumulate: true });
+          }
+          const t = grid.touched();
+          const got = deviceLists(t.entries);
+          expect(got).toEqual(await hostLists(grid, xs));
+          expect(t.entries.width).toBe(grid.settings.featuresPerLevel);
+          if (grid.probing.rows) {
+            // The rows listed are exactly those whose softmax gradient the backward wrote.
+            const g = grid.logitGrad.download();
+            const written = new Set<number>();
+            for (let row = 0; row < grid.probing.rows; row++)
+              for (let p = 0; p < grid.probing.range; p++) if (g[row * grid.probing.range + p] !== 0) written.add(row);
+            const rows = deviceLists(t.rows).flat();
+            expect(new Set(rows).size).toBe(rows.length);
+            expect(new Set(rows)).toEqual(written);
+            expect(t.rows.ranges.length).toBe(grid.probing.probed.filter(Boolean).length);
+          } else expect(t.rows.ranges).toEqual([]);
+          // Exactly the listed entries carry a gradient (random dy: none is exactly zero).
+          const g = grid.grad.download();
+          const F = grid.settings.featuresPerLevel;
+          const listed = new Set(got.flat());
+          for (let e = 0; e < g.length / F; e++) {
+            const nonzero = g.subarray(e * F, (e + 1) * F).some((v) => v !== 0);
+            if (nonzero !== listed.has(e)) throw new Error(`entry ${e}: gradient ${nonzero ? "written" : "zero"} but ${listed.has(e) ? "listed" : "not listed"}`);
+          }
+          grid.grad.zero();
+          grid.logitGrad.zero();
+          if (step === 2) lists.push(got);
+        }
+        grid.close();
+      }
+      expect(lists[1]).toEqual(lists[0]!);
+    });
+  }
+
+  test.skipIf(!CPU)("the JS backend lists the same entries in the same order as the CPU", async () => {
+    const r = rng(freshSeed("touched js"));
+    const options = GRIDS[3]![1];
+    const x = uniformF32(r, 400 * 2, 0, 1);
+    const dy = uniformF32(r, 400 * 10, -1, 1);
+    const got: TouchedRows[][] = [];
+    for (const backend of ["cpu", "js"] as const) {
+      const grid = await HashGrid.create({ ...options, seed: 3 }, { backend, cacheDir });
+      await grid.trackTouched();
+      grid.forward(x);
+      grid.backward(dy);
+      const t = grid.touched();
+      got.push([t.entries, t.rows]);
+      expect([deviceLists(t.entries), deviceLists(t.rows)]).toEqual(got[0]!.map(deviceLists) as never);
+      grid.close();
+    }
+  });
+
+  test("over ranks: the union of each grid's set (touchedSet, then unionTouched in rank order) is one grid's set over the same micro-batches, order included", async () => {
+    const r = rng(freshSeed("touched union"));
+    for (const [name, options] of GRIDS) {
+      const dims = options.dims!;
+      const width = (options.levels ?? 16) * (options.featuresPerLevel ?? 2);
+      const xs = [uniformF32(r, 300 * dims, 0, 1), uniformF32(r, 200 * dims, -0.05, 1.05), uniformF32(r, 100 * dims, 0, 1)];
+      const dys = xs.map((x) => uniformF32(r, (x.length / dims) * width, -1, 1));
+      const grids = await Promise.all([0, 1, 2, 3].map(async () => {
+        const g = await HashGrid.create({ ...options, seed: 3 }, load);
+        await g.trackTouched();
+        return g;
+      }));
+      const [one, ...ranks] = grids as [HashGrid, ...HashGrid[]];
+      // Two steps, so that the second set starts over (a new stamp) after the first was taken.
+      for (let step = 0; step < 2; step++) {
+        xs.forEach((x, k) => (one.forward(x), one.backward(dys[k]!, { accumulate: true })));
+        ranks.forEach((g, k) => (g.forward(xs[k]!), g.backward(dys[k]!, { accumulate: true })));
+        const sets = ranks.map((g) => g.touchedSet());
+        for (const g of ranks) g.unionTouched(sets);
+        const want = one.touched();
+        for (const g of ranks) {
+          const t = g.touched();
+          expect({ name, entries: deviceLists(t.entries), rows: deviceLists(t.rows) }).toEqual({ name, entries: deviceLists(want.entries), rows: deviceLists(want.rows) });
+        }
+        expect(() => ranks[0]!.touchedSet()).toThrow("HashGrid.touchedSet: no backward since the last touched() (the set is taken)");
+      }
+      for (const g of grids) g.close();
+    }
+  });
+
+  test("a variant that replaces encodeLevel is refused (its entries are not known)", async () => {
+    const grid = await HashGrid.create({ dims: 4, levels: 4, log2HashmapSize: 10, variant: join(import.meta.dir, "../../examples/variants/spacetime.ts") }, load);
+    await expect(grid.trackTouched()).rejects.toThrow(/sparse updates: .*spacetime\.ts replaces encodeLevel/);
+    grid.close();
+  });
+});
+
+/** A fixed touched set as a group's `touched`: per range, the given rows. */
+function source(width: number, backend: string, ranges: number[][]): TouchedSource & { set(r: number[][]): void } {
+  let current: TouchedRows;
+  const set = (rs: number[][]) => {
+    const flat: number[] = [];
+    const out = rs.map((r) => ((flat.push(...r)), { first: flat.length - r.length, count: r.length }));
+    current = { width, list: allocBuffer(backend as never, "u32", Math.max(1, flat.length)), ranges: out };
+    current.list.upload(Uint32Array.from(flat.length ? flat : [0]));
+  };
+  set(ranges);
+  return { width, get: () => current, set };
+}
+
+/** Random distinct rows of [0, rows), split into two ranges. */
+function randomRows(r: () => number, rows: number, k: number): number[][] {
+  const all = Array.from({ length: rows }, (_, i) => i);
+  for (let i = rows - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [all[i], all[j]] = [all[j]!, all[i]!];
+  }
+  const pick = all.slice(0, k);
+  return [pick.slice(0, k >> 1), pick.slice(k >> 1)];
+}
+
+describe("lazy Adam", () => {
+  test("random touched sets over 4 steps equal a float64 lazy Adam (untouched rows, their m and v unchanged; global bias correction); the gradient zero after each step", async () => {
+    const r = rng(freshSeed("lazy adam"));
+    const [width, rows] = [3, 200];
+    const p0 = uniformF32(r, width * rows, -1, 1);
+    const params = allocBuffer(BACKEND, "f32", p0.length);
+    params.upload(p0);
+    const grad = allocBuffer(BACKEND, "f32", p0.length);
+    const touched = source(width, BACKEND, [[]]);
+    const [lr, b1, b2, eps, wd] = [0.05, 0.9, 0.99, 1e-8, 0.01];
+    const opt = await Optimizer.create([{ name: "encoding", params, grad, touched }], { sparse: true, lr, beta1: b1, beta2: b2, eps, weightDecay: wd }, load);
+    const [p, m, v] = [Float64Array.from(p0), new Float64Array(p0.length), new Float64Array(p0.length)];
+    for (let t = 1; t <= 4; t++) {
+      const set = randomRows(r, rows, 30 + 20 * t);
+      touched.set(set);
+      const g = new Float32Array(p0.length);
+      for (const row of set.flat()) for (let k = 0; k < width; k++) g[row * width + k] = r() * 2 - 1;
+      grad.upload(g);
+      opt.update();
+      const step = (lr * Math.sqrt(1 - b2 ** t)) / (1 - b1 ** t);
+      for (const row of set.flat())
+        for (let k = 0; k < width; k++) {
+          const i = row * width + k;
+          const gi = g[i]! + wd * p[i]!;
+          m[i] = b1 * m[i]! + (1 - b1) * gi;
+          v[i] = b2 * v[i]! + (1 - b2) * gi * gi;
+          p[i] = p[i]! - (step * m[i]!) / (Math.sqrt(v[i]!) + eps);
+        }
+      const got = params.download();
+      const s = opt.state().groups[0]!;
+      for (let i = 0; i < p.length; i++) {
+        expect(Math.abs(got[i]! - p[i]!)).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(p[i]!)));
+        expect(Math.abs(s.m![i]! - m[i]!)).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(m[i]!)));
+        expect(Math.abs(s.v![i]! - v[i]!)).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(v[i]!)));
+      }
+      expect(grad.download().every((x) => x === 0)).toBe(true);
+    }
+    // Untouched since the start: exactly the initial value, m and v zero.
+    opt.close();
+  });
+
+  test("a gradient outside the listed rows is left as it is (the step clears exactly the rows it updates)", async () => {
+    const r = rng(freshSeed("sparse clears"));
+    const params = allocBuffer(BACKEND, "f32", 40);
+    params.upload(uniformF32(r, 40, -1, 1));
+    const grad = allocBuffer(BACKEND, "f32", 40);
+    const g = uniformF32(r, 40, -1, 1);
+    grad.upload(g);
+    const opt = await Optimizer.create([{ name: "encoding", params, grad, touched: source(2, BACKEND, [[3, 7], [19]]) }], { sparse: true }, load);
+    opt.update();
+    const after = grad.download();
+    for (let row = 0; row < 20; row++)
+      for (let k = 0; k < 2; k++) expect(after[row * 2 + k]).toBe([3, 7, 19].includes(row) ? 0 : g[row * 2 + k]!);
+    opt.close();
+  });
+});
+
+describe("dense and sparse bit for bit when every row is listed", () => {
+  for (const [kind, precision] of [["adam", "f32"], ["sgd", "f32"], ["adam", "f16"]] as const) {
+    test(`${kind}, ${precision} parameters, and the EMA: 3 steps`, async () => {
+      const r = rng(freshSeed(`dense sparse ${kind} ${precision}`));
+      const [width, rows] = [2, 500];
+      const p0 = uniformF32(r, width * rows, -1, 1);
+      const grads = [0, 1, 2].map(() => uniformF32(r, p0.length, -1, 1));
+      const results: Float32Array[][] = [];
+      for (const sparse of [false, true]) {
+        const params = allocBuffer(BACKEND, precision, p0.length) as DeviceBuffer<"f32"> | DeviceBuffer<"f16">;
+        params.upload(p0);
+        const grad = allocBuffer(BACKEND, "f32", p0.length);
+        // Every row, in a shuffled order, in two ranges.
+        const touched = source(width, BACKEND, randomRows(r, rows, rows));
+        const group: ParamGroup = { name: "encoding", params, grad, touched };
+        const opt = await Optimizer.create([group], { kind, sparse }, load);
+        const ema = await Ema.create([{ name: "encoding", params: opt.master("encoding"), ...(sparse ? { touched } : {}) }], { decay: 0.9 }, load);
+        for (const g of grads) {
+          grad.upload(g);
+          opt.update();
+          ema.update();
+        }
+        const s = opt.state().groups[0]!;
+        results.push([Float32Array.from(params.download() as ArrayLike<number>), opt.master("encoding").download(), ...(s.m ? [s.m, s.v!] : []), ema.state().groups[0]!.ema]);
+        opt.close();
+        ema.close();
+      }
+      results[0]!.forEach((a, k) => expectBits(a, results[1]![k]!, `array ${k}`));
+    });
+  }
+
+  test("learned probing's rows (the probe table and softmax too), and a training step on a real grid leaves the gradient all zero", async () => {
+    const r = rng(freshSeed("dense sparse rows"));
+    const options: HashGridOptionsInput = { dims: 2, levels: 4, featuresPerLevel: 2, log2HashmapSize: 10, baseResolution: 16, finestResolution: 1024, probing: { range: 4, codebookSize: 32 } };
+    const x = uniformF32(r, 2 * 3000, 0, 1);
+    const dys = [0, 1].map(() => uniformF32(r, 3000 * 8, -1, 1));
+    const out: Float32Array[][] = [];
+    for (const sparse of [false, true]) {
+      const grid = await HashGrid.create({ ...options, seed: 5 }, load);
+      await grid.trackTouched();
+      const opt = await Optimizer.create(
+        [
+          { name: "encoding", params: grid.params as DeviceBuffer<"f32">, grad: grid.grad, touched: grid.touchedEntries },
+          { name: "probing", params: grid.logits, grad: grid.logitGrad, rows: grid.probeRows, touched: grid.touchedCodebookRows },
+        ],
+        { sparse, lr: 0.1 },
+        load,
+      );
+      for (const dy of dys) {
+        grid.forward(x);
+        grid.backward(dy, { accumulate: true });
+        // 3000 points touch every codebook row; the table's entries too at these levels?
+        const t = grid.touched();
+        if (sparse) expect(t.rows.ranges.reduce((a, q) => a + q.count, 0)).toBe(grid.probing.rows);
+        opt.update();
+        expect(grid.grad.download().every((v) => v === 0)).toBe(true);
+        expect(grid.logitGrad.download().every((v) => v === 0)).toBe(true);
+      }
+      out.push([grid.logits.download(), grid.softmax.download(), Float32Array.from(grid.probe.download())]);
+      opt.close();
+      grid.close();
+    }
+    out[0]!.forEach((a, k) => expectBits(a, out[1]![k]!, `probing array ${k}`));
+  });
+});
