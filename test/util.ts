@@ -1,5 +1,11 @@
 // Test utilities shared across suites: a seeded generator (the seed is printed, so a failure on
-// fresh random inputs can be replayed with NGPK_TEST_SEED), and ulp distances.
+// fresh random inputs can be replayed with NGPK_TEST_SEED), ulp distances, the tests' build cache,
+// and the one harness for child processes and environment swaps.
+
+import { afterAll, beforeAll } from "bun:test";
+import type { Subprocess } from "bun";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 
 /** The project's seeded generator (mulberry32, modules/random.ts). */
 export { seededUniform as rng } from "../modules/random.ts";
@@ -38,4 +44,89 @@ export function maxUlp(a: ArrayLike<number>, b: ArrayLike<number>): { ulp: numbe
     if (d > worst.ulp) worst = { ulp: d, at: i };
   }
   return worst;
+}
+
+/** The repository's root: the working directory of the commands the tests run. */
+export const ROOT = resolve(import.meta.dir, "..");
+
+/** The tests' kernel build cache: $NGPK_CACHE_DIR, else one under the temp dir that every test file shares. */
+export const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
+
+type Env = Record<string, string | undefined>;
+
+/** Called with the child's stderr so far after each piece of it arrives (to signal it at a given line, say). */
+export type OnStderr = (err: string, proc: Subprocess) => void;
+
+/** Where a child runs, its whole environment, its time limit (ms), and what watches its stderr. */
+export interface ChildOptions {
+  cwd?: string;
+  env?: Env;
+  timeout?: number;
+  onStderr?: OnStderr;
+}
+
+/** What a child process left: its exit status, stdout, stderr, and how long it ran (ms). */
+export interface ChildResult {
+  code: number;
+  out: string;
+  err: string;
+  ms: number;
+}
+
+/**
+ * Runs `command` as a child process from `cwd` (default the repository's root) and collects its exit
+ * status and output. `env` is its whole environment, default this process's as it is now (Bun.spawn
+ * reads no later change to process.env by itself). After `timeout` ms (default 100 s) it is killed
+ * with SIGKILL, so a hang fails the test instead of stalling it.
+ */
+export async function runCommand(command: string[], opts: ChildOptions = {}): Promise<ChildResult> {
+  const start = performance.now();
+  const proc = Bun.spawn(command, { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, stdout: "pipe", stderr: "pipe", timeout: opts.timeout ?? 100_000, killSignal: "SIGKILL" });
+  const out = new Response(proc.stdout).text();
+  let err = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of proc.stderr) {
+    err += decoder.decode(chunk, { stream: true });
+    opts.onStderr?.(err, proc);
+  }
+  return { code: await proc.exited, out: await out, err, ms: performance.now() - start };
+}
+
+/** `bun <script> args` from the repository's root, with the tests' build cache unless `env` names another. */
+export const runBun = (script: string, args: string[], opts: ChildOptions = {}) =>
+  runCommand([process.execPath, script, ...args], { ...opts, env: { ...process.env, NGPK_CACHE_DIR: cacheDir, ...opts.env } });
+
+/** Sets environment variables (undefined = unset); returns what restores the previous values. */
+function setEnv(vars: Env): () => void {
+  const apply = (values: Env) => {
+    for (const [name, value] of Object.entries(values)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  };
+  const saved = Object.fromEntries(Object.keys(vars).map((name) => [name, process.env[name]]));
+  apply(vars);
+  return () => apply(saved);
+}
+
+/** Runs `body` with environment variables temporarily set (undefined = unset), until its promise settles if it returns one. */
+export function withEnv<T>(vars: Env, body: () => T): T {
+  const restore = setEnv(vars);
+  let result: T;
+  try {
+    result = body();
+  } catch (error) {
+    restore();
+    throw error;
+  }
+  if (result instanceof Promise) return result.finally(restore) as T;
+  restore();
+  return result;
+}
+
+/** Sets environment variables for the tests of this file: from its beforeAll to its afterAll. */
+export function envForFile(vars: Env): void {
+  let restore = () => {};
+  beforeAll(() => void (restore = setEnv(vars)));
+  afterAll(() => restore());
 }

@@ -5,10 +5,10 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import sharp from "sharp";
+import { ROOT, runCommand } from "../util.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
 const BENCH = join(ROOT, "bench/probing.ts");
 const dir = mkdtempSync(join(tmpdir(), "ngpk-test-bench-probing-"));
 const frames = [join(dir, "a.png"), join(dir, "b.png"), join(dir, "c.png")];
@@ -21,19 +21,16 @@ beforeAll(async () => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function bench(args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = Bun.spawnSync(["bun", BENCH, ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe", timeout: 110_000 });
-  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-}
+const bench = (args: string[]) => runCommand([process.execPath, BENCH, ...args], { timeout: 110_000 });
 
-test("a tiny run prints every row, the collisions and the checks, and a JSON line last", () => {
-  const r = bench(["--backend", "js", "--steps", "2", "--steps-3d", "2", "--batch", "256", "--log2t", "12", "--images", frames[0]!, "--no-3d", "--json"]);
-  expect(r.stderr).toBe("");
+test("a tiny run prints every row, the collisions and the checks, and a JSON line last", async () => {
+  const r = await bench(["--backend", "js", "--steps", "2", "--steps-3d", "2", "--batch", "256", "--log2t", "12", "--images", frames[0]!, "--no-3d", "--json"]);
+  expect(r.err).toBe("");
   expect(r.code).toBe(0);
-  const lines = r.stdout.trim().split("\n");
+  const lines = r.out.trim().split("\n");
   expect(lines[0]).toMatch(/^CPU: /);
-  expect(r.stdout).toMatch(/\[1\/5\] 2D a\.png: baseline T \(log2T 12\), 2 steps/);
-  expect(r.stdout).toMatch(/ETA/);
+  expect(r.out).toMatch(/\[1\/5\] 2D a\.png: baseline T \(log2T 12\), 2 steps/);
+  expect(r.out).toMatch(/ETA/);
   const j = JSON.parse(lines.at(-1)!);
   expect(j.mode).toBe("compare");
   expect(j.rows).toHaveLength(5);
@@ -60,14 +57,14 @@ test("a tiny run prints every row, the collisions and the checks, and a JSON lin
     for (const l of c.levels) for (const k of ["baseline", "probing_before", "probing_after"]) expect(l[k]).toBeWithin(0, 1.000001);
     expect(c.probes_moved).toBeWithin(0, 1.000001);
   }
-  expect(r.stdout).toMatch(/step time probing T\/4 \/ baseline T\/4 <= 1\.5 +[\d.]+x: (met|NOT MET)/);
-  expect(r.stdout).toMatch(/step time probing T\/4 \/ baseline T <= 1\.5 +[\d.]+x: (met|NOT MET)/);
+  expect(r.out).toMatch(/step time probing T\/4 \/ baseline T\/4 <= 1\.5 +[\d.]+x: (met|NOT MET)/);
+  expect(r.out).toMatch(/step time probing T\/4 \/ baseline T <= 1\.5 +[\d.]+x: (met|NOT MET)/);
 }, 120_000);
 
-test("--help, and bad flags are refused with exit status 2", () => {
-  const h = bench(["--help"]);
+test("--help, and bad flags are refused with exit status 2", async () => {
+  const h = await bench(["--help"]);
   expect(h.code).toBe(0);
-  expect(h.stdout).toMatch(/usage: bun run bench:probing/);
+  expect(h.out).toMatch(/usage: bun run bench:probing/);
   for (const [args, msg] of [
     [["--steps", "0"], /--steps must be an integer from 1/],
     [["--log2t", "11"], /--log2t must be an integer from 12 to 24, got "11"/],
@@ -76,8 +73,8 @@ test("--help, and bad flags are refused with exit status 2", () => {
     [["--volume", frames[0]!], /--volume needs at least 2 images/],
     [["--bogus"], /Unknown option '--bogus'/],
   ] as [string[], RegExp][]) {
-    const r = bench(args);
+    const r = await bench(args);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(msg);
+    expect(r.err).toMatch(msg);
   }
 });

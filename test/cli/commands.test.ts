@@ -3,21 +3,15 @@ import { afterAll, expect, test } from "bun:test";
 import { execFileSync } from "node:child_process";
 import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { UsageError } from "../../dsl/errors.ts";
 import { readInputFile } from "../../runtime/files.ts";
+import { ROOT, runCommand } from "../util.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
 
-/** Runs a command (bun with `args`, or `prefix` then bun); killed after 60 s, so a hang fails. */
-async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return runIn(ROOT, [], ...args);
-}
-async function runIn(cwd: string, prefix: string[], ...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const proc = Bun.spawn([...prefix, "bun", ...args], { cwd, stdout: "pipe", stderr: "pipe", timeout: 60_000 });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, out, err };
-}
+/** `bun args` (or `prefix` then bun) from `cwd`; killed after 60 s, so a hang fails. */
+const runIn = (cwd: string, prefix: string[], ...args: string[]) => runCommand([...prefix, process.execPath, ...args], { cwd, timeout: 60_000 });
+const run = (...args: string[]) => runIn(ROOT, [], ...args);
 
 test("bun run compile prints the generated CUDA", async () => {
   const r = await run("cli/compile.ts", "dsl/examples/saxpy.ts", "--target", "cuda");

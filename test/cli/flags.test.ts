@@ -6,32 +6,23 @@
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { ALL_FLAGS, FLAGS, flagConfig } from "../../cli/flags.ts";
 import { detectCudaDevices } from "../../runtime/device.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
 import { MAX_STEPS, parseTrainConfig } from "../../train/config.ts";
+import { runBun, type ChildResult } from "../util.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
 const BACKEND = findCxx().tool !== undefined ? "cpu" : "js";
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 const tmp = mkdtempSync(join(tmpdir(), "ngpk-cli-flags-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 /** The small model of test/train/trainer.test.ts (the same native builds). */
 const SMALL = ["--steps", "2", "--batch", "1024", "--levels", "4", "--log2-table", "12", "--finest", "256", "--width", "16", "--eval-every", "0"];
 
-interface Result {
-  code: number;
-  out: string;
-  err: string;
-}
+type Result = ChildResult;
 
 /** `bun <script> args` from the repository root; killed after 100 s, so a hang fails. */
-async function run(script: string, args: string[], env: Record<string, string | undefined> = {}): Promise<Result> {
-  const proc = Bun.spawn(["bun", script, ...args], { cwd: ROOT, env: { ...process.env, NGPK_CACHE_DIR: cacheDir, ...env }, stdout: "pipe", stderr: "pipe", timeout: 100_000, killSignal: "SIGKILL" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, out, err };
-}
+const run = (script: string, args: string[], env: Record<string, string | undefined> = {}) => runBun(script, args, { env });
 
 /** Exit status 2, stderr starting with `first` (and holding every `parts`), no stack trace. */
 function expectClean(what: string, r: Result, first: string, parts: string[] = [], lines = 1): void {

@@ -6,14 +6,10 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { ConfigError, gridLevels, hashGridParamCount, parseHashGridOptions, type HashGridOptionsInput } from "../../modules/hashgrid.ts";
 import { mlpLayout, mlpParamCount } from "../../modules/mlp.ts";
+import { ROOT, runBun } from "../util.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
 
-async function params(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const proc = Bun.spawn(["bun", "cli/params.ts", ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe", timeout: 60_000 });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, out, err };
-}
+const params = (...args: string[]) => runBun("cli/params.ts", args, { timeout: 60_000 });
 /** The JSON object the command prints last. */
 async function json(...args: string[]) {
   const r = await params(...args, "--json");

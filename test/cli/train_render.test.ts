@@ -7,19 +7,17 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { deflateSync } from "node:zlib";
 import sharp from "sharp";
 import { findCxx } from "../../runtime/toolchain.ts";
 import { FLAGS } from "../../cli/flags.ts";
 import { readCheckpoint } from "../../train/checkpoint.ts";
 import { TrainConfigSchema } from "../../train/config.ts";
+import { ROOT, runBun, type ChildResult } from "../util.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
 const CPU = findCxx().tool !== undefined;
 const BACKEND = CPU ? "cpu" : "js";
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
-const ENV = { ...process.env, NGPK_CACHE_DIR: cacheDir };
 /** The small model of test/train/trainer.test.ts (the same native builds). */
 const SMALL = ["--batch", "1024", "--levels", "4", "--log2-table", "12", "--finest", "256", "--width", "16", "--eval-every", "0", "--backend", BACKEND];
 
@@ -28,18 +26,10 @@ let image: string;
 let runs = 0;
 const outDir = (name: string) => join(dir, `${name}-${runs++}`);
 
-interface Result {
-  code: number;
-  out: string;
-  err: string;
-}
+type Result = ChildResult;
 
-/** `bun <script> args` from the repository root; killed (SIGKILL) after `timeout` ms, so a hang fails. */
-async function bun(script: string, args: string[], opts: { env?: Record<string, string | undefined>; timeout?: number } = {}): Promise<Result> {
-  const proc = Bun.spawn(["bun", script, ...args], { cwd: ROOT, env: { ...ENV, ...opts.env }, stdout: "pipe", stderr: "pipe", timeout: opts.timeout ?? 100_000, killSignal: "SIGKILL" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, out, err };
-}
+/** `bun <script> args` from the repository root (util.ts runBun: killed after 100 s unless `timeout` says otherwise). */
+const bun = runBun;
 const trainCli = (args: string[], opts?: Parameters<typeof bun>[2]) => bun("cli/train.ts", args, opts);
 
 /**
@@ -47,20 +37,14 @@ const trainCli = (args: string[], opts?: Parameters<typeof bun>[2]) => bun("cli/
  * the signal to the exit.
  */
 async function trainSignalled(args: string[], when: RegExp, opts: { signal?: "SIGINT" | "SIGTERM"; env?: Record<string, string> } = {}): Promise<Result & { waited: number }> {
-  const proc = Bun.spawn(["bun", "cli/train.ts", ...args], { cwd: ROOT, env: { ...ENV, ...opts.env }, stdout: "pipe", stderr: "pipe", timeout: 100_000, killSignal: "SIGKILL" });
-  const stdout = new Response(proc.stdout).text();
-  const reader = proc.stderr.getReader();
-  const decoder = new TextDecoder();
-  let err = "";
   let sent = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    err += decoder.decode(value, { stream: true });
-    if (!sent && when.test(err)) (proc.kill(opts.signal ?? "SIGINT"), (sent = performance.now()));
-  }
-  const code = await proc.exited;
-  return { code, out: await stdout, err, waited: sent ? performance.now() - sent : NaN };
+  const r = await runBun("cli/train.ts", args, {
+    env: opts.env,
+    onStderr: (err, proc) => {
+      if (!sent && when.test(err)) (proc.kill(opts.signal ?? "SIGINT"), (sent = performance.now()));
+    },
+  });
+  return { ...r, waited: sent ? performance.now() - sent : NaN };
 }
 
 /** Every file in `dir` (dot files too), by name: its bytes. */

@@ -16,10 +16,9 @@ import { argmaxRows, gridConfig, gridLevels, parseHashGridOptions, probingLayout
 import { mlpConfig, mlpLayout, parseMlpOptions, type MlpOptionsInput } from "../../modules/mlp.ts";
 import { loadKernels } from "../../modules/load.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
-import { freshSeed, rng, uniformF32 } from "../util.ts";
+import { cacheDir, freshSeed, rng, uniformF32 } from "../util.ts";
 
 const CPU = findCxx().tool ? "cpu" : undefined;
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 const GRID = resolve(import.meta.dir, "../../dsl/kernels/grid.ts");
 const KERNELS = ["gridBackward", "gridInputGrad", "gridForwardParamGrad", "gridForwardInputGrad"];
 

@@ -6,15 +6,13 @@
 // and an output narrower than a vector (20 · 17 · 3). Batches end in a partial block, and some have
 // more blocks than the 16 slots of partial sums that accumulate() uses.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { loadKernels, type KernelModule } from "../../modules/load.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
-import { freshSeed, rng, uniformF32 } from "../util.ts";
+import { cacheDir, freshSeed, rng, uniformF32 } from "../util.ts";
 
 const FILE = resolve(import.meta.dir, "../fixtures/tiles_ops.ts");
 const CPU = findCxx().tool !== undefined;
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 const fr = Math.fround;
 
 interface Cfg {

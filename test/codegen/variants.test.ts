@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import sharp from "sharp";
 import { gradcheck } from "../../cli/gradcheck.ts";
 import { compileFile } from "../../codegen/compile.ts";
@@ -17,11 +17,9 @@ import { Mlp } from "../../modules/mlp.ts";
 import { Optimizer } from "../../modules/optimizer.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
 import { train } from "../../train/trainer.ts";
-import { freshSeed, rng, uniformF32 } from "../util.ts";
+import { cacheDir, freshSeed, rng, ROOT, runBun, uniformF32, withEnv } from "../util.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
 const EXAMPLE = (name: string) => join(ROOT, "examples/variants", `${name}.ts`);
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 const BACKEND = findCxx().tool ? "cpu" : "js";
 const dir = mkdtempSync(join(tmpdir(), "ngpk-variants-"));
 /** pcg_hash.ts with its part misspelled: a helper that replaces nothing. */
@@ -148,19 +146,14 @@ describe("the worked examples", () => {
   test("pcg_hash and triangle_blend train a photograph: the PSNR rises well above the untrained field's", async () => {
     const image = join(dir, "photo.png");
     await sharp(join(ROOT, "data/astronaut.png")).resize(64, 48, { fit: "cover" }).png().toFile(image);
-    const saved = process.env.NGPK_CACHE_DIR;
-    process.env.NGPK_CACHE_DIR = cacheDir;
-    try {
+    await withEnv({ NGPK_CACHE_DIR: cacheDir }, async () => {
       for (const name of ["pcg_hash", "triangle_blend"]) {
         const run = (steps: number) =>
           train({ image, steps, batch: 2048, evalEvery: 0, encoding: { levels: 4, log2HashmapSize: 10, finestResolution: 64, variant: EXAMPLE(name) }, network: { width: 16 }, ema: { enabled: false }, backend: BACKEND, out: join(dir, `${name}-${steps}`) });
         const [before, after] = [await run(1), await run(60)];
         expect(after.psnr, name).toBeGreaterThan(before.psnr + 5);
       }
-    } finally {
-      if (saved === undefined) delete process.env.NGPK_CACHE_DIR;
-      else process.env.NGPK_CACHE_DIR = saved;
-    }
+    });
   }, 240_000);
 
   test("spacetime fits a 4D field (x, y, z, t): the loss falls tenfold", async () => {
@@ -308,11 +301,7 @@ export function spatialHash(coords: u32[], dims: i32): u32 {
 });
 
 describe("the commands", () => {
-  const run = async (...args: string[]) => {
-    const p = Bun.spawn(["bun", ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe", env: { ...process.env, NGPK_CACHE_DIR: cacheDir } });
-    const [out, err, code] = [await new Response(p.stdout).text(), await new Response(p.stderr).text(), await p.exited];
-    return { out, err, code };
-  };
+  const run = (script: string, ...args: string[]) => runBun(script, args);
   test("bun run compile <variant> prints the grid's C++ and CUDA built with it", async () => {
     const r = await run("cli/compile.ts", "examples/variants/pcg_hash.ts");
     expect(r.code).toBe(0);

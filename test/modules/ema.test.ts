@@ -5,16 +5,13 @@
 // restores; state()/restore() continue identically; bad settings and states are refused by name;
 // in the warm-up the average lags steadily moving parameters by about a tenth of the steps.
 import { describe, expect, test } from "bun:test";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Ema } from "../../modules/ema.ts";
 import { ConfigError } from "../../modules/options.ts";
 import { allocBuffer, type DeviceBuffer } from "../../runtime/buffer.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
-import { freshSeed, rng, uniformF32 } from "../util.ts";
+import { cacheDir, freshSeed, rng, uniformF32 } from "../util.ts";
 
 const BACKENDS = (findCxx().tool !== undefined ? ["js", "cpu"] : ["js"]) as ("js" | "cpu")[];
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 const fr = Math.fround;
 const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
 

@@ -16,12 +16,10 @@ import { parseTrainConfig, type TrainConfigInput } from "../../train/config.ts";
 import { writePointsFile } from "../../train/data/points.ts";
 import { fieldMembers } from "../../train/field.ts";
 import { train } from "../../train/trainer.ts";
-import { freshSeed, rng } from "../util.ts";
+import { cacheDir, freshSeed, rng, ROOT, runBun } from "../util.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
 const CPU = findCxx().tool ? "cpu" : undefined;
 const BACKENDS = ["js", CPU].filter(Boolean) as ("js" | "cpu")[];
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 
 /** Three members over 4 axes: a plain 3D grid, a probed one in f16, a 2D one of F = 4 sharing axis 3. */
 const MEMBERS: MemberOptions[] = [
@@ -205,8 +203,7 @@ describe("configuration", () => {
     const dir = mkdtempSync(join(tmpdir(), "ngpk-enc-cli-"));
     try {
       const run = async (args: string[]) => {
-        const p = Bun.spawn(["bun", "cli/train.ts", ...args, "--out", join(dir, "out")], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-        const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+        const { code, err } = await runBun("cli/train.ts", [...args, "--out", join(dir, "out")]);
         return { code, err: err.trim() };
       };
       expect(await run(["--encoding-preset", "earth5d"])).toEqual({ code: 2, err: 'error: --encoding-preset: "earth5d" is not allowed (allowed: "earth4d")' });
@@ -226,8 +223,7 @@ describe("configuration", () => {
 
 describe("the Earth4D preset", () => {
   test("bun run params counts it per grid and in total, as each member's gridParamCount", async () => {
-    const p = Bun.spawn(["bun", "cli/params.ts", "--encoding-preset", "earth4d", "--json"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-    const j = JSON.parse(await new Response(p.stdout).text());
+    const j = JSON.parse((await runBun("cli/params.ts", ["--encoding-preset", "earth4d", "--json"])).out);
     // Each grid counted on its own: 3D, 24 levels, F = 2, 2^22 entries, resolutions 32 .. 2^23.
     const one = gridParamCount(parseHashGridOptions({ dims: 3, levels: 24, featuresPerLevel: 2, log2HashmapSize: 22, baseResolution: 32, finestResolution: 2 ** 23 }));
     // By hand: b = 2^(18/23); levels 0..2 are dense (32^3, 56^3 and 95^3 vertices, next multiple of

@@ -3,14 +3,11 @@
 // type and interpolation; the JS and CPU backends against each other; the gradients against
 // finite differences; large resolutions without overflow; impossible configurations refused.
 import { describe, expect, test } from "bun:test";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { ConfigError, HashGrid, hashGridParamCount, parseHashGridOptions, type HashGridOptionsInput } from "../../modules/hashgrid.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
-import { freshSeed, maxUlp, rng } from "../util.ts";
+import { cacheDir, freshSeed, maxUlp, rng } from "../util.ts";
 
 const CPU = findCxx().tool ? "cpu" : undefined;
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 
 // ---- the float64 reference --------------------------------------------------------------------
 

@@ -1,12 +1,10 @@
 // Non-finite coordinates in the hash grid: NaN encodes as 0 and ±Infinity clamps to [0, 1] like
 // any coordinate outside it, on every backend; the encoding and both gradients stay finite.
 import { expect, test } from "bun:test";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { HashGrid } from "../../modules/hashgrid.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
+import { cacheDir } from "../util.ts";
 
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 const backends: ("js" | "cpu")[] = ["js", ...(findCxx().tool ? (["cpu"] as const) : [])];
 
 // One bad coordinate per point, on either axis, among ordinary ones.

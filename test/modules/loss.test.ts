@@ -3,16 +3,14 @@
 // that L1's and Huber's kinks are hit), with batches that end in a partial block and some with more
 // blocks than accumulate()'s 16 slots; the CPU and JS backends bit for bit.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { HUBER, L1, L2, RELATIVE_L2 } from "../../dsl/kernels/loss.ts";
 import { loadKernels, type KernelModule } from "../../modules/load.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
-import { freshSeed, rng, uniformF32 } from "../util.ts";
+import { cacheDir, freshSeed, rng, uniformF32 } from "../util.ts";
 
 const FILE = resolve(import.meta.dir, "../../dsl/kernels/loss.ts");
 const CPU = findCxx().tool !== undefined;
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 const fr = Math.fround;
 
 /** The definitions (per element, before the scale): value and d value / d p. */

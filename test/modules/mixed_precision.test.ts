@@ -2,14 +2,12 @@
 // keeps; the parameters are the master rounded to f16 after every step, and a checkpoint's state
 // holds the master (not the rounded values), so training continues exactly.
 import { expect, test } from "bun:test";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Optimizer } from "../../modules/optimizer.ts";
 import { loadKernels } from "../../modules/load.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
-import { freshSeed, rng, uniformF32 } from "../util.ts";
+import { cacheDir, freshSeed, rng, uniformF32 } from "../util.ts";
 
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 const backends = ["js", ...(findCxx().tool ? ["cpu" as const] : [])] as const;
 
 for (const backend of backends) {

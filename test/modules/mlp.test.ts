@@ -8,18 +8,15 @@
 // networks are compared within a few ulps instead); and a tiny network fitting a known function
 // with the Adam optimizer.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { compileFile } from "../../codegen/compile.ts";
 import { CUDA_TILE_BYTES, cudaMlpRows, Mlp, MLP_KERNELS, mlpConfig, mlpKernels, mlpLayout, parseMlpOptions, type MlpLayout, type MlpOptionsInput, type MlpSettings } from "../../modules/mlp.ts";
 import { Optimizer } from "../../modules/optimizer.ts";
 import { allocBuffer } from "../../runtime/buffer.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
-import { freshSeed, rng, uniformF32 } from "../util.ts";
+import { cacheDir, freshSeed, rng, uniformF32 } from "../util.ts";
 
 const CPU = findCxx().tool !== undefined;
 const BACKEND = CPU ? "cpu" : "js";
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
 
 // ---- the float64 reference ------------------------------------------------------------------

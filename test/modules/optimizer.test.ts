@@ -6,17 +6,14 @@
 // with their own learning rates and weight decay; state()/restore() continuing identically; SGD;
 // refused settings naming their field; the CPU and JS backends bit for bit.
 import { describe, expect, test } from "bun:test";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { ConfigError } from "../../modules/options.ts";
 import { Optimizer, type OptimizerOptionsInput, type ParamGroup } from "../../modules/optimizer.ts";
 import { allocBuffer, type DeviceBuffer } from "../../runtime/buffer.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
-import { freshSeed, rng, uniformF32 } from "../util.ts";
+import { cacheDir, freshSeed, rng, uniformF32 } from "../util.ts";
 
 const CPU = findCxx().tool !== undefined;
 const BACKEND = CPU ? "cpu" : "js";
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 const fr = Math.fround;
 const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
 

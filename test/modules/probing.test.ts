@@ -6,15 +6,12 @@
 // is the plain grid bit for bit; JS and CPU agree; the optimizer keeps the probe table equal to
 // the argmax of the logits; refusals name the field.
 import { describe, expect, test } from "bun:test";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { argmaxRows, ConfigError, HashGrid, type HashGridOptionsInput } from "../../modules/hashgrid.ts";
 import { Optimizer } from "../../modules/optimizer.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
-import { freshSeed, maxUlp, rng, uniformF32 } from "../util.ts";
+import { cacheDir, freshSeed, maxUlp, rng, uniformF32 } from "../util.ts";
 
 const CPU = findCxx().tool ? "cpu" : undefined;
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 const load = (backend: "js" | "cpu") => ({ backend, cacheDir });
 
 const PRIMES = [1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737, 3367900313];

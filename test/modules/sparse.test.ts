@@ -7,7 +7,6 @@
 // SGD, an f16 group, the EMA, learned probing's rows); a training step on a real grid leaving the
 // gradient all zero; the CPU and JS backends giving the same lists.
 import { describe, expect, test } from "bun:test";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TouchedRows, TouchedSource } from "../../modules/common.ts";
 import { Ema } from "../../modules/ema.ts";
@@ -16,11 +15,10 @@ import { loadKernels } from "../../modules/load.ts";
 import { Optimizer, type ParamGroup } from "../../modules/optimizer.ts";
 import { allocBuffer, type DeviceBuffer } from "../../runtime/buffer.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
-import { freshSeed, rng, uniformF32 } from "../util.ts";
+import { cacheDir, freshSeed, rng, uniformF32 } from "../util.ts";
 
 const CPU = findCxx().tool !== undefined;
 const BACKEND = CPU ? "cpu" : "js";
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 const load = { backend: BACKEND, cacheDir } as const;
 const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
 

@@ -5,8 +5,8 @@
 import { expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
+import { ROOT } from "../util.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
 
 /**
  * Each layer (a folder, or a file) and what its files may import besides their own layer's. The

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { chooseBackend, type BackendRequest } from "../../runtime/backend.ts";
 import { detectCudaDevices } from "../../runtime/device.ts";
 import { findCxx, findNvcc } from "../../runtime/toolchain.ts";
-import { withEnv } from "./helpers.ts";
+import { withEnv } from "../util.ts";
 
 const NO_GPU = detectCudaDevices().count === 0;
 const HAS_CXX = findCxx().tool !== undefined;

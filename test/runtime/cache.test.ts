@@ -5,7 +5,8 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { BuildError, buildCached, cacheKey, CacheDirError, defaultCacheDir, type BuildRequest } from "../../runtime/cache.ts";
 import { definedDynamicSymbols, validateSharedLibrary } from "../../runtime/elf.ts";
-import { countingCompiler, cpuRequest, CXX, fixture, fixturePath, NO_CXX, runChild, sectionRange, tempDir, withEnv } from "./helpers.ts";
+import { countingCompiler, cpuRequest, CXX, fixture, fixturePath, NO_CXX, runFixture, sectionRange, tempDir } from "./helpers.ts";
+import { withEnv } from "../util.ts";
 
 const SOURCE = fixture("kernels.cpp");
 
@@ -89,10 +90,10 @@ describe.skipIf(!CXX)(`buildCached${NO_CXX}`, () => {
     const problem = validateSharedLibrary(path);
     expect(problem).toContain("truncated");
 
-    const child = await runChild("build_and_run.ts", request(source));
-    expect(child.stderr).toBe(`ngp-kernels: cached library ${path} failed verification (${problem}); rebuilding\n`);
-    expect(child.exitCode).toBe(0);
-    expect(JSON.parse(child.stdout)).toEqual({ hit: false, path, out: [2, 3, 4] });
+    const child = await runFixture("build_and_run.ts", request(source));
+    expect(child.err).toBe(`ngp-kernels: cached library ${path} failed verification (${problem}); rebuilding\n`);
+    expect(child.code).toBe(0);
+    expect(JSON.parse(child.out)).toEqual({ hit: false, path, out: [2, 3, 4] });
     expect(validateSharedLibrary(path)).toBeUndefined();
   });
 
@@ -115,10 +116,10 @@ describe.skipIf(!CXX)(`buildCached${NO_CXX}`, () => {
     const crash = Bun.spawn([process.execPath, "-e", loader], { stdout: "ignore", stderr: "ignore" });
     expect(await crash.exited).not.toBe(0);
 
-    const child = await runChild("build_and_run.ts", request(source));
-    expect(child.stderr).toMatch(new RegExp(`cached library ${path} failed verification \\(its sha256 [0-9a-f]+… differs from the recorded [0-9a-f]+…\\); rebuilding\n$`));
-    expect(child.exitCode).toBe(0);
-    expect(JSON.parse(child.stdout)).toEqual({ hit: false, path, out: [2, 3, 4] });
+    const child = await runFixture("build_and_run.ts", request(source));
+    expect(child.err).toMatch(new RegExp(`cached library ${path} failed verification \\(its sha256 [0-9a-f]+… differs from the recorded [0-9a-f]+…\\); rebuilding\n$`));
+    expect(child.code).toBe(0);
+    expect(JSON.parse(child.out)).toEqual({ hit: false, path, out: [2, 3, 4] });
     expect((await buildCached(request(source))).hit).toBe(true);
   });
 
@@ -209,11 +210,11 @@ describe.skipIf(!CXX)(`buildCached${NO_CXX}`, () => {
 
   test("two processes building the same new key at once both succeed", async () => {
     const req = request(`${SOURCE}\n// concurrent ${Date.now()}\n`);
-    const children = await Promise.all([runChild("build_and_run.ts", req), runChild("build_and_run.ts", req)]);
+    const children = await Promise.all([runFixture("build_and_run.ts", req), runFixture("build_and_run.ts", req)]);
     const results = children.map((child) => {
-      expect(child.stderr).toBe("");
-      expect(child.exitCode).toBe(0);
-      return JSON.parse(child.stdout) as { path: string; out: number[] };
+      expect(child.err).toBe("");
+      expect(child.code).toBe(0);
+      return JSON.parse(child.out) as { path: string; out: number[] };
     });
     expect(results[0]!.path).toBe(results[1]!.path);
     for (const result of results) expect(result.out).toEqual([2, 3, 4]);

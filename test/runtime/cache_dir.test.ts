@@ -6,6 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { chmodSync, chownSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { loadKernels } from "../../modules/load.ts";
+import { runBun, runCommand } from "../util.ts";
 import { CXX, fixturePath, tempDir } from "./helpers.ts";
 
 const root = process.getuid?.() === 0;
@@ -30,13 +31,10 @@ async function loadAsUser(env: Record<string, string>, user = 65534): Promise<{ 
 async function load(env: Record<string, string>, prefix: string[] = []): Promise<{ outcomes: Outcome[]; stderr: string }> {
   const tmp = tempDir("user-tmp"); // the system's may not be writable for nobody
   chmodSync(tmp, 0o1777);
-  const proc = Bun.spawn([...prefix, process.execPath, fixturePath("load_saxpy.ts"), ...backends], {
+  const r = await runCommand([...prefix, process.execPath, fixturePath("load_saxpy.ts"), ...backends], {
     env: { PATH: process.env.PATH, HOME: "/nonexistent", TMPDIR: tmp, BUN_RUNTIME_TRANSPILER_CACHE_PATH: "0", ...env },
-    stdout: "pipe",
-    stderr: "pipe",
   });
-  const [stdout, stderr] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { outcomes: stdout.trim().split("\n").filter(Boolean).map((line) => JSON.parse(line) as Outcome), stderr };
+  return { outcomes: r.out.trim().split("\n").filter(Boolean).map((line) => JSON.parse(line) as Outcome), stderr: r.err };
 }
 
 /** A directory that the test user can read but not write. */
@@ -171,11 +169,9 @@ describe("a cache directory or library that other users could have written", () 
 test("every command that loads kernels reports an untrusted NGPK_CACHE_DIR in one line, with exit status 2", async () => {
   const cache = tempDir("shared-cli");
   chmodSync(cache, 0o777);
-  const ROOT = join(import.meta.dir, "../..");
   const T = ["--steps", "3", "--batch", "1024", "--levels", "4", "--log2-table", "12", "--finest", "256", "--width", "16"];
   for (const args of [["cli/gradcheck.ts"], ["cli/train.ts", "data/astronaut.png", ...T, "--out", join(cache, "o")]]) {
-    const proc = Bun.spawn([process.execPath, ...args], { cwd: ROOT, env: { ...process.env, NGPK_CACHE_DIR: cache }, stdout: "pipe", stderr: "pipe" });
-    const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+    const { err: stderr, code } = await runBun(args[0]!, args.slice(1), { env: { NGPK_CACHE_DIR: cache } });
     expect({ args: args[0], stderr, code }).toEqual({
       args: args[0],
       stderr: `error: ngp-kernels: cache directory ${cache} is writable by all users (mode 0777); it was chosen by NGPK_CACHE_DIR: set NGPK_CACHE_DIR to a private directory (chmod 700 ${cache}), or unset it for the default\n`,

@@ -4,7 +4,7 @@ import { buildCached } from "../../runtime/cache.ts";
 import { detectCudaDevices } from "../../runtime/device.ts";
 import { definedDynamicSymbols, validateSharedLibrary } from "../../runtime/elf.ts";
 import { cudaFlags, findNvcc } from "../../runtime/toolchain.ts";
-import { fixture, runChild, tempDir } from "./helpers.ts";
+import { fixture, runFixture, tempDir } from "./helpers.ts";
 
 const nvcc = findNvcc();
 
@@ -25,10 +25,10 @@ describe.skipIf(!nvcc.tool)(`CUDA module${nvcc.tool ? "" : ` (skipped: ${nvcc.re
     expect(validateSharedLibrary(path)).toBeUndefined();
     expect(definedDynamicSymbols(path).has("ngp_cuda_malloc")).toBe(true);
 
-    const child = await runChild("cuda_child.ts", { path });
-    expect(child.stderr).toBe("");
-    expect(child.exitCode).toBe(0);
-    const result = JSON.parse(child.stdout) as { out?: number[]; errorName?: string };
+    const child = await runFixture("cuda_child.ts", { path });
+    expect(child.err).toBe("");
+    expect(child.code).toBe(0);
+    const result = JSON.parse(child.out) as { out?: number[]; errorName?: string };
     if (detectCudaDevices().count > 0) expect(result.out).toEqual([2, 3, 4]);
     else expect(result.errorName).toMatch(/^cudaError\w+$/); // here: cudaErrorInsufficientDriver
   }, 60_000);

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import type { BuildRequest } from "../../runtime/cache.ts";
 import { findMpi } from "../../runtime/mpi.ts";
 import { CPU_FLAGS, findCxx, type Tool } from "../../runtime/toolchain.ts";
+import { runCommand, type ChildOptions, type ChildResult } from "../util.ts";
 
 const FIXTURES = join(import.meta.dir, "fixtures");
 
@@ -48,40 +49,7 @@ export function countingCompiler(dir: string): { tool: Tool; count: () => number
 }
 
 /** Runs a fixture script in a child Bun, so that a native crash cannot take the test runner down. */
-export async function runChild(script: string, input: unknown): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn([process.execPath, fixturePath(script), JSON.stringify(input)], {
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, exitCode] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { exitCode, stdout, stderr };
-}
-
-/** Runs `body` with environment variables temporarily set (undefined = unset), until its promise settles if it returns one. */
-export function withEnv<T>(vars: Record<string, string | undefined>, body: () => T): T {
-  const saved = Object.fromEntries(Object.keys(vars).map((name) => [name, process.env[name]]));
-  const apply = (values: Record<string, string | undefined>) => {
-    for (const [name, value] of Object.entries(values)) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
-  };
-  apply(vars);
-  let result: T;
-  try {
-    result = body();
-  } catch (error) {
-    apply(saved);
-    throw error;
-  }
-  if (result instanceof Promise) return result.finally(() => apply(saved)) as T;
-  apply(saved);
-  return result;
-}
+export const runFixture = (script: string, input: unknown): Promise<ChildResult> => runCommand([process.execPath, fixturePath(script), JSON.stringify(input)]);
 
 /** The file byte range of the ELF section called `name` (e.g. ".text") in a 64-bit library. */
 export function sectionRange(bytes: Uint8Array, name: string): { start: number; end: number } {
@@ -107,13 +75,8 @@ export const MPIRUN = Bun.which("mpirun");
 /** Empty where MPI and mpirun are here; else " (skipped: why)", for the names of multi-rank tests. */
 export const NO_MPIRUN = findMpi().mpi && MPIRUN ? "" : ` (skipped: ${findMpi().mpi ? "mpirun is not on PATH" : findMpi().reason})`;
 
-export interface RanksResult {
-  exitCode: number;
-  ms: number;
-  /** The JSON lines of stdout, every rank's. */
-  lines: Record<string, unknown>[];
-  stderr: string;
-}
+/** A child's result with the JSON lines of its stdout, every rank's. */
+export type RanksResult = ChildResult & { lines: Record<string, unknown>[] };
 
 /**
  * Root (CI) needs --allow-run-as-root; 2 cores need --oversubscribe beside another test; without
@@ -122,12 +85,9 @@ export interface RanksResult {
 export const mpirunArgs = (ranks: number) => [MPIRUN!, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1", "-np", String(ranks)];
 
 /** `command` alone or under mpirun with `ranks` ranks (environment: `env`, else this one without a launcher's variables). */
-export async function runUnderMpirun(command: string[], opts: { ranks?: number; env?: Record<string, string | undefined>; cwd?: string } = {}): Promise<RanksResult & { stdout: string }> {
-  const start = performance.now();
-  const proc = Bun.spawn(opts.ranks ? [...mpirunArgs(opts.ranks), ...command] : command, { env: opts.env ?? unlaunched(), cwd: opts.cwd, stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  const lines = stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { exitCode, ms: performance.now() - start, lines, stderr, stdout };
+export async function runUnderMpirun(command: string[], opts: ChildOptions & { ranks?: number } = {}): Promise<RanksResult> {
+  const r = await runCommand(opts.ranks ? [...mpirunArgs(opts.ranks), ...command] : command, { ...opts, env: opts.env ?? unlaunched() });
+  return { ...r, lines: r.out.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>) };
 }
 
 /** A fixture script with `input` (JSON, its argv[2]), alone or under mpirun. */

@@ -10,20 +10,8 @@ import { buildCached } from "../../runtime/cache.ts";
 import { openCudaRuntime } from "../../runtime/cuda.ts";
 import { openRanks, type Ranks } from "../../runtime/mpi.ts";
 import { findNccl, NcclComm, NcclUnavailableError, openAllReduce } from "../../runtime/nccl.ts";
+import { withEnv } from "../util.ts";
 import { cpuRequest, CXX, fixture, LAUNCHER_VARS, NO_CXX, NO_MPIRUN, runRanks, tempDir } from "./helpers.ts";
-
-/** Sets environment variables for the duration of `body` (undefined: unset). */
-async function withEnv<T>(vars: Record<string, string | undefined>, body: () => T | Promise<T>): Promise<T> {
-  const saved = Object.keys(vars).map((name) => [name, process.env[name]] as const);
-  for (const [name, value] of Object.entries(vars)) if (value === undefined) delete process.env[name];
-  else process.env[name] = value;
-  try {
-    return await body();
-  } finally {
-    for (const [name, value] of saved) if (value === undefined) delete process.env[name];
-    else process.env[name] = value;
-  }
-}
 
 describe("findNccl", () => {
   test("NGPK_NCCL: off, or a file that does not load, is the reason; none installed says so; nothing is thrown", async () => {
@@ -121,8 +109,8 @@ describe.skipIf(!CXX)(`NCCL against the mock${NO_CXX}`, () => {
 
   describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     test("rank 0's id reaches rank 1 over MPI; each rank on its own GPU; CUDA buffers summed through NCCL, a Float32Array through MPI", async () => {
-      const { exitCode, lines, stderr } = await runRanks("nccl_ranks.ts", { nccl: mock, mockCuda, cacheDir: dir }, { ranks: 2, env: { ...process.env, TMPDIR: dir } });
-      expect({ exitCode, stderr }).toMatchObject({ exitCode: 0 });
+      const { code, lines, err } = await runRanks("nccl_ranks.ts", { nccl: mock, mockCuda, cacheDir: dir }, { ranks: 2, env: { ...process.env, TMPDIR: dir } });
+      expect({ code, err }).toMatchObject({ code: 0 });
       const [first, second] = [...lines].sort((x, y) => (x.rank as number) - (y.rank as number));
       for (const [r, line] of [first!, second!].entries()) {
         expect(line).toMatchObject({ rank: r, size: 2, via: "nccl", device: r, checks: { a: true, b: true, host: true } });
@@ -134,8 +122,8 @@ describe.skipIf(!CXX)(`NCCL against the mock${NO_CXX}`, () => {
     }, 60_000);
 
     test("one rank without NCCL: both go through MPI (host copies), the reason names the rank", async () => {
-      const { exitCode, lines, stderr } = await runRanks("nccl_ranks.ts", { nccl: mock, mockCuda, cacheDir: dir, without: [1] }, { ranks: 2, env: { ...process.env, NGPK_NCCL: undefined } });
-      expect({ exitCode, stderr }).toMatchObject({ exitCode: 0 });
+      const { code, lines, err } = await runRanks("nccl_ranks.ts", { nccl: mock, mockCuda, cacheDir: dir, without: [1] }, { ranks: 2, env: { ...process.env, NGPK_NCCL: undefined } });
+      expect({ code, err }).toMatchObject({ code: 0 });
       const [first, second] = [...lines].sort((x, y) => (x.rank as number) - (y.rank as number));
       for (const line of [first!, second!]) {
         expect(line).toMatchObject({ via: "mpi", checks: { a: true, b: true, host: true } });

@@ -12,7 +12,8 @@ import {
   findNvcc,
 } from "../../runtime/toolchain.ts";
 import { detectCudaDevices } from "../../runtime/device.ts";
-import { CXX, NO_CXX, tempDir, withEnv } from "./helpers.ts";
+import { withEnv } from "../util.ts";
+import { CXX, NO_CXX, tempDir } from "./helpers.ts";
 
 const NVCC = findNvcc();
 

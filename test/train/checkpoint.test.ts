@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { type Checkpoint, CheckpointError, checkCompatible, FORMAT_VERSION, readCheckpoint, writeCheckpoint } from "../../train/checkpoint.ts";
-import { freshSeed, rng } from "../util.ts";
+import { freshSeed, rng, runCommand } from "../util.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ngpk-ckpt-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -272,8 +272,7 @@ describe("atomic writes", () => {
       } catch (e) { console.log("ERROR " + e.name + ": " + e.message); }
     `);
     // 1024 blocks of 1 KiB: the 16 MB checkpoint cannot be written; SIGXFSZ ignored, so write() fails with EFBIG.
-    const child = Bun.spawnSync(["bash", "-c", `trap '' XFSZ; ulimit -f 1024; exec "${process.execPath}" "${script}"`], { stdout: "pipe", stderr: "pipe" });
-    const out = child.stdout.toString();
+    const { out } = await runCommand(["bash", "-c", `trap '' XFSZ; ulimit -f 1024; exec "${process.execPath}" "${script}"`]);
     expect(out).toContain("ERROR CheckpointError: checkpoint " + path + ": writing it failed (EFBIG");
     expect(readFileSync(path).equals(before)).toBe(true);
     expect(readdirSync(sub)).toEqual(["run.ckpt"]);

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import sharp from "sharp";
 import { argmaxRows } from "../../modules/hashgrid.ts";
 import { imageFormat } from "../../train/image.ts";
@@ -17,34 +17,22 @@ import { parseTrainConfig, type TrainConfigInput } from "../../train/config.ts";
 import { exportModel, loadModelWeights, MODEL_MAGIC, packIndices, readModelFile, unpackIndices, writeModelFile } from "../../train/model_file.ts";
 import { checkpointUses, createField, fieldOf, loadCheckpointWeights } from "../../train/field.ts";
 import { train } from "../../train/trainer.ts";
+import { cacheDir, type ChildResult, envForFile, ROOT, runBun } from "../util.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
 const CPU = findCxx().tool !== undefined;
 const BACKEND = CPU ? "cpu" : "js";
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
-const ENV = { ...process.env, NGPK_CACHE_DIR: cacheDir };
 
 let dir: string;
 let image: string;
-let savedCacheEnv: string | undefined;
 /** The probing run's checkpoint, and its exports. */
 let ckPath: string;
 let ck: Checkpoint;
 let f32: string;
 let f16: string;
 
-interface Result {
-  code: number;
-  out: string;
-  err: string;
-}
-async function bun(script: string, args: string[]): Promise<Result> {
-  const proc = Bun.spawn(["bun", script, ...args], { cwd: ROOT, env: ENV, stdout: "pipe", stderr: "pipe", timeout: 100_000, killSignal: "SIGKILL" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, out, err };
-}
-const exportCli = (args: string[]) => bun("cli/export.ts", args);
-const renderCli = (args: string[]) => bun("cli/render.ts", [...args, "--backend", BACKEND]);
+type Result = ChildResult;
+const exportCli = (args: string[]) => runBun("cli/export.ts", args);
+const renderCli = (args: string[]) => runBun("cli/render.ts", [...args, "--backend", BACKEND]);
 
 /** Exit status `code`, a first line "error: " naming every `parts`, no stack trace. */
 function expectCleanError(what: string, r: Result, code: number, parts: string[]): void {
@@ -76,13 +64,13 @@ function config(over: Partial<TrainConfigInput> = {}): TrainConfigInput {
   };
 }
 
+// The trainer loads its kernels through $NGPK_CACHE_DIR (it takes no cacheDir option).
+envForFile({ NGPK_CACHE_DIR: cacheDir });
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "ngpk-export-"));
   image = join(dir, "astronaut-64x48.png");
   await sharp(join(ROOT, "data/astronaut.png")).resize(64, 48, { fit: "cover" }).png().toFile(image);
-  // The trainer loads its kernels through $NGPK_CACHE_DIR (it takes no cacheDir option).
-  savedCacheEnv = process.env.NGPK_CACHE_DIR;
-  process.env.NGPK_CACHE_DIR = cacheDir;
   const result = await train(config());
   ckPath = result.files.checkpoint;
   ck = await readCheckpoint(ckPath);
@@ -92,8 +80,6 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(() => {
-  if (savedCacheEnv === undefined) delete process.env.NGPK_CACHE_DIR;
-  else process.env.NGPK_CACHE_DIR = savedCacheEnv;
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -260,7 +246,7 @@ describe("render from an export", () => {
     expect(Buffer.compare(Buffer.from(await pixels(out)), Buffer.from(await pixels(join(dir, "swap2.png"))))).toBe(0);
     expectCleanError("--raw", await renderCli(["--model", f16, "--out", out, "--raw"]), 2, [f16, "--raw", "bun run export --raw"]);
     expectCleanError("both", await renderCli(["--model", f16, "--checkpoint", ckPath, "--out", out]), 2, ["not both"]);
-    const help = await bun("cli/render.ts", ["--help"]);
+    const help = await runBun("cli/render.ts", ["--help"]);
     expect(help.code).toBe(0);
     expect(help.out).toContain("--model");
   });
@@ -414,7 +400,7 @@ describe("inputs and outputs (issue 16)", () => {
     mkdirSync(run);
     const img = join(run, "reconstruction.png");
     copyFileSync(image, img);
-    const t = await bun("cli/train.ts", [img, "--steps", "3", "--out", run, "--backend", BACKEND]);
+    const t = await runBun("cli/train.ts", [img, "--steps", "3", "--out", run, "--backend", BACKEND]);
     expectCleanError("train --out holding the image", t, 2, [`--out ${img} is the same file as the image ${img}`]);
     expect(Buffer.compare(readFileSync(img), readFileSync(image))).toBe(0);
   });
@@ -428,7 +414,7 @@ describe("inputs and outputs (issue 16)", () => {
       renderCli(["--checkpoint", fifo, "--out", join(dir, "fifo.png")]),
       renderCli(["--model", fifo, "--out", join(dir, "fifo.png")]),
       exportCli(["--checkpoint", fifo, "--out", join(dir, "fifo.ngp")]),
-      bun(trainArgs[0]!, [...trainArgs.slice(1), "--out", join(dir, "fifo-run"), "--resume", fifo]),
+      runBun(trainArgs[0]!, [...trainArgs.slice(1), "--out", join(dir, "fifo-run"), "--resume", fifo]),
     ]);
     expectCleanError("render --checkpoint FIFO", a, 2, [`checkpoint ${fifo}: is not a regular file (a FIFO)`]);
     expectCleanError("render --model FIFO", b, 2, [`model file ${fifo}: is not a regular file (a FIFO)`]);
@@ -437,7 +423,7 @@ describe("inputs and outputs (issue 16)", () => {
     expect(d.err).not.toContain("empty");
     // The data a run trains on, read through the same check.
     const tiny = trainArgs.slice(2);
-    const [e, f] = await Promise.all([bun("cli/train.ts", [fifo, ...tiny, "--out", join(dir, "fifo-run")]), bun("cli/train.ts", ["--points", fifo, ...tiny, "--out", join(dir, "fifo-run")])]);
+    const [e, f] = await Promise.all([runBun("cli/train.ts", [fifo, ...tiny, "--out", join(dir, "fifo-run")]), runBun("cli/train.ts", ["--points", fifo, ...tiny, "--out", join(dir, "fifo-run")])]);
     expectCleanError("train FIFO", e, 2, [`${fifo}: is not a regular file (a FIFO), not an image`]);
     expectCleanError("train --points FIFO", f, 2, [`${fifo}: is not a regular file (a FIFO), not a points file`]);
   });

@@ -12,6 +12,7 @@ import { buildMosaic, KODAK_DIR } from "../../train/mosaic.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
 import { ImageError, loadImage } from "../../train/image.ts";
 import { train } from "../../train/trainer.ts";
+import { runBun } from "../util.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "gigapixel-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -54,9 +55,9 @@ test.skipIf(!kodak || !CPU)("peak memory on a 4096 x 4096 mosaic, decoding and t
   const image = await buildMosaic({ width: 4096, height: 4096, seed: 5, out: join(dir, "m4096.png") });
   const out = join(dir, "mem");
   mkdirSync(out);
-  const child = Bun.spawnSync(["bun", join(import.meta.dir, "../fixtures/gigapixel_memory.ts"), image, out], { stderr: "pipe", stdout: "pipe" });
-  if (child.exitCode !== 0) throw new Error(`child failed: ${child.stderr.toString().slice(-2000)}`);
-  const m = JSON.parse(child.stdout.toString().trim().split("\n").at(-1)!) as { peak: number; decodePeak: number; baseline: number; built: number; imageBytes: number; model: number; pixels: number };
+  const child = await runBun(join(import.meta.dir, "../fixtures/gigapixel_memory.ts"), [image, out]);
+  if (child.code !== 0) throw new Error(`child failed: ${child.err.slice(-2000)}`);
+  const m = JSON.parse(child.out.trim().split("\n").at(-1)!) as { peak: number; decodePeak: number; baseline: number; built: number; imageBytes: number; model: number; pixels: number };
   expect(m.pixels).toBe(4096 * 4096);
   expect(m.imageBytes).toBe(4096 * 4096 * 3); // the 8-bit samples, held once
   // Decoding: over the RSS before it. Training to the outputs: over the RSS once built, less the image (3 B/px).

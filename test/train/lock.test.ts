@@ -5,11 +5,11 @@
 import { afterAll, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { lockOutDir, OutDirInUseError } from "../../train/lock.ts";
 import { SWEEP_HEADER } from "../../train/sweep.ts";
+import { ROOT, runCommand } from "../util.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
 const tmp = mkdtempSync(join(tmpdir(), "ngpk-lock-"));
 const sleepers: Bun.Subprocess[] = [];
 afterAll(() => {
@@ -101,15 +101,13 @@ test("the lock goes when its process exits through process.exit (a second Ctrl-C
     const script = `import { lockOutDir } from ${JSON.stringify(join(ROOT, "train/lock.ts"))}; lockOutDir(${JSON.stringify(dir)}); console.log(require("node:fs").readdirSync(${JSON.stringify(dir)}).join()); ${end};`;
     const file = join(tmp, `exit-${n++}.ts`);
     writeFileSync(file, script);
-    const proc = Bun.spawn([process.execPath, file], { stdout: "pipe", stderr: "pipe" });
-    const [out] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+    const { out } = await runCommand([process.execPath, file]);
     expect({ end, out: out.trim(), after: readdirSync(dir) }).toEqual({ end, out: ".lock", after: [] });
   }
 });
 
 async function cli(args: string[]): Promise<{ code: number; err: string }> {
-  const proc = Bun.spawn([process.execPath, ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-  const [err, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+  const { code, err } = await runCommand([process.execPath, ...args]);
   return { code, err };
 }
 

@@ -13,12 +13,10 @@ import { readCheckpoint } from "../../train/checkpoint.ts";
 import { parseTrainConfig, type TrainConfigInput } from "../../train/config.ts";
 import { loadPointField, openPointSource, PointsWriter, writePointsFile, type PointsSummary } from "../../train/data/points.ts";
 import { train, type EvalInfo } from "../../train/trainer.ts";
+import { type ChildResult, ROOT, runBun } from "../util.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
 const CPU = findCxx().tool !== undefined;
 const BACKEND = CPU ? "cpu" : "js";
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
-const ENV = { ...process.env, NGPK_CACHE_DIR: cacheDir };
 const MiB = 2 ** 20;
 /** Two checkpoints' arrays hold the same bits. */
 const same = (a: Record<string, Float32Array>, b: Record<string, Float32Array>) =>
@@ -57,17 +55,8 @@ let csv: string;
 let runs = 0;
 const outDir = (name: string) => join(dir, `${name}-${runs++}`);
 
-interface Result {
-  code: number;
-  out: string;
-  err: string;
-}
-async function trainCli(args: string[], timeout = 100_000): Promise<Result> {
-  const proc = Bun.spawn(["bun", "cli/train.ts", ...args], { cwd: ROOT, env: ENV, stdout: "pipe", stderr: "pipe", timeout, killSignal: "SIGKILL" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, out, err };
-}
-const lastJson = (r: Result) => JSON.parse(r.out.trim().split("\n").at(-1)!);
+const trainCli = (args: string[], timeout = 100_000) => runBun("cli/train.ts", args, { timeout });
+const lastJson = (r: ChildResult) => JSON.parse(r.out.trim().split("\n").at(-1)!);
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "ngpk-points-"));

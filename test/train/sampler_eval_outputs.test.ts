@@ -15,10 +15,9 @@ import { colorChannels as evalColorChannels, evaluate, evaluationTiles, targetTa
 import type { ImageData } from "../../train/image.ts";
 import { MetricsLog, METRICS_HEADER, plotSpec, readMetrics, writeJsonAtomic, writePlot } from "../../train/outputs.ts";
 import { imageConfig, ImageSampler } from "../../train/sampler.ts";
-import { freshSeed, rng } from "../util.ts";
+import { cacheDir, freshSeed, rng } from "../util.ts";
 
 const CPU = findCxx().tool !== undefined;
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 const r = rng(freshSeed("sample"));
 
 /** An image of random samples, packed as train/image.ts packs them. */

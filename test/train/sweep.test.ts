@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import sharp from "sharp";
 import { hashGridParamCount } from "../../modules/hashgrid.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
@@ -27,28 +27,23 @@ import {
   type SweepOptions,
   type SweepRow,
 } from "../../train/sweep.ts";
+import { cacheDir, type ChildResult, envForFile, ROOT, runBun } from "../util.ts";
 
 const CPU = findCxx().tool !== undefined;
 const BACKEND = CPU ? "cpu" : "js";
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
-const ENV = { ...process.env, NGPK_CACHE_DIR: cacheDir };
-const ROOT = resolve(import.meta.dir, "../..");
 
 let dir: string;
 let image: string;
-let savedCacheEnv: string | undefined;
+
+// The trainer loads its kernels through $NGPK_CACHE_DIR (it takes no cacheDir option).
+envForFile({ NGPK_CACHE_DIR: cacheDir });
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "ngpk-sweep-"));
   image = join(dir, "astronaut-32x24.png");
   await sharp(join(ROOT, "data/astronaut.png")).resize(32, 24, { fit: "cover" }).png().toFile(image);
-  // The trainer loads its kernels through $NGPK_CACHE_DIR (it takes no cacheDir option).
-  savedCacheEnv = process.env.NGPK_CACHE_DIR;
-  process.env.NGPK_CACHE_DIR = cacheDir;
 });
 afterAll(() => {
-  if (savedCacheEnv === undefined) delete process.env.NGPK_CACHE_DIR;
-  else process.env.NGPK_CACHE_DIR = savedCacheEnv;
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -66,17 +61,8 @@ const sorted = (rows: SweepRow[]) => rows.map(result).sort((a, b) => runKey(a).l
 let straight: ReturnType<typeof runSweep> | undefined;
 const reference = () => (straight ??= runSweep(options("straight")));
 
-interface Result {
-  code: number;
-  out: string;
-  err: string;
-}
-async function cli(args: string[]): Promise<Result> {
-  const proc = Bun.spawn(["bun", "cli/sweep.ts", ...args], { cwd: ROOT, env: ENV, stdout: "pipe", stderr: "pipe", timeout: 100_000, killSignal: "SIGKILL" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, out, err };
-}
-const lastJson = (r: Result) => JSON.parse(r.out.trim().split("\n").at(-1)!);
+const cli = (args: string[]) => runBun("cli/sweep.ts", args);
+const lastJson = (r: ChildResult) => JSON.parse(r.out.trim().split("\n").at(-1)!);
 const isPng = (p: string) => existsSync(p) && readFileSync(p).subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
 
 describe("the allocation plan", () => {
@@ -197,20 +183,15 @@ describe("bun run sweep", () => {
     // 400 steps a run: the third run must still be training when the signal lands, which on a
     // loaded machine (the suite's files run side by side) can take a second after its first line.
     const args = [...CLI_TINY().map((a) => (a === "5" ? "400" : a)), "--out", out];
-    const proc = Bun.spawn(["bun", "cli/sweep.ts", ...args], { cwd: ROOT, env: ENV, stdout: "pipe", stderr: "pipe", timeout: 100_000, killSignal: "SIGKILL" });
     const csv = join(out, "sweep.csv");
     const rows = () => (existsSync(csv) ? readSweepCsv(csv).length : 0);
     // SIGTERM as the third run starts (the first trained, the second refused, both recorded).
-    let stderr = "";
     let sent = false;
-    const decoder = new TextDecoder();
-    const reading = (async () => {
-      for await (const chunk of proc.stderr) {
-        stderr += decoder.decode(chunk);
-        if (!sent && stderr.includes("): B=4096 L=2 F=2")) (proc.kill("SIGTERM"), (sent = true));
-      }
-    })();
-    const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited, reading]);
+    const { code, out: stdout, err: stderr } = await runBun("cli/sweep.ts", args, {
+      onStderr: (err, proc) => {
+        if (!sent && err.includes("): B=4096 L=2 F=2")) (proc.kill("SIGTERM"), (sent = true));
+      },
+    });
     expect(code, stderr).toBe(130);
     expect(stdout).toContain("interrupted: rerun the same command to continue");
     expect(rows()).toBe(2);
@@ -254,10 +235,7 @@ describe("bun run sweep", () => {
 });
 
 describe.skipIf(!!NO_MPIRUN)(`over MPI ranks${NO_MPIRUN}`, () => {
-  const ranks = async (n: number, args: string[]) => {
-    const r = await runUnderMpirun(["bun", "cli/sweep.ts", ...args], { ranks: n, env: ENV, cwd: ROOT });
-    return { code: r.exitCode, out: r.stdout, err: r.stderr };
-  };
+  const ranks = (n: number, args: string[]) => runUnderMpirun(["bun", "cli/sweep.ts", ...args], { ranks: n, env: { ...process.env, NGPK_CACHE_DIR: cacheDir } });
 
   test("mpirun -np 2: rank r runs shard r/2, rank 0 merges: the single process's rows; a rerun over 3 ranks redoes nothing", async () => {
     const out = join(dir, "ranks");

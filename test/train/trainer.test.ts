@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import sharp from "sharp";
 import { HashGrid } from "../../modules/hashgrid.ts";
 import { Mlp } from "../../modules/mlp.ts";
@@ -27,20 +27,20 @@ import { checkMemory, MemoryError } from "../../runtime/memory.ts";
 import { checkpointUses } from "../../train/field.ts";
 import { InterruptedError, TrainError, train, type TrainHooks, type TrainResult } from "../../train/trainer.ts";
 import { ConfigError } from "../../modules/options.ts";
-import { freshSeed, rng, uniformF32 } from "../util.ts";
+import { cacheDir, envForFile, freshSeed, rng, ROOT, uniformF32 } from "../util.ts";
 
 const CPU = findCxx().tool !== undefined;
 const BACKEND = CPU ? "cpu" : "js";
 const ON = CPU ? "CPU" : "JS (no C++ compiler)";
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
-const ROOT = resolve(import.meta.dir, "../..");
 
 let dir: string;
 let image: string;
 let tall: string;
-let savedCacheEnv: string | undefined;
 let runs = 0;
 const outDir = (name: string) => join(dir, `${name}-${runs++}`);
+
+// The trainer loads its kernels through $NGPK_CACHE_DIR (it takes no cacheDir option).
+envForFile({ NGPK_CACHE_DIR: cacheDir });
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "ngpk-train-"));
@@ -48,13 +48,8 @@ beforeAll(async () => {
   tall = join(dir, "astronaut-48x64.png");
   await sharp(join(ROOT, "data/astronaut.png")).resize(64, 48, { fit: "cover" }).png().toFile(image);
   await sharp(join(ROOT, "data/astronaut.png")).resize(48, 64, { fit: "cover" }).png().toFile(tall);
-  // The trainer loads its kernels through $NGPK_CACHE_DIR (it takes no cacheDir option).
-  savedCacheEnv = process.env.NGPK_CACHE_DIR;
-  process.env.NGPK_CACHE_DIR = cacheDir;
 });
 afterAll(() => {
-  if (savedCacheEnv === undefined) delete process.env.NGPK_CACHE_DIR;
-  else process.env.NGPK_CACHE_DIR = savedCacheEnv;
   rmSync(dir, { recursive: true, force: true });
 });
 

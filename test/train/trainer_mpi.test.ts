@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import sharp from "sharp";
 import { allocBuffer } from "../../runtime/buffer.ts";
 import { readCheckpoint } from "../../train/checkpoint.ts";
@@ -15,10 +15,9 @@ import { openPointSource, writePointsFile } from "../../train/data/points.ts";
 import type { SourceContext } from "../../train/data/source.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
 import { mpirunArgs, NO_MPIRUN, runUnderMpirun, unlaunched } from "../runtime/helpers.ts";
+import { cacheDir, ROOT, runCommand } from "../util.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
 const BACKEND = findCxx().tool ? "cpu" : "js";
-const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
 const ENV = { ...unlaunched(), NGPK_CACHE_DIR: cacheDir };
 if (NO_MPIRUN) console.log(`test/train/trainer_mpi.test.ts: multi-rank tests${NO_MPIRUN}`);
 
@@ -34,7 +33,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** A small model (test/train/trainer.test.ts's base()) on the 64x48 photograph. */
 const TINY = () => [image, "--levels", "4", "--log2-table", "12", "--finest", "256", "--width", "16", "--batch", "1024", "--eval-every", "0", "--backend", BACKEND, "--seed", "7", "--lr", "1e-2", "--schedule", "none", "--ema", "0.99"];
 const cli = (args: string[]) => ["bun", "cli/train.ts", ...args];
-const train = (args: string[], ranks?: number) => runUnderMpirun(cli(args), { ranks, env: ENV, cwd: ROOT });
+const train = (args: string[], ranks?: number) => runUnderMpirun(cli(args), { ranks, env: ENV });
 
 /** ||a - b|| / ||a|| of every array two checkpoints hold, by name. */
 async function relative(a: string, b: string): Promise<Record<string, number>> {
@@ -51,22 +50,15 @@ async function relative(a: string, b: string): Promise<Record<string, number>> {
 }
 
 /** `command` under mpirun (2 ranks; `mpirun` options first), sent `signal` at its first step's progress line. */
-async function signalAfterFirstStep(command: string[], signal: NodeJS.Signals, mpirun: string[] = []): Promise<{ stdout: string; stderr: string; code: number }> {
+function signalAfterFirstStep(command: string[], signal: NodeJS.Signals, mpirun: string[] = []) {
   const [launcher, ...options] = mpirunArgs(2);
-  const proc = Bun.spawn([launcher!, ...mpirun, ...options, ...command], { env: ENV, cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-  let stderr = "";
-  const decoder = new TextDecoder();
-  const reader = proc.stderr.getReader();
   let signalled = false;
-  const stdoutText = new Response(proc.stdout).text();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    stderr += decoder.decode(value);
-    if (!signalled && /step 1\//.test(stderr)) (proc.kill(signal), (signalled = true));
-  }
-  const [stdout, code] = await Promise.all([stdoutText, proc.exited]);
-  return { stdout, stderr, code };
+  return runCommand([launcher!, ...mpirun, ...options, ...command], {
+    env: ENV,
+    onStderr: (err, proc) => {
+      if (!signalled && /step 1\//.test(err)) (proc.kill(signal), (signalled = true));
+    },
+  });
 }
 
 const metricsLosses = (out: string) => readFileSync(join(out, "metrics.csv"), "utf8").trim().split("\n").slice(1).map((l) => l.split(",")[1]);
@@ -76,11 +68,11 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     const [one, two] = [join(dir, "acc2"), join(dir, "ranks2")];
     const args = [...TINY(), "--steps", "4", "--probing-range", "4", "--checkpoint-every", "1"];
     const single = await train([...args, "--accumulate", "2", "--out", one]);
-    expect(single.exitCode, single.stderr).toBe(0);
+    expect(single.code, single.err).toBe(0);
     // --checkpoint-every 1: the ranks compare a digest of their whole state (parameters, logits,
     // optimizer, EMA) at every checkpoint; a difference would stop the run.
     const ranks = await train([...args, "--out", two, "--json"], 2);
-    expect(ranks.exitCode, ranks.stderr).toBe(0);
+    expect(ranks.code, ranks.err).toBe(0);
     // One JSON line: rank 0's. The summary records the ranks and the batches.
     expect(ranks.lines).toHaveLength(1);
     expect(ranks.lines[0]).toMatchObject({ steps: 4, ranks: { count: 2, batch: 1024, globalBatch: 2048 } });
@@ -102,8 +94,7 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
   test("a different configuration on rank 1: rank 0 names it, every rank exits non-zero, nothing written", async () => {
     const out = join(dir, "differ");
     const rank = (seed: string) => [...TINY(), "--steps", "2", "--out", out].map((a, i, all) => (all[i - 1] === "--seed" ? seed : a));
-    const proc = Bun.spawn([...mpirunArgs(1), ...cli(rank("7")), ":", "-np", "1", ...cli(rank("8"))], { env: ENV, cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    const { code, out: stdout, err: stderr } = await runCommand([...mpirunArgs(1), ...cli(rank("7")), ":", "-np", "1", ...cli(rank("8"))], { env: ENV });
     expect(code).not.toBe(0);
     expect(stdout).toBe("");
     const errors = stderr.split("\n").filter((l) => l.includes("error:"));
@@ -115,10 +106,10 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     const [one, two] = [join(dir, "sparse-acc2"), join(dir, "sparse-ranks2")];
     const args = [...TINY(), "--steps", "4", "--probing-range", "4", "--checkpoint-every", "1", "--sparse-updates"];
     const single = await train([...args, "--accumulate", "2", "--out", one]);
-    expect(single.exitCode, single.stderr).toBe(0);
+    expect(single.code, single.err).toBe(0);
     // --checkpoint-every 1: the ranks compare their whole state's digest at every step.
     const ranks = await train([...args, "--out", two], 2);
-    expect(ranks.exitCode, ranks.stderr).toBe(0);
+    expect(ranks.code, ranks.err).toBe(0);
     expect(metricsLosses(two)).toEqual(metricsLosses(one));
     // Each rank alone would step only its own rows: the state would be far from one process's.
     for (const [name, rel] of Object.entries(await relative(join(one, "checkpoint.ngpk"), join(two, "checkpoint.ngpk"))))
@@ -129,8 +120,8 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     const out = join(dir, "nan");
     // test/cli/train_render.test.ts's diverging run: l2, a linear network, SGD at lr 10.
     const r = await train([...TINY(), "--steps", "50", "--loss", "l2", "--activation", "none", "--optimizer", "sgd", "--lr", "10", "--checkpoint-every", "1", "--out", out], 2);
-    expect(r.exitCode).not.toBe(0);
-    const errors = r.stderr.split("\n").filter((l) => l.includes("error:"));
+    expect(r.code).not.toBe(0);
+    const errors = r.err.split("\n").filter((l) => l.includes("error:"));
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/^error: the training loss became non-finite at step \d+; stopped without applying it \(the last good checkpoint, .+checkpoint\.ngpk, is kept\)/);
     const step = Number(/non-finite at step (\d+)/.exec(errors[0]!)![1]);
@@ -141,7 +132,7 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     const [stopped, straight] = [join(dir, "usr1"), join(dir, "straight")];
     const args = [...TINY(), "--steps", "120", "--batch", "256"];
     // mpirun passes SIGUSR1 on to every rank.
-    const { stdout, stderr, code } = await signalAfterFirstStep(cli([...args, "--out", stopped]), "SIGUSR1");
+    const { out: stdout, err: stderr, code } = await signalAfterFirstStep(cli([...args, "--out", stopped]), "SIGUSR1");
     expect(code, stderr).not.toBe(0); // 130 on every rank
     expect(stdout).toMatch(/^interrupted on 2 ranks: continue with --resume .+checkpoint\.ngpk \(with 2 ranks\)$/m);
     expect(stderr.match(/SIGUSR1: stopping after this step on every rank/g)).toHaveLength(1);
@@ -151,16 +142,16 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     expect(readdirSync(stopped).filter((f) => f.endsWith(".tmp"))).toEqual([]);
     // Resumed with the same count, to 120 steps: the uninterrupted run's state, bit for bit.
     const resumed = await train([...args, "--out", stopped, "--resume", join(stopped, "checkpoint.ngpk")], 2);
-    expect(resumed.exitCode, resumed.stderr).toBe(0);
+    expect(resumed.code, resumed.err).toBe(0);
     const whole = await train([...args, "--out", straight], 2);
-    expect(whole.exitCode, whole.stderr).toBe(0);
+    expect(whole.code, whole.err).toBe(0);
     for (const rel of Object.values(await relative(join(straight, "checkpoint.ngpk"), join(stopped, "checkpoint.ngpk")))) expect(rel).toBe(0);
   }, 180_000);
 
   test("SIGTERM to mpirun with --mca odls_base_sigkill_timeout 3: the ranks get SIGTERM together 3 s later, stop after the same step, rank 0 writes one checkpoint and the outputs before the SIGKILL", async () => {
     const out = join(dir, "term");
     // Open MPI 4.1's mpirun on SIGTERM: SIGCONT to every rank, the timeout, SIGTERM to every rank, the timeout, SIGKILL.
-    const { stderr, code } = await signalAfterFirstStep(cli([...TINY(), "--steps", "100000", "--batch", "256", "--out", out]), "SIGTERM", ["--mca", "odls_base_sigkill_timeout", "3"]);
+    const { err: stderr, code } = await signalAfterFirstStep(cli([...TINY(), "--steps", "100000", "--batch", "256", "--out", out]), "SIGTERM", ["--mca", "odls_base_sigkill_timeout", "3"]);
     expect(code, stderr).not.toBe(0);
     expect(stderr.match(/SIGTERM: stopping after this step on every rank/g)).toHaveLength(1);
     // The checkpoint's save compared the ranks' state digests (equal), and rank 0 got to the end.
@@ -173,31 +164,26 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
   test("--seconds with a cosine schedule: the warm-up and the stop follow rank 0's clock, so the ranks stay alike (compared at every checkpoint)", async () => {
     const out = join(dir, "seconds");
     const r = await train([...TINY(), "--schedule", "cosine", "--seconds", "3", "--checkpoint-every", "1", "--out", out, "--json"], 2);
-    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.code, r.err).toBe(0);
     expect(r.lines[0]).toMatchObject({ stopped_by: expect.stringMatching(/^(steps|seconds)$/), schedule_span: { from: "seconds" } });
   }, 60_000);
 
   test("a rank killed mid-run: mpirun ends the other and exits non-zero (no rank waits in a collective)", async () => {
     const out = join(dir, "killed");
-    const proc = Bun.spawn([...mpirunArgs(2), ...cli([...TINY(), "--steps", "100000", "--batch", "256", "--out", out])], { env: ENV, cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-    const reader = proc.stderr.getReader();
-    let stderr = "";
     let killed = 0;
-    const stdoutText = new Response(proc.stdout).text();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      stderr += new TextDecoder().decode(value);
-      if (!killed && stderr.includes("step 1/")) {
+    let children: number[] = [];
+    const { code } = await runUnderMpirun(cli([...TINY(), "--steps", "100000", "--batch", "256", "--out", out]), {
+      ranks: 2,
+      env: ENV,
+      onStderr: (err, proc) => {
+        if (killed || !err.includes("step 1/")) return;
         // One of mpirun's two children (a rank), with SIGKILL.
-        const children = Bun.spawnSync(["pgrep", "-P", String(proc.pid)], { env: process.env }).stdout.toString().trim().split("\n").map(Number);
-        expect(children).toHaveLength(2);
-        process.kill(children[1]!, "SIGKILL");
+        children = Bun.spawnSync(["pgrep", "-P", String(proc.pid)], { env: process.env }).stdout.toString().trim().split("\n").map(Number);
+        if (children.length === 2) process.kill(children[1]!, "SIGKILL");
         killed = performance.now();
-      }
-    }
-    const code = await proc.exited;
-    await stdoutText;
+      },
+    });
+    expect(children).toHaveLength(2);
     expect(killed).toBeGreaterThan(0);
     expect(code).not.toBe(0);
     expect(performance.now() - killed).toBeLessThan(30_000);
@@ -206,10 +192,10 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
   test("--resume with another rank count continues the sample stream from the next multiple of the new count", async () => {
     const out = join(dir, "recount");
     const two = await train([...TINY(), "--steps", "3", "--out", out], 2);
-    expect(two.exitCode, two.stderr).toBe(0);
+    expect(two.code, two.err).toBe(0);
     expect((await readCheckpoint(join(out, "checkpoint.ngpk"))).rng).toEqual({ micro: 6 });
     const one = await train([...TINY(), "--steps", "5", "--out", out, "--resume", join(out, "checkpoint.ngpk")]);
-    expect(one.exitCode, one.stderr).toBe(0);
+    expect(one.code, one.err).toBe(0);
     const ck = await readCheckpoint(join(out, "checkpoint.ngpk"));
     expect([ck.step, ck.rng]).toEqual([5, { micro: 8 }]);
   }, 120_000);
@@ -220,7 +206,7 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     writePointsFile(file, { dims: 2, channels: 1 }, Float32Array.from({ length: 3 * n }, (_, k) => (k % 3 === 2 ? Math.sin(k) : ((k * 7919) % 1000) / 1000)));
     const out = join(dir, "points2");
     const r = await train(["--points", file, "--levels", "4", "--log2-table", "12", "--width", "16", "--batch", "256", "--steps", "3", "--eval-every", "0", "--backend", BACKEND, "--schedule", "none", "--out", out], 2);
-    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.code, r.err).toBe(0);
     expect(readdirSync(out).sort()).toEqual(["checkpoint.ngpk", "metrics.csv", "plot.png", "summary.json", "validation.csv"]);
   }, 120_000);
 });
