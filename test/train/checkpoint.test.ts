@@ -5,7 +5,7 @@
 // bytes); checkCompatible naming the differing field; atomic writes (no temporary file left, a
 // failed write, including one that fails midway in a child process, leaves an existing checkpoint
 // intact).
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
@@ -142,10 +142,13 @@ describe("refusals name the file and the problem", () => {
   };
   const headerEnd = () => 20 + Number(bytes.readBigUInt64LE(12));
 
-  test("setup: a good checkpoint", async () => {
+  beforeAll(async () => {
     good = fresh("good");
     await writeCheckpoint(good, sample(100_000));
     bytes = readFileSync(good);
+  });
+
+  test("the good checkpoint that every refusal below alters reads back", async () => {
     expect((await readCheckpoint(good)).step).toBe(12345);
   });
 
