@@ -96,6 +96,16 @@ export async function runCommand(command: string[], opts: ChildOptions = {}): Pr
 export const runBun = (script: string, args: string[], opts: ChildOptions = {}) =>
   runCommand([process.execPath, script, ...args], { ...opts, env: { ...process.env, NGPK_CACHE_DIR: cacheDir, ...opts.env } });
 
+/**
+ * `bun cli/train.ts args` once, to build its native kernels into the tests' cache (from a fresh cache
+ * on a loaded machine that takes minutes): for a beforeAll with a timeout of 600 s, so that the time
+ * limits of the commands in the tests bound the commands, not the builds.
+ */
+export async function buildKernelsFor(args: string[]): Promise<void> {
+  const r = await runBun("cli/train.ts", args, { timeout: 590_000 });
+  if (r.code !== 0) throw new Error(`building the kernels of ${args.join(" ")} failed (exit ${r.code}):\n${r.err}`);
+}
+
 /** Sets environment variables (undefined = unset); returns what restores the previous values. */
 function setEnv(vars: Env): () => void {
   const apply = (values: Env) => {

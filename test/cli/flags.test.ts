@@ -3,7 +3,7 @@
 // other expected errors printed the same way by every command (exit 2, no stack trace); the
 // backend from --backend, else NGPK_BACKEND, else auto; --seconds alone lets time govern; a YAML
 // config's errors name the file.
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,7 +11,7 @@ import { ALL_FLAGS, FLAGS, flagConfig } from "../../cli/flags.ts";
 import { detectCudaDevices } from "../../runtime/device.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
 import { MAX_STEPS, parseTrainConfig } from "../../train/config.ts";
-import { runBun, type ChildResult } from "../util.ts";
+import { buildKernelsFor, runBun, type ChildResult } from "../util.ts";
 
 const BACKEND = findCxx().tool !== undefined ? "cpu" : "js";
 const tmp = mkdtempSync(join(tmpdir(), "ngpk-cli-flags-"));
@@ -23,6 +23,9 @@ type Result = ChildResult;
 
 /** `bun <script> args` from the repository root; killed after 100 s, so a hang fails. */
 const run = (script: string, args: string[], env: Record<string, string | undefined> = {}) => runBun(script, args, { env });
+
+// SMALL's native kernels built first: the commands' time limits below bound the commands, not the builds.
+beforeAll(() => buildKernelsFor([...SMALL, "--backend", BACKEND, "--out", join(tmp, "warm")]), 600_000);
 
 /** Exit status 2, stderr starting with `first` (and holding every `parts`), no stack trace. */
 function expectClean(what: string, r: Result, first: string, parts: string[] = [], lines = 1): void {

@@ -14,7 +14,7 @@ import { findCxx } from "../../runtime/toolchain.ts";
 import { FLAGS } from "../../cli/flags.ts";
 import { readCheckpoint } from "../../train/checkpoint.ts";
 import { TrainConfigSchema } from "../../train/config.ts";
-import { ROOT, runBun, type ChildResult } from "../util.ts";
+import { buildKernelsFor, ROOT, runBun, type ChildResult } from "../util.ts";
 
 const CPU = findCxx().tool !== undefined;
 const BACKEND = CPU ? "cpu" : "js";
@@ -88,7 +88,9 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "ngpk-train-cli-"));
   image = join(dir, "astronaut-64x48.png");
   await sharp(join(ROOT, "data/astronaut.png")).resize(64, 48, { fit: "cover" }).png().toFile(image);
-});
+  // SMALL's native kernels built first: the commands' time limits below bound the commands, not the builds.
+  await buildKernelsFor([image, ...SMALL, "--steps", "1", "--out", join(dir, "warm")]);
+}, 600_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("bun run train: bad input", () => {

@@ -71,7 +71,8 @@ describe.skipIf(!CXX)(`buildCached${NO_CXX}`, () => {
 
     const hit = await buildCached(request(SOURCE));
     expect(hit).toMatchObject({ hit: true, path: miss.path, key: miss.key });
-    expect(hit.ms).toBeLessThan(50);
+    // Fast: a fraction of the compile (a ratio measured in this run, so a loaded machine slows both).
+    expect(hit.ms).toBeLessThan(miss.ms / 5);
     expect(compiler.count()).toBe(before + 1);
   });
 

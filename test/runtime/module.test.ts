@@ -24,7 +24,8 @@ describe.skipIf(NO_CXX !== undefined)(`CPU native through the cache${NO_CXX ? ` 
     const second = await loadKernels(SAXPY, { backend: "cpu", cacheDir });
     expect(first.build!.hit).toBe(false);
     expect(second.build!.hit).toBe(true);
-    expect(second.build!.ms).toBeLessThan(100);
+    // Fast: a fraction of the first load's build (a ratio measured in this run, so a loaded machine slows both).
+    expect(second.build!.ms).toBeLessThan(first.build!.ms / 5);
     const x = Float32Array.of(1, 2, 3);
     const out = new Float32Array(3);
     second.kernels.saxpy!(3, 2, x, Float32Array.of(10, 20, 30), out);
