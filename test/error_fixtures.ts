@@ -17,13 +17,13 @@
 // Adding a fixture adds a test.
 import { expect } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
-import { basename, join, resolve } from "node:path";
+import { basename, join } from "node:path";
 import { compileFile } from "../codegen/compile.ts";
 import { CODES, DiagnosticError, formatDiagnostic, type Diagnostic } from "../codegen/diagnostics.ts";
 import type { ConfigValue } from "../codegen/specialize.ts";
 import type { Target } from "../dsl/abi.ts";
+import { ROOT } from "./util.ts";
 
-export const ROOT = resolve(import.meta.dir, "..");
 export const FIXTURES = join(ROOT, "test", "fixtures", "errors");
 export const EXAMPLES = join(ROOT, "dsl", "examples");
 export const TARGETS: Target[] = ["cpu", "cuda", "js"];
