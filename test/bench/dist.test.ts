@@ -3,25 +3,21 @@
 // results equal, the model's rows and its JSON line; the model's arithmetic; bad flags. The real
 // run takes about 2 minutes (docs/benchmarks.md); the tiny one up to a minute or two where its kernels are not yet built.
 import { expect, test } from "bun:test";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { ringSeconds, scalingModel, sparseCrossing, LINKS_GBPS, NODES } from "../../bench/dist.ts";
 import { NO_MPIRUN, unlaunched } from "../runtime/helpers.ts";
+import { ROOT, runCommand } from "../util.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
+const bench = (args: string[]) => runCommand([process.execPath, join(ROOT, "bench/dist.ts"), ...args], { env: unlaunched(), timeout: 230_000 });
 
-function bench(args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = Bun.spawnSync(["bun", join(ROOT, "bench/dist.ts"), ...args], { cwd: ROOT, env: unlaunched(), stdout: "pipe", stderr: "pipe", timeout: 230_000 });
-  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-}
-
-test(`a tiny run: both layouts, the results equal, the model, a JSON line last${NO_MPIRUN}`, () => {
-  const r = bench(["--steps", "2", "--batch", "1024", "--log2-table", "12", "--rounds", "1", "--json"]);
-  expect(r.code, r.stderr).toBe(0);
-  const lines = r.stdout.trim().split("\n");
+test(`a tiny run: both layouts, the results equal, the model, a JSON line last${NO_MPIRUN}`, async () => {
+  const r = await bench(["--steps", "2", "--batch", "1024", "--log2-table", "12", "--rounds", "1", "--json"]);
+  expect(r.code, r.err).toBe(0);
+  const lines = r.out.trim().split("\n");
   expect(lines[0]).toMatch(/^CPU: /);
-  expect(r.stdout).toMatch(/1 rank x 2 threads \(--accumulate 2\): +step \d+ ms, [\d,]+ samples\/s/);
-  expect(r.stdout).toMatch(/Earth4D \(713,169,152 parameters \+ 1,376,256 probing logits/);
-  expect(r.stdout).toMatch(/other processes used/);
+  expect(r.out).toMatch(/1 rank x 2 threads \(--accumulate 2\): +step \d+ ms, [\d,]+ samples\/s/);
+  expect(r.out).toMatch(/Earth4D \(713,169,152 parameters \+ 1,376,256 probing logits/);
+  expect(r.out).toMatch(/other processes used/);
   const j = JSON.parse(lines.at(-1)!);
   expect(j.model.links_gbps).toEqual(LINKS_GBPS);
   expect(j.model.earth4d.bytes).toBe(4 * (713_169_152 + 1_376_256 + j.model.earth4d.network));
@@ -34,7 +30,7 @@ test(`a tiny run: both layouts, the results equal, the model, a JSON line last${
     expect(j.measured.two).toBeNull();
     return;
   }
-  expect(r.stdout).toMatch(/2 ranks x 1 thread: +step \d+ ms, [\d,]+ samples\/s; gradient all-reduce [\d.]+ ms \(\d+% of the step\)/);
+  expect(r.out).toMatch(/2 ranks x 1 thread: +step \d+ ms, [\d,]+ samples\/s; gradient all-reduce [\d.]+ ms \(\d+% of the step\)/);
   // The gradients all-reduced each step (counted as the trainer passes them): the grid's and the network's parameters, in f32.
   expect(j.measured.all_reduce_bytes).toBe(4 * j.measured.params);
   expect(j.measured.two.reduceShare).toBeGreaterThan(0);
@@ -58,9 +54,9 @@ test("the model: a ring's 2 (N-1)/N x bytes over the link, the efficiency and wh
   expect(sparseCrossing(1e6, 1000, 2)).toEqual({ bytes: 12_000, nodes: 2e6 / 12_000 });
 });
 
-test("bad flags: the flag named, the usage, status 2", () => {
-  const r = bench(["--steps", "0"]);
+test("bad flags: the flag named, the usage, status 2", async () => {
+  const r = await bench(["--steps", "0"]);
   expect(r.code).toBe(2);
-  expect(r.stderr).toStartWith('bench:dist: --steps: "0" is not an integer in [1, 10000]');
-  expect(r.stderr).toContain("usage: bun run bench:dist");
+  expect(r.err).toStartWith('bench:dist: --steps: "0" is not an integer in [1, 10000]');
+  expect(r.err).toContain("usage: bun run bench:dist");
 });
