@@ -2,7 +2,7 @@
 // budgets (2048, 4096) x levels {2, 16} x F = 2, 5 steps of 1024 samples, a 16-wide network of one
 // hidden layer. L = 2 trains (T = 2^9, 2^10: two grids to build, cached in $NGPK_CACHE_DIR), L = 16
 // is refused by the encoder (T = 2^6, 2^7 < 2^8). Tests: the allocation plan (T, the encoder's
-// counts, refusals with its messages); a sweep's CSV, plots and run directories; an interrupted
+// counts, refusals with its messages); the CSV written byte for byte and bad files named by line; a sweep's CSV, plots and run directories; an interrupted
 // sweep (mid-run, then between runs) resumed to the same rows without redoing a finished run; the
 // command: shards merged to the same rows, SIGTERM then a rerun, bad flags, grid, image and settings;
 // under mpirun (when MPI is here), 2 ranks give the same rows and a rerun over 3 redoes nothing.
@@ -24,6 +24,7 @@ import {
   runKey,
   runSweep,
   SWEEP_HEADER,
+  writeSweepCsv,
   type SweepOptions,
   type SweepRow,
 } from "../../train/sweep.ts";
@@ -88,6 +89,46 @@ describe("the allocation plan", () => {
     expect(checkAxis("budgets", ["2^12", 8192], "--budgets")).toEqual([4096, 8192]);
     expect(() => checkAxis("budgets", ["4096", "...", "65536"], "--budgets")).toThrow("A,B,...,C");
     expect(() => checkAxis("features", [3], "grid file g.yaml: features")).toThrow("grid file g.yaml: features: 3 is not allowed (allowed: 1, 2, 4, 8)");
+  });
+});
+
+describe("the CSV", () => {
+  test("written byte for byte as before (quoted reasons, non-finite cells) and read back; a bad file names itself, the line and why", () => {
+    const csv = join(dir, "pinned.csv");
+    const rows: SweepRow[] = [
+      { budget: 4096, levels: 4, features: 2, log2T: 9, base: 16, scale: 5.03968, params: 3728, psnr: 21.123456789, seconds: 1.5, stepsPerSecond: 12.345, steps: 5, seed: 7, status: "ok", reason: "" },
+      { budget: 4096, levels: 16, features: 2, log2T: 7, base: 16, scale: 1.38191, steps: 5, seed: 7, status: "refused", reason: 'a, "b"' },
+      { budget: 8192, levels: 2, features: 4, log2T: 10, base: 16.5, scale: 2, params: 100, psnr: NaN, seconds: 0.25, stepsPerSecond: Infinity, steps: 5, seed: 7, status: "failed", reason: "x\ny" },
+    ];
+    writeSweepCsv(csv, rows);
+    expect(readFileSync(csv, "utf8")).toBe(
+      `${SWEEP_HEADER}\n` +
+        "4096,4,2,9,16,5.03968,3728,21.123456789,1.500,12.35,5,7,ok,\n" +
+        '4096,16,2,7,16,1.38191,,,,,5,7,refused,"a, ""b"""\n' +
+        '8192,2,4,10,16.5,2,100,nan,0.250,inf,5,7,failed,"x; y"\n',
+    );
+    expect(readSweepCsv(csv)).toEqual([{ ...rows[0]!, stepsPerSecond: 12.35 }, rows[1]!, { ...rows[2]!, reason: "x; y" }]);
+    // CRLF line ends and an empty file read too.
+    writeFileSync(csv, readFileSync(csv, "utf8").replace(/\n/g, "\r\n"));
+    expect(readSweepCsv(csv)).toHaveLength(3);
+    writeFileSync(csv, "");
+    expect(readSweepCsv(csv)).toEqual([]);
+    const bad = (body: string) => {
+      writeFileSync(csv, `${SWEEP_HEADER}\n${body}\n`);
+      return () => readSweepCsv(csv);
+    };
+    const ok = "4096,4,2,9,16,5.03968,3728,21.1,1.500,12.35,5,7";
+    const columns = `not a sweep row (14 columns: ${SWEEP_HEADER})`;
+    expect(bad(`${ok},ok,\n${ok},ok,"open`)).toThrow(`${csv}:3: ${columns}: ${JSON.stringify(`${ok},ok,"open`)}`);
+    expect(bad(`${ok},ok,"a"b`)).toThrow(`${csv}:2: ${columns}`);
+    expect(bad(`${ok},ok`)).toThrow(`${csv}:2: ${columns}`);
+    expect(bad(`${ok},ok,,`)).toThrow(`${csv}:2: ${columns}`);
+    expect(bad(`${ok.replace("4096", "")},ok,`)).toThrow(`${csv}:2: budget is not a number: `);
+    expect(bad(`${ok.replace("21.1", "fast")},ok,`)).toThrow(`${csv}:2: psnr is not a number: `);
+    expect(bad(`${ok},done,`)).toThrow(`${csv}:2: status "done" is not ok, refused or failed: `);
+    writeFileSync(csv, "budget,levels\n");
+    expect(() => readSweepCsv(csv)).toThrow(`${csv}: not a sweep CSV (its first line is not "${SWEEP_HEADER}")`);
+    expect(() => readSweepCsv(join(dir, "absent.csv"))).toThrow(`sweep CSV ${join(dir, "absent.csv")} does not exist`);
   });
 });
 
