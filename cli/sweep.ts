@@ -29,7 +29,7 @@ import {
   type SweepGrid,
   type SweepResult,
   type SweepRow,
-} from "../train/sweep.ts";
+} from "../train/sweep/run.ts";
 import { FLAGS as TRAIN_FLAGS, GROWTH_TWICE, byFlag, flagConfig, flagsNamed, optionsOf, parseFlags, type Options } from "./flags.ts";
 import { runCommand } from "./run.ts";
 import { existsSync, readdirSync } from "node:fs";

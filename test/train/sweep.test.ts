@@ -27,7 +27,7 @@ import {
   writeSweepCsv,
   type SweepOptions,
   type SweepRow,
-} from "../../train/sweep.ts";
+} from "../../train/sweep/run.ts";
 import { cacheDir, type ChildResult, envForFile, ROOT, runBun } from "../util.ts";
 
 const CPU = findCxx().tool !== undefined;

@@ -21,15 +21,15 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type * as vl from "vega-lite";
 import { parse as parseYaml } from "yaml";
-import { ConfigError, checkVariant, hashGridParamCount } from "../modules/hashgrid.ts";
-import { UsageError } from "../dsl/errors.ts";
-import { readInputFile } from "../runtime/files.ts";
-import { CheckpointError } from "./checkpoint.ts";
-import { DEFAULT_IMAGE, mergeConfig, parseTrainConfig, type TrainConfig } from "./config.ts";
-import { loadImage, writeFileAtomic } from "./image.ts";
-import { writeJsonAtomic, writeVegaLitePng } from "./outputs.ts";
-import { InterruptedError, TrainError, train, type StepInfo, type TrainResult } from "./trainer.ts";
-import { lockOutDir } from "./lock.ts";
+import { ConfigError, checkVariant, hashGridParamCount } from "../../modules/hashgrid.ts";
+import { UsageError } from "../../dsl/errors.ts";
+import { readInputFile } from "../../runtime/files.ts";
+import { CheckpointError } from "../checkpoint.ts";
+import { DEFAULT_IMAGE, mergeConfig, parseTrainConfig, type TrainConfig } from "../config.ts";
+import { loadImage, writeFileAtomic } from "../image.ts";
+import { writeJsonAtomic, writeVegaLitePng } from "../outputs.ts";
+import { InterruptedError, TrainError, train, type StepInfo, type TrainResult } from "../trainer.ts";
+import { lockOutDir } from "../lock.ts";
 
 // ---------------------------------------------------------------------------------------------
 // The grid
