@@ -1,4 +1,4 @@
-// `bun run sweep`: parameter-allocation sweeps (train/sweep.ts does the work). Trains every
+// `bun run sweep`: parameter-allocation sweeps (train/sweep/ does the work). Trains every
 // allocation of each parameter budget over the grid's levels, features, base resolutions and growth
 // factors at a fixed step count and seed, and writes a CSV and two plots; an interrupted sweep
 // continues where it stopped; `--shard i/n` splits it across processes (a Slurm job array) and
@@ -8,28 +8,11 @@ import cliProgress from "cli-progress";
 import { backendRequest, type BackendRequest } from "../runtime/backend.ts";
 import { UsageError } from "../dsl/errors.ts";
 import { ConfigError } from "../modules/options.ts";
-import { mergeConfig, namingFile, readConfigFile } from "../train/config.ts";
-import {
-  bestPerBudget,
-  DEFAULT_BUDGETS,
-  DEFAULT_GRID,
-  DEFAULT_IMAGE,
-  describeRun,
-  describeT,
-  fmt,
-  mergeSweeps,
-  parseAxisFlag,
-  parseShard,
-  readGridFile,
-  runSweep,
-  sweepCsvPath,
-  type AxisName,
-  type MergeResult,
-  type RunProgress,
-  type SweepGrid,
-  type SweepResult,
-  type SweepRow,
-} from "../train/sweep/run.ts";
+import { DEFAULT_IMAGE, mergeConfig, namingFile, readConfigFile } from "../train/config.ts";
+import { mergeSweeps, type MergeResult } from "../train/sweep/merge.ts";
+import { DEFAULT_BUDGETS, DEFAULT_GRID, describeRun, describeT, fmt, parseAxisFlag, parseShard, readGridFile, type AxisName, type SweepGrid } from "../train/sweep/plan.ts";
+import { bestPerBudget, sweepCsvPath, type SweepRow } from "../train/sweep/results.ts";
+import { runSweep, type RunProgress, type SweepResult } from "../train/sweep/run.ts";
 import { FLAGS as TRAIN_FLAGS, GROWTH_TWICE, byFlag, flagConfig, flagsNamed, optionsOf, parseFlags, type Options } from "./flags.ts";
 import { runCommand } from "./run.ts";
 import { existsSync, readdirSync } from "node:fs";

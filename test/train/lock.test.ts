@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { lockOutDir, OutDirInUseError } from "../../train/lock.ts";
-import { SWEEP_HEADER } from "../../train/sweep/run.ts";
+import { SWEEP_HEADER } from "../../train/sweep/results.ts";
 import { ROOT, runCommand } from "../util.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "ngpk-lock-"));

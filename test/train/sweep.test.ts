@@ -1,11 +1,12 @@
-// bun run sweep (train/sweep.ts, cli/sweep.ts) on a 32 x 24 crop of the bundled photograph: 2
+// bun run sweep (train/sweep/, cli/sweep.ts) on a 32 x 24 crop of the bundled photograph: 2
 // budgets (2048, 4096) x levels {2, 16} x F = 2, 5 steps of 1024 samples, a 16-wide network of one
 // hidden layer. L = 2 trains (T = 2^9, 2^10: two grids to build, cached in $NGPK_CACHE_DIR), L = 16
 // is refused by the encoder (T = 2^6, 2^7 < 2^8). Tests: the allocation plan (T, the encoder's
-// counts, refusals with its messages); the CSV written byte for byte and bad files named by line; a sweep's CSV, plots and run directories; an interrupted
-// sweep (mid-run, then between runs) resumed to the same rows without redoing a finished run; the
-// command: shards merged to the same rows, SIGTERM then a rerun, bad flags, grid, image and settings;
-// under mpirun (when MPI is here), 2 ranks give the same rows and a rerun over 3 redoes nothing.
+// counts, refusals with its messages); the CSV written byte for byte, read back, and bad files named
+// by line; a sweep's CSV, plots and run directories; an interrupted sweep (mid-run, then between
+// runs) resumed to the same rows without redoing a finished run; the command: shards merged to the
+// same rows, SIGTERM then a rerun, bad flags, grid, image and settings; under mpirun (when MPI is
+// here), 2 ranks give the same rows and a rerun over 3 redoes nothing.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -15,19 +16,10 @@ import { hashGridParamCount } from "../../modules/hashgrid.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
 import { NO_MPIRUN, runUnderMpirun } from "../runtime/helpers.ts";
 import { ImageError, loadImage } from "../../train/image.ts";
-import {
-  checkAxis,
-  mergeSweeps,
-  planSweep,
-  readSweepCsv,
-  runDir,
-  runKey,
-  runSweep,
-  SWEEP_HEADER,
-  writeSweepCsv,
-  type SweepOptions,
-  type SweepRow,
-} from "../../train/sweep/run.ts";
+import { mergeSweeps } from "../../train/sweep/merge.ts";
+import { checkAxis, planSweep, runKey } from "../../train/sweep/plan.ts";
+import { readSweepCsv, SWEEP_HEADER, writeSweepCsv, type SweepRow } from "../../train/sweep/results.ts";
+import { runDir, runSweep, type SweepOptions } from "../../train/sweep/run.ts";
 import { cacheDir, type ChildResult, envForFile, ROOT, runBun } from "../util.ts";
 
 const CPU = findCxx().tool !== undefined;
