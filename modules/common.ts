@@ -26,9 +26,8 @@ export interface LoadSettings {
 }
 
 /**
- * Sparse updates: the rows of `width` values (a grid's table entries, or its codebook rows) that a
- * step touched, listed in `list` at ranges (one per level) that the Optimizer and the Ema run one
- * launch each (HashGrid.touched()).
+ * Sparse updates: the rows of `width` values that a step touched, listed in `list` at ranges (one
+ * per level) that the Optimizer runs one launch each (a grid's codebook rows: HashGrid.touched()).
  */
 export interface TouchedRows {
   width: number;
@@ -36,20 +35,35 @@ export interface TouchedRows {
   ranges: { first: number; count: number }[];
 }
 
-/** The ranges of `t` with adjacent ones joined: what one launch each covers. */
-export function touchedRuns(t: TouchedRows): { first: number; count: number }[] {
-  const runs: { first: number; count: number }[] = [];
+/**
+ * Sparse updates: the rows of `width` values that a step touched as a bitmap (a grid's table
+ * entries: HashGrid.touched()), one range per level: row first + 32 k + b was touched when bit b of
+ * word `word + k` is set (k < words); `count` rows in all. The Optimizer and the Ema run a range
+ * (adjacent ranges joined) in one launch, thread k on word k, so they walk the rows in order.
+ */
+export interface TouchedBits {
+  width: number;
+  bitmap: DeviceBuffer<"u32">;
+  ranges: { first: number; count: number; word: number; words: number }[];
+}
+
+/** The ranges of `t` with adjacent ones joined (and empty ones left out): what one launch each covers. */
+export function touchedRuns<R extends { first: number; count: number; word?: number; words?: number }>(t: { ranges: R[] }): R[] {
+  const runs: R[] = [];
   for (const r of t.ranges) {
     if (r.count === 0) continue;
     const last = runs.at(-1);
-    if (last && last.first + last.count === r.first) last.count += r.count;
-    else runs.push({ ...r });
+    if (last && r.words === undefined && last.first + last.count === r.first) last.count += r.count;
+    else if (last && r.words !== undefined && last.word! + last.words! === r.word && last.first + 32 * last.words! === r.first) {
+      last.count += r.count;
+      last.words! += r.words;
+    } else runs.push({ ...r });
   }
   return runs;
 }
 
 /** Where a group's touched rows come from (of `width` values each): `get`, asked once per step. */
-export interface TouchedSource {
+export interface TouchedSource<T extends TouchedRows | TouchedBits = TouchedRows | TouchedBits> {
   width: number;
-  get: () => TouchedRows;
+  get: () => T;
 }

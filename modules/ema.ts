@@ -9,7 +9,7 @@ import { resolve } from "node:path";
 import { z } from "zod";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { loadKernels, type KernelModule } from "./load.ts";
-import { touchedRuns, type LoadSettings, type TouchedSource } from "./common.ts";
+import { touchedRuns, type LoadSettings, type TouchedBits, type TouchedSource } from "./common.ts";
 import { ConfigError, parseOptions } from "./options.ts";
 
 export const EMA_KERNELS = resolve(import.meta.dir, "../dsl/kernels/ema.ts");
@@ -30,8 +30,8 @@ export type EmaSettings = z.output<typeof EmaOptions>;
 export interface EmaGroup {
   name: string;
   params: DeviceBuffer<"f32">;
-  /** Sparse updates: the rows the step touched (asked once per update). */
-  touched?: TouchedSource;
+  /** Sparse updates: the rows the step touched, as a bitmap (asked once per update). */
+  touched?: TouchedSource<TouchedBits>;
 }
 
 /** Everything a checkpoint needs to continue the average exactly. */
@@ -116,7 +116,7 @@ export class Ema {
       if (g.touched) {
         const t = g.touched.get();
         const k = this.rowMods.get(t.width)!.kernels;
-        for (const { first, count } of touchedRuns(t)) k.emaUpdateSparse!(count, t.list, first, g.params, g.ema, decay);
+        for (const { first, word, words } of touchedRuns(t)) k.emaUpdateSparse!(words, t.bitmap, word, first, g.params, g.ema, decay);
       } else if (g.params.length > 0) this.mod.kernels.emaUpdate!(g.params.length, g.params, g.ema, decay);
     }
   }

@@ -4,7 +4,7 @@
 // them takes, checked against the machine before anything is allocated. The Encoding module
 // (encoding.ts) builds the grids; `bun run params` and the trainer's configuration need only this.
 import { totalmem } from "node:os";
-import { ConfigError, type GridPlacement, type HashGridOptionsInput, type HashGridSettings, type GridLevel, gridLevels, gridParamCount, parseHashGridOptions, probingLayout } from "./hashgrid_config.ts";
+import { ConfigError, type GridPlacement, type HashGridOptionsInput, type HashGridSettings, type GridLevel, gridLevels, gridParamCount, parseHashGridOptions, probingLayout, touchedWords } from "./hashgrid_config.ts";
 
 /** One member grid's options: HashGrid's, without dims (the count of its axes). */
 export type MemberOptions = Omit<HashGridOptionsInput, "dims"> & { axes?: number[] };
@@ -52,7 +52,7 @@ export const memberParamCount = (m: Member): number => gridParamCount(m.settings
 export interface TrainingState {
   adam: boolean;
   ema: boolean;
-  /** Sparse updates: a u32 stamp and list slot per table entry and codebook row (HashGrid.trackTouched). */
+  /** Sparse updates: a bit per table entry (the touched bitmap), a u32 stamp and list slot per codebook row (HashGrid.trackTouched). */
   sparse?: boolean;
 }
 
@@ -69,7 +69,7 @@ export function memberTrainingBytes(m: Member, state: TrainingState = { adam: tr
   return (
     (half ? 2 : 4) * p + 4 * p * (1 + (state.adam ? 2 : 0) + (state.ema ? 1 : 0)) + (half ? 4 * p : 0) +
     (logits ? 4 * logits * (2 + (state.adam ? 2 : 0)) + 4 * probing.rows : 0) +
-    (state.sparse ? 8 * (p / m.settings.featuresPerLevel + probing.rows) : 0)
+    (state.sparse ? 4 * touchedWords(m.levels).reduce((a, b) => a + b, 0) + 8 * probing.rows : 0)
   );
 }
 

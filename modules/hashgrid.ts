@@ -2,10 +2,11 @@
 // for a configuration (hashgrid_config.ts: the settings, validated, and the per-level tables derived
 // from them, re-exported here) and owns the parameters and their gradient.
 import { isAbsolute, relative, resolve } from "node:path";
+import { COUNT_STRIDE } from "../dsl/kernels/grid.ts";
 import type { Backend } from "../runtime/backend.ts";
 import { HostBuffer, type DeviceBuffer } from "../runtime/buffer.ts";
-import { hostOrDevice, type LoadSettings, type TouchedRows, type TouchedSource } from "./common.ts";
-import { ConfigError, type HashGridOptionsInput, type HashGridSettings, type GridLevel, type GridConfigValue, type GridPlacement, parseHashGridOptions, gridLevels, gridParamCount, gridConfig, gridKernels, lonePlacement, type ProbingLayout, probingLayout, type GridMemory, gridMemory } from "./hashgrid_config.ts";
+import { hostOrDevice, type LoadSettings, type TouchedBits, type TouchedRows, type TouchedSource } from "./common.ts";
+import { ConfigError, type HashGridOptionsInput, type HashGridSettings, type GridLevel, type GridConfigValue, type GridPlacement, parseHashGridOptions, gridLevels, gridParamCount, gridConfig, gridKernels, lonePlacement, type ProbingLayout, probingLayout, type GridMemory, gridMemory, touchedWords } from "./hashgrid_config.ts";
 import { loadKernels, type KernelModule } from "./load.ts";
 import { seededUniform } from "./random.ts";
 
@@ -92,7 +93,7 @@ export class HashGrid {
   readonly kernels: ReturnType<typeof gridKernels>;
   #lastX: DeviceBuffer<"f32"> | undefined;
   #lastN = 0;
-  /** Sparse updates (trackTouched): the per-level lists of touched entries and codebook rows. */
+  /** Sparse updates (trackTouched): the touched entries' bitmap and the lists of touched codebook rows. */
   #touch: TouchState | undefined;
 
   private constructor(
@@ -261,12 +262,12 @@ export class HashGrid {
   }
 
   /**
-   * Sparse updates: from now on every backward also lists the table entries (and, with learned
-   * probing, the codebook rows) whose gradient it writes (dsl/kernels/grid.ts gridTouched: per
-   * level, in the order of the points, with a per-entry stamp so that each is listed once; its
-   * cost follows the batch, not the table), for touched(). Allocates a stamp and a list slot per
-   * table entry and per codebook row (u32 each). Variants that replace encodeLevel may read other
-   * entries than entry(): refused.
+   * Sparse updates: from now on every backward also marks the table entries (and, with learned
+   * probing, lists the codebook rows) whose gradient it writes (dsl/kernels/grid.ts gridTouched:
+   * its cost follows the batch, not the table), for touched(). Allocates a bitmap of one bit per
+   * table entry, each level's bits from a word of their own (so that no two levels share a word),
+   * and a stamp and a list slot per codebook row (u32 each). Variants that replace encodeLevel may
+   * read other entries than entry(): refused.
    */
   async trackTouched(): Promise<void> {
     if (this.#touch) return;
@@ -275,94 +276,119 @@ export class HashGrid {
       if (readVariant(this.settings.variant, GRID_KERNELS).parts.includes("encodeLevel"))
         throw new ConfigError(`sparse updates: ${this.settings.variant} replaces encodeLevel, so the entries a step touches are not known (use dense updates)`);
     }
-    const entries = this.paramCount / this.settings.featuresPerLevel;
+    const words = touchedWords(this.levels);
+    const firstWord = words.map((_, l) => words.slice(0, l).reduce((a, b) => a + b, 0));
     const rows = Math.max(1, this.probing.rows);
     const u32 = (n: number) => this.mod.alloc("u32", n);
-    this.#touch = { stamp: u32(entries), list: u32(entries), rowStamp: u32(rows), rowList: u32(rows), counts: u32(2 * this.settings.levels), epoch: 0, taken: true };
+    const wordBase = this.mod.upload("u32", Uint32Array.from(firstWord));
+    const bitmap = u32(Math.max(1, words.reduce((a, b) => a + b, 0)));
+    this.#touch = { bitmap, wordBase, firstWord, words, rowStamp: u32(rows), rowList: u32(rows), counts: u32(2 * this.settings.levels * COUNT_STRIDE), epoch: 0, taken: true };
   }
 
   /**
-   * The rows the backward passes since the last optimizer step wrote (their gradient; see
-   * trackTouched): `entries`, table entries of featuresPerLevel values, and `rows`, codebook rows
-   * of N_p logits (none without probing), one range per level (probed level), the ranges one after
-   * another from the start of the list. The set stays the same (for the optimizer and then the
-   * EMA) until the next backward, which starts a new one.
+   * What the backward passes since the last optimizer step wrote (their gradient; see
+   * trackTouched): `entries`, table entries of featuresPerLevel values, as a bitmap with one range
+   * per level, and `rows`, codebook rows of N_p logits (none without probing), listed, one range
+   * per probed level, the ranges one after another from the start of the list. The set stays the
+   * same (for the optimizer and then the EMA) until the next backward, which starts a new one.
    */
-  touched(): { entries: TouchedRows; rows: TouchedRows } {
+  touched(): { entries: TouchedBits; rows: TouchedRows } {
     const t = this.#touch;
     if (!t) throw new Error("HashGrid.touched: call trackTouched() first");
-    // The levels' lists, moved to the front of the buffers once per set (one launch for the optimizer).
-    if (!t.taken) this.mod.kernels[this.kernels.packTouched]!(1, t.list, t.rowList, t.counts);
+    // The levels' row lists, moved to the front of the buffer once per set (one launch for the optimizer).
+    if (!t.taken && this.probing.rows) this.mod.kernels[this.kernels.packTouched]!(1, t.rowList, t.counts);
     t.taken = true;
     const counts = t.counts.download();
     const L = this.settings.levels;
-    const ranges = (n: number[]) => n.map((count, k) => ({ first: n.slice(0, k).reduce((a, b) => a + b, 0), count }));
-    const entries = ranges(this.levels.map((_, l) => counts[l]!));
-    const rows = ranges(this.probing.probed.flatMap((p, l) => (p ? [counts[L + l]!] : [])));
-    return { entries: { width: this.settings.featuresPerLevel, list: t.list, ranges: entries }, rows: { width: this.probing.range, list: t.rowList, ranges: rows } };
+    const entries = this.levels.map((lv, l) => ({ first: lv.offset, count: counts[l * COUNT_STRIDE]!, word: t.firstWord[l]!, words: t.words[l]! }));
+    const rowCounts = this.probing.probed.flatMap((p, l) => (p ? [counts[(L + l) * COUNT_STRIDE]!] : []));
+    const rows = rowCounts.map((count, k) => ({ first: rowCounts.slice(0, k).reduce((a, b) => a + b, 0), count }));
+    return { entries: { width: this.settings.featuresPerLevel, bitmap: t.bitmap, ranges: entries }, rows: { width: this.probing.range, list: t.rowList, ranges: rows } };
   }
 
   /**
-   * Sparse updates over MPI ranks: the current set's table entries and codebook rows (what the
-   * backward passes since the last step listed, before touched() takes it), level after level,
-   * for the other ranks' addTouched().
+   * Sparse updates over MPI ranks: the current set's table entries, in increasing order (read from
+   * the bitmap), and its codebook rows, level after level in the order listed (what the backward
+   * passes since the last step marked and listed, before touched() takes it), for the other ranks'
+   * unionTouched().
    */
   touchedSet(): { entries: Uint32Array; rows: Uint32Array } {
     const { t, counts } = this.#openSet("touchedSet");
     const L = this.settings.levels;
-    const levels = (list: DeviceBuffer<"u32">, at: (l: number) => number, count: (l: number) => number) => {
-      const all = onHost(list).data;
-      const out = new Uint32Array(this.levels.reduce((a, _, l) => a + count(l), 0));
-      let k = 0;
-      for (let l = 0; l < L; l++) (out.set(all.subarray(at(l), at(l) + count(l)), k), (k += count(l)));
-      return out;
-    };
-    return {
-      entries: levels(t.list, (l) => this.levels[l]!.offset, (l) => counts[l]!),
-      rows: levels(t.rowList, (l) => this.probing.rowOffset[l]!, (l) => (this.probing.probed[l] ? counts[L + l]! : 0)),
-    };
+    const bitmap = onHost(t.bitmap).data;
+    const entries = new Uint32Array(this.levels.reduce((a, _, l) => a + counts[l * COUNT_STRIDE]!, 0));
+    let k = 0;
+    this.levels.forEach((lv, l) => {
+      for (let w = 0; w < t.words[l]!; w++)
+        for (let bits = bitmap[t.firstWord[l]! + w]!; bits !== 0; bits &= bits - 1) entries[k++] = lv.offset + 32 * w + (31 - Math.clz32(bits & -bits));
+    });
+    const all = onHost(t.rowList).data;
+    const count = (l: number) => (this.probing.probed[l] ? counts[(L + l) * COUNT_STRIDE]! : 0);
+    const rows = new Uint32Array(this.levels.reduce((a, _, l) => a + count(l), 0));
+    k = 0;
+    for (let l = 0; l < L; l++) (rows.set(all.subarray(this.probing.rowOffset[l]!, this.probing.rowOffset[l]! + count(l)), k), (k += count(l)));
+    return { entries, rows };
   }
 
   /**
-   * Makes the current set the union of `sets` (every rank's touchedSet(), by rank): a new set,
-   * filled in their order, each level's entries (and rows) each listed where they first appear.
-   * Every rank then lists the same entries in the same order, which the steps' results depend on
-   * (a row's place decides whether it runs in a vector lane or the scalar remainder), and the
-   * order one process with --accumulate N lists: its micro-batch r is rank r's.
+   * Makes the current set the union of `sets` (every rank's touchedSet(), by rank): a new set, the
+   * entries marked, each level's rows listed where they first appear in the sets' order. Every rank
+   * then lists the same rows in the same order, which the logits' step's results depend on (a row's
+   * place decides whether it runs in a vector lane or the scalar remainder), and the order one
+   * process with --accumulate N lists: its micro-batch r is rank r's.
    */
   unionTouched(sets: { entries: Uint32Array; rows: Uint32Array }[]): void {
     const { t } = this.#openSet("unionTouched");
     this.#newSet(t);
     const L = this.settings.levels;
-    const counts = new Uint32Array(2 * L);
-    const add = (stampBuf: DeviceBuffer<"u32">, listBuf: DeviceBuffer<"u32">, key: "entries" | "rows", starts: number[], countAt: (k: number) => number) => {
-      const [stamp, list] = [onHost(stampBuf), onHost(listBuf)];
-      const [s, out, epoch, last] = [stamp.data, list.data, t.epoch, starts.length - 1];
+    const counts = new Uint32Array(2 * L * COUNT_STRIDE);
+    // The level of a set's next value is this one or a later one (a set lists its levels in order).
+    const levelOf = (starts: number[]) => {
+      let k = 0;
+      return (e: number) => {
+        if (e < starts[k]!) k = 0;
+        while (k < starts.length - 1 && starts[k + 1]! <= e) k++;
+        return k;
+      };
+    };
+    const bitmap = onHost(t.bitmap);
+    for (const set of sets) {
+      const level = levelOf(this.levels.map((lv) => lv.offset));
+      for (const e of set.entries) {
+        const l = level(e);
+        const slot = e - this.levels[l]!.offset;
+        const [w, bit] = [t.firstWord[l]! + (slot >>> 5), 1 << (slot & 31)];
+        if (bitmap.data[w]! & bit) continue;
+        bitmap.data[w]! |= bit;
+        counts[l * COUNT_STRIDE]! += 1;
+      }
+    }
+    bitmap.done();
+    const probed = this.probing.probed.flatMap((p, l) => (p ? [l] : []));
+    if (probed.length) {
+      const [stamp, list] = [onHost(t.rowStamp), onHost(t.rowList)];
+      const starts = probed.map((l) => this.probing.rowOffset[l]!);
       for (const set of sets) {
-        // A set lists its levels in order: the level of its next value is this one or a later one.
-        let k = 0;
-        for (const e of set[key]) {
-          if (s[e] === epoch) continue;
-          while (k < last && starts[k + 1]! <= e) k++;
-          s[e] = epoch;
-          const c = countAt(k);
-          out[starts[k]! + counts[c]!] = e;
-          counts[c]! += 1;
+        const level = levelOf(starts);
+        for (const row of set.rows) {
+          if (stamp.data[row] === t.epoch) continue;
+          const l = probed[level(row)]!;
+          stamp.data[row] = t.epoch;
+          list.data[this.probing.rowOffset[l]! + counts[(L + l) * COUNT_STRIDE]!] = row;
+          counts[(L + l) * COUNT_STRIDE]! += 1;
         }
       }
       stamp.done();
       list.done();
-    };
-    add(t.stamp, t.list, "entries", this.levels.map((lv) => lv.offset), (l) => l);
-    const probed = this.probing.probed.flatMap((p, l) => (p ? [l] : []));
-    if (probed.length) add(t.rowStamp, t.rowList, "rows", probed.map((l) => this.probing.rowOffset[l]!), (k) => L + probed[k]!);
+    }
     t.counts.upload(counts);
   }
 
-  /** A new, empty set: a new stamp (on wrap-around, after 2^32 - 1 sets, the stamps start over). */
+  /** A new, empty set: a clear bitmap, a new stamp for the rows (on wrap-around, after 2^32 - 1 sets, the stamps start over). */
   #newSet(t: TouchState): void {
-    if (t.epoch === 0xffffffff) (t.stamp.zero(), t.rowStamp.zero(), (t.epoch = 0));
+    if (t.epoch === 0xffffffff) (t.rowStamp.zero(), (t.epoch = 0));
     t.epoch++;
+    t.bitmap.zero();
     t.counts.zero();
     t.taken = false;
   }
@@ -376,21 +402,21 @@ export class HashGrid {
   }
 
   /** The touched table entries as an Optimizer or Ema group's `touched` (after trackTouched). */
-  get touchedEntries(): TouchedSource {
+  get touchedEntries(): TouchedSource<TouchedBits> {
     return { width: this.settings.featuresPerLevel, get: () => this.touched().entries };
   }
 
   /** The touched codebook rows as the probing logits' Optimizer group's `touched` (after trackTouched). */
-  get touchedCodebookRows(): TouchedSource {
+  get touchedCodebookRows(): TouchedSource<TouchedRows> {
     return { width: this.probing.range, get: () => this.touched().rows };
   }
 
-  /** Appends the entries and rows the points of the last forward touch to the current set (a new set after touched()). */
+  /** Marks the entries and lists the rows the points of the last forward touch in the current set (a new set after touched()). */
   #listTouched(n: number, x: DeviceBuffer<"f32">, fresh: boolean): void {
     const t = this.#touch;
     if (!t) return;
     if (fresh || t.taken) this.#newSet(t);
-    const args = [t.epoch, t.stamp, t.list, t.rowStamp, t.rowList, t.counts] as const;
+    const args = [t.epoch, t.bitmap, t.wordBase, t.rowStamp, t.rowList, t.counts] as const;
     if (this.mod.backend === "cuda") this.mod.kernels[this.kernels.touchedLevels]!(this.settings.levels, x, n, this.probe, ...args);
     else this.mod.kernels[this.kernels.touched]!(n, x, this.probe, ...args);
   }
@@ -423,10 +449,16 @@ export class HashGrid {
   }
 }
 
-/** Sparse updates' lists (HashGrid.trackTouched): stamps and lists of entries and rows, counts per level, the current set's stamp. */
+/**
+ * Sparse updates' state (HashGrid.trackTouched): the entries' bitmap (level l's `words[l]` words
+ * from word firstWord[l], also on the device as wordBase), the rows' stamps and lists, the counts
+ * per level (COUNT_STRIDE apart), the current set's stamp.
+ */
 interface TouchState {
-  stamp: DeviceBuffer<"u32">;
-  list: DeviceBuffer<"u32">;
+  bitmap: DeviceBuffer<"u32">;
+  wordBase: DeviceBuffer<"u32">;
+  firstWord: number[];
+  words: number[];
   rowStamp: DeviceBuffer<"u32">;
   rowList: DeviceBuffer<"u32">;
   counts: DeviceBuffer<"u32">;

@@ -304,6 +304,11 @@ export function gridKernels(s: HashGridSettings): { forward: string; paramGrad: 
 /** Above this many dimensions a grid without a variant runs the hand-written gradients (see gridKernels). */
 export const MAX_DERIVED_DIMS = 6;
 
+/** Sparse updates: the words of each level's part of the touched bitmap (a bit per entry, each level's from a word of its own). */
+export function touchedWords(levels: GridLevel[]): number[] {
+  return levels.map((lv) => Math.ceil(lv.size / 32));
+}
+
 /** Learned probing's layout: which levels are probed, and their codebook rows (N_c each, level after level). */
 export interface ProbingLayout {
   range: number;

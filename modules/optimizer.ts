@@ -8,7 +8,7 @@ import { resolve } from "node:path";
 import { z } from "zod";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { loadKernels, type KernelModule } from "./load.ts";
-import { touchedRuns, type LoadSettings, type TouchedRows, type TouchedSource } from "./common.ts";
+import { touchedRuns, type LoadSettings, type TouchedBits, type TouchedRows, type TouchedSource } from "./common.ts";
 import { ConfigError, parseOptions } from "./options.ts";
 
 export const OPTIMIZER_KERNELS = resolve(import.meta.dir, "../dsl/kernels/optimizer.ts");
@@ -59,8 +59,9 @@ export interface ParamGroup {
   rows?: { width: number; argmax: DeviceBuffer<"u32">; softmax: DeviceBuffer<"f32"> };
   /**
    * Sparse updates (settings.sparse): the rows of the group whose gradient the step's backward
-   * passes wrote, asked once per step; only they are updated and their gradient cleared (the rest
-   * of the gradient must be zero). Without it, or with sparse false, the whole group is updated.
+   * passes wrote, asked once per step (a bitmap; a list for a group with `rows`); only they are
+   * updated and their gradient cleared (the rest of the gradient must be zero). Without it, or
+   * with sparse false, the whole group is updated.
    */
   touched?: TouchedSource;
 }
@@ -174,19 +175,25 @@ export class Optimizer {
     this.sync(true);
   }
 
-  /** One sparse step of group g on the rows `t` lists (see the kernels' semantics, dsl/kernels/optimizer.ts). */
-  private sparseStep(g: Group, t: TouchedRows, rate: number, gradScale: number): void {
+  /** One sparse step of group g on the rows `t` marks or lists (see the kernels' semantics, dsl/kernels/optimizer.ts). */
+  private sparseStep(g: Group, t: TouchedRows | TouchedBits, rate: number, gradScale: number): void {
     const k = this.rowMods.get(t.width)!.kernels;
     const { beta1, beta2, eps } = this.settings;
     const adam = this.settings.kind === "adam";
-    for (const { first, count } of touchedRuns(t)) {
-      if (g.rows) {
-        const { argmax, softmax } = g.rows;
+    if ("list" in t) {
+      if (!g.rows) throw new Error(`optimizer: group ${g.name}: a list of touched rows is for rows groups (table entries come as a bitmap)`);
+      const { argmax, softmax } = g.rows;
+      for (const { first, count } of touchedRuns(t)) {
         if (adam) k.adamStepRowsSparse!(count, t.list, first, g.master, g.grad, g.m!, g.v!, argmax, softmax, rate, beta1, beta2, eps, g.weightDecay, gradScale);
         else k.sgdStepRowsSparse!(count, t.list, first, g.master, g.grad, argmax, softmax, rate, g.weightDecay, gradScale);
-      } else if (adam) k.adamStepSparse!(count, t.list, first, first + count, g.master, g.grad, g.m!, g.v!, rate, beta1, beta2, eps, g.weightDecay, gradScale);
-      else k.sgdStepSparse!(count, t.list, first, g.master, g.grad, rate, g.weightDecay, gradScale);
-      if (g.master !== g.params) k.storeHalfSparse!(count, t.list, first, g.master, g.params);
+      }
+      return;
+    }
+    if (g.rows) throw new Error(`optimizer: group ${g.name}: a rows group's touched rows come as a list`);
+    for (const { first, word, words } of touchedRuns(t)) {
+      if (adam) k.adamStepSparse!(words, t.bitmap, word, first, words, g.master, g.grad, g.m!, g.v!, rate, beta1, beta2, eps, g.weightDecay, gradScale);
+      else k.sgdStepSparse!(words, t.bitmap, word, first, g.master, g.grad, rate, g.weightDecay, gradScale);
+      if (g.master !== g.params) k.storeHalfSparse!(words, t.bitmap, word, first, g.master, g.params);
     }
   }
 

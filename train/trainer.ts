@@ -671,7 +671,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     paramsNetwork,
     bytesParams: encoding.grids.reduce((a, g) => a + (g.settings.precision === "f16" ? 2 : 4) * g.paramCount, 0) + 4 * paramsNetwork + 4 * encoding.logitCount,
     // params, and per parameter in f32: gradient, Adam's m and v (SGD: none), EMA (not of the
-    // probing logits), an f16 encoding's master; the probe table; sparse updates' stamp and list (memberTrainingBytes)
+    // probing logits), an f16 encoding's master; the probe table; sparse updates' bitmap and row lists (memberTrainingBytes)
     bytesTraining:
       encoding.grids.reduce((a, g) => a + memberTrainingBytes(g, state), 0) + 4 * paramsNetwork * (2 + (state.adam ? 2 : 0) + (state.ema ? 1 : 0)),
     bytesInference: encoding.memory(2).inferenceBytes + 4 * paramsNetwork,

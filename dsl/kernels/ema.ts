@@ -1,8 +1,8 @@
 // An exponential moving average of parameters (modules/ema.ts), one parameter group per launch
 // (index i runs over the group's elements), and the buffer exchange that lets evaluation run on
 // the averaged weights in place.
-import { type Buf, type Const, type f32, u32 } from "../index.ts";
-import type { RowsConfig } from "./optimizer.ts";
+import { type Buf, type Const, type f32, popcount, u32 } from "../index.ts";
+import { lowestBit, type RowsConfig } from "./optimizer.ts";
 
 /**
  * ema = decay * ema + (1 - decay) * param, rounded in this order: t1 = decay * ema,
@@ -14,16 +14,22 @@ export function emaUpdate(i: u32, params: Buf<f32>, ema: Buf<f32>, decay: f32): 
 }
 
 /**
- * emaUpdate over the rows list[first + j] of `width` values only (sparse updates: the rows the
- * step touched; an unlisted row's average stays as it is, where the dense update would move it
- * toward its unchanged parameters).
+ * emaUpdate over the touched rows of `width` values only (sparse updates; the bitmap as
+ * optimizer.ts adamStepSparse: thread j, rows first + 32 j + b for the set bits b of word
+ * bitmap[firstWord + j]). An untouched row's average stays as it is, where the dense update would
+ * move it toward its unchanged parameters.
  * @kernel
  */
-export function emaUpdateSparse(j: u32, cfg: Const<RowsConfig>, list: Buf<u32>, first: u32, params: Buf<f32>, ema: Buf<f32>, decay: f32): void {
-  const row = list[first + j];
-  for (let p = 0; p < cfg.width; p++) {
-    const k = row * u32(cfg.width) + u32(p);
-    ema[k] = decay * ema[k] + (1.0 - decay) * params[k];
+export function emaUpdateSparse(j: u32, cfg: Const<RowsConfig>, bitmap: Buf<u32>, firstWord: u32, first: u32, params: Buf<f32>, ema: Buf<f32>, decay: f32): void {
+  let bits = bitmap[firstWord + j];
+  const n = popcount(bits);
+  for (let k: u32 = 0; k < n; k++) {
+    const row = first + j * 32 + lowestBit(bits);
+    bits = bits & (bits - 1);
+    for (let p = 0; p < cfg.width; p++) {
+      const i = row * u32(cfg.width) + u32(p);
+      ema[i] = decay * ema[i] + (1.0 - decay) * params[i];
+    }
   }
 }
 

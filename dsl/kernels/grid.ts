@@ -193,14 +193,23 @@ export function gridRefreshProbes(i: u32, cfg: Const<GridConfig>, logits: Buf<f3
 }
 
 /**
- * Sparse updates: appends the table entry (offset[l] + slot) of each corner of point i at level l,
- * and at a probed level its codebook row, to the level's list unless already listed in this
- * `epoch`: entry e is appended at list[offset[l] + counts[l]] when stamp[e] is not `epoch` (then
- * stamp[e] = epoch), rows likewise at rowList[rowOffset[l] + counts[levels + l]] with rowStamp. A
- * level's list has room for its whole table, so it never overflows. The cost is a few operations
- * per point and corner, whatever the table's size.
+ * Sparse updates: the counts of touched entries and rows, one per level, are COUNT_STRIDE values
+ * apart in `counts` (a cache line each: the levels' passes run on different threads at once, and
+ * counters sharing a line made every new entry a transfer of the line between cores).
  */
-function touchLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, probe: Buf<u32>, epoch: u32, stamp: Buf<u32>, list: Buf<u32>, rowStamp: Buf<u32>, rowList: Buf<u32>, counts: Buf<u32>): void {
+export const COUNT_STRIDE = 16;
+
+/**
+ * Sparse updates: marks the table entry (offset[l] + slot) of each corner of point i at level l in
+ * the touched bitmap, bit slot & 31 of word wordBase[l] + slot / 32 (a level's bits start a word of
+ * their own, so levels never share a word: see HashGrid.trackTouched), counting it in
+ * counts[l * COUNT_STRIDE] when it was not marked yet; at a probed level it appends the codebook
+ * row to the level's row list unless already listed in this `epoch`: at rowList[rowOffset[l] + c]
+ * with c = counts[(levels + l) * COUNT_STRIDE] when rowStamp[row] is not `epoch` (then
+ * rowStamp[row] = epoch). A level's row list has room for all its rows, so it never overflows. The cost is a few operations per point and corner, whatever the
+ * table's size, and the bitmap (1 bit per entry: 512 KB for 2^22 entries) stays in the caches.
+ */
+function touchLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, probe: Buf<u32>, epoch: u32, bitmap: Buf<u32>, wordBase: Buf<u32>, rowStamp: Buf<u32>, rowList: Buf<u32>, counts: Buf<u32>): void {
   const cell = localArray<u32>(cfg.dims);
   const coords = localArray<u32>(cfg.dims);
   const w0 = localArray<f32>(cfg.dims);
@@ -209,75 +218,69 @@ function touchLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, probe: 
   locate(cfg, l, x, i, cell, w0, w1, dw);
   const corners = select(cfg.interpolation === NEAREST, 1, 1 << cfg.dims);
   for (let c = 0; c < corners; c++) {
-    const e = entry(cfg, l, cell, c, coords, probe) / u32(cfg.features);
-    if (stamp[e] !== epoch) {
-      stamp[e] = epoch;
-      list[cfg.offset[l] + counts[l]] = e;
-      counts[l] += 1;
+    const slot = entry(cfg, l, cell, c, coords, probe) / u32(cfg.features) - cfg.offset[l];
+    const word = wordBase[l] + (slot >> 5);
+    const bit = u32(1) << (slot & 31);
+    if ((bitmap[word] & bit) === 0) {
+      bitmap[word] = bitmap[word] | bit;
+      counts[l * COUNT_STRIDE] += 1;
     }
     if (cfg.probed[l]) {
       const row = codebookRow(cfg, l, coords);
       if (rowStamp[row] !== epoch) {
         rowStamp[row] = epoch;
-        rowList[cfg.rowOffset[l] + counts[cfg.levels + l]] = row;
-        counts[cfg.levels + l] += 1;
+        rowList[cfg.rowOffset[l] + counts[(cfg.levels + l) * COUNT_STRIDE]] = row;
+        counts[(cfg.levels + l) * COUNT_STRIDE] += 1;
       }
     }
   }
 }
 
 /**
- * Sparse updates (modules/hashgrid.ts trackTouched): the table entries and codebook rows the
- * points read, per level, in the order of the points and their corners, each once per `epoch`
- * (see touchLevel); called again with the same epoch for more points (accumulated micro-batches),
- * it appends only what is not listed yet. On the CPU each level is one pass over the points on one
- * thread (a level writes only its own part of every buffer), so the lists are the same on every
- * run and equal to the JS backend's. CUDA runs gridTouchedLevels instead (this body, one thread per
- * point, would race).
+ * Sparse updates (modules/hashgrid.ts trackTouched): marks the table entries the points read in
+ * the level's bitmap and lists the codebook rows, per level in the order of the points and their
+ * corners, each row once per `epoch` (see touchLevel); called again with the same epoch for more
+ * points (accumulated micro-batches), it adds only what is not marked or listed yet. On the CPU
+ * each level is one pass over the points on one thread (a level writes only its own part of every
+ * buffer), so the row lists are the same on every run and equal to the JS backend's. CUDA runs
+ * gridTouchedLevels instead (this body, one thread per point, would race).
  * @kernel
  * @schedule owner
  */
-export function gridTouched(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, probe: Buf<u32>, epoch: u32, stamp: Buf<u32>, list: Buf<u32>, rowStamp: Buf<u32>, rowList: Buf<u32>, counts: Buf<u32>): void {
+export function gridTouched(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, probe: Buf<u32>, epoch: u32, bitmap: Buf<u32>, wordBase: Buf<u32>, rowStamp: Buf<u32>, rowList: Buf<u32>, counts: Buf<u32>): void {
   for (let l = 0; l < cfg.levels; l++) {
-    touchLevel(cfg, l, x, i, probe, epoch, stamp, list, rowStamp, rowList, counts);
+    touchLevel(cfg, l, x, i, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts);
   }
 }
 
 /**
- * gridTouched for CUDA: thread l walks points [0, n) of level l in order (the same lists). Correct
- * but serial within a level: the language has no atomic that returns the old value, with which
- * the threads of a level could claim list slots in parallel (the order would then vary from run
- * to run).
+ * gridTouched for CUDA: thread l walks points [0, n) of level l in order (the same bitmap and row
+ * lists). Correct but serial within a level: the language has no atomic that returns the old value
+ * (to claim row list slots in parallel) nor an atomic or (to mark bits from several threads).
  * @kernel
  */
-export function gridTouchedLevels(l: u32, cfg: Const<GridConfig>, x: Buf<f32>, n: u32, probe: Buf<u32>, epoch: u32, stamp: Buf<u32>, list: Buf<u32>, rowStamp: Buf<u32>, rowList: Buf<u32>, counts: Buf<u32>): void {
+export function gridTouchedLevels(l: u32, cfg: Const<GridConfig>, x: Buf<f32>, n: u32, probe: Buf<u32>, epoch: u32, bitmap: Buf<u32>, wordBase: Buf<u32>, rowStamp: Buf<u32>, rowList: Buf<u32>, counts: Buf<u32>): void {
   for (let i: u32 = 0; i < n; i++) {
-    touchLevel(cfg, i32(l), x, i, probe, epoch, stamp, list, rowStamp, rowList, counts);
+    touchLevel(cfg, i32(l), x, i, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts);
   }
 }
 
 /**
- * Sparse updates: moves the levels' lists (gridTouched: level l's at offset[l], counts[l] entries;
- * rows at rowOffset[l], counts[levels + l]) to the front of `list` and `rowList`, level after
- * level, so that the optimizer and the EMA run them in one launch. In place: level l moves to the
- * sum of the earlier levels' counts, which is at most offset[l] (rowOffset[l]), so copying in
- * ascending order never overwrites what is still to move. One thread (launch 1): serial on every
- * backend, a copy of the touched entries' indices.
+ * Sparse updates: moves the probed levels' row lists (gridTouched: level l's at rowOffset[l],
+ * counts[(levels + l) * COUNT_STRIDE] rows) to the front of `rowList`, level after level, so that
+ * the logits' step runs them in one launch. In place: level l moves to the sum of the earlier levels' counts, which
+ * is at most rowOffset[l], so copying in ascending order never overwrites what is still to move.
+ * One thread (launch 1): serial on every backend, a copy of the touched rows' indices.
  * @kernel
  */
-export function gridPackTouched(i: u32, cfg: Const<GridConfig>, list: Buf<u32>, rowList: Buf<u32>, counts: Buf<u32>): void {
-  let at = i;
+export function gridPackTouched(i: u32, cfg: Const<GridConfig>, rowList: Buf<u32>, counts: Buf<u32>): void {
   let rowAt = i;
   for (let l = 0; l < cfg.levels; l++) {
-    for (let k: u32 = 0; k < counts[l]; k++) {
-      list[at + k] = list[cfg.offset[l] + k];
-    }
-    at += counts[l];
     if (cfg.probed[l]) {
-      for (let k: u32 = 0; k < counts[cfg.levels + l]; k++) {
+      for (let k: u32 = 0; k < counts[(cfg.levels + l) * COUNT_STRIDE]; k++) {
         rowList[rowAt + k] = rowList[cfg.rowOffset[l] + k];
       }
-      rowAt += counts[cfg.levels + l];
+      rowAt += counts[(cfg.levels + l) * COUNT_STRIDE];
     }
   }
 }

@@ -1,7 +1,7 @@
 // Optimizers, one parameter group per launch (index i runs over the group's elements). The
 // gradient is read, used and zeroed in the same pass, so that the next step's backward passes can
 // accumulate into it without a separate clearing pass.
-import { type Buf, type Const, type f16, type f32, type i32, prefetch, sqrt, u32 } from "../index.ts";
+import { type Buf, type Const, type f16, type f32, type i32, popcount, prefetch, sqrt, u32 } from "../index.ts";
 import { logitGradRow, refreshRow } from "./probe.ts";
 
 /**
@@ -81,39 +81,79 @@ export function sgdStepRows(i: u32, cfg: Const<RowsConfig>, params: Buf<f32>, gr
   sgdRow(cfg.width, i, params, grads, argmax, softmax, lr, weightDecay, gradScale);
 }
 
-// Sparse updates (modules/optimizer.ts, a group with `touched`): thread j updates the row
-// list[first + j] of `width` values (a table entry's features, or a codebook row's logits) and
-// clears its gradient; rows not listed are not read or written. Lazy Adam: a listed row's m and v
-// take its gradient, an unlisted row's m, v and parameters stay as they are (dense Adam would decay
-// its moments and move it by them); the bias correction folded into stepSize is the global step's,
-// as PyTorch's SparseAdam. A row listed in every step gets exactly the dense step (the same
-// operations in the same order).
+// Sparse updates (modules/optimizer.ts, a group with `touched`), over rows of `width` values (a
+// table entry's features, or a codebook row's logits): only the touched rows are read and written,
+// and their gradient cleared. Lazy Adam: a touched row's m and v take its gradient, an untouched
+// row's m, v and parameters stay as they are (dense Adam would decay its moments and move it by
+// them); the bias correction folded into stepSize is the global step's, as PyTorch's SparseAdam. A
+// row touched in every step gets exactly the dense step (the same operations in the same order).
+//
+// The table's entries come as a bitmap (HashGrid.trackTouched): thread j takes word
+// bitmap[firstWord + j] and updates rows first + 32 j + b for its set bits b, in increasing order,
+// so that the step walks the table in its own order (streaming, where a list in the order of the
+// points made every row a cache miss) and skips a word without bits at the cost of reading it.
 
-/** How far ahead in its list a sparse step prefetches (scattered rows: each is a cache miss otherwise). */
-export const PREFETCH_ROWS = 16;
+/** The position of the lowest set bit of w (not 0): the count of the bits below it. */
+export function lowestBit(w: u32): u32 {
+  return popcount(~w & (w - 1));
+}
+
+/** How many words ahead a sparse step prefetches the touched rows (their lines are not adjacent: the hardware's prefetch misses them). */
+export const PREFETCH_WORDS = 32;
 
 /** @kernel */
-export function adamStepSparse(j: u32, cfg: Const<RowsConfig>, list: Buf<u32>, first: u32, end: u32, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, gradScale: f32): void {
-  if (first + j + PREFETCH_ROWS < end) {
-    const next = list[first + j + PREFETCH_ROWS] * u32(cfg.width);
-    prefetch(params, next);
-    prefetch(grads, next);
-    prefetch(m, next);
-    prefetch(v, next);
+export function adamStepSparse(j: u32, cfg: Const<RowsConfig>, bitmap: Buf<u32>, firstWord: u32, first: u32, words: u32, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, gradScale: f32): void {
+  if (j + PREFETCH_WORDS < words) {
+    let ahead = bitmap[firstWord + j + PREFETCH_WORDS];
+    const na = popcount(ahead);
+    for (let k: u32 = 0; k < na; k++) {
+      const at = (first + (j + PREFETCH_WORDS) * 32 + lowestBit(ahead)) * u32(cfg.width);
+      ahead = ahead & (ahead - 1);
+      prefetch(params, at);
+      prefetch(grads, at);
+      prefetch(m, at);
+      prefetch(v, at);
+    }
   }
-  const row = list[first + j];
-  for (let p = 0; p < cfg.width; p++) {
-    adam(row * u32(cfg.width) + u32(p), params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+  let bits = bitmap[firstWord + j];
+  const n = popcount(bits);
+  for (let k: u32 = 0; k < n; k++) {
+    const row = first + j * 32 + lowestBit(bits);
+    bits = bits & (bits - 1);
+    for (let p = 0; p < cfg.width; p++) {
+      adam(row * u32(cfg.width) + u32(p), params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+    }
   }
 }
 
 /** @kernel */
-export function sgdStepSparse(j: u32, cfg: Const<RowsConfig>, list: Buf<u32>, first: u32, params: Buf<f32>, grads: Buf<f32>, lr: f32, weightDecay: f32, gradScale: f32): void {
-  const row = list[first + j];
-  for (let p = 0; p < cfg.width; p++) {
-    sgd(row * u32(cfg.width) + u32(p), params, grads, lr, weightDecay, gradScale);
+export function sgdStepSparse(j: u32, cfg: Const<RowsConfig>, bitmap: Buf<u32>, firstWord: u32, first: u32, params: Buf<f32>, grads: Buf<f32>, lr: f32, weightDecay: f32, gradScale: f32): void {
+  let bits = bitmap[firstWord + j];
+  const n = popcount(bits);
+  for (let k: u32 = 0; k < n; k++) {
+    const row = first + j * 32 + lowestBit(bits);
+    bits = bits & (bits - 1);
+    for (let p = 0; p < cfg.width; p++) {
+      sgd(row * u32(cfg.width) + u32(p), params, grads, lr, weightDecay, gradScale);
+    }
   }
 }
+
+/** storeHalf over the touched rows only (the bitmap, as adamStepSparse). @kernel */
+export function storeHalfSparse(j: u32, cfg: Const<RowsConfig>, bitmap: Buf<u32>, firstWord: u32, first: u32, master: Buf<f32>, params: Buf<f16>): void {
+  let bits = bitmap[firstWord + j];
+  const n = popcount(bits);
+  for (let k: u32 = 0; k < n; k++) {
+    const row = first + j * 32 + lowestBit(bits);
+    bits = bits & (bits - 1);
+    for (let p = 0; p < cfg.width; p++) {
+      params[row * u32(cfg.width) + u32(p)] = master[row * u32(cfg.width) + u32(p)];
+    }
+  }
+}
+
+// Learned probing's codebook rows come as a list (HashGrid.touched().rows: few rows, each N_p
+// logits wide): thread j updates row list[first + j].
 
 /**
  * adamStepRows over the listed rows only (in lane form too: 16 listed rows per call).
@@ -131,14 +171,6 @@ export function adamStepRowsSparse(j: u32, cfg: Const<RowsConfig>, list: Buf<u32
  */
 export function sgdStepRowsSparse(j: u32, cfg: Const<RowsConfig>, list: Buf<u32>, first: u32, params: Buf<f32>, grads: Buf<f32>, argmax: Buf<u32>, softmax: Buf<f32>, lr: f32, weightDecay: f32, gradScale: f32): void {
   sgdRow(cfg.width, list[first + j], params, grads, argmax, softmax, lr, weightDecay, gradScale);
-}
-
-/** storeHalf over the listed rows only. @kernel */
-export function storeHalfSparse(j: u32, cfg: Const<RowsConfig>, list: Buf<u32>, first: u32, master: Buf<f32>, params: Buf<f16>): void {
-  const row = list[first + j];
-  for (let p = 0; p < cfg.width; p++) {
-    params[row * u32(cfg.width) + u32(p)] = master[row * u32(cfg.width) + u32(p)];
-  }
 }
 
 /**

@@ -24,7 +24,7 @@ static const uint32_t tbl_cfg_rowOffset[16] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0
 static const bool tbl_cfg_hashed[16] = {false, false, false, false, false, false, false, false, false, false, true, true, true, true, true, true};
 static const uint32_t tbl_cfg_stride[32] = {1u, 16u, 1u, 23u, 1u, 31u, 1u, 43u, 1u, 59u, 1u, 81u, 1u, 112u, 1u, 154u, 1u, 213u, 1u, 295u, 1u, 407u, 1u, 562u, 1u, 777u, 1u, 1073u, 1u, 1483u, 1u, 2048u};
 
-NGP_FN void gridTouched_pass0(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass0(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -58,10 +58,11 @@ NGP_FN void gridTouched_pass0(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 16u;
     const uint32_t entry_result_33 = index_28 % 256u * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[counts[0]] = e_34;
+    const uint32_t slot_34 = entry_result_33 / 2u;
+    const uint32_t word_35 = wordBase[0] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
       counts[0] += 1u;
     }
   }
@@ -71,10 +72,11 @@ NGP_FN void gridTouched_pass0(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 16u;
     const uint32_t entry_result_33 = index_28 % 256u * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[counts[0]] = e_34;
+    const uint32_t slot_34 = entry_result_33 / 2u;
+    const uint32_t word_35 = wordBase[0] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
       counts[0] += 1u;
     }
   }
@@ -84,10 +86,11 @@ NGP_FN void gridTouched_pass0(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 16u;
     const uint32_t entry_result_33 = index_28 % 256u * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[counts[0]] = e_34;
+    const uint32_t slot_34 = entry_result_33 / 2u;
+    const uint32_t word_35 = wordBase[0] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
       counts[0] += 1u;
     }
   }
@@ -97,16 +100,17 @@ NGP_FN void gridTouched_pass0(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 16u;
     const uint32_t entry_result_33 = index_28 % 256u * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[counts[0]] = e_34;
+    const uint32_t slot_34 = entry_result_33 / 2u;
+    const uint32_t word_35 = wordBase[0] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
       counts[0] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass1(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass1(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -140,11 +144,12 @@ NGP_FN void gridTouched_pass1(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 23u;
     const uint32_t entry_result_33 = (256u + index_28 % 536u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[256u + counts[1]] = e_34;
-      counts[1] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 256u;
+    const uint32_t word_35 = wordBase[1] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[16] += 1u;
     }
   }
   {
@@ -153,11 +158,12 @@ NGP_FN void gridTouched_pass1(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 23u;
     const uint32_t entry_result_33 = (256u + index_28 % 536u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[256u + counts[1]] = e_34;
-      counts[1] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 256u;
+    const uint32_t word_35 = wordBase[1] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[16] += 1u;
     }
   }
   {
@@ -166,11 +172,12 @@ NGP_FN void gridTouched_pass1(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 23u;
     const uint32_t entry_result_33 = (256u + index_28 % 536u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[256u + counts[1]] = e_34;
-      counts[1] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 256u;
+    const uint32_t word_35 = wordBase[1] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[16] += 1u;
     }
   }
   {
@@ -179,16 +186,17 @@ NGP_FN void gridTouched_pass1(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 23u;
     const uint32_t entry_result_33 = (256u + index_28 % 536u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[256u + counts[1]] = e_34;
-      counts[1] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 256u;
+    const uint32_t word_35 = wordBase[1] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[16] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass2(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass2(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -222,11 +230,12 @@ NGP_FN void gridTouched_pass2(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 31u;
     const uint32_t entry_result_33 = (792u + index_28 % 968u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[792u + counts[2]] = e_34;
-      counts[2] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 792u;
+    const uint32_t word_35 = wordBase[2] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[32] += 1u;
     }
   }
   {
@@ -235,11 +244,12 @@ NGP_FN void gridTouched_pass2(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 31u;
     const uint32_t entry_result_33 = (792u + index_28 % 968u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[792u + counts[2]] = e_34;
-      counts[2] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 792u;
+    const uint32_t word_35 = wordBase[2] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[32] += 1u;
     }
   }
   {
@@ -248,11 +258,12 @@ NGP_FN void gridTouched_pass2(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 31u;
     const uint32_t entry_result_33 = (792u + index_28 % 968u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[792u + counts[2]] = e_34;
-      counts[2] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 792u;
+    const uint32_t word_35 = wordBase[2] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[32] += 1u;
     }
   }
   {
@@ -261,16 +272,17 @@ NGP_FN void gridTouched_pass2(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 31u;
     const uint32_t entry_result_33 = (792u + index_28 % 968u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[792u + counts[2]] = e_34;
-      counts[2] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 792u;
+    const uint32_t word_35 = wordBase[2] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[32] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass3(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass3(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -304,11 +316,12 @@ NGP_FN void gridTouched_pass3(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 43u;
     const uint32_t entry_result_33 = (1760u + index_28 % 1856u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[1760u + counts[3]] = e_34;
-      counts[3] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 1760u;
+    const uint32_t word_35 = wordBase[3] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[48] += 1u;
     }
   }
   {
@@ -317,11 +330,12 @@ NGP_FN void gridTouched_pass3(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 43u;
     const uint32_t entry_result_33 = (1760u + index_28 % 1856u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[1760u + counts[3]] = e_34;
-      counts[3] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 1760u;
+    const uint32_t word_35 = wordBase[3] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[48] += 1u;
     }
   }
   {
@@ -330,11 +344,12 @@ NGP_FN void gridTouched_pass3(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 43u;
     const uint32_t entry_result_33 = (1760u + index_28 % 1856u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[1760u + counts[3]] = e_34;
-      counts[3] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 1760u;
+    const uint32_t word_35 = wordBase[3] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[48] += 1u;
     }
   }
   {
@@ -343,16 +358,17 @@ NGP_FN void gridTouched_pass3(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 43u;
     const uint32_t entry_result_33 = (1760u + index_28 % 1856u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[1760u + counts[3]] = e_34;
-      counts[3] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 1760u;
+    const uint32_t word_35 = wordBase[3] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[48] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass4(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass4(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -386,11 +402,12 @@ NGP_FN void gridTouched_pass4(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 59u;
     const uint32_t entry_result_33 = (3616u + index_28 % 3488u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[3616u + counts[4]] = e_34;
-      counts[4] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 3616u;
+    const uint32_t word_35 = wordBase[4] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[64] += 1u;
     }
   }
   {
@@ -399,11 +416,12 @@ NGP_FN void gridTouched_pass4(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 59u;
     const uint32_t entry_result_33 = (3616u + index_28 % 3488u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[3616u + counts[4]] = e_34;
-      counts[4] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 3616u;
+    const uint32_t word_35 = wordBase[4] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[64] += 1u;
     }
   }
   {
@@ -412,11 +430,12 @@ NGP_FN void gridTouched_pass4(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 59u;
     const uint32_t entry_result_33 = (3616u + index_28 % 3488u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[3616u + counts[4]] = e_34;
-      counts[4] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 3616u;
+    const uint32_t word_35 = wordBase[4] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[64] += 1u;
     }
   }
   {
@@ -425,16 +444,17 @@ NGP_FN void gridTouched_pass4(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 59u;
     const uint32_t entry_result_33 = (3616u + index_28 % 3488u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[3616u + counts[4]] = e_34;
-      counts[4] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 3616u;
+    const uint32_t word_35 = wordBase[4] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[64] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass5(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass5(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -468,11 +488,12 @@ NGP_FN void gridTouched_pass5(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 81u;
     const uint32_t entry_result_33 = (7104u + index_28 % 6568u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[7104u + counts[5]] = e_34;
-      counts[5] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 7104u;
+    const uint32_t word_35 = wordBase[5] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[80] += 1u;
     }
   }
   {
@@ -481,11 +502,12 @@ NGP_FN void gridTouched_pass5(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 81u;
     const uint32_t entry_result_33 = (7104u + index_28 % 6568u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[7104u + counts[5]] = e_34;
-      counts[5] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 7104u;
+    const uint32_t word_35 = wordBase[5] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[80] += 1u;
     }
   }
   {
@@ -494,11 +516,12 @@ NGP_FN void gridTouched_pass5(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 81u;
     const uint32_t entry_result_33 = (7104u + index_28 % 6568u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[7104u + counts[5]] = e_34;
-      counts[5] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 7104u;
+    const uint32_t word_35 = wordBase[5] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[80] += 1u;
     }
   }
   {
@@ -507,16 +530,17 @@ NGP_FN void gridTouched_pass5(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 81u;
     const uint32_t entry_result_33 = (7104u + index_28 % 6568u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[7104u + counts[5]] = e_34;
-      counts[5] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 7104u;
+    const uint32_t word_35 = wordBase[5] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[80] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass6(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass6(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -550,11 +574,12 @@ NGP_FN void gridTouched_pass6(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 112u;
     const uint32_t entry_result_33 = (13672u + index_28 % 12544u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[13672u + counts[6]] = e_34;
-      counts[6] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 13672u;
+    const uint32_t word_35 = wordBase[6] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[96] += 1u;
     }
   }
   {
@@ -563,11 +588,12 @@ NGP_FN void gridTouched_pass6(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 112u;
     const uint32_t entry_result_33 = (13672u + index_28 % 12544u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[13672u + counts[6]] = e_34;
-      counts[6] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 13672u;
+    const uint32_t word_35 = wordBase[6] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[96] += 1u;
     }
   }
   {
@@ -576,11 +602,12 @@ NGP_FN void gridTouched_pass6(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 112u;
     const uint32_t entry_result_33 = (13672u + index_28 % 12544u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[13672u + counts[6]] = e_34;
-      counts[6] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 13672u;
+    const uint32_t word_35 = wordBase[6] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[96] += 1u;
     }
   }
   {
@@ -589,16 +616,17 @@ NGP_FN void gridTouched_pass6(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 112u;
     const uint32_t entry_result_33 = (13672u + index_28 % 12544u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[13672u + counts[6]] = e_34;
-      counts[6] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 13672u;
+    const uint32_t word_35 = wordBase[6] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[96] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass7(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass7(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -632,11 +660,12 @@ NGP_FN void gridTouched_pass7(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 154u;
     const uint32_t entry_result_33 = (26216u + index_28 % 23720u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[26216u + counts[7]] = e_34;
-      counts[7] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 26216u;
+    const uint32_t word_35 = wordBase[7] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[112] += 1u;
     }
   }
   {
@@ -645,11 +674,12 @@ NGP_FN void gridTouched_pass7(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 154u;
     const uint32_t entry_result_33 = (26216u + index_28 % 23720u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[26216u + counts[7]] = e_34;
-      counts[7] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 26216u;
+    const uint32_t word_35 = wordBase[7] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[112] += 1u;
     }
   }
   {
@@ -658,11 +688,12 @@ NGP_FN void gridTouched_pass7(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 154u;
     const uint32_t entry_result_33 = (26216u + index_28 % 23720u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[26216u + counts[7]] = e_34;
-      counts[7] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 26216u;
+    const uint32_t word_35 = wordBase[7] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[112] += 1u;
     }
   }
   {
@@ -671,16 +702,17 @@ NGP_FN void gridTouched_pass7(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 154u;
     const uint32_t entry_result_33 = (26216u + index_28 % 23720u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[26216u + counts[7]] = e_34;
-      counts[7] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 26216u;
+    const uint32_t word_35 = wordBase[7] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[112] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass8(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass8(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -714,11 +746,12 @@ NGP_FN void gridTouched_pass8(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 213u;
     const uint32_t entry_result_33 = (49936u + index_28 % 45376u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[49936u + counts[8]] = e_34;
-      counts[8] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 49936u;
+    const uint32_t word_35 = wordBase[8] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[128] += 1u;
     }
   }
   {
@@ -727,11 +760,12 @@ NGP_FN void gridTouched_pass8(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 213u;
     const uint32_t entry_result_33 = (49936u + index_28 % 45376u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[49936u + counts[8]] = e_34;
-      counts[8] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 49936u;
+    const uint32_t word_35 = wordBase[8] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[128] += 1u;
     }
   }
   {
@@ -740,11 +774,12 @@ NGP_FN void gridTouched_pass8(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 213u;
     const uint32_t entry_result_33 = (49936u + index_28 % 45376u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[49936u + counts[8]] = e_34;
-      counts[8] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 49936u;
+    const uint32_t word_35 = wordBase[8] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[128] += 1u;
     }
   }
   {
@@ -753,16 +788,17 @@ NGP_FN void gridTouched_pass8(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 213u;
     const uint32_t entry_result_33 = (49936u + index_28 % 45376u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[49936u + counts[8]] = e_34;
-      counts[8] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 49936u;
+    const uint32_t word_35 = wordBase[8] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[128] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass9(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass9(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -796,11 +832,12 @@ NGP_FN void gridTouched_pass9(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 295u;
     const uint32_t entry_result_33 = (95312u + index_28 % 87032u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[95312u + counts[9]] = e_34;
-      counts[9] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 95312u;
+    const uint32_t word_35 = wordBase[9] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[144] += 1u;
     }
   }
   {
@@ -809,11 +846,12 @@ NGP_FN void gridTouched_pass9(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 295u;
     const uint32_t entry_result_33 = (95312u + index_28 % 87032u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[95312u + counts[9]] = e_34;
-      counts[9] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 95312u;
+    const uint32_t word_35 = wordBase[9] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[144] += 1u;
     }
   }
   {
@@ -822,11 +860,12 @@ NGP_FN void gridTouched_pass9(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 295u;
     const uint32_t entry_result_33 = (95312u + index_28 % 87032u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[95312u + counts[9]] = e_34;
-      counts[9] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 95312u;
+    const uint32_t word_35 = wordBase[9] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[144] += 1u;
     }
   }
   {
@@ -835,16 +874,17 @@ NGP_FN void gridTouched_pass9(uint32_t i, const float* __restrict__ x, const uin
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 295u;
     const uint32_t entry_result_33 = (95312u + index_28 % 87032u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[95312u + counts[9]] = e_34;
-      counts[9] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 95312u;
+    const uint32_t word_35 = wordBase[9] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[144] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass9_prefetch(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass9_prefetch(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   {
@@ -865,12 +905,13 @@ NGP_FN void gridTouched_pass9_prefetch(uint32_t i, const float* __restrict__ x, 
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 295u;
     const uint32_t entry_result_33 = (95312u + index_28 % 87032u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    __builtin_prefetch(&stamp[e_34]);
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[95312u + counts[9]] = e_34;
-      counts[9] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 95312u;
+    const uint32_t word_35 = wordBase[9] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    __builtin_prefetch(&bitmap[word_35]);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[144] += 1u;
     }
   }
   {
@@ -879,12 +920,13 @@ NGP_FN void gridTouched_pass9_prefetch(uint32_t i, const float* __restrict__ x, 
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 295u;
     const uint32_t entry_result_33 = (95312u + index_28 % 87032u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    __builtin_prefetch(&stamp[e_34]);
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[95312u + counts[9]] = e_34;
-      counts[9] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 95312u;
+    const uint32_t word_35 = wordBase[9] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    __builtin_prefetch(&bitmap[word_35]);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[144] += 1u;
     }
   }
   {
@@ -893,12 +935,13 @@ NGP_FN void gridTouched_pass9_prefetch(uint32_t i, const float* __restrict__ x, 
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 295u;
     const uint32_t entry_result_33 = (95312u + index_28 % 87032u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    __builtin_prefetch(&stamp[e_34]);
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[95312u + counts[9]] = e_34;
-      counts[9] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 95312u;
+    const uint32_t word_35 = wordBase[9] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    __builtin_prefetch(&bitmap[word_35]);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[144] += 1u;
     }
   }
   {
@@ -907,17 +950,18 @@ NGP_FN void gridTouched_pass9_prefetch(uint32_t i, const float* __restrict__ x, 
     uint32_t index_28 = coords_2[0];
     index_28 += coords_2[1] * 295u;
     const uint32_t entry_result_33 = (95312u + index_28 % 87032u) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    __builtin_prefetch(&stamp[e_34]);
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[95312u + counts[9]] = e_34;
-      counts[9] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 95312u;
+    const uint32_t word_35 = wordBase[9] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    __builtin_prefetch(&bitmap[word_35]);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[144] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass10(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass10(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -953,19 +997,20 @@ NGP_FN void gridTouched_pass10(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (182344u + h_23 % 32768u * 4u + probe[h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[182344u + counts[10]] = e_34;
-      counts[10] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 182344u;
+    const uint32_t word_35 = wordBase[10] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[160] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[counts[26]] = row_38;
-      counts[26] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[counts[416]] = row_40;
+      counts[416] += 1u;
     }
   }
   {
@@ -976,19 +1021,20 @@ NGP_FN void gridTouched_pass10(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (182344u + h_23 % 32768u * 4u + probe[h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[182344u + counts[10]] = e_34;
-      counts[10] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 182344u;
+    const uint32_t word_35 = wordBase[10] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[160] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[counts[26]] = row_38;
-      counts[26] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[counts[416]] = row_40;
+      counts[416] += 1u;
     }
   }
   {
@@ -999,19 +1045,20 @@ NGP_FN void gridTouched_pass10(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (182344u + h_23 % 32768u * 4u + probe[h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[182344u + counts[10]] = e_34;
-      counts[10] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 182344u;
+    const uint32_t word_35 = wordBase[10] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[160] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[counts[26]] = row_38;
-      counts[26] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[counts[416]] = row_40;
+      counts[416] += 1u;
     }
   }
   {
@@ -1022,24 +1069,25 @@ NGP_FN void gridTouched_pass10(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (182344u + h_23 % 32768u * 4u + probe[h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[182344u + counts[10]] = e_34;
-      counts[10] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 182344u;
+    const uint32_t word_35 = wordBase[10] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[160] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[counts[26]] = row_38;
-      counts[26] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[counts[416]] = row_40;
+      counts[416] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass11(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass11(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -1075,19 +1123,20 @@ NGP_FN void gridTouched_pass11(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (313416u + h_23 % 32768u * 4u + probe[4096u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[313416u + counts[11]] = e_34;
-      counts[11] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 313416u;
+    const uint32_t word_35 = wordBase[11] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[176] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 4096u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[4096u + counts[27]] = row_38;
-      counts[27] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 4096u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[4096u + counts[432]] = row_40;
+      counts[432] += 1u;
     }
   }
   {
@@ -1098,19 +1147,20 @@ NGP_FN void gridTouched_pass11(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (313416u + h_23 % 32768u * 4u + probe[4096u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[313416u + counts[11]] = e_34;
-      counts[11] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 313416u;
+    const uint32_t word_35 = wordBase[11] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[176] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 4096u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[4096u + counts[27]] = row_38;
-      counts[27] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 4096u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[4096u + counts[432]] = row_40;
+      counts[432] += 1u;
     }
   }
   {
@@ -1121,19 +1171,20 @@ NGP_FN void gridTouched_pass11(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (313416u + h_23 % 32768u * 4u + probe[4096u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[313416u + counts[11]] = e_34;
-      counts[11] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 313416u;
+    const uint32_t word_35 = wordBase[11] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[176] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 4096u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[4096u + counts[27]] = row_38;
-      counts[27] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 4096u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[4096u + counts[432]] = row_40;
+      counts[432] += 1u;
     }
   }
   {
@@ -1144,24 +1195,25 @@ NGP_FN void gridTouched_pass11(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (313416u + h_23 % 32768u * 4u + probe[4096u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[313416u + counts[11]] = e_34;
-      counts[11] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 313416u;
+    const uint32_t word_35 = wordBase[11] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[176] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 4096u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[4096u + counts[27]] = row_38;
-      counts[27] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 4096u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[4096u + counts[432]] = row_40;
+      counts[432] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass12(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass12(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -1197,19 +1249,20 @@ NGP_FN void gridTouched_pass12(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (444488u + h_23 % 32768u * 4u + probe[8192u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[444488u + counts[12]] = e_34;
-      counts[12] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 444488u;
+    const uint32_t word_35 = wordBase[12] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[192] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 8192u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[8192u + counts[28]] = row_38;
-      counts[28] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 8192u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[8192u + counts[448]] = row_40;
+      counts[448] += 1u;
     }
   }
   {
@@ -1220,19 +1273,20 @@ NGP_FN void gridTouched_pass12(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (444488u + h_23 % 32768u * 4u + probe[8192u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[444488u + counts[12]] = e_34;
-      counts[12] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 444488u;
+    const uint32_t word_35 = wordBase[12] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[192] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 8192u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[8192u + counts[28]] = row_38;
-      counts[28] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 8192u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[8192u + counts[448]] = row_40;
+      counts[448] += 1u;
     }
   }
   {
@@ -1243,19 +1297,20 @@ NGP_FN void gridTouched_pass12(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (444488u + h_23 % 32768u * 4u + probe[8192u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[444488u + counts[12]] = e_34;
-      counts[12] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 444488u;
+    const uint32_t word_35 = wordBase[12] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[192] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 8192u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[8192u + counts[28]] = row_38;
-      counts[28] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 8192u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[8192u + counts[448]] = row_40;
+      counts[448] += 1u;
     }
   }
   {
@@ -1266,24 +1321,25 @@ NGP_FN void gridTouched_pass12(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (444488u + h_23 % 32768u * 4u + probe[8192u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[444488u + counts[12]] = e_34;
-      counts[12] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 444488u;
+    const uint32_t word_35 = wordBase[12] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[192] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 8192u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[8192u + counts[28]] = row_38;
-      counts[28] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 8192u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[8192u + counts[448]] = row_40;
+      counts[448] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass13(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass13(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -1319,19 +1375,20 @@ NGP_FN void gridTouched_pass13(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (575560u + h_23 % 32768u * 4u + probe[12288u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[575560u + counts[13]] = e_34;
-      counts[13] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 575560u;
+    const uint32_t word_35 = wordBase[13] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[208] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 12288u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[12288u + counts[29]] = row_38;
-      counts[29] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 12288u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[12288u + counts[464]] = row_40;
+      counts[464] += 1u;
     }
   }
   {
@@ -1342,19 +1399,20 @@ NGP_FN void gridTouched_pass13(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (575560u + h_23 % 32768u * 4u + probe[12288u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[575560u + counts[13]] = e_34;
-      counts[13] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 575560u;
+    const uint32_t word_35 = wordBase[13] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[208] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 12288u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[12288u + counts[29]] = row_38;
-      counts[29] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 12288u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[12288u + counts[464]] = row_40;
+      counts[464] += 1u;
     }
   }
   {
@@ -1365,19 +1423,20 @@ NGP_FN void gridTouched_pass13(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (575560u + h_23 % 32768u * 4u + probe[12288u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[575560u + counts[13]] = e_34;
-      counts[13] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 575560u;
+    const uint32_t word_35 = wordBase[13] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[208] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 12288u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[12288u + counts[29]] = row_38;
-      counts[29] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 12288u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[12288u + counts[464]] = row_40;
+      counts[464] += 1u;
     }
   }
   {
@@ -1388,24 +1447,25 @@ NGP_FN void gridTouched_pass13(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (575560u + h_23 % 32768u * 4u + probe[12288u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[575560u + counts[13]] = e_34;
-      counts[13] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 575560u;
+    const uint32_t word_35 = wordBase[13] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[208] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 12288u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[12288u + counts[29]] = row_38;
-      counts[29] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 12288u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[12288u + counts[464]] = row_40;
+      counts[464] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass14(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass14(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -1441,19 +1501,20 @@ NGP_FN void gridTouched_pass14(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (706632u + h_23 % 32768u * 4u + probe[16384u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[706632u + counts[14]] = e_34;
-      counts[14] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 706632u;
+    const uint32_t word_35 = wordBase[14] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[224] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 16384u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[16384u + counts[30]] = row_38;
-      counts[30] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 16384u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[16384u + counts[480]] = row_40;
+      counts[480] += 1u;
     }
   }
   {
@@ -1464,19 +1525,20 @@ NGP_FN void gridTouched_pass14(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (706632u + h_23 % 32768u * 4u + probe[16384u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[706632u + counts[14]] = e_34;
-      counts[14] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 706632u;
+    const uint32_t word_35 = wordBase[14] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[224] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 16384u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[16384u + counts[30]] = row_38;
-      counts[30] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 16384u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[16384u + counts[480]] = row_40;
+      counts[480] += 1u;
     }
   }
   {
@@ -1487,19 +1549,20 @@ NGP_FN void gridTouched_pass14(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (706632u + h_23 % 32768u * 4u + probe[16384u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[706632u + counts[14]] = e_34;
-      counts[14] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 706632u;
+    const uint32_t word_35 = wordBase[14] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[224] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 16384u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[16384u + counts[30]] = row_38;
-      counts[30] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 16384u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[16384u + counts[480]] = row_40;
+      counts[480] += 1u;
     }
   }
   {
@@ -1510,24 +1573,25 @@ NGP_FN void gridTouched_pass14(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (706632u + h_23 % 32768u * 4u + probe[16384u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[706632u + counts[14]] = e_34;
-      counts[14] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 706632u;
+    const uint32_t word_35 = wordBase[14] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[224] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 16384u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[16384u + counts[30]] = row_38;
-      counts[30] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 16384u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[16384u + counts[480]] = row_40;
+      counts[480] += 1u;
     }
   }
 }
 
-NGP_FN void gridTouched_pass15(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouched_pass15(uint32_t i, const float* __restrict__ x, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   uint32_t cell_1[2] = {};
   uint32_t coords_2[2] = {};
   float w0_3[2] = {};
@@ -1563,19 +1627,20 @@ NGP_FN void gridTouched_pass15(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (837704u + h_23 % 32768u * 4u + probe[20480u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[837704u + counts[15]] = e_34;
-      counts[15] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 837704u;
+    const uint32_t word_35 = wordBase[15] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[240] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 20480u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[20480u + counts[31]] = row_38;
-      counts[31] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 20480u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[20480u + counts[496]] = row_40;
+      counts[496] += 1u;
     }
   }
   {
@@ -1586,19 +1651,20 @@ NGP_FN void gridTouched_pass15(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (837704u + h_23 % 32768u * 4u + probe[20480u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[837704u + counts[15]] = e_34;
-      counts[15] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 837704u;
+    const uint32_t word_35 = wordBase[15] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[240] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 20480u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[20480u + counts[31]] = row_38;
-      counts[31] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 20480u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[20480u + counts[496]] = row_40;
+      counts[496] += 1u;
     }
   }
   {
@@ -1609,19 +1675,20 @@ NGP_FN void gridTouched_pass15(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (837704u + h_23 % 32768u * 4u + probe[20480u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[837704u + counts[15]] = e_34;
-      counts[15] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 837704u;
+    const uint32_t word_35 = wordBase[15] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[240] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 20480u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[20480u + counts[31]] = row_38;
-      counts[31] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 20480u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[20480u + counts[496]] = row_40;
+      counts[496] += 1u;
     }
   }
   {
@@ -1632,50 +1699,51 @@ NGP_FN void gridTouched_pass15(uint32_t i, const float* __restrict__ x, const ui
     uint32_t h_26 = coords_2[0] * 3538334777u;
     h_26 ^= coords_2[1] * 2767054501u;
     const uint32_t entry_result_33 = (837704u + h_23 % 32768u * 4u + probe[20480u + h_26 % 4096u]) * 2u;
-    const uint32_t e_34 = entry_result_33 / 2u;
-    if (stamp[e_34] != epoch) {
-      stamp[e_34] = epoch;
-      list[837704u + counts[15]] = e_34;
-      counts[15] += 1u;
+    const uint32_t slot_34 = entry_result_33 / 2u - 837704u;
+    const uint32_t word_35 = wordBase[15] + (slot_34 >> 5);
+    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
+    if ((bitmap[word_35] & bit_36) == 0u) {
+      bitmap[word_35] = bitmap[word_35] | bit_36;
+      counts[240] += 1u;
     }
-    uint32_t h_36 = coords_2[0] * 3538334777u;
-    h_36 ^= coords_2[1] * 2767054501u;
-    const uint32_t row_38 = 20480u + h_36 % 4096u;
-    if (rowStamp[row_38] != epoch) {
-      rowStamp[row_38] = epoch;
-      rowList[20480u + counts[31]] = row_38;
-      counts[31] += 1u;
+    uint32_t h_38 = coords_2[0] * 3538334777u;
+    h_38 ^= coords_2[1] * 2767054501u;
+    const uint32_t row_40 = 20480u + h_38 % 4096u;
+    if (rowStamp[row_40] != epoch) {
+      rowStamp[row_40] = epoch;
+      rowList[20480u + counts[496]] = row_40;
+      counts[496] += 1u;
     }
   }
 }
 
-extern "C" int32_t gridTouched(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, uint32_t epoch, uint32_t* __restrict__ stamp, int64_t ngp_len_stamp, uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t* __restrict__ rowStamp, int64_t ngp_len_rowStamp, uint32_t* __restrict__ rowList, int64_t ngp_len_rowList, uint32_t* __restrict__ counts, int64_t ngp_len_counts) {
-  (void)ngp_len_x; (void)ngp_len_probe; (void)ngp_len_stamp; (void)ngp_len_list; (void)ngp_len_rowStamp; (void)ngp_len_rowList; (void)ngp_len_counts;
+extern "C" int32_t gridTouched(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, uint32_t epoch, uint32_t* __restrict__ bitmap, int64_t ngp_len_bitmap, const uint32_t* __restrict__ wordBase, int64_t ngp_len_wordBase, uint32_t* __restrict__ rowStamp, int64_t ngp_len_rowStamp, uint32_t* __restrict__ rowList, int64_t ngp_len_rowList, uint32_t* __restrict__ counts, int64_t ngp_len_counts) {
+  (void)ngp_len_x; (void)ngp_len_probe; (void)ngp_len_bitmap; (void)ngp_len_wordBase; (void)ngp_len_rowStamp; (void)ngp_len_rowList; (void)ngp_len_counts;
   #pragma omp parallel for schedule(dynamic, 1) if (ngp_n >= 4096)
   for (int32_t ngp_p = 0; ngp_p < 16; ++ngp_p) {
     switch (ngp_p) {
-      case 0: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass15((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); break;
-      case 1: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass14((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); break;
-      case 2: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass13((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); break;
-      case 3: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass12((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); break;
-      case 4: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass11((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); break;
-      case 5: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass10((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); break;
-      case 6: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) { if (ngp_i + 16 < ngp_n) gridTouched_pass9_prefetch((uint32_t)(ngp_i + 16), x, probe, epoch, stamp, list, rowStamp, rowList, counts); gridTouched_pass9((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); } break;
-      case 7: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass8((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); break;
-      case 8: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass7((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); break;
-      case 9: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass6((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); break;
-      case 10: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass5((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); break;
-      case 11: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass4((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); break;
-      case 12: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass3((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); break;
-      case 13: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass2((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); break;
-      case 14: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass1((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); break;
-      case 15: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass0((uint32_t)ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts); break;
+      case 0: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass15((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); break;
+      case 1: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass14((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); break;
+      case 2: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass13((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); break;
+      case 3: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass12((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); break;
+      case 4: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass11((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); break;
+      case 5: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass10((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); break;
+      case 6: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) { if (ngp_i + 16 < ngp_n) gridTouched_pass9_prefetch((uint32_t)(ngp_i + 16), x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); gridTouched_pass9((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); } break;
+      case 7: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass8((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); break;
+      case 8: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass7((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); break;
+      case 9: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass6((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); break;
+      case 10: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass5((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); break;
+      case 11: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass4((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); break;
+      case 12: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass3((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); break;
+      case 13: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass2((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); break;
+      case 14: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass1((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); break;
+      case 15: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridTouched_pass0((uint32_t)ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts); break;
     }
   }
   return 0;
 }
 
-NGP_FN void gridTouchedLevels_body(uint32_t l, const float* __restrict__ x, uint32_t n, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ stamp, uint32_t* __restrict__ list, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
+NGP_FN void gridTouchedLevels_body(uint32_t l, const float* __restrict__ x, uint32_t n, const uint32_t* __restrict__ probe, uint32_t epoch, uint32_t* __restrict__ bitmap, const uint32_t* __restrict__ wordBase, uint32_t* __restrict__ rowStamp, uint32_t* __restrict__ rowList, uint32_t* __restrict__ counts) {
   for (uint32_t i = 0u; i < n; ++i) {
     const int32_t l_1 = ((int32_t)l);
     uint32_t cell_2[2] = {};
@@ -1729,20 +1797,21 @@ NGP_FN void gridTouchedLevels_body(uint32_t l, const float* __restrict__ x, uint
         }
         entry_result_34 = (tbl_cfg_offset[l_1] + ngp_umod(index_29, tbl_cfg_size[l_1])) * 2u;
       }
-      const uint32_t e_35 = entry_result_34 / 2u;
-      if (stamp[e_35] != epoch) {
-        stamp[e_35] = epoch;
-        list[tbl_cfg_offset[l_1] + counts[l_1]] = e_35;
-        counts[l_1] += 1u;
+      const uint32_t slot_35 = entry_result_34 / 2u - tbl_cfg_offset[l_1];
+      const uint32_t word_36 = wordBase[l_1] + (slot_35 >> 5);
+      const uint32_t bit_37 = 1u << ((slot_35 & 31u) & 31);
+      if ((bitmap[word_36] & bit_37) == 0u) {
+        bitmap[word_36] = bitmap[word_36] | bit_37;
+        counts[l_1 * 16] += 1u;
       }
       if (tbl_cfg_probed[l_1]) {
-        uint32_t h_37 = coords_3[0] * 3538334777u;
-        h_37 ^= coords_3[1] * 2767054501u;
-        const uint32_t row_39 = tbl_cfg_rowOffset[l_1] + h_37 % 4096u;
-        if (rowStamp[row_39] != epoch) {
-          rowStamp[row_39] = epoch;
-          rowList[tbl_cfg_rowOffset[l_1] + counts[16 + l_1]] = row_39;
-          counts[16 + l_1] += 1u;
+        uint32_t h_39 = coords_3[0] * 3538334777u;
+        h_39 ^= coords_3[1] * 2767054501u;
+        const uint32_t row_41 = tbl_cfg_rowOffset[l_1] + h_39 % 4096u;
+        if (rowStamp[row_41] != epoch) {
+          rowStamp[row_41] = epoch;
+          rowList[tbl_cfg_rowOffset[l_1] + counts[(16 + l_1) * 16]] = row_41;
+          counts[(16 + l_1) * 16] += 1u;
         }
       }
     }
@@ -1768,20 +1837,21 @@ NGP_FN void gridTouchedLevels_body(uint32_t l, const float* __restrict__ x, uint
         }
         entry_result_34 = (tbl_cfg_offset[l_1] + ngp_umod(index_29, tbl_cfg_size[l_1])) * 2u;
       }
-      const uint32_t e_35 = entry_result_34 / 2u;
-      if (stamp[e_35] != epoch) {
-        stamp[e_35] = epoch;
-        list[tbl_cfg_offset[l_1] + counts[l_1]] = e_35;
-        counts[l_1] += 1u;
+      const uint32_t slot_35 = entry_result_34 / 2u - tbl_cfg_offset[l_1];
+      const uint32_t word_36 = wordBase[l_1] + (slot_35 >> 5);
+      const uint32_t bit_37 = 1u << ((slot_35 & 31u) & 31);
+      if ((bitmap[word_36] & bit_37) == 0u) {
+        bitmap[word_36] = bitmap[word_36] | bit_37;
+        counts[l_1 * 16] += 1u;
       }
       if (tbl_cfg_probed[l_1]) {
-        uint32_t h_37 = coords_3[0] * 3538334777u;
-        h_37 ^= coords_3[1] * 2767054501u;
-        const uint32_t row_39 = tbl_cfg_rowOffset[l_1] + h_37 % 4096u;
-        if (rowStamp[row_39] != epoch) {
-          rowStamp[row_39] = epoch;
-          rowList[tbl_cfg_rowOffset[l_1] + counts[16 + l_1]] = row_39;
-          counts[16 + l_1] += 1u;
+        uint32_t h_39 = coords_3[0] * 3538334777u;
+        h_39 ^= coords_3[1] * 2767054501u;
+        const uint32_t row_41 = tbl_cfg_rowOffset[l_1] + h_39 % 4096u;
+        if (rowStamp[row_41] != epoch) {
+          rowStamp[row_41] = epoch;
+          rowList[tbl_cfg_rowOffset[l_1] + counts[(16 + l_1) * 16]] = row_41;
+          counts[(16 + l_1) * 16] += 1u;
         }
       }
     }
@@ -1807,20 +1877,21 @@ NGP_FN void gridTouchedLevels_body(uint32_t l, const float* __restrict__ x, uint
         }
         entry_result_34 = (tbl_cfg_offset[l_1] + ngp_umod(index_29, tbl_cfg_size[l_1])) * 2u;
       }
-      const uint32_t e_35 = entry_result_34 / 2u;
-      if (stamp[e_35] != epoch) {
-        stamp[e_35] = epoch;
-        list[tbl_cfg_offset[l_1] + counts[l_1]] = e_35;
-        counts[l_1] += 1u;
+      const uint32_t slot_35 = entry_result_34 / 2u - tbl_cfg_offset[l_1];
+      const uint32_t word_36 = wordBase[l_1] + (slot_35 >> 5);
+      const uint32_t bit_37 = 1u << ((slot_35 & 31u) & 31);
+      if ((bitmap[word_36] & bit_37) == 0u) {
+        bitmap[word_36] = bitmap[word_36] | bit_37;
+        counts[l_1 * 16] += 1u;
       }
       if (tbl_cfg_probed[l_1]) {
-        uint32_t h_37 = coords_3[0] * 3538334777u;
-        h_37 ^= coords_3[1] * 2767054501u;
-        const uint32_t row_39 = tbl_cfg_rowOffset[l_1] + h_37 % 4096u;
-        if (rowStamp[row_39] != epoch) {
-          rowStamp[row_39] = epoch;
-          rowList[tbl_cfg_rowOffset[l_1] + counts[16 + l_1]] = row_39;
-          counts[16 + l_1] += 1u;
+        uint32_t h_39 = coords_3[0] * 3538334777u;
+        h_39 ^= coords_3[1] * 2767054501u;
+        const uint32_t row_41 = tbl_cfg_rowOffset[l_1] + h_39 % 4096u;
+        if (rowStamp[row_41] != epoch) {
+          rowStamp[row_41] = epoch;
+          rowList[tbl_cfg_rowOffset[l_1] + counts[(16 + l_1) * 16]] = row_41;
+          counts[(16 + l_1) * 16] += 1u;
         }
       }
     }
@@ -1846,161 +1917,77 @@ NGP_FN void gridTouchedLevels_body(uint32_t l, const float* __restrict__ x, uint
         }
         entry_result_34 = (tbl_cfg_offset[l_1] + ngp_umod(index_29, tbl_cfg_size[l_1])) * 2u;
       }
-      const uint32_t e_35 = entry_result_34 / 2u;
-      if (stamp[e_35] != epoch) {
-        stamp[e_35] = epoch;
-        list[tbl_cfg_offset[l_1] + counts[l_1]] = e_35;
-        counts[l_1] += 1u;
+      const uint32_t slot_35 = entry_result_34 / 2u - tbl_cfg_offset[l_1];
+      const uint32_t word_36 = wordBase[l_1] + (slot_35 >> 5);
+      const uint32_t bit_37 = 1u << ((slot_35 & 31u) & 31);
+      if ((bitmap[word_36] & bit_37) == 0u) {
+        bitmap[word_36] = bitmap[word_36] | bit_37;
+        counts[l_1 * 16] += 1u;
       }
       if (tbl_cfg_probed[l_1]) {
-        uint32_t h_37 = coords_3[0] * 3538334777u;
-        h_37 ^= coords_3[1] * 2767054501u;
-        const uint32_t row_39 = tbl_cfg_rowOffset[l_1] + h_37 % 4096u;
-        if (rowStamp[row_39] != epoch) {
-          rowStamp[row_39] = epoch;
-          rowList[tbl_cfg_rowOffset[l_1] + counts[16 + l_1]] = row_39;
-          counts[16 + l_1] += 1u;
+        uint32_t h_39 = coords_3[0] * 3538334777u;
+        h_39 ^= coords_3[1] * 2767054501u;
+        const uint32_t row_41 = tbl_cfg_rowOffset[l_1] + h_39 % 4096u;
+        if (rowStamp[row_41] != epoch) {
+          rowStamp[row_41] = epoch;
+          rowList[tbl_cfg_rowOffset[l_1] + counts[(16 + l_1) * 16]] = row_41;
+          counts[(16 + l_1) * 16] += 1u;
         }
       }
     }
   }
 }
 
-extern "C" int32_t gridTouchedLevels(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, uint32_t n, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, uint32_t epoch, uint32_t* __restrict__ stamp, int64_t ngp_len_stamp, uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t* __restrict__ rowStamp, int64_t ngp_len_rowStamp, uint32_t* __restrict__ rowList, int64_t ngp_len_rowList, uint32_t* __restrict__ counts, int64_t ngp_len_counts) {
-  (void)ngp_len_x; (void)ngp_len_probe; (void)ngp_len_stamp; (void)ngp_len_list; (void)ngp_len_rowStamp; (void)ngp_len_rowList; (void)ngp_len_counts;
+extern "C" int32_t gridTouchedLevels(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, uint32_t n, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, uint32_t epoch, uint32_t* __restrict__ bitmap, int64_t ngp_len_bitmap, const uint32_t* __restrict__ wordBase, int64_t ngp_len_wordBase, uint32_t* __restrict__ rowStamp, int64_t ngp_len_rowStamp, uint32_t* __restrict__ rowList, int64_t ngp_len_rowList, uint32_t* __restrict__ counts, int64_t ngp_len_counts) {
+  (void)ngp_len_x; (void)ngp_len_probe; (void)ngp_len_bitmap; (void)ngp_len_wordBase; (void)ngp_len_rowStamp; (void)ngp_len_rowList; (void)ngp_len_counts;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) gridTouchedLevels_body((uint32_t)ngp_i, x, n, probe, epoch, stamp, list, rowStamp, rowList, counts);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) gridTouchedLevels_body((uint32_t)ngp_i, x, n, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts);
   return 0;
 }
 
-NGP_FN void gridPackTouched_body(uint32_t i, uint32_t* __restrict__ list, uint32_t* __restrict__ rowList, const uint32_t* __restrict__ counts) {
-  uint32_t at = i;
+NGP_FN void gridPackTouched_body(uint32_t i, uint32_t* __restrict__ rowList, const uint32_t* __restrict__ counts) {
   uint32_t rowAt = i;
   {
-    for (uint32_t k = 0u; k < counts[0]; ++k) {
-      list[at + k] = list[k];
-    }
-    at += counts[0];
-  }
-  {
-    for (uint32_t k = 0u; k < counts[1]; ++k) {
-      list[at + k] = list[256u + k];
-    }
-    at += counts[1];
-  }
-  {
-    for (uint32_t k = 0u; k < counts[2]; ++k) {
-      list[at + k] = list[792u + k];
-    }
-    at += counts[2];
-  }
-  {
-    for (uint32_t k = 0u; k < counts[3]; ++k) {
-      list[at + k] = list[1760u + k];
-    }
-    at += counts[3];
-  }
-  {
-    for (uint32_t k = 0u; k < counts[4]; ++k) {
-      list[at + k] = list[3616u + k];
-    }
-    at += counts[4];
-  }
-  {
-    for (uint32_t k = 0u; k < counts[5]; ++k) {
-      list[at + k] = list[7104u + k];
-    }
-    at += counts[5];
-  }
-  {
-    for (uint32_t k = 0u; k < counts[6]; ++k) {
-      list[at + k] = list[13672u + k];
-    }
-    at += counts[6];
-  }
-  {
-    for (uint32_t k = 0u; k < counts[7]; ++k) {
-      list[at + k] = list[26216u + k];
-    }
-    at += counts[7];
-  }
-  {
-    for (uint32_t k = 0u; k < counts[8]; ++k) {
-      list[at + k] = list[49936u + k];
-    }
-    at += counts[8];
-  }
-  {
-    for (uint32_t k = 0u; k < counts[9]; ++k) {
-      list[at + k] = list[95312u + k];
-    }
-    at += counts[9];
-  }
-  {
-    for (uint32_t k = 0u; k < counts[10]; ++k) {
-      list[at + k] = list[182344u + k];
-    }
-    at += counts[10];
-    for (uint32_t k = 0u; k < counts[26]; ++k) {
+    for (uint32_t k = 0u; k < counts[416]; ++k) {
       rowList[rowAt + k] = rowList[k];
     }
-    rowAt += counts[26];
+    rowAt += counts[416];
   }
   {
-    for (uint32_t k = 0u; k < counts[11]; ++k) {
-      list[at + k] = list[313416u + k];
-    }
-    at += counts[11];
-    for (uint32_t k = 0u; k < counts[27]; ++k) {
+    for (uint32_t k = 0u; k < counts[432]; ++k) {
       rowList[rowAt + k] = rowList[4096u + k];
     }
-    rowAt += counts[27];
+    rowAt += counts[432];
   }
   {
-    for (uint32_t k = 0u; k < counts[12]; ++k) {
-      list[at + k] = list[444488u + k];
-    }
-    at += counts[12];
-    for (uint32_t k = 0u; k < counts[28]; ++k) {
+    for (uint32_t k = 0u; k < counts[448]; ++k) {
       rowList[rowAt + k] = rowList[8192u + k];
     }
-    rowAt += counts[28];
+    rowAt += counts[448];
   }
   {
-    for (uint32_t k = 0u; k < counts[13]; ++k) {
-      list[at + k] = list[575560u + k];
-    }
-    at += counts[13];
-    for (uint32_t k = 0u; k < counts[29]; ++k) {
+    for (uint32_t k = 0u; k < counts[464]; ++k) {
       rowList[rowAt + k] = rowList[12288u + k];
     }
-    rowAt += counts[29];
+    rowAt += counts[464];
   }
   {
-    for (uint32_t k = 0u; k < counts[14]; ++k) {
-      list[at + k] = list[706632u + k];
-    }
-    at += counts[14];
-    for (uint32_t k = 0u; k < counts[30]; ++k) {
+    for (uint32_t k = 0u; k < counts[480]; ++k) {
       rowList[rowAt + k] = rowList[16384u + k];
     }
-    rowAt += counts[30];
+    rowAt += counts[480];
   }
   {
-    for (uint32_t k = 0u; k < counts[15]; ++k) {
-      list[at + k] = list[837704u + k];
-    }
-    at += counts[15];
-    for (uint32_t k = 0u; k < counts[31]; ++k) {
+    for (uint32_t k = 0u; k < counts[496]; ++k) {
       rowList[rowAt + k] = rowList[20480u + k];
     }
-    rowAt += counts[31];
+    rowAt += counts[496];
   }
 }
 
-extern "C" int32_t gridPackTouched(int64_t ngp_n, uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t* __restrict__ rowList, int64_t ngp_len_rowList, const uint32_t* __restrict__ counts, int64_t ngp_len_counts) {
-  (void)ngp_len_list; (void)ngp_len_rowList; (void)ngp_len_counts;
+extern "C" int32_t gridPackTouched(int64_t ngp_n, uint32_t* __restrict__ rowList, int64_t ngp_len_rowList, const uint32_t* __restrict__ counts, int64_t ngp_len_counts) {
+  (void)ngp_len_rowList; (void)ngp_len_counts;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) gridPackTouched_body((uint32_t)ngp_i, list, rowList, counts);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) gridPackTouched_body((uint32_t)ngp_i, rowList, counts);
   return 0;
 }

@@ -27,7 +27,7 @@ const tbl_cfg_rowOffset = new Uint32Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4096
 const tbl_cfg_hashed = ([false, false, false, false, false, false, false, false, false, false, true, true, true, true, true, true]);
 const tbl_cfg_stride = new Uint32Array([1, 16, 1, 23, 1, 31, 1, 43, 1, 59, 1, 81, 1, 112, 1, 154, 1, 213, 1, 295, 1, 407, 1, 562, 1, 777, 1, 1073, 1, 1483, 1, 2048]);
 
-function gridTouched_body(i, x, probe, epoch, stamp, list, rowStamp, rowList, counts) {
+function gridTouched_body(i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts) {
   for (let l = 0; l < 16; l = ((l + 1) | 0)) {
     const cell_1 = new Uint32Array(2);
     const coords_2 = new Uint32Array(2);
@@ -80,20 +80,21 @@ function gridTouched_body(i, x, probe, epoch, stamp, list, rowStamp, rowList, co
         }
         entry_result_33 = ((Math.imul(((tbl_cfg_offset[l] + __umod(index_28, tbl_cfg_size[l])) >>> 0), 2)) >>> 0);
       }
-      const e_34 = __udiv(entry_result_33, 2);
-      if (stamp[e_34] !== epoch) {
-        stamp[e_34] = epoch;
-        list[((tbl_cfg_offset[l] + counts[l]) >>> 0)] = e_34;
-        counts[l] = ((counts[l] + 1) >>> 0);
+      const slot_34 = ((__udiv(entry_result_33, 2) - tbl_cfg_offset[l]) >>> 0);
+      const word_35 = ((wordBase[l] + (slot_34 >>> 5)) >>> 0);
+      const bit_36 = ((1 << ((slot_34 & 31) >>> 0)) >>> 0);
+      if (((bitmap[word_35] & bit_36) >>> 0) === 0) {
+        bitmap[word_35] = ((bitmap[word_35] | bit_36) >>> 0);
+        counts[(Math.imul(l, 16) | 0)] = ((counts[(Math.imul(l, 16) | 0)] + 1) >>> 0);
       }
       if (tbl_cfg_probed[l]) {
-        let h_36 = (Math.imul(coords_2[0], 3538334777) >>> 0);
-        h_36 = ((h_36 ^ (Math.imul(coords_2[1], 2767054501) >>> 0)) >>> 0);
-        const row_38 = ((tbl_cfg_rowOffset[l] + __umod(h_36, 4096)) >>> 0);
-        if (rowStamp[row_38] !== epoch) {
-          rowStamp[row_38] = epoch;
-          rowList[((tbl_cfg_rowOffset[l] + counts[((16 + l) | 0)]) >>> 0)] = row_38;
-          counts[((16 + l) | 0)] = ((counts[((16 + l) | 0)] + 1) >>> 0);
+        let h_38 = (Math.imul(coords_2[0], 3538334777) >>> 0);
+        h_38 = ((h_38 ^ (Math.imul(coords_2[1], 2767054501) >>> 0)) >>> 0);
+        const row_40 = ((tbl_cfg_rowOffset[l] + __umod(h_38, 4096)) >>> 0);
+        if (rowStamp[row_40] !== epoch) {
+          rowStamp[row_40] = epoch;
+          rowList[((tbl_cfg_rowOffset[l] + counts[((Math.imul(((16 + l) | 0), 16)) | 0)]) >>> 0)] = row_40;
+          counts[((Math.imul(((16 + l) | 0), 16)) | 0)] = ((counts[((Math.imul(((16 + l) | 0), 16)) | 0)] + 1) >>> 0);
         }
       }
     }
@@ -119,20 +120,21 @@ function gridTouched_body(i, x, probe, epoch, stamp, list, rowStamp, rowList, co
         }
         entry_result_33 = ((Math.imul(((tbl_cfg_offset[l] + __umod(index_28, tbl_cfg_size[l])) >>> 0), 2)) >>> 0);
       }
-      const e_34 = __udiv(entry_result_33, 2);
-      if (stamp[e_34] !== epoch) {
-        stamp[e_34] = epoch;
-        list[((tbl_cfg_offset[l] + counts[l]) >>> 0)] = e_34;
-        counts[l] = ((counts[l] + 1) >>> 0);
+      const slot_34 = ((__udiv(entry_result_33, 2) - tbl_cfg_offset[l]) >>> 0);
+      const word_35 = ((wordBase[l] + (slot_34 >>> 5)) >>> 0);
+      const bit_36 = ((1 << ((slot_34 & 31) >>> 0)) >>> 0);
+      if (((bitmap[word_35] & bit_36) >>> 0) === 0) {
+        bitmap[word_35] = ((bitmap[word_35] | bit_36) >>> 0);
+        counts[(Math.imul(l, 16) | 0)] = ((counts[(Math.imul(l, 16) | 0)] + 1) >>> 0);
       }
       if (tbl_cfg_probed[l]) {
-        let h_36 = (Math.imul(coords_2[0], 3538334777) >>> 0);
-        h_36 = ((h_36 ^ (Math.imul(coords_2[1], 2767054501) >>> 0)) >>> 0);
-        const row_38 = ((tbl_cfg_rowOffset[l] + __umod(h_36, 4096)) >>> 0);
-        if (rowStamp[row_38] !== epoch) {
-          rowStamp[row_38] = epoch;
-          rowList[((tbl_cfg_rowOffset[l] + counts[((16 + l) | 0)]) >>> 0)] = row_38;
-          counts[((16 + l) | 0)] = ((counts[((16 + l) | 0)] + 1) >>> 0);
+        let h_38 = (Math.imul(coords_2[0], 3538334777) >>> 0);
+        h_38 = ((h_38 ^ (Math.imul(coords_2[1], 2767054501) >>> 0)) >>> 0);
+        const row_40 = ((tbl_cfg_rowOffset[l] + __umod(h_38, 4096)) >>> 0);
+        if (rowStamp[row_40] !== epoch) {
+          rowStamp[row_40] = epoch;
+          rowList[((tbl_cfg_rowOffset[l] + counts[((Math.imul(((16 + l) | 0), 16)) | 0)]) >>> 0)] = row_40;
+          counts[((Math.imul(((16 + l) | 0), 16)) | 0)] = ((counts[((Math.imul(((16 + l) | 0), 16)) | 0)] + 1) >>> 0);
         }
       }
     }
@@ -158,20 +160,21 @@ function gridTouched_body(i, x, probe, epoch, stamp, list, rowStamp, rowList, co
         }
         entry_result_33 = ((Math.imul(((tbl_cfg_offset[l] + __umod(index_28, tbl_cfg_size[l])) >>> 0), 2)) >>> 0);
       }
-      const e_34 = __udiv(entry_result_33, 2);
-      if (stamp[e_34] !== epoch) {
-        stamp[e_34] = epoch;
-        list[((tbl_cfg_offset[l] + counts[l]) >>> 0)] = e_34;
-        counts[l] = ((counts[l] + 1) >>> 0);
+      const slot_34 = ((__udiv(entry_result_33, 2) - tbl_cfg_offset[l]) >>> 0);
+      const word_35 = ((wordBase[l] + (slot_34 >>> 5)) >>> 0);
+      const bit_36 = ((1 << ((slot_34 & 31) >>> 0)) >>> 0);
+      if (((bitmap[word_35] & bit_36) >>> 0) === 0) {
+        bitmap[word_35] = ((bitmap[word_35] | bit_36) >>> 0);
+        counts[(Math.imul(l, 16) | 0)] = ((counts[(Math.imul(l, 16) | 0)] + 1) >>> 0);
       }
       if (tbl_cfg_probed[l]) {
-        let h_36 = (Math.imul(coords_2[0], 3538334777) >>> 0);
-        h_36 = ((h_36 ^ (Math.imul(coords_2[1], 2767054501) >>> 0)) >>> 0);
-        const row_38 = ((tbl_cfg_rowOffset[l] + __umod(h_36, 4096)) >>> 0);
-        if (rowStamp[row_38] !== epoch) {
-          rowStamp[row_38] = epoch;
-          rowList[((tbl_cfg_rowOffset[l] + counts[((16 + l) | 0)]) >>> 0)] = row_38;
-          counts[((16 + l) | 0)] = ((counts[((16 + l) | 0)] + 1) >>> 0);
+        let h_38 = (Math.imul(coords_2[0], 3538334777) >>> 0);
+        h_38 = ((h_38 ^ (Math.imul(coords_2[1], 2767054501) >>> 0)) >>> 0);
+        const row_40 = ((tbl_cfg_rowOffset[l] + __umod(h_38, 4096)) >>> 0);
+        if (rowStamp[row_40] !== epoch) {
+          rowStamp[row_40] = epoch;
+          rowList[((tbl_cfg_rowOffset[l] + counts[((Math.imul(((16 + l) | 0), 16)) | 0)]) >>> 0)] = row_40;
+          counts[((Math.imul(((16 + l) | 0), 16)) | 0)] = ((counts[((Math.imul(((16 + l) | 0), 16)) | 0)] + 1) >>> 0);
         }
       }
     }
@@ -197,30 +200,31 @@ function gridTouched_body(i, x, probe, epoch, stamp, list, rowStamp, rowList, co
         }
         entry_result_33 = ((Math.imul(((tbl_cfg_offset[l] + __umod(index_28, tbl_cfg_size[l])) >>> 0), 2)) >>> 0);
       }
-      const e_34 = __udiv(entry_result_33, 2);
-      if (stamp[e_34] !== epoch) {
-        stamp[e_34] = epoch;
-        list[((tbl_cfg_offset[l] + counts[l]) >>> 0)] = e_34;
-        counts[l] = ((counts[l] + 1) >>> 0);
+      const slot_34 = ((__udiv(entry_result_33, 2) - tbl_cfg_offset[l]) >>> 0);
+      const word_35 = ((wordBase[l] + (slot_34 >>> 5)) >>> 0);
+      const bit_36 = ((1 << ((slot_34 & 31) >>> 0)) >>> 0);
+      if (((bitmap[word_35] & bit_36) >>> 0) === 0) {
+        bitmap[word_35] = ((bitmap[word_35] | bit_36) >>> 0);
+        counts[(Math.imul(l, 16) | 0)] = ((counts[(Math.imul(l, 16) | 0)] + 1) >>> 0);
       }
       if (tbl_cfg_probed[l]) {
-        let h_36 = (Math.imul(coords_2[0], 3538334777) >>> 0);
-        h_36 = ((h_36 ^ (Math.imul(coords_2[1], 2767054501) >>> 0)) >>> 0);
-        const row_38 = ((tbl_cfg_rowOffset[l] + __umod(h_36, 4096)) >>> 0);
-        if (rowStamp[row_38] !== epoch) {
-          rowStamp[row_38] = epoch;
-          rowList[((tbl_cfg_rowOffset[l] + counts[((16 + l) | 0)]) >>> 0)] = row_38;
-          counts[((16 + l) | 0)] = ((counts[((16 + l) | 0)] + 1) >>> 0);
+        let h_38 = (Math.imul(coords_2[0], 3538334777) >>> 0);
+        h_38 = ((h_38 ^ (Math.imul(coords_2[1], 2767054501) >>> 0)) >>> 0);
+        const row_40 = ((tbl_cfg_rowOffset[l] + __umod(h_38, 4096)) >>> 0);
+        if (rowStamp[row_40] !== epoch) {
+          rowStamp[row_40] = epoch;
+          rowList[((tbl_cfg_rowOffset[l] + counts[((Math.imul(((16 + l) | 0), 16)) | 0)]) >>> 0)] = row_40;
+          counts[((Math.imul(((16 + l) | 0), 16)) | 0)] = ((counts[((Math.imul(((16 + l) | 0), 16)) | 0)] + 1) >>> 0);
         }
       }
     }
   }
 }
-export function gridTouched(ngp_n, x, probe, epoch, stamp, list, rowStamp, rowList, counts) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridTouched_body(ngp_i, x, probe, epoch, stamp, list, rowStamp, rowList, counts);
+export function gridTouched(ngp_n, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridTouched_body(ngp_i, x, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts);
 }
 
-function gridTouchedLevels_body(l, x, n, probe, epoch, stamp, list, rowStamp, rowList, counts) {
+function gridTouchedLevels_body(l, x, n, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts) {
   for (let i = 0; i < n; i = ((i + 1) >>> 0)) {
     const l_1 = (l | 0);
     const cell_2 = new Uint32Array(2);
@@ -274,20 +278,21 @@ function gridTouchedLevels_body(l, x, n, probe, epoch, stamp, list, rowStamp, ro
         }
         entry_result_34 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_29, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const e_35 = __udiv(entry_result_34, 2);
-      if (stamp[e_35] !== epoch) {
-        stamp[e_35] = epoch;
-        list[((tbl_cfg_offset[l_1] + counts[l_1]) >>> 0)] = e_35;
-        counts[l_1] = ((counts[l_1] + 1) >>> 0);
+      const slot_35 = ((__udiv(entry_result_34, 2) - tbl_cfg_offset[l_1]) >>> 0);
+      const word_36 = ((wordBase[l_1] + (slot_35 >>> 5)) >>> 0);
+      const bit_37 = ((1 << ((slot_35 & 31) >>> 0)) >>> 0);
+      if (((bitmap[word_36] & bit_37) >>> 0) === 0) {
+        bitmap[word_36] = ((bitmap[word_36] | bit_37) >>> 0);
+        counts[(Math.imul(l_1, 16) | 0)] = ((counts[(Math.imul(l_1, 16) | 0)] + 1) >>> 0);
       }
       if (tbl_cfg_probed[l_1]) {
-        let h_37 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_37 = ((h_37 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_39 = ((tbl_cfg_rowOffset[l_1] + __umod(h_37, 4096)) >>> 0);
-        if (rowStamp[row_39] !== epoch) {
-          rowStamp[row_39] = epoch;
-          rowList[((tbl_cfg_rowOffset[l_1] + counts[((16 + l_1) | 0)]) >>> 0)] = row_39;
-          counts[((16 + l_1) | 0)] = ((counts[((16 + l_1) | 0)] + 1) >>> 0);
+        let h_39 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_39 = ((h_39 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        const row_41 = ((tbl_cfg_rowOffset[l_1] + __umod(h_39, 4096)) >>> 0);
+        if (rowStamp[row_41] !== epoch) {
+          rowStamp[row_41] = epoch;
+          rowList[((tbl_cfg_rowOffset[l_1] + counts[((Math.imul(((16 + l_1) | 0), 16)) | 0)]) >>> 0)] = row_41;
+          counts[((Math.imul(((16 + l_1) | 0), 16)) | 0)] = ((counts[((Math.imul(((16 + l_1) | 0), 16)) | 0)] + 1) >>> 0);
         }
       }
     }
@@ -313,20 +318,21 @@ function gridTouchedLevels_body(l, x, n, probe, epoch, stamp, list, rowStamp, ro
         }
         entry_result_34 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_29, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const e_35 = __udiv(entry_result_34, 2);
-      if (stamp[e_35] !== epoch) {
-        stamp[e_35] = epoch;
-        list[((tbl_cfg_offset[l_1] + counts[l_1]) >>> 0)] = e_35;
-        counts[l_1] = ((counts[l_1] + 1) >>> 0);
+      const slot_35 = ((__udiv(entry_result_34, 2) - tbl_cfg_offset[l_1]) >>> 0);
+      const word_36 = ((wordBase[l_1] + (slot_35 >>> 5)) >>> 0);
+      const bit_37 = ((1 << ((slot_35 & 31) >>> 0)) >>> 0);
+      if (((bitmap[word_36] & bit_37) >>> 0) === 0) {
+        bitmap[word_36] = ((bitmap[word_36] | bit_37) >>> 0);
+        counts[(Math.imul(l_1, 16) | 0)] = ((counts[(Math.imul(l_1, 16) | 0)] + 1) >>> 0);
       }
       if (tbl_cfg_probed[l_1]) {
-        let h_37 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_37 = ((h_37 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_39 = ((tbl_cfg_rowOffset[l_1] + __umod(h_37, 4096)) >>> 0);
-        if (rowStamp[row_39] !== epoch) {
-          rowStamp[row_39] = epoch;
-          rowList[((tbl_cfg_rowOffset[l_1] + counts[((16 + l_1) | 0)]) >>> 0)] = row_39;
-          counts[((16 + l_1) | 0)] = ((counts[((16 + l_1) | 0)] + 1) >>> 0);
+        let h_39 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_39 = ((h_39 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        const row_41 = ((tbl_cfg_rowOffset[l_1] + __umod(h_39, 4096)) >>> 0);
+        if (rowStamp[row_41] !== epoch) {
+          rowStamp[row_41] = epoch;
+          rowList[((tbl_cfg_rowOffset[l_1] + counts[((Math.imul(((16 + l_1) | 0), 16)) | 0)]) >>> 0)] = row_41;
+          counts[((Math.imul(((16 + l_1) | 0), 16)) | 0)] = ((counts[((Math.imul(((16 + l_1) | 0), 16)) | 0)] + 1) >>> 0);
         }
       }
     }
@@ -352,20 +358,21 @@ function gridTouchedLevels_body(l, x, n, probe, epoch, stamp, list, rowStamp, ro
         }
         entry_result_34 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_29, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const e_35 = __udiv(entry_result_34, 2);
-      if (stamp[e_35] !== epoch) {
-        stamp[e_35] = epoch;
-        list[((tbl_cfg_offset[l_1] + counts[l_1]) >>> 0)] = e_35;
-        counts[l_1] = ((counts[l_1] + 1) >>> 0);
+      const slot_35 = ((__udiv(entry_result_34, 2) - tbl_cfg_offset[l_1]) >>> 0);
+      const word_36 = ((wordBase[l_1] + (slot_35 >>> 5)) >>> 0);
+      const bit_37 = ((1 << ((slot_35 & 31) >>> 0)) >>> 0);
+      if (((bitmap[word_36] & bit_37) >>> 0) === 0) {
+        bitmap[word_36] = ((bitmap[word_36] | bit_37) >>> 0);
+        counts[(Math.imul(l_1, 16) | 0)] = ((counts[(Math.imul(l_1, 16) | 0)] + 1) >>> 0);
       }
       if (tbl_cfg_probed[l_1]) {
-        let h_37 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_37 = ((h_37 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_39 = ((tbl_cfg_rowOffset[l_1] + __umod(h_37, 4096)) >>> 0);
-        if (rowStamp[row_39] !== epoch) {
-          rowStamp[row_39] = epoch;
-          rowList[((tbl_cfg_rowOffset[l_1] + counts[((16 + l_1) | 0)]) >>> 0)] = row_39;
-          counts[((16 + l_1) | 0)] = ((counts[((16 + l_1) | 0)] + 1) >>> 0);
+        let h_39 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_39 = ((h_39 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        const row_41 = ((tbl_cfg_rowOffset[l_1] + __umod(h_39, 4096)) >>> 0);
+        if (rowStamp[row_41] !== epoch) {
+          rowStamp[row_41] = epoch;
+          rowList[((tbl_cfg_rowOffset[l_1] + counts[((Math.imul(((16 + l_1) | 0), 16)) | 0)]) >>> 0)] = row_41;
+          counts[((Math.imul(((16 + l_1) | 0), 16)) | 0)] = ((counts[((Math.imul(((16 + l_1) | 0), 16)) | 0)] + 1) >>> 0);
         }
       }
     }
@@ -391,45 +398,41 @@ function gridTouchedLevels_body(l, x, n, probe, epoch, stamp, list, rowStamp, ro
         }
         entry_result_34 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_29, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const e_35 = __udiv(entry_result_34, 2);
-      if (stamp[e_35] !== epoch) {
-        stamp[e_35] = epoch;
-        list[((tbl_cfg_offset[l_1] + counts[l_1]) >>> 0)] = e_35;
-        counts[l_1] = ((counts[l_1] + 1) >>> 0);
+      const slot_35 = ((__udiv(entry_result_34, 2) - tbl_cfg_offset[l_1]) >>> 0);
+      const word_36 = ((wordBase[l_1] + (slot_35 >>> 5)) >>> 0);
+      const bit_37 = ((1 << ((slot_35 & 31) >>> 0)) >>> 0);
+      if (((bitmap[word_36] & bit_37) >>> 0) === 0) {
+        bitmap[word_36] = ((bitmap[word_36] | bit_37) >>> 0);
+        counts[(Math.imul(l_1, 16) | 0)] = ((counts[(Math.imul(l_1, 16) | 0)] + 1) >>> 0);
       }
       if (tbl_cfg_probed[l_1]) {
-        let h_37 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_37 = ((h_37 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_39 = ((tbl_cfg_rowOffset[l_1] + __umod(h_37, 4096)) >>> 0);
-        if (rowStamp[row_39] !== epoch) {
-          rowStamp[row_39] = epoch;
-          rowList[((tbl_cfg_rowOffset[l_1] + counts[((16 + l_1) | 0)]) >>> 0)] = row_39;
-          counts[((16 + l_1) | 0)] = ((counts[((16 + l_1) | 0)] + 1) >>> 0);
+        let h_39 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_39 = ((h_39 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        const row_41 = ((tbl_cfg_rowOffset[l_1] + __umod(h_39, 4096)) >>> 0);
+        if (rowStamp[row_41] !== epoch) {
+          rowStamp[row_41] = epoch;
+          rowList[((tbl_cfg_rowOffset[l_1] + counts[((Math.imul(((16 + l_1) | 0), 16)) | 0)]) >>> 0)] = row_41;
+          counts[((Math.imul(((16 + l_1) | 0), 16)) | 0)] = ((counts[((Math.imul(((16 + l_1) | 0), 16)) | 0)] + 1) >>> 0);
         }
       }
     }
   }
 }
-export function gridTouchedLevels(ngp_n, x, n, probe, epoch, stamp, list, rowStamp, rowList, counts) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridTouchedLevels_body(ngp_i, x, n, probe, epoch, stamp, list, rowStamp, rowList, counts);
+export function gridTouchedLevels(ngp_n, x, n, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridTouchedLevels_body(ngp_i, x, n, probe, epoch, bitmap, wordBase, rowStamp, rowList, counts);
 }
 
-function gridPackTouched_body(i, list, rowList, counts) {
-  let at = i;
+function gridPackTouched_body(i, rowList, counts) {
   let rowAt = i;
   for (let l = 0; l < 16; l = ((l + 1) | 0)) {
-    for (let k = 0; k < counts[l]; k = ((k + 1) >>> 0)) {
-      list[((at + k) >>> 0)] = list[((tbl_cfg_offset[l] + k) >>> 0)];
-    }
-    at = ((at + counts[l]) >>> 0);
     if (tbl_cfg_probed[l]) {
-      for (let k = 0; k < counts[((16 + l) | 0)]; k = ((k + 1) >>> 0)) {
+      for (let k = 0; k < counts[((Math.imul(((16 + l) | 0), 16)) | 0)]; k = ((k + 1) >>> 0)) {
         rowList[((rowAt + k) >>> 0)] = rowList[((tbl_cfg_rowOffset[l] + k) >>> 0)];
       }
-      rowAt = ((rowAt + counts[((16 + l) | 0)]) >>> 0);
+      rowAt = ((rowAt + counts[((Math.imul(((16 + l) | 0), 16)) | 0)]) >>> 0);
     }
   }
 }
-export function gridPackTouched(ngp_n, list, rowList, counts) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridPackTouched_body(ngp_i, list, rowList, counts);
+export function gridPackTouched(ngp_n, rowList, counts) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridPackTouched_body(ngp_i, rowList, counts);
 }

@@ -22,22 +22,27 @@ extern "C" int32_t emaUpdate(int64_t ngp_n, const float* __restrict__ params, in
   return 0;
 }
 
-NGP_FN void emaUpdateSparse_body(uint32_t j, const uint32_t* __restrict__ list, uint32_t first, const float* __restrict__ params, float* __restrict__ ema, float decay) {
-  const uint32_t row = list[first + j];
-  {
-    const uint32_t k = row * 2u;
-    ema[k] = decay * ema[k] + (1.0f - decay) * params[k];
-  }
-  {
-    const uint32_t k = row * 2u + 1u;
-    ema[k] = decay * ema[k] + (1.0f - decay) * params[k];
+NGP_FN void emaUpdateSparse_body(uint32_t j, const uint32_t* __restrict__ bitmap, uint32_t firstWord, uint32_t first, const float* __restrict__ params, float* __restrict__ ema, float decay) {
+  uint32_t bits = bitmap[firstWord + j];
+  const uint32_t n = ((uint32_t)__builtin_popcount(bits));
+  for (uint32_t k = 0u; k < n; ++k) {
+    const uint32_t row = first + j * 32u + ((uint32_t)__builtin_popcount(~bits & bits - 1u));
+    bits = bits & bits - 1u;
+    {
+      const uint32_t i = row * 2u;
+      ema[i] = decay * ema[i] + (1.0f - decay) * params[i];
+    }
+    {
+      const uint32_t i = row * 2u + 1u;
+      ema[i] = decay * ema[i] + (1.0f - decay) * params[i];
+    }
   }
 }
 
-extern "C" int32_t emaUpdateSparse(int64_t ngp_n, const uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t first, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ ema, int64_t ngp_len_ema, float decay) {
-  (void)ngp_len_list; (void)ngp_len_params; (void)ngp_len_ema;
+extern "C" int32_t emaUpdateSparse(int64_t ngp_n, const uint32_t* __restrict__ bitmap, int64_t ngp_len_bitmap, uint32_t firstWord, uint32_t first, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ ema, int64_t ngp_len_ema, float decay) {
+  (void)ngp_len_bitmap; (void)ngp_len_params; (void)ngp_len_ema;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) emaUpdateSparse_body((uint32_t)ngp_i, list, first, params, ema, decay);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) emaUpdateSparse_body((uint32_t)ngp_i, bitmap, firstWord, first, params, ema, decay);
   return 0;
 }
 

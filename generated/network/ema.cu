@@ -27,28 +27,33 @@ extern "C" int32_t emaUpdate(int64_t ngp_n, const float* __restrict__ params, in
   return (int32_t)cudaGetLastError();
 }
 
-NGP_FN void emaUpdateSparse_body(uint32_t j, const uint32_t* __restrict__ list, uint32_t first, const float* __restrict__ params, float* __restrict__ ema, float decay) {
-  const uint32_t row = list[first + j];
-  {
-    const uint32_t k = row * 2u;
-    ema[k] = decay * ema[k] + (1.0f - decay) * params[k];
-  }
-  {
-    const uint32_t k = row * 2u + 1u;
-    ema[k] = decay * ema[k] + (1.0f - decay) * params[k];
+NGP_FN void emaUpdateSparse_body(uint32_t j, const uint32_t* __restrict__ bitmap, uint32_t firstWord, uint32_t first, const float* __restrict__ params, float* __restrict__ ema, float decay) {
+  uint32_t bits = bitmap[firstWord + j];
+  const uint32_t n = ((uint32_t)__popc(bits));
+  for (uint32_t k = 0u; k < n; ++k) {
+    const uint32_t row = first + j * 32u + ((uint32_t)__popc(~bits & bits - 1u));
+    bits = bits & bits - 1u;
+    {
+      const uint32_t i = row * 2u;
+      ema[i] = decay * ema[i] + (1.0f - decay) * params[i];
+    }
+    {
+      const uint32_t i = row * 2u + 1u;
+      ema[i] = decay * ema[i] + (1.0f - decay) * params[i];
+    }
   }
 }
 
-__global__ void emaUpdateSparse_kernel(int64_t ngp_n, const uint32_t* __restrict__ list, uint32_t first, const float* __restrict__ params, float* __restrict__ ema, float decay) {
+__global__ void emaUpdateSparse_kernel(int64_t ngp_n, const uint32_t* __restrict__ bitmap, uint32_t firstWord, uint32_t first, const float* __restrict__ params, float* __restrict__ ema, float decay) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    emaUpdateSparse_body((uint32_t)ngp_i, list, first, params, ema, decay);
+    emaUpdateSparse_body((uint32_t)ngp_i, bitmap, firstWord, first, params, ema, decay);
 }
 
-extern "C" int32_t emaUpdateSparse(int64_t ngp_n, const uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t first, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ ema, int64_t ngp_len_ema, float decay) {
+extern "C" int32_t emaUpdateSparse(int64_t ngp_n, const uint32_t* __restrict__ bitmap, int64_t ngp_len_bitmap, uint32_t firstWord, uint32_t first, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ ema, int64_t ngp_len_ema, float decay) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  emaUpdateSparse_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, list, first, params, ema, decay);
+  emaUpdateSparse_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, bitmap, firstWord, first, params, ema, decay);
   return (int32_t)cudaGetLastError();
 }
 

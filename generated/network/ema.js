@@ -4,6 +4,8 @@ const __imod = (a, b) => (b === 0 ? 0 : (a % b) | 0);
 const __udiv = (a, b) => (b === 0 ? 0 : (a / b) >>> 0);
 const __umod = (a, b) => (b === 0 ? 0 : (a % b) >>> 0);
 
+const __popc = (x) => { let n = 0; for (let v = x >>> 0; v !== 0; v >>>= 1) n += v & 1; return n; };
+
 
 function emaUpdate_body(i, params, ema, decay) {
   ema[i] = Math.fround(Math.fround(decay * ema[i]) + Math.fround(Math.fround(1 - decay) * params[i]));
@@ -12,19 +14,24 @@ export function emaUpdate(ngp_n, params, ema, decay) {
   for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) emaUpdate_body(ngp_i, params, ema, decay);
 }
 
-function emaUpdateSparse_body(j, list, first, params, ema, decay) {
-  const row = list[((first + j) >>> 0)];
-  {
-    const k = (Math.imul(row, 2) >>> 0);
-    ema[k] = Math.fround(Math.fround(decay * ema[k]) + Math.fround(Math.fround(1 - decay) * params[k]));
-  }
-  {
-    const k = (((Math.imul(row, 2) >>> 0) + 1) >>> 0);
-    ema[k] = Math.fround(Math.fround(decay * ema[k]) + Math.fround(Math.fround(1 - decay) * params[k]));
+function emaUpdateSparse_body(j, bitmap, firstWord, first, params, ema, decay) {
+  let bits = bitmap[((firstWord + j) >>> 0)];
+  const n = __popc(bits);
+  for (let k = 0; k < n; k = ((k + 1) >>> 0)) {
+    const row = ((((first + (Math.imul(j, 32) >>> 0)) >>> 0) + __popc(((((~bits) >>> 0) & ((bits - 1) >>> 0)) >>> 0))) >>> 0);
+    bits = ((bits & ((bits - 1) >>> 0)) >>> 0);
+    {
+      const i = (Math.imul(row, 2) >>> 0);
+      ema[i] = Math.fround(Math.fround(decay * ema[i]) + Math.fround(Math.fround(1 - decay) * params[i]));
+    }
+    {
+      const i = (((Math.imul(row, 2) >>> 0) + 1) >>> 0);
+      ema[i] = Math.fround(Math.fround(decay * ema[i]) + Math.fround(Math.fround(1 - decay) * params[i]));
+    }
   }
 }
-export function emaUpdateSparse(ngp_n, list, first, params, ema, decay) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) emaUpdateSparse_body(ngp_i, list, first, params, ema, decay);
+export function emaUpdateSparse(ngp_n, bitmap, firstWord, first, params, ema, decay) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) emaUpdateSparse_body(ngp_i, bitmap, firstWord, first, params, ema, decay);
 }
 
 function swapBuffers_body(i, a, b) {

@@ -523,92 +523,127 @@ extern "C" int32_t sgdStepRows(int64_t ngp_n, float* __restrict__ params, int64_
   return 0;
 }
 
-NGP_FN void adamStepSparse_body(uint32_t j, const uint32_t* __restrict__ list, uint32_t first, uint32_t end, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
-  if (first + j + 16u < end) {
-    const uint32_t next = list[first + j + 16u] * 4u;
-    __builtin_prefetch(&params[next]);
-    __builtin_prefetch(&grads[next]);
-    __builtin_prefetch(&m[next]);
-    __builtin_prefetch(&v[next]);
+NGP_FN void adamStepSparse_body(uint32_t j, const uint32_t* __restrict__ bitmap, uint32_t firstWord, uint32_t first, uint32_t words, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  if (j + 32u < words) {
+    uint32_t ahead = bitmap[firstWord + j + 32u];
+    const uint32_t na = ((uint32_t)__builtin_popcount(ahead));
+    for (uint32_t k = 0u; k < na; ++k) {
+      const uint32_t at = (first + (j + 32u) * 32u + ((uint32_t)__builtin_popcount(~ahead & ahead - 1u))) * 4u;
+      ahead = ahead & ahead - 1u;
+      __builtin_prefetch(&params[at]);
+      __builtin_prefetch(&grads[at]);
+      __builtin_prefetch(&m[at]);
+      __builtin_prefetch(&v[at]);
+    }
   }
-  const uint32_t row = list[first + j];
-  {
-    const uint32_t i_1 = row * 4u;
-    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
-    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
-    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
-    grads[i_1] = 0.0f;
-  }
-  {
-    const uint32_t i_1 = row * 4u + 1u;
-    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
-    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
-    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
-    grads[i_1] = 0.0f;
-  }
-  {
-    const uint32_t i_1 = row * 4u + 2u;
-    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
-    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
-    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
-    grads[i_1] = 0.0f;
-  }
-  {
-    const uint32_t i_1 = row * 4u + 3u;
-    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
-    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
-    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
-    grads[i_1] = 0.0f;
+  uint32_t bits = bitmap[firstWord + j];
+  const uint32_t n = ((uint32_t)__builtin_popcount(bits));
+  for (uint32_t k = 0u; k < n; ++k) {
+    const uint32_t row = first + j * 32u + ((uint32_t)__builtin_popcount(~bits & bits - 1u));
+    bits = bits & bits - 1u;
+    {
+      const uint32_t i_1 = row * 4u;
+      const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+      const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+      const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+      m[i_1] = mi_3;
+      v[i_1] = vi_4;
+      params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+      grads[i_1] = 0.0f;
+    }
+    {
+      const uint32_t i_1 = row * 4u + 1u;
+      const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+      const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+      const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+      m[i_1] = mi_3;
+      v[i_1] = vi_4;
+      params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+      grads[i_1] = 0.0f;
+    }
+    {
+      const uint32_t i_1 = row * 4u + 2u;
+      const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+      const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+      const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+      m[i_1] = mi_3;
+      v[i_1] = vi_4;
+      params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+      grads[i_1] = 0.0f;
+    }
+    {
+      const uint32_t i_1 = row * 4u + 3u;
+      const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+      const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+      const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+      m[i_1] = mi_3;
+      v[i_1] = vi_4;
+      params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+      grads[i_1] = 0.0f;
+    }
   }
 }
 
-extern "C" int32_t adamStepSparse(int64_t ngp_n, const uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t first, uint32_t end, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float* __restrict__ m, int64_t ngp_len_m, float* __restrict__ v, int64_t ngp_len_v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
-  (void)ngp_len_list; (void)ngp_len_params; (void)ngp_len_grads; (void)ngp_len_m; (void)ngp_len_v;
+extern "C" int32_t adamStepSparse(int64_t ngp_n, const uint32_t* __restrict__ bitmap, int64_t ngp_len_bitmap, uint32_t firstWord, uint32_t first, uint32_t words, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float* __restrict__ m, int64_t ngp_len_m, float* __restrict__ v, int64_t ngp_len_v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  (void)ngp_len_bitmap; (void)ngp_len_params; (void)ngp_len_grads; (void)ngp_len_m; (void)ngp_len_v;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) adamStepSparse_body((uint32_t)ngp_i, list, first, end, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) adamStepSparse_body((uint32_t)ngp_i, bitmap, firstWord, first, words, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
   return 0;
 }
 
-NGP_FN void sgdStepSparse_body(uint32_t j, const uint32_t* __restrict__ list, uint32_t first, float* __restrict__ params, float* __restrict__ grads, float lr, float weightDecay, float gradScale) {
-  const uint32_t row = list[first + j];
-  {
-    const uint32_t i_1 = row * 4u;
-    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
-    grads[i_1] = 0.0f;
-  }
-  {
-    const uint32_t i_1 = row * 4u + 1u;
-    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
-    grads[i_1] = 0.0f;
-  }
-  {
-    const uint32_t i_1 = row * 4u + 2u;
-    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
-    grads[i_1] = 0.0f;
-  }
-  {
-    const uint32_t i_1 = row * 4u + 3u;
-    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
-    grads[i_1] = 0.0f;
+NGP_FN void sgdStepSparse_body(uint32_t j, const uint32_t* __restrict__ bitmap, uint32_t firstWord, uint32_t first, float* __restrict__ params, float* __restrict__ grads, float lr, float weightDecay, float gradScale) {
+  uint32_t bits = bitmap[firstWord + j];
+  const uint32_t n = ((uint32_t)__builtin_popcount(bits));
+  for (uint32_t k = 0u; k < n; ++k) {
+    const uint32_t row = first + j * 32u + ((uint32_t)__builtin_popcount(~bits & bits - 1u));
+    bits = bits & bits - 1u;
+    {
+      const uint32_t i_1 = row * 4u;
+      params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+      grads[i_1] = 0.0f;
+    }
+    {
+      const uint32_t i_1 = row * 4u + 1u;
+      params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+      grads[i_1] = 0.0f;
+    }
+    {
+      const uint32_t i_1 = row * 4u + 2u;
+      params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+      grads[i_1] = 0.0f;
+    }
+    {
+      const uint32_t i_1 = row * 4u + 3u;
+      params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+      grads[i_1] = 0.0f;
+    }
   }
 }
 
-extern "C" int32_t sgdStepSparse(int64_t ngp_n, const uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t first, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float lr, float weightDecay, float gradScale) {
-  (void)ngp_len_list; (void)ngp_len_params; (void)ngp_len_grads;
+extern "C" int32_t sgdStepSparse(int64_t ngp_n, const uint32_t* __restrict__ bitmap, int64_t ngp_len_bitmap, uint32_t firstWord, uint32_t first, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float lr, float weightDecay, float gradScale) {
+  (void)ngp_len_bitmap; (void)ngp_len_params; (void)ngp_len_grads;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) sgdStepSparse_body((uint32_t)ngp_i, list, first, params, grads, lr, weightDecay, gradScale);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) sgdStepSparse_body((uint32_t)ngp_i, bitmap, firstWord, first, params, grads, lr, weightDecay, gradScale);
+  return 0;
+}
+
+NGP_FN void storeHalfSparse_body(uint32_t j, const uint32_t* __restrict__ bitmap, uint32_t firstWord, uint32_t first, const float* __restrict__ master, _Float16* __restrict__ params) {
+  uint32_t bits = bitmap[firstWord + j];
+  const uint32_t n = ((uint32_t)__builtin_popcount(bits));
+  for (uint32_t k = 0u; k < n; ++k) {
+    const uint32_t row = first + j * 32u + ((uint32_t)__builtin_popcount(~bits & bits - 1u));
+    bits = bits & bits - 1u;
+    params[row * 4u] = (_Float16)(master[row * 4u]);
+    params[row * 4u + 1u] = (_Float16)(master[row * 4u + 1u]);
+    params[row * 4u + 2u] = (_Float16)(master[row * 4u + 2u]);
+    params[row * 4u + 3u] = (_Float16)(master[row * 4u + 3u]);
+  }
+}
+
+extern "C" int32_t storeHalfSparse(int64_t ngp_n, const uint32_t* __restrict__ bitmap, int64_t ngp_len_bitmap, uint32_t firstWord, uint32_t first, const float* __restrict__ master, int64_t ngp_len_master, _Float16* __restrict__ params, int64_t ngp_len_params) {
+  (void)ngp_len_bitmap; (void)ngp_len_master; (void)ngp_len_params;
+  #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) storeHalfSparse_body((uint32_t)ngp_i, bitmap, firstWord, first, master, params);
   return 0;
 }
 
@@ -1095,29 +1130,6 @@ extern "C" int32_t sgdStepRowsSparse(int64_t ngp_n, const uint32_t* __restrict__
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
   for (int64_t ngp_g = 0; ngp_g < ngp_groups; ++ngp_g) sgdStepRowsSparse_lanes(ngp_g * 16, list, first, params, grads, argmax, softmax, lr, weightDecay, gradScale);
   for (int64_t ngp_i = ngp_groups * 16; ngp_i < ngp_n; ++ngp_i) sgdStepRowsSparse_body((uint32_t)ngp_i, list, first, params, grads, argmax, softmax, lr, weightDecay, gradScale);
-  return 0;
-}
-
-NGP_FN void storeHalfSparse_body(uint32_t j, const uint32_t* __restrict__ list, uint32_t first, const float* __restrict__ master, _Float16* __restrict__ params) {
-  const uint32_t row = list[first + j];
-  {
-    params[row * 4u] = (_Float16)(master[row * 4u]);
-  }
-  {
-    params[row * 4u + 1u] = (_Float16)(master[row * 4u + 1u]);
-  }
-  {
-    params[row * 4u + 2u] = (_Float16)(master[row * 4u + 2u]);
-  }
-  {
-    params[row * 4u + 3u] = (_Float16)(master[row * 4u + 3u]);
-  }
-}
-
-extern "C" int32_t storeHalfSparse(int64_t ngp_n, const uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t first, const float* __restrict__ master, int64_t ngp_len_master, _Float16* __restrict__ params, int64_t ngp_len_params) {
-  (void)ngp_len_list; (void)ngp_len_master; (void)ngp_len_params;
-  #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) storeHalfSparse_body((uint32_t)ngp_i, list, first, master, params);
   return 0;
 }
 

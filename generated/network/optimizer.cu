@@ -290,104 +290,145 @@ extern "C" int32_t sgdStepRows(int64_t ngp_n, float* __restrict__ params, int64_
   return (int32_t)cudaGetLastError();
 }
 
-NGP_FN void adamStepSparse_body(uint32_t j, const uint32_t* __restrict__ list, uint32_t first, uint32_t end, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
-  if (first + j + 16u < end) {
-    const uint32_t next = list[first + j + 16u] * 4u;
-    ((void)0);
-    ((void)0);
-    ((void)0);
-    ((void)0);
+NGP_FN void adamStepSparse_body(uint32_t j, const uint32_t* __restrict__ bitmap, uint32_t firstWord, uint32_t first, uint32_t words, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  if (j + 32u < words) {
+    uint32_t ahead = bitmap[firstWord + j + 32u];
+    const uint32_t na = ((uint32_t)__popc(ahead));
+    for (uint32_t k = 0u; k < na; ++k) {
+      const uint32_t at = (first + (j + 32u) * 32u + ((uint32_t)__popc(~ahead & ahead - 1u))) * 4u;
+      ahead = ahead & ahead - 1u;
+      ((void)0);
+      ((void)0);
+      ((void)0);
+      ((void)0);
+    }
   }
-  const uint32_t row = list[first + j];
-  {
-    const uint32_t i_1 = row * 4u;
-    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
-    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
-    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
-    grads[i_1] = 0.0f;
-  }
-  {
-    const uint32_t i_1 = row * 4u + 1u;
-    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
-    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
-    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
-    grads[i_1] = 0.0f;
-  }
-  {
-    const uint32_t i_1 = row * 4u + 2u;
-    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
-    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
-    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
-    grads[i_1] = 0.0f;
-  }
-  {
-    const uint32_t i_1 = row * 4u + 3u;
-    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
-    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
-    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
-    grads[i_1] = 0.0f;
+  uint32_t bits = bitmap[firstWord + j];
+  const uint32_t n = ((uint32_t)__popc(bits));
+  for (uint32_t k = 0u; k < n; ++k) {
+    const uint32_t row = first + j * 32u + ((uint32_t)__popc(~bits & bits - 1u));
+    bits = bits & bits - 1u;
+    {
+      const uint32_t i_1 = row * 4u;
+      const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+      const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+      const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+      m[i_1] = mi_3;
+      v[i_1] = vi_4;
+      params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+      grads[i_1] = 0.0f;
+    }
+    {
+      const uint32_t i_1 = row * 4u + 1u;
+      const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+      const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+      const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+      m[i_1] = mi_3;
+      v[i_1] = vi_4;
+      params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+      grads[i_1] = 0.0f;
+    }
+    {
+      const uint32_t i_1 = row * 4u + 2u;
+      const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+      const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+      const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+      m[i_1] = mi_3;
+      v[i_1] = vi_4;
+      params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+      grads[i_1] = 0.0f;
+    }
+    {
+      const uint32_t i_1 = row * 4u + 3u;
+      const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+      const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+      const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+      m[i_1] = mi_3;
+      v[i_1] = vi_4;
+      params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+      grads[i_1] = 0.0f;
+    }
   }
 }
 
-__global__ void adamStepSparse_kernel(int64_t ngp_n, const uint32_t* __restrict__ list, uint32_t first, uint32_t end, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+__global__ void adamStepSparse_kernel(int64_t ngp_n, const uint32_t* __restrict__ bitmap, uint32_t firstWord, uint32_t first, uint32_t words, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    adamStepSparse_body((uint32_t)ngp_i, list, first, end, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+    adamStepSparse_body((uint32_t)ngp_i, bitmap, firstWord, first, words, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
 }
 
-extern "C" int32_t adamStepSparse(int64_t ngp_n, const uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t first, uint32_t end, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float* __restrict__ m, int64_t ngp_len_m, float* __restrict__ v, int64_t ngp_len_v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+extern "C" int32_t adamStepSparse(int64_t ngp_n, const uint32_t* __restrict__ bitmap, int64_t ngp_len_bitmap, uint32_t firstWord, uint32_t first, uint32_t words, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float* __restrict__ m, int64_t ngp_len_m, float* __restrict__ v, int64_t ngp_len_v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  adamStepSparse_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, list, first, end, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+  adamStepSparse_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, bitmap, firstWord, first, words, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
   return (int32_t)cudaGetLastError();
 }
 
-NGP_FN void sgdStepSparse_body(uint32_t j, const uint32_t* __restrict__ list, uint32_t first, float* __restrict__ params, float* __restrict__ grads, float lr, float weightDecay, float gradScale) {
-  const uint32_t row = list[first + j];
-  {
-    const uint32_t i_1 = row * 4u;
-    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
-    grads[i_1] = 0.0f;
-  }
-  {
-    const uint32_t i_1 = row * 4u + 1u;
-    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
-    grads[i_1] = 0.0f;
-  }
-  {
-    const uint32_t i_1 = row * 4u + 2u;
-    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
-    grads[i_1] = 0.0f;
-  }
-  {
-    const uint32_t i_1 = row * 4u + 3u;
-    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
-    grads[i_1] = 0.0f;
+NGP_FN void sgdStepSparse_body(uint32_t j, const uint32_t* __restrict__ bitmap, uint32_t firstWord, uint32_t first, float* __restrict__ params, float* __restrict__ grads, float lr, float weightDecay, float gradScale) {
+  uint32_t bits = bitmap[firstWord + j];
+  const uint32_t n = ((uint32_t)__popc(bits));
+  for (uint32_t k = 0u; k < n; ++k) {
+    const uint32_t row = first + j * 32u + ((uint32_t)__popc(~bits & bits - 1u));
+    bits = bits & bits - 1u;
+    {
+      const uint32_t i_1 = row * 4u;
+      params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+      grads[i_1] = 0.0f;
+    }
+    {
+      const uint32_t i_1 = row * 4u + 1u;
+      params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+      grads[i_1] = 0.0f;
+    }
+    {
+      const uint32_t i_1 = row * 4u + 2u;
+      params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+      grads[i_1] = 0.0f;
+    }
+    {
+      const uint32_t i_1 = row * 4u + 3u;
+      params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+      grads[i_1] = 0.0f;
+    }
   }
 }
 
-__global__ void sgdStepSparse_kernel(int64_t ngp_n, const uint32_t* __restrict__ list, uint32_t first, float* __restrict__ params, float* __restrict__ grads, float lr, float weightDecay, float gradScale) {
+__global__ void sgdStepSparse_kernel(int64_t ngp_n, const uint32_t* __restrict__ bitmap, uint32_t firstWord, uint32_t first, float* __restrict__ params, float* __restrict__ grads, float lr, float weightDecay, float gradScale) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    sgdStepSparse_body((uint32_t)ngp_i, list, first, params, grads, lr, weightDecay, gradScale);
+    sgdStepSparse_body((uint32_t)ngp_i, bitmap, firstWord, first, params, grads, lr, weightDecay, gradScale);
 }
 
-extern "C" int32_t sgdStepSparse(int64_t ngp_n, const uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t first, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float lr, float weightDecay, float gradScale) {
+extern "C" int32_t sgdStepSparse(int64_t ngp_n, const uint32_t* __restrict__ bitmap, int64_t ngp_len_bitmap, uint32_t firstWord, uint32_t first, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float lr, float weightDecay, float gradScale) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  sgdStepSparse_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, list, first, params, grads, lr, weightDecay, gradScale);
+  sgdStepSparse_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, bitmap, firstWord, first, params, grads, lr, weightDecay, gradScale);
+  return (int32_t)cudaGetLastError();
+}
+
+NGP_FN void storeHalfSparse_body(uint32_t j, const uint32_t* __restrict__ bitmap, uint32_t firstWord, uint32_t first, const float* __restrict__ master, __half* __restrict__ params) {
+  uint32_t bits = bitmap[firstWord + j];
+  const uint32_t n = ((uint32_t)__popc(bits));
+  for (uint32_t k = 0u; k < n; ++k) {
+    const uint32_t row = first + j * 32u + ((uint32_t)__popc(~bits & bits - 1u));
+    bits = bits & bits - 1u;
+    params[row * 4u] = __float2half_rn(master[row * 4u]);
+    params[row * 4u + 1u] = __float2half_rn(master[row * 4u + 1u]);
+    params[row * 4u + 2u] = __float2half_rn(master[row * 4u + 2u]);
+    params[row * 4u + 3u] = __float2half_rn(master[row * 4u + 3u]);
+  }
+}
+
+__global__ void storeHalfSparse_kernel(int64_t ngp_n, const uint32_t* __restrict__ bitmap, uint32_t firstWord, uint32_t first, const float* __restrict__ master, __half* __restrict__ params) {
+  const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
+  for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
+    storeHalfSparse_body((uint32_t)ngp_i, bitmap, firstWord, first, master, params);
+}
+
+extern "C" int32_t storeHalfSparse(int64_t ngp_n, const uint32_t* __restrict__ bitmap, int64_t ngp_len_bitmap, uint32_t firstWord, uint32_t first, const float* __restrict__ master, int64_t ngp_len_master, __half* __restrict__ params, int64_t ngp_len_params) {
+  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
+  storeHalfSparse_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, bitmap, firstWord, first, master, params);
   return (int32_t)cudaGetLastError();
 }
 
@@ -626,35 +667,6 @@ extern "C" int32_t sgdStepRowsSparse(int64_t ngp_n, const uint32_t* __restrict__
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
   sgdStepRowsSparse_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, list, first, params, grads, argmax, softmax, lr, weightDecay, gradScale);
-  return (int32_t)cudaGetLastError();
-}
-
-NGP_FN void storeHalfSparse_body(uint32_t j, const uint32_t* __restrict__ list, uint32_t first, const float* __restrict__ master, __half* __restrict__ params) {
-  const uint32_t row = list[first + j];
-  {
-    params[row * 4u] = __float2half_rn(master[row * 4u]);
-  }
-  {
-    params[row * 4u + 1u] = __float2half_rn(master[row * 4u + 1u]);
-  }
-  {
-    params[row * 4u + 2u] = __float2half_rn(master[row * 4u + 2u]);
-  }
-  {
-    params[row * 4u + 3u] = __float2half_rn(master[row * 4u + 3u]);
-  }
-}
-
-__global__ void storeHalfSparse_kernel(int64_t ngp_n, const uint32_t* __restrict__ list, uint32_t first, const float* __restrict__ master, __half* __restrict__ params) {
-  const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
-  for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    storeHalfSparse_body((uint32_t)ngp_i, list, first, master, params);
-}
-
-extern "C" int32_t storeHalfSparse(int64_t ngp_n, const uint32_t* __restrict__ list, int64_t ngp_len_list, uint32_t first, const float* __restrict__ master, int64_t ngp_len_master, __half* __restrict__ params, int64_t ngp_len_params) {
-  if (ngp_n <= 0) return 0;
-  const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  storeHalfSparse_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, list, first, master, params);
   return (int32_t)cudaGetLastError();
 }
 

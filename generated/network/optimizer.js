@@ -6,6 +6,7 @@ const __umod = (a, b) => (b === 0 ? 0 : (a % b) >>> 0);
 
 const __min = (a, b) => (b < a ? b : a);
 const __max = (a, b) => (a < b ? b : a);
+const __popc = (x) => { let n = 0; for (let v = x >>> 0; v !== 0; v >>>= 1) n += v & 1; return n; };
 
 const __fma = function fmaImpl(a, b, c) {
   const p = a * b, s = p + c, bb = s - p, err = p - (s - bb) + (c - bb), r = Math.fround(s);
@@ -255,85 +256,116 @@ export function sgdStepRows(ngp_n, params, grads, argmax, softmax, lr, weightDec
   for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStepRows_body(ngp_i, params, grads, argmax, softmax, lr, weightDecay, gradScale);
 }
 
-function adamStepSparse_body(j, list, first, end, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
-  if (((((first + j) >>> 0) + 16) >>> 0) < end) {
-    const next = ((Math.imul(list[((((first + j) >>> 0) + 16) >>> 0)], 4)) >>> 0);
-    void 0;
-    void 0;
-    void 0;
-    void 0;
+function adamStepSparse_body(j, bitmap, firstWord, first, words, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
+  if (((j + 32) >>> 0) < words) {
+    let ahead = bitmap[((((firstWord + j) >>> 0) + 32) >>> 0)];
+    const na = __popc(ahead);
+    for (let k = 0; k < na; k = ((k + 1) >>> 0)) {
+      const at = ((Math.imul(((((first + ((Math.imul(((j + 32) >>> 0), 32)) >>> 0)) >>> 0) + __popc(((((~ahead) >>> 0) & ((ahead - 1) >>> 0)) >>> 0))) >>> 0), 4)) >>> 0);
+      ahead = ((ahead & ((ahead - 1) >>> 0)) >>> 0);
+      void 0;
+      void 0;
+      void 0;
+      void 0;
+    }
   }
-  const row = list[((first + j) >>> 0)];
-  {
-    const i_1 = (Math.imul(row, 4) >>> 0);
-    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
-    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
-    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
-    grads[i_1] = 0;
-  }
-  {
-    const i_1 = (((Math.imul(row, 4) >>> 0) + 1) >>> 0);
-    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
-    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
-    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
-    grads[i_1] = 0;
-  }
-  {
-    const i_1 = (((Math.imul(row, 4) >>> 0) + 2) >>> 0);
-    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
-    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
-    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
-    grads[i_1] = 0;
-  }
-  {
-    const i_1 = (((Math.imul(row, 4) >>> 0) + 3) >>> 0);
-    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
-    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
-    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
-    m[i_1] = mi_3;
-    v[i_1] = vi_4;
-    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
-    grads[i_1] = 0;
+  let bits = bitmap[((firstWord + j) >>> 0)];
+  const n = __popc(bits);
+  for (let k = 0; k < n; k = ((k + 1) >>> 0)) {
+    const row = ((((first + (Math.imul(j, 32) >>> 0)) >>> 0) + __popc(((((~bits) >>> 0) & ((bits - 1) >>> 0)) >>> 0))) >>> 0);
+    bits = ((bits & ((bits - 1) >>> 0)) >>> 0);
+    {
+      const i_1 = (Math.imul(row, 4) >>> 0);
+      const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
+      const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
+      const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
+      m[i_1] = mi_3;
+      v[i_1] = vi_4;
+      params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
+      grads[i_1] = 0;
+    }
+    {
+      const i_1 = (((Math.imul(row, 4) >>> 0) + 1) >>> 0);
+      const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
+      const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
+      const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
+      m[i_1] = mi_3;
+      v[i_1] = vi_4;
+      params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
+      grads[i_1] = 0;
+    }
+    {
+      const i_1 = (((Math.imul(row, 4) >>> 0) + 2) >>> 0);
+      const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
+      const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
+      const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
+      m[i_1] = mi_3;
+      v[i_1] = vi_4;
+      params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
+      grads[i_1] = 0;
+    }
+    {
+      const i_1 = (((Math.imul(row, 4) >>> 0) + 3) >>> 0);
+      const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
+      const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
+      const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
+      m[i_1] = mi_3;
+      v[i_1] = vi_4;
+      params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
+      grads[i_1] = 0;
+    }
   }
 }
-export function adamStepSparse(ngp_n, list, first, end, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) adamStepSparse_body(ngp_i, list, first, end, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+export function adamStepSparse(ngp_n, bitmap, firstWord, first, words, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) adamStepSparse_body(ngp_i, bitmap, firstWord, first, words, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
 }
 
-function sgdStepSparse_body(j, list, first, params, grads, lr, weightDecay, gradScale) {
-  const row = list[((first + j) >>> 0)];
-  {
-    const i_1 = (Math.imul(row, 4) >>> 0);
-    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
-    grads[i_1] = 0;
-  }
-  {
-    const i_1 = (((Math.imul(row, 4) >>> 0) + 1) >>> 0);
-    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
-    grads[i_1] = 0;
-  }
-  {
-    const i_1 = (((Math.imul(row, 4) >>> 0) + 2) >>> 0);
-    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
-    grads[i_1] = 0;
-  }
-  {
-    const i_1 = (((Math.imul(row, 4) >>> 0) + 3) >>> 0);
-    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
-    grads[i_1] = 0;
+function sgdStepSparse_body(j, bitmap, firstWord, first, params, grads, lr, weightDecay, gradScale) {
+  let bits = bitmap[((firstWord + j) >>> 0)];
+  const n = __popc(bits);
+  for (let k = 0; k < n; k = ((k + 1) >>> 0)) {
+    const row = ((((first + (Math.imul(j, 32) >>> 0)) >>> 0) + __popc(((((~bits) >>> 0) & ((bits - 1) >>> 0)) >>> 0))) >>> 0);
+    bits = ((bits & ((bits - 1) >>> 0)) >>> 0);
+    {
+      const i_1 = (Math.imul(row, 4) >>> 0);
+      params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
+      grads[i_1] = 0;
+    }
+    {
+      const i_1 = (((Math.imul(row, 4) >>> 0) + 1) >>> 0);
+      params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
+      grads[i_1] = 0;
+    }
+    {
+      const i_1 = (((Math.imul(row, 4) >>> 0) + 2) >>> 0);
+      params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
+      grads[i_1] = 0;
+    }
+    {
+      const i_1 = (((Math.imul(row, 4) >>> 0) + 3) >>> 0);
+      params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
+      grads[i_1] = 0;
+    }
   }
 }
-export function sgdStepSparse(ngp_n, list, first, params, grads, lr, weightDecay, gradScale) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStepSparse_body(ngp_i, list, first, params, grads, lr, weightDecay, gradScale);
+export function sgdStepSparse(ngp_n, bitmap, firstWord, first, params, grads, lr, weightDecay, gradScale) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStepSparse_body(ngp_i, bitmap, firstWord, first, params, grads, lr, weightDecay, gradScale);
+}
+
+function storeHalfSparse_body(j, bitmap, firstWord, first, master, params) {
+  let bits = bitmap[((firstWord + j) >>> 0)];
+  const n = __popc(bits);
+  for (let k = 0; k < n; k = ((k + 1) >>> 0)) {
+    const row = ((((first + (Math.imul(j, 32) >>> 0)) >>> 0) + __popc(((((~bits) >>> 0) & ((bits - 1) >>> 0)) >>> 0))) >>> 0);
+    bits = ((bits & ((bits - 1) >>> 0)) >>> 0);
+    params[(Math.imul(row, 4) >>> 0)] = master[(Math.imul(row, 4) >>> 0)];
+    params[(((Math.imul(row, 4) >>> 0) + 1) >>> 0)] = master[(((Math.imul(row, 4) >>> 0) + 1) >>> 0)];
+    params[(((Math.imul(row, 4) >>> 0) + 2) >>> 0)] = master[(((Math.imul(row, 4) >>> 0) + 2) >>> 0)];
+    params[(((Math.imul(row, 4) >>> 0) + 3) >>> 0)] = master[(((Math.imul(row, 4) >>> 0) + 3) >>> 0)];
+  }
+}
+export function storeHalfSparse(ngp_n, bitmap, firstWord, first, master, params) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) storeHalfSparse_body(ngp_i, bitmap, firstWord, first, master, params);
 }
 
 function adamStepRowsSparse_body(j, list, first, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
@@ -552,25 +584,6 @@ function sgdStepRowsSparse_body(j, list, first, params, grads, argmax, softmax, 
 }
 export function sgdStepRowsSparse(ngp_n, list, first, params, grads, argmax, softmax, lr, weightDecay, gradScale) {
   for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStepRowsSparse_body(ngp_i, list, first, params, grads, argmax, softmax, lr, weightDecay, gradScale);
-}
-
-function storeHalfSparse_body(j, list, first, master, params) {
-  const row = list[((first + j) >>> 0)];
-  {
-    params[(Math.imul(row, 4) >>> 0)] = master[(Math.imul(row, 4) >>> 0)];
-  }
-  {
-    params[(((Math.imul(row, 4) >>> 0) + 1) >>> 0)] = master[(((Math.imul(row, 4) >>> 0) + 1) >>> 0)];
-  }
-  {
-    params[(((Math.imul(row, 4) >>> 0) + 2) >>> 0)] = master[(((Math.imul(row, 4) >>> 0) + 2) >>> 0)];
-  }
-  {
-    params[(((Math.imul(row, 4) >>> 0) + 3) >>> 0)] = master[(((Math.imul(row, 4) >>> 0) + 3) >>> 0)];
-  }
-}
-export function storeHalfSparse(ngp_n, list, first, master, params) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) storeHalfSparse_body(ngp_i, list, first, master, params);
 }
 
 function storeHalf_body(i, master, params) {

@@ -1,15 +1,16 @@
-// Sparse updates (docs/training.md, "Sparse updates"): the touched lists of HashGrid.trackTouched
-// against the set computed on the host from the coordinates (gridSlots: the entry of every corner,
-// in the order of the points), on hashed, dense and tiled levels and with learned probing, the same
-// over two runs and after accumulated micro-batches; lazy Adam (modules/optimizer.ts with
-// `sparse`) on random touched sets against a float64 reference over several steps, the gradient
-// zeroed exactly where the step ran; dense and sparse bit for bit when every row is listed (Adam,
-// SGD, an f16 group, the EMA, learned probing's rows); a training step on a real grid leaving the
-// gradient all zero; the CPU and JS backends giving the same lists.
+// Sparse updates (docs/training.md, "Sparse updates"): the touched bitmap and row lists of
+// HashGrid.trackTouched against the sets computed on the host from the coordinates (gridSlots: the
+// entry of every corner), on hashed, dense and tiled levels and with learned probing, the same over
+// two runs and after accumulated micro-batches; lazy Adam (modules/optimizer.ts with `sparse`) on
+// random touched sets against a float64 reference over several steps, the gradient zeroed exactly
+// where the step ran; dense and sparse bit for bit when every row is touched (Adam, SGD, an f16
+// group, the EMA, learned probing's rows); a training step on a real grid leaving the gradient all
+// zero; the CPU and JS backends giving the same bitmaps and lists.
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import type { TouchedRows, TouchedSource } from "../../modules/common.ts";
+import type { TouchedBits, TouchedRows, TouchedSource } from "../../modules/common.ts";
 import { Ema } from "../../modules/ema.ts";
+import { encodingMembers, memberTrainingBytes } from "../../modules/encoding_config.ts";
 import { GRID_KERNELS, HashGrid, type HashGridOptionsInput } from "../../modules/hashgrid.ts";
 import { loadKernels } from "../../modules/load.ts";
 import { Optimizer, type ParamGroup } from "../../modules/optimizer.ts";
@@ -65,9 +66,19 @@ function deviceLists(t: TouchedRows): number[][] {
   return t.ranges.map((r) => Array.from(list.subarray(r.first, r.first + r.count)));
 }
 
+/** Per range, the rows a bitmap marks, in increasing order (and none past the range's words). */
+function bitmapRows(t: TouchedBits): number[][] {
+  const bitmap = t.bitmap.download();
+  return t.ranges.map((r) => {
+    const rows: number[] = [];
+    for (let k = 0; k < r.words; k++) for (let b = 0; b < 32; b++) if ((bitmap[r.word + k]! >>> b) & 1) rows.push(r.first + 32 * k + b);
+    return rows;
+  });
+}
+
 describe("the touched lists", () => {
   for (const [name, options] of GRIDS) {
-    test(`${name}: equal the host's lists from the coordinates (order included), over accumulated micro-batches, the same in a second run; rows where logitGrad was written`, async () => {
+    test(`${name}: the bitmap marks the host's entries from the coordinates, the row lists the host's rows (order included), over accumulated micro-batches, the same in a second run; rows where logitGrad was written`, async () => {
       const r = rng(freshSeed(`touched ${name}`));
       const lists: number[][][] = [];
       const dims = options.dims!;
@@ -85,8 +96,17 @@ describe("the touched lists", () => {
             grid.backward(dys[k++]!, { accumulate: true });
           }
           const t = grid.touched();
-          const got = deviceLists(t.entries);
-          expect(got).toEqual(await hostLists(grid, xs));
+          const got = bitmapRows(t.entries);
+          expect(got).toEqual((await hostLists(grid, xs)).map((l) => l.sort((a, b) => a - b)));
+          expect(t.entries.ranges.map((q) => q.count)).toEqual(got.map((l) => l.length));
+          // Each level's bits from a word of its own, the words of a level covering its entries, the bitmap nothing else.
+          t.entries.ranges.forEach((q, l) => {
+            expect(q.first).toBe(grid.levels[l]!.offset);
+            expect(q.words).toBe(Math.ceil(grid.levels[l]!.size / 32));
+            expect(q.word).toBe(l === 0 ? 0 : t.entries.ranges[l - 1]!.word + t.entries.ranges[l - 1]!.words);
+            for (const e of got[l]!) expect(e - q.first).toBeLessThan(grid.levels[l]!.size);
+          });
+          expect(t.entries.bitmap.length).toBe(t.entries.ranges.reduce((a, q) => a + q.words, 0));
           expect(t.entries.width).toBe(grid.settings.featuresPerLevel);
           if (grid.probing.rows) {
             // The rows listed are exactly those whose softmax gradient the backward wrote.
@@ -117,25 +137,26 @@ describe("the touched lists", () => {
     });
   }
 
-  test.skipIf(!CPU)("the JS backend lists the same entries in the same order as the CPU", async () => {
+  test.skipIf(!CPU)("the JS backend marks the same entries and lists the same rows in the same order as the CPU", async () => {
     const r = rng(freshSeed("touched js"));
     const options = GRIDS[3]![1];
     const x = uniformF32(r, 400 * 2, 0, 1);
     const dy = uniformF32(r, 400 * 10, -1, 1);
-    const got: TouchedRows[][] = [];
+    const got: number[][][][] = [];
     for (const backend of ["cpu", "js"] as const) {
       const grid = await HashGrid.create({ ...options, seed: 3 }, { backend, cacheDir });
       await grid.trackTouched();
       grid.forward(x);
       grid.backward(dy);
       const t = grid.touched();
-      got.push([t.entries, t.rows]);
-      expect([deviceLists(t.entries), deviceLists(t.rows)]).toEqual(got[0]!.map(deviceLists) as never);
+      got.push([bitmapRows(t.entries), deviceLists(t.rows)]);
+      expect(got.at(-1)![0]!.flat().length).toBeGreaterThan(100);
+      expect(got.at(-1)).toEqual(got[0]!);
       grid.close();
     }
   });
 
-  test("over ranks: the union of each grid's set (touchedSet, then unionTouched in rank order) is one grid's set over the same micro-batches, order included", async () => {
+  test("over ranks: the union of each grid's set (touchedSet, then unionTouched in rank order) is one grid's set over the same micro-batches (the rows' order included)", async () => {
     const r = rng(freshSeed("touched union"));
     for (const [name, options] of GRIDS) {
       const dims = options.dims!;
@@ -157,12 +178,28 @@ describe("the touched lists", () => {
         const want = one.touched();
         for (const g of ranks) {
           const t = g.touched();
-          expect({ name, entries: deviceLists(t.entries), rows: deviceLists(t.rows) }).toEqual({ name, entries: deviceLists(want.entries), rows: deviceLists(want.rows) });
+          expect({ name, entries: bitmapRows(t.entries), counts: t.entries.ranges, rows: deviceLists(t.rows) }).toEqual({ name, entries: bitmapRows(want.entries), counts: want.entries.ranges, rows: deviceLists(want.rows) });
         }
         expect(() => ranks[0]!.touchedSet()).toThrow("HashGrid.touchedSet: no backward since the last touched() (the set is taken)");
       }
       for (const g of grids) g.close();
     }
+  });
+
+  test("the training memory counts what trackTouched allocates: a bit per table entry (whole words per level) and a stamp and list slot per codebook row", async () => {
+    const options = GRIDS[3]![1];
+    const [member] = encodingMembers(2, [options]);
+    const bytes = (sparse: boolean) => memberTrainingBytes(member!, { adam: true, ema: false, sparse });
+    const grid = await HashGrid.create({ ...options, seed: 3 }, load);
+    await grid.trackTouched();
+    grid.forward(uniformF32(rng(1), 2 * 10, 0, 1));
+    grid.backward(new Float32Array(10 * 10));
+    const t = grid.touched();
+    const words = grid.levels.reduce((a, lv) => a + Math.ceil(lv.size / 32), 0);
+    expect(t.entries.bitmap.length).toBe(words);
+    expect(words).toBeLessThan(grid.paramCount / 2 / 32 + grid.levels.length);
+    expect(bytes(true) - bytes(false)).toBe(4 * words + 8 * grid.probing.rows);
+    grid.close();
   });
 
   test("a variant that replaces encodeLevel is refused (its entries are not known)", async () => {
@@ -172,17 +209,31 @@ describe("the touched lists", () => {
   });
 });
 
-/** A fixed touched set as a group's `touched`: per range, the given rows. */
-function source(width: number, backend: string, ranges: number[][]): TouchedSource & { set(r: number[][]): void } {
-  let current: TouchedRows;
-  const set = (rs: number[][]) => {
-    const flat: number[] = [];
-    const out = rs.map((r) => ((flat.push(...r)), { first: flat.length - r.length, count: r.length }));
-    current = { width, list: allocBuffer(backend as never, "u32", Math.max(1, flat.length)), ranges: out };
-    current.list.upload(Uint32Array.from(flat.length ? flat : [0]));
+/**
+ * A fixed touched set as a group's `touched`: a bitmap over `rows` rows in two ranges, rows
+ * [0, cut) and [cut, rows) with cut = min(70, rows / 2), not a multiple of 32: two launches, the
+ * second from a word of its own.
+ */
+function source(width: number, backend: string, rows: number, set: number[][]): TouchedSource<TouchedBits> & { set(r: number[][]): void } {
+  const cut = Math.min(70, rows >> 1);
+  const words = [Math.ceil(cut / 32), Math.ceil((rows - cut) / 32)];
+  const ranges = [{ first: 0, word: 0, words: words[0]!, count: 0 }, { first: cut, word: words[0]!, words: words[1]!, count: 0 }];
+  const bitmap = allocBuffer(backend as never, "u32", words[0]! + words[1]!);
+  let current: TouchedBits;
+  const put = (rs: number[][]) => {
+    const bits = new Uint32Array(bitmap.length);
+    const counts = [0, 0];
+    for (const row of rs.flat()) {
+      const k = row < cut ? 0 : 1;
+      const at = row - ranges[k]!.first;
+      bits[ranges[k]!.word + (at >> 5)]! |= 1 << (at & 31);
+      counts[k]!++;
+    }
+    bitmap.upload(bits);
+    current = { width, bitmap, ranges: ranges.map((r, k) => ({ ...r, count: counts[k]! })) };
   };
-  set(ranges);
-  return { width, get: () => current, set };
+  put(set);
+  return { width, get: () => current, set: put };
 }
 
 /** Random distinct rows of [0, rows), split into two ranges. */
@@ -197,19 +248,21 @@ function randomRows(r: () => number, rows: number, k: number): number[][] {
 }
 
 describe("lazy Adam", () => {
-  test("random touched sets over 4 steps equal a float64 lazy Adam (untouched rows, their m and v unchanged; global bias correction); the gradient zero after each step", async () => {
-    const r = rng(freshSeed("lazy adam"));
+  test.each(CPU ? ["cpu", "js"] : ["js"])("%s: random touched sets over 4 steps equal a float64 lazy Adam (untouched rows, their m and v unchanged; global bias correction); the gradient zero after each step", async (backend) => {
+    const r = rng(freshSeed(`lazy adam ${backend}`));
     const [width, rows] = [3, 200];
     const p0 = uniformF32(r, width * rows, -1, 1);
-    const params = allocBuffer(BACKEND, "f32", p0.length);
+    const params = allocBuffer(backend as typeof BACKEND, "f32", p0.length);
     params.upload(p0);
-    const grad = allocBuffer(BACKEND, "f32", p0.length);
-    const touched = source(width, BACKEND, [[]]);
+    const grad = allocBuffer(backend as typeof BACKEND, "f32", p0.length);
+    const touched = source(width, backend, rows, [[]]);
     const [lr, b1, b2, eps, wd] = [0.05, 0.9, 0.99, 1e-8, 0.01];
-    const opt = await Optimizer.create([{ name: "encoding", params, grad, touched }], { sparse: true, lr, beta1: b1, beta2: b2, eps, weightDecay: wd }, load);
+    const opt = await Optimizer.create([{ name: "encoding", params, grad, touched }], { sparse: true, lr, beta1: b1, beta2: b2, eps, weightDecay: wd }, { backend, cacheDir });
     const [p, m, v] = [Float64Array.from(p0), new Float64Array(p0.length), new Float64Array(p0.length)];
     for (let t = 1; t <= 4; t++) {
       const set = randomRows(r, rows, 30 + 20 * t);
+      // Bit 31 of a word in each range (rows 31 and cut + 31 = 101), every other step.
+      if (t % 2) for (const [k, row] of [[0, 31], [1, 101]] as const) if (!set.flat().includes(row)) set[k]!.push(row);
       touched.set(set);
       const g = new Float32Array(p0.length);
       for (const row of set.flat()) for (let k = 0; k < width; k++) g[row * width + k] = r() * 2 - 1;
@@ -244,7 +297,7 @@ describe("lazy Adam", () => {
     const grad = allocBuffer(BACKEND, "f32", 40);
     const g = uniformF32(r, 40, -1, 1);
     grad.upload(g);
-    const opt = await Optimizer.create([{ name: "encoding", params, grad, touched: source(2, BACKEND, [[3, 7], [19]]) }], { sparse: true }, load);
+    const opt = await Optimizer.create([{ name: "encoding", params, grad, touched: source(2, BACKEND, 20, [[3, 7], [19]]) }], { sparse: true }, load);
     opt.update();
     const after = grad.download();
     for (let row = 0; row < 20; row++)
@@ -265,8 +318,8 @@ describe("dense and sparse bit for bit when every row is listed", () => {
         const params = allocBuffer(BACKEND, precision, p0.length) as DeviceBuffer<"f32"> | DeviceBuffer<"f16">;
         params.upload(p0);
         const grad = allocBuffer(BACKEND, "f32", p0.length);
-        // Every row, in a shuffled order, in two ranges.
-        const touched = source(width, BACKEND, randomRows(r, rows, rows));
+        // Every row, in two ranges.
+        const touched = source(width, BACKEND, rows, randomRows(r, rows, rows));
         const group: ParamGroup = { name: "encoding", params, grad, touched };
         const opt = await Optimizer.create([group], { kind, sparse }, load);
         const ema = await Ema.create([{ name: "encoding", params: opt.master("encoding"), ...(sparse ? { touched } : {}) }], { decay: 0.9 }, load);
