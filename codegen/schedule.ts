@@ -22,13 +22,14 @@ export function schedule(k: SpecializedKernel): SpecializedKernel {
   const { prologue, passes } = splitPasses(k);
   const owner = k.schedule === "owner";
   const buffers = new Set(k.params.filter((p) => p.ty.k === "buf").map((p) => p.name));
+  const elemBytes = new Map(k.params.flatMap((p) => (p.ty.k === "buf" ? [[p.name, p.ty.elem === "f16" ? 2 : 4] as const] : [])));
   const scheduled = passes.map((p) => {
     const stmts = [...prologue, ...p];
     // A very long pass (learned probing with many slots, say) runs one point at a time: its lane
     // form would multiply a large body by 16 lanes, and GCC's time and memory with it.
     const lanes = nonLaneStatement(stmts) === undefined && statementCount(stmts) <= MAX_LANE_STATEMENTS && !gathersAndScatters(stmts, buffers);
     // One point at a time, only a pass that walks every point on one thread (owner) prefetches.
-    return { stmts, lanes, prefetch: lanes || owner ? prefetchVariant(stmts, buffers) : undefined };
+    return { stmts, lanes, prefetch: lanes || owner ? prefetchVariant(stmts, buffers, owner ? { index: k.index.name, elemBytes } : undefined) : undefined };
   });
   return { ...k, passes: scheduled };
 }
@@ -133,31 +134,51 @@ export function splitPasses(k: SpecializedKernel): Passes {
 /**
  * The prefetch variant of a pass (lane form, straight-line): the statements that compute the
  * addresses of its data-dependent accesses (gathers such as a table read at a hashed index, and
- * scatters such as a gradient added at one), ending in a prefetch of each, with everything else
- * removed. Run a few groups ahead of the pass
- * itself, it brings the table lines into cache before they are needed. Undefined if the pass
- * has no data-dependent access.
+ * scatters such as a gradient added at one) and, with `rows` (a pass of the owner schedule, which
+ * walks every point on one thread), of its row accesses: an element of each point's row of a
+ * buffer, rows a cache line or more apart (a level's slice of the output gradient). Each ends in
+ * a prefetch, everything else is removed. Run a few groups ahead of the pass itself, it brings
+ * the table lines into cache before they are needed. A row access is a stream, but an owner pass
+ * reads a few bytes of each line, one line per point, which the hardware prefetchers leave
+ * waiting on memory (the hand-written backward prefetches its dy rows for the same reason):
+ * without these prefetches the derived backward ran at 0.56 of the hand-written one at 2^20
+ * points, with them at 0.87 (docs/benchmarks.md). The split schedule's passes write their rows
+ * chunk by chunk, every pass the same lines: prefetching them did not help the forward. Undefined
+ * if the pass has neither.
  */
-function prefetchVariant(stmts: Stmt[], buffers: Set<string>): Stmt[] | undefined {
+function prefetchVariant(stmts: Stmt[], buffers: Set<string>, rows?: { index: string; elemBytes: Map<string, number> }): Stmt[] | undefined {
   let sites = 0;
   const dependent = new Set<string>(); // names whose value depends on a buffer's contents
   const definitions = new Map<string, Expr>(); // the initializer of each `let` seen so far
+  const constants = new Map<string, Expr>(); // the same, of the `const`s only (for rowStride)
+  // One prefetch per cache line over the whole pass, nested blocks included (params[b] and
+  // params[b + 1u] share one, also when each sits in its own block): the key names each variable
+  // with its version, bumped at each declaration or assignment, so that a name declared again in
+  // a sibling block (the next corner's index) is another key.
+  const version = new Map<string, number>();
+  const seen = new Set<string>();
+  const bump = (name: string) => version.set(name, (version.get(name) ?? 0) + 1);
+  const lineKey = (base: string, index: Expr) =>
+    base + JSON.stringify(mapExpr(stripOffset(index), (x) => (x.k === "var" ? { ...x, name: `${x.name}#${version.get(x.name) ?? 0}` } : x)), (k, v) => (k === "span" || k === "ty" ? undefined : v));
   const withPrefetches = (body: Stmt[]): Stmt[] => {
-    const seen = new Set<string>();
     return body.flatMap((s): Stmt[] => {
       if (s.k === "block") return [{ ...s, body: withPrefetches(s.body) }];
       const out: Stmt[] = [];
-      for (const [base, index] of accesses(s)) {
-        if (base.k !== "var" || !buffers.has(base.name) || !namesIn(index).some((n) => dependent.has(n))) continue;
-        if (smallTable(index, definitions)) continue;
-        // One prefetch per cache line: params[b] and params[b + 1u] share one.
-        const key = base.name + JSON.stringify(stripOffset(index), (k, v) => (k === "span" || k === "ty" ? undefined : v));
+      for (const [base, at] of accesses(s)) {
+        if (base.k !== "var" || !buffers.has(base.name)) continue;
+        if (namesIn(at).some((n) => dependent.has(n))) {
+          if (smallTable(at, definitions)) continue;
+        } else if (!rows || !((rowStride(at, rows.index, constants) ?? 0) * rows.elemBytes.get(base.name)! >= CACHE_LINE)) continue;
+        const key = lineKey(base.name, at);
         if (seen.has(key)) continue;
         seen.add(key);
         sites++;
-        out.push({ k: "expr", e: { k: "call", fn: MADE.prefetch, kind: "intrinsic", args: [base, index], span: index.span }, span: s.span });
+        out.push({ k: "expr", e: { k: "call", fn: MADE.prefetch, kind: "intrinsic", args: [base, at], span: at.span }, span: s.span });
       }
       if (s.k === "let") definitions.set(s.name, s.init);
+      if (s.k === "let" && !s.mutable) constants.set(s.name, s.init);
+      if (s.k === "let" || s.k === "array") bump(s.name);
+      else if (s.k === "assign") bump(rootName(s.target));
       if ((s.k === "let" || s.k === "assign") && [...exprsOf(s)].some((e) => (e.k === "index" && e.base.k === "var" && buffers.has(e.base.name)) || (e.k === "var" && dependent.has(e.name)))) {
         dependent.add(s.k === "let" ? s.name : rootName(s.target));
       }
@@ -168,6 +189,30 @@ function prefetchVariant(stmts: Stmt[], buffers: Set<string>): Stmt[] | undefine
   };
   const body = deadCodeElimination(withPrefetches(stmts), new Set());
   return sites ? body : undefined;
+}
+
+const CACHE_LINE = 64;
+
+/**
+ * How many elements apart an index puts consecutive points (its value at index + 1 less its value
+ * at index), for an index computed from the thread index and literals only, through the `let`s it
+ * reads; undefined for any other (data-dependent, or a name this cannot follow).
+ */
+function rowStride(e: Expr, index: string, definitions: Map<string, Expr>): number | undefined {
+  const at = (t: number) => evaluate(e, index, t, definitions, 0);
+  const [a, b] = [at(0), at(1)];
+  return a === undefined || b === undefined ? undefined : Math.abs(b - a);
+}
+
+function evaluate(e: Expr, index: string, t: number, definitions: Map<string, Expr>, depth: number): number | undefined {
+  if (depth > 16) return undefined;
+  const sub = (x: Expr) => evaluate(x, index, t, definitions, depth + 1);
+  if (e.k === "lit") return typeof e.v === "number" ? e.v : undefined;
+  if (e.k === "var") return e.name === index ? t : definitions.has(e.name) ? sub(definitions.get(e.name)!) : undefined;
+  if (e.k !== "bin" || !["+", "-", "*"].includes(e.op)) return undefined;
+  const [a, b] = [sub(e.a), sub(e.b)];
+  if (a === undefined || b === undefined) return undefined;
+  return e.op === "+" ? a + b : e.op === "-" ? a - b : a * b;
 }
 
 /** Below this many entries a table stays in L2 cache: prefetching it only costs instructions. */

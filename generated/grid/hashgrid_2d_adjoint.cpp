@@ -211,6 +211,12 @@ NGP_FN void gridForwardParamGrad_pass0_lanes(int64_t ngp_i0, const float* __rest
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_1[ngp_l]] += d_params_1_1[ngp_l];
 }
 
+NGP_FN void gridForwardParamGrad_pass0_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
+  uint32_t o_1[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_1[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_1[ngp_l] + 1u]);
+}
+
 NGP_FN void gridForwardParamGrad_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_3 = x[i * 2u];
   const float max_3 = ngp_max(0.0f, x_3);
@@ -402,6 +408,12 @@ NGP_FN void gridForwardParamGrad_pass1_lanes(int64_t ngp_i0, const float* __rest
   float d_params_9_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_9_1[ngp_l] = d_fma_31_1[ngp_l] * w_5[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_5[ngp_l]] += d_params_9_1[ngp_l];
+}
+
+NGP_FN void gridForwardParamGrad_pass1_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
+  uint32_t o_2[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_2[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_2[ngp_l] + 1u]);
 }
 
 NGP_FN void gridForwardParamGrad_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
@@ -597,6 +609,12 @@ NGP_FN void gridForwardParamGrad_pass2_lanes(int64_t ngp_i0, const float* __rest
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_9[ngp_l]] += d_params_17_1[ngp_l];
 }
 
+NGP_FN void gridForwardParamGrad_pass2_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
+  uint32_t o_3[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_3[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_3[ngp_l] + 1u]);
+}
+
 NGP_FN void gridForwardParamGrad_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_7 = x[i * 2u];
   const float max_7 = ngp_max(0.0f, x_7);
@@ -788,6 +806,12 @@ NGP_FN void gridForwardParamGrad_pass3_lanes(int64_t ngp_i0, const float* __rest
   float d_params_25_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_25_1[ngp_l] = d_fma_63_1[ngp_l] * w_13[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_13[ngp_l]] += d_params_25_1[ngp_l];
+}
+
+NGP_FN void gridForwardParamGrad_pass3_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
+  uint32_t o_4[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_4[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_4[ngp_l] + 1u]);
 }
 
 NGP_FN void gridForwardParamGrad_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
@@ -983,6 +1007,12 @@ NGP_FN void gridForwardParamGrad_pass4_lanes(int64_t ngp_i0, const float* __rest
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_17[ngp_l]] += d_params_33_1[ngp_l];
 }
 
+NGP_FN void gridForwardParamGrad_pass4_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
+  uint32_t o_5[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_5[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_5[ngp_l] + 1u]);
+}
+
 NGP_FN void gridForwardParamGrad_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_11 = x[i * 2u];
   const float max_11 = ngp_max(0.0f, x_11);
@@ -1174,6 +1204,12 @@ NGP_FN void gridForwardParamGrad_pass5_lanes(int64_t ngp_i0, const float* __rest
   float d_params_41_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_41_1[ngp_l] = d_fma_95_1[ngp_l] * w_21[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_21[ngp_l]] += d_params_41_1[ngp_l];
+}
+
+NGP_FN void gridForwardParamGrad_pass5_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
+  uint32_t o_6[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_6[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_6[ngp_l] + 1u]);
 }
 
 NGP_FN void gridForwardParamGrad_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
@@ -1369,6 +1405,12 @@ NGP_FN void gridForwardParamGrad_pass6_lanes(int64_t ngp_i0, const float* __rest
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_25[ngp_l]] += d_params_49_1[ngp_l];
 }
 
+NGP_FN void gridForwardParamGrad_pass6_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
+  uint32_t o_7[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_7[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_7[ngp_l] + 1u]);
+}
+
 NGP_FN void gridForwardParamGrad_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_15 = x[i * 2u];
   const float max_15 = ngp_max(0.0f, x_15);
@@ -1562,6 +1604,12 @@ NGP_FN void gridForwardParamGrad_pass7_lanes(int64_t ngp_i0, const float* __rest
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_29[ngp_l]] += d_params_57_1[ngp_l];
 }
 
+NGP_FN void gridForwardParamGrad_pass7_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
+  uint32_t o_8[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_8[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_8[ngp_l] + 1u]);
+}
+
 NGP_FN void gridForwardParamGrad_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_17 = x[i * 2u];
   const float max_17 = ngp_max(0.0f, x_17);
@@ -1753,6 +1801,12 @@ NGP_FN void gridForwardParamGrad_pass8_lanes(int64_t ngp_i0, const float* __rest
   float d_params_65_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_65_1[ngp_l] = d_fma_143_1[ngp_l] * w_33[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_33[ngp_l]] += d_params_65_1[ngp_l];
+}
+
+NGP_FN void gridForwardParamGrad_pass8_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
+  uint32_t o_9[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_9[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_9[ngp_l] + 1u]);
 }
 
 NGP_FN void gridForwardParamGrad_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
@@ -2013,6 +2067,9 @@ NGP_FN void gridForwardParamGrad_pass9_prefetch(int64_t ngp_i0, const float* __r
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_40[ngp_l] = coords_39[ngp_l] + coords_40[ngp_l] * 295u;
   uint32_t entry_result_40[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_40[ngp_l] = (95312u + index_40[ngp_l] % 87032u) * 2u;
+  uint32_t o_10[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_10[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_10[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_40[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_39[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_38[ngp_l] + 1u]);
@@ -2277,6 +2334,9 @@ NGP_FN void gridForwardParamGrad_pass10_prefetch(int64_t ngp_i0, const float* __
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_44[ngp_l] = coords_43[ngp_l] + coords_44[ngp_l] * 407u;
   uint32_t entry_result_44[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_44[ngp_l] = (182344u + index_44[ngp_l] % 165656u) * 2u;
+  uint32_t o_11[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_11[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_11[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_44[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_43[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_42[ngp_l] + 1u]);
@@ -2541,6 +2601,9 @@ NGP_FN void gridForwardParamGrad_pass11_prefetch(int64_t ngp_i0, const float* __
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_48[ngp_l] = coords_47[ngp_l] + coords_48[ngp_l] * 562u;
   uint32_t entry_result_48[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_48[ngp_l] = (348000u + index_48[ngp_l] % 315848u) * 2u;
+  uint32_t o_12[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_12[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_12[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_48[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_47[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_46[ngp_l] + 1u]);
@@ -2805,6 +2868,9 @@ NGP_FN void gridForwardParamGrad_pass12_prefetch(int64_t ngp_i0, const float* __
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_4[ngp_l] = coords_51[ngp_l] ^ coords_52[ngp_l] * 2654435761u;
   uint32_t entry_result_52[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + h_4[ngp_l] % 524288u) * 2u;
+  uint32_t o_13[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_13[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_13[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_52[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_51[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_50[ngp_l] + 1u]);
@@ -3069,6 +3135,9 @@ NGP_FN void gridForwardParamGrad_pass13_prefetch(int64_t ngp_i0, const float* __
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_8[ngp_l] = coords_55[ngp_l] ^ coords_56[ngp_l] * 2654435761u;
   uint32_t entry_result_56[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_56[ngp_l] = (1188136u + h_8[ngp_l] % 524288u) * 2u;
+  uint32_t o_14[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_14[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_14[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_56[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_55[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_54[ngp_l] + 1u]);
@@ -3333,6 +3402,9 @@ NGP_FN void gridForwardParamGrad_pass14_prefetch(int64_t ngp_i0, const float* __
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_12[ngp_l] = coords_59[ngp_l] ^ coords_60[ngp_l] * 2654435761u;
   uint32_t entry_result_60[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_60[ngp_l] = (1712424u + h_12[ngp_l] % 524288u) * 2u;
+  uint32_t o_15[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_15[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_15[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_60[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_59[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_58[ngp_l] + 1u]);
@@ -3597,6 +3669,9 @@ NGP_FN void gridForwardParamGrad_pass15_prefetch(int64_t ngp_i0, const float* __
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_16[ngp_l] = coords_63[ngp_l] ^ coords_64[ngp_l] * 2654435761u;
   uint32_t entry_result_64[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_64[ngp_l] = (2236712u + h_16[ngp_l] % 524288u) * 2u;
+  uint32_t o_16[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_16[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_out[o_16[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_64[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_63[ngp_l] + 1u]);
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_62[ngp_l] + 1u]);
@@ -3645,47 +3720,47 @@ extern "C" int32_t gridForwardParamGrad(int64_t ngp_n, const float* __restrict__
     } break;
       case 7: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass8_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass8_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass8_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass8((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 8: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass7_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass7_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass7_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass7((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 9: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass6_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass6_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass6_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass6((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 10: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass5_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass5_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass5_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass5((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 11: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass4_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass4_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass4_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass4((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 12: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass3_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass3_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass3_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass3((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 13: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass2_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass2_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass2_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass2((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 14: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass1_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass1_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass1_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass1((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 15: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass0_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass0_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass0_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass0((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
     }

@@ -2520,9 +2520,6 @@ NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__
     {
       _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
-    {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
-    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
@@ -2534,9 +2531,6 @@ NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
       _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
-    }
-    {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
   {
@@ -2550,9 +2544,6 @@ NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__
     {
       _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
     }
-    {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
-    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
@@ -2564,9 +2555,6 @@ NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
     {
       _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l]]);
-    }
-    {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_65[ngp_l] + 1u]);
     }
   }
 }
@@ -4435,6 +4423,14 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
 }
 
+NGP_FN void gridBackward_pass0_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&dy[o_20[ngp_l]]);
+  }
+}
+
 NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
@@ -4605,6 +4601,14 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (256u + index_57[ngp_l] % 536u) * 2u;
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+  }
+}
+
+NGP_FN void gridBackward_pass1_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&dy[o_20[ngp_l]]);
   }
 }
 
@@ -4781,6 +4785,14 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
 }
 
+NGP_FN void gridBackward_pass2_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&dy[o_20[ngp_l]]);
+  }
+}
+
 NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
@@ -4951,6 +4963,14 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (1760u + index_57[ngp_l] % 1856u) * 2u;
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+  }
+}
+
+NGP_FN void gridBackward_pass3_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&dy[o_20[ngp_l]]);
   }
 }
 
@@ -5127,6 +5147,14 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
 }
 
+NGP_FN void gridBackward_pass4_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&dy[o_20[ngp_l]]);
+  }
+}
+
 NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
@@ -5297,6 +5325,14 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (7104u + index_57[ngp_l] % 6568u) * 2u;
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+  }
+}
+
+NGP_FN void gridBackward_pass5_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&dy[o_20[ngp_l]]);
   }
 }
 
@@ -5473,6 +5509,14 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
 }
 
+NGP_FN void gridBackward_pass6_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&dy[o_20[ngp_l]]);
+  }
+}
+
 NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
@@ -5646,6 +5690,14 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
 }
 
+NGP_FN void gridBackward_pass7_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&dy[o_20[ngp_l]]);
+  }
+}
+
 NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
@@ -5816,6 +5868,14 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (49936u + index_57[ngp_l] % 45376u) * 2u;
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l]] += w_48[ngp_l] * dy[o_20[ngp_l]];
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_62[ngp_l] + 1u] += w_48[ngp_l] * dy[o_20[ngp_l] + 1u];
+  }
+}
+
+NGP_FN void gridBackward_pass8_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&dy[o_20[ngp_l]]);
   }
 }
 
@@ -6013,6 +6073,8 @@ NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 293.06677f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
   }
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
@@ -6022,6 +6084,7 @@ NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict_
     uint32_t entry_result_62[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_62[ngp_l] = (95312u + index_57[ngp_l] % 87032u) * 2u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_62[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&dy[o_20[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
@@ -6186,6 +6249,107 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
   }
 }
 
+NGP_FN void gridBackward_pass10_prefetch(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  {
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+  }
+  {
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+  }
+  const uint32_t o_20 = (i * 16u + 10u) * 2u;
+  {
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    __builtin_prefetch(&dy[o_20]);
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 182344u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = h_70 % 4096u * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 182344u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = h_70 % 4096u * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 182344u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = h_70 % 4096u * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 182344u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = h_70 % 4096u * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+}
+
 NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
@@ -6313,6 +6477,107 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
       gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
       gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
       logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
+    }
+  }
+}
+
+NGP_FN void gridBackward_pass11_prefetch(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  {
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 560.5744f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 560.5744f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+  }
+  {
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 560.5744f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 560.5744f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+  }
+  const uint32_t o_20 = (i * 16u + 11u) * 2u;
+  {
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    __builtin_prefetch(&dy[o_20]);
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 313416u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 313416u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 313416u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 313416u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (4096u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
     }
   }
 }
@@ -6448,6 +6713,107 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
   }
 }
 
+NGP_FN void gridBackward_pass12_prefetch(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  {
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 775.0469f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 775.0469f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+  }
+  {
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 775.0469f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 775.0469f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+  }
+  const uint32_t o_20 = (i * 16u + 12u) * 2u;
+  {
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    __builtin_prefetch(&dy[o_20]);
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 444488u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 444488u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 444488u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 444488u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (8192u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+}
+
 NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
@@ -6575,6 +6941,107 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
       gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
       gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
       logitGrad[row_72 + (slot_73 - first_68)] += w_48 * gp_74;
+    }
+  }
+}
+
+NGP_FN void gridBackward_pass13_prefetch(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  {
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 1071.4292f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 1071.4292f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+  }
+  {
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 1071.4292f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 1071.4292f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+  }
+  const uint32_t o_20 = (i * 16u + 13u) * 2u;
+  {
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    __builtin_prefetch(&dy[o_20]);
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 575560u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 575560u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 575560u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 575560u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (12288u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
     }
   }
 }
@@ -6710,6 +7177,107 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
   }
 }
 
+NGP_FN void gridBackward_pass14_prefetch(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  {
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 1481.0037f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 1481.0037f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+  }
+  {
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 1481.0037f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 1481.0037f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+  }
+  const uint32_t o_20 = (i * 16u + 14u) * 2u;
+  {
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    __builtin_prefetch(&dy[o_20]);
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 706632u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 706632u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 706632u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 706632u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (16384u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+}
+
 NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
@@ -6841,17 +7409,118 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
   }
 }
 
+NGP_FN void gridBackward_pass15_prefetch(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  {
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 2047.0f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 2047.0f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+  }
+  {
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 2047.0f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 2047.0f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+  }
+  const uint32_t o_20 = (i * 16u + 15u) * 2u;
+  {
+    float w_48 = w0_4[0];
+    w_48 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    __builtin_prefetch(&dy[o_20]);
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 837704u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w1_5[0];
+    w_48 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 837704u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w0_4[0];
+    w_48 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 837704u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+  {
+    float w_48 = w1_5[0];
+    w_48 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_66 = coords_3[0];
+    h_66 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_68 = 837704u + h_66 % 32768u * 4u;
+    uint32_t h_70 = coords_3[0] * 3538334777u;
+    h_70 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_72 = (20480u + h_70 % 4096u) * 4u;
+    for (uint32_t slot_73 = first_68; slot_73 < first_68 + 4u; ++slot_73) {
+      float gp_74 = 0.0f;
+      gp_74 = fmaf(dy[o_20], params[slot_73 * 2u], gp_74);
+      gp_74 = fmaf(dy[o_20 + 1u], params[slot_73 * 2u + 1u], gp_74);
+      ngp_atomic_add(&logitGrad[row_72 + (slot_73 - first_68)], w_48 * gp_74);
+    }
+  }
+}
+
 extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
   (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_softmax; (void)ngp_len_dy; (void)ngp_len_grad; (void)ngp_len_logitGrad;
   #pragma omp parallel for schedule(dynamic, 1) if (ngp_n >= 4096)
   for (int32_t ngp_p = 0; ngp_p < 16; ++ngp_p) {
     switch (ngp_p) {
-      case 0: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridBackward_pass15((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad); break;
-      case 1: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridBackward_pass14((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad); break;
-      case 2: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridBackward_pass13((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad); break;
-      case 3: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridBackward_pass12((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad); break;
-      case 4: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridBackward_pass11((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad); break;
-      case 5: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridBackward_pass10((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad); break;
+      case 0: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) { if (ngp_i + 16 < ngp_n) gridBackward_pass15_prefetch((uint32_t)(ngp_i + 16), x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass15((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad); } break;
+      case 1: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) { if (ngp_i + 16 < ngp_n) gridBackward_pass14_prefetch((uint32_t)(ngp_i + 16), x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass14((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad); } break;
+      case 2: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) { if (ngp_i + 16 < ngp_n) gridBackward_pass13_prefetch((uint32_t)(ngp_i + 16), x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass13((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad); } break;
+      case 3: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) { if (ngp_i + 16 < ngp_n) gridBackward_pass12_prefetch((uint32_t)(ngp_i + 16), x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass12((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad); } break;
+      case 4: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) { if (ngp_i + 16 < ngp_n) gridBackward_pass11_prefetch((uint32_t)(ngp_i + 16), x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass11((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad); } break;
+      case 5: for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) { if (ngp_i + 16 < ngp_n) gridBackward_pass10_prefetch((uint32_t)(ngp_i + 16), x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass10((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad); } break;
       case 6: {
       int64_t ngp_g = 0;
       for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass9_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass9_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
@@ -6859,47 +7528,47 @@ extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int6
     } break;
       case 7: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass8_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass8_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass8_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass8((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 8: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass7_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass7_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass7_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass7((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 9: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass6_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass6_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass6_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass6((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 10: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass5_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass5_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass5_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass5((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 11: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass4_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass4_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass4_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass4((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 12: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass3_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass3_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass3_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass3((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 13: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass2_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass2_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass2_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass2((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 14: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass1_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass1_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass1_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass1((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 15: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass0_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass0_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass0_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass0((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
     }

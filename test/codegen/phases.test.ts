@@ -307,6 +307,49 @@ export function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {
     }
   });
 
+  test("a prefetch variant prefetches each table line once: one per corner, its features sharing it", () => {
+    // Each corner's index `e` is declared in the corner's own block, its features read t[e] and
+    // t[e + 1u] in blocks of their own: one prefetch per corner (not one per feature, nor one for
+    // both corners, whose `e` differ).
+    const src = `
+/** @kernel @schedule split */
+export function k(i: u32, idx: Buf<u32>, t: Buf<f32>, out: Buf<f32>): void {
+  for (let l = 0; l < 2; l++) {
+    let acc = 0.0;
+    for (let c = 0; c < 2; c++) {
+      const e = ((idx[i] + u32(c)) % 200000) * 2;
+      for (let f = 0; f < 2; f++) {
+        const v = t[e + u32(f)];
+        acc += v;
+      }
+    }
+    out[i * 2 + u32(l)] = acc;
+  }
+}`;
+    const k = schedule(tidied(src));
+    for (const p of k.passes!) {
+      const prefetches = exprs(p.prefetch!).filter((e) => e.k === "call" && e.fn === MADE.prefetch);
+      expect(prefetches).toHaveLength(2);
+    }
+  });
+
+  test("an owner pass prefetches its rows a cache line or more apart; a split pass and narrow rows do not", () => {
+    // Per level l, each point reads x[i * 2] (8 bytes a point: the hardware prefetchers' stream)
+    // and dy[i * 32 + l * 2] (rows 128 bytes apart: one line a point) and adds to out[i * 2]:
+    // the owner schedule's passes prefetch dy only, the split schedule's nothing.
+    const src = (schedule: string) => `
+/** @kernel @schedule ${schedule} */
+export function k(i: u32, x: Buf<f32>, dy: Buf<f32>, out: Buf<f32>): void {
+  for (let l = 0; l < 2; l++) {
+    const row = i * 32 + u32(l) * 2;
+    out[i * 2 + u32(l)] = x[i * 2] * dy[row] + dy[row + 1];
+  }
+}`;
+    const prefetched = (p: { prefetch?: Stmt[] }) => exprs(p.prefetch ?? []).flatMap((e) => (e.k === "call" && e.fn === MADE.prefetch ? [(e.args[0] as { name: string }).name] : []));
+    expect(schedule(tidied(src("owner"))).passes!.map(prefetched)).toEqual([["dy"], ["dy"]]);
+    expect(schedule(tidied(src("split"))).passes!.map(prefetched)).toEqual([[], []]);
+  });
+
   test("a lanes kernel with a branch left at run time is refused; an unscheduled kernel is left alone", () => {
     const src = `
 /** @kernel @schedule lanes */

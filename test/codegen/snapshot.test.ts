@@ -19,15 +19,18 @@ for (const { path, text } of generatedFiles()) {
 // What the schedule's prefetch variants cover, read off the shipped 2D grid (coarse levels dense
 // and small, the finest hashed into 2^19 entries): the table lines of the hashed levels are
 // prefetched ahead, in the forward (gathers) and in the backward (scatter-adds), never those of a
-// table that stays in cache, and a prefetch variant writes nothing.
-test("prefetch variants: the large tables' gathers and scatters, nothing else", () => {
+// table that stays in cache, each line once; the backward (owner schedule: a level walks every
+// point) also prefetches its rows of dy at every level; a prefetch variant writes nothing.
+test("prefetch variants: the large tables' gathers and scatters, the backward's dy rows, nothing else", () => {
   const cpp = generatedFiles().find((f) => f.path.endsWith("hashgrid_2d.cpp"))!.text;
   const fn = (name: string) => cpp.match(new RegExp(`NGP_FN void ${name}\\(.*?\\n}\\n`, "s"))?.[0];
+  const prefetched = (body: string) => [...body.matchAll(/__builtin_prefetch\(&(\w+)\[/g)].map((m) => m[1]);
+  expect(fn("gridForward_pass0_prefetch")).toBeUndefined(); // level 0: a 16 x 16 dense table
+  expect(prefetched(fn("gridBackward_pass0_prefetch")!)).toEqual(["dy"]); // its dy rows only
+  expect(prefetched(fn("gridForward_pass15_prefetch")!)).toEqual(["params", "params", "params", "params"]); // one per corner
+  expect(prefetched(fn("gridBackward_pass15_prefetch")!).sort()).toEqual(["dy", "grad", "grad", "grad", "grad"]);
   for (const kernel of ["gridForward", "gridBackward"]) {
-    expect(fn(`${kernel}_pass0_prefetch`)).toBeUndefined(); // level 0: a 16 x 16 dense table
-    const finest = fn(`${kernel}_pass15_prefetch`)!;
-    expect(finest).toContain("__builtin_prefetch(&");
-    expect(finest).not.toMatch(/\b(out|grad)\[[^\]]*\]\s*(\+?=)/);
+    expect(fn(`${kernel}_pass15_prefetch`)!).not.toMatch(/\b(out|grad)\[[^\]]*\]\s*(\+?=)/);
     expect(cpp).toContain(`${kernel}_pass15_prefetch(ngp_g + 64,`);
   }
 });
