@@ -6,7 +6,7 @@
 // body. The passes are the body's own statements, so what runs on the CPU is what nvcc compiles,
 // grouped differently. A kernel marked `@schedule lanes` is checked to be straight-line.
 import { fail } from "./diagnostics.ts";
-import { addedElement, intrinsicOf, MADE } from "./forms.ts";
+import { addedElement, intrinsicOf, MADE, writtenBuffers } from "./forms.ts";
 import { childBodies, deadCodeElimination, exprsOf, mapExpr, namesIn, rootName, type Expr, type SpecializedKernel, type Stmt } from "./ir.ts";
 
 /** Passes longer than this (statements) do not run in lane form. */
@@ -163,8 +163,13 @@ function prefetchVariant(stmts: Stmt[], buffers: Set<string>, rows?: { index: st
   const withPrefetches = (body: Stmt[]): Stmt[] => {
     return body.flatMap((s): Stmt[] => {
       if (s.k === "block") return [{ ...s, body: withPrefetches(s.body) }];
+      // A loop or branch that writes a buffer anywhere inside is left out: the variant runs ahead
+      // of the pass and must write nothing (the probed backward's slot loop adds logit gradients,
+      // the touched entries' pass sets bits under a condition). An `if`'s condition is still
+      // prefetched (its names are in scope here; a loop's body is not).
+      const writes = childBodies(s).length > 0 && [...writtenBuffers([s]).keys()].some((n) => buffers.has(n));
       const out: Stmt[] = [];
-      for (const [base, at] of accesses(s)) {
+      for (const [base, at] of writes ? (s.k === "if" ? accesses(s, false) : []) : accesses(s)) {
         if (base.k !== "var" || !buffers.has(base.name)) continue;
         if (namesIn(at).some((n) => dependent.has(n))) {
           if (smallTable(at, definitions)) continue;
@@ -184,7 +189,7 @@ function prefetchVariant(stmts: Stmt[], buffers: Set<string>, rows?: { index: st
       }
       const writesBuffer = s.k === "assign" && s.target.k === "index" && s.target.base.k === "var" && buffers.has(s.target.base.name);
       const adds = s.k === "expr" && addedElement(s.e) !== undefined;
-      return writesBuffer || adds ? out : [...out, s];
+      return writes || writesBuffer || adds ? out : [...out, s];
     });
   };
   const body = deadCodeElimination(withPrefetches(stmts), new Set());
@@ -237,9 +242,9 @@ function smallTable(index: Expr, definitions: Map<string, Expr>, depth = 0): boo
  * it assigns and the element an intrinsic adds to (atomicAdd: scatters, the read-modify-write
  * waits on the line as a gather does).
  */
-function accesses(s: Stmt): [Expr, Expr][] {
+function accesses(s: Stmt, nested = true): [Expr, Expr][] {
   const out: [Expr, Expr][] = [];
-  for (const e of exprsOf(s)) {
+  for (const e of exprsOf(s, nested)) {
     if (e.k === "index") out.push([e.base, e.index]);
     const added = addedElement(e);
     if (added) out.push([added.buf, added.index]);

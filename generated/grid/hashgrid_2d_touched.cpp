@@ -907,12 +907,7 @@ NGP_FN void gridTouched_pass9_prefetch(uint32_t i, const float* __restrict__ x, 
     const uint32_t entry_result_33 = (95312u + index_28 % 87032u) * 2u;
     const uint32_t slot_34 = entry_result_33 / 2u - 95312u;
     const uint32_t word_35 = wordBase[9] + (slot_34 >> 5);
-    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
     __builtin_prefetch(&bitmap[word_35]);
-    if ((bitmap[word_35] & bit_36) == 0u) {
-      bitmap[word_35] = bitmap[word_35] | bit_36;
-      counts[144] += 1u;
-    }
   }
   {
     coords_2[0] = cell_1[0] + 1u;
@@ -922,12 +917,7 @@ NGP_FN void gridTouched_pass9_prefetch(uint32_t i, const float* __restrict__ x, 
     const uint32_t entry_result_33 = (95312u + index_28 % 87032u) * 2u;
     const uint32_t slot_34 = entry_result_33 / 2u - 95312u;
     const uint32_t word_35 = wordBase[9] + (slot_34 >> 5);
-    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
     __builtin_prefetch(&bitmap[word_35]);
-    if ((bitmap[word_35] & bit_36) == 0u) {
-      bitmap[word_35] = bitmap[word_35] | bit_36;
-      counts[144] += 1u;
-    }
   }
   {
     coords_2[0] = cell_1[0];
@@ -937,12 +927,7 @@ NGP_FN void gridTouched_pass9_prefetch(uint32_t i, const float* __restrict__ x, 
     const uint32_t entry_result_33 = (95312u + index_28 % 87032u) * 2u;
     const uint32_t slot_34 = entry_result_33 / 2u - 95312u;
     const uint32_t word_35 = wordBase[9] + (slot_34 >> 5);
-    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
     __builtin_prefetch(&bitmap[word_35]);
-    if ((bitmap[word_35] & bit_36) == 0u) {
-      bitmap[word_35] = bitmap[word_35] | bit_36;
-      counts[144] += 1u;
-    }
   }
   {
     coords_2[0] = cell_1[0] + 1u;
@@ -952,12 +937,7 @@ NGP_FN void gridTouched_pass9_prefetch(uint32_t i, const float* __restrict__ x, 
     const uint32_t entry_result_33 = (95312u + index_28 % 87032u) * 2u;
     const uint32_t slot_34 = entry_result_33 / 2u - 95312u;
     const uint32_t word_35 = wordBase[9] + (slot_34 >> 5);
-    const uint32_t bit_36 = 1u << ((slot_34 & 31u) & 31);
     __builtin_prefetch(&bitmap[word_35]);
-    if ((bitmap[word_35] & bit_36) == 0u) {
-      bitmap[word_35] = bitmap[word_35] | bit_36;
-      counts[144] += 1u;
-    }
   }
 }
 

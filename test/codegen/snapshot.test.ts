@@ -34,3 +34,22 @@ test("prefetch variants: the large tables' gathers and scatters, the backward's 
     expect(cpp).toContain(`${kernel}_pass15_prefetch(ngp_g + 64,`);
   }
 });
+
+// A prefetch variant runs ahead of its pass (the lines of point i + 16 while point i runs), so it
+// must write nothing, in every generated CPU module: no atomic add, no store to a buffer it was
+// given writable (a loop or branch that writes, such as the probed backward's slot loop adding
+// logit gradients, is left out of the variant, not copied into it).
+test("no prefetch variant writes: no atomic add, no store to a writable buffer, in every generated CPU module", () => {
+  let variants = 0;
+  for (const { path, text } of generatedFiles().filter((f) => f.path.endsWith(".cpp"))) {
+    for (const m of text.matchAll(/NGP_FN void (\w+_prefetch)\(([^)]*)\) \{\n(.*?)\n\}\n/gs)) {
+      variants++;
+      const [, name, params, body] = m as unknown as [string, string, string, string];
+      const writable = [...params.matchAll(/(?:^|, )(?!const )[\w ]+\* __restrict__ (\w+)/g)].map((p) => p[1]);
+      expect({ at: `${path} ${name}`, atomics: body.includes("ngp_atomic_add(") }).toEqual({ at: `${path} ${name}`, atomics: false });
+      const stores = writable.filter((b) => new RegExp(`\\b${b}\\[[^\\]]*\\]\\s*([-+*|&^]?=)(?!=)`).test(body));
+      expect({ at: `${path} ${name}`, stores }).toEqual({ at: `${path} ${name}`, stores: [] });
+    }
+  }
+  expect(variants).toBeGreaterThan(20);
+});
