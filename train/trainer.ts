@@ -773,8 +773,8 @@ function snapshot(m: Model): Pick<Checkpoint, "arrays" | "meta"> {
 }
 
 /**
- * The model's state with each array read when asked (a device buffer's download, or a host
- * buffer's own memory): a checkpoint writes them one at a time, never a second copy of the state.
+ * The model's state with each array read when asked (a download of its buffer): a checkpoint
+ * writes them one at a time, so at most one array is copied at once, never the whole state.
  */
 function stateOf(m: Model): { arrays: Record<string, LazyArray>; meta: Record<string, unknown> } {
   const opt = m.opt.stateBuffers();
