@@ -54,7 +54,7 @@ export const ALL_FLAGS: Flag[] = [
   { flag: "loss", path: "loss", kind: "string", help: "l2, relative_l2, l1 or huber" },
   { flag: "huber-delta", path: "huberDelta", kind: "number", help: "the Huber loss's delta" },
   { flag: "optimizer", path: "optimizer.kind", kind: "string", help: "adam or sgd" },
-  { flag: "lr", path: "optimizer.lr", kind: "number", help: "base learning rate [1e-2; a photograph under cosine or onecycle: 2e-2 * (400 / steps)^1.3, at most 2e-2]" },
+  { flag: "lr", path: "optimizer.lr", kind: "number", help: "base learning rate [1e-2; a photograph under cosine or onecycle: 2e-2 * (400 / steps)^1.3, at most 1.6e-2]" },
   { flag: "beta1", path: "optimizer.beta1", kind: "number", help: "Adam's beta1" },
   { flag: "beta2", path: "optimizer.beta2", kind: "number", help: "Adam's beta2" },
   { flag: "eps", path: "optimizer.eps", kind: "number", help: "Adam's epsilon" },
