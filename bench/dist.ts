@@ -38,7 +38,7 @@ const USAGE = `usage: bun run bench:dist [--json] [--image path] [--steps N] [--
   --batch B           samples per micro-batch and rank (default: the trainer's, 65536)
   --rounds R          runs of each layout, alternating (default 2)
   --log2-table T      the grid's table size (default: the trainer's, 19)
-  --sparse-updates    train with sparse updates (the ranks all-gather their touched sets each step: timed)
+  --sparse-updates    train with sparse updates (the ranks or their touched bitmaps each step: timed)
   --earth4d-step-s S  Earth4D's step time on one node for the model (default: bench/earth4d.ts's measurement, below)
   --json              print every figure as one JSON object, the last line`;
 
@@ -112,7 +112,7 @@ interface WorkerResult {
   stepMs: number[];
   reduceMs: number[];
   waitMs: number[];
-  /** Sparse updates: the touched sets' all-gather per step, and the bytes this rank sent. */
+  /** Sparse updates: the touched sets' exchange per step (bitmaps or'ed, rows all-gathered), and the bytes this rank sent. */
   gatherMs: number[];
   gatherBytes: number[];
   /** Bytes all-reduced per step (0: one process). */
@@ -140,7 +140,8 @@ async function worker(spec: string): Promise<number> {
     get(target, p) {
       if (p === "allReduceSum") return timedCall(target.allReduceSum.bind(target), "reduce", (d) => 4 * d.length);
       if (p === "allReduce") return timedCall(target.allReduce.bind(target), "wait");
-      // Sparse updates: the touched sets' all-gather (the bytes this rank sends).
+      // Sparse updates: the touched sets' exchange, the bitmaps' or and the codebook rows' all-gather (the bytes this rank sends).
+      if (p === "allReduceOr") return timedCall(target.allReduceOr.bind(target), "gather", (d) => 4 * d.length);
       if (p === "allGather") return timedCall(target.allGather.bind(target), "gather", (d) => 4 * d.length);
       const v = Reflect.get(target, p, target);
       return typeof v === "function" ? v.bind(target) : v;
@@ -304,7 +305,7 @@ async function main(): Promise<number> {
       log(
         `  ${`${l.name}:`.padEnd(38)} step ${l.stepMs.toFixed(0)} ms, ${Math.round(l.samplesPerSecond).toLocaleString("en")} samples/s` +
           (l.reduceMs !== undefined ? `; gradient all-reduce ${l.reduceMs.toFixed(1)} ms (${(100 * l.reduceShare!).toFixed(0)}% of the step), waiting for the other rank ${l.waitMs!.toFixed(1)} ms` : "") +
-          (l.gatherMs !== undefined ? `; touched sets all-gathered ${l.gatherMs.toFixed(1)} ms (${(l.gatherBytes! / 1e6).toFixed(2)} MB sent per rank)` : ""),
+          (l.gatherMs !== undefined ? `; touched sets exchanged ${l.gatherMs.toFixed(1)} ms (bitmaps or'ed, rows all-gathered: ${(l.gatherBytes! / 1e6).toFixed(2)} MB per rank)` : ""),
       );
     const bytes = two[0]?.reduceBytes ?? 4 * one[0]!.params;
     let equal: { lossRelative: number; stateRelative: number; array: string } | undefined;

@@ -307,72 +307,55 @@ export class HashGrid {
   }
 
   /**
-   * Sparse updates over MPI ranks: the current set's table entries, in increasing order (read from
-   * the bitmap), and its codebook rows, level after level in the order listed (what the backward
-   * passes since the last step marked and listed, before touched() takes it), for the other ranks'
-   * unionTouched().
+   * Sparse updates over MPI ranks: the current set (what the backward passes since the last step
+   * marked and listed, before touched() takes it) as `bitmap`, its table entries' bits (one per
+   * entry, in table order, each level's from a word of its own: the same layout on every rank; a
+   * cpu or js grid's own memory, a CUDA grid's copy), for a bitwise or over the ranks, and `rows`,
+   * its codebook rows, level after level in the order listed, for the others' unionTouched().
    */
-  touchedSet(): { entries: Uint32Array; rows: Uint32Array } {
+  touchedSet(): { bitmap: Uint32Array; rows: Uint32Array } {
     const { t, counts } = this.#openSet("touchedSet");
     const L = this.settings.levels;
-    const bitmap = onHost(t.bitmap).data;
-    const entries = new Uint32Array(this.levels.reduce((a, _, l) => a + counts[l * COUNT_STRIDE]!, 0));
-    let k = 0;
-    this.levels.forEach((lv, l) => {
-      for (let w = 0; w < t.words[l]!; w++)
-        for (let bits = bitmap[t.firstWord[l]! + w]!; bits !== 0; bits &= bits - 1) entries[k++] = lv.offset + 32 * w + (31 - Math.clz32(bits & -bits));
-    });
     const all = onHost(t.rowList).data;
     const count = (l: number) => (this.probing.probed[l] ? counts[(L + l) * COUNT_STRIDE]! : 0);
     const rows = new Uint32Array(this.levels.reduce((a, _, l) => a + count(l), 0));
-    k = 0;
+    let k = 0;
     for (let l = 0; l < L; l++) (rows.set(all.subarray(this.probing.rowOffset[l]!, this.probing.rowOffset[l]! + count(l)), k), (k += count(l)));
-    return { entries, rows };
+    return { bitmap: onHost(t.bitmap).data, rows };
   }
 
   /**
-   * Makes the current set the union of `sets` (every rank's touchedSet(), by rank): a new set, the
-   * entries marked, each level's rows listed where they first appear in the sets' order. Every rank
-   * then lists the same rows in the same order, which the logits' step's results depend on (a row's
+   * Makes the current set the union of every rank's: `bitmap`, the bitwise or of every rank's
+   * touchedSet().bitmap (the entries marked), and `rows`, every rank's touchedSet().rows by rank,
+   * each level's rows listed where they first appear in that order (a new stamp). Every rank then
+   * lists the same rows in the same order, which the logits' step's results depend on (a row's
    * place decides whether it runs in a vector lane or the scalar remainder), and the order one
    * process with --accumulate N lists: its micro-batch r is rank r's.
    */
-  unionTouched(sets: { entries: Uint32Array; rows: Uint32Array }[]): void {
+  unionTouched(union: { bitmap: Uint32Array; rows: Uint32Array[] }): void {
     const { t } = this.#openSet("unionTouched");
-    this.#newSet(t);
+    if (union.bitmap.length !== t.bitmap.length) throw new RangeError(`HashGrid.unionTouched: the bitmap has ${union.bitmap.length} words, this grid's ${t.bitmap.length}`);
+    this.#newSet(t, { keepBitmap: true });
+    if (!(t.bitmap instanceof HostBuffer && t.bitmap.data === union.bitmap)) t.bitmap.upload(union.bitmap);
     const L = this.settings.levels;
     const counts = new Uint32Array(2 * L * COUNT_STRIDE);
-    // The level of a set's next value is this one or a later one (a set lists its levels in order).
-    const levelOf = (starts: number[]) => {
-      let k = 0;
-      return (e: number) => {
-        if (e < starts[k]!) k = 0;
-        while (k < starts.length - 1 && starts[k + 1]! <= e) k++;
-        return k;
-      };
-    };
-    const bitmap = onHost(t.bitmap);
-    for (const set of sets) {
-      const level = levelOf(this.levels.map((lv) => lv.offset));
-      for (const e of set.entries) {
-        const l = level(e);
-        const slot = e - this.levels[l]!.offset;
-        const [w, bit] = [t.firstWord[l]! + (slot >>> 5), 1 << (slot & 31)];
-        if (bitmap.data[w]! & bit) continue;
-        bitmap.data[w]! |= bit;
-        counts[l * COUNT_STRIDE]! += 1;
-      }
-    }
-    bitmap.done();
+    this.levels.forEach((_, l) => {
+      let n = 0;
+      for (let w = t.firstWord[l]!, end = w + t.words[l]!; w < end; w++) n += bitCount(union.bitmap[w]!);
+      counts[l * COUNT_STRIDE] = n;
+    });
     const probed = this.probing.probed.flatMap((p, l) => (p ? [l] : []));
     if (probed.length) {
       const [stamp, list] = [onHost(t.rowStamp), onHost(t.rowList)];
       const starts = probed.map((l) => this.probing.rowOffset[l]!);
-      for (const set of sets) {
-        const level = levelOf(starts);
-        for (const row of set.rows) {
+      for (const rows of union.rows) {
+        // The level of a set's next row is this one or a later one (a set lists its levels in order).
+        let k = 0;
+        for (const row of rows) {
+          if (row < starts[k]!) k = 0;
+          while (k < starts.length - 1 && starts[k + 1]! <= row) k++;
           if (stamp.data[row] === t.epoch) continue;
-          const l = probed[level(row)]!;
+          const l = probed[k]!;
           stamp.data[row] = t.epoch;
           list.data[this.probing.rowOffset[l]! + counts[(L + l) * COUNT_STRIDE]!] = row;
           counts[(L + l) * COUNT_STRIDE]! += 1;
@@ -384,11 +367,11 @@ export class HashGrid {
     t.counts.upload(counts);
   }
 
-  /** A new, empty set: a clear bitmap, a new stamp for the rows (on wrap-around, after 2^32 - 1 sets, the stamps start over). */
-  #newSet(t: TouchState): void {
+  /** A new, empty set: a clear bitmap (unless kept: unionTouched), a new stamp for the rows (on wrap-around, after 2^32 - 1 sets, the stamps start over). */
+  #newSet(t: TouchState, opts: { keepBitmap?: boolean } = {}): void {
     if (t.epoch === 0xffffffff) (t.rowStamp.zero(), (t.epoch = 0));
     t.epoch++;
-    t.bitmap.zero();
+    if (!opts.keepBitmap) t.bitmap.zero();
     t.counts.zero();
     t.taken = false;
   }
@@ -470,6 +453,13 @@ interface TouchState {
  * A u32 buffer's values on the host: a cpu or js buffer's own array (done() does nothing), else a
  * copy that done() writes back (a CUDA buffer: the whole buffer crosses, twice).
  */
+/** The number of bits set in a u32. */
+function bitCount(w: number): number {
+  w -= (w >>> 1) & 0x55555555;
+  w = (w & 0x33333333) + ((w >>> 2) & 0x33333333);
+  return (Math.imul((w + (w >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24) & 0xff;
+}
+
 function onHost(b: DeviceBuffer<"u32">): { data: Uint32Array; done(): void } {
   if (b instanceof HostBuffer) return { data: b.data, done() {} };
   const data = b.download();

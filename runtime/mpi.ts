@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ExpectedError } from "../dsl/errors.ts";
-import { CudaBuffer, HostBuffer, type DeviceBuffer } from "./buffer.ts";
+import { CudaBuffer, HostBuffer, type ArrayOf, type DeviceBuffer } from "./buffer.ts";
 import { BuildError, buildCached } from "./cache.ts";
 import { progressLog } from "./module.ts";
 import { findCxx } from "./toolchain.ts";
@@ -36,6 +36,7 @@ const SYMBOLS = {
   ngp_mpi_init: { args: ["ptr"], returns: "i32" },
   ngp_mpi_allreduce_f32: { args: ["ptr", "i64", "i64"], returns: "i32" },
   ngp_mpi_bcast: { args: ["ptr", "i64", "i64", "i32"], returns: "i32" },
+  ngp_mpi_allreduce_bor: { args: ["ptr", "i64", "i64", "i32"], returns: "i32" },
   ngp_mpi_allreduce_small: { args: ["ptr", "i32", "i32", "i32"], returns: "i32" },
   ngp_mpi_allgather_u32: { args: ["ptr", "i32", "ptr", "ptr", "i32"], returns: "i32" },
   ngp_mpi_barrier: { args: [], returns: "i32" },
@@ -298,6 +299,14 @@ function check(shim: Shim, code: number): void {
   throw new MpiError(call, code, detail);
 }
 
+/** A buffer's values on the host: a cpu or js buffer's own memory, a CUDA buffer's download (the caller uploads it back). */
+function hostView<E extends "f32" | "u32">(method: string, elem: E, data: DeviceBuffer<E>): ArrayOf<E> {
+  if (data.disposed || data.elem !== elem) throw new TypeError(`${method} takes ${elem} data, got ${data.disposed ? "a disposed" : "a"} ${data.backend} ${data.elem}[${data.length}] buffer`);
+  if (data instanceof HostBuffer) return data.data as ArrayOf<E>;
+  if (!(data instanceof CudaBuffer)) throw new TypeError(`${method}: unknown buffer kind ${data.backend}`);
+  return data.download() as ArrayOf<E>;
+}
+
 const OPS = { sum: 0, max: 1, min: 2 } as const;
 
 interface Placement {
@@ -341,21 +350,24 @@ export class Ranks {
   /**
    * Sums `data` over all ranks, in place, in pieces of at most pieceElements. Host memory (a
    * Float32Array, a cpu or js buffer) is reduced where it lies; a CUDA buffer goes through a host
-   * copy (NCCL on device buffers is not yet wired).
+   * copy (device buffers through NCCL: runtime/nccl.ts openAllReduce).
    */
   allReduceSum(data: Float32Array | DeviceBuffer<"f32">): void {
     const shim = this.#mpi("allReduceSum");
-    if (data instanceof Float32Array) return this.#reduceHost(shim, data);
-    if (data.disposed || data.elem !== "f32") throw new TypeError(`allReduceSum takes f32 data, got ${data.disposed ? "a disposed" : "a"} ${data.backend} ${data.elem}[${data.length}] buffer`);
-    if (data instanceof HostBuffer) return this.#reduceHost(shim, data.data as Float32Array);
-    if (!(data instanceof CudaBuffer)) throw new TypeError(`allReduceSum: unknown buffer kind ${data.backend}`);
-    const host = data.download() as Float32Array;
-    this.#reduceHost(shim, host);
-    data.upload(host);
+    const host = data instanceof Float32Array ? data : hostView("allReduceSum", "f32", data);
+    if (shim && host.length > 0) check(shim, shim.ngp_mpi_allreduce_f32(host, host.length, this.pieceElements));
+    if (data instanceof CudaBuffer) data.upload(host);
   }
 
-  #reduceHost(shim: Shim | undefined, data: Float32Array): void {
-    if (shim && data.length > 0) check(shim, shim.ngp_mpi_allreduce_f32(data, data.length, this.pieceElements));
+  /**
+   * Bitwise or of `data` over all ranks (MPI_BOR), in place, in pieces of at most pieceElements
+   * values: u32 words or bytes (sparse updates' touched bitmaps). Buffers as allReduceSum's.
+   */
+  allReduceOr(data: Uint32Array | Uint8Array | DeviceBuffer<"u32">): void {
+    const shim = this.#mpi("allReduceOr");
+    const host = data instanceof Uint32Array || data instanceof Uint8Array ? data : hostView("allReduceOr", "u32", data);
+    if (shim && host.length > 0) check(shim, shim.ngp_mpi_allreduce_bor(host, host.length, this.pieceElements, host instanceof Uint32Array ? 0 : 1));
+    if (data instanceof CudaBuffer) data.upload(host);
   }
 
   /** Copies `data` (any typed array, by its bytes) from rank `root` into every rank's `data`. */

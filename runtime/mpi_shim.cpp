@@ -92,6 +92,20 @@ int32_t ngp_mpi_allreduce_f32(float* data, int64_t n, int64_t piece) {
 }
 
 /**
+ * In-place bitwise or of `n` values over all ranks (MPI_BOR), in pieces of at most `piece` (< 2^31)
+ * values: type 0 u32 (MPI_UINT32_T), 1 bytes (MPI_BYTE).
+ */
+int32_t ngp_mpi_allreduce_bor(void* data, int64_t n, int64_t piece, int32_t type) {
+  MPI_Datatype t = type == 0 ? MPI_UINT32_T : MPI_BYTE;
+  int64_t width = type == 0 ? 4 : 1;
+  for (int64_t start = 0; start < n; start += piece) {
+    int count = (int)(n - start < piece ? n - start : piece);
+    CALL(MPI_Allreduce(MPI_IN_PLACE, (char*)data + start * width, count, t, MPI_BOR, MPI_COMM_WORLD));
+  }
+  return MPI_SUCCESS;
+}
+
+/**
  * Every rank's `count` u32 values into `out`, rank after rank (`counts[r]` from rank r, which every
  * rank passes alike; their sum below 2^31): MPI_Allgatherv.
  */

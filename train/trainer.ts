@@ -687,16 +687,16 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
 
 /**
  * Sparse updates over ranks: each grid's touched set (entries, and codebook rows with learned
- * probing) becomes the union of every rank's, all-gathered, so that every rank steps the same rows
- * with the same summed gradient (a row touched on any rank is updated on every rank), as one
- * process with --accumulate N steps the union of its micro-batches'.
+ * probing) becomes the union of every rank's, so that every rank steps the same rows with the same
+ * summed gradient (a row touched on any rank is updated on every rank), as one process with
+ * --accumulate N steps the union of its micro-batches': the entries' bitmaps or'ed over the ranks
+ * (one bit per entry), the codebook rows all-gathered (their order, rank after rank, matters).
  */
 function unionTouched(grids: readonly HashGrid[], ranks: Ranks): void {
   for (const g of grids) {
     const own = g.touchedSet();
-    const entries = ranks.allGather(own.entries);
-    const rows = g.logitCount ? ranks.allGather(own.rows) : [];
-    g.unionTouched(entries.map((e, r) => ({ entries: e, rows: rows[r] ?? new Uint32Array(0) })));
+    ranks.allReduceOr(own.bitmap);
+    g.unionTouched({ bitmap: own.bitmap, rows: g.logitCount ? ranks.allGather(own.rows) : [] });
   }
 }
 

@@ -156,7 +156,7 @@ describe("the touched lists", () => {
     }
   });
 
-  test("over ranks: the union of each grid's set (touchedSet, then unionTouched in rank order) is one grid's set over the same micro-batches (the rows' order included)", async () => {
+  test("over ranks: the union of each grid's set (touchedSet, the bitmaps or'ed, then unionTouched with the rows in rank order) is one grid's set over the same micro-batches (the rows' order included)", async () => {
     const r = rng(freshSeed("touched union"));
     for (const [name, options] of GRIDS) {
       const dims = options.dims!;
@@ -174,7 +174,9 @@ describe("the touched lists", () => {
         xs.forEach((x, k) => (one.forward(x), one.backward(dys[k]!, { accumulate: true })));
         ranks.forEach((g, k) => (g.forward(xs[k]!), g.backward(dys[k]!, { accumulate: true })));
         const sets = ranks.map((g) => g.touchedSet());
-        for (const g of ranks) g.unionTouched(sets);
+        // What Ranks.allReduceOr gives every rank: the or of the bitmaps, word by word.
+        const bitmap = sets.reduce((or, s) => or.map((w, i) => w | s.bitmap[i]!), new Uint32Array(sets[0]!.bitmap.length));
+        for (const g of ranks) g.unionTouched({ bitmap: bitmap.slice(), rows: sets.map((s) => s.rows) });
         const want = one.touched();
         for (const g of ranks) {
           const t = g.touched();

@@ -90,7 +90,7 @@ describe("one process", () => {
 });
 
 describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
-  test("rank, size, local rank; all-reduce sums bit for bit across piece boundaries (arrays, host and CUDA buffers), broadcasts, reductions, any()", async () => {
+  test("rank, size, local rank; all-reduce sums bit for bit and bitwise ors across piece boundaries (arrays, host and CUDA buffers), broadcasts, reductions, any()", async () => {
     const { code, lines, err } = await run({ mode: "collectives", piece: 7 }, { ranks: 2 });
     // MPI may warn on stderr about the machine (shared memory, network devices): shown on failure only.
     expect({ code, err }).toMatchObject({ code: 0 });
@@ -99,6 +99,7 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     expect(second).toMatchObject({ rank: 1, size: 2, localRank: 1, localSize: 2 });
     for (const line of [first!, second!]) expect(allPassed(line)).toEqual([]);
     expect(Object.keys(first!.checks as object)).toContain("allReduceSum 23"); // 3 pieces of 7 and 2
+    expect(Object.keys(first!.checks as object)).toContain("allReduceOr u32 23");
   });
 
   test("agree() with a different configuration on rank 1: every rank names it, the job exits non-zero", async () => {
