@@ -88,7 +88,7 @@ export interface TrainHooks {
    * The data to train on, instead of the configuration's image or points (train/data/open.ts):
    * a source of the caller's (bench:probing's 3D volume, train/data/volume.ts). The trainer closes it.
    */
-  source?: (cfg: TrainConfig, log: (message: string) => void) => Promise<DataSource>;
+  source?: (cfg: TrainConfig, log: (message: string) => void, share?: { rank: number; size: number }) => Promise<DataSource>;
   /**
    * Data-parallel training over the ranks of an MPI job (runtime/mpi.ts openRanks; absent or one
    * rank: one process, as always): every rank holds the model and draws its own samples, the
@@ -180,7 +180,8 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
   const inputs = hooks.source ? [] : [dataInput(cfg)];
   for (const f of OUTPUTS) checkOutputFile({ flag: "--out", path: join(out, f) }, inputs);
   const open = async () => {
-    const source = await (hooks.source ?? openSource)(cfg, log);
+    // With ranks each reads its share of the data's first pass (points), gathered below.
+    const source = await (hooks.source ?? openSource)(cfg, log, ranks && { rank: ranks.rank, size: ranks.size });
     try {
       if (ranks) source.split?.(ranks.rank, ranks.size);
     } catch (e) {
@@ -190,6 +191,14 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
   };
   const source = await together(ranks, "open the data", open, (s) => s.close());
   try {
+    // Every rank opened its share: the ranks' first passes combined (an error there, every rank's alike).
+    if (ranks && source.gather) {
+      try {
+        source.gather(ranks);
+      } catch (e) {
+        throw typeof e === "object" && e !== null ? share(e) : e;
+      }
+    }
     ranks?.agree(JSON.stringify([source.meta(), source.fingerprint?.() ?? null]), "data");
     const ck = await together(ranks, "read the checkpoint", async () => {
       const ck = hooks.resume ? await readCheckpoint(hooks.resume) : undefined;

@@ -13,6 +13,7 @@ import { readCheckpoint } from "../../train/checkpoint.ts";
 import { parseTrainConfig } from "../../train/config.ts";
 import { openPointSource, writePointsFile } from "../../train/data/points.ts";
 import type { SourceContext } from "../../train/data/source.ts";
+import type { Ranks } from "../../runtime/mpi.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
 import { mpirunArgs, NO_MPIRUN, runUnderMpirun, unlaunched } from "../runtime/helpers.ts";
 import { cacheDir, ROOT, runCommand } from "../util.ts";
@@ -200,14 +201,47 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     expect([ck.step, ck.rng]).toEqual([5, { micro: 8 }]);
   }, 120_000);
 
-  test("points: each rank its own blocks; rank 0 writes validation.csv", async () => {
-    const file = join(dir, "pts.bin");
+  /** 4000 records of 2 coordinates and 1 value; the extremes apart: rank 0 of 2 reads records [0, 2000), rank 1 [2000, 4000). */
+  const pointsFile = (name: string, bad?: number) => {
+    const file = join(dir, name);
     const n = 4000;
-    writePointsFile(file, { dims: 2, channels: 1 }, Float32Array.from({ length: 3 * n }, (_, k) => (k % 3 === 2 ? Math.sin(k) : ((k * 7919) % 1000) / 1000)));
-    const out = join(dir, "points2");
-    const r = await train(["--points", file, "--levels", "4", "--log2-table", "12", "--width", "16", "--batch", "256", "--steps", "3", "--eval-every", "0", "--backend", BACKEND, "--schedule", "none", "--out", out], 2);
+    const records = Float32Array.from({ length: 3 * n }, (_, k) => (k % 3 === 2 ? Math.sin(k) : ((k * 7919) % 1000) / 1000));
+    [records[3 * 10 + 2], records[3 * 3990 + 2], records[3 * 3000], records[3 * 5 + 1]] = [5, -5, 2, -1];
+    if (bad !== undefined) records[3 * bad + 2] = Infinity;
+    writePointsFile(file, { dims: 2, channels: 1 }, records);
+    return file;
+  };
+  const pointsArgs = (file: string, out: string) => ["--points", file, "--levels", "4", "--log2-table", "12", "--width", "16", "--batch", "256", "--steps", "3", "--eval-every", "0", "--backend", BACKEND, "--schedule", "none", "--out", out];
+
+  test("points: each rank its own blocks; the first pass shared, its box and value range one process's; rank 0 writes validation.csv", async () => {
+    const file = pointsFile("pts.bin");
+    const [one, two] = [join(dir, "points1"), join(dir, "points2")];
+    const single = await train(pointsArgs(file, one));
+    expect(single.code, single.err).toBe(0);
+    const r = await train(pointsArgs(file, two), 2);
     expect(r.code, r.err).toBe(0);
-    expect(readdirSync(out).sort()).toEqual(["checkpoint.ngpk", "metrics.csv", "plot.png", "summary.json", "validation.csv"]);
+    expect(readdirSync(two).sort()).toEqual(["checkpoint.ngpk", "metrics.csv", "plot.png", "summary.json", "validation.csv"]);
+    const measured = (out: string) => {
+      const { box, boxFrom, valueRange } = JSON.parse(readFileSync(join(out, "summary.json"), "utf8")).points;
+      return { box, boxFrom, valueRange };
+    };
+    expect(measured(one)).toEqual({ box: { min: [0, -1], max: [2, Math.fround(0.999)] }, boxFrom: "data", valueRange: { min: -5, max: 5 } });
+    expect(measured(two)).toEqual(measured(one));
+    expect((await readCheckpoint(join(two, "checkpoint.ngpk"))).meta.points).toEqual((await readCheckpoint(join(one, "checkpoint.ngpk"))).meta.points);
+  }, 120_000);
+
+  test("points: a value that is not finite in rank 1's share: rank 0 reports one process's error, every rank exits non-zero, nothing written", async () => {
+    const file = pointsFile("pts-inf.bin", 3500);
+    const [one, two] = [join(dir, "points-inf1"), join(dir, "points-inf2")];
+    const errors = (err: string) => err.split("\n").filter((l) => l.includes("error:"));
+    const single = await train(pointsArgs(file, one));
+    expect(single.code).toBe(2);
+    expect(errors(single.err)).toEqual([`error: ${file}: record 3500 (counting from 0) has Infinity as its value 0: coordinates and values must be finite numbers`]);
+    const r = await train(pointsArgs(file, two), 2);
+    expect(r.code).not.toBe(0);
+    expect(errors(r.err)).toEqual(errors(single.err));
+    // The out directory made, as one process makes it, and nothing in it.
+    expect([readdirSync(one), readdirSync(two)]).toEqual([[], []]);
   }, 120_000);
 });
 
@@ -238,6 +272,28 @@ describe("the points source split between ranks (no MPI needed)", () => {
     // Rank r's blocks are the training blocks i with i % 3 == r: records of one block (10) on one rank.
     const rankOfBlock = new Map<number, number>();
     drawn.forEach((values, rank) => values.forEach((v) => expect(rankOfBlock.get(Math.floor(v / 10)) ?? rank).toBe((rankOfBlock.set(Math.floor(v / 10), rank), rank))));
+  });
+
+  test("the first pass as rank r of N reads rank r's run of blocks only: a NaN in rank 1's, the box and value range of rank 0's", async () => {
+    const file = join(dir, "first-pass.bin");
+    const n = 640; // 64 blocks of 10: rank 0 of 2 reads records [0, 320), rank 1 [320, 640)
+    // Record r: (r / n, 1 - r / n), value r.
+    const records = Float32Array.from({ length: 3 * n }, (_, k) => [Math.floor(k / 3) / n, 1 - Math.floor(k / 3) / n, Math.floor(k / 3)][k % 3]!);
+    records[3 * 500 + 1] = NaN;
+    writePointsFile(file, { dims: 2, channels: 1 }, records);
+    const cfg = parseTrainConfig({ points: { file, blockRecords: 10 } });
+    const message = `${file}: record 500 (counting from 0) has NaN as its coordinate 1: coordinates and values must be finite numbers`;
+    await expect(openPointSource(cfg)).rejects.toThrow(message);
+    // Without the other ranks (the collectives return their input): each rank's own share only.
+    const alone = { allReduce() {} } as unknown as Ranks;
+    const zero = await openPointSource(cfg, { share: { rank: 0, size: 2 } });
+    zero.gather(alone);
+    expect(zero.summary().valueRange).toEqual({ min: 0, max: 319 });
+    expect(zero.box).toEqual({ min: [0, Math.fround(1 - 319 / n)], max: [Math.fround(319 / n), 1] });
+    zero.close();
+    const one = await openPointSource(cfg, { share: { rank: 1, size: 2 } });
+    expect(() => one.gather(alone)).toThrow(message);
+    one.close();
   });
 
   test("more ranks than training blocks: an error naming the file and what to change", async () => {

@@ -17,7 +17,10 @@ export function dataInput(cfg: TrainConfig): { flag: string; path: string } {
   return cfg.points ? { flag: "--points", path: cfg.points.file } : { flag: "the image", path: cfg.image };
 }
 
-/** The configuration's data, opened (read, checked, measured) as a source. */
-export async function openSource(cfg: TrainConfig, log: (message: string) => void): Promise<DataSource> {
-  return cfg.points ? await openPointSource(cfg, { log }) : new ImageSource(await loadImage(cfg.image), cfg);
+/**
+ * The configuration's data, opened (read, checked, measured) as a source; as rank `share.rank` of
+ * `share.size`, measured once every rank has called its gather().
+ */
+export async function openSource(cfg: TrainConfig, log: (message: string) => void, share?: { rank: number; size: number }): Promise<DataSource> {
+  return cfg.points ? await openPointSource(cfg, { log, share }) : new ImageSource(await loadImage(cfg.image), cfg);
 }

@@ -35,6 +35,7 @@ import sharp from "sharp";
 import * as vega from "vega";
 import * as vl from "vega-lite";
 import type { DeviceBuffer } from "../../runtime/buffer.ts";
+import type { Ranks } from "../../runtime/mpi.ts";
 import type { BackendRequest } from "../../runtime/backend.ts";
 import { seededUniform } from "../../modules/random.ts";
 import { notRegularFile } from "../../runtime/files.ts";
@@ -390,6 +391,15 @@ export function peakRss(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
+/** A first pass over some records: coordinate ranges per axis, the values' range, records outside the header's box, the first non-finite value's position (record x (dims + channels) + column; Infinity: none). */
+interface FirstPass {
+  min: number[];
+  max: number[];
+  values: { min: number; max: number };
+  outside: number;
+  notFinite: number;
+}
+
 /** The data's description a checkpoint keeps (meta.points): what a render or evaluation needs. */
 export interface PointsMeta {
   file: string;
@@ -404,9 +414,14 @@ export interface PointsMeta {
 /** A size in bytes for people. */
 const showBytes = (n: number) => (n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 2 ** 10).toFixed(1)} KiB`);
 
-export async function openPointSource(cfg: TrainConfig, opts: { log?: (m: string) => void } = {}): Promise<PointSource> {
+/**
+ * The configuration's points, opened and measured. With `share` (rank `rank` of `size` of an MPI
+ * job), the first pass reads that rank's run of blocks only, and the source is measured once every
+ * rank has called gather(ranks).
+ */
+export async function openPointSource(cfg: TrainConfig, opts: { log?: (m: string) => void; share?: { rank: number; size: number } } = {}): Promise<PointSource> {
   if (!cfg.points) throw new Error("openPointSource: the configuration has no points");
-  return new PointSource(cfg, openPoints(cfg.points.file, cfg.points.dims), opts.log ?? (() => {}));
+  return new PointSource(cfg, openPoints(cfg.points.file, cfg.points.dims), opts.log ?? (() => {}), opts.share);
 }
 
 /** The stream of training points and the held-out split, read in shards of bounded size. */
@@ -430,9 +445,12 @@ export class PointSource implements DataSource {
   #streamRecords: number;
   readonly #evalChunk: number;
   readonly #maxMemory: number;
-  #box: BoundingBox;
+  #box!: BoundingBox;
   #boxFrom: PointsSummary["boxFrom"];
-  #values: { min: number; max: number };
+  #values!: { min: number; max: number };
+  /** With a share: the first pass over this rank's blocks, until gather() combines the ranks'. */
+  #firstPass: FirstPass | undefined;
+  readonly #log: (m: string) => void;
   /** Per axis: normalized = (x - min) * scale + bias. */
   #scale: Float64Array;
   #min: Float64Array;
@@ -457,6 +475,7 @@ export class PointSource implements DataSource {
     private readonly cfg: TrainConfig,
     opened: Opened,
     log: (m: string) => void,
+    share?: { rank: number; size: number },
   ) {
     const p = cfg.points!;
     this.#o = opened;
@@ -495,13 +514,13 @@ export class PointSource implements DataSource {
     this.#evalCoords = new Float32Array(evalRecords * this.dims);
     this.#evalTargets = new Float32Array(evalRecords * this.channels);
 
-    const scan = this.#scan();
-    this.#box = opened.box ?? scan.box;
+    this.#log = log;
     this.#boxFrom = opened.box ? "header" : "data";
-    this.#values = scan.values;
-    if (opened.box && scan.outside > 0) log(`${this.path}: ${plural(scan.outside, "record")} lie outside the header's bounding box (their coordinates are clamped to it)`);
     [this.#min, this.#scale, this.#bias] = [new Float64Array(this.dims), new Float64Array(this.dims), new Float64Array(this.dims)];
-    this.#setBox(this.#box);
+    // The first pass: the whole file, or this rank's run of blocks (gather() combines the ranks').
+    const [from, to] = share ? [Math.floor((this.#blocks * share.rank) / share.size), Math.floor((this.#blocks * (share.rank + 1)) / share.size)] : [0, this.#blocks];
+    this.#firstPass = this.#scan(from * this.#blockRecords, Math.min(R, to * this.#blockRecords));
+    if (!share) this.#measured(this.#firstPass);
     log(
       `points: ${this.path} (${opened.format}), ${plural(R, "record")} of ${this.dims} coordinates and ${plural(this.channels, "value")}; ` +
         `${plural(this.#heldOutRecords, "record")} held out (every ${k}th block of ${this.#blockRecords}); ` +
@@ -517,8 +536,12 @@ export class PointSource implements DataSource {
     return Math.ceil(this.#stream.length / this.#shardBlocks);
   }
 
-  /** The first pass: NaN and Infinity refused (naming the record), the box and the values' range measured. */
-  #scan(): { box: BoundingBox; values: { min: number; max: number }; outside: number } {
+  /**
+   * The first pass over records [from, to): the box and the values' range measured, the records
+   * outside the header's box counted, and the first value that is not finite (NaN, Infinity) found:
+   * the pass stops there.
+   */
+  #scan(from: number, to: number): FirstPass {
     const { dims } = this;
     const F = this.#floats;
     const min = new Array<number>(dims).fill(Infinity);
@@ -528,8 +551,8 @@ export class PointSource implements DataSource {
     let outside = 0;
     const hb = this.#o.box;
     const cap = this.#shard.length / F;
-    for (let r0 = 0; r0 < this.records; r0 += cap) {
-      const n = Math.min(cap, this.records - r0);
+    for (let r0 = from; r0 < to; r0 += cap) {
+      const n = Math.min(cap, to - r0);
       this.#o.reader.read(r0, n, this.#shard, 0);
       const a = this.#shard;
       for (let i = 0; i < n; i++) {
@@ -537,12 +560,7 @@ export class PointSource implements DataSource {
         let out = false;
         for (let j = 0; j < F; j++) {
           const x = a[o + j]!;
-          if (!Number.isFinite(x)) {
-            const r = r0 + i;
-            const line = this.#o.lineOf ? ` (line ${this.#o.lineOf(r)})` : "";
-            const what = j < dims ? `coordinate ${j}` : `value ${j - dims}`;
-            throw new PointsError(`${this.path}: record ${r}${line} (counting from 0) has ${x} as its ${what}: coordinates and values must be finite numbers`, this.path);
-          }
+          if (!Number.isFinite(x)) return { min, max, values: { min: vmin, max: vmax }, outside, notFinite: (r0 + i) * F + j };
           if (j < dims) {
             if (x < min[j]!) min[j] = x;
             if (x > max[j]!) max[j] = x;
@@ -555,7 +573,47 @@ export class PointSource implements DataSource {
         if (out) outside++;
       }
     }
-    return { box: { min, max }, values: { min: vmin, max: vmax }, outside };
+    return { min, max, values: { min: vmin, max: vmax }, outside, notFinite: Infinity };
+  }
+
+  /**
+   * Data-parallel training: the first pass of every rank's share (openPointSource's `share`)
+   * combined, a collective every rank calls: the minima and maxima (exact in any order), the count
+   * outside the header's box and the first value that is not finite, so that every rank has what
+   * one process's pass over the whole file gives, or throws its error. The file is read once
+   * between the ranks.
+   */
+  gather(ranks: Ranks): void {
+    const pass = this.#firstPass;
+    if (!pass) return;
+    const { dims } = this;
+    const low = Float64Array.from([...pass.min, pass.values.min, pass.notFinite]);
+    const high = Float64Array.from([...pass.max, pass.values.max]);
+    const outside = Float64Array.of(pass.outside);
+    ranks.allReduce(low, "min");
+    ranks.allReduce(high, "max");
+    ranks.allReduce(outside, "sum");
+    this.#measured({ min: [...low.subarray(0, dims)], max: [...high.subarray(0, dims)], values: { min: low[dims]!, max: high[dims]! }, outside: outside[0]!, notFinite: low[dims + 1]! });
+  }
+
+  /** The whole file's first pass: a value that is not finite refused (naming the record), else the box and values' range set. */
+  #measured(pass: FirstPass): void {
+    this.#firstPass = undefined;
+    if (pass.notFinite !== Infinity) {
+      const F = this.#floats;
+      const [r, j] = [Math.floor(pass.notFinite / F), pass.notFinite % F];
+      const record = new Float32Array(F);
+      this.#o.reader.read(r, 1, record, 0);
+      const line = this.#o.lineOf ? ` (line ${this.#o.lineOf(r)})` : "";
+      const what = j < this.dims ? `coordinate ${j}` : `value ${j - this.dims}`;
+      throw new PointsError(`${this.path}: record ${r}${line} (counting from 0) has ${record[j]} as its ${what}: coordinates and values must be finite numbers`, this.path);
+    }
+    // -0 and 0 are equal minima: which one a pass keeps depends on the order it meets them in; +0 always.
+    const zeroed = (xs: number[]) => xs.map((x) => x + 0);
+    this.#box = this.#o.box ?? { min: zeroed(pass.min), max: zeroed(pass.max) };
+    this.#values = { min: pass.values.min + 0, max: pass.values.max + 0 };
+    if (this.#o.box && pass.outside > 0) this.#log(`${this.path}: ${plural(pass.outside, "record")} lie outside the header's bounding box (their coordinates are clamped to it)`);
+    this.#setBox(this.#box);
   }
 
   #setBox(box: BoundingBox): void {

@@ -6,6 +6,7 @@
 // sources; open.ts picks the configuration's.
 import type { BackendRequest } from "../../runtime/backend.ts";
 import type { DeviceBuffer } from "../../runtime/buffer.ts";
+import type { Ranks } from "../../runtime/mpi.ts";
 import type { Loss } from "../../modules/loss.ts";
 import type { Checkpoint } from "../checkpoint.ts";
 import type { Field } from "../eval.ts";
@@ -100,6 +101,13 @@ export interface DataSource {
    * Absent: rank r draws micro-batches k size + r of the one stream (the image).
    */
   split?(rank: number, size: number): void;
+  /**
+   * Data-parallel training, a collective every rank calls after opening: completes what each rank
+   * measured of its own share of the data when opened with one (openSource's `share`; points: the
+   * first pass's box, value range and non-finite check), so that the file is read once between
+   * the ranks.
+   */
+  gather?(ranks: Ranks): void;
   /** A digest of the data itself (the ranks check they train on the same), where meta() does not tell. */
   fingerprint?(): string;
   /** Refuses a checkpoint trained on other data (a CheckpointError naming `path`). */
