@@ -25,7 +25,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { detachFromLauncher, findMpi, openRanks, type Ranks } from "../runtime/mpi.ts";
 import { findCxx } from "../runtime/toolchain.ts";
-import { readCheckpoint } from "../train/checkpoint.ts";
+import { largestRelative, readCheckpoint } from "../train/checkpoint.ts";
 import type { TrainConfigInput } from "../train/config.ts";
 import { train } from "../train/trainer.ts";
 import { benchArgs } from "./args.ts";
@@ -195,21 +195,6 @@ async function runWorker(config: TrainConfigInput, layout: { ranks: number; thre
   const line = stdout.trim().split("\n").findLast((l) => l.startsWith("{"));
   if (code !== 0 || !line) throw new Error(`the ${layout.ranks} rank x ${layout.threads} thread run exited with status ${code}: ${stderr.trim().split("\n").slice(-5).join(" | ")}`);
   return JSON.parse(line) as WorkerResult;
-}
-
-/** The largest ||a - b|| / ||a|| over the arrays two checkpoints hold. */
-async function largestRelative(a: string, b: string): Promise<{ name: string; relative: number }> {
-  const [x, y] = [await readCheckpoint(a), await readCheckpoint(b)];
-  let worst = { name: "", relative: 0 };
-  for (const [name, u] of Object.entries(x.arrays)) {
-    const v = y.arrays[name];
-    if (!v || v.length !== u.length) return { name, relative: Infinity };
-    let [d, n] = [0, 0];
-    for (let i = 0; i < u.length; i++) (d += (u[i]! - v[i]!) ** 2), (n += u[i]! ** 2);
-    const relative = Math.sqrt(d / Math.max(n, 1e-300));
-    if (relative >= worst.relative) worst = { name, relative };
-  }
-  return worst;
 }
 
 const losses = (metrics: string) => readFileSync(metrics, "utf8").trim().split("\n").slice(1).map((l) => Number(l.split(",")[1]));

@@ -414,6 +414,24 @@ export class Ranks {
   }
 
   /**
+   * Where any rank has a problem (a string; undefined: none), every rank learns the first one's,
+   * by rank: that rank, its text (at most `bytes` of UTF-8) and the other ranks that have one.
+   * Undefined on every rank where none has.
+   */
+  firstProblem(problem: string | undefined, bytes = 2048): { rank: number; problem: string; others: number[] } | undefined {
+    const has = new Int32Array(this.size);
+    has[this.rank] = problem === undefined ? 0 : 1;
+    this.allReduce(has, "sum");
+    const first = has.findIndex((x) => x !== 0);
+    if (first < 0) return undefined;
+    const text = new Uint8Array(bytes);
+    if (this.rank === first) new TextEncoder().encodeInto(problem!, text.subarray(0, bytes - 1));
+    this.broadcast(text, first);
+    const end = text.indexOf(0);
+    return { rank: first, problem: new TextDecoder().decode(text.subarray(0, end < 0 ? bytes : end)), others: [...has.keys()].filter((r) => has[r] && r !== first) };
+  }
+
+  /**
    * Checks that every rank holds the same `value` (a configuration's hash): rank 0's is broadcast
    * and compared. Throws RanksDisagreeError on every rank, naming the ranks that differ.
    */

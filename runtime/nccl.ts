@@ -251,13 +251,14 @@ export interface AllReduceOptions extends NcclOptions {
 
 /**
  * The all-reduce of a job's ranks, on every rank together (a collective: call it before any CUDA
- * buffer is made, since it sets this rank's device). With `cuda` and more than one rank: NCCL when
- * every rank loads it (ranks.any: one rank without it sends all through MPI, as NCCL cannot start
- * on some ranks only), else MPI through host memory. Errors of NCCL's bootstrap are thrown.
+ * buffer is made, since it sets this rank's device). With more than one rank: NCCL when every rank
+ * has CUDA buffers (`cuda`) and loads NCCL (one rank without sends all through MPI, as NCCL cannot
+ * start on some ranks only; every rank's reason names the first such rank and why), else MPI
+ * through host memory. Errors of NCCL's bootstrap are thrown.
  */
 export async function openAllReduce(ranks: Ranks, opts: AllReduceOptions): Promise<AllReduce> {
   let device: number | undefined;
-  let why = "";
+  let why: string | undefined;
   let cuda: CudaControl | undefined;
   if (opts.cuda) {
     const control = openCudaControl(opts.cudart);
@@ -275,12 +276,16 @@ export async function openAllReduce(ranks: Ranks, opts: AllReduceOptions): Promi
     return hostReduce(ranks, via, reason, device);
   };
   if (ranks.size === 1) return host("none", "one rank: nothing to reduce");
-  if (!opts.cuda) return host("mpi", `MPI (${ranks.description.split(",")[0]}): host buffers`);
-  const lookup = opts.library === undefined ? findNccl() : { library: opts.library, reason: opts.library };
-  if (!why && !lookup.library) why = lookup.reason;
+  const lookup = !opts.cuda ? undefined : opts.library === undefined ? findNccl() : { library: opts.library, reason: opts.library };
+  if (!lookup) why = "its buffers are in host memory (not CUDA)";
+  else if (!why && !lookup.library) why = lookup.reason;
   // NCCL starts on every rank or on none.
-  if (ranks.any(why !== "")) return host("mpi", `MPI through host memory, not NCCL: ${why ? `rank ${ranks.rank}: ${why}` : "another rank cannot use NCCL (its log says why)"}`);
-  const comm = await NcclComm.open(ranks, { ...opts, library: lookup.library });
+  const first = ranks.firstProblem(why);
+  if (first) {
+    const others = first.others.length ? ` (also ranks ${first.others.join(", ")})` : "";
+    return host("mpi", opts.cuda ? `MPI through host memory, not NCCL: rank ${first.rank}: ${first.problem}${others}` : `MPI (${ranks.description.split(",")[0]}): host buffers`);
+  }
+  const comm = await NcclComm.open(ranks, { ...opts, library: lookup!.library });
   return {
     via: "nccl",
     reason: comm.description,

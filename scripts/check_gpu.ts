@@ -14,6 +14,9 @@
 //                 path, else a Python package's nvidia/.../libnccl.so.2): bootstrap and exact sums,
 //                 one rank per GPU under mpirun when there are several GPUs and MPI, else one rank;
 //                 SKIP with the reason when there is no libnccl
+//   train-ranks   mpirun bun run train on the device (one rank per GPU, at least 2) against one
+//                 process with --accumulate: the gradients through NCCL (a GPU per rank, libnccl)
+//                 or MPI through host memory, named by the log; the results within 1e-5
 // then one summary: PASS/FAIL per step, the figures, a verdict. Each step is a child process with
 // its own timeout (a crash or hang in one cannot stop the others), and the whole run keeps within
 // a budget of a little under 5 minutes: a step that would start past it is reported NOT RUN.
@@ -33,6 +36,8 @@ import { parseArgs } from "node:util";
 import { detectCudaDevices } from "../runtime/device.ts";
 import { findMpi } from "../runtime/mpi.ts";
 import { findNccl } from "../runtime/nccl.ts";
+import { largestRelative } from "../train/checkpoint.ts";
+import { readMetrics } from "../train/outputs.ts";
 import { findNvcc } from "../runtime/toolchain.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -232,6 +237,49 @@ const ncclStep: StepDef = {
   },
 };
 
+/**
+ * The trainer over MPI ranks on the device: mpirun -np R bun run train (R = the GPUs, at least 2)
+ * against one process with --accumulate R, a small model with learned probing: the gradients
+ * through NCCL where every rank has a GPU of its own and libnccl loads, else MPI through host
+ * memory (2 ranks sharing one GPU); the log names which. The losses agree within 1e-5 and the
+ * states within 1e-5 relative (CUDA's backward adds with atomics: not bit for bit); the ranks'
+ * states equal bit for bit (the trainer compares their digests at every checkpoint).
+ */
+const trainRanksStep: StepDef = {
+  id: "train-ranks",
+  title: (ctx) => `train over MPI ranks (${ctx.backend}: mpirun bun run train vs --accumulate)`,
+  timeoutS: 150,
+  async run(ctx, t) {
+    const mpirun = Bun.which("mpirun");
+    const mpi = findMpi();
+    if (!mpirun || !mpi.mpi) return { status: "SKIP", notes: [`skipped: ${!mpirun ? "mpirun is not on PATH" : mpi.reason}`], figures: [] };
+    const nccl = ctx.standIn ? { reason: `the ${ctx.backend} stand-in has host buffers` } : ncclLibrary();
+    if (nccl.library) process.env.NGPK_NCCL = nccl.library; // for the ranks
+    const gpus = ctx.standIn ? 0 : detectCudaDevices().count;
+    const ranks = Math.max(2, gpus);
+    const dir = mkdtempSync(join(LOG_DIR, "train-ranks-"));
+    const train = ["bun", "cli/train.ts", "data/astronaut.png", "--backend", ctx.backend, "--levels", "4", "--log2-table", "12", "--finest", "256", "--width", "16", "--batch", "1024", "--steps", "4", "--eval-every", "0", "--seed", "7", "--lr", "1e-2", "--schedule", "none", "--probing-range", "4", "--checkpoint-every", "1"];
+    const one = await spawnStep("train-ranks-one", [...train, "--accumulate", String(ranks), "--out", join(dir, "one")], t / 2, false);
+    const many = await spawnStep("train-ranks-many", [mpirun, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", String(ranks), ...train, "--out", join(dir, "ranks")], t / 2, false);
+    const failed = [one, many].filter((r) => r.code !== 0);
+    if (failed.length) {
+      failed.forEach((r) => showTail(r));
+      return { status: "FAIL", notes: failed.map((r) => `${r === one ? "one process" : `${ranks} ranks`}: ${exitText(r, t / 2)} (log ${r.logFile})`), figures: [] };
+    }
+    const via = readFileSync(many.logFile, "utf8").split("\n").find((l) => l.startsWith("gradient all-reduce: ")) ?? "no gradient all-reduce line";
+    const expectNccl = gpus >= 2 && nccl.library !== undefined;
+    const notNccl = !nccl.library ? nccl.reason : `${ranks} ranks share ${gpus} GPU${gpus === 1 ? "" : "s"}`;
+    const notes = [`${ranks} ranks on ${gpus} GPU${gpus === 1 ? "" : "s"}: ${via}${expectNccl ? "" : ` (NCCL not expected: ${notNccl})`}`];
+    const [a, b] = [readMetrics(join(dir, "one", "metrics.csv")), readMetrics(join(dir, "ranks", "metrics.csv"))];
+    const loss = a.length === b.length ? Math.max(...a.map((r, i) => Math.abs(r.loss - b[i]!.loss) / Math.abs(r.loss))) : Infinity;
+    const state = await largestRelative(join(dir, "one", "checkpoint.ngpk"), join(dir, "ranks", "checkpoint.ngpk"));
+    notes.push(`losses within ${loss.toExponential(1)}, state within ${state.relative.toExponential(1)} relative (largest: ${state.name}) of one process with --accumulate ${ranks}`);
+    const ok = loss <= 1e-5 && state.relative <= 1e-5 && via.includes(expectNccl ? "NCCL" : "MPI");
+    if (!ok) notes.unshift(`FAILED: ${via.includes(expectNccl ? "NCCL" : "MPI") ? "the results differ" : `expected ${expectNccl ? "NCCL" : "MPI"}`}`);
+    return { status: ok ? "PASS" : "FAIL", notes, figures: [], json: { ranks, gpus, via, loss, state } };
+  },
+};
+
 /** Test files with CUDA execution tests: those that ask device detection or a cuda backend. */
 function cudaTestFiles(): string[] {
   const out: string[] = [];
@@ -379,6 +427,7 @@ async function main(): Promise<number> {
     gridBenchStep,
     mlpBenchStep(),
     ncclStep,
+    trainRanksStep,
   ];
   if (values.help) {
     say(`usage: bun run check:gpu [--stand-in js|cpu] [--only ${steps.map((s) => s.id).join(",")}] [--budget S] [--json]`);

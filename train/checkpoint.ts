@@ -466,3 +466,18 @@ export function checkCompatible(ck: Checkpoint, config: unknown, fields: string[
       throw new CheckpointError(`checkpoint ${file}: does not fit this configuration: ${f} is ${show(saved)} in the checkpoint but ${show(now)} here`, { file, problem: "incompatible" });
   }
 }
+
+/** The largest ||a - b|| / ||a|| over the arrays two checkpoints hold. */
+export async function largestRelative(a: string, b: string): Promise<{ name: string; relative: number }> {
+  const [x, y] = [await readCheckpoint(a), await readCheckpoint(b)];
+  let worst = { name: "", relative: 0 };
+  for (const [name, u] of Object.entries(x.arrays)) {
+    const v = y.arrays[name];
+    if (!v || v.length !== u.length) return { name, relative: Infinity };
+    let [d, n] = [0, 0];
+    for (let i = 0; i < u.length; i++) (d += (u[i]! - v[i]!) ** 2), (n += u[i]! ** 2);
+    const relative = Math.sqrt(d / Math.max(n, 1e-300));
+    if (relative >= worst.relative) worst = { name, relative };
+  }
+  return worst;
+}

@@ -13,9 +13,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Backend, BackendRequest } from "../runtime/backend.ts";
+import { chooseBackend, type Backend, type BackendRequest } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { RanksDisagreeError, type Ranks } from "../runtime/mpi.ts";
+import { openAllReduce, type AllReduce } from "../runtime/nccl.ts";
 import { removeStaleTemporaries } from "../runtime/cache.ts";
 import { checkOutputFile } from "../runtime/files.ts";
 import { Ema } from "../modules/ema.ts";
@@ -207,19 +208,34 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
     });
     // After the inputs are checked, before anything is built or written.
     using _lock = await together(ranks, "lock the out directory", async () => (ranks && ranks.rank !== 0 ? undefined : lockOutDir(out, { log })), (l) => l?.[Symbol.dispose]());
-    // Ctrl-C in a terminal also stops the compiler of a kernel being built: then the build fails.
-    const build = () => buildModel(cfg, source, log, hooks.signal).catch((e) => {
-      throw hooks.signal?.aborted ? new InterruptedError(out) : e;
-    });
-    const m = await together(ranks, "build the model", build, (m) => m.close());
+    // With ranks, the gradients' all-reduce, chosen before the model's buffers are made (it sets
+    // this rank's GPU, its local rank's): NCCL on the device buffers where every rank's backend is
+    // CUDA and loads NCCL, else MPI through host memory; rank 0 says which, or why not NCCL.
+    const reduce = ranks && (await openGradientReduce(cfg, ranks));
     try {
-      return await run(cfg, source, m, out, ck, hooks, ranks);
+      if (reduce) log(`gradient all-reduce: ${reduce.reason}`);
+      // Ctrl-C in a terminal also stops the compiler of a kernel being built: then the build fails.
+      const build = () => buildModel(cfg, source, log, hooks.signal).catch((e) => {
+        throw hooks.signal?.aborted ? new InterruptedError(out) : e;
+      });
+      const m = await together(ranks, "build the model", build, (m) => m.close());
+      try {
+        return await run(cfg, source, m, out, ck, hooks, ranks && { ranks, reduce: reduce! });
+      } finally {
+        m.close();
+      }
     } finally {
-      m.close();
+      reduce?.close();
     }
   } finally {
     source.close();
   }
+}
+
+/** The all-reduce of the gradients over `ranks` (runtime/nccl.ts openAllReduce): CUDA buffers where the backend chosen is CUDA. */
+async function openGradientReduce(cfg: TrainConfig, ranks: Ranks): Promise<AllReduce> {
+  const cuda = await together(ranks, "choose the backend", async () => chooseBackend({ backend: cfg.backend as BackendRequest }).backend === "cuda");
+  return await openAllReduce(ranks, { cuda });
 }
 
 /**
@@ -237,23 +253,13 @@ async function together<T>(ranks: Ranks | undefined, what: string, f: () => Prom
   } catch (e) {
     error = e;
   }
-  const failed = new Int32Array(ranks.size);
-  failed[ranks.rank] = made ? 0 : 1;
-  ranks.allReduce(failed, "sum");
-  const first = failed.findIndex((x) => x !== 0);
-  if (first < 0) return made!.value;
-  // The first failed rank's status and message, to every rank.
-  const text = new Uint8Array(2048);
-  if (ranks.rank === first) {
-    const status = error instanceof ExpectedError ? error.status : 1;
-    new TextEncoder().encodeInto(`${status}\t${error instanceof Error ? error.message : String(error)}`, text.subarray(0, text.length - 1));
-  }
-  ranks.broadcast(text, first);
+  const status = error instanceof ExpectedError ? error.status : 1;
+  const first = ranks.firstProblem(made ? undefined : `${status}\t${error instanceof Error ? error.message : String(error)}`);
+  if (!first) return made!.value;
   if (made) undo?.(made.value);
   if (!made) throw typeof error === "object" && error !== null ? share(error) : error;
-  const [status, message] = new TextDecoder().decode(text.subarray(0, text.indexOf(0) < 0 ? text.length : text.indexOf(0))).split(/\t(.*)/s) as [string, string];
-  const others = [...failed.keys()].filter((r) => failed[r] && r !== first);
-  throw new RankFailedError(`rank ${first} of ${ranks.size} could not ${what}: ${message}${others.length ? ` (also ranks ${others.join(", ")})` : ""}`, Number(status) || 1);
+  const [code, message] = first.problem.split(/\t(.*)/s) as [string, string];
+  throw new RankFailedError(`rank ${first.rank} of ${ranks.size} could not ${what}: ${message}${first.others.length ? ` (also ranks ${first.others.join(", ")})` : ""}`, Number(code) || 1);
 }
 
 /** Errors every rank met alike, or a rank's own that rank 0 repeats (together): rank 0 reports them. */
@@ -407,7 +413,8 @@ function recordedSpan(ck: Checkpoint): ScheduleSpan | undefined {
   return (ck.meta.scheduleSpan as ScheduleSpan | undefined) ?? (typeof steps === "number" && steps < MAX_STEPS ? { steps, from: "steps" } : undefined);
 }
 
-async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, resume: Checkpoint | undefined, hooks: TrainHooks, ranks: Ranks | undefined): Promise<TrainResult> {
+async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, resume: Checkpoint | undefined, hooks: TrainHooks, dp: { ranks: Ranks; reduce: AllReduce } | undefined): Promise<TrainResult> {
+  const ranks = dp?.ranks;
   const { encoding, mlp, opt, ema } = m;
   // With ranks, rank 0 alone evaluates and writes; N: the ranks whose gradients each step averages.
   const lead = !ranks || ranks.rank === 0;
@@ -595,7 +602,7 @@ async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, 
     }
     if (done === 0) break;
     // The ranks' gradients summed (each a mean over its batch: the step's mean is the sum over N).
-    for (const g of gradients) ranks!.allReduceSum(g);
+    dp?.reduce.allReduceSum(gradients);
     if (ranks && cfg.optimizer.sparse) unionTouched(encoding.grids, ranks);
     // A last partial group (the time budget ran out) counts as the mean of what it holds.
     opt.update({ gradScale: K / count });

@@ -129,8 +129,20 @@ describe.skipIf(!CXX)(`NCCL against the mock${NO_CXX}`, () => {
         expect(line).toMatchObject({ via: "mpi", checks: { a: true, b: true, host: true } });
         expect(line.calls as string[]).not.toContain("ncclGetUniqueId");
       }
-      expect(first!.reason).toBe("MPI through host memory, not NCCL: another rank cannot use NCCL (its log says why)");
+      // Every rank's reason names the rank without NCCL and why (rank 0 alone logs it).
       expect(second!.reason).toStartWith("MPI through host memory, not NCCL: rank 1: ");
+      expect(first!.reason).toBe(second!.reason as string);
+    }, 60_000);
+
+    test("one rank with host buffers (a backend that is not CUDA): the same collectives on both, both through MPI; the CUDA rank's reason names the other", async () => {
+      const { code, lines, err } = await runRanks("nccl_ranks.ts", { nccl: mock, mockCuda, cacheDir: dir, host: [1] }, { ranks: 2, env: { ...process.env, NGPK_NCCL: undefined } });
+      expect({ code, err }).toMatchObject({ code: 0 });
+      const [first, second] = [...lines].sort((x, y) => (x.rank as number) - (y.rank as number));
+      for (const line of [first!, second!]) expect(line).toMatchObject({ via: "mpi", checks: { a: true, b: true, host: true } });
+      expect(first!.reason).toBe("MPI through host memory, not NCCL: rank 1: its buffers are in host memory (not CUDA)");
+      expect(second!.reason).toMatch(/^MPI \(.+\): host buffers$/);
+      expect(first!.device).toBe(0);
+      expect(second!.device).toBeUndefined();
     }, 60_000);
   });
 });

@@ -111,6 +111,8 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     // --checkpoint-every 1: the ranks compare their whole state's digest at every step.
     const ranks = await train([...args, "--out", two], 2);
     expect(ranks.code, ranks.err).toBe(0);
+    // The gradients' all-reduce (runtime/nccl.ts openAllReduce) says what it uses, once (rank 0): on the CPU, MPI.
+    expect(ranks.err.split("\n").filter((l) => l.startsWith("gradient all-reduce: "))).toEqual([expect.stringMatching(/^gradient all-reduce: MPI \(.+\): host buffers$/)]);
     expect(metricsLosses(two)).toEqual(metricsLosses(one));
     // Each rank alone would step only its own rows: the state would be far from one process's.
     for (const [name, rel] of Object.entries(await relative(join(one, "checkpoint.ngpk"), join(two, "checkpoint.ngpk"))))
