@@ -39,6 +39,11 @@ function checkCount(what: string, n: number, max: number): void {
   if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new RangeError(`ImageSampler.${what}: ${n} is not an integer from 1 to ${max}`);
 }
 
+/** A seed modulo 2^32. */
+function u32(seed: number): number {
+  return ((seed % 2 ** 32) + 2 ** 32) % 2 ** 32;
+}
+
 export class ImageSampler {
   /** The packed samples on the module's backend (on host backends, image.packed itself: no copy), and the words past PART_WORDS. */
   readonly #pixels: DeviceBuffer<"u32"> | Uint32Array;
@@ -118,18 +123,51 @@ export class ImageSampler {
    * modulo 2^32.
    */
   sample(n: number, seed: number): { coords: DeviceBuffer<"f32">; targets: DeviceBuffer<"f32"> } {
-    this.checkOpen("sample");
-    checkCount("sample", n, MAX_POINTS);
-    if (!Number.isSafeInteger(seed)) throw new RangeError(`ImageSampler.sample: seed ${seed} is not an integer`);
+    const { coords, targets } = this.#buffers("sample", n, seed);
+    const kernel = this.sampling === "pixel" ? this.mod.kernels.samplePixels! : this.mod.kernels.sampleImage!;
+    kernel(n, this.#pixels, this.#pixelsHi, u32(seed), coords, targets);
+    return { coords, targets };
+  }
+
+  /** The batch buffers for n points (reused while n stays the same), after checking the call. */
+  #buffers(what: string, n: number, seed: number): { coords: DeviceBuffer<"f32">; targets: DeviceBuffer<"f32"> } {
+    this.checkOpen(what);
+    checkCount(what, n, MAX_POINTS);
+    if (!Number.isSafeInteger(seed)) throw new RangeError(`ImageSampler.${what}: seed ${seed} is not an integer`);
     if (this.#coords?.length !== 2 * n) {
       this.#coords?.dispose();
       this.#targets?.dispose();
       this.#coords = this.mod.alloc("f32", 2 * n);
       this.#targets = this.mod.alloc("f32", n * this.image.channels);
     }
-    const kernel = this.sampling === "pixel" ? this.mod.kernels.samplePixels! : this.mod.kernels.sampleImage!;
-    kernel(n, this.#pixels, this.#pixelsHi, ((seed % 2 ** 32) + 2 ** 32) % 2 ** 32, this.#coords, this.#targets!);
     return { coords: this.#coords, targets: this.#targets! };
+  }
+
+  /**
+   * Whether pixel sampling draws batches of n points from the shuffled stream (sampleShuffled):
+   * pixel sampling, and positions of an epoch and a batch that fit u32 (width * height + n <= 2^32;
+   * a larger image draws its pixels independently, with sample()).
+   */
+  shuffles(n: number): boolean {
+    return this.sampling === "pixel" && this.image.width * this.image.height + n <= 2 ** 32;
+  }
+
+  /**
+   * Pixel sampling's batch of n points from positions [position, position + n) of the run's
+   * shuffled stream: epochs of width * height positions, each drawing every pixel once in an order
+   * of its own, keyed by (seed, epoch) (dsl/kernels/sample.ts samplePixelsShuffled). The points
+   * are pixel centres and the targets their stored values, as sample() gives them; the batches
+   * that follow each other in the stream cover the image evenly, where independent draws leave
+   * some pixels out of an epoch and repeat others.
+   */
+  sampleShuffled(n: number, seed: number, position: number): { coords: DeviceBuffer<"f32">; targets: DeviceBuffer<"f32"> } {
+    if (!this.shuffles(n)) throw new RangeError(`ImageSampler.sampleShuffled: ${this.sampling} sampling of ${n} points from a ${this.image.width} x ${this.image.height} image does not shuffle`);
+    if (!Number.isSafeInteger(position) || position < 0) throw new RangeError(`ImageSampler.sampleShuffled: position ${position} is not a non-negative integer below 2^53`);
+    const pixels = this.image.width * this.image.height;
+    const { coords, targets } = this.#buffers("sampleShuffled", n, seed);
+    const mask = 2 ** (32 - Math.clz32(pixels - 1)) - 1; // 2^k - 1, the least 2^k >= pixels
+    this.mod.kernels.samplePixelsShuffled!(n, this.#pixels, this.#pixelsHi, u32(seed), Math.floor(position / pixels) % 2 ** 32, position % pixels, mask, coords, targets);
+    return { coords, targets };
   }
 
   /**

@@ -9,7 +9,7 @@
 // [0, partWords) in `pixels`, the rest in `pixelsHi` (one host buffer holds at most 4 GiB: an RGBA
 // image of 56718 x 21450 has 4.9e9 samples). Sample indices are 64-bit, formed as (hi, lo) pairs of
 // u32 (sampleWord), never passing through i32 or f32; the word index is u32 (up to 2^32 words).
-import { type Buf, type Const, type bool, f32, i32, floor, fma, localArray, max, min, pow, select, u32 } from "../index.ts";
+import { type Buf, type Const, type bool, f32, i32, floor, fma, localArray, max, min, pow, clz, select, u32 } from "../index.ts";
 
 export interface ImageConfig {
   width: i32;
@@ -167,6 +167,15 @@ export function sampleImage(i: u32, cfg: Const<ImageConfig>, pixels: Buf<u32>, p
   }
 }
 
+/** Point i is pixel (x, y): its centre to coords[2i], coords[2i + 1], its stored samples to targets[i * channels + c]. */
+function writePixel(i: u32, cfg: Const<ImageConfig>, pixels: Buf<u32>, pixelsHi: Buf<u32>, x: u32, y: u32, coords: Buf<f32>, targets: Buf<f32>): void {
+  coords[i * 2] = centre(x, cfg.width);
+  coords[i * 2 + 1] = centre(y, cfg.height);
+  for (let c = 0; c < cfg.channels; c++) {
+    targets[i * u32(cfg.channels) + u32(c)] = sampleAt(cfg, pixels, pixelsHi, x, y, c);
+  }
+}
+
 /**
  * Thread i: pixel (x, y) uniform over the image from the hashes of (seed, i) that sampleImage
  * draws its point from (x = floor(h * width / 2^32), y likewise: each pixel drawn with probability
@@ -179,11 +188,56 @@ export function samplePixels(i: u32, cfg: Const<ImageConfig>, pixels: Buf<u32>, 
   const key = fmix32(i);
   const x = mulHi(hashKey(key, seed, 0x2545f491), u32(cfg.width));
   const y = mulHi(hashKey(key, seed, 0x9e3779b9), u32(cfg.height));
-  coords[i * 2] = centre(x, cfg.width);
-  coords[i * 2 + 1] = centre(y, cfg.height);
-  for (let c = 0; c < cfg.channels; c++) {
-    targets[i * u32(cfg.channels) + u32(c)] = sampleAt(cfg, pixels, pixelsHi, x, y, c);
+  writePixel(i, cfg, pixels, pixelsHi, x, y, coords, targets);
+}
+
+/**
+ * A bijection of [0, n) keyed by `key`, for 1 <= n <= mask + 1 where mask = 2^k - 1 is the least
+ * such: a keyed permutation of the k-bit integers (four rounds of xor with a key word,
+ * multiplication by an odd constant modulo 2^k and a xorshift by about k / 2, each a bijection of
+ * [0, 2^k)) applied again until the value falls below n (cycle walking: since 2^k < 2n, at most
+ * two rounds on average). Counter-based: the image of r depends on (r, n, key) alone.
+ */
+export function shufflePixel(r: u32, n: u32, mask: u32, key: u32): u32 {
+  const shift: u32 = max((32 - clz(mask)) / 2, 1);
+  const k1 = fmix32(key ^ 0x6a09e667);
+  const k2 = fmix32(key ^ u32(0xbb67ae85));
+  const k3 = fmix32(key ^ 0x3c6ef372);
+  const k4 = fmix32(key ^ u32(0xa54ff53a));
+  let p: u32 = r;
+  // The walk from r stays on r's cycle of the permutation, which r itself (< n) closes: it ends
+  // within the cycle's length, at most 2^k steps (mask is a run-time value, so this stays a loop).
+  for (let t: u32 = 0; t <= mask; t++) {
+    p = ((p ^ k1) * 0x2c1b3c6d) & mask;
+    p ^= p >> shift;
+    p = ((p ^ k2) * 0x297a2d39) & mask;
+    p ^= p >> shift;
+    p = ((p ^ k3) * u32(0x85ebca6b)) & mask;
+    p ^= p >> shift;
+    p = ((p ^ k4) * u32(0xc2b2ae35)) & mask;
+    p ^= p >> shift;
+    if (p < n) break;
   }
+  return p;
+}
+
+/**
+ * Thread i: the pixel at position base + i of a shuffled stream over the image's n = width * height
+ * pixels, in epochs of n positions: position q is pixel shufflePixel(q mod n, n, mask, key of epoch
+ * epoch + floor(q / n)), so each epoch draws every pixel exactly once, in an order of its own (the
+ * key mixes the seed and the epoch). Writes its centre and stored values as samplePixels does.
+ * The caller keeps base < n and n + threads <= 2^32 (no position overflows u32), and passes
+ * mask = 2^k - 1 for the least k with 2^k >= n.
+ * @kernel
+ */
+export function samplePixelsShuffled(i: u32, cfg: Const<ImageConfig>, pixels: Buf<u32>, pixelsHi: Buf<u32>, seed: u32, epoch: u32, base: u32, mask: u32, coords: Buf<f32>, targets: Buf<f32>): void {
+  const n: u32 = u32(cfg.width) * u32(cfg.height);
+  const q: u32 = base + i;
+  const lap: u32 = q / n;
+  const p = shufflePixel(q - lap * n, n, mask, fmix32(seed ^ fmix32(epoch + lap)));
+  const y: u32 = p / u32(cfg.width);
+  const x: u32 = p - y * u32(cfg.width);
+  writePixel(i, cfg, pixels, pixelsHi, x, y, coords, targets);
 }
 
 /**

@@ -2,7 +2,8 @@
 // (in [0, 1), 24-bit, deterministic per seed, spread uniformly) and their targets against a
 // float64 bilinear reference of the decoded samples, for 8 and 16 bits, 1 to 4 channels, sRGB and
 // linear; pixel sampling (pixel centres where evaluation and render put them, the stored values as
-// evaluation decodes them, uniform over the pixels); CPU and JS bit for bit; pixel centres. Then full-image evaluation (train/eval.ts) and the
+// evaluation decodes them, uniform over the pixels, and the shuffled stream: every pixel once per
+// epoch); CPU and JS bit for bit; pixel centres. Then full-image evaluation (train/eval.ts) and the
 // run's outputs (train/outputs.ts): metrics CSV, plot, JSON.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -203,6 +204,82 @@ describe("samplePixels on the JS backend: pixel centres and the stored values", 
   });
 });
 
+describe("pixel sampling's shuffled stream (samplePixelsShuffled), on the JS backend", () => {
+  /** The pixels (index y * width + x) at positions [from, from + count) of the stream, drawn in batches of n. */
+  function stream(s: ImageSampler, seed: number, from: number, count: number, n: number): number[] {
+    const { width, height } = s.image;
+    const out: number[] = [];
+    for (let pos = from; pos < from + count; pos += n) {
+      const c = host(s.sampleShuffled(n, seed, pos).coords);
+      for (let i = 0; i < n && pos + i < from + count; i++) out.push(Math.floor(c[2 * i + 1]! * height) * width + Math.floor(c[2 * i]! * width));
+    }
+    return out;
+  }
+
+  test("each epoch draws every pixel exactly once, whatever the batch's size and where it starts; the targets are the stored values", async () => {
+    for (const [w, h] of [[1, 1], [7, 5], [64, 64], [70001, 1]] as const) {
+      const { image, samples } = makeImage(w, h, 3, 8);
+      const s = await ImageSampler.create(image, { backend: "js", cacheDir, sampling: "pixel" });
+      try {
+        const N = w * h;
+        for (const n of [Math.max(1, Math.floor(N / 3)), N, Math.ceil(2.5 * N)]) {
+          expect(s.shuffles(n)).toBe(true);
+          // Epochs 1 to 3 (positions N to 4N), drawn from an unaligned start.
+          const got = stream(s, 77, N - 1, 3 * N + 1, n).slice(1);
+          for (let e = 0; e < 3; e++) expect(got.slice(e * N, (e + 1) * N).sort((a, b) => a - b)).toEqual(Array.from({ length: N }, (_, k) => k));
+          if (N > 1) expect(got.slice(0, N)).not.toEqual(got.slice(N, 2 * N)); // each epoch its own order
+        }
+        const batch = s.sampleShuffled(Math.min(N, 4096), 5, 3);
+        expectPixels(image, samples, false, host(batch.coords), host(batch.targets), true);
+      } finally {
+        s.close();
+      }
+    }
+  });
+
+  test("a batch is its positions' slice of the stream: deterministic per seed, another seed another order", async () => {
+    const s = await ImageSampler.create(makeImage(13, 11, 1, 8).image, { backend: "js", cacheDir, sampling: "pixel" });
+    try {
+      const whole = stream(s, 9, 100, 400, 400);
+      expect(stream(s, 9, 100, 400, 7)).toEqual(whole);
+      expect(stream(s, 9, 250, 50, 50)).toEqual(whole.slice(150, 200));
+      expect(stream(s, 10, 100, 400, 400)).not.toEqual(whole);
+    } finally {
+      s.close();
+    }
+  });
+
+  test("a batch spreads over the image (chi-square of the 8 x 8 blocks of a 768 x 512 image), in every epoch", async () => {
+    const s = await ImageSampler.create(makeImage(768, 512, 1, 8).image, { backend: "js", cacheDir, sampling: "pixel" });
+    try {
+      const n = 2 ** 16;
+      for (const from of [0, 5 * 2 ** 17, 1000 * 768 * 512 + 12345]) {
+        const counts = new Array(64).fill(0);
+        for (const p of stream(s, 1337, from, n, n)) counts[Math.floor(p / 768 / 64) * 8 + Math.floor((p % 768) / 96)]++;
+        const chi2 = counts.reduce((sum, k) => sum + (k - n / 64) ** 2 / (n / 64), 0);
+        expect(chi2).toBeLessThan(120); // independent draws: 63 degrees of freedom, mean 63, sd 11.2
+      }
+    } finally {
+      s.close();
+    }
+  });
+
+  test("bilinear sampling does not shuffle; a bad position is refused", async () => {
+    const image = makeImage(4, 4, 1, 8).image;
+    const b = await ImageSampler.create(image, { backend: "js", cacheDir });
+    const p = await ImageSampler.create(image, { backend: "js", cacheDir, sampling: "pixel" });
+    try {
+      expect(b.shuffles(16)).toBe(false);
+      expect(() => b.sampleShuffled(16, 1, 0)).toThrow("ImageSampler.sampleShuffled: bilinear sampling of 16 points from a 4 x 4 image does not shuffle");
+      expect(() => p.sampleShuffled(16, 1, -1)).toThrow("ImageSampler.sampleShuffled: position -1 is not a non-negative integer below 2^53");
+      expect(() => p.sampleShuffled(16, 1, 2 ** 53)).toThrow("position 9007199254740992");
+    } finally {
+      b.close();
+      p.close();
+    }
+  });
+});
+
 describe("coordinates", () => {
   let s: ImageSampler;
   beforeAll(async () => {
@@ -307,9 +384,9 @@ describe("CPU native backend", () => {
           const n = 5000; // over the CPU's parallel threshold
           // The same draw on both: coordinates bit for bit; targets bit for bit where exact, else
           // within `bound` (of the target's index, the coordinates and the JS value).
-          const same = (x: ImageSampler, y: ImageSampler, bound: (k: number, coords: Float32Array, want: number) => number) => {
-            const a = x.sample(n, 2024);
-            const b = y.sample(n, 2024);
+          const same = (x: ImageSampler, y: ImageSampler, bound: (k: number, coords: Float32Array, want: number) => number, draw = (s: ImageSampler) => s.sample(n, 2024)) => {
+            const a = draw(x);
+            const b = draw(y);
             const coords = host(a.coords);
             expect(bits(coords)).toEqual(bits(host(b.coords)));
             const [ta, tb] = [host(a.targets), host(b.targets)];
@@ -331,8 +408,12 @@ describe("CPU native backend", () => {
           expect(bits(host(cpu.pixelCenters(3, 8)))).toEqual(bits(host(js.pixelCenters(3, 8))));
           // Pixel sampling (the same module): within one place of the stored value (a value in
           // [2^e, 2^(e+1)) has places of 2^(e-23), at most 2^-23 of it).
-          const { coords: pca, targets: pta } = same(cpuPixel, jsPixel, (_k, _coords, want) => 2 ** -23 * Math.max(Math.abs(want), 2 ** -8));
+          const place = (_k: number, _coords: Float32Array, want: number) => 2 ** -23 * Math.max(Math.abs(want), 2 ** -8);
+          const { coords: pca, targets: pta } = same(cpuPixel, jsPixel, place);
           expectPixels(image, samples, c.colorspace === "linear", pca, pta, c.exact);
+          // And its shuffled stream, from a position past many epochs (the batch spans 35 of them).
+          const shuffled = same(cpuPixel, jsPixel, place, (s) => s.sampleShuffled(n, 2024, 143 * 1000 + 17));
+          expectPixels(image, samples, c.colorspace === "linear", shuffled.coords, shuffled.targets, c.exact);
         } finally {
           for (const x of [cpu, js, cpuPixel, jsPixel]) x.close();
         }

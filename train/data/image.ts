@@ -86,7 +86,8 @@ export class ImageSource implements DataSource {
   }
 
   sample(n: number, micro: number): Batch {
-    return this.#sampler!.sample(n, microSeed(this.cfg.seed, micro));
+    const s = this.#sampler!;
+    return s.shuffles(n) ? s.sampleShuffled(n, this.cfg.seed, micro * n) : s.sample(n, microSeed(this.cfg.seed, micro));
   }
 
   /** The pixels' digest (the ranks check they train on the same photograph). */
