@@ -15,6 +15,7 @@ template <class T> NGP_FN T ngp_max(T a, T b) { return a < b ? b : a; }
 // f32 -> integer conversions saturate, NaN -> 0 (CUDA's __float2int_rz semantics; C is undefined).
 NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 2147483647 : x <= -2147483648.0f ? (-2147483647 - 1) : (int32_t)x; }
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
+NGP_FN uint32_t ngp_clz(uint32_t x) { return x == 0 ? 32u : (uint32_t)__builtin_clz(x); }
 
 
 NGP_FN void sampleImage_body(uint32_t i, const uint32_t* __restrict__ pixels, const uint32_t* __restrict__ pixelsHi, uint32_t seed, float* __restrict__ coords, float* __restrict__ targets) {
@@ -574,118 +575,118 @@ NGP_FN void samplePixels_body(uint32_t i, const uint32_t* __restrict__ pixels, c
   coords[i * 2u] = (((float)x) + 0.5f) / 512.0f;
   coords[i * 2u + 1u] = (((float)y) + 0.5f) / 512.0f;
   {
-    uint32_t at_28[2] = {};
-    uint32_t lo_32 = y * 512u;
-    const uint32_t aL_33 = y & 65535u;
-    const uint32_t aH_34 = y >> 16;
-    const uint32_t lh_37 = aL_33 * 0u;
-    const uint32_t hl_38 = aH_34 * 512u;
-    const uint32_t mid_39 = (aL_33 * 512u >> 16) + (lh_37 & 65535u) + (hl_38 & 65535u);
-    uint32_t hi_40 = aH_34 * 0u + (lh_37 >> 16) + (hl_38 >> 16) + (mid_39 >> 16);
-    lo_32 = lo_32 + x;
-    hi_40 = hi_40 + ((lo_32 < x) ? 1u : 0u);
-    const uint32_t aL_41 = lo_32 & 65535u;
-    const uint32_t aH_42 = lo_32 >> 16;
-    const uint32_t lh_45 = aL_41 * 0u;
-    const uint32_t hl_46 = aH_42 * 3u;
-    const uint32_t mid_47 = (aL_41 * 3u >> 16) + (lh_45 & 65535u) + (hl_46 & 65535u);
-    hi_40 = hi_40 * 3u + (aH_42 * 0u + (lh_45 >> 16) + (hl_46 >> 16) + (mid_47 >> 16));
-    lo_32 = lo_32 * 3u;
-    lo_32 = lo_32;
-    hi_40 = hi_40 + ((lo_32 < 0u) ? 1u : 0u);
-    at_28[0] = hi_40 << 30 | lo_32 >> 2;
-    at_28[1] = lo_32 & 3u;
-    uint32_t bits_49 = 0u;
-    if (at_28[0] < 1073741824u) {
-      bits_49 = pixels[at_28[0]];
+    uint32_t at_29[2] = {};
+    uint32_t lo_33 = y * 512u;
+    const uint32_t aL_34 = y & 65535u;
+    const uint32_t aH_35 = y >> 16;
+    const uint32_t lh_38 = aL_34 * 0u;
+    const uint32_t hl_39 = aH_35 * 512u;
+    const uint32_t mid_40 = (aL_34 * 512u >> 16) + (lh_38 & 65535u) + (hl_39 & 65535u);
+    uint32_t hi_41 = aH_35 * 0u + (lh_38 >> 16) + (hl_39 >> 16) + (mid_40 >> 16);
+    lo_33 = lo_33 + x;
+    hi_41 = hi_41 + ((lo_33 < x) ? 1u : 0u);
+    const uint32_t aL_42 = lo_33 & 65535u;
+    const uint32_t aH_43 = lo_33 >> 16;
+    const uint32_t lh_46 = aL_42 * 0u;
+    const uint32_t hl_47 = aH_43 * 3u;
+    const uint32_t mid_48 = (aL_42 * 3u >> 16) + (lh_46 & 65535u) + (hl_47 & 65535u);
+    hi_41 = hi_41 * 3u + (aH_43 * 0u + (lh_46 >> 16) + (hl_47 >> 16) + (mid_48 >> 16));
+    lo_33 = lo_33 * 3u;
+    lo_33 = lo_33;
+    hi_41 = hi_41 + ((lo_33 < 0u) ? 1u : 0u);
+    at_29[0] = hi_41 << 30 | lo_33 >> 2;
+    at_29[1] = lo_33 & 3u;
+    uint32_t bits_50 = 0u;
+    if (at_29[0] < 1073741824u) {
+      bits_50 = pixels[at_29[0]];
     } else {
-      bits_49 = pixelsHi[at_28[0] - 1073741824u];
+      bits_50 = pixelsHi[at_29[0] - 1073741824u];
     }
-    float v_50 = ((float)(bits_49 >> (at_28[1] * 8u & 31) & 255u)) / 255.0f;
-    bool cond_51 = false;
-    if (cond_51) {
-      cond_51 = true;
+    float v_51 = ((float)(bits_50 >> (at_29[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_52 = false;
+    if (cond_52) {
+      cond_52 = true;
     }
-    if (cond_51) {
-      v_50 = ((v_50 <= 0.04045f) ? (v_50 / 12.92f) : powf((v_50 + 0.055f) / 1.055f, 2.4f));
+    if (cond_52) {
+      v_51 = ((v_51 <= 0.04045f) ? (v_51 / 12.92f) : powf((v_51 + 0.055f) / 1.055f, 2.4f));
     }
-    targets[i * 3u] = v_50;
+    targets[i * 3u] = v_51;
   }
   {
-    uint32_t at_28[2] = {};
-    uint32_t lo_32 = y * 512u;
-    const uint32_t aL_33 = y & 65535u;
-    const uint32_t aH_34 = y >> 16;
-    const uint32_t lh_37 = aL_33 * 0u;
-    const uint32_t hl_38 = aH_34 * 512u;
-    const uint32_t mid_39 = (aL_33 * 512u >> 16) + (lh_37 & 65535u) + (hl_38 & 65535u);
-    uint32_t hi_40 = aH_34 * 0u + (lh_37 >> 16) + (hl_38 >> 16) + (mid_39 >> 16);
-    lo_32 = lo_32 + x;
-    hi_40 = hi_40 + ((lo_32 < x) ? 1u : 0u);
-    const uint32_t aL_41 = lo_32 & 65535u;
-    const uint32_t aH_42 = lo_32 >> 16;
-    const uint32_t lh_45 = aL_41 * 0u;
-    const uint32_t hl_46 = aH_42 * 3u;
-    const uint32_t mid_47 = (aL_41 * 3u >> 16) + (lh_45 & 65535u) + (hl_46 & 65535u);
-    hi_40 = hi_40 * 3u + (aH_42 * 0u + (lh_45 >> 16) + (hl_46 >> 16) + (mid_47 >> 16));
-    lo_32 = lo_32 * 3u;
-    lo_32 = lo_32 + 1u;
-    hi_40 = hi_40 + ((lo_32 < 1u) ? 1u : 0u);
-    at_28[0] = hi_40 << 30 | lo_32 >> 2;
-    at_28[1] = lo_32 & 3u;
-    uint32_t bits_49 = 0u;
-    if (at_28[0] < 1073741824u) {
-      bits_49 = pixels[at_28[0]];
+    uint32_t at_29[2] = {};
+    uint32_t lo_33 = y * 512u;
+    const uint32_t aL_34 = y & 65535u;
+    const uint32_t aH_35 = y >> 16;
+    const uint32_t lh_38 = aL_34 * 0u;
+    const uint32_t hl_39 = aH_35 * 512u;
+    const uint32_t mid_40 = (aL_34 * 512u >> 16) + (lh_38 & 65535u) + (hl_39 & 65535u);
+    uint32_t hi_41 = aH_35 * 0u + (lh_38 >> 16) + (hl_39 >> 16) + (mid_40 >> 16);
+    lo_33 = lo_33 + x;
+    hi_41 = hi_41 + ((lo_33 < x) ? 1u : 0u);
+    const uint32_t aL_42 = lo_33 & 65535u;
+    const uint32_t aH_43 = lo_33 >> 16;
+    const uint32_t lh_46 = aL_42 * 0u;
+    const uint32_t hl_47 = aH_43 * 3u;
+    const uint32_t mid_48 = (aL_42 * 3u >> 16) + (lh_46 & 65535u) + (hl_47 & 65535u);
+    hi_41 = hi_41 * 3u + (aH_43 * 0u + (lh_46 >> 16) + (hl_47 >> 16) + (mid_48 >> 16));
+    lo_33 = lo_33 * 3u;
+    lo_33 = lo_33 + 1u;
+    hi_41 = hi_41 + ((lo_33 < 1u) ? 1u : 0u);
+    at_29[0] = hi_41 << 30 | lo_33 >> 2;
+    at_29[1] = lo_33 & 3u;
+    uint32_t bits_50 = 0u;
+    if (at_29[0] < 1073741824u) {
+      bits_50 = pixels[at_29[0]];
     } else {
-      bits_49 = pixelsHi[at_28[0] - 1073741824u];
+      bits_50 = pixelsHi[at_29[0] - 1073741824u];
     }
-    float v_50 = ((float)(bits_49 >> (at_28[1] * 8u & 31) & 255u)) / 255.0f;
-    bool cond_51 = false;
-    if (cond_51) {
-      cond_51 = true;
+    float v_51 = ((float)(bits_50 >> (at_29[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_52 = false;
+    if (cond_52) {
+      cond_52 = true;
     }
-    if (cond_51) {
-      v_50 = ((v_50 <= 0.04045f) ? (v_50 / 12.92f) : powf((v_50 + 0.055f) / 1.055f, 2.4f));
+    if (cond_52) {
+      v_51 = ((v_51 <= 0.04045f) ? (v_51 / 12.92f) : powf((v_51 + 0.055f) / 1.055f, 2.4f));
     }
-    targets[i * 3u + 1u] = v_50;
+    targets[i * 3u + 1u] = v_51;
   }
   {
-    uint32_t at_28[2] = {};
-    uint32_t lo_32 = y * 512u;
-    const uint32_t aL_33 = y & 65535u;
-    const uint32_t aH_34 = y >> 16;
-    const uint32_t lh_37 = aL_33 * 0u;
-    const uint32_t hl_38 = aH_34 * 512u;
-    const uint32_t mid_39 = (aL_33 * 512u >> 16) + (lh_37 & 65535u) + (hl_38 & 65535u);
-    uint32_t hi_40 = aH_34 * 0u + (lh_37 >> 16) + (hl_38 >> 16) + (mid_39 >> 16);
-    lo_32 = lo_32 + x;
-    hi_40 = hi_40 + ((lo_32 < x) ? 1u : 0u);
-    const uint32_t aL_41 = lo_32 & 65535u;
-    const uint32_t aH_42 = lo_32 >> 16;
-    const uint32_t lh_45 = aL_41 * 0u;
-    const uint32_t hl_46 = aH_42 * 3u;
-    const uint32_t mid_47 = (aL_41 * 3u >> 16) + (lh_45 & 65535u) + (hl_46 & 65535u);
-    hi_40 = hi_40 * 3u + (aH_42 * 0u + (lh_45 >> 16) + (hl_46 >> 16) + (mid_47 >> 16));
-    lo_32 = lo_32 * 3u;
-    lo_32 = lo_32 + 2u;
-    hi_40 = hi_40 + ((lo_32 < 2u) ? 1u : 0u);
-    at_28[0] = hi_40 << 30 | lo_32 >> 2;
-    at_28[1] = lo_32 & 3u;
-    uint32_t bits_49 = 0u;
-    if (at_28[0] < 1073741824u) {
-      bits_49 = pixels[at_28[0]];
+    uint32_t at_29[2] = {};
+    uint32_t lo_33 = y * 512u;
+    const uint32_t aL_34 = y & 65535u;
+    const uint32_t aH_35 = y >> 16;
+    const uint32_t lh_38 = aL_34 * 0u;
+    const uint32_t hl_39 = aH_35 * 512u;
+    const uint32_t mid_40 = (aL_34 * 512u >> 16) + (lh_38 & 65535u) + (hl_39 & 65535u);
+    uint32_t hi_41 = aH_35 * 0u + (lh_38 >> 16) + (hl_39 >> 16) + (mid_40 >> 16);
+    lo_33 = lo_33 + x;
+    hi_41 = hi_41 + ((lo_33 < x) ? 1u : 0u);
+    const uint32_t aL_42 = lo_33 & 65535u;
+    const uint32_t aH_43 = lo_33 >> 16;
+    const uint32_t lh_46 = aL_42 * 0u;
+    const uint32_t hl_47 = aH_43 * 3u;
+    const uint32_t mid_48 = (aL_42 * 3u >> 16) + (lh_46 & 65535u) + (hl_47 & 65535u);
+    hi_41 = hi_41 * 3u + (aH_43 * 0u + (lh_46 >> 16) + (hl_47 >> 16) + (mid_48 >> 16));
+    lo_33 = lo_33 * 3u;
+    lo_33 = lo_33 + 2u;
+    hi_41 = hi_41 + ((lo_33 < 2u) ? 1u : 0u);
+    at_29[0] = hi_41 << 30 | lo_33 >> 2;
+    at_29[1] = lo_33 & 3u;
+    uint32_t bits_50 = 0u;
+    if (at_29[0] < 1073741824u) {
+      bits_50 = pixels[at_29[0]];
     } else {
-      bits_49 = pixelsHi[at_28[0] - 1073741824u];
+      bits_50 = pixelsHi[at_29[0] - 1073741824u];
     }
-    float v_50 = ((float)(bits_49 >> (at_28[1] * 8u & 31) & 255u)) / 255.0f;
-    bool cond_51 = false;
-    if (cond_51) {
-      cond_51 = true;
+    float v_51 = ((float)(bits_50 >> (at_29[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_52 = false;
+    if (cond_52) {
+      cond_52 = true;
     }
-    if (cond_51) {
-      v_50 = ((v_50 <= 0.04045f) ? (v_50 / 12.92f) : powf((v_50 + 0.055f) / 1.055f, 2.4f));
+    if (cond_52) {
+      v_51 = ((v_51 <= 0.04045f) ? (v_51 / 12.92f) : powf((v_51 + 0.055f) / 1.055f, 2.4f));
     }
-    targets[i * 3u + 2u] = v_50;
+    targets[i * 3u + 2u] = v_51;
   }
 }
 
@@ -693,6 +694,199 @@ extern "C" int32_t samplePixels(int64_t ngp_n, const uint32_t* __restrict__ pixe
   (void)ngp_len_pixels; (void)ngp_len_pixelsHi; (void)ngp_len_coords; (void)ngp_len_targets;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
   for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) samplePixels_body((uint32_t)ngp_i, pixels, pixelsHi, seed, coords, targets);
+  return 0;
+}
+
+NGP_FN void samplePixelsShuffled_body(uint32_t i, const uint32_t* __restrict__ pixels, const uint32_t* __restrict__ pixelsHi, uint32_t seed, uint32_t epoch, uint32_t base, uint32_t mask, float* __restrict__ coords, float* __restrict__ targets) {
+  const uint32_t q = base + i;
+  const uint32_t lap = q / 262144u;
+  const uint32_t key_1 = epoch + lap;
+  uint32_t x_2 = key_1;
+  x_2 ^= x_2 >> 16;
+  x_2 *= 2246822507u;
+  x_2 ^= x_2 >> 13;
+  x_2 *= 3266489909u;
+  x_2 ^= x_2 >> 16;
+  const uint32_t key_3 = seed ^ x_2;
+  uint32_t x_4 = key_3;
+  x_4 ^= x_4 >> 16;
+  x_4 *= 2246822507u;
+  x_4 ^= x_4 >> 13;
+  x_4 *= 3266489909u;
+  x_4 ^= x_4 >> 16;
+  const uint32_t r_5 = q - lap * 262144u;
+  const uint32_t shift_6 = ngp_max((32u - ngp_clz(mask)) / 2u, 1u);
+  const uint32_t key_7 = x_4 ^ 1779033703u;
+  uint32_t x_8 = key_7;
+  x_8 ^= x_8 >> 16;
+  x_8 *= 2246822507u;
+  x_8 ^= x_8 >> 13;
+  x_8 *= 3266489909u;
+  x_8 ^= x_8 >> 16;
+  const uint32_t k1_9 = x_8;
+  const uint32_t key_10 = x_4 ^ 3144134277u;
+  uint32_t x_11 = key_10;
+  x_11 ^= x_11 >> 16;
+  x_11 *= 2246822507u;
+  x_11 ^= x_11 >> 13;
+  x_11 *= 3266489909u;
+  x_11 ^= x_11 >> 16;
+  const uint32_t k2_12 = x_11;
+  const uint32_t key_13 = x_4 ^ 1013904242u;
+  uint32_t x_14 = key_13;
+  x_14 ^= x_14 >> 16;
+  x_14 *= 2246822507u;
+  x_14 ^= x_14 >> 13;
+  x_14 *= 3266489909u;
+  x_14 ^= x_14 >> 16;
+  const uint32_t k3_15 = x_14;
+  const uint32_t key_16 = x_4 ^ 2773480762u;
+  uint32_t x_17 = key_16;
+  x_17 ^= x_17 >> 16;
+  x_17 *= 2246822507u;
+  x_17 ^= x_17 >> 13;
+  x_17 *= 3266489909u;
+  x_17 ^= x_17 >> 16;
+  const uint32_t k4_18 = x_17;
+  uint32_t p_19 = r_5;
+  for (uint32_t t_20 = 0u; t_20 <= mask; ++t_20) {
+    p_19 = (p_19 ^ k1_9) * 739982445u & mask;
+    p_19 ^= p_19 >> (shift_6 & 31);
+    p_19 = (p_19 ^ k2_12) * 695872825u & mask;
+    p_19 ^= p_19 >> (shift_6 & 31);
+    p_19 = (p_19 ^ k3_15) * 2246822507u & mask;
+    p_19 ^= p_19 >> (shift_6 & 31);
+    p_19 = (p_19 ^ k4_18) * 3266489909u & mask;
+    p_19 ^= p_19 >> (shift_6 & 31);
+    if (p_19 < 262144u) {
+      break;
+    }
+  }
+  const uint32_t p = p_19;
+  const uint32_t y = p / 512u;
+  const uint32_t x = p - y * 512u;
+  coords[i * 2u] = (((float)x) + 0.5f) / 512.0f;
+  coords[i * 2u + 1u] = (((float)y) + 0.5f) / 512.0f;
+  {
+    uint32_t at_24[2] = {};
+    uint32_t lo_28 = y * 512u;
+    const uint32_t aL_29 = y & 65535u;
+    const uint32_t aH_30 = y >> 16;
+    const uint32_t lh_33 = aL_29 * 0u;
+    const uint32_t hl_34 = aH_30 * 512u;
+    const uint32_t mid_35 = (aL_29 * 512u >> 16) + (lh_33 & 65535u) + (hl_34 & 65535u);
+    uint32_t hi_36 = aH_30 * 0u + (lh_33 >> 16) + (hl_34 >> 16) + (mid_35 >> 16);
+    lo_28 = lo_28 + x;
+    hi_36 = hi_36 + ((lo_28 < x) ? 1u : 0u);
+    const uint32_t aL_37 = lo_28 & 65535u;
+    const uint32_t aH_38 = lo_28 >> 16;
+    const uint32_t lh_41 = aL_37 * 0u;
+    const uint32_t hl_42 = aH_38 * 3u;
+    const uint32_t mid_43 = (aL_37 * 3u >> 16) + (lh_41 & 65535u) + (hl_42 & 65535u);
+    hi_36 = hi_36 * 3u + (aH_38 * 0u + (lh_41 >> 16) + (hl_42 >> 16) + (mid_43 >> 16));
+    lo_28 = lo_28 * 3u;
+    lo_28 = lo_28;
+    hi_36 = hi_36 + ((lo_28 < 0u) ? 1u : 0u);
+    at_24[0] = hi_36 << 30 | lo_28 >> 2;
+    at_24[1] = lo_28 & 3u;
+    uint32_t bits_45 = 0u;
+    if (at_24[0] < 1073741824u) {
+      bits_45 = pixels[at_24[0]];
+    } else {
+      bits_45 = pixelsHi[at_24[0] - 1073741824u];
+    }
+    float v_46 = ((float)(bits_45 >> (at_24[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_47 = false;
+    if (cond_47) {
+      cond_47 = true;
+    }
+    if (cond_47) {
+      v_46 = ((v_46 <= 0.04045f) ? (v_46 / 12.92f) : powf((v_46 + 0.055f) / 1.055f, 2.4f));
+    }
+    targets[i * 3u] = v_46;
+  }
+  {
+    uint32_t at_24[2] = {};
+    uint32_t lo_28 = y * 512u;
+    const uint32_t aL_29 = y & 65535u;
+    const uint32_t aH_30 = y >> 16;
+    const uint32_t lh_33 = aL_29 * 0u;
+    const uint32_t hl_34 = aH_30 * 512u;
+    const uint32_t mid_35 = (aL_29 * 512u >> 16) + (lh_33 & 65535u) + (hl_34 & 65535u);
+    uint32_t hi_36 = aH_30 * 0u + (lh_33 >> 16) + (hl_34 >> 16) + (mid_35 >> 16);
+    lo_28 = lo_28 + x;
+    hi_36 = hi_36 + ((lo_28 < x) ? 1u : 0u);
+    const uint32_t aL_37 = lo_28 & 65535u;
+    const uint32_t aH_38 = lo_28 >> 16;
+    const uint32_t lh_41 = aL_37 * 0u;
+    const uint32_t hl_42 = aH_38 * 3u;
+    const uint32_t mid_43 = (aL_37 * 3u >> 16) + (lh_41 & 65535u) + (hl_42 & 65535u);
+    hi_36 = hi_36 * 3u + (aH_38 * 0u + (lh_41 >> 16) + (hl_42 >> 16) + (mid_43 >> 16));
+    lo_28 = lo_28 * 3u;
+    lo_28 = lo_28 + 1u;
+    hi_36 = hi_36 + ((lo_28 < 1u) ? 1u : 0u);
+    at_24[0] = hi_36 << 30 | lo_28 >> 2;
+    at_24[1] = lo_28 & 3u;
+    uint32_t bits_45 = 0u;
+    if (at_24[0] < 1073741824u) {
+      bits_45 = pixels[at_24[0]];
+    } else {
+      bits_45 = pixelsHi[at_24[0] - 1073741824u];
+    }
+    float v_46 = ((float)(bits_45 >> (at_24[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_47 = false;
+    if (cond_47) {
+      cond_47 = true;
+    }
+    if (cond_47) {
+      v_46 = ((v_46 <= 0.04045f) ? (v_46 / 12.92f) : powf((v_46 + 0.055f) / 1.055f, 2.4f));
+    }
+    targets[i * 3u + 1u] = v_46;
+  }
+  {
+    uint32_t at_24[2] = {};
+    uint32_t lo_28 = y * 512u;
+    const uint32_t aL_29 = y & 65535u;
+    const uint32_t aH_30 = y >> 16;
+    const uint32_t lh_33 = aL_29 * 0u;
+    const uint32_t hl_34 = aH_30 * 512u;
+    const uint32_t mid_35 = (aL_29 * 512u >> 16) + (lh_33 & 65535u) + (hl_34 & 65535u);
+    uint32_t hi_36 = aH_30 * 0u + (lh_33 >> 16) + (hl_34 >> 16) + (mid_35 >> 16);
+    lo_28 = lo_28 + x;
+    hi_36 = hi_36 + ((lo_28 < x) ? 1u : 0u);
+    const uint32_t aL_37 = lo_28 & 65535u;
+    const uint32_t aH_38 = lo_28 >> 16;
+    const uint32_t lh_41 = aL_37 * 0u;
+    const uint32_t hl_42 = aH_38 * 3u;
+    const uint32_t mid_43 = (aL_37 * 3u >> 16) + (lh_41 & 65535u) + (hl_42 & 65535u);
+    hi_36 = hi_36 * 3u + (aH_38 * 0u + (lh_41 >> 16) + (hl_42 >> 16) + (mid_43 >> 16));
+    lo_28 = lo_28 * 3u;
+    lo_28 = lo_28 + 2u;
+    hi_36 = hi_36 + ((lo_28 < 2u) ? 1u : 0u);
+    at_24[0] = hi_36 << 30 | lo_28 >> 2;
+    at_24[1] = lo_28 & 3u;
+    uint32_t bits_45 = 0u;
+    if (at_24[0] < 1073741824u) {
+      bits_45 = pixels[at_24[0]];
+    } else {
+      bits_45 = pixelsHi[at_24[0] - 1073741824u];
+    }
+    float v_46 = ((float)(bits_45 >> (at_24[1] * 8u & 31) & 255u)) / 255.0f;
+    bool cond_47 = false;
+    if (cond_47) {
+      cond_47 = true;
+    }
+    if (cond_47) {
+      v_46 = ((v_46 <= 0.04045f) ? (v_46 / 12.92f) : powf((v_46 + 0.055f) / 1.055f, 2.4f));
+    }
+    targets[i * 3u + 2u] = v_46;
+  }
+}
+
+extern "C" int32_t samplePixelsShuffled(int64_t ngp_n, const uint32_t* __restrict__ pixels, int64_t ngp_len_pixels, const uint32_t* __restrict__ pixelsHi, int64_t ngp_len_pixelsHi, uint32_t seed, uint32_t epoch, uint32_t base, uint32_t mask, float* __restrict__ coords, int64_t ngp_len_coords, float* __restrict__ targets, int64_t ngp_len_targets) {
+  (void)ngp_len_pixels; (void)ngp_len_pixelsHi; (void)ngp_len_coords; (void)ngp_len_targets;
+  #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) samplePixelsShuffled_body((uint32_t)ngp_i, pixels, pixelsHi, seed, epoch, base, mask, coords, targets);
   return 0;
 }
 

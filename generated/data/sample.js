@@ -573,122 +573,311 @@ function samplePixels_body(i, pixels, pixelsHi, seed, coords, targets) {
   coords[(Math.imul(i, 2) >>> 0)] = Math.fround(Math.fround(Math.fround(x) + 0.5) / 512);
   coords[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)] = Math.fround(Math.fround(Math.fround(y) + 0.5) / 512);
   {
-    const at_28 = new Uint32Array(2);
-    let lo_32 = (Math.imul(y, 512) >>> 0);
-    const aL_33 = ((y & 65535) >>> 0);
-    const aH_34 = (y >>> 16);
-    const lh_37 = (Math.imul(aL_33, 0) >>> 0);
-    const hl_38 = (Math.imul(aH_34, 512) >>> 0);
-    const mid_39 = ((((((Math.imul(aL_33, 512) >>> 0) >>> 16) + ((lh_37 & 65535) >>> 0)) >>> 0) + ((hl_38 & 65535) >>> 0)) >>> 0);
-    let hi_40 = (((((((Math.imul(aH_34, 0) >>> 0) + (lh_37 >>> 16)) >>> 0) + (hl_38 >>> 16)) >>> 0) + (mid_39 >>> 16)) >>> 0);
-    lo_32 = ((lo_32 + x) >>> 0);
-    hi_40 = ((hi_40 + ((lo_32 < x) ? 1 : 0)) >>> 0);
-    const aL_41 = ((lo_32 & 65535) >>> 0);
-    const aH_42 = (lo_32 >>> 16);
-    const lh_45 = (Math.imul(aL_41, 0) >>> 0);
-    const hl_46 = (Math.imul(aH_42, 3) >>> 0);
-    const mid_47 = ((((((Math.imul(aL_41, 3) >>> 0) >>> 16) + ((lh_45 & 65535) >>> 0)) >>> 0) + ((hl_46 & 65535) >>> 0)) >>> 0);
-    hi_40 = (((Math.imul(hi_40, 3) >>> 0) + (((((((Math.imul(aH_42, 0) >>> 0) + (lh_45 >>> 16)) >>> 0) + (hl_46 >>> 16)) >>> 0) + (mid_47 >>> 16)) >>> 0)) >>> 0);
-    lo_32 = (Math.imul(lo_32, 3) >>> 0);
-    lo_32 = lo_32;
-    hi_40 = ((hi_40 + ((lo_32 < 0) ? 1 : 0)) >>> 0);
-    at_28[0] = ((((hi_40 << 30) >>> 0) | (lo_32 >>> 2)) >>> 0);
-    at_28[1] = ((lo_32 & 3) >>> 0);
-    let bits_49 = 0;
-    if (at_28[0] < 1073741824) {
-      bits_49 = pixels[at_28[0]];
+    const at_29 = new Uint32Array(2);
+    let lo_33 = (Math.imul(y, 512) >>> 0);
+    const aL_34 = ((y & 65535) >>> 0);
+    const aH_35 = (y >>> 16);
+    const lh_38 = (Math.imul(aL_34, 0) >>> 0);
+    const hl_39 = (Math.imul(aH_35, 512) >>> 0);
+    const mid_40 = ((((((Math.imul(aL_34, 512) >>> 0) >>> 16) + ((lh_38 & 65535) >>> 0)) >>> 0) + ((hl_39 & 65535) >>> 0)) >>> 0);
+    let hi_41 = (((((((Math.imul(aH_35, 0) >>> 0) + (lh_38 >>> 16)) >>> 0) + (hl_39 >>> 16)) >>> 0) + (mid_40 >>> 16)) >>> 0);
+    lo_33 = ((lo_33 + x) >>> 0);
+    hi_41 = ((hi_41 + ((lo_33 < x) ? 1 : 0)) >>> 0);
+    const aL_42 = ((lo_33 & 65535) >>> 0);
+    const aH_43 = (lo_33 >>> 16);
+    const lh_46 = (Math.imul(aL_42, 0) >>> 0);
+    const hl_47 = (Math.imul(aH_43, 3) >>> 0);
+    const mid_48 = ((((((Math.imul(aL_42, 3) >>> 0) >>> 16) + ((lh_46 & 65535) >>> 0)) >>> 0) + ((hl_47 & 65535) >>> 0)) >>> 0);
+    hi_41 = (((Math.imul(hi_41, 3) >>> 0) + (((((((Math.imul(aH_43, 0) >>> 0) + (lh_46 >>> 16)) >>> 0) + (hl_47 >>> 16)) >>> 0) + (mid_48 >>> 16)) >>> 0)) >>> 0);
+    lo_33 = (Math.imul(lo_33, 3) >>> 0);
+    lo_33 = lo_33;
+    hi_41 = ((hi_41 + ((lo_33 < 0) ? 1 : 0)) >>> 0);
+    at_29[0] = ((((hi_41 << 30) >>> 0) | (lo_33 >>> 2)) >>> 0);
+    at_29[1] = ((lo_33 & 3) >>> 0);
+    let bits_50 = 0;
+    if (at_29[0] < 1073741824) {
+      bits_50 = pixels[at_29[0]];
     } else {
-      bits_49 = pixelsHi[((at_28[0] - 1073741824) >>> 0)];
+      bits_50 = pixelsHi[((at_29[0] - 1073741824) >>> 0)];
     }
-    let v_50 = Math.fround(Math.fround((((bits_49 >>> (Math.imul(at_28[1], 8) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_51 = false;
-    if (cond_51) {
-      cond_51 = true;
+    let v_51 = Math.fround(Math.fround((((bits_50 >>> (Math.imul(at_29[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_52 = false;
+    if (cond_52) {
+      cond_52 = true;
     }
-    if (cond_51) {
-      v_50 = ((v_50 <= 0.040449999272823334) ? Math.fround(v_50 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_50 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    if (cond_52) {
+      v_51 = ((v_51 <= 0.040449999272823334) ? Math.fround(v_51 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_51 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
     }
-    targets[(Math.imul(i, 3) >>> 0)] = v_50;
+    targets[(Math.imul(i, 3) >>> 0)] = v_51;
   }
   {
-    const at_28 = new Uint32Array(2);
-    let lo_32 = (Math.imul(y, 512) >>> 0);
-    const aL_33 = ((y & 65535) >>> 0);
-    const aH_34 = (y >>> 16);
-    const lh_37 = (Math.imul(aL_33, 0) >>> 0);
-    const hl_38 = (Math.imul(aH_34, 512) >>> 0);
-    const mid_39 = ((((((Math.imul(aL_33, 512) >>> 0) >>> 16) + ((lh_37 & 65535) >>> 0)) >>> 0) + ((hl_38 & 65535) >>> 0)) >>> 0);
-    let hi_40 = (((((((Math.imul(aH_34, 0) >>> 0) + (lh_37 >>> 16)) >>> 0) + (hl_38 >>> 16)) >>> 0) + (mid_39 >>> 16)) >>> 0);
-    lo_32 = ((lo_32 + x) >>> 0);
-    hi_40 = ((hi_40 + ((lo_32 < x) ? 1 : 0)) >>> 0);
-    const aL_41 = ((lo_32 & 65535) >>> 0);
-    const aH_42 = (lo_32 >>> 16);
-    const lh_45 = (Math.imul(aL_41, 0) >>> 0);
-    const hl_46 = (Math.imul(aH_42, 3) >>> 0);
-    const mid_47 = ((((((Math.imul(aL_41, 3) >>> 0) >>> 16) + ((lh_45 & 65535) >>> 0)) >>> 0) + ((hl_46 & 65535) >>> 0)) >>> 0);
-    hi_40 = (((Math.imul(hi_40, 3) >>> 0) + (((((((Math.imul(aH_42, 0) >>> 0) + (lh_45 >>> 16)) >>> 0) + (hl_46 >>> 16)) >>> 0) + (mid_47 >>> 16)) >>> 0)) >>> 0);
-    lo_32 = (Math.imul(lo_32, 3) >>> 0);
-    lo_32 = ((lo_32 + 1) >>> 0);
-    hi_40 = ((hi_40 + ((lo_32 < 1) ? 1 : 0)) >>> 0);
-    at_28[0] = ((((hi_40 << 30) >>> 0) | (lo_32 >>> 2)) >>> 0);
-    at_28[1] = ((lo_32 & 3) >>> 0);
-    let bits_49 = 0;
-    if (at_28[0] < 1073741824) {
-      bits_49 = pixels[at_28[0]];
+    const at_29 = new Uint32Array(2);
+    let lo_33 = (Math.imul(y, 512) >>> 0);
+    const aL_34 = ((y & 65535) >>> 0);
+    const aH_35 = (y >>> 16);
+    const lh_38 = (Math.imul(aL_34, 0) >>> 0);
+    const hl_39 = (Math.imul(aH_35, 512) >>> 0);
+    const mid_40 = ((((((Math.imul(aL_34, 512) >>> 0) >>> 16) + ((lh_38 & 65535) >>> 0)) >>> 0) + ((hl_39 & 65535) >>> 0)) >>> 0);
+    let hi_41 = (((((((Math.imul(aH_35, 0) >>> 0) + (lh_38 >>> 16)) >>> 0) + (hl_39 >>> 16)) >>> 0) + (mid_40 >>> 16)) >>> 0);
+    lo_33 = ((lo_33 + x) >>> 0);
+    hi_41 = ((hi_41 + ((lo_33 < x) ? 1 : 0)) >>> 0);
+    const aL_42 = ((lo_33 & 65535) >>> 0);
+    const aH_43 = (lo_33 >>> 16);
+    const lh_46 = (Math.imul(aL_42, 0) >>> 0);
+    const hl_47 = (Math.imul(aH_43, 3) >>> 0);
+    const mid_48 = ((((((Math.imul(aL_42, 3) >>> 0) >>> 16) + ((lh_46 & 65535) >>> 0)) >>> 0) + ((hl_47 & 65535) >>> 0)) >>> 0);
+    hi_41 = (((Math.imul(hi_41, 3) >>> 0) + (((((((Math.imul(aH_43, 0) >>> 0) + (lh_46 >>> 16)) >>> 0) + (hl_47 >>> 16)) >>> 0) + (mid_48 >>> 16)) >>> 0)) >>> 0);
+    lo_33 = (Math.imul(lo_33, 3) >>> 0);
+    lo_33 = ((lo_33 + 1) >>> 0);
+    hi_41 = ((hi_41 + ((lo_33 < 1) ? 1 : 0)) >>> 0);
+    at_29[0] = ((((hi_41 << 30) >>> 0) | (lo_33 >>> 2)) >>> 0);
+    at_29[1] = ((lo_33 & 3) >>> 0);
+    let bits_50 = 0;
+    if (at_29[0] < 1073741824) {
+      bits_50 = pixels[at_29[0]];
     } else {
-      bits_49 = pixelsHi[((at_28[0] - 1073741824) >>> 0)];
+      bits_50 = pixelsHi[((at_29[0] - 1073741824) >>> 0)];
     }
-    let v_50 = Math.fround(Math.fround((((bits_49 >>> (Math.imul(at_28[1], 8) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_51 = false;
-    if (cond_51) {
-      cond_51 = true;
+    let v_51 = Math.fround(Math.fround((((bits_50 >>> (Math.imul(at_29[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_52 = false;
+    if (cond_52) {
+      cond_52 = true;
     }
-    if (cond_51) {
-      v_50 = ((v_50 <= 0.040449999272823334) ? Math.fround(v_50 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_50 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    if (cond_52) {
+      v_51 = ((v_51 <= 0.040449999272823334) ? Math.fround(v_51 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_51 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
     }
-    targets[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)] = v_50;
+    targets[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)] = v_51;
   }
   {
-    const at_28 = new Uint32Array(2);
-    let lo_32 = (Math.imul(y, 512) >>> 0);
-    const aL_33 = ((y & 65535) >>> 0);
-    const aH_34 = (y >>> 16);
-    const lh_37 = (Math.imul(aL_33, 0) >>> 0);
-    const hl_38 = (Math.imul(aH_34, 512) >>> 0);
-    const mid_39 = ((((((Math.imul(aL_33, 512) >>> 0) >>> 16) + ((lh_37 & 65535) >>> 0)) >>> 0) + ((hl_38 & 65535) >>> 0)) >>> 0);
-    let hi_40 = (((((((Math.imul(aH_34, 0) >>> 0) + (lh_37 >>> 16)) >>> 0) + (hl_38 >>> 16)) >>> 0) + (mid_39 >>> 16)) >>> 0);
-    lo_32 = ((lo_32 + x) >>> 0);
-    hi_40 = ((hi_40 + ((lo_32 < x) ? 1 : 0)) >>> 0);
-    const aL_41 = ((lo_32 & 65535) >>> 0);
-    const aH_42 = (lo_32 >>> 16);
-    const lh_45 = (Math.imul(aL_41, 0) >>> 0);
-    const hl_46 = (Math.imul(aH_42, 3) >>> 0);
-    const mid_47 = ((((((Math.imul(aL_41, 3) >>> 0) >>> 16) + ((lh_45 & 65535) >>> 0)) >>> 0) + ((hl_46 & 65535) >>> 0)) >>> 0);
-    hi_40 = (((Math.imul(hi_40, 3) >>> 0) + (((((((Math.imul(aH_42, 0) >>> 0) + (lh_45 >>> 16)) >>> 0) + (hl_46 >>> 16)) >>> 0) + (mid_47 >>> 16)) >>> 0)) >>> 0);
-    lo_32 = (Math.imul(lo_32, 3) >>> 0);
-    lo_32 = ((lo_32 + 2) >>> 0);
-    hi_40 = ((hi_40 + ((lo_32 < 2) ? 1 : 0)) >>> 0);
-    at_28[0] = ((((hi_40 << 30) >>> 0) | (lo_32 >>> 2)) >>> 0);
-    at_28[1] = ((lo_32 & 3) >>> 0);
-    let bits_49 = 0;
-    if (at_28[0] < 1073741824) {
-      bits_49 = pixels[at_28[0]];
+    const at_29 = new Uint32Array(2);
+    let lo_33 = (Math.imul(y, 512) >>> 0);
+    const aL_34 = ((y & 65535) >>> 0);
+    const aH_35 = (y >>> 16);
+    const lh_38 = (Math.imul(aL_34, 0) >>> 0);
+    const hl_39 = (Math.imul(aH_35, 512) >>> 0);
+    const mid_40 = ((((((Math.imul(aL_34, 512) >>> 0) >>> 16) + ((lh_38 & 65535) >>> 0)) >>> 0) + ((hl_39 & 65535) >>> 0)) >>> 0);
+    let hi_41 = (((((((Math.imul(aH_35, 0) >>> 0) + (lh_38 >>> 16)) >>> 0) + (hl_39 >>> 16)) >>> 0) + (mid_40 >>> 16)) >>> 0);
+    lo_33 = ((lo_33 + x) >>> 0);
+    hi_41 = ((hi_41 + ((lo_33 < x) ? 1 : 0)) >>> 0);
+    const aL_42 = ((lo_33 & 65535) >>> 0);
+    const aH_43 = (lo_33 >>> 16);
+    const lh_46 = (Math.imul(aL_42, 0) >>> 0);
+    const hl_47 = (Math.imul(aH_43, 3) >>> 0);
+    const mid_48 = ((((((Math.imul(aL_42, 3) >>> 0) >>> 16) + ((lh_46 & 65535) >>> 0)) >>> 0) + ((hl_47 & 65535) >>> 0)) >>> 0);
+    hi_41 = (((Math.imul(hi_41, 3) >>> 0) + (((((((Math.imul(aH_43, 0) >>> 0) + (lh_46 >>> 16)) >>> 0) + (hl_47 >>> 16)) >>> 0) + (mid_48 >>> 16)) >>> 0)) >>> 0);
+    lo_33 = (Math.imul(lo_33, 3) >>> 0);
+    lo_33 = ((lo_33 + 2) >>> 0);
+    hi_41 = ((hi_41 + ((lo_33 < 2) ? 1 : 0)) >>> 0);
+    at_29[0] = ((((hi_41 << 30) >>> 0) | (lo_33 >>> 2)) >>> 0);
+    at_29[1] = ((lo_33 & 3) >>> 0);
+    let bits_50 = 0;
+    if (at_29[0] < 1073741824) {
+      bits_50 = pixels[at_29[0]];
     } else {
-      bits_49 = pixelsHi[((at_28[0] - 1073741824) >>> 0)];
+      bits_50 = pixelsHi[((at_29[0] - 1073741824) >>> 0)];
     }
-    let v_50 = Math.fround(Math.fround((((bits_49 >>> (Math.imul(at_28[1], 8) >>> 0)) & 255) >>> 0)) / 255);
-    let cond_51 = false;
-    if (cond_51) {
-      cond_51 = true;
+    let v_51 = Math.fround(Math.fround((((bits_50 >>> (Math.imul(at_29[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_52 = false;
+    if (cond_52) {
+      cond_52 = true;
     }
-    if (cond_51) {
-      v_50 = ((v_50 <= 0.040449999272823334) ? Math.fround(v_50 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_50 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    if (cond_52) {
+      v_51 = ((v_51 <= 0.040449999272823334) ? Math.fround(v_51 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_51 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
     }
-    targets[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)] = v_50;
+    targets[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)] = v_51;
   }
 }
 export function samplePixels(ngp_n, pixels, pixelsHi, seed, coords, targets) {
   for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) samplePixels_body(ngp_i, pixels, pixelsHi, seed, coords, targets);
+}
+
+function samplePixelsShuffled_body(i, pixels, pixelsHi, seed, epoch, base, mask, coords, targets) {
+  const q = ((base + i) >>> 0);
+  const lap = __udiv(q, 262144);
+  const key_1 = ((epoch + lap) >>> 0);
+  let x_2 = key_1;
+  x_2 = ((x_2 ^ (x_2 >>> 16)) >>> 0);
+  x_2 = (Math.imul(x_2, 2246822507) >>> 0);
+  x_2 = ((x_2 ^ (x_2 >>> 13)) >>> 0);
+  x_2 = (Math.imul(x_2, 3266489909) >>> 0);
+  x_2 = ((x_2 ^ (x_2 >>> 16)) >>> 0);
+  const key_3 = ((seed ^ x_2) >>> 0);
+  let x_4 = key_3;
+  x_4 = ((x_4 ^ (x_4 >>> 16)) >>> 0);
+  x_4 = (Math.imul(x_4, 2246822507) >>> 0);
+  x_4 = ((x_4 ^ (x_4 >>> 13)) >>> 0);
+  x_4 = (Math.imul(x_4, 3266489909) >>> 0);
+  x_4 = ((x_4 ^ (x_4 >>> 16)) >>> 0);
+  const r_5 = ((q - (Math.imul(lap, 262144) >>> 0)) >>> 0);
+  const shift_6 = __max(__udiv(((32 - Math.clz32(mask)) >>> 0), 2), 1);
+  const key_7 = ((x_4 ^ 1779033703) >>> 0);
+  let x_8 = key_7;
+  x_8 = ((x_8 ^ (x_8 >>> 16)) >>> 0);
+  x_8 = (Math.imul(x_8, 2246822507) >>> 0);
+  x_8 = ((x_8 ^ (x_8 >>> 13)) >>> 0);
+  x_8 = (Math.imul(x_8, 3266489909) >>> 0);
+  x_8 = ((x_8 ^ (x_8 >>> 16)) >>> 0);
+  const k1_9 = x_8;
+  const key_10 = ((x_4 ^ 3144134277) >>> 0);
+  let x_11 = key_10;
+  x_11 = ((x_11 ^ (x_11 >>> 16)) >>> 0);
+  x_11 = (Math.imul(x_11, 2246822507) >>> 0);
+  x_11 = ((x_11 ^ (x_11 >>> 13)) >>> 0);
+  x_11 = (Math.imul(x_11, 3266489909) >>> 0);
+  x_11 = ((x_11 ^ (x_11 >>> 16)) >>> 0);
+  const k2_12 = x_11;
+  const key_13 = ((x_4 ^ 1013904242) >>> 0);
+  let x_14 = key_13;
+  x_14 = ((x_14 ^ (x_14 >>> 16)) >>> 0);
+  x_14 = (Math.imul(x_14, 2246822507) >>> 0);
+  x_14 = ((x_14 ^ (x_14 >>> 13)) >>> 0);
+  x_14 = (Math.imul(x_14, 3266489909) >>> 0);
+  x_14 = ((x_14 ^ (x_14 >>> 16)) >>> 0);
+  const k3_15 = x_14;
+  const key_16 = ((x_4 ^ 2773480762) >>> 0);
+  let x_17 = key_16;
+  x_17 = ((x_17 ^ (x_17 >>> 16)) >>> 0);
+  x_17 = (Math.imul(x_17, 2246822507) >>> 0);
+  x_17 = ((x_17 ^ (x_17 >>> 13)) >>> 0);
+  x_17 = (Math.imul(x_17, 3266489909) >>> 0);
+  x_17 = ((x_17 ^ (x_17 >>> 16)) >>> 0);
+  const k4_18 = x_17;
+  let p_19 = r_5;
+  for (let t_20 = 0; t_20 <= mask; t_20 = ((t_20 + 1) >>> 0)) {
+    p_19 = ((((Math.imul(((p_19 ^ k1_9) >>> 0), 739982445)) >>> 0) & mask) >>> 0);
+    p_19 = ((p_19 ^ (p_19 >>> shift_6)) >>> 0);
+    p_19 = ((((Math.imul(((p_19 ^ k2_12) >>> 0), 695872825)) >>> 0) & mask) >>> 0);
+    p_19 = ((p_19 ^ (p_19 >>> shift_6)) >>> 0);
+    p_19 = ((((Math.imul(((p_19 ^ k3_15) >>> 0), 2246822507)) >>> 0) & mask) >>> 0);
+    p_19 = ((p_19 ^ (p_19 >>> shift_6)) >>> 0);
+    p_19 = ((((Math.imul(((p_19 ^ k4_18) >>> 0), 3266489909)) >>> 0) & mask) >>> 0);
+    p_19 = ((p_19 ^ (p_19 >>> shift_6)) >>> 0);
+    if (p_19 < 262144) {
+      break;
+    }
+  }
+  const p = p_19;
+  const y = __udiv(p, 512);
+  const x = ((p - (Math.imul(y, 512) >>> 0)) >>> 0);
+  coords[(Math.imul(i, 2) >>> 0)] = Math.fround(Math.fround(Math.fround(x) + 0.5) / 512);
+  coords[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)] = Math.fround(Math.fround(Math.fround(y) + 0.5) / 512);
+  {
+    const at_24 = new Uint32Array(2);
+    let lo_28 = (Math.imul(y, 512) >>> 0);
+    const aL_29 = ((y & 65535) >>> 0);
+    const aH_30 = (y >>> 16);
+    const lh_33 = (Math.imul(aL_29, 0) >>> 0);
+    const hl_34 = (Math.imul(aH_30, 512) >>> 0);
+    const mid_35 = ((((((Math.imul(aL_29, 512) >>> 0) >>> 16) + ((lh_33 & 65535) >>> 0)) >>> 0) + ((hl_34 & 65535) >>> 0)) >>> 0);
+    let hi_36 = (((((((Math.imul(aH_30, 0) >>> 0) + (lh_33 >>> 16)) >>> 0) + (hl_34 >>> 16)) >>> 0) + (mid_35 >>> 16)) >>> 0);
+    lo_28 = ((lo_28 + x) >>> 0);
+    hi_36 = ((hi_36 + ((lo_28 < x) ? 1 : 0)) >>> 0);
+    const aL_37 = ((lo_28 & 65535) >>> 0);
+    const aH_38 = (lo_28 >>> 16);
+    const lh_41 = (Math.imul(aL_37, 0) >>> 0);
+    const hl_42 = (Math.imul(aH_38, 3) >>> 0);
+    const mid_43 = ((((((Math.imul(aL_37, 3) >>> 0) >>> 16) + ((lh_41 & 65535) >>> 0)) >>> 0) + ((hl_42 & 65535) >>> 0)) >>> 0);
+    hi_36 = (((Math.imul(hi_36, 3) >>> 0) + (((((((Math.imul(aH_38, 0) >>> 0) + (lh_41 >>> 16)) >>> 0) + (hl_42 >>> 16)) >>> 0) + (mid_43 >>> 16)) >>> 0)) >>> 0);
+    lo_28 = (Math.imul(lo_28, 3) >>> 0);
+    lo_28 = lo_28;
+    hi_36 = ((hi_36 + ((lo_28 < 0) ? 1 : 0)) >>> 0);
+    at_24[0] = ((((hi_36 << 30) >>> 0) | (lo_28 >>> 2)) >>> 0);
+    at_24[1] = ((lo_28 & 3) >>> 0);
+    let bits_45 = 0;
+    if (at_24[0] < 1073741824) {
+      bits_45 = pixels[at_24[0]];
+    } else {
+      bits_45 = pixelsHi[((at_24[0] - 1073741824) >>> 0)];
+    }
+    let v_46 = Math.fround(Math.fround((((bits_45 >>> (Math.imul(at_24[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_47 = false;
+    if (cond_47) {
+      cond_47 = true;
+    }
+    if (cond_47) {
+      v_46 = ((v_46 <= 0.040449999272823334) ? Math.fround(v_46 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_46 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    }
+    targets[(Math.imul(i, 3) >>> 0)] = v_46;
+  }
+  {
+    const at_24 = new Uint32Array(2);
+    let lo_28 = (Math.imul(y, 512) >>> 0);
+    const aL_29 = ((y & 65535) >>> 0);
+    const aH_30 = (y >>> 16);
+    const lh_33 = (Math.imul(aL_29, 0) >>> 0);
+    const hl_34 = (Math.imul(aH_30, 512) >>> 0);
+    const mid_35 = ((((((Math.imul(aL_29, 512) >>> 0) >>> 16) + ((lh_33 & 65535) >>> 0)) >>> 0) + ((hl_34 & 65535) >>> 0)) >>> 0);
+    let hi_36 = (((((((Math.imul(aH_30, 0) >>> 0) + (lh_33 >>> 16)) >>> 0) + (hl_34 >>> 16)) >>> 0) + (mid_35 >>> 16)) >>> 0);
+    lo_28 = ((lo_28 + x) >>> 0);
+    hi_36 = ((hi_36 + ((lo_28 < x) ? 1 : 0)) >>> 0);
+    const aL_37 = ((lo_28 & 65535) >>> 0);
+    const aH_38 = (lo_28 >>> 16);
+    const lh_41 = (Math.imul(aL_37, 0) >>> 0);
+    const hl_42 = (Math.imul(aH_38, 3) >>> 0);
+    const mid_43 = ((((((Math.imul(aL_37, 3) >>> 0) >>> 16) + ((lh_41 & 65535) >>> 0)) >>> 0) + ((hl_42 & 65535) >>> 0)) >>> 0);
+    hi_36 = (((Math.imul(hi_36, 3) >>> 0) + (((((((Math.imul(aH_38, 0) >>> 0) + (lh_41 >>> 16)) >>> 0) + (hl_42 >>> 16)) >>> 0) + (mid_43 >>> 16)) >>> 0)) >>> 0);
+    lo_28 = (Math.imul(lo_28, 3) >>> 0);
+    lo_28 = ((lo_28 + 1) >>> 0);
+    hi_36 = ((hi_36 + ((lo_28 < 1) ? 1 : 0)) >>> 0);
+    at_24[0] = ((((hi_36 << 30) >>> 0) | (lo_28 >>> 2)) >>> 0);
+    at_24[1] = ((lo_28 & 3) >>> 0);
+    let bits_45 = 0;
+    if (at_24[0] < 1073741824) {
+      bits_45 = pixels[at_24[0]];
+    } else {
+      bits_45 = pixelsHi[((at_24[0] - 1073741824) >>> 0)];
+    }
+    let v_46 = Math.fround(Math.fround((((bits_45 >>> (Math.imul(at_24[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_47 = false;
+    if (cond_47) {
+      cond_47 = true;
+    }
+    if (cond_47) {
+      v_46 = ((v_46 <= 0.040449999272823334) ? Math.fround(v_46 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_46 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    }
+    targets[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)] = v_46;
+  }
+  {
+    const at_24 = new Uint32Array(2);
+    let lo_28 = (Math.imul(y, 512) >>> 0);
+    const aL_29 = ((y & 65535) >>> 0);
+    const aH_30 = (y >>> 16);
+    const lh_33 = (Math.imul(aL_29, 0) >>> 0);
+    const hl_34 = (Math.imul(aH_30, 512) >>> 0);
+    const mid_35 = ((((((Math.imul(aL_29, 512) >>> 0) >>> 16) + ((lh_33 & 65535) >>> 0)) >>> 0) + ((hl_34 & 65535) >>> 0)) >>> 0);
+    let hi_36 = (((((((Math.imul(aH_30, 0) >>> 0) + (lh_33 >>> 16)) >>> 0) + (hl_34 >>> 16)) >>> 0) + (mid_35 >>> 16)) >>> 0);
+    lo_28 = ((lo_28 + x) >>> 0);
+    hi_36 = ((hi_36 + ((lo_28 < x) ? 1 : 0)) >>> 0);
+    const aL_37 = ((lo_28 & 65535) >>> 0);
+    const aH_38 = (lo_28 >>> 16);
+    const lh_41 = (Math.imul(aL_37, 0) >>> 0);
+    const hl_42 = (Math.imul(aH_38, 3) >>> 0);
+    const mid_43 = ((((((Math.imul(aL_37, 3) >>> 0) >>> 16) + ((lh_41 & 65535) >>> 0)) >>> 0) + ((hl_42 & 65535) >>> 0)) >>> 0);
+    hi_36 = (((Math.imul(hi_36, 3) >>> 0) + (((((((Math.imul(aH_38, 0) >>> 0) + (lh_41 >>> 16)) >>> 0) + (hl_42 >>> 16)) >>> 0) + (mid_43 >>> 16)) >>> 0)) >>> 0);
+    lo_28 = (Math.imul(lo_28, 3) >>> 0);
+    lo_28 = ((lo_28 + 2) >>> 0);
+    hi_36 = ((hi_36 + ((lo_28 < 2) ? 1 : 0)) >>> 0);
+    at_24[0] = ((((hi_36 << 30) >>> 0) | (lo_28 >>> 2)) >>> 0);
+    at_24[1] = ((lo_28 & 3) >>> 0);
+    let bits_45 = 0;
+    if (at_24[0] < 1073741824) {
+      bits_45 = pixels[at_24[0]];
+    } else {
+      bits_45 = pixelsHi[((at_24[0] - 1073741824) >>> 0)];
+    }
+    let v_46 = Math.fround(Math.fround((((bits_45 >>> (Math.imul(at_24[1], 8) >>> 0)) & 255) >>> 0)) / 255);
+    let cond_47 = false;
+    if (cond_47) {
+      cond_47 = true;
+    }
+    if (cond_47) {
+      v_46 = ((v_46 <= 0.040449999272823334) ? Math.fround(v_46 / 12.920000076293945) : Math.fround(Math.pow(Math.fround(Math.fround(v_46 + 0.054999999701976776) / 1.0549999475479126), 2.4000000953674316)));
+    }
+    targets[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)] = v_46;
+  }
+}
+export function samplePixelsShuffled(ngp_n, pixels, pixelsHi, seed, epoch, base, mask, coords, targets) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) samplePixelsShuffled_body(ngp_i, pixels, pixelsHi, seed, epoch, base, mask, coords, targets);
 }
 
 function pixelCenters_body(i, x0, row0, cols, coords) {
