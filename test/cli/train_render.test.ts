@@ -19,6 +19,8 @@ import { buildKernelsFor, ROOT, runBun, type ChildResult } from "../util.ts";
 const CPU = findCxx().tool !== undefined;
 const BACKEND = CPU ? "cpu" : "js";
 /** The small model of test/train/trainer.test.ts (the same native builds). */
+/** A run whose loss becomes non-finite within a few steps: a linear network under SGD at a constant rate of 10. */
+const DIVERGE = ["--steps", "50", "--loss", "l2", "--activation", "none", "--optimizer", "sgd", "--lr", "10", "--schedule", "none"];
 const SMALL = ["--batch", "1024", "--levels", "4", "--log2-table", "12", "--finest", "256", "--width", "16", "--eval-every", "0", "--backend", BACKEND];
 
 let dir: string;
@@ -249,9 +251,9 @@ describe("bun run train: runs", () => {
     ]);
   });
 
-  test("a diverging run (l2, linear network, SGD at lr 10): exit 1 naming the step and the kept checkpoint", async () => {
+  test("a diverging run (l2, linear network, SGD at a constant lr 10): exit 1 naming the step and the kept checkpoint", async () => {
     const out = outDir("diverge");
-    const r = await trainCli([image, ...SMALL, "--steps", "50", "--loss", "l2", "--activation", "none", "--optimizer", "sgd", "--lr", "10", "--checkpoint-every", "1", "--out", out]);
+    const r = await trainCli([image, ...SMALL, ...DIVERGE, "--checkpoint-every", "1", "--out", out]);
     expect(r.code, r.err).toBe(1);
     expect(r.err).toMatch(/^error: the training loss became non-finite at step \d+; .*the last good checkpoint, .*checkpoint\.ngpk, is kept/m);
     expect(r.err).not.toMatch(/^\s{4}at /m);
@@ -276,7 +278,6 @@ describe("bun run train: runs", () => {
 // A run's outputs are all of that run, or the earlier run's untouched: a run writes nothing over
 // them before its first checkpoint, which is the switch (train/trainer.ts).
 describe("bun run train: a reused out directory", () => {
-  const DIVERGE = ["--steps", "50", "--loss", "l2", "--activation", "none", "--optimizer", "sgd", "--lr", "10"];
   /** An out directory holding a finished 3-step run's outputs. */
   async function earlierRun(name: string): Promise<string> {
     const out = outDir(name);
