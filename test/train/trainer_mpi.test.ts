@@ -121,8 +121,8 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
 
   test("a non-finite loss stops every rank without applying it: rank 0 says so once, the last good checkpoint kept", async () => {
     const out = join(dir, "nan");
-    // test/cli/train_render.test.ts's diverging run: l2, a linear network, SGD at lr 10.
-    const r = await train([...TINY(), "--steps", "50", "--loss", "l2", "--activation", "none", "--optimizer", "sgd", "--lr", "10", "--checkpoint-every", "1", "--out", out], 2);
+    // test/cli/train_render.test.ts's diverging run: l2, a linear network, SGD at a constant lr 10.
+    const r = await train([...TINY(), "--steps", "50", "--loss", "l2", "--activation", "none", "--optimizer", "sgd", "--lr", "10", "--schedule", "none", "--checkpoint-every", "1", "--out", out], 2);
     expect(r.code).not.toBe(0);
     const errors = r.err.split("\n").filter((l) => l.includes("error:"));
     expect(errors).toHaveLength(1);
