@@ -71,7 +71,7 @@ export const ALL_FLAGS: Flag[] = [
   { flag: "eval-every", path: "evalEvery", kind: "int", help: "full-image PSNR every N steps (0: at the end only)" },
   { flag: "checkpoint-every", path: "checkpointEvery", kind: "int", help: "a checkpoint every N steps (0: at the end and on Ctrl-C)" },
   { flag: "colorspace", path: "colorspace", kind: "string", help: "srgb (train on the stored values) or linear" },
-  { flag: "sampling", path: "sampling", kind: "string", help: "bilinear (random points, the image interpolated there) or pixel (pixel centres, the stored values)" },
+  { flag: "sampling", path: "sampling", kind: "string", help: "bilinear (random points, the image interpolated there) or pixel (pixel centres and their stored values, each pixel once per epoch in a shuffled order)" },
   { flag: "eval", path: "evaluation", kind: "string", help: "image evaluations: full (every pixel), tiles (a fixed set of 256 x 256 tiles) or auto (tiles above 2^25 pixels)" },
   { flag: "reconstruction", path: "reconstruction", kind: "string", help: "image output: png (held whole), deepzoom (streamed: a DeepZoom pyramid, viewer.html, reconstruction.png) or auto (deepzoom above 2^25 pixels)" },
   { flag: "backend", path: "backend", kind: "string", help: "auto, cuda, cpu or js" },
