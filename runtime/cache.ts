@@ -14,12 +14,15 @@
 //   <stem>.cpp | .cu     the source it was built from (for people to read)
 //   <stem>.log           the command line and compiler output
 //   <stem>.failed.json   present while the last build of this key failed
+//   <stem>.lock          the pid of the process building this key, while it builds
 // Temporaries are named <path>.<pid>-<hex>.tmp; those of dead processes are removed by later builds.
+// Builders of one key at once (the ranks of an MPI job, parallel test workers, one process's own
+// concurrent loads) compile it once: the others wait while the lock's holder is alive, then load.
 // Anyone who can write the directory can replace a library and its digest together, so a directory
 // or library writable by other users is not loaded from (untrustedProblem).
 
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { validateSharedLibrary } from "./elf.ts";
@@ -117,9 +120,62 @@ export async function buildCached(req: BuildRequest): Promise<BuildResult> {
     if (!req.rebuild && cachedEntry(files, log)) return result(files, true);
   }
   removeStaleTemporaries(files.dir);
-  req.onCompile?.();
-  await compile(req, files);
+  const { release, waited } = await lockEntry(files.lock);
+  try {
+    // Built (or failed) by the process we waited for.
+    if (waited && !req.rebuild && cachedEntry(files, log)) return result(files, true);
+    req.onCompile?.();
+    await compile(req, files);
+  } finally {
+    release();
+  }
   return result(files, false);
+}
+
+const LOCK_POLL_MS = 100;
+
+/**
+ * Takes `lock` (a file holding our pid), waiting while another live process holds it. A lock whose
+ * process is gone (killed mid-build), or not touched for STALE_TEMP_MS (its holder touches it every
+ * few seconds; one in another pid namespace can look alive), is removed and taken. Where the lock
+ * cannot be written the build goes on without it (two builders then both compile, as atomically).
+ */
+async function lockEntry(lock: string): Promise<{ release: () => void; waited: boolean }> {
+  let waited = false;
+  for (;;) {
+    try {
+      writeFileSync(lock, `${process.pid}\n`, { flag: "wx", mode: 0o644 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") return { release: () => {}, waited };
+      let holder: number, age: number;
+      try {
+        holder = Number.parseInt(readFileSync(lock, "utf8"), 10);
+        age = Date.now() - statSync(lock).mtimeMs;
+      } catch {
+        continue; // released just now
+      }
+      if (!holder || !processAlive(holder) || age > STALE_TEMP_MS) rmSync(lock, { force: true });
+      else (await Bun.sleep(LOCK_POLL_MS), (waited = true));
+      continue;
+    }
+    const touch = setInterval(() => {
+      try {
+        utimesSync(lock, new Date(), new Date());
+      } catch {
+        // Taken over or removed: the build goes on, its rename is atomic.
+      }
+    }, STALE_TEMP_MS / 6);
+    touch.unref();
+    const release = () => {
+      clearInterval(touch);
+      try {
+        if (Number.parseInt(readFileSync(lock, "utf8"), 10) === process.pid) rmSync(lock, { force: true });
+      } catch {
+        // Removed already (taken over as stale, and released).
+      }
+    };
+    return { release, waited };
+  }
 }
 
 /** True when `files` holds a verified library; throws the recorded failure of an earlier build. */
@@ -280,11 +336,12 @@ interface EntryFiles {
   source: string;
   log: string;
   failure: string;
+  lock: string;
 }
 
 function entryFiles(dir: string, name: string | undefined, key: string, lang: BuildRequest["lang"]): EntryFiles {
   const stem = join(dir, `${(name ?? "module").replace(/[^\w.-]/g, "_").slice(0, 64)}-${key}`);
-  return { dir, library: `${stem}.so`, digest: `${stem}.so.sha256`, source: `${stem}.${lang}`, log: `${stem}.log`, failure: `${stem}.failed.json` };
+  return { dir, library: `${stem}.so`, digest: `${stem}.so.sha256`, source: `${stem}.${lang}`, log: `${stem}.log`, failure: `${stem}.failed.json`, lock: `${stem}.lock` };
 }
 
 async function compile(req: BuildRequest, files: EntryFiles): Promise<void> {

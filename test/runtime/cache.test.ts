@@ -209,17 +209,38 @@ describe.skipIf(!CXX)(`buildCached${NO_CXX}`, () => {
     expect(validateSharedLibrary(path)).toBeUndefined();
   });
 
-  test("two processes building the same new key at once both succeed", async () => {
+  test("two processes building the same new key at once both succeed, and compile it once (one waits for the other's lock)", async () => {
     const req = request(`${SOURCE}\n// concurrent ${Date.now()}\n`);
+    const before = compiler.count();
     const children = await Promise.all([runFixture("build_and_run.ts", req), runFixture("build_and_run.ts", req)]);
     const results = children.map((child) => {
       expect(child.err).toBe("");
       expect(child.code).toBe(0);
-      return JSON.parse(child.out) as { path: string; out: number[] };
+      return JSON.parse(child.out) as { path: string; hit: boolean; out: number[] };
     });
     expect(results[0]!.path).toBe(results[1]!.path);
     for (const result of results) expect(result.out).toEqual([2, 3, 4]);
-    expect(readdirSync(`${dir}/cache`).filter((name) => name.endsWith(".tmp"))).toEqual([]);
+    expect(compiler.count()).toBe(before + 1);
+    expect(results.map((r) => r.hit).sort()).toEqual([false, true]);
+    expect(readdirSync(`${dir}/cache`).filter((name) => name.endsWith(".tmp") || name.endsWith(".lock"))).toEqual([]);
+  });
+
+  test("one process's concurrent builds of a key compile it once; a lock left by a dead process is taken over", async () => {
+    const req = request(`${SOURCE}\n// concurrent in one process ${Date.now()}\n`);
+    const before = compiler.count();
+    const [a, b] = await Promise.all([buildCached(req), buildCached(req)]);
+    expect(a.path).toBe(b.path);
+    expect([a.hit, b.hit].sort()).toEqual([false, true]);
+    expect(compiler.count()).toBe(before + 1);
+    // A builder killed mid-build leaves its lock: the next build takes it over and compiles.
+    const dead = Bun.spawn(["true"]);
+    await dead.exited;
+    const stale = request(`${SOURCE}\n// stale lock ${Date.now()}\n`);
+    const lock = `${dir}/cache/test-${cacheKey(stale)}.lock`;
+    writeFileSync(lock, `${dead.pid}\n`);
+    expect((await buildCached(stale)).hit).toBe(false);
+    expect(compiler.count()).toBe(before + 2);
+    expect(existsSync(lock)).toBe(false);
   });
 
   test("a compile error throws BuildError and is remembered until rebuild", async () => {
