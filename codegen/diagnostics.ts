@@ -157,9 +157,24 @@ export class DiagnosticSink {
 }
 
 const sourceCache = new Map<string, string>();
+/** While `recordSources` runs: the texts registered (the files a compile read). */
+let recording: Map<string, string> | undefined;
 /** Register in-memory source text (for files that do not exist on disk). */
 export function registerSource(file: string, text: string): void {
   sourceCache.set(file, text);
+  recording?.set(file, text);
+}
+
+/** `run`'s result and the source texts registered while it ran (every file a parse read). */
+export function recordSources<T>(run: () => T): { result: T; sources: Map<string, string> } {
+  const outer = recording;
+  const sources = (recording = new Map<string, string>());
+  try {
+    return { result: run(), sources };
+  } finally {
+    recording = outer;
+    for (const [file, text] of sources) outer?.set(file, text);
+  }
 }
 function sourceText(file: string): string | undefined {
   if (!sourceCache.has(file)) {

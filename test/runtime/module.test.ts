@@ -1,13 +1,13 @@
 // The path a user takes: a kernel file -> loadKernels -> callable kernels, on every backend that
 // exists here, through the build cache.
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { DiagnosticError } from "../../codegen/diagnostics.ts";
 import { ROOT } from "../../modules/shipped.ts";
 import { detectCudaDevices } from "../../runtime/device.ts";
-import { loadKernels } from "../../modules/load.ts";
+import { loadKernels, type KernelModule } from "../../modules/load.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
 
 const SAXPY = resolve(ROOT, "dsl/examples/saxpy.ts");
@@ -93,6 +93,50 @@ test("the JS backend rewrites a module file whose text is not the source", async
   await loadKernels(SAXPY, { backend: "js", cacheDir: dir });
   expect(readFileSync(file, "utf8")).toBe(good);
   rmSync(dir, { recursive: true, force: true });
+});
+
+test("loadKernels keeps the emitted module: a copy in this process, and in the cache for the next process, used while every file its compile read is unchanged", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ngpk-emitted-"));
+  try {
+    const [kernels, helper, cache] = [join(dir, "k.ts"), join(dir, "helper.ts"), join(dir, "cache")];
+    mkdirSync(cache, { mode: 0o700 });
+    const head = `import { type Buf, type f32, type u32 } from "ngp-kernels/dsl";\n`;
+    writeFileSync(kernels, `${head}import { scaled } from "./helper.ts";\n/** @kernel */\nexport function run(i: u32, x: Buf<f32>, out: Buf<f32>): void {\n  out[i] = scaled(x[i] + 1.0);\n}\n`);
+    const helperFile = (k: number) => writeFileSync(helper, `${head}export function scaled(v: f32): f32 {\n  return v * ${k}.0;\n}\n`);
+    helperFile(2);
+    const opts = { backend: "js" as const, cacheDir: cache };
+    const run = (mod: KernelModule) => {
+      const out = new Float32Array(2);
+      mod.kernels.run!(2, Float32Array.of(1, 2), out);
+      return [...out];
+    };
+    // A child process: this process's copy is not there.
+    const child = async () => {
+      const code = `const { loadKernels } = await import(${JSON.stringify(resolve(ROOT, "modules/load.ts"))}); const m = await loadKernels(${JSON.stringify(kernels)}, ${JSON.stringify(opts)}); const out = new Float32Array(2); m.kernels.run(2, Float32Array.of(1, 2), out); console.log(JSON.stringify([...out]));`;
+      const p = Bun.spawn([process.execPath, "-e", code], { stdout: "pipe", stderr: "pipe" });
+      const [out, err] = [await new Response(p.stdout).text(), await new Response(p.stderr).text()];
+      expect(err).toBe("");
+      return JSON.parse(out) as number[];
+    };
+    const first = await loadKernels(kernels, opts);
+    expect(run(first)).toEqual([4, 6]);
+    first.emitted.source = "changed by its caller";
+    expect((await loadKernels(kernels, opts)).emitted.source).toContain("function run_body");
+    // The cache's entry lists the files the compile read. Its module is what the next process runs
+    // (edited here to tell it from a compile).
+    const entry = join(cache, readdirSync(cache).find((f) => f.endsWith(".emitted.json"))!);
+    const kept = JSON.parse(readFileSync(entry, "utf8")) as { sources: [string, string][]; module: { source: string } };
+    expect(kept.sources.map(([f]) => f).sort()).toEqual([helper, kernels].sort());
+    kept.module.source = kept.module.source.replace("* 2)", "* 100)");
+    writeFileSync(entry, JSON.stringify(kept));
+    expect(await child()).toEqual([200, 300]);
+    // An import edited: compiled again, in this process and the next.
+    helperFile(3);
+    expect(run(await loadKernels(kernels, opts))).toEqual([6, 9]);
+    expect(await child()).toEqual([6, 9]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 const cuda = detectCudaDevices();
