@@ -13,9 +13,10 @@ import { compileFile } from "../../codegen/compile.ts";
 import { DiagnosticError } from "../../codegen/diagnostics.ts";
 import { readVariant } from "../../codegen/parse.ts";
 import { ConfigError, GRID_KERNELS, HashGrid, checkVariant, type HashGridOptionsInput } from "../../modules/hashgrid.ts";
-import { Mlp } from "../../modules/mlp.ts";
 import { Optimizer } from "../../modules/optimizer.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
+import { parseTrainConfig } from "../../train/config.ts";
+import { createField } from "../../train/field.ts";
 import { train } from "../../train/trainer.ts";
 import { cacheDir, freshSeed, rng, ROOT, runBun, uniformF32, withEnv } from "../util.ts";
 
@@ -159,8 +160,12 @@ describe("the worked examples", () => {
   test("spacetime fits a 4D field (x, y, z, t): the loss falls tenfold", async () => {
     const seed = freshSeed("spacetime fit");
     const load = { backend: BACKEND as "cpu" | "js", cacheDir };
-    const grid = await HashGrid.create({ ...REFERENCES.spacetime!.options, levels: 16, featuresPerLevel: 2, log2HashmapSize: 12, variant: EXAMPLE("spacetime") }, load);
-    const mlp = await Mlp.create({ inputs: grid.outputDim, outputs: 1, width: 16, hiddenLayers: 1, loss: "l2", inputGrad: true, seed } as never, load);
+    // The grid (16 levels, a 2^12 table, growing 2x) and the network (16 wide, 1 hidden layer, l2)
+    // of test/train/points.test.ts's space-time run, built as the trainer builds them: the same kernels.
+    const cfg = parseTrainConfig({ encoding: { levels: 16, log2HashmapSize: 12, baseResolution: 4, perLevelScale: 2, variant: EXAMPLE("spacetime") }, network: { width: 16, hiddenLayers: 1 }, loss: "l2", seed });
+    const { encoding, mlp } = await createField(cfg, 1, load, 4);
+    const grid = encoding.grids[0]!;
+    expect(grid.settings).toMatchObject({ ...REFERENCES.spacetime!.options, levels: 16, featuresPerLevel: 2, log2HashmapSize: 12 });
     const opt = await Optimizer.create([{ name: "encoding", params: grid.params as never, grad: grid.grad }, { name: "network", params: mlp.params, grad: mlp.grad }], { lr: 1e-2 }, load);
     const field = (p: Float32Array, i: number) => Math.sin(6 * p[4 * i]!) * Math.cos(5 * p[4 * i + 1]!) + p[4 * i + 2]! * Math.sin(4 * p[4 * i + 3]!);
     const r = rng(seed);
@@ -179,7 +184,7 @@ describe("the worked examples", () => {
     const early = losses.slice(0, 5).reduce((a, b) => a + b) / 5;
     const late = losses.slice(-5).reduce((a, b) => a + b) / 5;
     expect(late).toBeLessThan(early / 10);
-    for (const m of [grid, mlp, opt]) m.close();
+    for (const m of [encoding, mlp, opt]) m.close();
   }, 240_000);
 });
 
