@@ -41,7 +41,9 @@ const GRIDS: [string, HashGridOptionsInput][] = [
 async function hostLists(grid: HashGrid, batches: Float32Array[]): Promise<number[][]> {
   const { dims, levels } = grid.settings;
   const corners = grid.settings.interpolation === "nearest" ? 1 : 1 << dims;
-  const mod = await loadKernels(GRID_KERNELS, { config: grid.config, kernels: ["gridSlots"], backend: grid.backend, cacheDir });
+  // The grid's own kernel set (HashGrid.create's load, gridSlots among them): its library, no build of its own.
+  const { derived: _, ...kernels } = grid.kernels;
+  const mod = await loadKernels(GRID_KERNELS, { config: grid.config, kernels: Object.values(kernels), backend: grid.backend, cacheDir, boundsChecks: false });
   const lists = grid.levels.map(() => [] as number[]);
   const seen = grid.levels.map(() => new Set<number>());
   for (const x of batches) {
@@ -205,7 +207,8 @@ describe("the touched lists", () => {
   });
 
   test("a variant that replaces encodeLevel is refused (its entries are not known)", async () => {
-    const grid = await HashGrid.create({ dims: 4, levels: 4, log2HashmapSize: 10, variant: join(import.meta.dir, "../../examples/variants/spacetime.ts") }, load);
+    // Refused before any kernel runs, on any backend: the JS one (no native build).
+    const grid = await HashGrid.create({ dims: 4, levels: 4, log2HashmapSize: 10, variant: join(import.meta.dir, "../../examples/variants/spacetime.ts") }, { backend: "js", cacheDir });
     await expect(grid.trackTouched()).rejects.toThrow(/sparse updates: .*spacetime\.ts replaces encodeLevel/);
     grid.close();
   });
@@ -341,9 +344,9 @@ describe("dense and sparse bit for bit when every row is listed", () => {
 
   test("learned probing's rows (the probe table and softmax too), and a training step on a real grid leaves the gradient all zero", async () => {
     const r = rng(freshSeed("dense sparse rows"));
-    const options: HashGridOptionsInput = { dims: 2, levels: 4, featuresPerLevel: 2, log2HashmapSize: 10, baseResolution: 16, finestResolution: 1024, probing: { range: 4, codebookSize: 32 } };
+    const options = GRIDS[3]![1]; // learned probing (its kernels built above)
     const x = uniformF32(r, 2 * 3000, 0, 1);
-    const dys = [0, 1].map(() => uniformF32(r, 3000 * 8, -1, 1));
+    const dys = [0, 1].map(() => uniformF32(r, 3000 * 10, -1, 1));
     const out: Float32Array[][] = [];
     for (const sparse of [false, true]) {
       const grid = await HashGrid.create({ ...options, seed: 5 }, load);
