@@ -24,7 +24,9 @@ test.skipIf(!kodak)("--reconstruction deepzoom: the pyramids, viewer.html with O
   const image = await buildMosaic({ width: 600, height: 400, seed: 2, out: join(dir, "m.png") });
   const out = join(dir, "dz");
   const logs: string[] = [];
-  const r = await train({ image, out, steps: 4, evalEvery: 2, backend, batch: 4096, evaluation: "tiles", reconstruction: "deepzoom" }, { log: (m) => logs.push(m) });
+  // The tests' small model (test/train/trainer.test.ts's base(): its kernels are built by other tests too).
+  const small = { encoding: { levels: 4, log2HashmapSize: 12, finestResolution: 256 }, network: { width: 16 as const } };
+  const r = await train({ image, out, steps: 4, evalEvery: 2, backend, batch: 4096, evaluation: "tiles", reconstruction: "deepzoom", ...small }, { log: (m) => logs.push(m) });
   expect(r.files.viewer).toBe(join(out, "viewer.html"));
   const page = readFileSync(join(out, "viewer.html"), "utf8");
   expect(page).toContain('<script src="openseadragon/openseadragon.min.js"></script>');
@@ -45,7 +47,7 @@ test.skipIf(!kodak)("--reconstruction deepzoom: the pyramids, viewer.html with O
   expect(logs.some((l) => l.startsWith("evaluation: tiles (12 fixed tiles") || l.startsWith("evaluation: tiles ("))).toBe(true);
   expect(readdirSync(out).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   // A later run with the PNG writes over the same directory: the DeepZoom outputs go.
-  await train({ image, out, steps: 2, evalEvery: 0, backend, batch: 4096, reconstruction: "png" });
+  await train({ image, out, steps: 2, evalEvery: 0, backend, batch: 4096, reconstruction: "png", ...small });
   expect(existsSync(join(out, "reconstruction.png"))).toBe(true);
   for (const f of ["viewer.html", "openseadragon", "reconstruction.dzi", "reconstruction_files", "original_files"]) expect(existsSync(join(out, f)), f).toBe(false);
   expect(JSON.parse(readFileSync(join(out, "summary.json"), "utf8")).image.evaluation).toEqual({ mode: "full", pixels: 600 * 400, final: "full" });
