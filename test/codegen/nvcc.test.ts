@@ -3,8 +3,8 @@
 // grid/hashgrid_3d, the largest kernels, for every target a build without a device compiles
 // (sm_75, sm_80, sm_90 plus PTX for newer GPUs: DEFAULT_CUDA_ARCHS); the ptxas report of each
 // kernel is read and recorded. The generated code cannot run here, but a spill or a compile error
-// shows up in this report. (Each target costs nvcc a device compile of its own: all of them on
-// every module took half the test suite's time on 2 cores.)
+// shows up in this report. (Each target costs nvcc a device compile of its own: every target on
+// every module took about 100 s of CPU, the test suite's longest file on 2 cores.)
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
