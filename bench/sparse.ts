@@ -9,7 +9,7 @@
 // cost follows the batch). The target: the sparse step at 2^22 within 1.2x of the sparse step at 2^16.
 // measureStep() is the building block (bench:scale builds on it). With --json the last line
 // printed is one JSON object with every figure.
-import { HashGrid } from "../modules/hashgrid.ts";
+import { defaultCodebookSize, HashGrid, PROBING_DEFAULTS } from "../modules/hashgrid.ts";
 import { Mlp } from "../modules/mlp.ts";
 import { Optimizer } from "../modules/optimizer.ts";
 import { seededUniform } from "../modules/random.ts";
@@ -32,24 +32,41 @@ export interface StepTiming {
   touched?: number;
 }
 
+/** A step's configuration: the table, dense or sparse updates, and optionally the dimension and learned probing (bench:probing). */
+export interface StepConfig {
+  log2T: number;
+  sparse: boolean;
+  dims?: 2 | 3;
+  /** Learned probing: N_p, N_c (default: the trainer's) and the logits' learning rate (their group as the trainer makes it). */
+  probing?: { range: number; codebookSize?: number; lr?: number };
+}
+
 /** A model ready to step: step() runs one training step and returns the times of its parts (ms). */
-export async function prepareStep(opts: { log2T: number; sparse: boolean; batch?: number; levels?: number }): Promise<{ step(): number[]; touched(): number; close(): void }> {
-  const { log2T, sparse, batch = 1 << 16, levels = 16 } = opts;
-  const grid = await HashGrid.create({ dims: 2, levels, featuresPerLevel: 2, log2HashmapSize: log2T, baseResolution: 16, finestResolution: 2048 }, { backend: "cpu" });
-  const mlp = await Mlp.create({ inputs: grid.outputDim, outputs: 3, width: 64, hiddenLayers: 2, inputGrad: true }, { backend: "cpu" });
+export async function prepareStep(opts: StepConfig & { batch?: number; levels?: number; backend?: "cpu" | "js" }): Promise<{ step(): number[]; touched(): number; close(): void }> {
+  const { log2T, sparse, batch = 1 << 16, levels = 16, dims = 2, probing, backend = "cpu" } = opts;
+  const range = probing?.range ?? 1;
+  const grid = await HashGrid.create(
+    {
+      dims, levels, featuresPerLevel: 2, log2HashmapSize: log2T, baseResolution: 16, finestResolution: 2048,
+      ...(range > 1 ? { probing: { range, codebookSize: probing?.codebookSize ?? defaultCodebookSize(log2T) } } : {}),
+    },
+    { backend },
+  );
+  const mlp = await Mlp.create({ inputs: grid.outputDim, outputs: 3, width: 64, hiddenLayers: 2, inputGrad: true }, { backend });
   if (sparse) await grid.trackTouched();
   const opt = await Optimizer.create(
     [
       { name: "encoding", params: grid.params as DeviceBuffer<"f32">, grad: grid.grad, touched: grid.touchedEntries },
       { name: "network", params: mlp.params, grad: mlp.grad },
+      ...(grid.logitCount ? [{ name: "probing", params: grid.logits, grad: grid.logitGrad, lr: probing?.lr ?? PROBING_DEFAULTS.lr, rows: grid.probeRows, touched: grid.touchedCodebookRows }] : []),
     ],
     { sparse },
-    { backend: "cpu" },
+    { backend },
   );
   const rand = seededUniform(1234);
   const batches = Array.from({ length: 4 }, () => {
-    const [x, t] = [grid.alloc(batch * 2), grid.alloc(batch * 3)];
-    x.upload(new Float32Array(batch * 2).map(() => rand()));
+    const [x, t] = [grid.alloc(batch * dims), grid.alloc(batch * 3)];
+    x.upload(new Float32Array(batch * dims).map(() => rand()));
     t.upload(new Float32Array(batch * 3).map(() => rand()));
     return { x, t };
   });
@@ -83,11 +100,11 @@ export async function prepareStep(opts: { log2T: number; sparse: boolean; batch?
  * Step times (medians of `steps` after `warmup`) of several configurations, their steps taken in
  * turn (one step of each, then again), so that a load that comes and goes weighs on all alike.
  */
-export async function measureSteps(configs: { log2T: number; sparse: boolean }[], opts: { batch?: number; steps?: number; warmup?: number } = {}): Promise<StepTiming[]> {
-  const { batch = 1 << 16, steps = 10, warmup = 3 } = opts;
+export async function measureSteps<C extends StepConfig>(configs: C[], opts: { batch?: number; steps?: number; warmup?: number; backend?: "cpu" | "js" } = {}): Promise<(StepTiming & C)[]> {
+  const { batch = 1 << 16, steps = 10, warmup = 3, backend } = opts;
   const models = [];
   try {
-    for (const c of configs) models.push(await prepareStep({ ...c, batch }));
+    for (const c of configs) models.push(await prepareStep({ ...c, batch, backend }));
     const parts = configs.map(() => [[], [], [], [], []] as number[][]);
     const touched = configs.map(() => 0);
     for (let s = 0; s < warmup + steps; s++)

@@ -35,10 +35,24 @@ test("a tiny run prints every row, the collisions and the checks, and a JSON lin
   expect(j.mode).toBe("compare");
   expect(j.rows).toHaveLength(5);
   for (const row of j.rows) {
-    for (const k of ["name", "log2T", "probing_range", "psnr", "inference_bytes", "steps_per_s", "dims"]) expect(row).toHaveProperty(k);
+    for (const k of ["name", "log2T", "probing_range", "psnr", "inference_bytes", "steps_per_s", "step_ms", "dims"]) expect(row).toHaveProperty(k);
     expect(Number.isFinite(row.psnr)).toBe(true);
     expect(row.steps_per_s).toBeGreaterThan(0);
+    expect(row.step_ms).toBeGreaterThan(0);
   }
+  // Per row against the baseline at T: the fractions, the gap and the targets (issue 21) from them.
+  expect(j.targets).toEqual({ bytes: 0.36, db: 0.5, step: 1.5 });
+  const base = j.rows[0];
+  for (const row of j.rows) {
+    expect(row.bytes_vs_t).toBeCloseTo(row.inference_bytes / base.inference_bytes, 12);
+    expect(row.db_vs_t).toBeCloseTo(row.psnr - base.psnr, 12);
+    expect(row.step_vs_t).toBeCloseTo(row.step_ms / base.step_ms, 12);
+    expect(row.targets).toEqual({
+      bytes: row.bytes_vs_t <= 0.36, quality: row.db_vs_t >= -0.5, step: row.step_vs_t <= 1.5,
+      all: row.bytes_vs_t <= 0.36 && row.db_vs_t >= -0.5 && row.step_vs_t <= 1.5,
+    });
+  }
+  expect(j.rows[0].targets).toMatchObject({ quality: true, step: true, bytes: false });
   expect(j.rows.map((x: { dims: number; log2T: number; probing_range: number }) => [x.dims, x.log2T, x.probing_range])).toEqual([
     [2, 12, 1], [2, 10, 1], [2, 10, 4], [2, 10, 4], [2, 8, 16],
   ]);
@@ -49,7 +63,7 @@ test("a tiny run prints every row, the collisions and the checks, and a JSON lin
   expect(P4!.inference_bytes).toBeGreaterThan(P4small!.inference_bytes);
   expect(P4small!.inference_bytes).toBeGreaterThan(T4!.inference_bytes);
   expect(P4!.inference_bytes).toBeLessThan(T!.inference_bytes);
-  expect(j.checks).toHaveLength(5);
+  expect(j.checks).toHaveLength(6);
   for (const c of j.checks) expect(typeof c.met).toBe("boolean");
   expect(j.collisions.map((c: { dims: number }) => c.dims)).toEqual([2]);
   for (const c of j.collisions) {
@@ -59,6 +73,9 @@ test("a tiny run prints every row, the collisions and the checks, and a JSON lin
   }
   expect(r.out).toMatch(/step time probing T\/4 \/ baseline T\/4 <= 1\.5 +[\d.]+x: (met|NOT MET)/);
   expect(r.out).toMatch(/step time probing T\/4 \/ baseline T <= 1\.5 +[\d.]+x: (met|NOT MET)/);
+  expect(r.out).toMatch(/inference bytes probing T\/4 \/ baseline T <= 0\.36 +[\d.]+x: (met|NOT MET)/);
+  expect(r.out).toMatch(/bytes\/T \(<= 0\.36\) \| dB vs T \(>= -0\.5\) \| step\/T \(<= 1\.5\)/);
+  expect(r.out).toMatch(/step times: 5 models, 10 steps each in turn/);
 }, 120_000);
 
 test("--help, and bad flags are refused with exit status 2", async () => {
