@@ -235,6 +235,12 @@ function report(settings: HashGridSettings, input: HashGridOptionsInput, net: Ne
   console.log(`total: ${total} parameters (${sep(params)} + ${sep(network)} = ${sep(total)})`);
   console.log(`training: ${mib(memory.trainingBytes)} (parameters, f32 gradient and Adam moments${probe.rows ? "; logits likewise, their softmax and the probe table" : ""}) + network ${mib(networkTraining)} = ${mib(memory.trainingBytes + networkTraining)}`);
   console.log(`inference: ${mib(inference.f16)} with f16 features, ${mib(inference.f32)} with f32${probe.rows ? " (features and packed indices)" : ""}; + network ${mib(networkInference)} (f32)`);
+  if (probe.rows) {
+    // The allocation of the inference bytes (f16 features): Compact NGP's best split is about 1/3 features, 2/3 codebook.
+    const all = inference.f16 + networkInference;
+    const pc = (b: number) => `${((100 * b) / all).toFixed(1)}%`;
+    console.log(`inference split (f16 features): features ${pc(inference.f16 - memory.indexBytes)}, packed indices ${pc(memory.indexBytes)}, network ${pc(networkInference)} of ${all} bytes`);
+  }
   return 0;
 }
 
