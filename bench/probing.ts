@@ -356,12 +356,12 @@ function checks(caseName: string, rows: Row[]): Check[] {
 function printRows(rows: Row[], log: (s: string) => void): void {
   const met = (ok: boolean) => (ok ? "met" : "NOT");
   log(
-    `case              | row                        | log2T | N_p |  PSNR dB | inference bytes | steps/s | step ms || ` +
+    `case              | row                          | log2T | N_p |  PSNR dB | inference bytes | steps/s | step ms || ` +
       `bytes/T (<= ${TARGETS.bytes}) | dB vs T (>= -${TARGETS.db}) | step/T (<= ${TARGETS.step}) | all`,
   );
   for (const r of rows) {
     log(
-      `${r.case.padEnd(17)} | ${r.name.padEnd(26)} | ${String(r.log2T).padStart(5)} | ${String(r.probing_range).padStart(3)} | ${r.psnr.toFixed(2).padStart(8)} | ` +
+      `${r.case.padEnd(17)} | ${r.name.padEnd(28)} | ${String(r.log2T).padStart(5)} | ${String(r.probing_range).padStart(3)} | ${r.psnr.toFixed(2).padStart(8)} | ` +
         `${String(r.inference_bytes).padStart(15)} | ${r.steps_per_s.toFixed(2).padStart(7)} | ${r.step_ms.toFixed(1).padStart(7)} || ` +
         `${`${r.bytes_vs_t.toFixed(3)} ${met(r.targets.bytes)}`.padStart(17)} | ${`${(r.db_vs_t >= 0 ? "+" : "") + r.db_vs_t.toFixed(2)} ${met(r.targets.quality)}`.padStart(18)} | ` +
         `${`${r.step_vs_t.toFixed(2)}x ${met(r.targets.step)}`.padStart(16)} | ${met(r.targets.all)}${busyNote(r.others_cpu_share)}`,
