@@ -57,6 +57,15 @@ type Env = Record<string, string | undefined>;
 /** Called with the child's stderr so far after each piece of it arrives (to signal it at a given line, say). */
 export type OnStderr = (err: string, proc: Subprocess) => void;
 
+/**
+ * A test's own time limit (ms), the one `bun run test` passes as --timeout: tests that build native
+ * kernels or train take tens of seconds on 2 idle cores, and several times that when other
+ * processes share the cores, which must not fail them. A hang still fails, after 5 minutes.
+ */
+export const TEST_TIMEOUT = 300_000;
+/** A child process's time limit (ms) by default: within a test's own, so that the test reports the hang. */
+export const CHILD_TIMEOUT = 280_000;
+
 /** Where a child runs, its whole environment, its time limit (ms), and what watches its stderr. */
 export interface ChildOptions {
   cwd?: string;
@@ -76,12 +85,12 @@ export interface ChildResult {
 /**
  * Runs `command` as a child process from `cwd` (default the repository's root) and collects its exit
  * status and output. `env` is its whole environment, default this process's as it is now (Bun.spawn
- * reads no later change to process.env by itself). After `timeout` ms (default 100 s) it is killed
+ * reads no later change to process.env by itself). After `timeout` ms (default CHILD_TIMEOUT) it is killed
  * with SIGKILL, so a hang fails the test instead of stalling it.
  */
 export async function runCommand(command: string[], opts: ChildOptions = {}): Promise<ChildResult> {
   const start = performance.now();
-  const proc = Bun.spawn(command, { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, stdout: "pipe", stderr: "pipe", timeout: opts.timeout ?? 100_000, killSignal: "SIGKILL" });
+  const proc = Bun.spawn(command, { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, stdout: "pipe", stderr: "pipe", timeout: opts.timeout ?? CHILD_TIMEOUT, killSignal: "SIGKILL" });
   const out = new Response(proc.stdout).text();
   let err = "";
   const decoder = new TextDecoder();

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
-import { ROOT, runCommand } from "../util.ts";
+import { ROOT, runCommand, TEST_TIMEOUT } from "../util.ts";
 
 const BENCH = join(ROOT, "bench/probing.ts");
 const dir = mkdtempSync(join(tmpdir(), "ngpk-test-bench-probing-"));
@@ -76,7 +76,7 @@ test("a tiny run prints every row, the collisions and the checks, and a JSON lin
   expect(r.out).toMatch(/inference bytes probing T\/4 \/ baseline T <= 0\.36 +[\d.]+x: (met|NOT MET)/);
   expect(r.out).toMatch(/bytes\/T \(<= 0\.36\) \| dB vs T \(>= -0\.5\) \| step\/T \(<= 1\.5\)/);
   expect(r.out).toMatch(/step times: 5 models, 10 steps each in turn/);
-}, 120_000);
+}, TEST_TIMEOUT);
 
 test("--help, and bad flags are refused with exit status 2", async () => {
   const h = await bench(["--help"]);

@@ -21,7 +21,7 @@ const SMALL = ["--steps", "2", "--batch", "1024", "--levels", "4", "--log2-table
 
 type Result = ChildResult;
 
-/** `bun <script> args` from the repository root; killed after 100 s, so a hang fails. */
+/** `bun <script> args` from the repository root; killed after CHILD_TIMEOUT, so a hang fails. */
 const run = (script: string, args: string[], env: Record<string, string | undefined> = {}) => runBun(script, args, { env });
 
 // SMALL's native kernels built first: the commands' time limits below bound the commands, not the builds.

@@ -14,7 +14,7 @@ import { findCxx } from "../../runtime/toolchain.ts";
 import { FLAGS } from "../../cli/flags.ts";
 import { readCheckpoint } from "../../train/checkpoint.ts";
 import { TrainConfigSchema } from "../../train/config.ts";
-import { buildKernelsFor, ROOT, runBun, type ChildResult } from "../util.ts";
+import { buildKernelsFor, ROOT, runBun, type ChildResult, TEST_TIMEOUT } from "../util.ts";
 
 const CPU = findCxx().tool !== undefined;
 const BACKEND = CPU ? "cpu" : "js";
@@ -30,7 +30,7 @@ const outDir = (name: string) => join(dir, `${name}-${runs++}`);
 
 type Result = ChildResult;
 
-/** `bun <script> args` from the repository root (util.ts runBun: killed after 100 s unless `timeout` says otherwise). */
+/** `bun <script> args` from the repository root (util.ts runBun: killed after CHILD_TIMEOUT unless `timeout` says otherwise). */
 const bun = runBun;
 const trainCli = (args: string[], opts?: Parameters<typeof bun>[2]) => bun("cli/train.ts", args, opts);
 
@@ -340,7 +340,7 @@ describe("bun run train: a reused out directory", () => {
 
   test("temporaries of killed runs (their pid gone, a minute old) are removed by the next run; others are kept", async () => {
     const out = await earlierRun("stale");
-    const old = (Date.now() - 120_000) / 1000;
+    const old = (Date.now() - TEST_TIMEOUT) / 1000;
     const names = {
       stale: [".checkpoint.ngpk.99999999.0a1b2c.tmp", ".metrics.csv.99999999.0a1b2c3d4e5f.tmp", ".reconstruction.png.99999999.k3x9q.tmp"],
       kept: [`.summary.json.${process.pid}.0a1b.tmp`, ".plot.png.99999999.young.tmp", "notes.99999999.0a1b.tmp", ".checkpoint.ngpk.99999999.tmp"],

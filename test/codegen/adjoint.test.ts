@@ -16,7 +16,7 @@ import { argmaxRows, gridConfig, gridLevels, parseHashGridOptions, probingLayout
 import { mlpConfig, mlpLayout, parseMlpOptions, type MlpOptionsInput } from "../../modules/mlp.ts";
 import { loadKernels } from "../../modules/load.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
-import { cacheDir, freshSeed, rng, uniformF32 } from "../util.ts";
+import { cacheDir, freshSeed, rng, uniformF32, TEST_TIMEOUT } from "../util.ts";
 
 const CPU = findCxx().tool ? "cpu" : undefined;
 const GRID = resolve(import.meta.dir, "../../dsl/kernels/grid.ts");
@@ -109,7 +109,7 @@ describe("derived grid gradients against the hand-written kernels", () => {
       expect(param.err).toBeLessThan(1e-6);
       if (options.interpolation === "nearest") expect(input.scale).toBe(0);
       else expect(input.err).toBeLessThan(1e-4);
-    }, 120_000);
+    }, TEST_TIMEOUT);
   }
   test.skipIf(!CPU)("2D linear hash and 3D smoothstep (CPU): the same", async () => {
     for (const [, options] of [CASES[1]!, CASES[6]!]) {

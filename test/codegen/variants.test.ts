@@ -18,7 +18,7 @@ import { findCxx } from "../../runtime/toolchain.ts";
 import { parseTrainConfig } from "../../train/config.ts";
 import { createField } from "../../train/field.ts";
 import { train } from "../../train/trainer.ts";
-import { cacheDir, freshSeed, rng, ROOT, runBun, uniformF32, withEnv } from "../util.ts";
+import { cacheDir, freshSeed, rng, ROOT, runBun, uniformF32, withEnv, TEST_TIMEOUT } from "../util.ts";
 
 const EXAMPLE = (name: string) => join(ROOT, "examples/variants", `${name}.ts`);
 const BACKEND = findCxx().tool ? "cpu" : "js";
@@ -127,7 +127,7 @@ describe("the worked examples", () => {
       expect(report.params.checked).toBeGreaterThan(50);
       expect(report.inputs.checked).toBeGreaterThan(16 * D * 0.6);
       expect(report.ok).toBe(true);
-    }, 120_000);
+    }, TEST_TIMEOUT);
   }
 
   test("gradcheck finds a wrong gradient and says where", async () => {
@@ -328,7 +328,7 @@ describe("the commands", () => {
     const compiled = await run("cli/compile.ts", "examples/variants/spacetime.ts", "--target", "js");
     expect(compiled.code).toBe(0);
     expect(compiled.out).toContain("x[(((Math.imul(i, 4) >>> 0) + 3) >>> 0)]");
-  }, 120_000);
+  }, TEST_TIMEOUT);
 
   test("train and sweep refuse the space-time example on a photograph before anything runs", async () => {
     const out = join(dir, "spacetime-image");
@@ -362,7 +362,7 @@ describe("the commands", () => {
       expect(r.err).toContain("declares kernels (saxpy) and replaces none of the encoding's parts");
     }
     expect(existsSync(out) ? readdirSync(out) : []).toEqual([]);
-  }, 120_000);
+  }, TEST_TIMEOUT);
 
   test("bun run gradcheck: 0 when the gradients agree, 2 for a missing file", async () => {
     const ok = await run("cli/gradcheck.ts", "--encoding", "examples/variants/triangle_blend.ts");

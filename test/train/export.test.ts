@@ -17,7 +17,7 @@ import { parseTrainConfig, type TrainConfigInput } from "../../train/config.ts";
 import { exportModel, loadModelWeights, MODEL_MAGIC, packIndices, readModelFile, unpackIndices, writeModelFile } from "../../train/model_file.ts";
 import { checkpointUses, createField, fieldOf, loadCheckpointWeights } from "../../train/field.ts";
 import { train } from "../../train/trainer.ts";
-import { cacheDir, type ChildResult, envForFile, ROOT, runBun } from "../util.ts";
+import { cacheDir, type ChildResult, envForFile, ROOT, runBun, TEST_TIMEOUT } from "../util.ts";
 
 const CPU = findCxx().tool !== undefined;
 const BACKEND = CPU ? "cpu" : "js";
@@ -77,7 +77,7 @@ beforeAll(async () => {
   [f32, f16] = [join(dir, "model-f32.ngp"), join(dir, "model-f16.ngp")];
   const [a, b] = await Promise.all([exportCli(["--checkpoint", ckPath, "--out", f32, "--precision", "f32"]), exportCli(["--checkpoint", ckPath, "--out", f16])]);
   for (const r of [a, b]) if (r.code !== 0) throw new Error(`export failed (${r.code}):\n${r.err}`);
-}, 120_000);
+}, TEST_TIMEOUT);
 
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
@@ -409,7 +409,7 @@ describe("inputs and outputs (issue 16)", () => {
     const fifo = join(dir, "fifo");
     expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
     const trainArgs = ["cli/train.ts", image, "--steps", "3", "--batch", "1024", "--levels", "4", "--log2-table", "12", "--finest", "256", "--width", "16", "--backend", BACKEND];
-    // The commands are killed after 100 s: a read of the FIFO would hang, and fail the test.
+    // The commands are killed after CHILD_TIMEOUT: a read of the FIFO would hang, and fail the test.
     const [a, b, c, d] = await Promise.all([
       renderCli(["--checkpoint", fifo, "--out", join(dir, "fifo.png")]),
       renderCli(["--model", fifo, "--out", join(dir, "fifo.png")]),

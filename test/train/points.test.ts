@@ -13,7 +13,7 @@ import { readCheckpoint } from "../../train/checkpoint.ts";
 import { parseTrainConfig, type TrainConfigInput } from "../../train/config.ts";
 import { loadPointField, openPointSource, PointsWriter, writePointsFile, type PointsSummary } from "../../train/data/points.ts";
 import { train, type EvalInfo } from "../../train/trainer.ts";
-import { type ChildResult, ROOT, runBun } from "../util.ts";
+import { type ChildResult, CHILD_TIMEOUT, ROOT, runBun, TEST_TIMEOUT } from "../util.ts";
 
 const CPU = findCxx().tool !== undefined;
 const BACKEND = CPU ? "cpu" : "js";
@@ -55,7 +55,7 @@ let csv: string;
 let runs = 0;
 const outDir = (name: string) => join(dir, `${name}-${runs++}`);
 
-const trainCli = (args: string[], timeout = 100_000) => runBun("cli/train.ts", args, { timeout });
+const trainCli = (args: string[], timeout = CHILD_TIMEOUT) => runBun("cli/train.ts", args, { timeout });
 const lastJson = (r: ChildResult) => JSON.parse(r.out.trim().split("\n").at(-1)!);
 
 beforeAll(async () => {
@@ -108,7 +108,7 @@ describe("formats", () => {
     const [cb, cc] = await Promise.all([b!, c!].map((x) => readCheckpoint(join(x.out, "checkpoint.ngpk"))));
     expect(same(cb!.arrays, cc!.arrays)).toBe(true);
     expect(c!.json.validation_loss).toBe(b!.json.validation_loss);
-  }, 120_000);
+  }, TEST_TIMEOUT);
 
   test("CSV columns: --dims D takes the first D as coordinates, the rest as values; a header box is used as given", async () => {
     const file = join(dir, "cols.csv");
@@ -242,7 +242,7 @@ describe("larger than memory", () => {
     // seen in at least one of them).
     expect(Math.max(ju.max_rss_bytes - jb.max_rss_bytes, ju.points.trainingRss - jb.points.trainingRss)).toBeGreaterThan(16 * MiB);
     expect(jb.validation_loss).toBeLessThan(0.02);
-  }, 120_000);
+  }, TEST_TIMEOUT);
 });
 
 describe("the 4D field (x, y, z, t) learns", () => {
@@ -277,7 +277,7 @@ describe("the 4D field (x, y, z, t) learns", () => {
       } finally {
         f.close();
       }
-    }, 120_000);
+    }, TEST_TIMEOUT);
   }
 });
 
@@ -300,5 +300,5 @@ describe("determinism", () => {
     const resumed = await train(cfg({ out: outDir("det-resumed") }), { resume: join(half, "checkpoint.ngpk") });
     expect(resumed.steps).toBe(30);
     expect(same(await arrays(a.files.checkpoint), await arrays(resumed.files.checkpoint))).toBe(true);
-  }, 120_000);
+  }, TEST_TIMEOUT);
 });

@@ -20,7 +20,7 @@ import { mergeSweeps } from "../../train/sweep/merge.ts";
 import { checkAxis, planSweep, runKey } from "../../train/sweep/plan.ts";
 import { readSweepCsv, SWEEP_HEADER, writeSweepCsv, type SweepRow } from "../../train/sweep/results.ts";
 import { runDir, runSweep, type SweepOptions } from "../../train/sweep/run.ts";
-import { cacheDir, type ChildResult, envForFile, ROOT, runBun } from "../util.ts";
+import { cacheDir, type ChildResult, envForFile, ROOT, runBun, TEST_TIMEOUT } from "../util.ts";
 
 const CPU = findCxx().tool !== undefined;
 const BACKEND = CPU ? "cpu" : "js";
@@ -292,5 +292,5 @@ describe.skipIf(!!NO_MPIRUN)(`over MPI ranks${NO_MPIRUN}`, () => {
     const r = await ranks(2, [...CLI_TINY(), "--out", join(dir, "ranks-shard"), "--shard", "0/2"]);
     expect(r.code).not.toBe(0);
     expect(r.err).toContain("error: --shard 0/2: not with 2 MPI ranks, which split the sweep themselves (rank r runs shard r/2)");
-  }, 120_000);
+  }, TEST_TIMEOUT);
 });

@@ -16,7 +16,7 @@ import type { SourceContext } from "../../train/data/source.ts";
 import type { Ranks } from "../../runtime/mpi.ts";
 import { findCxx } from "../../runtime/toolchain.ts";
 import { mpirunArgs, NO_MPIRUN, runUnderMpirun, unlaunched } from "../runtime/helpers.ts";
-import { cacheDir, ROOT, runCommand } from "../util.ts";
+import { cacheDir, ROOT, runCommand, TEST_TIMEOUT } from "../util.ts";
 
 const BACKEND = findCxx().tool ? "cpu" : "js";
 const ENV = { ...unlaunched(), NGPK_CACHE_DIR: cacheDir };
@@ -90,7 +90,7 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     // gradient by its own root mean square, which scales its rounding up; their moments: 1e-6.
     for (const [name, rel] of Object.entries(await relative(join(one, "checkpoint.ngpk"), join(two, "checkpoint.ngpk"))))
       expect({ name, rel: rel < (name === "probing.params" ? 1e-5 : 1e-6) }).toEqual({ name, rel: true });
-  }, 120_000);
+  }, TEST_TIMEOUT);
 
   test("a different configuration on rank 1: rank 0 names it, every rank exits non-zero, nothing written", async () => {
     const out = join(dir, "differ");
@@ -117,7 +117,7 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     // Each rank alone would step only its own rows: the state would be far from one process's.
     for (const [name, rel] of Object.entries(await relative(join(one, "checkpoint.ngpk"), join(two, "checkpoint.ngpk"))))
       expect({ name, rel: rel < (name === "probing.params" ? 1e-5 : 1e-6) }).toEqual({ name, rel: true });
-  }, 120_000);
+  }, TEST_TIMEOUT);
 
   test("a non-finite loss stops every rank without applying it: rank 0 says so once, the last good checkpoint kept", async () => {
     const out = join(dir, "nan");
@@ -201,7 +201,7 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     expect(one.code, one.err).toBe(0);
     const ck = await readCheckpoint(join(out, "checkpoint.ngpk"));
     expect([ck.step, ck.rng]).toEqual([5, { micro: 8 }]);
-  }, 120_000);
+  }, TEST_TIMEOUT);
 
   /** 4000 records of 2 coordinates and 1 value; the extremes apart: rank 0 of 2 reads records [0, 2000), rank 1 [2000, 4000). */
   const pointsFile = (name: string, bad?: number) => {
@@ -230,7 +230,7 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     expect(measured(one)).toEqual({ box: { min: [0, -1], max: [2, Math.fround(0.999)] }, boxFrom: "data", valueRange: { min: -5, max: 5 } });
     expect(measured(two)).toEqual(measured(one));
     expect((await readCheckpoint(join(two, "checkpoint.ngpk"))).meta.points).toEqual((await readCheckpoint(join(one, "checkpoint.ngpk"))).meta.points);
-  }, 120_000);
+  }, TEST_TIMEOUT);
 
   test("points: a value that is not finite in rank 1's share: rank 0 reports one process's error, every rank exits non-zero, nothing written", async () => {
     const file = pointsFile("pts-inf.bin", 3500);
@@ -244,7 +244,7 @@ describe.skipIf(!!NO_MPIRUN)(`2 ranks under mpirun${NO_MPIRUN}`, () => {
     expect(errors(r.err)).toEqual(errors(single.err));
     // The out directory made, as one process makes it, and nothing in it.
     expect([readdirSync(one), readdirSync(two)]).toEqual([[], []]);
-  }, 120_000);
+  }, TEST_TIMEOUT);
 });
 
 describe("the points source split between ranks (no MPI needed)", () => {
