@@ -349,11 +349,12 @@ async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string)
     // The codebook's cost up front: by default it grows with the table (4 rows per entry).
     const p = g.probing;
     const levels = p.probed.filter(Boolean).length;
+    const { indexBytes, inferenceBytes } = g.memory(2);
     log(
       `learned probing${grids.length > 1 ? ` (${name})` : ""}: N_p ${p.range}, N_c ${p.codebookSize} codebook rows on each of ${levels} hashed levels ` +
         `(${(p.codebookSize / 2 ** g.settings.log2HashmapSize).toPrecision(2)} per table entry): ${g.logitCount.toLocaleString("en")} index logits, ` +
-        `${(g.memory(2).indexBytes / 2 ** 20).toFixed(2)} MiB of packed indices at inference ` +
-        `(${((100 * g.memory(2).indexBytes) / g.memory(2).inferenceBytes).toFixed(0)}% of the grid's bytes with f16 features)`,
+        `${(indexBytes / 2 ** 20).toFixed(2)} MiB of packed indices at inference ` +
+        `(${((100 * indexBytes) / inferenceBytes).toFixed(0)}% of the grid's bytes with f16 features)`,
     );
   }
   return { encoding, mlp, opt, ema, heldOutLoss, rates, close };
